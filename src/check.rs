@@ -1,0 +1,136 @@
+//! `check`: one-shot health with an exit code and an optional JSON document
+//! `{"status": "ok|warning|critical|unknown", "findings": [{"severity","code","subject","message"}]}`.
+
+use std::io::IsTerminal;
+
+use color_eyre::eyre::{Report, Result};
+use serde::Serialize;
+
+use crate::cli::CheckArgs;
+use crate::commands::{Context, error_chain};
+use crate::model::{self, Finding, Severity, Status};
+
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    pub status: Status,
+    pub findings: &'a [Finding],
+}
+
+/// Gather every configured source once (bounded by the timeout), assess, print, exit code.
+pub async fn run(ctx: Context, args: &CheckArgs) -> Result<u8> {
+    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    let snapshot = crate::sources::gather_once(&ctx, timeout).await;
+    let now = jiff::Timestamp::now();
+    let findings = model::assess(&snapshot, &ctx.inventory, &ctx.config.thresholds, now);
+    let status = Status::of(&findings);
+    if args.json {
+        println!("{}", to_json(status, &findings));
+    } else {
+        print!(
+            "{}",
+            to_text(status, &findings, ctx.inventory.hosts.len(), use_colour())
+        );
+    }
+    Ok(status.exit_code() as u8)
+}
+
+/// A config or inventory that cannot be loaded: "could not check" (exit 3).
+pub fn report_load_error(e: &Report, json: bool) -> u8 {
+    let message = error_chain(e);
+    if json {
+        let f = [Finding::new(
+            Severity::Critical,
+            "config.invalid",
+            "config",
+            message,
+        )];
+        println!("{}", to_json(Status::Unknown, &f));
+    } else {
+        eprintln!("error: {message}");
+    }
+    Status::Unknown.exit_code() as u8
+}
+
+fn to_json(status: Status, findings: &[Finding]) -> String {
+    let doc = Document { status, findings };
+    serde_json::to_string_pretty(&doc)
+        .unwrap_or_else(|e| format!("{{\"status\":\"unknown\",\"error\":\"{e}\"}}"))
+}
+
+fn use_colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Findings grouped by severity, worst first.
+pub fn to_text(status: Status, findings: &[Finding], hosts: usize, colour: bool) -> String {
+    let paint = |code: &str, s: &str| {
+        if colour {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::new();
+    for (sev, title, code) in [
+        (Severity::Critical, "CRITICAL", "1;31"),
+        (Severity::Warning, "WARNING", "1;33"),
+        (Severity::Info, "INFO", "1;36"),
+    ] {
+        let group: Vec<_> = findings.iter().filter(|f| f.severity == sev).collect();
+        if group.is_empty() {
+            continue;
+        }
+        out.push_str(&paint(code, &format!("{title} ({})", group.len())));
+        out.push('\n');
+        for f in group {
+            out.push_str(&format!(
+                "  {:<34} {:<16} {}\n",
+                f.code, f.subject, f.message
+            ));
+        }
+    }
+    let count = |s| findings.iter().filter(|f| f.severity == s).count();
+    let label = match status {
+        Status::Ok => paint("1;32", "OK"),
+        Status::Warning => paint("1;33", "WARNING"),
+        Status::Critical => paint("1;31", "CRITICAL"),
+        Status::Unknown => paint("1;35", "UNKNOWN"),
+    };
+    out.push_str(&format!(
+        "{label}: {hosts} hosts, {} critical, {} warning, {} info\n",
+        count(Severity::Critical),
+        count(Severity::Warning),
+        count(Severity::Info)
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_groups_by_severity() {
+        let f = vec![
+            Finding::new(Severity::Critical, "etcd.no_leader", "etcd", "no leader"),
+            Finding::new(Severity::Info, "node.cordoned", "node4", "cordoned"),
+        ];
+        let t = to_text(Status::Critical, &f, 4, false);
+        assert_eq!(
+            t,
+            "CRITICAL (1)\n  etcd.no_leader                     etcd             no leader\n\
+             INFO (1)\n  node.cordoned                      node4            cordoned\n\
+             CRITICAL: 4 hosts, 1 critical, 0 warning, 1 info\n"
+        );
+    }
+
+    #[test]
+    fn json_document_shape() {
+        let f = vec![Finding::new(Severity::Warning, "node.x", "n", "m")];
+        let v: serde_json::Value = serde_json::from_str(&to_json(Status::Warning, &f)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"status":"warning","findings":[{"severity":"warning","code":"node.x","subject":"n","message":"m"}]})
+        );
+    }
+}

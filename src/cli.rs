@@ -1,0 +1,186 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A keyboard-driven dashboard for a small NixOS + k3s + Longhorn homelab: health of every
+/// host, node, etcd member and volume; closure diffs; guarded rolling upgrades.
+#[derive(Debug, Parser)]
+#[command(name = "homeinfra-tui", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Config file (default: $XDG_CONFIG_HOME/homeinfra-tui/config.toml, if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Inventory of hosts, the file the Nix flake reads.
+    #[arg(long, global = true, value_name = "FILE", default_value = "hosts.json")]
+    pub hosts: PathBuf,
+    /// Kubeconfig file (default: as kubectl: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Theme: a built-in name (default, light, high-contrast) or a path to a theme file.
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+    /// Never change anything: no cordon, uncordon or upgrade.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// No network at all: inventory and config only.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// More detail in the log file (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log file (default: $XDG_STATE_HOME/homeinfra-tui/homeinfra-tui.log).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// The full-screen dashboard (the default).
+    Dashboard,
+    /// The dashboard on the built-in simulated homelab.
+    Demo(DemoArgs),
+    /// Serve the simulated homelab for other clients (kubectl, this tool).
+    Sim(SimArgs),
+    /// One-shot health check: exit 0 healthy, 1 warnings, 2 critical, 3 could not check.
+    Check(CheckArgs),
+    /// Closure diff of a host: what an update would change, and whether it needs a reboot.
+    Diff(DiffArgs),
+    /// Headless guarded rolling upgrade.
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimModelArgs {
+    /// Number of simulated nodes (3 servers + agents); default: the hosts of --hosts.
+    #[arg(long, value_name = "N")]
+    pub nodes: Option<usize>,
+    /// Fault scenario to inject (repeatable): healthy, degraded-volume, last-replica, ...
+    #[arg(long = "scenario", value_name = "NAME")]
+    pub scenarios: Vec<String>,
+    /// Time scale for all simulated delays (2 = twice as fast).
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub speed: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub model: SimModelArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Directory for the generated kubeconfig, config.toml and hosts.json.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub model: SimModelArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Print a JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on sources after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffMode {
+    /// Deployed system vs. what the flake builds now.
+    Drift,
+    /// What the flake builds with its lock vs. with an updated lock.
+    Update,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DiffArgs {
+    /// Host id or hostname from the inventory.
+    #[arg(required_unless_present = "from")]
+    pub host: Option<String>,
+    #[arg(long, value_enum, default_value_t = DiffMode::Drift)]
+    pub mode: DiffMode,
+    /// Diff two store paths directly (with --to).
+    #[arg(long, value_name = "PATH", requires = "to", conflicts_with = "host")]
+    pub from: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", requires = "from")]
+    pub to: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpgradeArgs {
+    /// Only these hosts (comma-separated ids or hostnames).
+    #[arg(long, value_delimiter = ',', value_name = "H1,H2")]
+    pub only: Vec<String>,
+    /// Show the plan and every guard's verdict; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Resume an interrupted run.
+    #[arg(long, value_name = "RUN", conflicts_with = "abandon")]
+    pub resume: Option<String>,
+    /// Abandon an interrupted run: undo only its cordons and release the lock.
+    #[arg(long, value_name = "RUN")]
+    pub abandon: Option<String>,
+    /// Take over a stale upgrade lock.
+    #[arg(long)]
+    pub force_unlock: bool,
+    /// Print JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_after_subcommand() {
+        let cli = Cli::try_parse_from([
+            "homeinfra-tui",
+            "check",
+            "--json",
+            "--offline",
+            "--hosts",
+            "x.json",
+        ])
+        .unwrap();
+        assert!(cli.global.offline);
+        assert_eq!(cli.global.hosts, PathBuf::from("x.json"));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Check(CheckArgs { json: true, .. }))
+        ));
+    }
+
+    #[test]
+    fn default_is_dashboard() {
+        let cli = Cli::try_parse_from(["homeinfra-tui", "--offline"]).unwrap();
+        assert!(cli.command.is_none());
+    }
+}

@@ -1,0 +1,52 @@
+//! Logging via tracing to a file, never to the terminal (the TUI owns it).
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use color_eyre::eyre::{Result, WrapErr};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::GlobalArgs;
+
+/// The default log file: `$XDG_STATE_HOME/homeinfra-tui/homeinfra-tui.log`.
+pub fn default_log_path() -> Option<PathBuf> {
+    crate::paths::app_state_dir().map(|d| d.join("homeinfra-tui.log"))
+}
+
+/// Set up the global subscriber. An explicit `--log-file` that cannot be opened is an error;
+/// a default log file that cannot be created only disables logging.
+pub fn init(global: &GlobalArgs) -> Result<()> {
+    let (path, explicit) = match &global.log_file {
+        Some(p) => (Some(p.clone()), true),
+        None => (default_log_path(), false),
+    };
+    let Some(path) = path else { return Ok(()) };
+    let open = || -> std::io::Result<std::fs::File> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        OpenOptions::new().create(true).append(true).open(&path)
+    };
+    let file = match open() {
+        Ok(f) => f,
+        Err(e) if explicit => {
+            return Err(e).wrap_err_with(|| format!("cannot open log file {}", path.display()));
+        }
+        Err(_) => return Ok(()),
+    };
+    let level = match global.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("HOMEINFRA_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,homeinfra_tui={level}")));
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(Mutex::new(file))
+        .with_ansi(false)
+        .try_init();
+    Ok(())
+}

@@ -1,0 +1,80 @@
+use jiff::Timestamp;
+
+use crate::config::Thresholds;
+use crate::model::{Finding, Severity, Snapshot, SourceStatus};
+
+/// A failing source is a finding (never a crash); so is data gone stale.
+pub(super) fn assess(snap: &Snapshot, now: Timestamp, th: &Thresholds, out: &mut Vec<Finding>) {
+    let mut one = |name: &str, label: &str, st: &SourceStatus, severity: Severity| {
+        if !st.configured {
+            return;
+        }
+        if let Some(e) = &st.error {
+            out.push(Finding::new(
+                severity,
+                format!("source.{name}.unreachable"),
+                name,
+                format!(
+                    "{label} unreachable since {}: {}",
+                    e.since.strftime("%H:%M:%S"),
+                    e.message
+                ),
+            ));
+        } else if let Some(ok) = st.last_ok {
+            let age = now.as_second() - ok.as_second();
+            if age > th.stale_after_secs as i64 {
+                out.push(Finding::new(
+                    Severity::Warning,
+                    format!("source.{name}.stale"),
+                    name,
+                    format!("{label} data is {age} s old"),
+                ));
+            }
+        }
+    };
+    one(
+        "kubernetes",
+        "Kubernetes API",
+        &snap.cluster.status,
+        Severity::Critical,
+    );
+    one("etcd", "etcd", &snap.etcd.status, Severity::Critical);
+    one("mimir", "Mimir", &snap.mimir.status, Severity::Warning);
+    one("loki", "Loki", &snap.loki.status, Severity::Warning);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Sourced;
+
+    #[test]
+    fn unreachable_and_stale_and_unconfigured() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let mut snap = Snapshot {
+            etcd: Sourced::configured(),
+            ..Default::default()
+        };
+        snap.etcd.record(Err("connection refused".into()), t0);
+        snap.mimir = Sourced::configured();
+        snap.mimir.record(Ok(()), t0);
+        snap.loki = Sourced::not_configured("Loki: not configured — set [loki] url");
+        let mut out = Vec::new();
+        let now = Timestamp::from_second(1_000_000 + 500).unwrap();
+        assess(&snap, now, &Thresholds::default(), &mut out);
+        let codes: Vec<_> = out.iter().map(|f| (f.code.as_str(), f.severity)).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("source.etcd.unreachable", Severity::Critical),
+                ("source.mimir.stale", Severity::Warning)
+            ]
+        );
+        assert!(
+            out[0].message.contains("connection refused"),
+            "{}",
+            out[0].message
+        );
+        assert_eq!(out[1].message, "Mimir data is 500 s old");
+    }
+}

@@ -1,0 +1,188 @@
+//! Compact views of Kubernetes and Longhorn objects, as the Kubernetes source keeps them.
+//! Whole objects are never kept: a Pod is ~14–40 KB, a `PodRow` a few hundred bytes.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// What the cluster looks like right now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// `gitVersion` of the API server, when known.
+    pub server_version: Option<String>,
+    pub nodes: Vec<NodeInfo>,
+    pub pods: Vec<PodRow>,
+    pub pdbs: Vec<PdbInfo>,
+    pub longhorn: LonghornState,
+}
+
+impl ClusterState {
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Pods scheduled on a node.
+    pub fn pods_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a PodRow> + 'a {
+        self.pods
+            .iter()
+            .filter(move |p| p.node.as_deref() == Some(node))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// `Ready` condition: `Some(true)` Ready, `Some(false)` NotReady, `None` Unknown.
+    pub ready: Option<bool>,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
+    pub kubelet_version: String,
+    /// From `node-role.kubernetes.io/*` labels.
+    pub roles: Vec<String>,
+    pub region: Option<String>,
+    pub zone: Option<String>,
+    pub internal_ip: Option<String>,
+    /// Conditions other than Ready that are True (MemoryPressure, DiskPressure, PIDPressure, ...).
+    pub pressures: Vec<String>,
+    pub created: Option<Timestamp>,
+    /// The upgrade run that cordoned this node, from our annotation.
+    pub cordoned_by_run: Option<String>,
+    pub pod_capacity: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRow {
+    pub namespace: String,
+    pub name: String,
+    pub node: Option<String>,
+    pub phase: String,
+    pub ready_containers: u16,
+    pub total_containers: u16,
+    pub restarts: u32,
+    /// `DaemonSet`, `ReplicaSet`, `StatefulSet`, `Node` (mirror pods), ... or empty.
+    pub owner_kind: String,
+    pub owner_name: String,
+    pub deleting: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PdbInfo {
+    pub namespace: String,
+    pub name: String,
+    pub disruptions_allowed: i32,
+    pub current_healthy: i32,
+    pub desired_healthy: i32,
+    pub expected_pods: i32,
+    /// `matchLabels` of the selector.
+    pub selector: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LonghornState {
+    /// False when the Longhorn CRDs are not installed.
+    pub installed: bool,
+    pub volumes: Vec<Volume>,
+    pub replicas: Vec<Replica>,
+    pub nodes: Vec<LonghornNode>,
+    pub backups: Vec<Backup>,
+    pub backup_targets: Vec<BackupTarget>,
+    pub recurring_jobs: Vec<RecurringJob>,
+    /// Longhorn settings by name (e.g. `node-drain-policy`).
+    pub settings: BTreeMap<String, String>,
+}
+
+impl LonghornState {
+    pub fn replicas_of<'a>(&'a self, volume: &'a str) -> impl Iterator<Item = &'a Replica> + 'a {
+        self.replicas.iter().filter(move |r| r.volume == volume)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+    pub size_bytes: u64,
+    pub number_of_replicas: u32,
+    /// `attached`, `detached`, `attaching`, ...
+    pub state: String,
+    /// `healthy`, `degraded`, `faulted`, `unknown`.
+    pub robustness: String,
+    pub encrypted: bool,
+    pub last_backup: Option<String>,
+    pub last_backup_at: Option<Timestamp>,
+    /// Recurring job names and groups that apply (from `recurring-job*.longhorn.io` labels).
+    pub recurring_jobs: Vec<String>,
+    pub recurring_groups: Vec<String>,
+    /// `namespace/name` of the PVC, when bound.
+    pub pvc: Option<String>,
+    /// Node the volume is attached to.
+    pub attached_node: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    pub name: String,
+    pub volume: String,
+    pub node: String,
+    /// `running`, `stopped`, `error`, ...
+    pub current_state: String,
+    /// `healthyAt` set, `failedAt` empty, and running.
+    pub healthy: bool,
+    /// Rebuilding (in `status` or the volume's rebuild status).
+    pub rebuilding: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LonghornNode {
+    pub name: String,
+    pub ready: bool,
+    pub schedulable: bool,
+    pub disks: Vec<Disk>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    pub name: String,
+    pub path: String,
+    pub storage_maximum: u64,
+    pub storage_available: u64,
+    pub storage_scheduled: u64,
+    pub schedulable: bool,
+}
+
+impl Disk {
+    /// Percent of the disk in use.
+    pub fn used_pct(&self) -> f64 {
+        if self.storage_maximum == 0 {
+            return 0.0;
+        }
+        let used = self.storage_maximum.saturating_sub(self.storage_available);
+        used as f64 * 100.0 / self.storage_maximum as f64
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    pub name: String,
+    pub volume: String,
+    pub state: String,
+    pub created: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupTarget {
+    pub name: String,
+    pub url: String,
+    pub available: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecurringJob {
+    pub name: String,
+    /// `backup`, `snapshot`, ...
+    pub task: String,
+    pub cron: String,
+    pub groups: Vec<String>,
+    pub retain: u32,
+}

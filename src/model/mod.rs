@@ -1,0 +1,285 @@
+//! The pure health model: the latest data of every source (`Snapshot`) and `assess`, which
+//! turns it into findings. No I/O here, and no drawing: the TUI, `check` and the upgrade guards
+//! all read the same findings.
+
+pub mod assess;
+pub mod cluster;
+pub mod etcd;
+pub mod host;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub use assess::assess;
+
+/// How bad a finding is. Ordered: `Info < Warning < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One thing worth an operator's attention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// Stable dotted code; the first part is the area (`node.`, `etcd.`, `longhorn.`, `host.`,
+    /// `inventory.`, `source.`), e.g. `etcd.no_leader`.
+    pub code: String,
+    /// What it is about: a host id, node name, etcd member, volume or source name.
+    pub subject: String,
+    /// A sentence a human understands.
+    pub message: String,
+}
+
+impl Finding {
+    pub fn new(
+        severity: Severity,
+        code: impl Into<String>,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity,
+            code: code.into(),
+            subject: subject.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The area: the code's first part.
+    pub fn area(&self) -> &str {
+        self.code.split('.').next().unwrap_or("")
+    }
+}
+
+/// Sort findings worst first, then by code and subject, for stable output.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.code.cmp(&b.code))
+            .then_with(|| a.subject.cmp(&b.subject))
+    });
+}
+
+/// Overall status of a set of findings, as `check` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    /// `check`'s exit code: 0 healthy, 1 warnings, 2 critical, 3 could not check.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    /// Critical beats unknown beats warning beats ok: a failing source (`source.*` critical or
+    /// warning) that kept us from checking makes the status unknown unless something is known
+    /// to be critical.
+    pub fn of(findings: &[Finding]) -> Status {
+        let worst = findings.iter().map(|f| f.severity).max();
+        let unchecked = findings
+            .iter()
+            .any(|f| f.code.starts_with("source.") && f.code.ends_with(".unreachable"));
+        match worst {
+            Some(Severity::Critical)
+                if findings.iter().any(|f| {
+                    f.severity == Severity::Critical && !f.code.starts_with("source.")
+                }) =>
+            {
+                Status::Critical
+            }
+            _ if unchecked => Status::Unknown,
+            Some(Severity::Critical) => Status::Critical,
+            Some(Severity::Warning) => Status::Warning,
+            _ => Status::Ok,
+        }
+    }
+}
+
+/// Health of one data source, kept beside its data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceStatus {
+    /// False when the source is not configured (or `--offline`); `note` says why.
+    pub configured: bool,
+    pub note: Option<String>,
+    /// When the last good data arrived.
+    pub last_ok: Option<Timestamp>,
+    /// The last error and since when the source has been failing.
+    pub error: Option<SourceError>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceError {
+    pub since: Timestamp,
+    pub message: String,
+}
+
+/// The latest data of one source with its status. Old data is kept when the source fails.
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub status: SourceStatus,
+    pub data: Option<T>,
+}
+
+impl<T> Default for Sourced<T> {
+    fn default() -> Self {
+        Self {
+            status: SourceStatus::default(),
+            data: None,
+        }
+    }
+}
+
+impl<T> Sourced<T> {
+    /// A source that is not configured; `note` tells the user how to configure it.
+    pub fn not_configured(note: impl Into<String>) -> Self {
+        Self {
+            status: SourceStatus {
+                configured: false,
+                note: Some(note.into()),
+                ..Default::default()
+            },
+            data: None,
+        }
+    }
+
+    pub fn configured() -> Self {
+        Self {
+            status: SourceStatus {
+                configured: true,
+                ..Default::default()
+            },
+            data: None,
+        }
+    }
+
+    /// Record a result: good data replaces the old and clears the error; an error keeps the
+    /// old data and remembers since when the source has been failing.
+    pub fn record(&mut self, result: Result<T, String>, now: Timestamp) {
+        self.status.configured = true;
+        match result {
+            Ok(data) => {
+                self.data = Some(data);
+                self.status.last_ok = Some(now);
+                self.status.error = None;
+            }
+            Err(message) => {
+                let since = self.status.error.as_ref().map_or(now, |e| e.since);
+                self.status.error = Some(SourceError { since, message });
+            }
+        }
+    }
+}
+
+/// Everything the sources know right now.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub cluster: Sourced<Arc<cluster::ClusterState>>,
+    pub etcd: Sourced<etcd::EtcdState>,
+    /// Host facts by inventory host id.
+    pub hosts: BTreeMap<String, Sourced<host::HostFacts>>,
+    /// Mimir, when configured (metrics issue).
+    pub mimir: Sourced<()>,
+    /// Loki, when configured (logs issue).
+    pub loki: Sourced<()>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_orders_and_serializes() {
+        assert!(Severity::Critical > Severity::Warning && Severity::Warning > Severity::Info);
+        assert_eq!(
+            serde_json::to_string(&Severity::Warning).unwrap(),
+            "\"warning\""
+        );
+    }
+
+    #[test]
+    fn status_of_findings() {
+        let f = |s, code: &str| Finding::new(s, code, "x", "m");
+        assert_eq!(Status::of(&[]), Status::Ok);
+        assert_eq!(
+            Status::of(&[f(Severity::Info, "longhorn.unencrypted")]),
+            Status::Ok
+        );
+        assert_eq!(
+            Status::of(&[f(Severity::Warning, "node.cordoned")]),
+            Status::Warning
+        );
+        assert_eq!(
+            Status::of(&[
+                f(Severity::Warning, "node.x"),
+                f(Severity::Critical, "etcd.no_leader")
+            ]),
+            Status::Critical
+        );
+        assert_eq!(
+            Status::of(&[
+                f(Severity::Warning, "node.x"),
+                f(Severity::Critical, "source.etcd.unreachable")
+            ]),
+            Status::Unknown
+        );
+        assert_eq!(
+            Status::of(&[
+                f(Severity::Critical, "etcd.no_leader"),
+                f(Severity::Critical, "source.kubernetes.unreachable")
+            ]),
+            Status::Critical
+        );
+        assert_eq!(Status::Unknown.exit_code(), 3);
+    }
+
+    #[test]
+    fn sourced_keeps_old_data_and_error_since() {
+        let t0 = Timestamp::from_second(1000).unwrap();
+        let t1 = Timestamp::from_second(1010).unwrap();
+        let mut s: Sourced<u32> = Sourced::configured();
+        s.record(Ok(7), t0);
+        s.record(Err("refused".into()), t0);
+        s.record(Err("refused again".into()), t1);
+        assert_eq!(s.data, Some(7));
+        let e = s.status.error.clone().unwrap();
+        assert_eq!((e.since, e.message.as_str()), (t0, "refused again"));
+        s.record(Ok(8), t1);
+        assert!(s.status.error.is_none());
+        assert_eq!(s.status.last_ok, Some(t1));
+    }
+}

@@ -1,0 +1,1 @@
+//! The simulated homelab (simulator issue): served over the same protocols as the real one.

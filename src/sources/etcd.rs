@@ -1,0 +1,1 @@
+//! etcd through its JSON gateway (cluster-health issue).
