@@ -1,0 +1,42 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+/// True when running in CI (`CI=true`): missing components are failures there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The value of a `HOMEINFRA_TEST_*` variable that `scripts/test-env.sh start` exports.
+/// Missing: says so loudly and returns `None` (skip) locally, panics in CI.
+pub fn require_env(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            skip_or_fail(&format!(
+                "{what} is not available (${var} unset): run `source <(scripts/test-env.sh start)` or scripts/test.sh"
+            ));
+            None
+        }
+    }
+}
+
+/// A program the test needs on PATH (e.g. `kubectl`, `tmux`, `nix`).
+pub fn require_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    skip_or_fail(&format!("program `{name}` is not on PATH"));
+    None
+}
+
+/// Skip loudly locally, fail in CI.
+pub fn skip_or_fail(reason: &str) {
+    if in_ci() {
+        panic!("MISSING COMPONENT (CI=true makes this a failure): {reason}");
+    }
+    eprintln!("\n=== SKIPPED: {reason} ===\n");
+}
