@@ -27,13 +27,81 @@ pub enum Update {
 /// Where sources send their updates.
 pub type UpdateTx = tokio::sync::mpsc::Sender<Update>;
 
+/// The snapshot before any source reported: which sources are configured, and why not.
+pub fn initial_snapshot(ctx: &crate::commands::Context) -> crate::model::Snapshot {
+    use crate::model::{Snapshot, Sourced};
+    let cfg = &ctx.config;
+    let offline = ctx.global.offline;
+    fn source<T>(
+        offline: bool,
+        name: &str,
+        enabled: bool,
+        configured: bool,
+        how: &str,
+    ) -> Sourced<T> {
+        if offline {
+            Sourced::not_configured(format!("{name}: offline (--offline) — no network"))
+        } else if !enabled {
+            Sourced::not_configured(format!("{name}: disabled in the config"))
+        } else if !configured {
+            Sourced::not_configured(format!("{name}: not configured — set {how}"))
+        } else {
+            Sourced::configured()
+        }
+    }
+    Snapshot {
+        cluster: source(
+            offline,
+            "Kubernetes",
+            cfg.kubernetes.enabled,
+            true,
+            "[kubernetes] kubeconfig",
+        ),
+        etcd: source(offline, "etcd", cfg.etcd.enabled, true, "[etcd] endpoints"),
+        mimir: source(
+            offline,
+            "Mimir",
+            true,
+            cfg.mimir.url.is_some(),
+            "[mimir] url",
+        ),
+        loki: source(offline, "Loki", true, cfg.loki.url.is_some(), "[loki] url"),
+        hosts: Default::default(),
+    }
+}
+
+/// Running source tasks; dropping this stops them.
+#[derive(Default)]
+pub struct Sources {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Sources poll at once when notified (the `r` key).
+    pub refresh: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Start every configured source (none with `--offline`).
+pub fn spawn_all(ctx: &crate::commands::Context, _tx: UpdateTx) -> Sources {
+    let sources = Sources::default();
+    if ctx.global.offline {
+        return sources;
+    }
+    sources
+}
+
 /// Poll every configured source once, each bounded by `timeout`, for `check`.
 /// With `--offline` no source is contacted.
 pub async fn gather_once(
     ctx: &crate::commands::Context,
     _timeout: std::time::Duration,
 ) -> crate::model::Snapshot {
-    let snap = crate::model::Snapshot::default();
+    let snap = initial_snapshot(ctx);
     if ctx.global.offline {
         return snap;
     }
