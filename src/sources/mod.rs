@@ -2,6 +2,7 @@
 //! `Update` messages to the one inbox. Nothing here draws.
 
 pub mod etcd;
+pub mod kubernetes;
 pub mod ssh;
 
 use std::sync::Arc;
@@ -54,8 +55,8 @@ pub fn initial_snapshot(ctx: &crate::commands::Context) -> crate::model::Snapsho
             offline,
             "Kubernetes",
             cfg.kubernetes.enabled,
-            true,
-            "[kubernetes] kubeconfig",
+            kubernetes::config_available(&cfg.kubernetes),
+            "[kubernetes] kubeconfig or KUBECONFIG",
         ),
         etcd: source(offline, "etcd", cfg.etcd.enabled, true, "[etcd] endpoints"),
         mimir: source(
@@ -87,10 +88,14 @@ impl Drop for Sources {
 }
 
 /// Start every configured source (none with `--offline`).
-pub fn spawn_all(ctx: &crate::commands::Context, _tx: UpdateTx) -> Sources {
-    let sources = Sources::default();
+pub fn spawn_all(ctx: &crate::commands::Context, tx: UpdateTx) -> Sources {
+    let mut sources = Sources::default();
     if ctx.global.offline {
         return sources;
+    }
+    let cfg = &ctx.config;
+    if cfg.kubernetes.enabled {
+        sources.tasks.push(kubernetes::spawn(cfg.kubernetes.clone(), tx.clone()));
     }
     sources
 }
@@ -99,11 +104,28 @@ pub fn spawn_all(ctx: &crate::commands::Context, _tx: UpdateTx) -> Sources {
 /// With `--offline` no source is contacted.
 pub async fn gather_once(
     ctx: &crate::commands::Context,
-    _timeout: std::time::Duration,
+    timeout: std::time::Duration,
 ) -> crate::model::Snapshot {
-    let snap = initial_snapshot(ctx);
+    let mut snap = initial_snapshot(ctx);
     if ctx.global.offline {
         return snap;
+    }
+    let now = jiff::Timestamp::now();
+    let bounded = |what: &'static str| move |_| format!("{what}: no answer within {} s", timeout.as_secs());
+    let cfg = &ctx.config;
+    let kube = async {
+        if !snap.cluster.status.configured {
+            return None;
+        }
+        Some(
+            tokio::time::timeout(timeout, kubernetes::poll_once(&cfg.kubernetes))
+                .await
+                .map_err(bounded("Kubernetes API"))
+                .and_then(|r| r.map(std::sync::Arc::new)),
+        )
+    };
+    if let Some(r) = kube.await {
+        snap.cluster.record(r, now);
     }
     snap
 }
