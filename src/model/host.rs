@@ -51,8 +51,8 @@ pub struct HostFacts {
     pub upgrade_last_result: Option<String>,
     /// When `nixos-upgrade.service` last finished, as systemd prints it.
     pub upgrade_last_run: Option<String>,
-    /// When `nixos-upgrade.timer` fires next: unix seconds.
-    pub upgrade_next_run: Option<i64>,
+    /// When `nixos-upgrade.timer` fires next: RFC 3339 (or as an older systemd printed it).
+    pub upgrade_next_run: Option<String>,
     /// Whether the facts script ran with root rights (as root or through `sudo -n`).
     pub privileged: Option<bool>,
     pub posture: Posture,

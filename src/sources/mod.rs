@@ -33,11 +33,12 @@ pub type UpdateTx = tokio::sync::mpsc::Sender<Update>;
 /// With `--offline` no source is contacted.
 pub async fn gather_once(
     ctx: &crate::commands::Context,
-    _timeout: std::time::Duration,
+    timeout: std::time::Duration,
 ) -> crate::model::Snapshot {
-    let snap = crate::model::Snapshot::default();
+    let mut snap = crate::model::Snapshot::default();
     if ctx.global.offline {
         return snap;
     }
+    snap.hosts = ssh::gather_once(&ctx.config.ssh, &ctx.inventory, timeout).await;
     snap
 }
