@@ -12,6 +12,8 @@ use crate::model::etcd::EtcdState;
 use crate::model::host::HostFacts;
 
 /// A message from a source to the owner of the state.
+// Host facts are a few hundred bytes, sent once per host and refresh: not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Update {
     /// The Kubernetes/Longhorn view changed (or the API failed).
@@ -127,5 +129,6 @@ pub async fn gather_once(
     if let Some(r) = kube.await {
         snap.cluster.record(r, now);
     }
+    snap.hosts = ssh::gather_once(&ctx.config.ssh, &ctx.inventory, timeout).await;
     snap
 }

@@ -1,1 +1,0 @@
-//! Hosts over SSH (hosts issue).

@@ -1,0 +1,382 @@
+//! Host key verification against OpenSSH `known_hosts` files, with OpenSSH's semantics:
+//! plain, `[host]:port`, comma lists, `*`/`?` wildcards, `!` negation, hashed (`|1|salt|hash`)
+//! entries and `@revoked` markers (`@cert-authority` lines are skipped: no host certificates).
+//! A malformed line is skipped, never fatal.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::{HashAlg, PublicKey};
+use sha1::Sha1;
+
+/// What the known_hosts files say about a host's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The key is recorded for this host.
+    Known { path: PathBuf, line: usize },
+    /// No key for this host; `other_types` names key types that are recorded for it.
+    Unknown { other_types: Vec<String> },
+    /// A key of the same type is recorded and differs.
+    Changed { path: PathBuf, line: usize },
+    /// The key is marked `@revoked`.
+    Revoked { path: PathBuf, line: usize },
+}
+
+/// The name OpenSSH looks up: `host` on port 22, else `[host]:port`.
+pub fn lookup_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// `SHA256:...` as OpenSSH prints it.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Check `key` for `host:port` against every file (missing files count as empty).
+pub fn check(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Verdict {
+    let name = lookup_name(host, port);
+    let mut changed = None;
+    let mut known = None;
+    let mut other_types = Vec::new();
+    for path in files {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            let Some(entry) = parse_line(line) else {
+                continue;
+            };
+            if !entry.matches(&name) {
+                continue;
+            }
+            let line_no = i + 1;
+            let same_key = entry.key.key_data() == key.key_data();
+            match entry.marker {
+                Marker::CertAuthority => {}
+                Marker::Revoked if same_key => {
+                    return Verdict::Revoked {
+                        path: path.clone(),
+                        line: line_no,
+                    };
+                }
+                Marker::Revoked => {}
+                Marker::None if same_key => {
+                    known.get_or_insert((path.clone(), line_no));
+                }
+                Marker::None if entry.key.algorithm() == key.algorithm() => {
+                    changed.get_or_insert((path.clone(), line_no));
+                }
+                Marker::None => {
+                    let t = entry.key.algorithm().as_str().to_string();
+                    if !other_types.contains(&t) {
+                        other_types.push(t);
+                    }
+                }
+            }
+        }
+    }
+    if let Some((path, line)) = known {
+        Verdict::Known { path, line }
+    } else if let Some((path, line)) = changed {
+        Verdict::Changed { path, line }
+    } else {
+        Verdict::Unknown { other_types }
+    }
+}
+
+/// Append `host:port key` to `path` (accept-new), creating the file and its directory.
+pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let existing = std::fs::read(path).unwrap_or_default();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if !existing.is_empty() && !existing.ends_with(b"\n") {
+        f.write_all(b"\n")?;
+    }
+    let key_text = key
+        .to_openssh()
+        .map_err(|e| std::io::Error::other(format!("cannot encode host key: {e}")))?;
+    // Drop any comment: known_hosts lines carry none for server keys.
+    let mut parts = key_text.split_whitespace();
+    let (alg, data) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    writeln!(f, "{} {alg} {data}", lookup_name(host, port))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    None,
+    CertAuthority,
+    Revoked,
+}
+
+#[derive(Debug)]
+struct Entry<'a> {
+    marker: Marker,
+    patterns: &'a str,
+    key: PublicKey,
+}
+
+fn parse_line(line: &str) -> Option<Entry<'_>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let mut fields = line.split_whitespace();
+    let mut first = fields.next()?;
+    let marker = match first {
+        "@cert-authority" => Marker::CertAuthority,
+        "@revoked" => Marker::Revoked,
+        m if m.starts_with('@') => return None,
+        _ => Marker::None,
+    };
+    if marker != Marker::None {
+        first = fields.next()?;
+    }
+    let alg = fields.next()?;
+    let data = fields.next()?;
+    let key = PublicKey::from_openssh(&format!("{alg} {data}")).ok()?;
+    Some(Entry {
+        marker,
+        patterns: first,
+        key,
+    })
+}
+
+impl Entry<'_> {
+    /// OpenSSH: a host matches when some pattern matches and no negated pattern does.
+    fn matches(&self, name: &str) -> bool {
+        if self.patterns.starts_with("|1|") {
+            return hashed_match(self.patterns, name);
+        }
+        let mut hit = false;
+        for pat in self.patterns.split(',') {
+            if let Some(neg) = pat.strip_prefix('!') {
+                if glob_match(neg, name) {
+                    return false;
+                }
+            } else if pat.starts_with("|1|") {
+                hit |= hashed_match(pat, name);
+            } else if glob_match(pat, name) {
+                hit = true;
+            }
+        }
+        hit
+    }
+}
+
+fn hashed_match(entry: &str, name: &str) -> bool {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut parts = entry.splitn(4, '|').skip(2);
+    let (Some(salt), Some(hash)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(salt), Ok(hash)) = (b64.decode(salt), b64.decode(hash)) else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt) else {
+        return false;
+    };
+    mac.update(name.as_bytes());
+    mac.verify_slice(&hash).is_ok()
+}
+
+/// `*` and `?` wildcards, case-insensitive (host names are).
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let n: Vec<char> = name.to_lowercase().chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED1: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJW1TOGss3xp+P3WU0t10umfTDedbFq3lBLbyurYYmLo";
+    const ED2: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICf4bT0GthvtudpQnzKe9Bp50XWiz27N8HbpqXbGJ/9K";
+    const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBINJ3DwWMRSu77qovyvzOxKDh8H1Xk397lLTumGBjWGdUbG0Ji+kKdBHNekjhYRu0uaC0FnhQvYc+q5M+cfbGC4=";
+
+    fn key(s: &str) -> PublicKey {
+        PublicKey::from_openssh(s).unwrap()
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("known_hosts");
+        std::fs::write(&p, text).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn plain_and_bracketed_entries() {
+        let (_d, p) = file(&format!(
+            "# comment\n\ngarbage line\nnode1,192.0.2.1 {ED1}\n[127.0.0.1]:2222 {ED2} root@x\n"
+        ));
+        let files = [p.clone()];
+        assert_eq!(
+            check("node1", 22, &key(ED1), &files),
+            Verdict::Known {
+                path: p.clone(),
+                line: 4
+            }
+        );
+        assert_eq!(
+            check("192.0.2.1", 22, &key(ED1), &files),
+            Verdict::Known {
+                path: p.clone(),
+                line: 4
+            }
+        );
+        // Port matters: node1 on 2222 is not node1 on 22.
+        assert_eq!(
+            check("node1", 2222, &key(ED1), &files),
+            Verdict::Unknown {
+                other_types: vec![]
+            }
+        );
+        assert!(matches!(
+            check("127.0.0.1", 2222, &key(ED2), &files),
+            Verdict::Known { line: 5, .. }
+        ));
+        assert_eq!(
+            check("127.0.0.1", 2222, &key(ED1), &files),
+            Verdict::Changed {
+                path: p.clone(),
+                line: 5
+            }
+        );
+    }
+
+    #[test]
+    fn other_key_type_is_unknown_not_changed() {
+        let (_d, p) = file(&format!("node1 {ECDSA}\n"));
+        assert_eq!(
+            check("node1", 22, &key(ED1), &[p]),
+            Verdict::Unknown {
+                other_types: vec!["ecdsa-sha2-nistp256".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn hashed_entries() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let salt = [7u8; 20];
+        let hashed = |name: &str| {
+            let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt).unwrap();
+            mac.update(name.as_bytes());
+            format!(
+                "|1|{}|{}",
+                b64.encode(salt),
+                b64.encode(mac.finalize().into_bytes())
+            )
+        };
+        let (_d, p) = file(&format!(
+            "{} {ED1}\n{} {ED2}\n",
+            hashed("node1"),
+            hashed("[127.0.0.1]:2222")
+        ));
+        let files = [p];
+        assert!(matches!(
+            check("node1", 22, &key(ED1), &files),
+            Verdict::Known { line: 1, .. }
+        ));
+        assert!(matches!(
+            check("127.0.0.1", 2222, &key(ED2), &files),
+            Verdict::Known { line: 2, .. }
+        ));
+        assert!(matches!(
+            check("node2", 22, &key(ED1), &files),
+            Verdict::Unknown { .. }
+        ));
+        assert!(matches!(
+            check("node1", 22, &key(ED2), &files),
+            Verdict::Changed { line: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn wildcards_negation_and_markers() {
+        let (_d, p) = file(&format!(
+            "*.lan,!evil.lan {ED1}\n@revoked * {ED2}\n@cert-authority *.lan {ED2}\n@bogus x {ED1}\n"
+        ));
+        let files = [p];
+        assert!(matches!(
+            check("node1.lan", 22, &key(ED1), &files),
+            Verdict::Known { line: 1, .. }
+        ));
+        assert!(matches!(
+            check("evil.lan", 22, &key(ED1), &files),
+            Verdict::Unknown { .. }
+        ));
+        assert!(matches!(
+            check("node1.lan", 22, &key(ED2), &files),
+            Verdict::Revoked { line: 2, .. }
+        ));
+        assert!(glob_match("node?", "NODE1"));
+        assert!(!glob_match("node?", "node12"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn several_files_and_missing_files() {
+        let (_d1, p1) = file("");
+        let (_d2, p2) = file(&format!("node1 {ED1}\n"));
+        let files = [PathBuf::from("/nonexistent/known_hosts"), p1, p2.clone()];
+        assert_eq!(
+            check("node1", 22, &key(ED1), &files),
+            Verdict::Known { path: p2, line: 1 }
+        );
+    }
+
+    #[test]
+    fn append_then_known() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub").join("known_hosts");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("other {ED2}")).unwrap();
+        append(&p, "127.0.0.1", 2222, &key(ED1)).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text, format!("other {ED2}\n[127.0.0.1]:2222 {ED1}\n"));
+        assert!(matches!(
+            check("127.0.0.1", 2222, &key(ED1), &[p]),
+            Verdict::Known { line: 2, .. }
+        ));
+        assert!(fingerprint(&key(ED1)).starts_with("SHA256:"));
+    }
+}

@@ -1,0 +1,293 @@
+//! Hosts over SSH: the russh client (`client`), known_hosts checks (`known_hosts`),
+//! `~/.ssh/config` resolution (`ssh_config`), the facts script (`facts`) and the hardening
+//! posture (`posture`), and the source task that sends `Update::Host` messages.
+//!
+//! Entry points for the rest of the app:
+//! - `spawn(cfg, inv, tx)`: the periodic source task (one `Update::Host` per host and refresh).
+//! - `gather_once(cfg, inv, timeout)`: one round for `check`, as `snapshot.hosts`.
+//! - `HostsClient`: run commands on inventory hosts by id (the upgrade's `nixos-rebuild`, with
+//!   live output through `run_streaming`), and each host's connection state for the Hosts pane.
+
+pub mod client;
+pub mod facts;
+pub mod known_hosts;
+pub mod posture;
+pub mod ssh_config;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use color_eyre::eyre::Result;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use client::{
+    AgentSource, ClientSettings, CommandOutput, ConnState, ExitInfo, OutputChunk, SshError, SshPool,
+};
+pub use ssh_config::{LocalEnv, SshConfigFile, Target};
+
+use crate::config::SshConfig;
+use crate::inventory::Inventory;
+use crate::model::Sourced;
+use crate::model::host::{HostFacts, SshProblem};
+use crate::sources::{Update, UpdateTx};
+
+/// SSH access to the inventory's hosts by id: one shared pool, resolved targets.
+pub struct HostsClient {
+    pool: Arc<SshPool>,
+    targets: BTreeMap<String, Target>,
+    sudo: bool,
+    command_timeout: Duration,
+}
+
+impl HostsClient {
+    /// Resolve every inventory host (reads `~/.ssh/config` when `[ssh] use_ssh_config`).
+    pub fn new(cfg: &SshConfig, inv: &Inventory) -> Result<Self> {
+        let env = LocalEnv::from_process(cfg);
+        let file = SshConfigFile::load(&env)?;
+        let targets = inv
+            .hosts
+            .iter()
+            .map(|h| (h.id.clone(), ssh_config::resolve(cfg, h, &file, &env)))
+            .collect();
+        Ok(Self::with_targets(
+            cfg,
+            ClientSettings::from_config(cfg),
+            targets,
+        ))
+    }
+
+    /// With explicit targets and settings (tests, the simulator).
+    pub fn with_targets(
+        cfg: &SshConfig,
+        settings: ClientSettings,
+        targets: BTreeMap<String, Target>,
+    ) -> Self {
+        let command_timeout = settings.command_timeout;
+        Self {
+            pool: Arc::new(SshPool::new(settings)),
+            targets,
+            sudo: cfg.sudo,
+            command_timeout,
+        }
+    }
+
+    pub fn pool(&self) -> &Arc<SshPool> {
+        &self.pool
+    }
+
+    pub fn target(&self, id: &str) -> Option<&Target> {
+        self.targets.get(id)
+    }
+
+    pub fn host_ids(&self) -> impl Iterator<Item = &String> {
+        self.targets.keys()
+    }
+
+    /// The connection state of a host (connected / failing since / idle).
+    pub fn state(&self, id: &str) -> ConnState {
+        self.pool.state(id)
+    }
+
+    fn resolve(&self, id: &str) -> Result<&Target, SshError> {
+        self.targets.get(id).ok_or_else(|| {
+            SshError::new(
+                SshProblem::Other,
+                format!("{id} is not a host of the inventory"),
+            )
+        })
+    }
+
+    /// Run a command on a host and collect its output (command timeout from `[ssh]`).
+    pub async fn run(&self, id: &str, command: &str) -> Result<CommandOutput, SshError> {
+        self.pool.run(self.resolve(id)?, command).await
+    }
+
+    /// Run a command and stream its output chunk by chunk as it arrives.
+    pub async fn run_streaming(
+        &self,
+        id: &str,
+        command: &str,
+        timeout: Duration,
+        tx: mpsc::UnboundedSender<OutputChunk>,
+    ) -> Result<ExitInfo, SshError> {
+        self.pool
+            .run_streaming(self.resolve(id)?, command, timeout, tx)
+            .await
+    }
+
+    /// One facts round trip to one host.
+    pub async fn facts(&self, id: &str) -> Result<HostFacts, SshError> {
+        gather_host(
+            &self.pool,
+            self.resolve(id)?,
+            self.sudo,
+            self.command_timeout,
+        )
+        .await
+    }
+
+    /// Facts of every host, concurrently (bounded by the pool).
+    pub async fn facts_all(&self) -> Vec<(String, Result<HostFacts, SshError>)> {
+        let futs = self.targets.keys().map(|id| async move {
+            let r = self.facts(id).await;
+            (id.clone(), r)
+        });
+        futures::future::join_all(futs).await
+    }
+}
+
+/// Run the facts script on `target` and parse it. A script that fails still gives what it
+/// printed, with the failure noted as a parse issue.
+pub async fn gather_host(
+    pool: &SshPool,
+    target: &Target,
+    sudo: bool,
+    timeout: Duration,
+) -> Result<HostFacts, SshError> {
+    let script = facts::script(sudo);
+    let out = pool
+        .run_with_stdin(target, facts::COMMAND, Some(script.as_bytes()), timeout)
+        .await?;
+    let mut f = facts::parse(&out.stdout_lossy());
+    if !out.success() {
+        let how = match (out.exit_status, &out.exit_signal) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(sig)) => format!("signal {sig}"),
+            (None, None) => "no exit status".into(),
+        };
+        let err = out.stderr_lossy();
+        let err = err.trim();
+        f.parse_issues.push(if err.is_empty() {
+            format!("the facts script ended with {how}")
+        } else {
+            format!("the facts script ended with {how}: {}", facts::clip(err))
+        });
+    }
+    Ok(f)
+}
+
+/// The periodic source: every `[ssh] refresh_secs`, gather every host's facts and send one
+/// `Update::Host` per host. Ends when the receiver is gone. Disabled (`[ssh] enabled = false`)
+/// or an empty inventory: returns at once.
+pub fn spawn(cfg: &SshConfig, inv: &Inventory, tx: UpdateTx) -> JoinHandle<()> {
+    let cfg = cfg.clone();
+    let inv = inv.clone();
+    tokio::spawn(async move {
+        if !cfg.enabled || inv.hosts.is_empty() {
+            return;
+        }
+        let refresh = Duration::from_secs(cfg.refresh_secs.max(1));
+        let client = match HostsClient::new(&cfg, &inv) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                // A broken ~/.ssh/config: every host says so (and stays so until restart).
+                let msg = SshError::new(SshProblem::Other, format!("{e:#}")).message;
+                for h in &inv.hosts {
+                    let update = Update::Host {
+                        id: h.id.clone(),
+                        result: Err(msg.clone()),
+                    };
+                    if tx.send(update).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+        };
+        run_periodic(client, refresh, tx).await;
+    })
+}
+
+/// The loop behind `spawn`, for a client built elsewhere (shared with the upgrade).
+pub async fn run_periodic(client: Arc<HostsClient>, refresh: Duration, tx: UpdateTx) {
+    let mut tick = tokio::time::interval(refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        // Each host reports as soon as it is done: a slow host does not hold the others back.
+        let round = {
+            let client = client.clone();
+            async move {
+                let futs = client.targets.keys().map(|id| {
+                    let done_tx = done_tx.clone();
+                    let client = client.clone();
+                    async move {
+                        let r = client.facts(id).await.map_err(|e| e.message);
+                        let _ = done_tx.send(Update::Host {
+                            id: id.clone(),
+                            result: r,
+                        });
+                    }
+                });
+                futures::future::join_all(futs).await;
+            }
+        };
+        let forward = async {
+            while let Some(u) = done_rx.recv().await {
+                if tx.send(u).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        let (_, open) = tokio::join!(round, forward);
+        if !open {
+            return;
+        }
+    }
+}
+
+/// One round for `check`: every host's facts (or error), bounded by `timeout`, recorded as
+/// `snapshot.hosts` expects. `[ssh] enabled = false`: every host "not configured".
+pub async fn gather_once(
+    cfg: &SshConfig,
+    inv: &Inventory,
+    timeout: Duration,
+) -> BTreeMap<String, Sourced<HostFacts>> {
+    let now = jiff::Timestamp::now();
+    let mut out = BTreeMap::new();
+    if !cfg.enabled {
+        for h in &inv.hosts {
+            out.insert(
+                h.id.clone(),
+                Sourced::not_configured("SSH is off: set [ssh] enabled = true"),
+            );
+        }
+        return out;
+    }
+    let mut cfg = cfg.clone();
+    cfg.command_timeout_secs = cfg.command_timeout_secs.min(timeout.as_secs().max(1));
+    let results: Vec<(String, Result<HostFacts, String>)> = match HostsClient::new(&cfg, inv) {
+        Ok(client) => {
+            let client = &client;
+            let futs = inv.hosts.iter().map(|h| async move {
+                let r = match tokio::time::timeout(timeout, client.facts(&h.id)).await {
+                    Ok(r) => r.map_err(|e| e.message),
+                    Err(_) => Err(SshError::new(
+                        SshProblem::Timeout,
+                        format!("no facts from {} within {} s", h.id, timeout.as_secs()),
+                    )
+                    .message),
+                };
+                (h.id.clone(), r)
+            });
+            futures::future::join_all(futs).await
+        }
+        Err(e) => {
+            let msg = SshError::new(SshProblem::Other, format!("{e:#}")).message;
+            inv.hosts
+                .iter()
+                .map(|h| (h.id.clone(), Err(msg.clone())))
+                .collect()
+        }
+    };
+    for (id, r) in results {
+        let mut s = Sourced::configured();
+        s.record(r, now);
+        out.insert(id, s);
+    }
+    out
+}

@@ -1,0 +1,400 @@
+//! The SSH client against a real OpenSSH server (the shared one from scripts/test-env.sh, and
+//! private ones this test starts and kills).
+
+mod ssh_support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use homeinfra_tui::model::host::SshProblem;
+use homeinfra_tui::sources::ssh::{AgentSource, OutputChunk, SshPool};
+use ssh_support::*;
+use tokio::sync::mpsc;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn key_file_auth_exit_codes_and_connection_reuse() {
+    let Some(s) = shared() else { return };
+    rt().block_on(async {
+        let pool = SshPool::new(settings());
+        let t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+        let out = pool
+            .run(&t, "echo hello; echo oops >&2; exit 3")
+            .await
+            .unwrap();
+        assert_eq!(out.exit_status, Some(3));
+        assert_eq!(out.stdout_lossy(), "hello\n");
+        assert_eq!(out.stderr_lossy(), "oops\n");
+        let ok = pool.run(&t, "true").await.unwrap();
+        assert!(ok.success());
+        // One connection, reused: the client's source port stays the same.
+        let a = pool
+            .run(&t, "echo $SSH_CONNECTION")
+            .await
+            .unwrap()
+            .stdout_lossy();
+        let b = pool
+            .run(&t, "echo $SSH_CONNECTION")
+            .await
+            .unwrap()
+            .stdout_lossy();
+        assert!(!a.trim().is_empty());
+        assert_eq!(a, b, "a second command opened a new connection");
+        // Input on stdin reaches the remote command.
+        let out = pool
+            .run_with_stdin(
+                &t,
+                "sh -s",
+                Some(b"echo from-stdin; exit 7\n"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.exit_status, out.stdout_lossy().as_str()),
+            (Some(7), "from-stdin\n")
+        );
+        // Killed by a signal: no exit status, the signal named.
+        let out = pool.run(&t, "kill -TERM $$").await.unwrap();
+        assert_eq!(out.exit_status, None);
+        assert!(
+            out.exit_signal.as_deref().unwrap_or("").contains("TERM"),
+            "{out:?}"
+        );
+    });
+}
+
+#[test]
+fn agent_auth_through_a_real_ssh_agent() {
+    let Some(s) = shared() else { return };
+    if common::require_program("ssh-agent").is_none()
+        || common::require_program("ssh-add").is_none()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ssh-agent");
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let added = Command::new("ssh-add")
+        .arg(&s.key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("ssh-add");
+    assert!(added.success());
+    let result = rt().block_on(async {
+        let mut st = settings();
+        st.agent = AgentSource::Socket(sock.clone());
+        let pool = SshPool::new(st);
+        // No identity file: only the agent can log us in.
+        let t = target("h1", &s.host, s.port, &s.user, None, &s.known_hosts);
+        pool.run(&t, "echo agent-ok").await
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let out = result.expect("agent auth");
+    assert_eq!(out.stdout_lossy(), "agent-ok\n");
+
+    // Without agent and without keys: a clear auth error.
+    let err = rt()
+        .block_on(async {
+            let pool = SshPool::new(settings());
+            let t = target("h1", &s.host, s.port, &s.user, None, &s.known_hosts);
+            pool.run(&t, "true").await
+        })
+        .unwrap_err();
+    assert_eq!(err.problem, SshProblem::AuthFailed, "{err}");
+    assert!(err.message.contains("no usable key"), "{err}");
+}
+
+#[test]
+fn encrypted_key_without_agent_is_a_clear_error() {
+    let Some(s) = shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_locked");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret-passphrase", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let err = rt()
+        .block_on(async {
+            let pool = SshPool::new(settings());
+            let t = target("h1", &s.host, s.port, &s.user, Some(&key), &s.known_hosts);
+            pool.run(&t, "true").await
+        })
+        .unwrap_err();
+    assert_eq!(err.problem, SshProblem::AuthFailed);
+    assert!(err.message.contains("passphrase-protected"), "{err}");
+    assert!(err.message.contains("ssh-add"), "{err}");
+    assert!(!err.message.contains("secret-passphrase"));
+    let private = std::fs::read_to_string(&key).unwrap();
+    let body = private.lines().nth(1).unwrap();
+    assert!(!err.message.contains(body), "key material in the error");
+}
+
+#[test]
+fn unknown_host_is_refused_with_fingerprint_and_hint_unless_accept_new() {
+    let Some(s) = shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let err = rt()
+        .block_on(async {
+            let pool = SshPool::new(settings());
+            let t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &empty);
+            pool.run(&t, "true").await
+        })
+        .unwrap_err();
+    assert_eq!(err.problem, SshProblem::HostKeyUnknown, "{err}");
+    assert!(err.message.contains("SHA256:"), "{err}");
+    let hint = format!(
+        "ssh-keyscan -p {} {} >> {}",
+        s.port,
+        s.host,
+        empty.display()
+    );
+    assert!(err.message.contains(&hint), "{err}");
+    // The fingerprint is the real one.
+    let fp = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&s.known_hosts)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout);
+    let fp = fp.split_whitespace().nth(1).unwrap();
+    assert!(err.message.contains(fp), "{err} vs {fp}");
+
+    // accept_new: trusted on first use and recorded.
+    let out = rt().block_on(async {
+        let mut st = settings();
+        st.accept_new = true;
+        let pool = SshPool::new(st);
+        let t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &empty);
+        pool.run(&t, "echo tofu").await
+    });
+    assert_eq!(out.unwrap().stdout_lossy(), "tofu\n");
+    let recorded = std::fs::read_to_string(&empty).unwrap();
+    assert!(
+        recorded.starts_with(&format!("[{}]:{} ssh-ed25519 ", s.host, s.port)),
+        "{recorded}"
+    );
+    // ...and now known without accept_new.
+    let out = rt().block_on(async {
+        let pool = SshPool::new(settings());
+        let t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &empty);
+        pool.run(&t, "true").await
+    });
+    assert!(out.unwrap().success());
+}
+
+#[test]
+fn changed_host_key_is_refused_loudly() {
+    let Some(s) = shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pubkey = std::fs::read_to_string(dir.path().join("other.pub")).unwrap();
+    let mut p = pubkey.split_whitespace();
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(
+        &kh,
+        format!(
+            "[{}]:{} {} {}\n",
+            s.host,
+            s.port,
+            p.next().unwrap(),
+            p.next().unwrap()
+        ),
+    )
+    .unwrap();
+    for accept_new in [false, true] {
+        let err = rt()
+            .block_on(async {
+                let mut st = settings();
+                st.accept_new = accept_new;
+                let pool = SshPool::new(st);
+                let t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &kh);
+                pool.run(&t, "true").await
+            })
+            .unwrap_err();
+        assert_eq!(err.problem, SshProblem::HostKeyChanged, "{err}");
+        assert!(
+            err.message
+                .contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+            "{err}"
+        );
+        assert!(
+            err.message.contains(&format!("{}:1", kh.display())),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn streamed_output_arrives_while_the_command_runs() {
+    let Some(s) = shared() else { return };
+    let dir = shared_dir();
+    let go = dir.path().join("go");
+    rt().block_on(async {
+        let pool = std::sync::Arc::new(SshPool::new(settings()));
+        let t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // The command prints a line, then waits until the test has seen it (the file appears),
+        // then prints more: output is only complete if the first chunk arrived on its own.
+        let cmd = format!(
+            "echo first; echo warn >&2; while [ ! -e {go} ]; do sleep 0.05; done; echo second; exit 4",
+            go = go.display()
+        );
+        let p = pool.clone();
+        let t2 = t.clone();
+        let task = tokio::spawn(async move {
+            p.run_streaming(&t2, &cmd, Duration::from_secs(30), tx).await
+        });
+        let mut seen_stdout = String::new();
+        let mut seen_stderr = String::new();
+        while !seen_stdout.contains("first\n") || !seen_stderr.contains("warn\n") {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+                Ok(Some(OutputChunk::Stdout(d))) => seen_stdout.push_str(&String::from_utf8_lossy(&d)),
+                Ok(Some(OutputChunk::Stderr(d))) => seen_stderr.push_str(&String::from_utf8_lossy(&d)),
+                other => panic!("no first chunk: {other:?}"),
+            }
+        }
+        assert!(!seen_stdout.contains("second"));
+        assert!(!task.is_finished(), "the command finished before it was released");
+        std::fs::write(&go, "").unwrap();
+        let exit = task.await.unwrap().unwrap();
+        assert_eq!(exit.exit_status, Some(4));
+        while let Some(c) = rx.recv().await {
+            if let OutputChunk::Stdout(d) = c {
+                seen_stdout.push_str(&String::from_utf8_lossy(&d));
+            }
+        }
+        assert_eq!(seen_stdout, "first\nsecond\n");
+    });
+}
+
+#[test]
+fn command_timeout_then_the_host_still_works() {
+    let Some(s) = shared() else { return };
+    rt().block_on(async {
+        let pool = SshPool::new(settings());
+        let t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+        let err = pool
+            .run_with_stdin(&t, "sleep 30", None, Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert_eq!(err.problem, SshProblem::Timeout, "{err}");
+        assert!(err.message.contains("sleep 30"), "{err}");
+        let out = pool.run(&t, "echo after").await.unwrap();
+        assert_eq!(out.stdout_lossy(), "after\n");
+    });
+}
+
+#[test]
+fn unreachable_port_is_a_clear_error() {
+    let Some(s) = shared() else { return };
+    let port = free_port();
+    let err = rt()
+        .block_on(async {
+            let pool = SshPool::new(settings());
+            let t = target(
+                "h1",
+                "127.0.0.1",
+                port,
+                &s.user,
+                Some(&s.key),
+                &s.known_hosts,
+            );
+            pool.run(&t, "true").await
+        })
+        .unwrap_err();
+    assert_eq!(err.problem, SshProblem::Unreachable, "{err}");
+    assert!(err.message.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn server_killed_mid_command_then_reconnect() {
+    let Some(s) = shared() else { return };
+    if common::require_program("sshd").is_none() && !std::path::Path::new("/usr/sbin/sshd").exists()
+    {
+        return;
+    }
+    let mut sshd = PrivateSshd::start(None);
+    let port = sshd.port;
+    let kh = sshd.known_hosts.clone();
+    let runtime = rt();
+    let pool = std::sync::Arc::new(SshPool::new(settings()));
+    let t = target("h1", "127.0.0.1", port, &s.user, Some(&s.key), &kh);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let p = pool.clone();
+    let t2 = t.clone();
+    let task = runtime.spawn(async move {
+        p.run_streaming(&t2, "echo started; sleep 60", Duration::from_secs(60), tx)
+            .await
+    });
+    let first =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(20), rx.recv()).await });
+    assert!(
+        matches!(first, Ok(Some(OutputChunk::Stdout(ref d))) if d == b"started\n"),
+        "{first:?} / {}",
+        sshd.log()
+    );
+    sshd.kill();
+    let err = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), task).await })
+        .expect("the command noticed the dead server in time")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.problem, SshProblem::Unreachable, "{err}");
+    assert!(err.message.contains("connection lost"), "{err}");
+
+    // While down: refused, quickly.
+    let err = runtime.block_on(pool.run(&t, "true")).unwrap_err();
+    assert_eq!(err.problem, SshProblem::Unreachable, "{err}");
+
+    // Back up: the pool reconnects (after its backoff).
+    sshd.restart();
+    let out = runtime.block_on(async {
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match pool.run(&t, "echo back").await {
+                Ok(o) => break Ok(o),
+                Err(e) if tokio::time::Instant::now() > end => break Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    assert_eq!(out.unwrap().stdout_lossy(), "back\n");
+    assert_eq!(
+        pool.state("h1"),
+        homeinfra_tui::sources::ssh::ConnState::Connected
+    );
+}
