@@ -263,19 +263,40 @@ pub(crate) async fn run_program(
     String::from_utf8(out).wrap_err_with(|| format!("`{shown}` printed invalid UTF-8"))
 }
 
-/// nix's error text: from its first `error:` line on, else the last lines it printed.
+/// Build log lines kept before nix's error (with `-L`, nix does not repeat them in it).
+const LOG_BEFORE_ERROR: usize = 10;
+
+/// nix's error text: from its first `error:` line on, with the build log lines just before
+/// it (`drv> ...`); else the last lines it printed.
 pub fn error_text<'a>(lines: impl Iterator<Item = &'a str>) -> String {
     let lines: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
-    let start = lines
+    let start = match lines
         .iter()
         .position(|l| l.trim_start().starts_with("error"))
-        .unwrap_or(lines.len().saturating_sub(20));
+    {
+        Some(e) => {
+            let log = lines[..e]
+                .iter()
+                .rev()
+                .take(LOG_BEFORE_ERROR)
+                .take_while(|l| is_build_log(l))
+                .count();
+            e - log
+        }
+        None => lines.len().saturating_sub(20),
+    };
     let text = lines[start..].join("\n");
     if text.is_empty() {
         "(nix printed nothing on stderr)".into()
     } else {
         text
     }
+}
+
+/// `name> text`: a line of a builder's log as `nix build -L` prints it.
+fn is_build_log(line: &str) -> bool {
+    line.split_once("> ")
+        .is_some_and(|(name, _)| !name.is_empty() && !name.contains(char::is_whitespace))
 }
 
 /// Kills the child's whole process group when dropped (nix forks builders and ssh).
@@ -412,6 +433,20 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(gone, "grandchild {pid} still running after cancel");
+    }
+
+    #[test]
+    fn error_text_keeps_the_build_log_before_the_error() {
+        let lines = [
+            "building '/nix/store/x.drv'...",
+            "x> compiling",
+            "x> oops: broken",
+            "error: builder for '/nix/store/x.drv' failed with exit code 3",
+        ];
+        assert_eq!(
+            error_text(lines.into_iter()),
+            "x> compiling\nx> oops: broken\nerror: builder for '/nix/store/x.drv' failed with exit code 3"
+        );
     }
 
     #[test]
