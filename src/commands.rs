@@ -98,7 +98,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Sim(_) => Err(eyre!(
             "`sim` is not yet available: the simulated homelab is still being built"
         )),
-        Command::Diff(_) => Err(eyre!("`diff` is not yet available")),
+        Command::Diff(args) => crate::operations::closure_diff::command::run(&global, &args).await,
         Command::Upgrade(_) => Err(eyre!("`upgrade` is not yet available")),
     }
 }
