@@ -96,8 +96,19 @@ pub fn spawn_all(ctx: &crate::commands::Context, tx: UpdateTx) -> Sources {
         return sources;
     }
     let cfg = &ctx.config;
-    if cfg.kubernetes.enabled {
-        sources.tasks.push(kubernetes::spawn(cfg.kubernetes.clone(), tx.clone()));
+    let snap = initial_snapshot(ctx);
+    if snap.cluster.status.configured {
+        sources
+            .tasks
+            .push(kubernetes::spawn(cfg.kubernetes.clone(), tx.clone()));
+    }
+    if snap.etcd.status.configured {
+        sources
+            .tasks
+            .push(etcd::spawn(&cfg.etcd, &ctx.inventory, tx.clone()));
+    }
+    if cfg.ssh.enabled {
+        sources.tasks.push(ssh::spawn(&cfg.ssh, &ctx.inventory, tx));
     }
     sources
 }
@@ -113,22 +124,33 @@ pub async fn gather_once(
         return snap;
     }
     let now = jiff::Timestamp::now();
-    let bounded = |what: &'static str| move |_| format!("{what}: no answer within {} s", timeout.as_secs());
     let cfg = &ctx.config;
+    let no_answer = |what: &str| format!("{what}: no answer within {} s", timeout.as_secs());
     let kube = async {
         if !snap.cluster.status.configured {
             return None;
         }
-        Some(
-            tokio::time::timeout(timeout, kubernetes::poll_once(&cfg.kubernetes))
-                .await
-                .map_err(bounded("Kubernetes API"))
-                .and_then(|r| r.map(std::sync::Arc::new)),
-        )
+        let r = tokio::time::timeout(timeout, kubernetes::poll_once(&cfg.kubernetes)).await;
+        Some(match r {
+            Ok(r) => r.map(Arc::new),
+            Err(_) => Err(no_answer("Kubernetes API")),
+        })
     };
-    if let Some(r) = kube.await {
+    let etcd = async {
+        if !snap.etcd.status.configured {
+            return None;
+        }
+        let r = tokio::time::timeout(timeout, etcd::poll_once(&cfg.etcd, &ctx.inventory)).await;
+        Some(r.unwrap_or_else(|_| Err(no_answer("etcd"))))
+    };
+    let hosts = ssh::gather_once(&cfg.ssh, &ctx.inventory, timeout);
+    let (kube, etcd, hosts) = tokio::join!(kube, etcd, hosts);
+    if let Some(r) = kube {
         snap.cluster.record(r, now);
     }
-    snap.hosts = ssh::gather_once(&ctx.config.ssh, &ctx.inventory, timeout).await;
+    if let Some(r) = etcd {
+        snap.etcd.record(r, now);
+    }
+    snap.hosts = hosts;
     snap
 }

@@ -14,7 +14,11 @@ pub(super) fn assess(l: &LonghornState, th: &Thresholds, now: Timestamp, out: &m
     }
     for t in &l.backup_targets {
         if !t.url.is_empty() && !t.available {
-            let why = if t.message.is_empty() { String::new() } else { format!(": {}", t.message) };
+            let why = if t.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", t.message)
+            };
             out.push(Finding::new(
                 Severity::Critical,
                 "longhorn.backup_target_unavailable",
@@ -79,7 +83,14 @@ fn volume(l: &LonghornState, v: &Volume, th: &Thresholds, now: Timestamp, out: &
             Severity::Warning,
             "longhorn.volume_unknown",
             name,
-            format!("{shown} robustness is {}", if other.is_empty() { "not reported" } else { other }),
+            format!(
+                "{shown} robustness is {}",
+                if other.is_empty() {
+                    "not reported"
+                } else {
+                    other
+                }
+            ),
         )),
     }
     if v.number_of_replicas < th.longhorn_min_replicas {
@@ -93,8 +104,11 @@ fn volume(l: &LonghornState, v: &Volume, th: &Thresholds, now: Timestamp, out: &
             ),
         ));
     }
-    let healthy_nodes: BTreeSet<&str> =
-        l.replicas_of(name).filter(|r| r.healthy).map(|r| r.node.as_str()).collect();
+    let healthy_nodes: BTreeSet<&str> = l
+        .replicas_of(name)
+        .filter(|r| r.healthy)
+        .map(|r| r.node.as_str())
+        .collect();
     let healthy_count = l.replicas_of(name).filter(|r| r.healthy).count();
     if healthy_count == 1 && v.number_of_replicas > 1 {
         let node = healthy_nodes.iter().next().copied().unwrap_or("?");
@@ -125,7 +139,14 @@ fn volume(l: &LonghornState, v: &Volume, th: &Thresholds, now: Timestamp, out: &
 }
 
 /// Backup age against the interval of the backup jobs that apply to the volume.
-fn backup(l: &LonghornState, v: &Volume, shown: &str, th: &Thresholds, now: Timestamp, out: &mut Vec<Finding>) {
+fn backup(
+    l: &LonghornState,
+    v: &Volume,
+    shown: &str,
+    th: &Thresholds,
+    now: Timestamp,
+    out: &mut Vec<Finding>,
+) {
     // Longhorn applies the "default" group to volumes without any recurring-job label.
     let no_labels = v.recurring_jobs.is_empty() && v.recurring_groups.is_empty();
     let interval = l
@@ -139,7 +160,9 @@ fn backup(l: &LonghornState, v: &Volume, shown: &str, th: &Thresholds, now: Time
         })
         .filter_map(|j| cron_interval_secs(&j.cron).map(|s| (s, j.name.clone())))
         .min();
-    let Some((interval, job)) = interval else { return };
+    let Some((interval, job)) = interval else {
+        return;
+    };
     let limit = (interval as f64 * th.longhorn_backup_interval_factor) as i64;
     match v.last_backup_at {
         None => out.push(Finding::new(
@@ -233,63 +256,267 @@ mod tests {
     }
 
     fn rep(vol: &str, node: &str, healthy: bool) -> Replica {
-        Replica { name: format!("{vol}-{node}"), volume: vol.into(), node: node.into(), healthy, current_state: "running".into(), rebuilding: false }
+        Replica {
+            name: format!("{vol}-{node}"),
+            volume: vol.into(),
+            node: node.into(),
+            healthy,
+            current_state: "running".into(),
+            rebuilding: false,
+        }
     }
 
     fn three(vol: &str) -> Vec<Replica> {
-        vec![rep(vol, "n1", true), rep(vol, "n2", true), rep(vol, "n3", true)]
+        vec![
+            rep(vol, "n1", true),
+            rep(vol, "n2", true),
+            rep(vol, "n3", true),
+        ]
     }
 
     fn run(l: LonghornState) -> Vec<(String, Severity, String)> {
         let mut out = Vec::new();
-        assess(&l, &Thresholds::default(), Timestamp::from_second(NOW).unwrap(), &mut out);
-        out.into_iter().map(|f| (f.code, f.severity, f.subject)).collect()
+        assess(
+            &l,
+            &Thresholds::default(),
+            Timestamp::from_second(NOW).unwrap(),
+            &mut out,
+        );
+        out.into_iter()
+            .map(|f| (f.code, f.severity, f.subject))
+            .collect()
     }
 
     fn with(vols: Vec<Volume>, reps: Vec<Replica>) -> LonghornState {
-        LonghornState { installed: true, volumes: vols, replicas: reps, ..Default::default() }
+        LonghornState {
+            installed: true,
+            volumes: vols,
+            replicas: reps,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn table() {
-        let daily = RecurringJob { name: "backup-daily".into(), task: "backup".into(), cron: "0 2 * * *".into(), groups: vec!["default".into()], retain: 7 };
+        let daily = RecurringJob {
+            name: "backup-daily".into(),
+            task: "backup".into(),
+            cron: "0 2 * * *".into(),
+            groups: vec!["default".into()],
+            retain: 7,
+        };
         let at = |age: i64| Some(Timestamp::from_second(NOW - age).unwrap());
         let cases: Vec<(&str, LonghornState, Vec<(&str, Severity, &str)>)> = vec![
             ("healthy", with(vec![vol("v")], three("v")), vec![]),
-            ("degraded", with(vec![Volume { robustness: "degraded".into(), ..vol("v") }], vec![rep("v", "n1", true), rep("v", "n2", true)]),
-                vec![("longhorn.volume_degraded", Severity::Warning, "v")]),
-            ("faulted", with(vec![Volume { robustness: "faulted".into(), ..vol("v") }], vec![]),
-                vec![("longhorn.volume_faulted", Severity::Critical, "v")]),
-            ("unknown attached", with(vec![Volume { robustness: "unknown".into(), ..vol("v") }], three("v")),
-                vec![("longhorn.volume_unknown", Severity::Warning, "v")]),
-            ("unknown detached is normal", with(vec![Volume { robustness: "unknown".into(), state: "detached".into(), ..vol("v") }], vec![]), vec![]),
-            ("one replica configured", with(vec![Volume { number_of_replicas: 1, ..vol("v") }], vec![rep("v", "n1", true)]),
-                vec![("longhorn.few_replicas", Severity::Warning, "v")]),
-            ("last healthy replica", with(vec![Volume { robustness: "degraded".into(), ..vol("v") }], vec![rep("v", "n1", true), rep("v", "n2", false)]),
-                vec![("longhorn.last_replica", Severity::Warning, "v"), ("longhorn.volume_degraded", Severity::Warning, "v")]),
-            ("all healthy on one node", with(vec![Volume { number_of_replicas: 2, ..vol("v") }], vec![rep("v", "n1", true), Replica { name: "x".into(), ..rep("v", "n1", true) }]),
-                vec![("longhorn.replicas_one_node", Severity::Warning, "v")]),
-            ("unencrypted", with(vec![Volume { encrypted: false, ..vol("v") }], three("v")),
-                vec![("longhorn.unencrypted", Severity::Info, "v")]),
-            ("backup fresh", LonghornState { recurring_jobs: vec![daily.clone()], ..with(vec![Volume { last_backup_at: at(3_600), ..vol("v") }], three("v")) }, vec![]),
-            ("backup stale", LonghornState { recurring_jobs: vec![daily.clone()], ..with(vec![Volume { last_backup_at: at(3 * 86_400), ..vol("v") }], three("v")) },
-                vec![("longhorn.backup_stale", Severity::Warning, "v")]),
-            ("never backed up", LonghornState { recurring_jobs: vec![daily.clone()], ..with(vec![vol("v")], three("v")) },
-                vec![("longhorn.backup_stale", Severity::Warning, "v")]),
-            ("job not applying", LonghornState { recurring_jobs: vec![daily.clone()], ..with(vec![Volume { recurring_jobs: vec!["other".into()], ..vol("v") }], three("v")) }, vec![]),
-            ("target down", LonghornState { backup_targets: vec![BackupTarget { name: "default".into(), url: "s3://b@r/".into(), available: false, message: "timeout".into() }], ..Default::default() },
-                vec![("longhorn.backup_target_unavailable", Severity::Critical, "default")]),
-            ("node and disk", LonghornState { nodes: vec![
-                LonghornNode { name: "n1".into(), ready: false, schedulable: true, disks: vec![] },
-                LonghornNode { name: "n2".into(), ready: true, schedulable: false, disks: vec![] },
-                LonghornNode { name: "n3".into(), ready: true, schedulable: true, disks: vec![Disk { path: "/d".into(), storage_maximum: 100, storage_available: 10, ..Default::default() }] },
-            ], ..Default::default() },
-                vec![("longhorn.node_not_ready", Severity::Warning, "n1"), ("longhorn.node_unschedulable", Severity::Warning, "n2"), ("longhorn.disk_full", Severity::Warning, "n3")]),
+            (
+                "degraded",
+                with(
+                    vec![Volume {
+                        robustness: "degraded".into(),
+                        ..vol("v")
+                    }],
+                    vec![rep("v", "n1", true), rep("v", "n2", true)],
+                ),
+                vec![("longhorn.volume_degraded", Severity::Warning, "v")],
+            ),
+            (
+                "faulted",
+                with(
+                    vec![Volume {
+                        robustness: "faulted".into(),
+                        ..vol("v")
+                    }],
+                    vec![],
+                ),
+                vec![("longhorn.volume_faulted", Severity::Critical, "v")],
+            ),
+            (
+                "unknown attached",
+                with(
+                    vec![Volume {
+                        robustness: "unknown".into(),
+                        ..vol("v")
+                    }],
+                    three("v"),
+                ),
+                vec![("longhorn.volume_unknown", Severity::Warning, "v")],
+            ),
+            (
+                "unknown detached is normal",
+                with(
+                    vec![Volume {
+                        robustness: "unknown".into(),
+                        state: "detached".into(),
+                        ..vol("v")
+                    }],
+                    vec![],
+                ),
+                vec![],
+            ),
+            (
+                "one replica configured",
+                with(
+                    vec![Volume {
+                        number_of_replicas: 1,
+                        ..vol("v")
+                    }],
+                    vec![rep("v", "n1", true)],
+                ),
+                vec![("longhorn.few_replicas", Severity::Warning, "v")],
+            ),
+            (
+                "last healthy replica",
+                with(
+                    vec![Volume {
+                        robustness: "degraded".into(),
+                        ..vol("v")
+                    }],
+                    vec![rep("v", "n1", true), rep("v", "n2", false)],
+                ),
+                vec![
+                    ("longhorn.last_replica", Severity::Warning, "v"),
+                    ("longhorn.volume_degraded", Severity::Warning, "v"),
+                ],
+            ),
+            (
+                "all healthy on one node",
+                with(
+                    vec![Volume {
+                        number_of_replicas: 2,
+                        ..vol("v")
+                    }],
+                    vec![
+                        rep("v", "n1", true),
+                        Replica {
+                            name: "x".into(),
+                            ..rep("v", "n1", true)
+                        },
+                    ],
+                ),
+                vec![("longhorn.replicas_one_node", Severity::Warning, "v")],
+            ),
+            (
+                "unencrypted",
+                with(
+                    vec![Volume {
+                        encrypted: false,
+                        ..vol("v")
+                    }],
+                    three("v"),
+                ),
+                vec![("longhorn.unencrypted", Severity::Info, "v")],
+            ),
+            (
+                "backup fresh",
+                LonghornState {
+                    recurring_jobs: vec![daily.clone()],
+                    ..with(
+                        vec![Volume {
+                            last_backup_at: at(3_600),
+                            ..vol("v")
+                        }],
+                        three("v"),
+                    )
+                },
+                vec![],
+            ),
+            (
+                "backup stale",
+                LonghornState {
+                    recurring_jobs: vec![daily.clone()],
+                    ..with(
+                        vec![Volume {
+                            last_backup_at: at(3 * 86_400),
+                            ..vol("v")
+                        }],
+                        three("v"),
+                    )
+                },
+                vec![("longhorn.backup_stale", Severity::Warning, "v")],
+            ),
+            (
+                "never backed up",
+                LonghornState {
+                    recurring_jobs: vec![daily.clone()],
+                    ..with(vec![vol("v")], three("v"))
+                },
+                vec![("longhorn.backup_stale", Severity::Warning, "v")],
+            ),
+            (
+                "job not applying",
+                LonghornState {
+                    recurring_jobs: vec![daily.clone()],
+                    ..with(
+                        vec![Volume {
+                            recurring_jobs: vec!["other".into()],
+                            ..vol("v")
+                        }],
+                        three("v"),
+                    )
+                },
+                vec![],
+            ),
+            (
+                "target down",
+                LonghornState {
+                    backup_targets: vec![BackupTarget {
+                        name: "default".into(),
+                        url: "s3://b@r/".into(),
+                        available: false,
+                        message: "timeout".into(),
+                    }],
+                    ..Default::default()
+                },
+                vec![(
+                    "longhorn.backup_target_unavailable",
+                    Severity::Critical,
+                    "default",
+                )],
+            ),
+            (
+                "node and disk",
+                LonghornState {
+                    nodes: vec![
+                        LonghornNode {
+                            name: "n1".into(),
+                            ready: false,
+                            schedulable: true,
+                            disks: vec![],
+                        },
+                        LonghornNode {
+                            name: "n2".into(),
+                            ready: true,
+                            schedulable: false,
+                            disks: vec![],
+                        },
+                        LonghornNode {
+                            name: "n3".into(),
+                            ready: true,
+                            schedulable: true,
+                            disks: vec![Disk {
+                                path: "/d".into(),
+                                storage_maximum: 100,
+                                storage_available: 10,
+                                ..Default::default()
+                            }],
+                        },
+                    ],
+                    ..Default::default()
+                },
+                vec![
+                    ("longhorn.node_not_ready", Severity::Warning, "n1"),
+                    ("longhorn.node_unschedulable", Severity::Warning, "n2"),
+                    ("longhorn.disk_full", Severity::Warning, "n3"),
+                ],
+            ),
         ];
         for (name, l, want) in cases {
             let mut got = run(l);
             got.sort();
-            let mut want: Vec<(String, Severity, String)> = want.into_iter().map(|(a, b, c)| (a.to_string(), b, c.to_string())).collect();
+            let mut want: Vec<(String, Severity, String)> = want
+                .into_iter()
+                .map(|(a, b, c)| (a.to_string(), b, c.to_string()))
+                .collect();
             want.sort();
             assert_eq!(got, want, "case {name}");
         }
@@ -297,9 +524,17 @@ mod tests {
 
     #[test]
     fn cron_intervals() {
-        for (c, want) in [("0 2 * * *", Some(86_400)), ("0 */6 * * *", Some(6 * 3_600)), ("*/15 * * * *", Some(900)),
-            ("0 3 * * 0", Some(7 * 86_400)), ("0 1 1 * *", Some(31 * 86_400)), ("0 1,13 * * *", Some(43_200)),
-            ("@daily", Some(86_400)), ("bogus", None), ("0 * * * *", Some(3_600))] {
+        for (c, want) in [
+            ("0 2 * * *", Some(86_400)),
+            ("0 */6 * * *", Some(6 * 3_600)),
+            ("*/15 * * * *", Some(900)),
+            ("0 3 * * 0", Some(7 * 86_400)),
+            ("0 1 1 * *", Some(31 * 86_400)),
+            ("0 1,13 * * *", Some(43_200)),
+            ("@daily", Some(86_400)),
+            ("bogus", None),
+            ("0 * * * *", Some(3_600)),
+        ] {
             assert_eq!(cron_interval_secs(c), want, "{c}");
         }
     }

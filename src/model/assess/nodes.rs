@@ -14,8 +14,15 @@ pub(super) fn assess(c: &ClusterState, inv: &Inventory, _th: &Thresholds, out: &
             *counts.entry(n.kubelet_version.as_str()).or_default() += 1;
         }
     }
-    let common = counts.iter().max_by_key(|(v, n)| (**n, *v)).map(|(v, _)| v.to_string());
-    let reference = c.server_version.clone().filter(|v| counts.contains_key(v.as_str())).or(common);
+    let common = counts
+        .iter()
+        .max_by_key(|(v, n)| (**n, *v))
+        .map(|(v, _)| v.to_string());
+    let reference = c
+        .server_version
+        .clone()
+        .filter(|v| counts.contains_key(v.as_str()))
+        .or(common);
 
     for n in &c.nodes {
         match n.ready {
@@ -30,7 +37,10 @@ pub(super) fn assess(c: &ClusterState, inv: &Inventory, _th: &Thresholds, out: &
                 Severity::Critical,
                 "node.not_ready",
                 &n.name,
-                format!("node {} Ready condition is Unknown (kubelet stopped reporting)", n.name),
+                format!(
+                    "node {} Ready condition is Unknown (kubelet stopped reporting)",
+                    n.name
+                ),
             )),
         }
         for p in &n.pressures {
@@ -62,7 +72,10 @@ pub(super) fn assess(c: &ClusterState, inv: &Inventory, _th: &Thresholds, out: &
                 Severity::Warning,
                 "node.version_skew",
                 &n.name,
-                format!("node {} runs kubelet {}, the cluster runs {r}", n.name, n.kubelet_version),
+                format!(
+                    "node {} runs kubelet {}, the cluster runs {r}",
+                    n.name, n.kubelet_version
+                ),
             ));
         }
         if inv.by_name(&n.name).is_none() {
@@ -89,7 +102,9 @@ pub(super) fn assess(c: &ClusterState, inv: &Inventory, _th: &Thresholds, out: &
 fn inventory_name(inv: &Inventory) -> String {
     inv.path
         .file_name()
-        .map_or("the inventory".to_string(), |f| f.to_string_lossy().into_owned())
+        .map_or("the inventory".to_string(), |f| {
+            f.to_string_lossy().into_owned()
+        })
 }
 
 #[cfg(test)]
@@ -107,17 +122,27 @@ mod tests {
     }
 
     fn node(name: &str) -> NodeInfo {
-        NodeInfo { name: name.into(), ready: Some(true), kubelet_version: "v1.31.4+k3s1".into(), ..Default::default() }
+        NodeInfo {
+            name: name.into(),
+            ready: Some(true),
+            kubelet_version: "v1.31.4+k3s1".into(),
+            ..Default::default()
+        }
     }
 
     fn codes(c: ClusterState) -> Vec<(String, Severity, String)> {
         let mut out = Vec::new();
         assess(&c, &inv(), &Thresholds::default(), &mut out);
-        out.into_iter().map(|f| (f.code, f.severity, f.subject)).collect()
+        out.into_iter()
+            .map(|f| (f.code, f.severity, f.subject))
+            .collect()
     }
 
     fn st(nodes: Vec<NodeInfo>) -> ClusterState {
-        ClusterState { nodes, ..Default::default() }
+        ClusterState {
+            nodes,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -125,23 +150,81 @@ mod tests {
         let healthy = st(vec![node("node1"), node("node2")]);
         let cases: Vec<(&str, ClusterState, Vec<(&str, Severity, &str)>)> = vec![
             ("healthy", healthy.clone(), vec![]),
-            ("not ready", st(vec![NodeInfo { ready: Some(false), ..node("node1") }, node("node2")]),
-                vec![("node.not_ready", Severity::Critical, "node1")]),
-            ("unknown", st(vec![NodeInfo { ready: None, ..node("node1") }, node("node2")]),
-                vec![("node.not_ready", Severity::Critical, "node1")]),
-            ("pressure", st(vec![NodeInfo { pressures: vec!["DiskPressure".into()], ..node("node1") }, node("node2")]),
-                vec![("node.pressure", Severity::Warning, "node1")]),
-            ("cordoned", st(vec![node("node1"), NodeInfo { unschedulable: true, ..node("node2") }]),
-                vec![("node.cordoned", Severity::Info, "node2")]),
-            ("skew", ClusterState { server_version: Some("v1.31.4+k3s1".into()),
-                nodes: vec![node("node1"), NodeInfo { kubelet_version: "v1.30.2+k3s1".into(), ..node("node2") }], ..Default::default() },
-                vec![("node.version_skew", Severity::Warning, "node2")]),
-            ("missing node", st(vec![node("node1")]), vec![("node.missing", Severity::Warning, "h2")]),
-            ("extra node", st(vec![node("node1"), node("node2"), node("stray")]),
-                vec![("node.not_in_inventory", Severity::Warning, "stray")]),
+            (
+                "not ready",
+                st(vec![
+                    NodeInfo {
+                        ready: Some(false),
+                        ..node("node1")
+                    },
+                    node("node2"),
+                ]),
+                vec![("node.not_ready", Severity::Critical, "node1")],
+            ),
+            (
+                "unknown",
+                st(vec![
+                    NodeInfo {
+                        ready: None,
+                        ..node("node1")
+                    },
+                    node("node2"),
+                ]),
+                vec![("node.not_ready", Severity::Critical, "node1")],
+            ),
+            (
+                "pressure",
+                st(vec![
+                    NodeInfo {
+                        pressures: vec!["DiskPressure".into()],
+                        ..node("node1")
+                    },
+                    node("node2"),
+                ]),
+                vec![("node.pressure", Severity::Warning, "node1")],
+            ),
+            (
+                "cordoned",
+                st(vec![
+                    node("node1"),
+                    NodeInfo {
+                        unschedulable: true,
+                        ..node("node2")
+                    },
+                ]),
+                vec![("node.cordoned", Severity::Info, "node2")],
+            ),
+            (
+                "skew",
+                ClusterState {
+                    server_version: Some("v1.31.4+k3s1".into()),
+                    nodes: vec![
+                        node("node1"),
+                        NodeInfo {
+                            kubelet_version: "v1.30.2+k3s1".into(),
+                            ..node("node2")
+                        },
+                    ],
+                    ..Default::default()
+                },
+                vec![("node.version_skew", Severity::Warning, "node2")],
+            ),
+            (
+                "missing node",
+                st(vec![node("node1")]),
+                vec![("node.missing", Severity::Warning, "h2")],
+            ),
+            (
+                "extra node",
+                st(vec![node("node1"), node("node2"), node("stray")]),
+                vec![("node.not_in_inventory", Severity::Warning, "stray")],
+            ),
         ];
         for (name, c, want) in cases {
-            let want: Vec<(String, Severity, String)> = want.into_iter().map(|(a, b, c)| (a.to_string(), b, c.to_string())).collect();
+            let want: Vec<(String, Severity, String)> = want
+                .into_iter()
+                .map(|(a, b, c)| (a.to_string(), b, c.to_string()))
+                .collect();
             assert_eq!(codes(c), want, "case {name}");
         }
     }
@@ -149,11 +232,23 @@ mod tests {
     #[test]
     fn messages_read_well() {
         let mut out = Vec::new();
-        let c = st(vec![node("node1"), NodeInfo { unschedulable: true, cordoned_by_run: Some("r42".into()), ..node("node2") }]);
+        let c = st(vec![
+            node("node1"),
+            NodeInfo {
+                unschedulable: true,
+                cordoned_by_run: Some("r42".into()),
+                ..node("node2")
+            },
+        ]);
         assess(&c, &inv(), &Thresholds::default(), &mut out);
         assert_eq!(out[0].message, "node node2 is cordoned by upgrade run r42");
         let mut out = Vec::new();
-        assess(&st(vec![node("node1")]), &inv(), &Thresholds::default(), &mut out);
+        assess(
+            &st(vec![node("node1")]),
+            &inv(),
+            &Thresholds::default(),
+            &mut out,
+        );
         assert_eq!(out[0].message, "host h2 (node2) has no Kubernetes node");
     }
 }

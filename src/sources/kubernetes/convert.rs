@@ -56,7 +56,11 @@ pub fn node(n: &Node) -> NodeInfo {
     NodeInfo {
         name: meta.name.clone().unwrap_or_default(),
         ready,
-        unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        unschedulable: n
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
         kubelet_version: status
             .and_then(|s| s.node_info.as_ref())
             .map(|i| i.kubelet_version.clone())
@@ -82,16 +86,25 @@ pub fn pod(p: &Pod) -> PodRow {
         .owner_references
         .as_ref()
         .and_then(|o| o.iter().find(|o| o.controller == Some(true)).or(o.first()));
-    let statuses = p.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    let statuses = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
     let total = p.spec.as_ref().map_or(0, |s| s.containers.len()) as u16;
     PodRow {
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
         node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
-        phase: p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default(),
+        phase: p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default(),
         ready_containers: statuses.map_or(0, |cs| cs.iter().filter(|c| c.ready).count()) as u16,
         total_containers: total,
-        restarts: statuses.map_or(0, |cs| cs.iter().map(|c| c.restart_count.max(0) as u32).sum()),
+        restarts: statuses.map_or(0, |cs| {
+            cs.iter().map(|c| c.restart_count.max(0) as u32).sum()
+        }),
         owner_kind: owner.map(|o| o.kind.clone()).unwrap_or_default(),
         owner_name: owner.map(|o| o.name.clone()).unwrap_or_default(),
         deleting: meta.deletion_timestamp.is_some(),
@@ -120,7 +133,10 @@ pub fn pdb(p: &PodDisruptionBudget) -> PdbInfo {
 // ---- Longhorn (longhorn.io/v1beta2), from JSON ----
 
 fn s(v: &Value, path: &[&str]) -> String {
-    get(v, path).and_then(Value::as_str).unwrap_or_default().to_string()
+    get(v, path)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -137,7 +153,10 @@ fn num(v: &Value, path: &[&str]) -> u64 {
 }
 
 fn time(v: &Value, path: &[&str]) -> Option<Timestamp> {
-    get(v, path).and_then(Value::as_str).filter(|s| !s.is_empty()).and_then(|s| s.parse().ok())
+    get(v, path)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok())
 }
 
 fn name(v: &Value) -> String {
@@ -171,7 +190,9 @@ pub fn volume(v: &Value) -> Volume {
         number_of_replicas: num(v, &["spec", "numberOfReplicas"]) as u32,
         state: s(v, &["status", "state"]),
         robustness: s(v, &["status", "robustness"]),
-        encrypted: get(v, &["spec", "encrypted"]).and_then(Value::as_bool).unwrap_or(false),
+        encrypted: get(v, &["spec", "encrypted"])
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         last_backup: Some(s(v, &["status", "lastBackup"])).filter(|x| !x.is_empty()),
         last_backup_at: time(v, &["status", "lastBackupAt"]),
         recurring_jobs: jobs,
@@ -203,11 +224,12 @@ fn condition_true(v: &Value, ty: &str) -> bool {
                 && c.get("status").and_then(Value::as_str) == Some("True")
         }),
         // older: a map keyed by type
-        Some(Value::Object(m)) => m
-            .get(ty)
-            .and_then(|c| c.get("status"))
-            .and_then(Value::as_str)
-            == Some("True"),
+        Some(Value::Object(m)) => {
+            m.get(ty)
+                .and_then(|c| c.get("status"))
+                .and_then(Value::as_str)
+                == Some("True")
+        }
         _ => false,
     }
 }
@@ -216,14 +238,19 @@ pub fn longhorn_node(v: &Value) -> LonghornNode {
     let mut disks: Vec<Disk> = Vec::new();
     if let Some(specs) = get(v, &["spec", "disks"]).and_then(Value::as_object) {
         for (dname, spec) in specs {
-            let st = get(v, &["status", "diskStatus", dname]).cloned().unwrap_or(Value::Null);
+            let st = get(v, &["status", "diskStatus", dname])
+                .cloned()
+                .unwrap_or(Value::Null);
             disks.push(Disk {
                 name: dname.clone(),
                 path: s(spec, &["path"]),
                 storage_maximum: num(&st, &["storageMaximum"]),
                 storage_available: num(&st, &["storageAvailable"]),
                 storage_scheduled: num(&st, &["storageScheduled"]),
-                schedulable: spec.get("allowScheduling").and_then(Value::as_bool).unwrap_or(false)
+                schedulable: spec
+                    .get("allowScheduling")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
                     && condition_true(&serde_json::json!({"status": st}), "Schedulable"),
             });
         }
@@ -231,7 +258,9 @@ pub fn longhorn_node(v: &Value) -> LonghornNode {
     LonghornNode {
         name: name(v),
         ready: condition_true(v, "Ready"),
-        schedulable: get(v, &["spec", "allowScheduling"]).and_then(Value::as_bool).unwrap_or(false)
+        schedulable: get(v, &["spec", "allowScheduling"])
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
             && condition_true(v, "Schedulable"),
         disks,
     }
@@ -253,7 +282,9 @@ pub fn backup(v: &Value) -> Backup {
 }
 
 pub fn backup_target(v: &Value) -> BackupTarget {
-    let available = get(v, &["status", "available"]).and_then(Value::as_bool).unwrap_or(false);
+    let available = get(v, &["status", "available"])
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let message = match get(v, &["status", "conditions"]) {
         Some(Value::Array(cs)) => cs
             .iter()
@@ -278,7 +309,11 @@ pub fn recurring_job(v: &Value) -> RecurringJob {
         cron: s(v, &["spec", "cron"]),
         groups: get(v, &["spec", "groups"])
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default(),
         retain: num(v, &["spec", "retain"]) as u32,
     }
@@ -345,7 +380,10 @@ mod tests {
         }))
         .unwrap();
         let r = pod(&p);
-        assert_eq!((r.ready_containers, r.total_containers, r.restarts), (1, 2, 3));
+        assert_eq!(
+            (r.ready_containers, r.total_containers, r.restarts),
+            (1, 2, 3)
+        );
         assert_eq!(r.owner_kind, "ReplicaSet");
         assert_eq!(r.node.as_deref(), Some("node2"));
         assert!(!r.deleting);
@@ -368,14 +406,20 @@ mod tests {
         assert_eq!(v.recurring_groups, vec!["default"]);
         assert_eq!(v.pvc.as_deref(), Some("db/data-pg-0"));
         assert_eq!(v.attached_node.as_deref(), Some("node1"));
-        let healthy = replica(&json!({"metadata": {"name": "r1"}, "spec": {"volumeName": "pvc-1", "nodeID": "node1",
-            "healthyAt": "2026-11-25T01:00:00Z", "failedAt": ""}, "status": {"currentState": "running"}}));
+        let healthy = replica(
+            &json!({"metadata": {"name": "r1"}, "spec": {"volumeName": "pvc-1", "nodeID": "node1",
+            "healthyAt": "2026-11-25T01:00:00Z", "failedAt": ""}, "status": {"currentState": "running"}}),
+        );
         assert!(healthy.healthy && !healthy.rebuilding);
-        let rebuilding = replica(&json!({"metadata": {"name": "r2"}, "spec": {"volumeName": "pvc-1", "nodeID": "node2",
-            "healthyAt": "", "failedAt": ""}, "status": {"currentState": "running"}}));
+        let rebuilding = replica(
+            &json!({"metadata": {"name": "r2"}, "spec": {"volumeName": "pvc-1", "nodeID": "node2",
+            "healthyAt": "", "failedAt": ""}, "status": {"currentState": "running"}}),
+        );
         assert!(!rebuilding.healthy && rebuilding.rebuilding);
-        let failed = replica(&json!({"metadata": {"name": "r3"}, "spec": {"volumeName": "pvc-1", "nodeID": "node3",
-            "healthyAt": "2026-11-25T01:00:00Z", "failedAt": "2026-11-25T02:00:00Z"}, "status": {"currentState": "stopped"}}));
+        let failed = replica(
+            &json!({"metadata": {"name": "r3"}, "spec": {"volumeName": "pvc-1", "nodeID": "node3",
+            "healthyAt": "2026-11-25T01:00:00Z", "failedAt": "2026-11-25T02:00:00Z"}, "status": {"currentState": "stopped"}}),
+        );
         assert!(!failed.healthy && !failed.rebuilding);
     }
 
@@ -392,13 +436,27 @@ mod tests {
         assert_eq!(n.disks.len(), 1);
         assert!((n.disks[0].used_pct() - 90.0).abs() < 1e-9);
         assert!(n.disks[0].schedulable);
-        assert_eq!(setting(&json!({"metadata": {"name": "node-drain-policy"}, "value": "block-if-contains-last-replica"})),
-            ("node-drain-policy".to_string(), "block-if-contains-last-replica".to_string()));
-        let t = backup_target(&json!({"metadata": {"name": "default"}, "spec": {"backupTargetURL": "s3://b@r/"},
-            "status": {"available": false, "conditions": [{"type": "Unavailable", "status": "True", "message": "cannot reach"}]}}));
+        assert_eq!(
+            setting(
+                &json!({"metadata": {"name": "node-drain-policy"}, "value": "block-if-contains-last-replica"})
+            ),
+            (
+                "node-drain-policy".to_string(),
+                "block-if-contains-last-replica".to_string()
+            )
+        );
+        let t = backup_target(
+            &json!({"metadata": {"name": "default"}, "spec": {"backupTargetURL": "s3://b@r/"},
+            "status": {"available": false, "conditions": [{"type": "Unavailable", "status": "True", "message": "cannot reach"}]}}),
+        );
         assert!(!t.available);
         assert_eq!(t.message, "cannot reach");
-        let j = recurring_job(&json!({"metadata": {"name": "backup-daily"}, "spec": {"task": "backup", "cron": "0 2 * * *", "groups": ["default"], "retain": 7}}));
-        assert_eq!((j.task.as_str(), j.cron.as_str(), j.retain), ("backup", "0 2 * * *", 7));
+        let j = recurring_job(
+            &json!({"metadata": {"name": "backup-daily"}, "spec": {"task": "backup", "cron": "0 2 * * *", "groups": ["default"], "retain": 7}}),
+        );
+        assert_eq!(
+            (j.task.as_str(), j.cron.as_str(), j.retain),
+            ("backup", "0 2 * * *", 7)
+        );
     }
 }

@@ -118,9 +118,13 @@ pub async fn client(cfg: &KubernetesConfig) -> Result<Client, String> {
             .await
             .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
     } else if cfg.context.is_some() {
-        kube::Config::from_kubeconfig(&opts).await.map_err(|e| format!("kubeconfig: {e}"))?
+        kube::Config::from_kubeconfig(&opts)
+            .await
+            .map_err(|e| format!("kubeconfig: {e}"))?
     } else {
-        kube::Config::infer().await.map_err(|e| format!("no Kubernetes config found: {e}"))?
+        kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes config found: {e}"))?
     };
     config.connect_timeout = Some(Duration::from_secs(cfg.timeout_secs.max(1)));
     Client::try_from(config).map_err(|e| format!("cannot create Kubernetes client: {e}"))
@@ -287,8 +291,18 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
     let (ctx, mut crx) = mpsc::channel::<Change>(1024);
     let ns = cfg.longhorn_namespace.clone();
     let mut tasks = vec![
-        spawn_watch(Api::<Node>::all(client.clone()), Kind::Node, |n| Row::Node(convert::node(n)), ctx.clone()),
-        spawn_watch(Api::<Pod>::all(client.clone()), Kind::Pod, |p| Row::Pod(convert::pod(p)), ctx.clone()),
+        spawn_watch(
+            Api::<Node>::all(client.clone()),
+            Kind::Node,
+            |n| Row::Node(convert::node(n)),
+            ctx.clone(),
+        ),
+        spawn_watch(
+            Api::<Pod>::all(client.clone()),
+            Kind::Pod,
+            |p| Row::Pod(convert::pod(p)),
+            ctx.clone(),
+        ),
         spawn_watch(
             Api::<PodDisruptionBudget>::all(client.clone()),
             Kind::Pdb,
@@ -297,7 +311,12 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
         ),
     ];
     for k in LONGHORN_KINDS {
-        tasks.push(spawn_watch(longhorn_api(&client, &ns, *k), *k, dyn_row(*k), ctx.clone()));
+        tasks.push(spawn_watch(
+            longhorn_api(&client, &ns, *k),
+            *k,
+            dyn_row(*k),
+            ctx.clone(),
+        ));
     }
     drop(ctx);
     let _abort = AbortOnDrop(tasks);
@@ -369,15 +388,32 @@ pub async fn poll_once(cfg: &KubernetesConfig) -> Result<ClusterState, String> {
     let client = client(cfg).await?;
     let mut store = Store::default();
     let err = |what: &str, e: kube::Error| format!("Kubernetes API: cannot list {what}: {e}");
-    let nodes = list_rows(Api::<Node>::all(client.clone()), |n| Row::Node(convert::node(n)));
-    let pods = list_rows(Api::<Pod>::all(client.clone()), |p| Row::Pod(convert::pod(p)));
-    let pdbs = list_rows(Api::<PodDisruptionBudget>::all(client.clone()), |p| Row::Pdb(convert::pdb(p)));
+    let nodes = list_rows(Api::<Node>::all(client.clone()), |n| {
+        Row::Node(convert::node(n))
+    });
+    let pods = list_rows(Api::<Pod>::all(client.clone()), |p| {
+        Row::Pod(convert::pod(p))
+    });
+    let pdbs = list_rows(Api::<PodDisruptionBudget>::all(client.clone()), |p| {
+        Row::Pdb(convert::pdb(p))
+    });
     let (nodes, pods, pdbs) = tokio::join!(nodes, pods, pdbs);
-    store.apply(Change::Reset(Kind::Node, nodes.map_err(|e| err("nodes", e))?));
+    store.apply(Change::Reset(
+        Kind::Node,
+        nodes.map_err(|e| err("nodes", e))?,
+    ));
     store.apply(Change::Reset(Kind::Pod, pods.map_err(|e| err("pods", e))?));
-    store.apply(Change::Reset(Kind::Pdb, pdbs.map_err(|e| err("poddisruptionbudgets", e))?));
+    store.apply(Change::Reset(
+        Kind::Pdb,
+        pdbs.map_err(|e| err("poddisruptionbudgets", e))?,
+    ));
     for k in LONGHORN_KINDS {
-        match list_rows(longhorn_api(&client, &cfg.longhorn_namespace, *k), dyn_row(*k)).await {
+        match list_rows(
+            longhorn_api(&client, &cfg.longhorn_namespace, *k),
+            dyn_row(*k),
+        )
+        .await
+        {
             Ok(rows) => store.apply(Change::Reset(*k, rows)),
             Err(kube::Error::Api(s)) if s.code == 404 => store.longhorn_missing = true,
             Err(e) => return Err(err(k.longhorn_plural().1, e)),
