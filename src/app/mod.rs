@@ -33,6 +33,8 @@ pub struct PaneState {
 }
 
 /// A message to the owner of state.
+// One message at a time passes through: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Msg {
     Key(KeyEvent),

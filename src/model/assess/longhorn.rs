@@ -296,6 +296,12 @@ mod tests {
         }
     }
 
+    type Case = (
+        &'static str,
+        LonghornState,
+        Vec<(&'static str, Severity, &'static str)>,
+    );
+
     #[test]
     fn table() {
         let daily = RecurringJob {
@@ -306,7 +312,7 @@ mod tests {
             retain: 7,
         };
         let at = |age: i64| Some(Timestamp::from_second(NOW - age).unwrap());
-        let cases: Vec<(&str, LonghornState, Vec<(&str, Severity, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("healthy", with(vec![vol("v")], three("v")), vec![]),
             (
                 "degraded",

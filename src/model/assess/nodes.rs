@@ -145,10 +145,16 @@ mod tests {
         }
     }
 
+    type Case = (
+        &'static str,
+        ClusterState,
+        Vec<(&'static str, Severity, &'static str)>,
+    );
+
     #[test]
     fn table() {
         let healthy = st(vec![node("node1"), node("node2")]);
-        let cases: Vec<(&str, ClusterState, Vec<(&str, Severity, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("healthy", healthy.clone(), vec![]),
             (
                 "not ready",
