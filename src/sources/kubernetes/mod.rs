@@ -96,6 +96,8 @@ fn longhorn_row(kind: Kind, v: &serde_json::Value) -> Row {
     }
 }
 
+// Rows are moved through a channel one at a time: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Change {
     Reset(Kind, Vec<(String, Row)>),
@@ -321,8 +323,10 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
     drop(ctx);
     let _abort = AbortOnDrop(tasks);
 
-    let mut store = Store::default();
-    store.server_version = client.apiserver_version().await.ok().map(|v| v.git_version);
+    let mut store = Store {
+        server_version: client.apiserver_version().await.ok().map(|v| v.git_version),
+        ..Default::default()
+    };
     let mut errors: BTreeMap<Kind, String> = BTreeMap::new();
     let mut dirty = false;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
