@@ -191,7 +191,7 @@ fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
     } else {
         format!("({}/{}) /{}", t.rows.len(), t.total, st.filter)
     };
-    let title = Line::from(vec![
+    let mut title_spans = vec![
         Span::styled(
             format!(" {} {} ", pane.index() + 1, pane.title()),
             if focused {
@@ -201,7 +201,11 @@ fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
             },
         ),
         Span::styled(format!("{count} "), theme.muted),
-    ]);
+    ];
+    if let Some((sub, t)) = &t.subtitle {
+        title_spans.push(Span::styled(format!("─ {sub} "), tone(theme, *t)));
+    }
+    let title = Line::from(title_spans);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_type(if focused {
@@ -242,26 +246,27 @@ fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
         }
         return;
     }
-    let last = t.widths.len().saturating_sub(1);
-    let widths: Vec<Constraint> = t
-        .widths
+    let keep = visible_columns(&t.widths, &t.drop_order, rest.width);
+    let last = keep.len().saturating_sub(1);
+    let widths: Vec<Constraint> = keep
         .iter()
         .enumerate()
-        .map(|(i, w)| {
+        .map(|(i, c)| {
             if i == last {
                 Constraint::Fill(1)
             } else {
-                Constraint::Length(*w)
+                Constraint::Length(t.widths[*c])
             }
         })
         .collect();
     let rows = t.rows.iter().map(|r| {
-        Row::new(r.cells.iter().map(|c| {
+        Row::new(keep.iter().filter_map(|c| r.cells.get(*c)).map(|c| {
             ratatui::widgets::Cell::from(Span::styled(c.text.clone(), tone(theme, c.tone)))
         }))
     });
+    let header: Vec<&str> = keep.iter().map(|c| t.header[*c]).collect();
     let table = Table::new(rows, widths)
-        .header(Row::new(t.header.iter().copied()).style(theme.table_header))
+        .header(Row::new(header).style(theme.table_header))
         .column_spacing(1)
         .row_highlight_style(if focused {
             theme.selected
@@ -270,6 +275,27 @@ fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
         });
     let mut state = TableState::default().with_selected(Some(st.selected.min(t.rows.len() - 1)));
     f.render_stateful_widget(table, rest, &mut state);
+}
+
+/// The columns that fit in `width`, dropping the highest `drop_order` first (0 never).
+pub fn visible_columns(widths: &[u16], drop_order: &[u8], width: u16) -> Vec<usize> {
+    let mut keep: Vec<usize> = (0..widths.len()).collect();
+    let need = |keep: &[usize]| -> u32 {
+        keep.iter().map(|c| u32::from(widths[*c])).sum::<u32>()
+            + keep.len().saturating_sub(1) as u32
+    };
+    while need(&keep) > u32::from(width) {
+        let Some((pos, _)) = keep
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| drop_order.get(**c).copied().unwrap_or(0) > 0)
+            .max_by_key(|(_, c)| drop_order.get(**c).copied().unwrap_or(0))
+        else {
+            break;
+        };
+        keep.remove(pos);
+    }
+    keep
 }
 
 fn draw_footer(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
