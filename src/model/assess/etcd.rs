@@ -28,6 +28,26 @@ pub(super) fn assess(etcd: &EtcdState, th: &Thresholds, out: &mut Vec<Finding>) 
             format!("{quorum}; down: {down_names} — the cluster cannot accept writes"),
         ));
     }
+    for a in etcd.alarms() {
+        let who = etcd
+            .member(a.member_id)
+            .map_or_else(|| format!("{:x}", a.member_id), EtcdMember::label);
+        let what = match a.kind.as_str() {
+            "NOSPACE" => {
+                "the DB reached its quota: the cluster accepts no writes until it is compacted, defragmented and the alarm disarmed"
+            }
+            "CORRUPT" => {
+                "data corruption detected: the member must be replaced from a healthy copy"
+            }
+            _ => "see `etcdctl alarm list`",
+        };
+        out.push(Finding::new(
+            Severity::Critical,
+            "etcd.alarm",
+            who.clone(),
+            format!("alarm {} raised on {who}: {what}", a.kind),
+        ));
+    }
     if etcd.leader.is_none() {
         out.push(Finding::new(
             Severity::Critical,
@@ -188,6 +208,7 @@ pub fn fmt_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::etcd::Alarm;
 
     fn healthy(id: u64) -> EtcdMember {
         EtcdMember {
@@ -352,6 +373,18 @@ mod tests {
                     s.members[0].db_size_bytes = Some(DEFAULT_QUOTA_BYTES / 10 * 9);
                 },
                 &[(W, "etcd.db_quota", "e1")],
+            ),
+            (
+                "a NOSPACE alarm, reported by every member, is one critical finding",
+                |s| {
+                    for m in &mut s.members {
+                        m.alarms = vec![Alarm {
+                            member_id: 2,
+                            kind: "NOSPACE".into(),
+                        }];
+                    }
+                },
+                &[(C, "etcd.alarm", "e2")],
             ),
             (
                 "3 leader changes",

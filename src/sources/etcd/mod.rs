@@ -19,7 +19,7 @@ use jiff::Timestamp;
 
 use crate::config::{EtcdConfig, K3S_ETCD_TLS_DIR, Thresholds};
 use crate::inventory::Inventory;
-use crate::model::etcd::{EtcdMember, EtcdState, url_host};
+use crate::model::etcd::{Alarm, EtcdMember, EtcdState, url_host};
 use crate::sources::{Update, UpdateTx};
 use gateway::{Gateway, HealthResponse, MemberListResponse, StatusResponse, normalize};
 use metrics::MemberHistory;
@@ -187,6 +187,8 @@ pub struct Poller {
     settings: Settings,
     gateway: Option<Gateway>,
     histories: HashMap<String, MemberHistory>,
+    /// The last member list read, for polls where no member serves it.
+    last_list: Option<(Timestamp, MemberListResponse)>,
 }
 
 impl Poller {
@@ -195,6 +197,7 @@ impl Poller {
             settings,
             gateway: None,
             histories: HashMap::new(),
+            last_list: None,
         }
     }
 
@@ -239,38 +242,29 @@ impl Poller {
         let (mut replies, scrapes) = tokio::join!(asks, scrapes);
 
         // The member list: from a member that knows a leader if possible.
-        let list = replies
+        let fresh = replies
             .iter()
             .filter(|r| r.status.as_ref().is_ok_and(|s| s.leader_id().is_some()))
             .chain(replies.iter())
             .find_map(|r| r.members.as_ref().and_then(|m| m.as_ref().ok()))
             .cloned();
 
-        if list.is_none() && replies.iter().all(|r| r.status.is_err()) {
-            let why: Vec<String> = replies
-                .iter()
-                .map(|r| {
-                    let e = r.status.as_ref().err().map_or("", String::as_str);
-                    format!("{}: {e}", r.endpoint)
-                })
-                .collect();
-            return Err(format!("no etcd endpoint answered: {}", why.join("; ")));
+        if fresh.is_none() && replies.iter().all(|r| r.status.is_err()) {
+            let errors = replies.iter().map(|r| {
+                let e = r.status.as_ref().err().map_or("", String::as_str);
+                (r.endpoint.as_str(), e)
+            });
+            return Err(format!(
+                "no etcd endpoint answered: {}",
+                summarize_errors(errors)
+            ));
         }
 
         let mut state = EtcdState::default();
-        match &list {
+        let list = match fresh {
             Some(l) => {
-                state.cluster_id = l.header.cluster_id;
-                for m in &l.members {
-                    state.members.push(EtcdMember {
-                        id: m.id.unwrap_or(0),
-                        name: m.name.clone(),
-                        client_urls: m.client_urls.iter().map(|u| normalize(u)).collect(),
-                        is_learner: m.is_learner,
-                        error: Some("did not answer".into()),
-                        ..Default::default()
-                    });
-                }
+                self.last_list = Some((now, l.clone()));
+                Some(l)
             }
             None => {
                 let why = replies
@@ -278,9 +272,36 @@ impl Poller {
                     .find_map(|r| r.members.as_ref().and_then(|m| m.as_ref().err()))
                     .cloned()
                     .unwrap_or_default();
-                state
-                    .notes
-                    .push(format!("the member list could not be read: {why}"));
+                // Newer etcd serves the member list only with quorum: the last one we read
+                // still says who should be there.
+                match &self.last_list {
+                    Some((when, l)) => {
+                        state.notes.push(format!(
+                            "the member list could not be read ({why}); using the one read at {}",
+                            when.strftime("%H:%M:%S")
+                        ));
+                        Some(l.clone())
+                    }
+                    None => {
+                        state
+                            .notes
+                            .push(format!("the member list could not be read: {why}"));
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(l) = &list {
+            state.cluster_id = l.header.cluster_id;
+            for m in &l.members {
+                state.members.push(EtcdMember {
+                    id: m.id.unwrap_or(0),
+                    name: m.name.clone(),
+                    client_urls: m.client_urls.iter().map(|u| normalize(u)).collect(),
+                    is_learner: m.is_learner,
+                    error: Some("did not answer".into()),
+                    ..Default::default()
+                });
             }
         }
 
@@ -406,6 +427,32 @@ impl Poller {
     }
 }
 
+/// `a, b: connection refused; c: timed out`, with a hint for TLS problems.
+fn summarize_errors<'a>(errors: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut groups: Vec<(Vec<&str>, &str)> = Vec::new();
+    for (endpoint, e) in errors {
+        match groups.iter_mut().find(|(_, g)| *g == e) {
+            Some((eps, _)) => eps.push(endpoint),
+            None => groups.push((vec![endpoint], e)),
+        }
+    }
+    let mut out: Vec<String> = groups
+        .iter()
+        .map(|(eps, e)| format!("{}: {e}", eps.join(", ")))
+        .collect();
+    let all = out.join("; ");
+    if all.contains("UnknownIssuer") || all.contains("NotValidForName") {
+        out.push(
+            "the server certificate is not signed by the CA we trust or not for this address: check [etcd] ca_file and endpoints".into(),
+        );
+    } else if all.contains("BadCertificate") || all.contains("CertificateRequired") {
+        out.push(
+            "the server did not accept our client certificate (or we sent none): check [etcd] cert_file and key_file".into(),
+        );
+    }
+    out.join("; ")
+}
+
 /// Fold one endpoint's answers into the state.
 fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
     match &r.status {
@@ -449,7 +496,15 @@ fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
             }
             m.has_leader = Some(s.leader_id().is_some());
             let health = r.health.as_ref().ok();
-            let mut problems: Vec<String> = s.errors.clone();
+            // Alarms are the cluster's, not this member's health: kept apart.
+            let mut problems: Vec<String> = Vec::new();
+            m.alarms.clear();
+            for e in &s.errors {
+                match Alarm::parse(e) {
+                    Some(a) => m.alarms.push(a),
+                    None => problems.push(e.clone()),
+                }
+            }
             if s.leader_id().is_none() && !problems.iter().any(|e| e.contains("no leader")) {
                 problems.push("no leader".into());
             }
@@ -467,7 +522,10 @@ fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
             m.error = (!problems.is_empty()).then(|| problems.join("; "));
         }
         Err(e) => {
-            let list_known = !state.notes.iter().any(|n| n.starts_with("the member list"));
+            let list_known = !state
+                .notes
+                .iter()
+                .any(|n| n.starts_with("the member list could not be read:"));
             if let Some(m) = state
                 .members
                 .iter_mut()
@@ -615,6 +673,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn errors_are_grouped_with_hints() {
+        let e = summarize_errors(
+            [
+                ("https://a:2379", "invalid peer certificate: UnknownIssuer"),
+                ("https://b:2379", "timed out"),
+                ("https://c:2379", "invalid peer certificate: UnknownIssuer"),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            e,
+            "https://a:2379, https://c:2379: invalid peer certificate: UnknownIssuer; \
+             https://b:2379: timed out; the server certificate is not signed by the CA we \
+             trust or not for this address: check [etcd] ca_file and endpoints"
+        );
+        let e = summarize_errors(
+            [("https://a:2379", "received fatal alert: BadCertificate")].into_iter(),
+        );
+        assert!(e.ends_with("check [etcd] cert_file and key_file"), "{e}");
+    }
+
     #[tokio::test]
     async fn nothing_listening_is_an_error_naming_the_endpoints() {
         // Port 1 on loopback: nothing listens there.
@@ -626,6 +706,16 @@ mod tests {
         let e = poll_once(&cfg, &Inventory::default()).await.unwrap_err();
         assert!(
             e.starts_with("no etcd endpoint answered: http://127.0.0.1:1: "),
+            "{e}"
+        );
+        let cfg = EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+            timeout_ms: 300,
+            ..Default::default()
+        };
+        let e = poll_once(&cfg, &Inventory::default()).await.unwrap_err();
+        assert!(
+            e.starts_with("no etcd endpoint answered: http://127.0.0.1:1, http://127.0.0.1:2: "),
             "{e}"
         );
         let e = poll_once(&EtcdConfig::default(), &Inventory::default())
