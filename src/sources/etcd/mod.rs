@@ -323,7 +323,7 @@ impl Poller {
         }
 
         for r in &replies {
-            merge_reply(&mut state, r);
+            merge_reply(&mut state, r, list.is_some());
         }
 
         // The leader: as reported by the member with the highest term.
@@ -454,7 +454,7 @@ fn summarize_errors<'a>(errors: impl Iterator<Item = (&'a str, &'a str)>) -> Str
 }
 
 /// Fold one endpoint's answers into the state.
-fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
+fn merge_reply(state: &mut EtcdState, r: &EndpointReply, list_known: bool) {
     match &r.status {
         Ok(s) => {
             if state.cluster_id.is_none() {
@@ -464,7 +464,7 @@ fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
             let idx = match state.members.iter().position(|m| m.id == id) {
                 Some(idx) => idx,
                 None => {
-                    if !state.members.is_empty() {
+                    if list_known {
                         state.notes.push(format!(
                             "{} answered as member {id:x}, which is not in the member list",
                             r.endpoint
@@ -522,10 +522,6 @@ fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
             m.error = (!problems.is_empty()).then(|| problems.join("; "));
         }
         Err(e) => {
-            let list_known = !state
-                .notes
-                .iter()
-                .any(|n| n.starts_with("the member list could not be read:"));
             if let Some(m) = state
                 .members
                 .iter_mut()
