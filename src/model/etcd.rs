@@ -196,6 +196,21 @@ impl EtcdState {
         self.members.iter().find(|m| m.is_on_host(host))
     }
 
+    /// The one member whose client URL is on `addr` (a host, or `host:port` as Prometheus'
+    /// `instance` label has it), for figures that come from elsewhere (Mimir). `None` when no
+    /// member or several members live there.
+    pub fn member_at_mut(&mut self, addr: &str) -> Option<&mut EtcdMember> {
+        let host = url_host(addr)?;
+        let mut on_host = self
+            .members
+            .iter_mut()
+            .filter(|m| m.client_urls.iter().any(|u| url_host(u) == Some(host)));
+        match (on_host.next(), on_host.next()) {
+            (Some(m), None) => Some(m),
+            _ => None,
+        }
+    }
+
     pub fn leader_member(&self) -> Option<&EtcdMember> {
         self.leader.and_then(|id| self.member(id))
     }
@@ -369,6 +384,14 @@ mod tests {
         assert!(m.is_on_host(&host));
         m.name.clear();
         assert_eq!(m.label(), "abc");
+        let mut s = EtcdState {
+            members: vec![m.clone()],
+            ..Default::default()
+        };
+        assert!(s.member_at_mut("192.0.2.11:2381").is_some());
+        assert!(s.member_at_mut("192.0.2.12:2381").is_none());
+        s.members.push(m.clone());
+        assert!(s.member_at_mut("192.0.2.11").is_none(), "ambiguous");
         assert_eq!(url_host("https://[::1]:2379"), Some("::1"));
         assert_eq!(url_host("http://127.0.0.1:2381/metrics"), Some("127.0.0.1"));
         assert_eq!(url_host("etcd.local"), Some("etcd.local"));

@@ -19,6 +19,7 @@ use jiff::Timestamp;
 
 use crate::config::{EtcdConfig, K3S_ETCD_TLS_DIR, Thresholds};
 use crate::inventory::Inventory;
+use crate::model::Sourced;
 use crate::model::etcd::{Alarm, EtcdMember, EtcdState, url_host};
 use crate::sources::{Update, UpdateTx};
 use gateway::{Gateway, HealthResponse, MemberListResponse, StatusResponse, normalize};
@@ -254,10 +255,19 @@ impl Poller {
                 let e = r.status.as_ref().err().map_or("", String::as_str);
                 (r.endpoint.as_str(), e)
             });
-            return Err(format!(
-                "no etcd endpoint answered: {}",
-                summarize_errors(errors)
-            ));
+            let mut msg = format!("no etcd endpoint answered: {}", summarize_errors(errors));
+            if self.settings.tls == TlsFiles::default()
+                && self
+                    .settings
+                    .endpoints
+                    .iter()
+                    .any(|e| e.starts_with("https://"))
+            {
+                msg.push_str(&format!(
+                    "; no TLS files are configured and k3s' are not in {K3S_ETCD_TLS_DIR}: set [etcd] ca_file, cert_file and key_file"
+                ));
+            }
+            return Err(msg);
         }
 
         let mut state = EtcdState::default();
@@ -559,6 +569,35 @@ pub async fn poll_once(cfg: &EtcdConfig, inv: &Inventory) -> Result<EtcdState, S
         .await
 }
 
+/// The etcd part of `check`: not configured when `[etcd] enabled = false` or there is
+/// nothing to ask; else one poll bounded by `timeout`, recorded at `now`.
+pub async fn gather_once(
+    cfg: &EtcdConfig,
+    inv: &Inventory,
+    timeout: Duration,
+) -> Sourced<EtcdState> {
+    if !cfg.enabled {
+        return Sourced::not_configured("etcd: disabled ([etcd] enabled = false)");
+    }
+    let settings = Settings::new(cfg, inv);
+    if settings.endpoints.is_empty() {
+        return Sourced::not_configured(
+            "etcd: no endpoints — set [etcd] endpoints or give hosts the role init/server",
+        );
+    }
+    let mut out = Sourced::configured();
+    let result =
+        match tokio::time::timeout(timeout, Poller::new(settings).poll(Timestamp::now())).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "no answer within {} s",
+                timeout.as_secs_f64().ceil()
+            )),
+        };
+    out.record(result, Timestamp::now());
+    out
+}
+
 /// Start the etcd source: polls every `refresh_secs`, sends `Update::Etcd`, backs off
 /// (doubling up to a minute) while polls fail, and ends when the receiver is gone.
 pub fn spawn(cfg: &EtcdConfig, inv: &Inventory, tx: UpdateTx) -> tokio::task::JoinHandle<()> {
@@ -718,5 +757,37 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.starts_with("no etcd endpoints"), "{e}");
+
+        let cfg = EtcdConfig {
+            endpoints: vec!["https://127.0.0.1:1".into()],
+            timeout_ms: 300,
+            ..Default::default()
+        };
+        let e = poll_once(&cfg, &Inventory::default()).await.unwrap_err();
+        assert!(
+            e.ends_with("set [etcd] ca_file, cert_file and key_file"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn gather_once_for_check() {
+        let t = Duration::from_secs(2);
+        let off = EtcdConfig {
+            enabled: false,
+            ..Default::default()
+        };
+        let s = gather_once(&off, &Inventory::default(), t).await;
+        assert!(!s.status.configured && s.status.note.is_some());
+        let s = gather_once(&EtcdConfig::default(), &Inventory::default(), t).await;
+        assert!(!s.status.configured);
+        let dead = EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:1".into()],
+            ..Default::default()
+        };
+        let s = gather_once(&dead, &Inventory::default(), t).await;
+        assert!(s.status.configured && s.data.is_none());
+        let e = s.status.error.unwrap().message;
+        assert!(e.starts_with("no etcd endpoint answered"), "{e}");
     }
 }
