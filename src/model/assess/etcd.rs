@@ -78,7 +78,11 @@ pub(super) fn assess(etcd: &EtcdState, th: &Thresholds, out: &mut Vec<Finding>) 
             severity,
             "etcd.member_down",
             m.label(),
-            format!("member {}{at} is down: {why} — {tail}", m.label()),
+            format!(
+                "member {}{at} is {}: {why} — {tail}",
+                m.label(),
+                if m.reachable { "unhealthy" } else { "down" }
+            ),
         ));
     }
 
@@ -448,6 +452,16 @@ mod tests {
             "DB of e1 is 1.9 GiB (95 % of the 2.0 GiB quota, critical at 95 %): compact and defragment, or raise the quota"
         );
         assert_eq!(fmt_bytes(512), "512 B");
+
+        // A member that answers but knows no leader is unhealthy rather than down.
+        let mut s = cluster();
+        s.members[2].healthy = false;
+        s.members[2].error = Some("etcdserver: no leader".into());
+        let f = run(&s);
+        assert_eq!(
+            f[0].message,
+            "member e3 (http://127.0.0.1:23793) is unhealthy: etcdserver: no leader — 2/3 healthy — no further failure tolerated"
+        );
         assert_eq!(fmt_ms(2.345), "2.3");
     }
 }
