@@ -2,10 +2,17 @@
 //!
 //! Every poll asks every endpoint, in parallel and each call bounded by `timeout_ms`, for its
 //! status, the member list and `/health`, and scrapes every metrics URL. A member in the
-//! member list that does not answer its status is down. Disk latency p99s are computed over
-//! the bucket deltas between two consecutive scrapes of the same metrics URL
-//! ([`metrics::MemberHistory`]); the computation is also usable with figures from Mimir
-//! ([`metrics::DiskMetrics::apply`]).
+//! member list that does not answer its status is down; members whose advertised client URL
+//! was not among the endpoints are asked there. Disk latency p99s are computed over the bucket
+//! deltas between two consecutive scrapes of the same metrics URL ([`metrics::MemberHistory`]).
+//!
+//! Figures from Mimir instead: clear [`Settings::metrics_urls`] so nothing is scraped, then
+//! put a [`metrics::DiskMetrics`] into each member found with
+//! [`EtcdState::member_at_mut`](crate::model::etcd::EtcdState::member_at_mut) (by the
+//! `instance` label) using [`metrics::DiskMetrics::apply`].
+//!
+//! Entry points: [`spawn`] / [`spawn_with`] (the TUI's source task), [`poll_once`] and
+//! [`gather_once`] (`check`), [`Poller`] (tests, upgrade guard re-checks).
 
 pub mod gateway;
 pub mod metrics;
@@ -634,7 +641,7 @@ pub fn spawn_with(settings: Settings, tx: UpdateTx) -> tokio::task::JoinHandle<(
 }
 
 /// The wait after `failures` failed polls in a row: the refresh interval doubled each time,
-/// at most [`MAX_BACKOFF`] (never less than the refresh interval).
+/// at most a minute (never less than the refresh interval).
 pub fn backoff(refresh: Duration, failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(6);
     refresh.saturating_mul(factor).min(MAX_BACKOFF.max(refresh))
