@@ -43,6 +43,8 @@ pub struct EtcdMember {
     pub healthy: bool,
     /// Why it is not healthy (connection error, "etcdserver: no leader", ...).
     pub error: Option<String>,
+    /// Alarms this member reports, e.g. `NOSPACE` on member `e1`.
+    pub alarms: Vec<Alarm>,
     pub is_leader: bool,
     /// Whether the member knows a leader (status `leader` field or `etcd_server_has_leader`).
     pub has_leader: Option<bool>,
@@ -61,6 +63,34 @@ pub struct EtcdMember {
     pub backend_commit_p99_ms: Option<f64>,
     /// Leader changes seen in the configured window.
     pub leader_changes: Option<u64>,
+}
+
+/// A raised etcd alarm (alarms are cluster-wide: every member reports all of them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm {
+    /// The member the alarm is about.
+    pub member_id: u64,
+    /// `NOSPACE` or `CORRUPT`.
+    pub kind: String,
+}
+
+impl Alarm {
+    /// Parse the gateway's status error text `memberID:123 alarm:NOSPACE`.
+    pub fn parse(text: &str) -> Option<Alarm> {
+        let mut member_id = None;
+        let mut kind = None;
+        for part in text.split_whitespace() {
+            if let Some(id) = part.strip_prefix("memberID:") {
+                member_id = id.parse().ok();
+            } else if let Some(k) = part.strip_prefix("alarm:") {
+                kind = Some(k.to_string());
+            }
+        }
+        Some(Alarm {
+            member_id: member_id?,
+            kind: kind?,
+        })
+    }
 }
 
 /// etcd's default backend quota (2 GiB), which k3s keeps unless `quota-backend-bytes` is set.
@@ -166,6 +196,21 @@ impl EtcdState {
         self.members.iter().find(|m| m.is_on_host(host))
     }
 
+    /// The one member whose client URL is on `addr` (a host, or `host:port` as Prometheus'
+    /// `instance` label has it), for figures that come from elsewhere (Mimir). `None` when no
+    /// member or several members live there.
+    pub fn member_at_mut(&mut self, addr: &str) -> Option<&mut EtcdMember> {
+        let host = url_host(addr)?;
+        let mut on_host = self
+            .members
+            .iter_mut()
+            .filter(|m| m.client_urls.iter().any(|u| url_host(u) == Some(host)));
+        match (on_host.next(), on_host.next()) {
+            (Some(m), None) => Some(m),
+            _ => None,
+        }
+    }
+
     pub fn leader_member(&self) -> Option<&EtcdMember> {
         self.leader.and_then(|id| self.member(id))
     }
@@ -199,6 +244,17 @@ impl EtcdState {
     /// Highest leader-change count among members within the window, when any member knows.
     pub fn leader_changes(&self) -> Option<u64> {
         self.members.iter().filter_map(|m| m.leader_changes).max()
+    }
+
+    /// Every alarm any member reports, once.
+    pub fn alarms(&self) -> Vec<&Alarm> {
+        let mut out: Vec<&Alarm> = Vec::new();
+        for a in self.members.iter().flat_map(|m| &m.alarms) {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
     }
 
     /// Fill `raft_index_lag` of every member with a known index from the highest index.
@@ -328,9 +384,31 @@ mod tests {
         assert!(m.is_on_host(&host));
         m.name.clear();
         assert_eq!(m.label(), "abc");
+        let mut s = EtcdState {
+            members: vec![m.clone()],
+            ..Default::default()
+        };
+        assert!(s.member_at_mut("192.0.2.11:2381").is_some());
+        assert!(s.member_at_mut("192.0.2.12:2381").is_none());
+        s.members.push(m.clone());
+        assert!(s.member_at_mut("192.0.2.11").is_none(), "ambiguous");
         assert_eq!(url_host("https://[::1]:2379"), Some("::1"));
         assert_eq!(url_host("http://127.0.0.1:2381/metrics"), Some("127.0.0.1"));
         assert_eq!(url_host("etcd.local"), Some("etcd.local"));
+    }
+
+    #[test]
+    fn alarms_parse_and_dedupe() {
+        let a = Alarm::parse("memberID:3619358829194788999 alarm:NOSPACE").unwrap();
+        assert_eq!(
+            (a.member_id, a.kind.as_str()),
+            (3619358829194788999, "NOSPACE")
+        );
+        assert_eq!(Alarm::parse("etcdserver: no leader"), None);
+        let mut s = state(&[true, true]);
+        s.members[0].alarms = vec![a.clone()];
+        s.members[1].alarms = vec![a.clone()];
+        assert_eq!(s.alarms(), vec![&a]);
     }
 
     #[test]

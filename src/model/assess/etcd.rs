@@ -28,6 +28,26 @@ pub(super) fn assess(etcd: &EtcdState, th: &Thresholds, out: &mut Vec<Finding>) 
             format!("{quorum}; down: {down_names} — the cluster cannot accept writes"),
         ));
     }
+    for a in etcd.alarms() {
+        let who = etcd
+            .member(a.member_id)
+            .map_or_else(|| format!("{:x}", a.member_id), EtcdMember::label);
+        let what = match a.kind.as_str() {
+            "NOSPACE" => {
+                "the DB reached its quota: the cluster accepts no writes until it is compacted, defragmented and the alarm disarmed"
+            }
+            "CORRUPT" => {
+                "data corruption detected: the member must be replaced from a healthy copy"
+            }
+            _ => "see `etcdctl alarm list`",
+        };
+        out.push(Finding::new(
+            Severity::Critical,
+            "etcd.alarm",
+            who.clone(),
+            format!("alarm {} raised on {who}: {what}", a.kind),
+        ));
+    }
     if etcd.leader.is_none() {
         out.push(Finding::new(
             Severity::Critical,
@@ -58,7 +78,11 @@ pub(super) fn assess(etcd: &EtcdState, th: &Thresholds, out: &mut Vec<Finding>) 
             severity,
             "etcd.member_down",
             m.label(),
-            format!("member {}{at} is down: {why} — {tail}", m.label()),
+            format!(
+                "member {}{at} is {}: {why} — {tail}",
+                m.label(),
+                if m.reachable { "unhealthy" } else { "down" }
+            ),
         ));
     }
 
@@ -188,6 +212,7 @@ pub fn fmt_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::etcd::Alarm;
 
     fn healthy(id: u64) -> EtcdMember {
         EtcdMember {
@@ -354,6 +379,18 @@ mod tests {
                 &[(W, "etcd.db_quota", "e1")],
             ),
             (
+                "a NOSPACE alarm, reported by every member, is one critical finding",
+                |s| {
+                    for m in &mut s.members {
+                        m.alarms = vec![Alarm {
+                            member_id: 2,
+                            kind: "NOSPACE".into(),
+                        }];
+                    }
+                },
+                &[(C, "etcd.alarm", "e2")],
+            ),
+            (
                 "3 leader changes",
                 |s| s.members[0].leader_changes = Some(3),
                 &[],
@@ -415,6 +452,16 @@ mod tests {
             "DB of e1 is 1.9 GiB (95 % of the 2.0 GiB quota, critical at 95 %): compact and defragment, or raise the quota"
         );
         assert_eq!(fmt_bytes(512), "512 B");
+
+        // A member that answers but knows no leader is unhealthy rather than down.
+        let mut s = cluster();
+        s.members[2].healthy = false;
+        s.members[2].error = Some("etcdserver: no leader".into());
+        let f = run(&s);
+        assert_eq!(
+            f[0].message,
+            "member e3 (http://127.0.0.1:23793) is unhealthy: etcdserver: no leader — 2/3 healthy — no further failure tolerated"
+        );
         assert_eq!(fmt_ms(2.345), "2.3");
     }
 }

@@ -2,10 +2,17 @@
 //!
 //! Every poll asks every endpoint, in parallel and each call bounded by `timeout_ms`, for its
 //! status, the member list and `/health`, and scrapes every metrics URL. A member in the
-//! member list that does not answer its status is down. Disk latency p99s are computed over
-//! the bucket deltas between two consecutive scrapes of the same metrics URL
-//! ([`metrics::MemberHistory`]); the computation is also usable with figures from Mimir
-//! ([`metrics::DiskMetrics::apply`]).
+//! member list that does not answer its status is down; members whose advertised client URL
+//! was not among the endpoints are asked there. Disk latency p99s are computed over the bucket
+//! deltas between two consecutive scrapes of the same metrics URL ([`metrics::MemberHistory`]).
+//!
+//! Figures from Mimir instead: clear [`Settings::metrics_urls`] so nothing is scraped, then
+//! put a [`metrics::DiskMetrics`] into each member found with
+//! [`EtcdState::member_at_mut`](crate::model::etcd::EtcdState::member_at_mut) (by the
+//! `instance` label) using [`metrics::DiskMetrics::apply`].
+//!
+//! Entry points: [`spawn`] / [`spawn_with`] (the TUI's source task), [`poll_once`] and
+//! [`gather_once`] (`check`), [`Poller`] (tests, upgrade guard re-checks).
 
 pub mod gateway;
 pub mod metrics;
@@ -19,7 +26,8 @@ use jiff::Timestamp;
 
 use crate::config::{EtcdConfig, K3S_ETCD_TLS_DIR, Thresholds};
 use crate::inventory::Inventory;
-use crate::model::etcd::{EtcdMember, EtcdState, url_host};
+use crate::model::Sourced;
+use crate::model::etcd::{Alarm, EtcdMember, EtcdState, url_host};
 use crate::sources::{Update, UpdateTx};
 use gateway::{Gateway, HealthResponse, MemberListResponse, StatusResponse, normalize};
 use metrics::MemberHistory;
@@ -187,6 +195,8 @@ pub struct Poller {
     settings: Settings,
     gateway: Option<Gateway>,
     histories: HashMap<String, MemberHistory>,
+    /// The last member list read, for polls where no member serves it.
+    last_list: Option<(Timestamp, MemberListResponse)>,
 }
 
 impl Poller {
@@ -195,6 +205,7 @@ impl Poller {
             settings,
             gateway: None,
             histories: HashMap::new(),
+            last_list: None,
         }
     }
 
@@ -239,38 +250,38 @@ impl Poller {
         let (mut replies, scrapes) = tokio::join!(asks, scrapes);
 
         // The member list: from a member that knows a leader if possible.
-        let list = replies
+        let fresh = replies
             .iter()
             .filter(|r| r.status.as_ref().is_ok_and(|s| s.leader_id().is_some()))
             .chain(replies.iter())
             .find_map(|r| r.members.as_ref().and_then(|m| m.as_ref().ok()))
             .cloned();
 
-        if list.is_none() && replies.iter().all(|r| r.status.is_err()) {
-            let why: Vec<String> = replies
-                .iter()
-                .map(|r| {
-                    let e = r.status.as_ref().err().map_or("", String::as_str);
-                    format!("{}: {e}", r.endpoint)
-                })
-                .collect();
-            return Err(format!("no etcd endpoint answered: {}", why.join("; ")));
+        if fresh.is_none() && replies.iter().all(|r| r.status.is_err()) {
+            let errors = replies.iter().map(|r| {
+                let e = r.status.as_ref().err().map_or("", String::as_str);
+                (r.endpoint.as_str(), e)
+            });
+            let mut msg = format!("no etcd endpoint answered: {}", summarize_errors(errors));
+            if self.settings.tls == TlsFiles::default()
+                && self
+                    .settings
+                    .endpoints
+                    .iter()
+                    .any(|e| e.starts_with("https://"))
+            {
+                msg.push_str(&format!(
+                    "; no TLS files are configured and k3s' are not in {K3S_ETCD_TLS_DIR}: set [etcd] ca_file, cert_file and key_file"
+                ));
+            }
+            return Err(msg);
         }
 
         let mut state = EtcdState::default();
-        match &list {
+        let list = match fresh {
             Some(l) => {
-                state.cluster_id = l.header.cluster_id;
-                for m in &l.members {
-                    state.members.push(EtcdMember {
-                        id: m.id.unwrap_or(0),
-                        name: m.name.clone(),
-                        client_urls: m.client_urls.iter().map(|u| normalize(u)).collect(),
-                        is_learner: m.is_learner,
-                        error: Some("did not answer".into()),
-                        ..Default::default()
-                    });
-                }
+                self.last_list = Some((now, l.clone()));
+                Some(l)
             }
             None => {
                 let why = replies
@@ -278,9 +289,36 @@ impl Poller {
                     .find_map(|r| r.members.as_ref().and_then(|m| m.as_ref().err()))
                     .cloned()
                     .unwrap_or_default();
-                state
-                    .notes
-                    .push(format!("the member list could not be read: {why}"));
+                // Newer etcd serves the member list only with quorum: the last one we read
+                // still says who should be there.
+                match &self.last_list {
+                    Some((when, l)) => {
+                        state.notes.push(format!(
+                            "the member list could not be read ({why}); using the one read at {}",
+                            when.strftime("%H:%M:%S")
+                        ));
+                        Some(l.clone())
+                    }
+                    None => {
+                        state
+                            .notes
+                            .push(format!("the member list could not be read: {why}"));
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(l) = &list {
+            state.cluster_id = l.header.cluster_id;
+            for m in &l.members {
+                state.members.push(EtcdMember {
+                    id: m.id.unwrap_or(0),
+                    name: m.name.clone(),
+                    client_urls: m.client_urls.iter().map(|u| normalize(u)).collect(),
+                    is_learner: m.is_learner,
+                    error: Some("did not answer".into()),
+                    ..Default::default()
+                });
             }
         }
 
@@ -302,7 +340,7 @@ impl Poller {
         }
 
         for r in &replies {
-            merge_reply(&mut state, r);
+            merge_reply(&mut state, r, list.is_some());
         }
 
         // The leader: as reported by the member with the highest term.
@@ -406,8 +444,34 @@ impl Poller {
     }
 }
 
+/// `a, b: connection refused; c: timed out`, with a hint for TLS problems.
+fn summarize_errors<'a>(errors: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut groups: Vec<(Vec<&str>, &str)> = Vec::new();
+    for (endpoint, e) in errors {
+        match groups.iter_mut().find(|(_, g)| *g == e) {
+            Some((eps, _)) => eps.push(endpoint),
+            None => groups.push((vec![endpoint], e)),
+        }
+    }
+    let mut out: Vec<String> = groups
+        .iter()
+        .map(|(eps, e)| format!("{}: {e}", eps.join(", ")))
+        .collect();
+    let all = out.join("; ");
+    if all.contains("UnknownIssuer") || all.contains("NotValidForName") {
+        out.push(
+            "the server certificate is not signed by the CA we trust or not for this address: check [etcd] ca_file and endpoints".into(),
+        );
+    } else if all.contains("BadCertificate") || all.contains("CertificateRequired") {
+        out.push(
+            "the server did not accept our client certificate (or we sent none): check [etcd] cert_file and key_file".into(),
+        );
+    }
+    out.join("; ")
+}
+
 /// Fold one endpoint's answers into the state.
-fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
+fn merge_reply(state: &mut EtcdState, r: &EndpointReply, list_known: bool) {
     match &r.status {
         Ok(s) => {
             if state.cluster_id.is_none() {
@@ -417,7 +481,7 @@ fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
             let idx = match state.members.iter().position(|m| m.id == id) {
                 Some(idx) => idx,
                 None => {
-                    if !state.members.is_empty() {
+                    if list_known {
                         state.notes.push(format!(
                             "{} answered as member {id:x}, which is not in the member list",
                             r.endpoint
@@ -449,7 +513,15 @@ fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
             }
             m.has_leader = Some(s.leader_id().is_some());
             let health = r.health.as_ref().ok();
-            let mut problems: Vec<String> = s.errors.clone();
+            // Alarms are the cluster's, not this member's health: kept apart.
+            let mut problems: Vec<String> = Vec::new();
+            m.alarms.clear();
+            for e in &s.errors {
+                match Alarm::parse(e) {
+                    Some(a) => m.alarms.push(a),
+                    None => problems.push(e.clone()),
+                }
+            }
             if s.leader_id().is_none() && !problems.iter().any(|e| e.contains("no leader")) {
                 problems.push("no leader".into());
             }
@@ -467,7 +539,6 @@ fn merge_reply(state: &mut EtcdState, r: &EndpointReply) {
             m.error = (!problems.is_empty()).then(|| problems.join("; "));
         }
         Err(e) => {
-            let list_known = !state.notes.iter().any(|n| n.starts_with("the member list"));
             if let Some(m) = state
                 .members
                 .iter_mut()
@@ -503,6 +574,35 @@ pub async fn poll_once(cfg: &EtcdConfig, inv: &Inventory) -> Result<EtcdState, S
     Poller::new(Settings::new(cfg, inv))
         .poll(Timestamp::now())
         .await
+}
+
+/// The etcd part of `check`: not configured when `[etcd] enabled = false` or there is
+/// nothing to ask; else one poll bounded by `timeout`, recorded at `now`.
+pub async fn gather_once(
+    cfg: &EtcdConfig,
+    inv: &Inventory,
+    timeout: Duration,
+) -> Sourced<EtcdState> {
+    if !cfg.enabled {
+        return Sourced::not_configured("etcd: disabled ([etcd] enabled = false)");
+    }
+    let settings = Settings::new(cfg, inv);
+    if settings.endpoints.is_empty() {
+        return Sourced::not_configured(
+            "etcd: no endpoints — set [etcd] endpoints or give hosts the role init/server",
+        );
+    }
+    let mut out = Sourced::configured();
+    let result =
+        match tokio::time::timeout(timeout, Poller::new(settings).poll(Timestamp::now())).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "no answer within {} s",
+                timeout.as_secs_f64().ceil()
+            )),
+        };
+    out.record(result, Timestamp::now());
+    out
 }
 
 /// Start the etcd source: polls every `refresh_secs`, sends `Update::Etcd`, backs off
@@ -541,7 +641,7 @@ pub fn spawn_with(settings: Settings, tx: UpdateTx) -> tokio::task::JoinHandle<(
 }
 
 /// The wait after `failures` failed polls in a row: the refresh interval doubled each time,
-/// at most [`MAX_BACKOFF`] (never less than the refresh interval).
+/// at most a minute (never less than the refresh interval).
 pub fn backoff(refresh: Duration, failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(6);
     refresh.saturating_mul(factor).min(MAX_BACKOFF.max(refresh))
@@ -615,6 +715,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn errors_are_grouped_with_hints() {
+        let e = summarize_errors(
+            [
+                ("https://a:2379", "invalid peer certificate: UnknownIssuer"),
+                ("https://b:2379", "timed out"),
+                ("https://c:2379", "invalid peer certificate: UnknownIssuer"),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            e,
+            "https://a:2379, https://c:2379: invalid peer certificate: UnknownIssuer; \
+             https://b:2379: timed out; the server certificate is not signed by the CA we \
+             trust or not for this address: check [etcd] ca_file and endpoints"
+        );
+        let e = summarize_errors(
+            [("https://a:2379", "received fatal alert: BadCertificate")].into_iter(),
+        );
+        assert!(e.ends_with("check [etcd] cert_file and key_file"), "{e}");
+    }
+
     #[tokio::test]
     async fn nothing_listening_is_an_error_naming_the_endpoints() {
         // Port 1 on loopback: nothing listens there.
@@ -628,9 +750,51 @@ mod tests {
             e.starts_with("no etcd endpoint answered: http://127.0.0.1:1: "),
             "{e}"
         );
+        let cfg = EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+            timeout_ms: 300,
+            ..Default::default()
+        };
+        let e = poll_once(&cfg, &Inventory::default()).await.unwrap_err();
+        assert!(
+            e.starts_with("no etcd endpoint answered: http://127.0.0.1:1, http://127.0.0.1:2: "),
+            "{e}"
+        );
         let e = poll_once(&EtcdConfig::default(), &Inventory::default())
             .await
             .unwrap_err();
         assert!(e.starts_with("no etcd endpoints"), "{e}");
+
+        let cfg = EtcdConfig {
+            endpoints: vec!["https://127.0.0.1:1".into()],
+            timeout_ms: 300,
+            ..Default::default()
+        };
+        let e = poll_once(&cfg, &Inventory::default()).await.unwrap_err();
+        assert!(
+            e.ends_with("set [etcd] ca_file, cert_file and key_file"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn gather_once_for_check() {
+        let t = Duration::from_secs(2);
+        let off = EtcdConfig {
+            enabled: false,
+            ..Default::default()
+        };
+        let s = gather_once(&off, &Inventory::default(), t).await;
+        assert!(!s.status.configured && s.status.note.is_some());
+        let s = gather_once(&EtcdConfig::default(), &Inventory::default(), t).await;
+        assert!(!s.status.configured);
+        let dead = EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:1".into()],
+            ..Default::default()
+        };
+        let s = gather_once(&dead, &Inventory::default(), t).await;
+        assert!(s.status.configured && s.data.is_none());
+        let e = s.status.error.unwrap().message;
+        assert!(e.starts_with("no etcd endpoint answered"), "{e}");
     }
 }
