@@ -140,16 +140,15 @@ pub async fn gather_once(
         if !snap.etcd.status.configured {
             return None;
         }
-        let r = tokio::time::timeout(timeout, etcd::poll_once(&cfg.etcd, &ctx.inventory)).await;
-        Some(r.unwrap_or_else(|_| Err(no_answer("etcd"))))
+        Some(etcd::gather_once(&cfg.etcd, &ctx.inventory, timeout).await)
     };
     let hosts = ssh::gather_once(&cfg.ssh, &ctx.inventory, timeout);
     let (kube, etcd, hosts) = tokio::join!(kube, etcd, hosts);
     if let Some(r) = kube {
         snap.cluster.record(r, now);
     }
-    if let Some(r) = etcd {
-        snap.etcd.record(r, now);
+    if let Some(e) = etcd {
+        snap.etcd = e;
     }
     snap.hosts = hosts;
     snap
