@@ -613,6 +613,19 @@ pub fn spawn(cfg: &EtcdConfig, inv: &Inventory, tx: UpdateTx) -> tokio::task::Jo
 
 /// [`spawn`] with explicit settings (e.g. the leader-change window from `[thresholds]`).
 pub fn spawn_with(settings: Settings, tx: UpdateTx) -> tokio::task::JoinHandle<()> {
+    spawn_refreshable(
+        settings,
+        tx,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    )
+}
+
+/// [`spawn_with`], polling at once whenever `now` is notified (the dashboard's refresh key).
+pub fn spawn_refreshable(
+    settings: Settings,
+    tx: UpdateTx,
+    now: std::sync::Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let refresh = settings.refresh;
         let mut poller = Poller::new(settings);
@@ -635,7 +648,10 @@ pub fn spawn_with(settings: Settings, tx: UpdateTx) -> tokio::task::JoinHandle<(
             if tx.send(Update::Etcd(result)).await.is_err() {
                 return;
             }
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = now.notified() => {}
+            }
         }
     })
 }
