@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use super::resources::Resource;
 
 /// How many past changes a watch can resume from.
-const HISTORY: usize = 20_000;
+const HISTORY: usize = 10_000;
 
 /// A Kubernetes API error, rendered as a `Status` object.
 #[derive(Debug, Clone)]
@@ -448,7 +448,6 @@ impl Store {
         let rx = self.tx.subscribe();
         if let Some(first) = inner.history.front()
             && since + 1 < first.rv
-            && inner.history.len() >= HISTORY
         {
             return None;
         }
@@ -473,11 +472,10 @@ impl Store {
     /// The oldest resourceVersion a watch can still start from.
     pub fn oldest_watchable(&self) -> u64 {
         let inner = self.lock();
-        if inner.history.len() >= HISTORY {
-            inner.history.front().map_or(0, |c| c.rv.saturating_sub(1))
-        } else {
-            0
-        }
+        inner
+            .history
+            .front()
+            .map_or(inner.rv, |c| c.rv.saturating_sub(1))
     }
 }
 
