@@ -46,7 +46,9 @@ pub async fn run_dashboard(ctx: Context) -> Result<()> {
             "the dashboard needs a terminal; for scripts use `homeinfra-tui check [--json]`"
         ));
     }
-    let context = if ctx.global.offline {
+    let context = if let Some(l) = &ctx.label {
+        l.clone()
+    } else if ctx.global.offline {
         "offline".to_string()
     } else {
         ctx.config

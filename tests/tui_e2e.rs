@@ -41,7 +41,7 @@ impl Tmux {
         let hosts = Path::new(env!("CARGO_MANIFEST_DIR")).join("hosts.json");
         let d = self.dir.path().display();
         let script = format!(
-            "printf 'BEFORE-MARKER\\n'; sh -c 'echo $$ > {d}/{name}.pid; exec env XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state {bin} --offline --hosts {hosts} {extra}'; echo EXIT=$?; sleep 60",
+            "printf 'BEFORE-MARKER\\n'; sh -c 'echo $$ > {d}/{name}.pid; exec env XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state HOME={d} {bin} --hosts {hosts} {extra}'; echo EXIT=$?; sleep 60",
             hosts = hosts.display()
         );
         self.cmd(&[
@@ -137,7 +137,7 @@ impl Drop for Tmux {
 #[test]
 fn keys_work_and_q_restores_the_terminal() {
     let Some(t) = Tmux::new() else { return };
-    t.start("a", "");
+    t.start("a", "--offline");
     let s = t.wait_for("a", "satellite_1");
     assert!(s.contains("homeinfra-tui"), "{s}");
     assert!(s.contains("no findings"), "{s}");
@@ -167,7 +167,7 @@ fn keys_work_and_q_restores_the_terminal() {
 #[test]
 fn ctrl_c_quits() {
     let Some(t) = Tmux::new() else { return };
-    t.start("c", "");
+    t.start("c", "--offline");
     t.wait_for("c", "satellite_1");
     t.keys("c", &["C-c"]);
     t.assert_restored("c", "EXIT=0");
@@ -176,7 +176,7 @@ fn ctrl_c_quits() {
 #[test]
 fn sigterm_restores_the_terminal() {
     let Some(t) = Tmux::new() else { return };
-    t.start("b", "");
+    t.start("b", "--offline");
     t.wait_for("b", "satellite_1");
     let pid = t.pid("b");
     Command::new("kill")
@@ -190,7 +190,7 @@ fn sigterm_restores_the_terminal() {
 #[test]
 fn exits_when_the_terminal_goes_away() {
     let Some(t) = Tmux::new() else { return };
-    t.start("h", "");
+    t.start("h", "--offline");
     t.wait_for("h", "satellite_1");
     let pid = t.pid("h");
     t.cmd(&["kill-session", "-t", "h"]);
@@ -215,7 +215,22 @@ fn exits_when_the_terminal_goes_away() {
 #[test]
 fn bad_theme_is_a_clear_error_before_the_screen_changes() {
     let Some(t) = Tmux::new() else { return };
-    t.start("t", "--theme neon");
+    t.start("t", "--offline --theme neon");
     let s = t.wait_for("t", "EXIT=3");
     assert!(s.contains("error: unknown theme \"neon\""), "{s}");
+}
+
+#[test]
+fn demo_shows_the_simulated_cluster() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("d", "demo");
+    let s = t.wait_for("d", "demo (simulated homelab)");
+    assert!(!s.contains("offline"), "{s}");
+    t.keys("d", &["2"]);
+    let s = t.wait_for("d", "v1.31");
+    assert!(s.contains("node1") && s.contains("Ready"), "{s}");
+    t.keys("d", &["3"]);
+    t.wait_for("d", "3/3 healthy");
+    t.keys("d", &["q"]);
+    t.assert_restored("d", "EXIT=0");
 }

@@ -67,7 +67,7 @@ pub(super) fn nodes(app: &App) -> Table {
             vec![
                 "NAME", "ROLES", "ZONE", "STATUS", "SCHED", "VERSION", "PODS", "AGE",
             ],
-            vec![12, 20, 8, 9, 8, 14, 5, 5],
+            vec![12, 26, 8, 9, 8, 14, 5, 5],
             rows,
         )
     }
@@ -88,7 +88,7 @@ pub(super) fn etcd(app: &App) -> Table {
                     };
                     let db = match (m.db_size_bytes, m.quota_bytes) {
                         (Some(d), Some(q)) if q > 0 => format!(
-                            "{} / {} ({:.0}%)",
+                            "{} / {} {:.0}%",
                             bytes(d),
                             bytes(q),
                             d as f64 * 100.0 / q as f64
@@ -150,7 +150,7 @@ pub(super) fn etcd(app: &App) -> Table {
                 "COMMIT p99",
                 "LAG",
             ],
-            vec![12, 24, 8, 22, 10, 10, 5],
+            vec![14, 24, 8, 24, 10, 10, 5],
             rows,
         )
     }
@@ -183,6 +183,7 @@ pub(super) fn longhorn(app: &App) -> Table {
                         aliases: v.pvc.clone().into_iter().collect(),
                         cells: vec![
                             Cell::new(&v.name),
+                            Cell::new(v.pvc.clone().unwrap_or_default()),
                             Cell::toned(&v.robustness, tone),
                             Cell::new(format!("{}×", v.number_of_replicas)),
                             Cell::new(placement.join(" ")),
@@ -224,11 +225,12 @@ pub(super) fn longhorn(app: &App) -> Table {
             })
     });
     Table {
-        drop_order: vec![0, 0, 3, 1, 2, 0, 4],
+        drop_order: vec![5, 0, 0, 3, 1, 2, 0, 4],
         note,
         ..Table::new(
             vec![
                 "VOLUME",
+                "PVC",
                 "ROBUSTNESS",
                 "REPL",
                 "PLACEMENT",
@@ -236,7 +238,7 @@ pub(super) fn longhorn(app: &App) -> Table {
                 "BACKUP",
                 "ENC",
             ],
-            vec![16, 10, 4, 24, 8, 7, 3],
+            vec![16, 24, 10, 4, 20, 8, 7, 3],
             rows,
         )
     }

@@ -249,7 +249,7 @@ fn findings(app: &App) -> Table {
         drop_order: vec![0, 1, 0, 0],
         ..Table::new(
             vec!["SEVERITY", "CODE", "SUBJECT", "MESSAGE"],
-            vec![8, 24, 12, 30],
+            vec![8, 30, 16, 30],
             rows,
         )
     }
