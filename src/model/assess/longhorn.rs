@@ -110,7 +110,7 @@ fn volume(l: &LonghornState, v: &Volume, th: &Thresholds, now: Timestamp, out: &
         .map(|r| r.node.as_str())
         .collect();
     let healthy_count = l.replicas_of(name).filter(|r| r.healthy).count();
-    if healthy_count == 1 && v.number_of_replicas > 1 {
+    if healthy_count == 1 {
         let node = healthy_nodes.iter().next().copied().unwrap_or("?");
         out.push(Finding::new(
             Severity::Warning,
@@ -368,7 +368,10 @@ mod tests {
                     }],
                     vec![rep("v", "n1", true)],
                 ),
-                vec![("longhorn.few_replicas", Severity::Warning, "v")],
+                vec![
+                    ("longhorn.few_replicas", Severity::Warning, "v"),
+                    ("longhorn.last_replica", Severity::Warning, "v"),
+                ],
             ),
             (
                 "last healthy replica",
