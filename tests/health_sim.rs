@@ -75,7 +75,8 @@ fn problems(set: &BTreeSet<(String, String)>) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenarios_in_check_json() {
     init();
-    let cases: Vec<(&str, Vec<(&str, &str)>, i32)> = vec![
+    type Case = (&'static str, Vec<(&'static str, &'static str)>, i32);
+    let cases: Vec<Case> = vec![
         ("healthy", vec![], 0),
         (
             "degraded-volume",
