@@ -11,8 +11,14 @@ use ratatui::DefaultTerminal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use std::collections::HashMap;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::panes::Tone;
 use crate::app::{App, Effect, Keymap, Msg};
 use crate::commands::Context;
+use crate::operations::diff_task::{self, DiffEvent, DiffRequest};
 use crate::sources::{self, Update};
 use crate::ui::{self, Theme};
 
@@ -114,6 +120,8 @@ async fn event_loop(
     let mut last_draw = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Update>(256);
     let sources = sources::spawn_all(ctx, tx);
+    let (diff_tx, mut diff_rx) = tokio::sync::mpsc::channel::<DiffEvent>(256);
+    let mut diff_tasks: HashMap<String, CancellationToken> = HashMap::new();
     let mut dirty = false;
 
     loop {
@@ -126,6 +134,12 @@ async fn event_loop(
                 None => return Ok(()),
             },
             Some(u) = rx.recv() => Msg::Update(u),
+            Some(d) = diff_rx.recv() => {
+                if let DiffEvent::Done { host, .. } = &d {
+                    diff_tasks.remove(host);
+                }
+                Msg::Diff(d)
+            }
             _ = tick.tick() => Msg::Tick(jiff::Timestamp::now()),
             _ = sigterm.recv() => return Ok(()),
             _ = sighup.recv() => return Ok(()),
@@ -147,6 +161,32 @@ async fn event_loop(
             Effect::Quit => return Ok(()),
             Effect::Redraw => dirty = true,
             Effect::Refresh => sources.refresh.notify_waiters(),
+            Effect::StartDiff(host) => {
+                if let Some(h) = app.inventory.host(&host).cloned() {
+                    let req = DiffRequest {
+                        deployed: app.deployed_system(&host),
+                        host: h,
+                        nix: ctx.config.nix.clone(),
+                        ssh: ctx.config.ssh.clone(),
+                    };
+                    if let Some(old) = diff_tasks.remove(&host) {
+                        old.cancel();
+                    }
+                    diff_tasks.insert(host.clone(), diff_task::spawn(req, diff_tx.clone()));
+                    app.diff_started(&host);
+                }
+                dirty = true;
+            }
+            Effect::CancelDiff(host) => {
+                if let Some(t) = diff_tasks.remove(&host) {
+                    t.cancel();
+                }
+                dirty = true;
+            }
+            Effect::ExportDiff(host) => {
+                app.status = Some(export_diff(&app, &host));
+                dirty = true;
+            }
             Effect::None => {}
         }
         if dirty && last_draw.elapsed() >= MIN_FRAME {
@@ -154,5 +194,32 @@ async fn event_loop(
             last_draw = Instant::now();
             dirty = false;
         }
+    }
+}
+
+/// Write a host's diff as plain text under `$XDG_STATE_HOME/homeinfra-tui/diffs/`.
+fn export_diff(app: &App, host: &str) -> (String, Tone) {
+    let Some(Some(Ok(diff))) = app.diffs.get(host).map(|v| v.result.as_ref()) else {
+        return ("nothing to export yet".into(), Tone::Warning);
+    };
+    let Some(dir) = crate::paths::app_state_dir().map(|d| d.join("diffs")) else {
+        return ("cannot export: no home directory".into(), Tone::Critical);
+    };
+    let stamp = app
+        .now
+        .to_zoned(app.tz.clone())
+        .strftime("%Y%m%d-%H%M%S")
+        .to_string();
+    let path = dir.join(format!("{host}-{stamp}.txt"));
+    let text = format!(
+        "host: {host}\n{}",
+        crate::operations::closure_diff::render::to_text(diff, false)
+    );
+    match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, text)) {
+        Ok(()) => (format!("diff exported to {}", path.display()), Tone::Ok),
+        Err(e) => (
+            format!("cannot export to {}: {e}", path.display()),
+            Tone::Critical,
+        ),
     }
 }

@@ -97,3 +97,51 @@ fn detail_and_other_panes() {
     keys(&mut a, "\x1b2");
     insta::assert_snapshot!("nodes_offline_80x24", render(&a, 80, 24));
 }
+
+fn sample_diff() -> homeinfra_tui::model::closure::ClosureDiff {
+    use homeinfra_tui::operations::closure_diff::{classify, parse};
+    let text = "linux: 6.6.1 → 6.6.8, +195.3 KiB\nk3s: 1.30.2 → 1.31.0, -97.7 KiB\nhtop: ∅ → 3.3.0, +293.6 KiB\n\
+                nfs-utils: 2.6.4 → ∅, -196.0 KiB\nopenssh: +43.9 KiB\nnixos-system-node1: 24.05.1 → 24.05.2\n\
+                something odd happened here\n";
+    classify::classify(
+        parse::parse(text),
+        classify::Context {
+            old_path: "/nix/store/aaaa-nixos-system-node1-24.05.1".into(),
+            new_path: "/nix/store/bbbb-nixos-system-node1-24.05.2".into(),
+            boot_links: None,
+            old_closure_size: Some(1_000_000_000),
+            new_closure_size: Some(1_000_300_000),
+        },
+    )
+}
+
+#[test]
+fn diff_view_progress_result_and_filter() {
+    use homeinfra_tui::operations::diff_task::DiffEvent;
+    let mut a = app();
+    a.diff_started("instance_1");
+    a.mode = homeinfra_tui::app::Mode::Diff("instance_1".into());
+    for l in [
+        "[0.0s] instance_1: deployed system /nix/store/aaaa",
+        "[0.4s] building the target system of instance_1",
+    ] {
+        a.update(Msg::Diff(DiffEvent::Progress {
+            host: "instance_1".into(),
+            line: l.into(),
+        }));
+    }
+    insta::assert_snapshot!("diff_running_80x24", render(&a, 80, 24));
+    a.update(Msg::Diff(DiffEvent::Done {
+        host: "instance_1".into(),
+        result: Ok(Box::new(sample_diff())),
+    }));
+    insta::assert_snapshot!("diff_done_100x30", render(&a, 100, 30));
+    keys(&mut a, "/k3s\n");
+    insta::assert_snapshot!("diff_filtered_100x30", render(&a, 100, 30));
+    // Esc closes the view; the Hosts pane shows the pending badge.
+    keys(&mut a, "\x1b");
+    a.update(Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
+    let t = homeinfra_tui::app::panes::table(&a, homeinfra_tui::app::Pane::Hosts);
+    let state = &t.rows[0].cells.last().unwrap().text;
+    assert_eq!(state, "pending: 6 changes, reboot");
+}

@@ -32,6 +32,8 @@ pub enum Action {
     Filter,
     Help,
     Refresh,
+    Diff,
+    Export,
 }
 
 impl Action {
@@ -58,6 +60,8 @@ impl Action {
         Action::Back,
         Action::Filter,
         Action::Refresh,
+        Action::Diff,
+        Action::Export,
     ];
 
     pub fn description(self) -> &'static str {
@@ -82,7 +86,9 @@ impl Action {
             Action::Back => "back / clear filter",
             Action::Filter => "filter this table",
             Action::Help => "help",
-            Action::Refresh => "refresh now",
+            Action::Refresh => "refresh now / recompute the diff",
+            Action::Diff => "closure diff of the selected host",
+            Action::Export => "export the diff to a file",
         }
     }
 
@@ -97,6 +103,7 @@ impl Action {
             Action::Back => Some("back"),
             Action::Filter => Some("filter"),
             Action::Refresh => Some("refresh"),
+            Action::Diff => Some("diff"),
             _ => None,
         }
     }
@@ -286,6 +293,8 @@ impl Default for Keymap {
             (Key::plain(KeyCode::Esc), Back),
             (Key::ch('/'), Filter),
             (Key::ch('r'), Refresh),
+            (Key::ch('d'), Diff),
+            (Key::ch('e'), Export),
         ];
         Keymap { bindings: b }
     }

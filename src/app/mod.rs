@@ -1,8 +1,11 @@
 //! The application state and `update`: the one owner of state. Keys become actions through
 //! the keymap; source updates replace their part of the snapshot; `assess` re-runs on change.
 
+pub mod diff;
 pub mod keymap;
 pub mod panes;
+
+use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use jiff::Timestamp;
@@ -10,7 +13,9 @@ use jiff::Timestamp;
 use crate::config::Config;
 use crate::inventory::Inventory;
 use crate::model::{self, Finding, Snapshot};
+use crate::operations::diff_task::DiffEvent;
 use crate::sources::Update;
+pub use diff::DiffView;
 pub use keymap::{Action, Keymap};
 pub use panes::Pane;
 
@@ -23,6 +28,8 @@ pub enum Mode {
     Help,
     /// Detail of the row with this key in the focused pane.
     Detail(String),
+    /// The closure diff of this host.
+    Diff(String),
 }
 
 /// Selection and filter of one pane.
@@ -42,16 +49,23 @@ pub enum Msg {
     /// The clock ticked.
     Tick(Timestamp),
     Update(Update),
+    Diff(DiffEvent),
 }
 
 /// What `update` asks the event loop to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     None,
     Redraw,
     Quit,
     /// Poll sources now.
     Refresh,
+    /// Compute the closure diff of this host (drift mode).
+    StartDiff(String),
+    /// Stop a running diff.
+    CancelDiff(String),
+    /// Write this host's diff to a file.
+    ExportDiff(String),
 }
 
 pub struct App {
@@ -71,6 +85,10 @@ pub struct App {
     pub tz: jiff::tz::TimeZone,
     /// Rows visible in the focused table at the last draw (for PgUp/PgDn).
     pub page_rows: usize,
+    /// Closure diffs by host id.
+    pub diffs: BTreeMap<String, DiffView>,
+    /// A short message for the footer (export done, action refused, ...).
+    pub status: Option<(String, panes::Tone)>,
 }
 
 impl App {
@@ -97,6 +115,8 @@ impl App {
             now,
             tz: jiff::tz::TimeZone::system(),
             page_rows: 10,
+            diffs: BTreeMap::new(),
+            status: None,
         };
         app.reassess();
         app
@@ -137,6 +157,18 @@ impl App {
                 self.apply(u);
                 Effect::Redraw
             }
+            Msg::Diff(ev) => {
+                match ev {
+                    DiffEvent::Progress { host, line } => {
+                        self.diffs.entry(host).or_default().push_log(line);
+                    }
+                    DiffEvent::Done { host, result } => {
+                        let now = self.now;
+                        self.diffs.entry(host).or_default().finish(now, result);
+                    }
+                }
+                Effect::Redraw
+            }
         }
     }
 
@@ -157,8 +189,13 @@ impl App {
     }
 
     fn on_key(&mut self, k: KeyEvent) -> Effect {
+        self.status = None;
         if self.mode == Mode::Filtering {
             return self.on_filter_key(k);
+        }
+        if let Mode::Diff(host) = &self.mode {
+            let host = host.clone();
+            return self.on_diff_key(&host, k);
         }
         let Some(action) = self.keymap.action_for(&k) else {
             return Effect::None;
@@ -244,8 +281,116 @@ impl App {
                     self.mode = Mode::Filtering;
                 }
             }
+            Action::Diff => return self.open_diff(),
+            Action::Export => return Effect::None,
         }
         Effect::Redraw
+    }
+
+    fn on_diff_key(&mut self, host: &str, k: KeyEvent) -> Effect {
+        let page = self.page_rows.max(1);
+        let Some(view) = self.diffs.get_mut(host) else {
+            self.mode = Mode::Normal;
+            return Effect::Redraw;
+        };
+        if view.filtering {
+            match k.code {
+                KeyCode::Esc => {
+                    view.filter.clear();
+                    view.filtering = false;
+                }
+                KeyCode::Enter => view.filtering = false,
+                KeyCode::Backspace => {
+                    view.filter.pop();
+                }
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    return Effect::Quit;
+                }
+                KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    view.filter.push(c)
+                }
+                _ => return Effect::None,
+            }
+            view.scroll = 0;
+            return Effect::Redraw;
+        }
+        let Some(action) = self.keymap.action_for(&k) else {
+            return Effect::None;
+        };
+        let rows = view.rows().len().max(view.log.len());
+        match action {
+            Action::Quit => return Effect::Quit,
+            Action::Back => {
+                let running = view.running;
+                self.mode = Mode::Normal;
+                if running {
+                    return Effect::CancelDiff(host.to_string());
+                }
+            }
+            Action::Up => view.scroll = view.scroll.saturating_sub(1),
+            Action::Down => view.scroll = (view.scroll + 1).min(rows.saturating_sub(1)),
+            Action::PageUp => view.scroll = view.scroll.saturating_sub(page),
+            Action::PageDown => view.scroll = (view.scroll + page).min(rows.saturating_sub(1)),
+            Action::Top => view.scroll = 0,
+            Action::Bottom => view.scroll = rows.saturating_sub(1),
+            Action::Filter => view.filtering = true,
+            Action::Export => {
+                return match &view.result {
+                    Some(Ok(_)) => Effect::ExportDiff(host.to_string()),
+                    _ => {
+                        self.status = Some(("nothing to export yet".into(), panes::Tone::Warning));
+                        Effect::Redraw
+                    }
+                };
+            }
+            Action::Refresh | Action::Diff if !view.running => {
+                return Effect::StartDiff(host.to_string());
+            }
+            Action::Help => self.mode = Mode::Help,
+            _ => return Effect::None,
+        }
+        Effect::Redraw
+    }
+
+    /// Open the diff view of the selected host, computing the diff if there is none yet.
+    fn open_diff(&mut self) -> Effect {
+        if self.focus != Pane::Hosts {
+            self.status = Some((
+                "closure diffs: select a host in the Hosts pane (1)".into(),
+                panes::Tone::Warning,
+            ));
+            return Effect::Redraw;
+        }
+        let Some(host) = self.selected_key(Pane::Hosts) else {
+            return Effect::None;
+        };
+        self.mode = Mode::Diff(host.clone());
+        let deployed = self.deployed_system(&host);
+        let view = self.diffs.entry(host.clone()).or_default();
+        // Reuse the last result while the deployed system is the same; `r` recomputes.
+        if view.running || (view.result.is_some() && view.deployed == deployed) {
+            return Effect::Redraw;
+        }
+        Effect::StartDiff(host)
+    }
+
+    /// The deployed system of a host, from its SSH facts.
+    pub fn deployed_system(&self, host: &str) -> Option<String> {
+        self.snapshot
+            .hosts
+            .get(host)
+            .and_then(|s| s.data.as_ref())
+            .and_then(|f| f.current_system.clone())
+    }
+
+    /// Mark a diff as started (the event loop calls this when it spawns the task).
+    pub fn diff_started(&mut self, host: &str) {
+        let deployed = self.deployed_system(host);
+        let now = self.now;
+        self.diffs
+            .entry(host.to_string())
+            .or_default()
+            .start(now, deployed);
     }
 
     fn set_focus(&mut self, p: Pane) {

@@ -1,5 +1,6 @@
 //! Drawing: pure functions of the app state into a ratatui frame.
 
+mod diff;
 pub mod theme;
 
 use ratatui::Frame;
@@ -110,6 +111,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
     match &app.mode {
         Mode::Help => draw_help(f, area, app, theme),
         Mode::Detail(key) => draw_detail(f, area, app, key, theme),
+        Mode::Diff(host) => diff::draw(f, area, app, host, theme),
         _ => {}
     }
 }
@@ -307,6 +309,8 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         spans.push(Span::styled(" keep  ", theme.key_desc));
         spans.push(Span::styled("Esc", theme.key));
         spans.push(Span::styled(" clear ", theme.key_desc));
+    } else if let Some((msg, t)) = &app.status {
+        spans.push(Span::styled(format!(" {msg} "), tone(theme, *t)));
     } else {
         for (k, label) in app.keymap.footer() {
             spans.push(Span::styled(format!(" {k} "), theme.key));

@@ -91,18 +91,20 @@ fn short_version(v: String) -> String {
 
 /// The host's state in a few words: SSH problems first, then badges.
 fn state(app: &App, h: &Host, src: Option<&Sourced<HostFacts>>) -> Cell {
+    let diff_badge = app.diffs.get(&h.id).and_then(|d| d.badge());
+    let unknown = |text: &str| match &diff_badge {
+        Some(b) => Cell::toned(b.clone(), Tone::Info),
+        None => Cell::toned(text, Tone::Muted),
+    };
     let Some(src) = src else {
-        return Cell::toned(
-            if app.snapshot.hosts.is_empty() {
-                "–"
-            } else {
-                "waiting…"
-            },
-            Tone::Muted,
-        );
+        return unknown(if app.snapshot.hosts.is_empty() {
+            "–"
+        } else {
+            "waiting…"
+        });
     };
     if !src.status.configured {
-        return Cell::toned("–", Tone::Muted);
+        return unknown("–");
     }
     if let Some(e) = &src.status.error {
         let since = e
@@ -143,6 +145,11 @@ fn state(app: &App, h: &Host, src: Option<&Sourced<HostFacts>>) -> Cell {
         if tone == Tone::Ok {
             tone = Tone::Warning;
         }
+    }
+    if let Some(b) = diff_badge
+        && b != "up to date"
+    {
+        badges.push(b);
     }
     if badges.is_empty() {
         Cell::toned("ok", Tone::Ok)
