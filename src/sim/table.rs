@@ -498,6 +498,54 @@ pub fn wants_table(accept: &str) -> bool {
     })
 }
 
+/// The same Table, written row by row: one parsed object alive at a time.
+pub fn write_table(
+    res: &Resource,
+    items: impl Iterator<Item = Value>,
+    resource_version: &str,
+    include_object: &str,
+    cont: Option<&str>,
+) -> Vec<u8> {
+    let (defs, cells) = columns(res);
+    let mut meta = json!({"resourceVersion": resource_version});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    let mut out = Vec::with_capacity(64 * 1024);
+    out.extend_from_slice(b"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":");
+    let _ = serde_json::to_writer(&mut out, &meta);
+    out.extend_from_slice(b",\"columnDefinitions\":");
+    let _ = serde_json::to_writer(&mut out, &defs);
+    out.extend_from_slice(b",\"rows\":[");
+    for (i, o) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, &row(&o, cells, include_object));
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn row(o: &Value, cells: Cells, include_object: &str) -> Value {
+    let object = match include_object {
+        "None" => Value::Null,
+        "Object" => o.clone(),
+        _ => {
+            let mut meta = o.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("managedFields");
+            }
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+        }
+    };
+    let mut row = json!({"cells": cells(o)});
+    if !object.is_null() {
+        row["object"] = object;
+    }
+    row
+}
+
 /// A `meta.k8s.io/v1` Table for `items`. `include_object`: "None", "Metadata" (default) or
 /// "Object".
 pub fn table(
@@ -510,24 +558,7 @@ pub fn table(
     let (defs, cells) = columns(res);
     let rows: Vec<Value> = items
         .iter()
-        .map(|o| {
-            let object = match include_object {
-                "None" => Value::Null,
-                "Object" => (*o).clone(),
-                _ => {
-                    let mut meta = o.get("metadata").cloned().unwrap_or_else(|| json!({}));
-                    if let Some(m) = meta.as_object_mut() {
-                        m.remove("managedFields");
-                    }
-                    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
-                }
-            };
-            let mut row = json!({"cells": cells(o)});
-            if !object.is_null() {
-                row["object"] = object;
-            }
-            row
-        })
+        .map(|o| row(o, cells, include_object))
         .collect();
     let mut meta = json!({"resourceVersion": resource_version});
     if let Some(c) = cont {
