@@ -785,6 +785,7 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
     };
     let kind = res.kind;
     let api_version = res.api_version();
+    let bookmark_every = api.world.delay(10.0).max(Duration::from_millis(200));
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
         tokio::pin!(deadline);
@@ -804,7 +805,8 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
                 return;
             }
         }
-        let mut bookmark = tokio::time::interval(Duration::from_secs(10));
+        // Bookmarks every 10 s of simulated time.
+        let mut bookmark = tokio::time::interval(bookmark_every);
         bookmark.tick().await;
         loop {
             tokio::select! {
@@ -845,7 +847,6 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::TRANSFER_ENCODING, "chunked")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -1366,6 +1366,36 @@ impl World {
         }
     }
 
+    /// Kubelets (and the control plane's leaders) renew their leases every 10 s while up.
+    fn renew_leases(&self) {
+        let t = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+            .to_string();
+        let up: Vec<String> = lock(&self.state)
+            .hosts
+            .values()
+            .filter(|h| h.up)
+            .map(|h| h.hostname.clone())
+            .collect();
+        for h in &up {
+            let _ = self.store.modify(&LEASES, "kube-node-lease", h, |l| {
+                l["spec"]["renewTime"] = json!(t);
+            });
+        }
+        let (leases, _) = self.store.list(&LEASES, Some("kube-system"));
+        for l in leases {
+            let holder = l
+                .pointer("/spec/holderIdentity")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if up.iter().any(|h| h == holder) {
+                let _ = self.store.modify(&LEASES, "kube-system", name_of(&l), |l| {
+                    l["spec"]["renewTime"] = json!(t);
+                });
+            }
+        }
+    }
+
     /// Time passing: etcd metrics and raft progress.
     fn tick_etcd(&self, dt: f64) {
         let mut s = lock(&self.state);
@@ -1408,6 +1438,7 @@ impl World {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last = Instant::now();
             let mut last_longhorn = Instant::now() - Duration::from_secs(10);
+            let mut last_leases = Instant::now();
             loop {
                 tokio::select! {
                     msg = rx.recv() => match msg {
@@ -1427,6 +1458,10 @@ impl World {
                         if last_longhorn.elapsed() >= Duration::from_millis(500) {
                             last_longhorn = Instant::now();
                             world.reconcile_longhorn();
+                        }
+                        if last_leases.elapsed() >= Duration::from_secs(10) {
+                            last_leases = Instant::now();
+                            world.renew_leases();
                         }
                     }
                 }
