@@ -1439,6 +1439,13 @@ impl World {
             let mut last = Instant::now();
             let mut last_longhorn = Instant::now() - Duration::from_secs(10);
             let mut last_leases = Instant::now();
+            // Longhorn's reconcile parses every replica and instance manager: less often on
+            // big clusters.
+            let longhorn_every = if world.inventory.hosts.len() > 50 {
+                Duration::from_secs(2)
+            } else {
+                Duration::from_millis(500)
+            };
             loop {
                 tokio::select! {
                     msg = rx.recv() => match msg {
@@ -1455,7 +1462,7 @@ impl World {
                         world.recompute_dirty();
                         world.schedule_pending();
                         world.tick_etcd(dt);
-                        if last_longhorn.elapsed() >= Duration::from_millis(500) {
+                        if last_longhorn.elapsed() >= longhorn_every {
                             last_longhorn = Instant::now();
                             world.reconcile_longhorn();
                         }
