@@ -105,6 +105,12 @@ impl PrivateSshd {
     /// Start on a free port. With `setup`, sshd runs in its own mount namespace
     /// (`unshare -m`) after `setup` ran there (e.g. mounts over /run).
     pub fn start(setup: Option<String>) -> PrivateSshd {
+        Self::start_with(setup, "")
+    }
+
+    /// Like `start`, with sshd_config lines placed first (sshd keeps the first value of a
+    /// keyword, so these override the defaults below).
+    pub fn start_with(setup: Option<String>, extra_config: &str) -> PrivateSshd {
         let dir = tempfile::Builder::new()
             .prefix("homeinfra-sshd-")
             .tempdir()
@@ -142,7 +148,7 @@ impl PrivateSshd {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
+                "{extra_config}\nPort {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
                  AuthorizedKeysFile .ssh/authorized_keys\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n\
                  UsePAM no\nStrictModes yes\nAllowUsers operator\nX11Forwarding no\nPrintMotd no\n",
@@ -181,6 +187,7 @@ impl PrivateSshd {
         };
         let log = std::fs::File::create(self.dir.path().join("sshd.log")).expect("log");
         let child = cmd
+            .env("SSHD_CONFIG", &self.config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
