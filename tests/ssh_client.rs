@@ -398,3 +398,87 @@ fn server_killed_mid_command_then_reconnect() {
         homeinfra_tui::sources::ssh::ConnState::Connected
     );
 }
+
+#[test]
+fn a_host_known_only_by_its_rsa_key_is_accepted() {
+    let Some(s) = shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = dir.path().join("host_rsa");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&rsa)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The server has an ed25519 and an RSA host key; known_hosts only the RSA one.
+    let sshd = PrivateSshd::start_with(None, &format!("HostKey {}\n", rsa.display()));
+    let pubkey = std::fs::read_to_string(dir.path().join("host_rsa.pub")).unwrap();
+    let mut p = pubkey.split_whitespace();
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(
+        &kh,
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            sshd.port,
+            p.next().unwrap(),
+            p.next().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = rt().block_on(async {
+        let pool = SshPool::new(settings());
+        let t = target("h1", "127.0.0.1", sshd.port, &s.user, Some(&s.key), &kh);
+        pool.run(&t, "echo rsa-ok").await
+    });
+    assert_eq!(out.unwrap().stdout_lossy(), "rsa-ok\n");
+}
+
+#[test]
+fn concurrency_is_bounded_across_hosts() {
+    let Some(s) = shared() else { return };
+    let dir = shared_dir();
+    let go = dir.path().join("go");
+    let second = dir.path().join("second-ran");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The remote user writes the marker.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    rt().block_on(async {
+        let mut st = settings();
+        st.max_concurrency = 1;
+        let pool = std::sync::Arc::new(SshPool::new(st));
+        // Two "hosts" (ids) on the same server: the bound is across hosts.
+        let t1 = target("h1", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+        let t2 = target("h2", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let p = pool.clone();
+        let cmd1 = format!(
+            "echo started; while [ ! -e {} ]; do sleep 0.05; done",
+            go.display()
+        );
+        let first = tokio::spawn(async move {
+            p.run_streaming(&t1, &cmd1, Duration::from_secs(30), tx)
+                .await
+        });
+        let started = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+        assert!(
+            matches!(started, Ok(Some(OutputChunk::Stdout(_)))),
+            "{started:?}"
+        );
+        let p = pool.clone();
+        let cmd2 = format!("touch {}", second.display());
+        let other = tokio::spawn(async move { p.run(&t2, &cmd2).await });
+        // While the first command holds the only slot, the second does not run.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(
+            !second.exists(),
+            "the second command ran despite max_concurrency = 1"
+        );
+        assert!(!other.is_finished());
+        std::fs::write(&go, "").unwrap();
+        first.await.unwrap().unwrap();
+        other.await.unwrap().unwrap();
+        assert!(second.exists());
+    });
+}

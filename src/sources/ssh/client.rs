@@ -530,7 +530,11 @@ impl ClientHandler {
         let alg = key.algorithm().as_str().to_string();
         match known_hosts::check(&t.host, t.port, key, &t.known_hosts) {
             Verdict::Known { .. } => Ok(()),
-            Verdict::Unknown { other_types } if self.accept_new && other_types.is_empty() => {
+            Verdict::Unknown { other_types }
+                if self.accept_new
+                    && other_types.is_empty()
+                    && !t.known_hosts_write.starts_with("~") =>
+            {
                 known_hosts::append(&t.known_hosts_write, &t.host, t.port, key).map_err(|e| {
                     SshError::new(
                         SshProblem::Other,
@@ -625,6 +629,7 @@ async fn connect(
     settings: &ClientSettings,
 ) -> Result<Handle<ClientHandler>, SshError> {
     let config = Arc::new(client::Config {
+        preferred: preferred_for(target),
         keepalive_interval: settings.keepalive,
         keepalive_max: 3,
         nodelay: true,
@@ -678,6 +683,28 @@ async fn connect(
             ),
         )),
     }
+}
+
+/// Offer the host key types already known for this host first (as OpenSSH does), so a host
+/// recorded with only an RSA or ECDSA key is not refused for showing its ed25519 key.
+fn preferred_for(target: &Target) -> russh::Preferred {
+    let mut p = russh::Preferred::default();
+    let known = known_hosts::known_algorithms(&target.host, target.port, &target.known_hosts);
+    if known.is_empty() {
+        return p;
+    }
+    let same = |a: &russh::keys::Algorithm, b: &russh::keys::Algorithm| {
+        use russh::keys::Algorithm::Rsa;
+        a == b || (matches!(a, Rsa { .. }) && matches!(b, Rsa { .. }))
+    };
+    let (mut first, rest): (Vec<_>, Vec<_>) = p
+        .key
+        .iter()
+        .cloned()
+        .partition(|a| known.iter().any(|k| same(k, a)));
+    first.extend(rest);
+    p.key = std::borrow::Cow::Owned(first);
+    p
 }
 
 fn describe_russh(e: &russh::Error) -> String {

@@ -82,8 +82,8 @@ impl SshConfigFile {
         let Some(path) = &env.ssh_config else {
             return Ok(Self::default());
         };
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e).wrap_err_with(|| format!("cannot read {}", path.display())),
         };
@@ -91,9 +91,10 @@ impl SshConfigFile {
         if let Some(home) = &env.home {
             base = base.home_dir(home.clone());
         }
+        let text = neutralize_match_blocks(&text);
         let parsed = base
             .parse(
-                &mut BufReader::new(file),
+                &mut BufReader::new(text.as_bytes()),
                 ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
             )
             .map_err(|e| eyre!("{}: {e}", path.display()))?;
@@ -104,6 +105,7 @@ impl SshConfigFile {
 
     /// Parse config text (tests).
     pub fn parse_str(text: &str, home: &Path) -> Result<Self> {
+        let text = neutralize_match_blocks(text);
         let parsed = OpenSshConfig::default()
             .home_dir(home)
             .parse(
@@ -115,6 +117,27 @@ impl SshConfigFile {
             parsed: Some(parsed),
         })
     }
+}
+
+/// `Match` blocks are not supported by the parser, which would otherwise apply their options
+/// to the `Host` block before them. Turn each into a `Host` block that matches no host, so
+/// their options are ignored (a documented limitation) instead of misapplied.
+fn neutralize_match_blocks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let t = line.trim_start();
+        let keyword: String = t
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '=')
+            .collect();
+        if keyword.eq_ignore_ascii_case("match") {
+            out.push_str("Host homeinfra-tui.unsupported-match-block.invalid");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Resolve how to reach `host`.
@@ -362,6 +385,23 @@ Host *
         h.ssh_host = Some("node3.lan".into());
         let t = resolve(&cfg, &h, &file, &env(home));
         assert_eq!((t.host.as_str(), t.user.as_str()), ("node3.lan", "lanuser"));
+    }
+
+    #[test]
+    fn match_blocks_are_ignored_not_misapplied() {
+        let home = Path::new("/home/alice");
+        let text = "Host node1\n  HostName 10.0.0.1\nMatch host node1 exec \"true\"\n  User fromMatch\n  Port 2999\nHost *\n  User star\n";
+        let file = SshConfigFile::parse_str(text, home).unwrap();
+        let t = resolve(
+            &SshConfig::default(),
+            &host("i1", "node1"),
+            &file,
+            &env(home),
+        );
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("10.0.0.1", 22, "star")
+        );
     }
 
     #[test]
