@@ -482,3 +482,54 @@ fn concurrency_is_bounded_across_hosts() {
         assert!(second.exists());
     });
 }
+
+#[test]
+fn passphrase_given_once_unlocks_a_protected_key() {
+    let Some(s) = shared() else { return };
+    let dir = shared_dir();
+    let key = dir.path().join("id_locked");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "correct horse", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The private server accepts this key from a file the test owns (readable by operator).
+    let ak = dir.path().join("authorized_keys");
+    std::fs::copy(dir.path().join("id_locked.pub"), &ak).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ak, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let sshd = PrivateSshd::start_with(
+        None,
+        &format!("StrictModes no\nAuthorizedKeysFile {}\n", ak.display()),
+    );
+    let t = target(
+        "h1",
+        "127.0.0.1",
+        sshd.port,
+        &s.user,
+        Some(&key),
+        &sshd.known_hosts,
+    );
+    rt().block_on(async {
+        let pool = SshPool::new(settings());
+        let err = pool.run(&t, "true").await.unwrap_err();
+        assert_eq!(err.problem, SshProblem::AuthFailed, "{err}");
+        assert_eq!(err.locked_keys, vec![key.clone()]);
+
+        pool.set_passphrase(&key, "wrong".into());
+        let err = pool.run(&t, "true").await.unwrap_err();
+        assert_eq!(err.locked_keys, vec![key.clone()], "{err}");
+        assert!(err.message.contains("cannot unlock"), "{err}");
+        assert!(
+            !err.message.contains("wrong"),
+            "the passphrase leaked: {err}"
+        );
+
+        pool.set_passphrase(&key, "correct horse".into());
+        let out = pool.run(&t, "echo unlocked").await.expect("unlocked");
+        assert_eq!(out.stdout_lossy(), "unlocked\n");
+    });
+}

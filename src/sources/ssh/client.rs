@@ -7,7 +7,7 @@
 //! Error messages name the host, the files and fingerprints, never key material.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Sig};
 use tokio::sync::{Mutex, Semaphore, mpsc};
+use zeroize::Zeroizing;
 
 use super::known_hosts::{self, Verdict};
 use super::ssh_config::{Target, display_path};
@@ -29,6 +30,9 @@ use crate::model::host::SshProblem;
 pub struct SshError {
     pub problem: SshProblem,
     pub message: String,
+    /// Passphrase-protected identity files that could not be used (no passphrase given, or a
+    /// wrong one): the TUI may ask for the passphrase once and call `SshPool::set_passphrase`.
+    pub locked_keys: Vec<PathBuf>,
 }
 
 impl SshError {
@@ -36,6 +40,7 @@ impl SshError {
         Self {
             problem,
             message: format!("{}: {}", problem.prefix(), detail.as_ref()),
+            locked_keys: Vec::new(),
         }
     }
 }
@@ -149,7 +154,11 @@ pub struct SshPool {
     settings: Arc<ClientSettings>,
     hosts: StdMutex<HashMap<String, Arc<HostConn>>>,
     limit: Arc<Semaphore>,
+    passphrases: Passphrases,
 }
+
+/// Passphrases of identity files, given once by the user; kept in memory only, wiped on drop.
+type Passphrases = Arc<StdMutex<HashMap<PathBuf, Zeroizing<String>>>>;
 
 impl SshPool {
     pub fn new(settings: ClientSettings) -> Self {
@@ -158,6 +167,29 @@ impl SshPool {
             settings: Arc::new(settings),
             hosts: StdMutex::new(HashMap::new()),
             limit,
+            passphrases: Arc::default(),
+        }
+    }
+
+    /// Remember the passphrase of a protected identity file (asked once by the TUI) and retry
+    /// failing hosts at once. Never logged or shown.
+    pub fn set_passphrase(&self, key: &Path, passphrase: String) {
+        if let Ok(mut p) = self.passphrases.lock() {
+            p.insert(key.to_path_buf(), Zeroizing::new(passphrase));
+        }
+        self.reset_backoff();
+    }
+
+    /// Let every failing host be retried on its next command, without waiting for its backoff.
+    pub fn reset_backoff(&self) {
+        let conns: Vec<Arc<HostConn>> = match self.hosts.lock() {
+            Ok(h) => h.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for c in conns {
+            if let Ok(mut f) = c.failures.lock() {
+                f.next_try = None;
+            }
         }
     }
 
@@ -260,7 +292,9 @@ impl SshPool {
         let mut attempt = 0;
         let mut channel = loop {
             attempt += 1;
-            let handle = conn.session(target, &self.settings).await?;
+            let handle = conn
+                .session(target, &self.settings, &self.passphrases)
+                .await?;
             match handle.channel_open_session().await {
                 Ok(ch) => break ch,
                 Err(e) => {
@@ -418,6 +452,7 @@ impl HostConn {
         &self,
         target: &Target,
         settings: &ClientSettings,
+        passphrases: &Passphrases,
     ) -> Result<Arc<Handle<ClientHandler>>, SshError> {
         let mut guard = self.session.lock().await;
         if let Some(s) = guard.as_ref() {
@@ -442,10 +477,11 @@ impl HostConn {
                         last.message,
                         wait.as_secs_f64().ceil()
                     ),
+                    locked_keys: last.locked_keys.clone(),
                 });
             }
         }
-        match connect(target, settings).await {
+        match connect(target, settings, passphrases).await {
             Ok(handle) => {
                 let handle = Arc::new(handle);
                 *guard = Some(Session {
@@ -627,6 +663,7 @@ impl client::Handler for ClientHandler {
 async fn connect(
     target: &Target,
     settings: &ClientSettings,
+    passphrases: &Passphrases,
 ) -> Result<Handle<ClientHandler>, SshError> {
     let config = Arc::new(client::Config {
         preferred: preferred_for(target),
@@ -668,7 +705,7 @@ async fn connect(
     };
     match tokio::time::timeout(
         settings.connect_timeout,
-        authenticate(&mut handle, target, settings),
+        authenticate(&mut handle, target, settings, passphrases),
     )
     .await
     {
@@ -720,7 +757,9 @@ async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     target: &Target,
     settings: &ClientSettings,
+    passphrases: &Passphrases,
 ) -> Result<(), SshError> {
+    let mut locked: Vec<PathBuf> = Vec::new();
     let user = target.user.clone();
     let mut tried: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -778,14 +817,28 @@ async fn authenticate(
         if !path.is_file() {
             continue;
         }
-        let key = match russh::keys::load_secret_key(path, None) {
+        let pass = passphrases.lock().ok().and_then(|p| p.get(path).cloned());
+        let key = match russh::keys::load_secret_key(path, pass.as_ref().map(|p| p.as_str())) {
             Ok(k) => k,
             Err(russh::keys::Error::KeyIsEncrypted) => {
                 notes.push(format!(
-                    "{} is passphrase-protected: load it into ssh-agent first (ssh-add {})",
+                    "{} is passphrase-protected: load it into ssh-agent first (ssh-add {}) or enter its passphrase",
                     path.display(),
                     path.display()
                 ));
+                locked.push(path.clone());
+                continue;
+            }
+            Err(_) if pass.is_some() => {
+                // Do not keep a passphrase that does not open the key.
+                if let Ok(mut p) = passphrases.lock() {
+                    p.remove(path);
+                }
+                notes.push(format!(
+                    "cannot unlock {} with the passphrase given",
+                    path.display()
+                ));
+                locked.push(path.clone());
                 continue;
             }
             Err(e) => {
@@ -825,7 +878,9 @@ async fn authenticate(
         msg.push_str("; ");
         msg.push_str(&notes.join("; "));
     }
-    Err(SshError::new(SshProblem::AuthFailed, msg))
+    let mut e = SshError::new(SshProblem::AuthFailed, msg);
+    e.locked_keys = locked;
+    Err(e)
 }
 
 async fn rsa_hash(h: &Handle<ClientHandler>) -> Option<russh::keys::HashAlg> {
