@@ -128,6 +128,112 @@ fn agent_auth_through_a_real_ssh_agent() {
     assert!(err.message.contains("no usable key"), "{err}");
 }
 
+/// A real ssh-agent holding `keys` (in that order); killed on drop.
+struct Agent {
+    child: std::process::Child,
+    sock: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(keys: &[&std::path::Path]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        for _ in 0..100 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for k in keys {
+            let ok = Command::new("ssh-add")
+                .arg(k)
+                .env("SSH_AUTH_SOCK", &sock)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("ssh-add");
+            assert!(ok.success());
+        }
+        Agent {
+            child,
+            sock,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn agent_keys_of_the_identity_files_go_first_and_identities_only() {
+    let Some(s) = shared() else { return };
+    if common::require_program("ssh-agent").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Six unrelated keys first: with the server's MaxAuthTries 6 they would use up every try.
+    let mut others = Vec::new();
+    for i in 0..6 {
+        let k = dir.path().join(format!("other{i}"));
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&k)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        others.push(k);
+    }
+    let mut keys: Vec<&std::path::Path> = others.iter().map(|p| p.as_path()).collect();
+    keys.push(&s.key);
+    let agent = Agent::start(&keys);
+    // The identity file is only a public key here: the login must come from the agent.
+    let id = dir.path().join("id_pub_only");
+    std::fs::copy(
+        format!("{}.pub", s.key.display()),
+        dir.path().join("id_pub_only.pub"),
+    )
+    .unwrap();
+    for identities_only in [false, true] {
+        let out = rt().block_on(async {
+            let mut st = settings();
+            st.agent = AgentSource::Socket(agent.sock.clone());
+            let pool = SshPool::new(st);
+            let mut t = target("h1", &s.host, s.port, &s.user, Some(&id), &s.known_hosts);
+            t.identities_only = identities_only;
+            pool.run(&t, "echo via-agent").await
+        });
+        assert_eq!(out.expect("agent login").stdout_lossy(), "via-agent\n");
+    }
+    // IdentitiesOnly with an agent that lacks the key: no other agent key is offered.
+    let only_others = Agent::start(&keys[..1]);
+    let err = rt()
+        .block_on(async {
+            let mut st = settings();
+            st.agent = AgentSource::Socket(only_others.sock.clone());
+            let pool = SshPool::new(st);
+            let mut t = target("h1", &s.host, s.port, &s.user, Some(&id), &s.known_hosts);
+            t.identities_only = true;
+            pool.run(&t, "true").await
+        })
+        .unwrap_err();
+    assert_eq!(err.problem, SshProblem::AuthFailed);
+    assert!(err.message.contains("no usable key"), "{err}");
+}
+
 #[test]
 fn encrypted_key_without_agent_is_a_clear_error() {
     let Some(s) = shared() else { return };

@@ -51,6 +51,7 @@ pub fn target(
         port,
         user: user.into(),
         identity_files: key.map(|k| vec![k.to_path_buf()]).unwrap_or_default(),
+        identities_only: false,
         known_hosts: vec![kh.to_path_buf()],
         known_hosts_write: kh.to_path_buf(),
     }

@@ -788,10 +788,28 @@ async fn authenticate(
     if let Some(mut agent) = agent {
         match agent.request_identities().await {
             Ok(ids) => {
-                for id in ids {
-                    let AgentIdentity::PublicKey { key, .. } = id else {
-                        continue;
-                    };
+                // Agent keys that belong to the configured identity files go first (a server
+                // stops after MaxAuthTries); with IdentitiesOnly, only those are tried.
+                let wanted: Vec<PublicKey> = target
+                    .identity_files
+                    .iter()
+                    .filter_map(|p| {
+                        let mut pub_path = p.clone().into_os_string();
+                        pub_path.push(".pub");
+                        russh::keys::load_public_key(PathBuf::from(pub_path)).ok()
+                    })
+                    .collect();
+                let is_wanted = |k: &PublicKey| wanted.iter().any(|w| w.key_data() == k.key_data());
+                let mut keys: Vec<PublicKey> = ids
+                    .into_iter()
+                    .filter_map(|id| match id {
+                        AgentIdentity::PublicKey { key, .. } => Some(key),
+                        _ => None,
+                    })
+                    .filter(|k| !target.identities_only || is_wanted(k))
+                    .collect();
+                keys.sort_by_key(|k| !is_wanted(k));
+                for key in keys {
                     let hash = if key.algorithm().is_rsa() {
                         rsa_hash(handle).await
                     } else {
@@ -804,6 +822,10 @@ async fn authenticate(
                     {
                         Ok(r) if r.success() => return Ok(()),
                         Ok(_) => tried.push(format!("agent key {fp}")),
+                        Err(_) if handle.is_closed() => {
+                            notes.push(closed_during_auth());
+                            break;
+                        }
                         Err(e) => notes.push(format!("agent key {fp}: {e}")),
                     }
                 }
@@ -855,6 +877,10 @@ async fn authenticate(
         match handle.authenticate_publickey(user.clone(), key).await {
             Ok(r) if r.success() => return Ok(()),
             Ok(_) => tried.push(path.display().to_string()),
+            Err(_) if handle.is_closed() => {
+                notes.push(closed_during_auth());
+                break;
+            }
             Err(e) => notes.push(format!("{}: {}", path.display(), describe_russh(&e))),
         }
     }
@@ -881,6 +907,12 @@ async fn authenticate(
     let mut e = SshError::new(SshProblem::AuthFailed, msg);
     e.locked_keys = locked;
     Err(e)
+}
+
+fn closed_during_auth() -> String {
+    "the server closed the connection during authentication (too many keys offered for its \
+     MaxAuthTries? set IdentitiesOnly yes for this host in ~/.ssh/config)"
+        .into()
 }
 
 async fn rsa_hash(h: &Handle<ClientHandler>) -> Option<russh::keys::HashAlg> {

@@ -25,6 +25,8 @@ pub struct Target {
     pub user: String,
     /// Key files to try after the agent, in order (missing files are skipped).
     pub identity_files: Vec<PathBuf>,
+    /// `IdentitiesOnly yes`: of the agent's keys, use only those of `identity_files`.
+    pub identities_only: bool,
     /// known_hosts files to check, in order.
     pub known_hosts: Vec<PathBuf>,
     /// Where a trusted-on-first-use key is appended, and what the hint names.
@@ -230,12 +232,23 @@ pub fn resolve(cfg: &SshConfig, host: &Host, file: &SshConfigFile, env: &LocalEn
         .or_else(|| user_files.first().cloned())
         .unwrap_or_else(|| PathBuf::from("~/.ssh/known_hosts"));
 
+    let identities_only = p
+        .and_then(|p| {
+            p.unsupported_fields
+                .iter()
+                .chain(p.ignored_fields.iter())
+                .find(|(k, _)| k.eq_ignore_ascii_case("identitiesonly"))
+                .map(|(_, v)| v.first().is_some_and(|v| v.eq_ignore_ascii_case("yes")))
+        })
+        .unwrap_or(false);
+
     Target {
         id: host.id.clone(),
         host: address,
         port,
         user,
         identity_files,
+        identities_only,
         known_hosts,
         known_hosts_write,
     }
@@ -295,6 +308,7 @@ Host node1
     User ops
     Port 2201
     IdentityFile ~/.ssh/id_node1
+    IdentitiesOnly yes
     UserKnownHostsFile ~/.ssh/kh_lab /etc/lab_known_hosts
 
 Host *.lan
@@ -337,6 +351,7 @@ Host *
         );
         assert_eq!(t.known_hosts_write, home.join(".ssh/known_hosts"));
         assert_eq!(t.display(), "alice@192.0.2.11:22");
+        assert!(!t.identities_only);
     }
 
     #[test]
@@ -373,6 +388,7 @@ Host *
             ]
         );
         assert_eq!(t.known_hosts_write, home.join("extra_known_hosts"));
+        assert!(t.identities_only);
 
         // A host with no specific block: `[ssh]` user and port, the inventory ip.
         let t = resolve(&cfg, &host("instance_2", "node2"), &file, &env(home));
