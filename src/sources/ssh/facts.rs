@@ -713,6 +713,70 @@ mod tests {
     }
 
     #[test]
+    fn random_garbage_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let sample = sample();
+        let lines: Vec<&str> = sample.lines().collect();
+        let pieces = [
+            "=",
+            "?",
+            "%",
+            ":",
+            "@",
+            " ",
+            "\t",
+            "\r",
+            "é",
+            "\u{0}",
+            "system-",
+            "-link",
+            "[::]",
+            "99999",
+            "-1",
+            "NaN",
+            "inf",
+            BEGIN,
+            END,
+            "listen.socket=",
+            "sshd.",
+            "f2b=running",
+        ];
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..rng.random_range(0..40) {
+                if rng.random_bool(0.5) {
+                    // A real line, maybe mangled.
+                    let mut l = lines[rng.random_range(0..lines.len())].to_string();
+                    if rng.random_bool(0.5) && !l.is_empty() {
+                        let cut = rng.random_range(0..l.len());
+                        let cut = (0..=cut)
+                            .rev()
+                            .find(|i| l.is_char_boundary(*i))
+                            .unwrap_or(0);
+                        l.truncate(cut);
+                        l.push_str(pieces[rng.random_range(0..pieces.len())]);
+                    }
+                    text.push_str(&l);
+                } else {
+                    for _ in 0..rng.random_range(0..6) {
+                        text.push_str(pieces[rng.random_range(0..pieces.len())]);
+                    }
+                }
+                text.push('\n');
+            }
+            let f = parse(&text);
+            // Whatever came out is internally consistent.
+            if let Some(p) = f.root_fs_used_pct {
+                assert!((0.0..=100.0).contains(&p));
+            }
+            if f.reboot_needed == Some(true) {
+                assert!(!f.reboot_reasons.is_empty());
+            }
+        }
+    }
+
+    #[test]
     fn helpers() {
         assert_eq!(parse_generation("system-7-link"), Some(7));
         assert_eq!(
