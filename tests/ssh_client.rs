@@ -639,3 +639,52 @@ fn passphrase_given_once_unlocks_a_protected_key() {
         assert_eq!(out.stdout_lossy(), "unlocked\n");
     });
 }
+
+#[test]
+fn proxy_jump_through_a_jump_host() {
+    let Some(s) = shared() else { return };
+    // The jump host logs forwarded connections at DEBUG1.
+    let mut jump_sshd = PrivateSshd::start_with(None, "LogLevel DEBUG1\nAllowTcpForwarding yes\n");
+    let jump = target(
+        "jump",
+        "127.0.0.1",
+        jump_sshd.port,
+        &s.user,
+        Some(&s.key),
+        &jump_sshd.known_hosts,
+    );
+    let mut t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+    t.jump = Some(Box::new(jump));
+    let runtime = rt();
+    let pool = SshPool::new(settings());
+    let out = runtime
+        .block_on(pool.run(&t, "echo through-the-jump"))
+        .expect("via jump");
+    assert_eq!(out.stdout_lossy(), "through-the-jump\n");
+    let log = jump_sshd.log();
+    assert!(
+        log.contains("direct-tcpip") && log.contains(&format!("port {}", s.port)),
+        "the jump host did not forward: {log}"
+    );
+
+    // The jump host dies: the connection through it is gone, with a clear error.
+    jump_sshd.kill();
+    let err = runtime
+        .block_on(async {
+            // The session notices the dead jump at once or on the next channel.
+            let mut last = None;
+            for _ in 0..50 {
+                match pool.run(&t, "true").await {
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => {
+                        last = Some(e);
+                        break;
+                    }
+                }
+            }
+            last
+        })
+        .expect("an error once the jump host is gone");
+    assert_eq!(err.problem, SshProblem::Unreachable, "{err}");
+    assert!(err.message.contains("jump host"), "{err}");
+}

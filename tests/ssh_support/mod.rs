@@ -54,6 +54,7 @@ pub fn target(
         identities_only: false,
         known_hosts: vec![kh.to_path_buf()],
         known_hosts_write: kh.to_path_buf(),
+        jump: None,
     }
 }
 

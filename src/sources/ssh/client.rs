@@ -414,6 +414,8 @@ fn short(command: &str) -> String {
 struct Session {
     handle: Arc<Handle<ClientHandler>>,
     target: Target,
+    /// Jump host sessions the connection runs through (kept alive with it).
+    _jumps: Vec<Handle<ClientHandler>>,
 }
 
 #[derive(Default)]
@@ -482,11 +484,12 @@ impl HostConn {
             }
         }
         match connect(target, settings, passphrases).await {
-            Ok(handle) => {
+            Ok((handle, jumps)) => {
                 let handle = Arc::new(handle);
                 *guard = Some(Session {
                     handle: handle.clone(),
                     target: target.clone(),
+                    _jumps: jumps,
                 });
                 let mut f = match self.failures.lock() {
                     Ok(f) => f,
@@ -659,11 +662,63 @@ impl client::Handler for ClientHandler {
     }
 }
 
-/// TCP connect, handshake, host key check and authentication, within the connect timeout.
-async fn connect(
+/// A session and the jump host sessions it runs through.
+type Connected = (Handle<ClientHandler>, Vec<Handle<ClientHandler>>);
+
+/// Connect to `target`, through its jump hosts (`ProxyJump`) when it has any: the session and
+/// the jump sessions it runs through (outermost last).
+fn connect<'a>(
+    target: &'a Target,
+    settings: &'a ClientSettings,
+    passphrases: &'a Passphrases,
+) -> futures::future::BoxFuture<'a, Result<Connected, SshError>> {
+    Box::pin(async move {
+        let Some(jump) = target.jump.as_deref() else {
+            return connect_one(target, settings, passphrases, None)
+                .await
+                .map(|h| (h, Vec::new()));
+        };
+        let (jump_handle, mut jumps) = connect(jump, settings, passphrases).await.map_err(|e| {
+            let mut e2 = SshError::new(
+                e.problem,
+                format!(
+                    "{} via jump host {}: {}",
+                    target.display(),
+                    jump.display(),
+                    e.message
+                ),
+            );
+            e2.locked_keys = e.locked_keys;
+            e2
+        })?;
+        let channel = jump_handle
+            .channel_open_direct_tcpip(target.host.clone(), u32::from(target.port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                SshError::new(
+                    SshProblem::Unreachable,
+                    format!(
+                        "{}: jump host {} could not open a connection to it: {}",
+                        target.display(),
+                        jump.display(),
+                        describe_russh(&e)
+                    ),
+                )
+            })?;
+        let handle =
+            connect_one(target, settings, passphrases, Some(channel.into_stream())).await?;
+        jumps.push(jump_handle);
+        Ok((handle, jumps))
+    })
+}
+
+/// Handshake, host key check and authentication with one host, over TCP or over `stream`
+/// (a channel through a jump host), within the connect timeout.
+async fn connect_one(
     target: &Target,
     settings: &ClientSettings,
     passphrases: &Passphrases,
+    stream: Option<russh::ChannelStream<client::Msg>>,
 ) -> Result<Handle<ClientHandler>, SshError> {
     let config = Arc::new(client::Config {
         preferred: preferred_for(target),
@@ -678,10 +733,12 @@ async fn connect(
         home: settings.home.clone(),
     };
     let addr = (target.host.clone(), target.port);
-    let connected = tokio::time::timeout(
-        settings.connect_timeout,
-        client::connect(config, addr, handler),
-    )
+    let connected = tokio::time::timeout(settings.connect_timeout, async {
+        match stream {
+            Some(s) => client::connect_stream(config, s, handler).await,
+            None => client::connect(config, addr, handler).await,
+        }
+    })
     .await;
     let mut handle = match connected {
         Err(_) => {
