@@ -73,12 +73,12 @@ elif o=$($S "$sshd_bin" -T 2>/dev/null) && [ -n "$o" ]; then
 else u sshd denied; fi
 if have nft; then
   if o=$($S nft list ruleset 2>/dev/null); then
-    kv fw.nft "$(printf '%s\n' "$o" | grep -c 'hook input') $(printf '%s\n' "$o" | grep -c 'policy drop') $(printf '%s\n' "$o" | grep -cE '^[[:space:]]+[a-z].*(accept|drop|reject|jump|goto|counter)')"
+    kv fw.nft "$(printf '%s\n' "$o" | grep -c 'hook input') $(printf '%s\n' "$o" | grep 'hook input' | grep -c 'policy drop') $(printf '%s\n' "$o" | grep -cE '^[[:space:]]+[a-z].*(accept|drop|reject|jump|goto)')"
   else u fw.nft denied; fi
 else u fw.nft missing; fi
 if have iptables; then
   if o=$($S iptables -S INPUT 2>/dev/null); then
-    kv fw.iptables "$(printf '%s\n' "$o" | awk '$1=="-P" {print $3}') $(printf '%s\n' "$o" | grep -c '^-A')"
+    kv fw.iptables "$(printf '%s\n' "$o" | awk '$1=="-P" {print $3}') $(printf '%s\n' "$o" | grep -c '^-A') $(printf '%s\n' "$o" | grep '^-A' | grep -vcE -- '-j (ACCEPT|RETURN|LOG|KUBE-|FLANNEL|CNI-)')"
   else u fw.iptables denied; fi
 else u fw.iptables missing; fi
 if have fail2ban-client; then
@@ -235,12 +235,12 @@ pub fn render(f: &HostFacts) -> String {
         Some(fw) if fw.backend == "iptables" => {
             kv("fw.nft", Some("?missing".into()));
             let policy = if fw.active { "DROP" } else { "ACCEPT" };
-            kv("fw.iptables", Some(format!("{policy} 0")));
+            kv("fw.iptables", Some(format!("{policy} 0 0")));
         }
         Some(fw) if fw.backend == "nftables" => {
             kv(
                 "fw.nft",
-                Some(if fw.active { "1 1 1" } else { "0 0 0" }.into()),
+                Some(if fw.active { "1 1 1" } else { "1 0 0" }.into()),
             );
             kv("fw.iptables", Some("?missing".into()));
         }
