@@ -145,8 +145,12 @@ fn inv_host(id: &str, role: Role, port: u16, user: &str) -> Host {
 
 /// Gather facts from `sshd` as `user` through the public client API.
 fn gather(sshd: &PrivateSshd, user: &str, key: &Path) -> HostFacts {
+    gather_sudo(sshd, user, key, true)
+}
+
+fn gather_sudo(sshd: &PrivateSshd, user: &str, key: &Path, sudo: bool) -> HostFacts {
     let cfg = SshConfig {
-        sudo: true,
+        sudo,
         ..Default::default()
     };
     let t = target(
@@ -310,6 +314,58 @@ fn no_reboot_when_only_the_system_changed_and_real_posture_as_root() {
             "{codes:?}"
         );
     }
+}
+
+#[test]
+fn sudo_n_gives_the_posture_when_allowed() {
+    let Some(s) = shared() else { return };
+    let Some(fx) = build_fixtures() else { return };
+    if common::require_program("sudo").is_none() {
+        return;
+    }
+    // Inside the server's mount namespace only: a sudoers.d that lets the test user sudo.
+    let sudoers = tempfile::tempdir().unwrap();
+    std::fs::write(
+        sudoers.path().join("homeinfra-test"),
+        format!("{} ALL=(root) NOPASSWD: ALL\n", s.user),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            sudoers.path().join("homeinfra-test"),
+            std::fs::Permissions::from_mode(0o440),
+        )
+        .unwrap();
+    }
+    let setup = format!(
+        "{}mount --bind {} /etc/sudoers.d\n",
+        namespace_setup(&fx.old, &fx.new, 5, true),
+        sudoers.path().display()
+    );
+    let sshd = PrivateSshd::start(Some(setup));
+    let f = gather_sudo(&sshd, &s.user, &s.key, true);
+    assert_eq!(f.parse_issues, Vec::<String>::new(), "{f:#?}");
+    assert_eq!(f.privileged, Some(true), "sudo -n was not used");
+    let sshd_t = f.posture.sshd.as_ref().expect("sshd -T through sudo -n");
+    assert_eq!(
+        sshd_t.get("passwordauthentication").map(String::as_str),
+        Some("no")
+    );
+    assert_eq!(
+        sshd_t.get("permitrootlogin").map(String::as_str),
+        Some("no")
+    );
+    assert!(
+        f.posture.firewall.is_some() && f.posture.fail2ban.is_some(),
+        "{:?}",
+        f.posture
+    );
+
+    // `[ssh] sudo = false`: the same host, no sudo, posture unknown.
+    let f = gather_sudo(&sshd, &s.user, &s.key, false);
+    assert_eq!(f.privileged, Some(false));
+    assert_eq!(f.posture.sshd, None);
 }
 
 #[test]
