@@ -3,6 +3,7 @@
 #   scripts/test-env.sh install        Debian packages (root; skipped when present)
 #   scripts/test-env.sh start [BASE]   start etcd x3, node_exporter, Prometheus, sshd, nix fixtures
 #   scripts/test-env.sh stop  [BASE]   stop exactly what `start` started (by PID)
+#   scripts/test-env.sh status [BASE]  exit 0 when they are up
 # `start` writes $BASE/env.sh with HOMEINFRA_TEST_* variables for the tests.
 set -euo pipefail
 CMD=${1:-}
@@ -164,9 +165,17 @@ do_stop() {
   rm -rf "$BASE/etcd" "$BASE/prometheus/data"
 }
 
+do_status() { # are the services of $BASE up? (used to reuse a running environment)
+  [ -f "$BASE/env.sh" ] || return 1
+  curl -sf -m 2 http://127.0.0.1:23791/health >/dev/null 2>&1 || return 1
+  curl -sf -m 2 http://127.0.0.1:19090/prometheus/-/ready >/dev/null 2>&1 || return 1
+  (exec 3<>/dev/tcp/127.0.0.1/2222) 2>/dev/null || return 1
+}
+
 case "$CMD" in
   install) do_install ;;
+  status) do_status ;;
   start) do_start ;;
   stop) do_stop ;;
-  *) echo "usage: $0 install|start|stop [BASE]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status [BASE]" >&2; exit 2 ;;
 esac

@@ -18,6 +18,8 @@ pub struct Context {
     pub config: Config,
     pub config_path: Option<PathBuf>,
     pub inventory: Inventory,
+    /// What the header calls the cluster (else the kube context).
+    pub label: Option<String>,
 }
 
 impl Context {
@@ -40,6 +42,7 @@ impl Context {
             config,
             config_path,
             inventory,
+            label: None,
         })
     }
 }
@@ -69,6 +72,51 @@ pub fn main(cli: Cli) -> u8 {
     }
 }
 
+/// The dashboard on the built-in simulated homelab: start the simulator in-process, point
+/// the real clients at it through its generated files, and stop it afterwards.
+async fn run_demo(global: &GlobalArgs, args: &crate::cli::DemoArgs) -> Result<u8> {
+    let scenarios = crate::sim::scenario::parse_all(&args.model.scenarios).map_err(|e| eyre!(e))?;
+    if !(args.model.speed > 0.0 && args.model.speed.is_finite()) {
+        return Err(eyre!(
+            "--speed must be a positive number, got {}",
+            args.model.speed
+        ));
+    }
+    let inventory = if args.model.nodes.is_none() && global.hosts.is_file() {
+        Some(inventory::load(&global.hosts).map_err(|e| eyre!(e))?)
+    } else {
+        None
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("homeinfra-demo-")
+        .tempdir()
+        .wrap_err("cannot create a directory for the simulator's files")?;
+    let opts = crate::sim::SimOptions {
+        nodes: args.model.nodes,
+        scenarios,
+        speed: args.model.speed,
+        inventory,
+        ..Default::default()
+    };
+    let sim = crate::sim::start(opts, dir.path())
+        .await
+        .wrap_err("cannot start the simulated homelab")?;
+    let mut demo_global = global.clone();
+    demo_global.config = Some(sim.config_path());
+    demo_global.hosts = sim.hosts_path();
+    demo_global.offline = false;
+    demo_global.kubeconfig = None;
+    demo_global.context = None;
+    let result = async {
+        let mut ctx = Context::load(&demo_global)?;
+        ctx.label = Some("demo (simulated homelab)".into());
+        crate::tui::run_dashboard(ctx).await
+    }
+    .await;
+    sim.shutdown().await;
+    result.map(|_| 0)
+}
+
 /// `outer: inner: root cause`, one line, for the user.
 pub fn error_chain(e: &color_eyre::eyre::Report) -> String {
     let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
@@ -91,14 +139,18 @@ async fn run(cli: Cli) -> Result<u8> {
             };
             crate::check::run(ctx, &args).await
         }
-        Command::Demo(_) => Err(eyre!(
-            "`demo` is not yet available: the simulated homelab is still being built; \
-             run `homeinfra-tui --offline --hosts hosts.json` meanwhile"
-        )),
-        Command::Sim(_) => Err(eyre!(
-            "`sim` is not yet available: the simulated homelab is still being built"
-        )),
-        Command::Diff(_) => Err(eyre!("`diff` is not yet available")),
+        Command::Demo(args) => run_demo(&global, &args).await,
+        Command::Sim(args) => {
+            // The hosts of --hosts when that file exists (and --nodes is not given), else the
+            // built-in cluster.
+            let hosts = if args.model.nodes.is_none() && global.hosts.is_file() {
+                Some(inventory::load(&global.hosts).map_err(|e| eyre!(e))?)
+            } else {
+                None
+            };
+            crate::sim::run_sim_command(&args, hosts).await
+        }
+        Command::Diff(args) => crate::operations::closure_diff::command::run(&global, &args).await,
         Command::Upgrade(_) => Err(eyre!("`upgrade` is not yet available")),
     }
 }

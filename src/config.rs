@@ -441,7 +441,7 @@ pub fn parse_window(s: &str) -> Option<(u32, u32)> {
 }
 
 /// Turn a toml error into `file:line:column: key "section.key": message`.
-fn describe(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+pub(crate) fn describe(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let file = path.display();
     let msg = e.message().trim().replace('\n', " ");
     let Some(span) = e.span() else {

@@ -1,9 +1,225 @@
-//! The terminal: setup, restore (always), and the event loop.
+//! The terminal: setup, restore (always: quit, error, panic, Ctrl-C, SIGTERM, SIGHUP), and the
+//! event loop — one owner of state, redraw only when something changed.
 
-use color_eyre::eyre::{Result, eyre};
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures::StreamExt;
+use ratatui::DefaultTerminal;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use std::collections::HashMap;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::panes::Tone;
+use crate::app::{App, Effect, Keymap, Msg};
 use crate::commands::Context;
+use crate::operations::diff_task::{self, DiffEvent, DiffRequest};
+use crate::sources::{self, Update};
+use crate::ui::{self, Theme};
 
-pub async fn run_dashboard(_ctx: Context) -> Result<()> {
-    Err(eyre!("dashboard not built yet"))
+/// At most this often (≈ 60 redraws/s).
+const MIN_FRAME: Duration = Duration::from_millis(16);
+
+/// Restore the terminal: raw mode off, main screen back, cursor visible. Safe to call twice.
+pub fn restore() {
+    let _ = ratatui::try_restore();
+    let mut out = std::io::stdout();
+    let _ = crossterm::execute!(out, crossterm::cursor::Show);
+    let _ = out.flush();
+}
+
+/// Run the dashboard until the user quits or a signal arrives.
+pub async fn run_dashboard(ctx: Context) -> Result<()> {
+    let theme = Theme::load(
+        ctx.config.ui.theme.as_deref(),
+        ui::theme::no_color_requested(),
+    )
+    .map_err(|e| eyre!(e))?;
+    let keymap = Keymap::with_overrides(&ctx.config.ui.keys).map_err(|e| {
+        let file = ctx
+            .config_path
+            .as_ref()
+            .map_or("config".to_string(), |p| p.display().to_string());
+        eyre!("{file}: {e}")
+    })?;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(eyre!(
+            "the dashboard needs a terminal; for scripts use `homeinfra-tui check [--json]`"
+        ));
+    }
+    let context = if let Some(l) = &ctx.label {
+        l.clone()
+    } else if ctx.global.offline {
+        "offline".to_string()
+    } else {
+        ctx.config
+            .kubernetes
+            .context
+            .clone()
+            .unwrap_or_else(|| "current context".into())
+    };
+    let app = App::new(
+        ctx.inventory.clone(),
+        ctx.config.clone(),
+        keymap,
+        sources::initial_snapshot(&ctx),
+        context,
+        ctx.global.read_only,
+        jiff::Timestamp::now(),
+    );
+    let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;
+    install_panic_hook();
+    let result = event_loop(&mut terminal, app, &theme, &ctx).await;
+    restore();
+    result
+}
+
+/// Restore first, then let the previous hook (color-eyre's report) print.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        previous(info);
+    }));
+}
+
+fn draw(terminal: &mut DefaultTerminal, app: &App, theme: &Theme) -> Result<()> {
+    // Synchronized update: the terminal shows the whole frame at once, never a torn one.
+    let _ = crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::BeginSynchronizedUpdate
+    );
+    let r = terminal.draw(|f| ui::draw(f, app, theme));
+    let _ = crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::EndSynchronizedUpdate
+    );
+    r.map(|_| ()).wrap_err("cannot draw (terminal gone?)")
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    theme: &Theme,
+    ctx: &Context,
+) -> Result<()> {
+    let mut sigterm = signal(SignalKind::terminate()).wrap_err("cannot watch SIGTERM")?;
+    let mut sighup = signal(SignalKind::hangup()).wrap_err("cannot watch SIGHUP")?;
+    let mut sigint = signal(SignalKind::interrupt()).wrap_err("cannot watch SIGINT")?;
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(ctx.config.ui.tick_ms.max(100)));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    // First frame before any network I/O.
+    draw(terminal, &app, theme)?;
+    let mut last_draw = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Update>(256);
+    let sources = sources::spawn_all(ctx, tx);
+    let (diff_tx, mut diff_rx) = tokio::sync::mpsc::channel::<DiffEvent>(256);
+    let mut diff_tasks: HashMap<String, CancellationToken> = HashMap::new();
+    let mut dirty = false;
+
+    loop {
+        let msg = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => Msg::Key(k),
+                Some(Ok(Event::Resize(..))) => Msg::Resize,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e).wrap_err("terminal input failed (terminal gone?)"),
+                None => return Ok(()),
+            },
+            Some(u) = rx.recv() => Msg::Update(u),
+            Some(d) = diff_rx.recv() => {
+                if let DiffEvent::Done { host, .. } = &d {
+                    diff_tasks.remove(host);
+                }
+                Msg::Diff(d)
+            }
+            _ = tick.tick() => Msg::Tick(jiff::Timestamp::now()),
+            _ = sigterm.recv() => return Ok(()),
+            _ = sighup.recv() => return Ok(()),
+            _ = sigint.recv() => return Ok(()),
+            _ = tokio::time::sleep_until(last_draw + MIN_FRAME), if dirty => {
+                draw(terminal, &app, theme)?;
+                last_draw = Instant::now();
+                dirty = false;
+                continue;
+            }
+        };
+        if let Ok(size) = terminal.size() {
+            app.page_rows = ui::focused_rows(
+                ratatui::layout::Rect::new(0, 0, size.width, size.height),
+                &app,
+            );
+        }
+        match app.update(msg) {
+            Effect::Quit => return Ok(()),
+            Effect::Redraw => dirty = true,
+            Effect::Refresh => sources.refresh.notify_waiters(),
+            Effect::StartDiff(host) => {
+                if let Some(h) = app.inventory.host(&host).cloned() {
+                    let req = DiffRequest {
+                        deployed: app.deployed_system(&host),
+                        host: h,
+                        nix: ctx.config.nix.clone(),
+                        ssh: ctx.config.ssh.clone(),
+                    };
+                    if let Some(old) = diff_tasks.remove(&host) {
+                        old.cancel();
+                    }
+                    diff_tasks.insert(host.clone(), diff_task::spawn(req, diff_tx.clone()));
+                    app.diff_started(&host);
+                }
+                dirty = true;
+            }
+            Effect::CancelDiff(host) => {
+                if let Some(t) = diff_tasks.remove(&host) {
+                    t.cancel();
+                }
+                dirty = true;
+            }
+            Effect::ExportDiff(host) => {
+                app.status = Some(export_diff(&app, &host));
+                dirty = true;
+            }
+            Effect::None => {}
+        }
+        if dirty && last_draw.elapsed() >= MIN_FRAME {
+            draw(terminal, &app, theme)?;
+            last_draw = Instant::now();
+            dirty = false;
+        }
+    }
+}
+
+/// Write a host's diff as plain text under `$XDG_STATE_HOME/homeinfra-tui/diffs/`.
+fn export_diff(app: &App, host: &str) -> (String, Tone) {
+    let Some(Some(Ok(diff))) = app.diffs.get(host).map(|v| v.result.as_ref()) else {
+        return ("nothing to export yet".into(), Tone::Warning);
+    };
+    let Some(dir) = crate::paths::app_state_dir().map(|d| d.join("diffs")) else {
+        return ("cannot export: no home directory".into(), Tone::Critical);
+    };
+    let stamp = app
+        .now
+        .to_zoned(app.tz.clone())
+        .strftime("%Y%m%d-%H%M%S")
+        .to_string();
+    let path = dir.join(format!("{host}-{stamp}.txt"));
+    let text = format!(
+        "host: {host}\n{}",
+        crate::operations::closure_diff::render::to_text(diff, false)
+    );
+    match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, text)) {
+        Ok(()) => (format!("diff exported to {}", path.display()), Tone::Ok),
+        Err(e) => (
+            format!("cannot export to {}: {e}", path.display()),
+            Tone::Critical,
+        ),
+    }
 }

@@ -1,1 +1,473 @@
-//! TODO
+//! The application state and `update`: the one owner of state. Keys become actions through
+//! the keymap; source updates replace their part of the snapshot; `assess` re-runs on change.
+
+pub mod diff;
+pub mod keymap;
+pub mod panes;
+
+use std::collections::BTreeMap;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use jiff::Timestamp;
+
+use crate::config::Config;
+use crate::inventory::Inventory;
+use crate::model::{self, Finding, Snapshot};
+use crate::operations::diff_task::DiffEvent;
+use crate::sources::Update;
+pub use diff::DiffView;
+pub use keymap::{Action, Keymap};
+pub use panes::Pane;
+
+/// What the screen is showing on top of the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing a filter for the focused pane.
+    Filtering,
+    Help,
+    /// Detail of the row with this key in the focused pane.
+    Detail(String),
+    /// The closure diff of this host.
+    Diff(String),
+}
+
+/// Selection and filter of one pane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaneState {
+    pub selected: usize,
+    pub filter: String,
+}
+
+/// A message to the owner of state.
+// One message at a time passes through: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Resize,
+    /// The clock ticked.
+    Tick(Timestamp),
+    Update(Update),
+    Diff(DiffEvent),
+}
+
+/// What `update` asks the event loop to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    Redraw,
+    Quit,
+    /// Poll sources now.
+    Refresh,
+    /// Compute the closure diff of this host (drift mode).
+    StartDiff(String),
+    /// Stop a running diff.
+    CancelDiff(String),
+    /// Write this host's diff to a file.
+    ExportDiff(String),
+}
+
+pub struct App {
+    pub inventory: Inventory,
+    pub config: Config,
+    /// Kubernetes context (or "offline", "demo").
+    pub context: String,
+    pub read_only: bool,
+    pub snapshot: Snapshot,
+    pub findings: Vec<Finding>,
+    pub focus: Pane,
+    pub panes: [PaneState; Pane::ALL.len()],
+    pub mode: Mode,
+    pub keymap: Keymap,
+    pub now: Timestamp,
+    /// Time zone for the clock and times shown (the system's; tests use UTC).
+    pub tz: jiff::tz::TimeZone,
+    /// Rows visible in the focused table at the last draw (for PgUp/PgDn).
+    pub page_rows: usize,
+    /// Closure diffs by host id.
+    pub diffs: BTreeMap<String, DiffView>,
+    /// A short message for the footer (export done, action refused, ...).
+    pub status: Option<(String, panes::Tone)>,
+}
+
+impl App {
+    pub fn new(
+        inventory: Inventory,
+        config: Config,
+        keymap: Keymap,
+        snapshot: Snapshot,
+        context: String,
+        read_only: bool,
+        now: Timestamp,
+    ) -> App {
+        let mut app = App {
+            inventory,
+            config,
+            context,
+            read_only,
+            snapshot,
+            findings: Vec::new(),
+            focus: Pane::Hosts,
+            panes: Default::default(),
+            mode: Mode::Normal,
+            keymap,
+            now,
+            tz: jiff::tz::TimeZone::system(),
+            page_rows: 10,
+            diffs: BTreeMap::new(),
+            status: None,
+        };
+        app.reassess();
+        app
+    }
+
+    fn reassess(&mut self) {
+        self.findings = model::assess(
+            &self.snapshot,
+            &self.inventory,
+            &self.config.thresholds,
+            self.now,
+        );
+    }
+
+    pub fn pane(&self, p: Pane) -> &PaneState {
+        &self.panes[p.index()]
+    }
+
+    fn pane_mut(&mut self, p: Pane) -> &mut PaneState {
+        &mut self.panes[p.index()]
+    }
+
+    /// Handle one message; says whether to redraw, quit or refresh.
+    pub fn update(&mut self, msg: Msg) -> Effect {
+        match msg {
+            Msg::Key(k) => self.on_key(k),
+            Msg::Resize => Effect::Redraw,
+            Msg::Tick(now) => {
+                let changed_second = now.as_second() != self.now.as_second();
+                self.now = now;
+                if changed_second {
+                    Effect::Redraw
+                } else {
+                    Effect::None
+                }
+            }
+            Msg::Update(u) => {
+                self.apply(u);
+                Effect::Redraw
+            }
+            Msg::Diff(ev) => {
+                match ev {
+                    DiffEvent::Progress { host, line } => {
+                        self.diffs.entry(host).or_default().push_log(line);
+                    }
+                    DiffEvent::Done { host, result } => {
+                        let now = self.now;
+                        self.diffs.entry(host).or_default().finish(now, result);
+                    }
+                }
+                Effect::Redraw
+            }
+        }
+    }
+
+    fn apply(&mut self, u: Update) {
+        let now = self.now;
+        match u {
+            Update::Cluster(r) => self.snapshot.cluster.record(r, now),
+            Update::Etcd(r) => self.snapshot.etcd.record(r, now),
+            Update::Host { id, result } => self
+                .snapshot
+                .hosts
+                .entry(id)
+                .or_default()
+                .record(result, now),
+        }
+        self.reassess();
+        self.clamp_selection();
+    }
+
+    fn on_key(&mut self, k: KeyEvent) -> Effect {
+        self.status = None;
+        if self.mode == Mode::Filtering {
+            return self.on_filter_key(k);
+        }
+        if let Mode::Diff(host) = &self.mode {
+            let host = host.clone();
+            return self.on_diff_key(&host, k);
+        }
+        let Some(action) = self.keymap.action_for(&k) else {
+            return Effect::None;
+        };
+        if matches!(self.mode, Mode::Help) && !matches!(action, Action::Quit) {
+            // Any key closes help; Quit still quits.
+            self.mode = Mode::Normal;
+            return Effect::Redraw;
+        }
+        self.on_action(action)
+    }
+
+    fn on_filter_key(&mut self, k: KeyEvent) -> Effect {
+        let focus = self.focus;
+        match k.code {
+            KeyCode::Esc => {
+                self.pane_mut(focus).filter.clear();
+                self.mode = Mode::Normal;
+            }
+            KeyCode::Enter => self.mode = Mode::Normal,
+            KeyCode::Backspace => {
+                self.pane_mut(focus).filter.pop();
+            }
+            KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                return Effect::Quit;
+            }
+            KeyCode::Char('u') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.pane_mut(focus).filter.clear();
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.pane_mut(focus).filter.push(c);
+            }
+            KeyCode::Down => return self.on_action(Action::Down),
+            KeyCode::Up => return self.on_action(Action::Up),
+            _ => return Effect::None,
+        }
+        self.pane_mut(focus).selected = 0;
+        Effect::Redraw
+    }
+
+    /// Perform an action (also used by tests and headless drivers).
+    pub fn on_action(&mut self, action: Action) -> Effect {
+        let focus = self.focus;
+        match action {
+            Action::Quit => return Effect::Quit,
+            Action::Refresh => return Effect::Refresh,
+            Action::Help => {
+                self.mode = if self.mode == Mode::Help {
+                    Mode::Normal
+                } else {
+                    Mode::Help
+                };
+            }
+            Action::FocusNext => self.set_focus(focus.next()),
+            Action::FocusPrev => self.set_focus(focus.prev()),
+            Action::FocusHosts => self.set_focus(Pane::Hosts),
+            Action::FocusNodes => self.set_focus(Pane::Nodes),
+            Action::FocusEtcd => self.set_focus(Pane::Etcd),
+            Action::FocusLonghorn => self.set_focus(Pane::Longhorn),
+            Action::FocusMetrics => self.set_focus(Pane::Metrics),
+            Action::FocusLogs => self.set_focus(Pane::Logs),
+            Action::FocusFindings => self.set_focus(Pane::Findings),
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-(self.page_rows.max(1) as isize)),
+            Action::PageDown => self.move_by(self.page_rows.max(1) as isize),
+            Action::Top => self.pane_mut(focus).selected = 0,
+            Action::Bottom => {
+                let n = self.row_count(focus);
+                self.pane_mut(focus).selected = n.saturating_sub(1);
+            }
+            Action::Open => self.open(),
+            Action::Back => match self.mode {
+                Mode::Normal if !self.pane(focus).filter.is_empty() => {
+                    self.pane_mut(focus).filter.clear();
+                    self.pane_mut(focus).selected = 0;
+                }
+                Mode::Normal => return Effect::None,
+                _ => self.mode = Mode::Normal,
+            },
+            Action::Filter => {
+                if matches!(self.mode, Mode::Normal) && self.focus.filterable() {
+                    self.mode = Mode::Filtering;
+                }
+            }
+            Action::Diff => return self.open_diff(),
+            Action::Export => return Effect::None,
+        }
+        Effect::Redraw
+    }
+
+    fn on_diff_key(&mut self, host: &str, k: KeyEvent) -> Effect {
+        let page = self.page_rows.max(1);
+        let Some(view) = self.diffs.get_mut(host) else {
+            self.mode = Mode::Normal;
+            return Effect::Redraw;
+        };
+        if view.filtering {
+            match k.code {
+                KeyCode::Esc => {
+                    view.filter.clear();
+                    view.filtering = false;
+                }
+                KeyCode::Enter => view.filtering = false,
+                KeyCode::Backspace => {
+                    view.filter.pop();
+                }
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    return Effect::Quit;
+                }
+                KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    view.filter.push(c)
+                }
+                _ => return Effect::None,
+            }
+            view.scroll = 0;
+            return Effect::Redraw;
+        }
+        let Some(action) = self.keymap.action_for(&k) else {
+            return Effect::None;
+        };
+        let rows = view.rows().len().max(view.log.len());
+        match action {
+            Action::Quit => return Effect::Quit,
+            Action::Back => {
+                let running = view.running;
+                self.mode = Mode::Normal;
+                if running {
+                    return Effect::CancelDiff(host.to_string());
+                }
+            }
+            Action::Up => view.scroll = view.scroll.saturating_sub(1),
+            Action::Down => view.scroll = (view.scroll + 1).min(rows.saturating_sub(1)),
+            Action::PageUp => view.scroll = view.scroll.saturating_sub(page),
+            Action::PageDown => view.scroll = (view.scroll + page).min(rows.saturating_sub(1)),
+            Action::Top => view.scroll = 0,
+            Action::Bottom => view.scroll = rows.saturating_sub(1),
+            Action::Filter => view.filtering = true,
+            Action::Export => {
+                return match &view.result {
+                    Some(Ok(_)) => Effect::ExportDiff(host.to_string()),
+                    _ => {
+                        self.status = Some(("nothing to export yet".into(), panes::Tone::Warning));
+                        Effect::Redraw
+                    }
+                };
+            }
+            Action::Refresh | Action::Diff if !view.running => {
+                return Effect::StartDiff(host.to_string());
+            }
+            Action::Help => self.mode = Mode::Help,
+            _ => return Effect::None,
+        }
+        Effect::Redraw
+    }
+
+    /// Open the diff view of the selected host, computing the diff if there is none yet.
+    fn open_diff(&mut self) -> Effect {
+        if self.focus != Pane::Hosts {
+            self.status = Some((
+                "closure diffs: select a host in the Hosts pane (1)".into(),
+                panes::Tone::Warning,
+            ));
+            return Effect::Redraw;
+        }
+        let Some(host) = self.selected_key(Pane::Hosts) else {
+            return Effect::None;
+        };
+        self.mode = Mode::Diff(host.clone());
+        let deployed = self.deployed_system(&host);
+        let view = self.diffs.entry(host.clone()).or_default();
+        // Reuse the last result while the deployed system is the same; `r` recomputes.
+        if view.running || (view.result.is_some() && view.deployed == deployed) {
+            return Effect::Redraw;
+        }
+        Effect::StartDiff(host)
+    }
+
+    /// The deployed system of a host, from its SSH facts.
+    pub fn deployed_system(&self, host: &str) -> Option<String> {
+        self.snapshot
+            .hosts
+            .get(host)
+            .and_then(|s| s.data.as_ref())
+            .and_then(|f| f.current_system.clone())
+    }
+
+    /// Mark a diff as started (the event loop calls this when it spawns the task).
+    pub fn diff_started(&mut self, host: &str) {
+        let deployed = self.deployed_system(host);
+        let now = self.now;
+        self.diffs
+            .entry(host.to_string())
+            .or_default()
+            .start(now, deployed);
+    }
+
+    fn set_focus(&mut self, p: Pane) {
+        self.focus = p;
+        if !matches!(self.mode, Mode::Normal) {
+            self.mode = Mode::Normal;
+        }
+    }
+
+    fn row_count(&self, p: Pane) -> usize {
+        panes::table(self, p).rows.len()
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        let focus = self.focus;
+        let n = self.row_count(focus);
+        let st = self.pane_mut(focus);
+        if n == 0 {
+            st.selected = 0;
+            return;
+        }
+        let next = (st.selected as isize + delta).clamp(0, n as isize - 1);
+        st.selected = next as usize;
+    }
+
+    fn clamp_selection(&mut self) {
+        for p in Pane::ALL {
+            let n = self.row_count(*p);
+            let st = self.pane_mut(*p);
+            if st.selected >= n {
+                st.selected = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// The key of the selected row of a pane, if any.
+    pub fn selected_key(&self, p: Pane) -> Option<String> {
+        let t = panes::table(self, p);
+        t.rows.get(self.pane(p).selected).map(|r| r.key.clone())
+    }
+
+    fn open(&mut self) {
+        let focus = self.focus;
+        let Some(key) = self.selected_key(focus) else {
+            return;
+        };
+        if focus == Pane::Findings {
+            // Jump to the finding's subject.
+            let Some(f) = self
+                .findings
+                .iter()
+                .find(|f| finding_key(f) == key)
+                .cloned()
+            else {
+                return;
+            };
+            let target = Pane::for_area(f.area(), &f.code);
+            self.focus = target;
+            self.pane_mut(target).filter.clear();
+            let rows = panes::table(self, target).rows;
+            if let Some(i) = rows.iter().position(|r| r.matches_subject(&f.subject)) {
+                self.pane_mut(target).selected = i;
+            }
+            return;
+        }
+        self.mode = Mode::Detail(key);
+    }
+
+    pub fn count(&self, s: model::Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == s).count()
+    }
+}
+
+/// A stable row key for a finding.
+pub fn finding_key(f: &Finding) -> String {
+    format!("{}|{}", f.code, f.subject)
+}
+
+#[cfg(test)]
+mod tests;

@@ -3,6 +3,7 @@
 //! all read the same findings.
 
 pub mod assess;
+pub mod closure;
 pub mod cluster;
 pub mod etcd;
 pub mod host;

@@ -2,6 +2,7 @@
 //! `Update` messages to the one inbox. Nothing here draws.
 
 pub mod etcd;
+pub mod kubernetes;
 pub mod ssh;
 
 use std::sync::Arc;
@@ -29,16 +30,126 @@ pub enum Update {
 /// Where sources send their updates.
 pub type UpdateTx = tokio::sync::mpsc::Sender<Update>;
 
+/// The snapshot before any source reported: which sources are configured, and why not.
+pub fn initial_snapshot(ctx: &crate::commands::Context) -> crate::model::Snapshot {
+    use crate::model::{Snapshot, Sourced};
+    let cfg = &ctx.config;
+    let offline = ctx.global.offline;
+    fn source<T>(
+        offline: bool,
+        name: &str,
+        enabled: bool,
+        configured: bool,
+        how: &str,
+    ) -> Sourced<T> {
+        if offline {
+            Sourced::not_configured(format!("{name}: offline (--offline) — no network"))
+        } else if !enabled {
+            Sourced::not_configured(format!("{name}: disabled in the config"))
+        } else if !configured {
+            Sourced::not_configured(format!("{name}: not configured — set {how}"))
+        } else {
+            Sourced::configured()
+        }
+    }
+    Snapshot {
+        cluster: source(
+            offline,
+            "Kubernetes",
+            cfg.kubernetes.enabled,
+            kubernetes::config_available(&cfg.kubernetes),
+            "[kubernetes] kubeconfig or KUBECONFIG",
+        ),
+        etcd: source(offline, "etcd", cfg.etcd.enabled, true, "[etcd] endpoints"),
+        mimir: source(
+            offline,
+            "Mimir",
+            true,
+            cfg.mimir.url.is_some(),
+            "[mimir] url",
+        ),
+        loki: source(offline, "Loki", true, cfg.loki.url.is_some(), "[loki] url"),
+        hosts: Default::default(),
+    }
+}
+
+/// Running source tasks; dropping this stops them.
+#[derive(Default)]
+pub struct Sources {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Sources poll at once when notified (the `r` key).
+    pub refresh: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Start every configured source (none with `--offline`).
+pub fn spawn_all(ctx: &crate::commands::Context, tx: UpdateTx) -> Sources {
+    let mut sources = Sources::default();
+    if ctx.global.offline {
+        return sources;
+    }
+    let cfg = &ctx.config;
+    let snap = initial_snapshot(ctx);
+    if snap.cluster.status.configured {
+        sources
+            .tasks
+            .push(kubernetes::spawn(cfg.kubernetes.clone(), tx.clone()));
+    }
+    if snap.etcd.status.configured {
+        sources
+            .tasks
+            .push(etcd::spawn(&cfg.etcd, &ctx.inventory, tx.clone()));
+    }
+    if cfg.ssh.enabled {
+        sources.tasks.push(ssh::spawn(&cfg.ssh, &ctx.inventory, tx));
+    }
+    sources
+}
+
 /// Poll every configured source once, each bounded by `timeout`, for `check`.
 /// With `--offline` no source is contacted.
 pub async fn gather_once(
     ctx: &crate::commands::Context,
     timeout: std::time::Duration,
 ) -> crate::model::Snapshot {
-    let mut snap = crate::model::Snapshot::default();
+    let mut snap = initial_snapshot(ctx);
     if ctx.global.offline {
         return snap;
     }
-    snap.hosts = ssh::gather_once(&ctx.config.ssh, &ctx.inventory, timeout).await;
+    let now = jiff::Timestamp::now();
+    let cfg = &ctx.config;
+    let no_answer = |what: &str| format!("{what}: no answer within {} s", timeout.as_secs());
+    let kube = async {
+        if !snap.cluster.status.configured {
+            return None;
+        }
+        let r = tokio::time::timeout(timeout, kubernetes::poll_once(&cfg.kubernetes)).await;
+        Some(match r {
+            Ok(r) => r.map(Arc::new),
+            Err(_) => Err(no_answer("Kubernetes API")),
+        })
+    };
+    let etcd = async {
+        if !snap.etcd.status.configured {
+            return None;
+        }
+        Some(etcd::gather_once(&cfg.etcd, &ctx.inventory, timeout).await)
+    };
+    let hosts = ssh::gather_once(&cfg.ssh, &ctx.inventory, timeout);
+    let (kube, etcd, hosts) = tokio::join!(kube, etcd, hosts);
+    if let Some(r) = kube {
+        snap.cluster.record(r, now);
+    }
+    if let Some(e) = etcd {
+        snap.etcd = e;
+    }
+    snap.hosts = hosts;
     snap
 }

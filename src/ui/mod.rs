@@ -1,1 +1,423 @@
-//! TODO
+//! Drawing: pure functions of the app state into a ratatui frame.
+
+mod diff;
+pub mod theme;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, BorderType, Borders, Clear, Paragraph, Row, Table, TableState, Wrap,
+};
+
+use crate::app::panes::{self, Tone};
+use crate::app::{App, Mode, Pane};
+use crate::model::Severity;
+pub use theme::Theme;
+
+/// Below this size the dashboard shows one pane at a time with a tab bar.
+pub const WIDE_MIN: (u16, u16) = (120, 32);
+
+/// Where each pane goes for a given screen size.
+pub struct Areas {
+    pub header: Rect,
+    pub tabs: Option<Rect>,
+    pub panes: Vec<(Pane, Rect)>,
+    pub footer: Rect,
+}
+
+pub fn areas(area: Rect, app: &App) -> Areas {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    if area.width >= WIDE_MIN.0 && area.height >= WIDE_MIN.1 {
+        let rows = Layout::vertical([
+            Constraint::Percentage(30),
+            Constraint::Percentage(24),
+            Constraint::Percentage(22),
+            Constraint::Percentage(24),
+        ])
+        .split(body);
+        let halves = |r: Rect| {
+            let [a, b] =
+                Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                    .areas(r);
+            (a, b)
+        };
+        let (hosts, nodes) = halves(rows[0]);
+        let (etcd, longhorn) = halves(rows[1]);
+        let (metrics, logs) = halves(rows[2]);
+        Areas {
+            header,
+            tabs: None,
+            panes: vec![
+                (Pane::Hosts, hosts),
+                (Pane::Nodes, nodes),
+                (Pane::Etcd, etcd),
+                (Pane::Longhorn, longhorn),
+                (Pane::Metrics, metrics),
+                (Pane::Logs, logs),
+                (Pane::Findings, rows[3]),
+            ],
+            footer,
+        }
+    } else {
+        let [tabs, rest] =
+            Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(body);
+        // Keep the findings in sight under the focused pane when there is room.
+        let panes = if app.focus != Pane::Findings && rest.height >= 16 {
+            let strip = (rest.height / 3).max(6);
+            let [main, findings] =
+                Layout::vertical([Constraint::Fill(1), Constraint::Length(strip)]).areas(rest);
+            vec![(app.focus, main), (Pane::Findings, findings)]
+        } else {
+            vec![(app.focus, rest)]
+        };
+        Areas {
+            header,
+            tabs: Some(tabs),
+            panes,
+            footer,
+        }
+    }
+}
+
+/// Table rows that fit in the focused pane (for paging).
+pub fn focused_rows(area: Rect, app: &App) -> usize {
+    let a = areas(area, app);
+    a.panes
+        .iter()
+        .find(|(p, _)| *p == app.focus)
+        .map_or(1, |(_, r)| r.height.saturating_sub(4).max(1) as usize)
+}
+
+/// Draw one frame.
+pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
+    let area = f.area();
+    f.render_widget(Block::default().style(theme.base), area);
+    let a = areas(area, app);
+    draw_header(f, a.header, app, theme);
+    if let Some(t) = a.tabs {
+        draw_tabs(f, t, app, theme);
+    }
+    for (pane, rect) in &a.panes {
+        draw_pane(f, *rect, app, *pane, theme);
+    }
+    draw_footer(f, a.footer, app, theme);
+    match &app.mode {
+        Mode::Help => draw_help(f, area, app, theme),
+        Mode::Detail(key) => draw_detail(f, area, app, key, theme),
+        Mode::Diff(host) => diff::draw(f, area, app, host, theme),
+        _ => {}
+    }
+}
+
+fn tone(theme: &Theme, t: Tone) -> Style {
+    match t {
+        Tone::Normal => Style::default(),
+        Tone::Ok => theme.ok,
+        Tone::Info => theme.info,
+        Tone::Warning => theme.warning,
+        Tone::Critical => theme.critical,
+        Tone::Muted => theme.muted,
+    }
+}
+
+fn draw_header(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let crit = app.count(Severity::Critical);
+    let warn = app.count(Severity::Warning);
+    let mut left = vec![
+        Span::styled(" homeinfra-tui ", theme.header_title),
+        Span::styled(format!("│ {} ", app.context), theme.header),
+    ];
+    if app.read_only {
+        left.push(Span::styled(" READ-ONLY ", theme.badge));
+        left.push(Span::styled(" ", theme.header));
+    }
+    let count_style = |n: usize, s: Style| {
+        if n > 0 {
+            s.patch(theme.header).fg(s.fg.unwrap_or_default())
+        } else {
+            theme.header
+        }
+    };
+    left.push(Span::styled("│ ", theme.header));
+    left.push(Span::styled(
+        format!("● {crit} critical"),
+        count_style(crit, theme.critical),
+    ));
+    left.push(Span::styled("  ", theme.header));
+    left.push(Span::styled(
+        format!("▲ {warn} warning"),
+        count_style(warn, theme.warning),
+    ));
+    let clock = app
+        .now
+        .to_zoned(app.tz.clone())
+        .strftime("%H:%M:%S")
+        .to_string();
+    let [l, r] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(clock.len() as u16 + 2),
+    ])
+    .areas(area);
+    f.render_widget(Paragraph::new(Line::from(left)).style(theme.header), l);
+    f.render_widget(Paragraph::new(format!(" {clock} ")).style(theme.header), r);
+}
+
+fn draw_tabs(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let mut spans = Vec::new();
+    for (i, p) in Pane::ALL.iter().enumerate() {
+        let style = if *p == app.focus {
+            theme.tab_active
+        } else {
+            theme.tab
+        };
+        spans.push(Span::styled(format!(" {} {} ", i + 1, p.title()), style));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
+    let focused = pane == app.focus;
+    let t = panes::table(app, pane);
+    let st = app.pane(pane);
+    let count = if t.header.is_empty() {
+        String::new()
+    } else if st.filter.is_empty() {
+        format!("({})", t.total)
+    } else {
+        format!("({}/{}) /{}", t.rows.len(), t.total, st.filter)
+    };
+    let mut title_spans = vec![
+        Span::styled(
+            format!(" {} {} ", pane.index() + 1, pane.title()),
+            if focused {
+                theme.title_focused
+            } else {
+                theme.title
+            },
+        ),
+        Span::styled(format!("{count} "), theme.muted),
+    ];
+    if let Some((sub, t)) = &t.subtitle {
+        title_spans.push(Span::styled(format!("─ {sub} "), tone(theme, *t)));
+    }
+    let title = Line::from(title_spans);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Rounded
+        })
+        .border_style(if focused {
+            theme.border_focused
+        } else {
+            theme.border
+        })
+        .title(title);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let mut rest = inner;
+    if let Some((note, nt)) = &t.note {
+        let [n, r] = Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
+        f.render_widget(
+            Paragraph::new(Span::styled(note.clone(), tone(theme, *nt))),
+            n,
+        );
+        rest = r;
+    }
+    if t.header.is_empty() {
+        return;
+    }
+    if t.rows.is_empty() {
+        let msg = if !st.filter.is_empty() {
+            format!("no rows match /{}", st.filter)
+        } else if pane == Pane::Findings {
+            "no findings".to_string()
+        } else {
+            "no rows".to_string()
+        };
+        if t.note.is_none() {
+            f.render_widget(Paragraph::new(Span::styled(msg, theme.muted)), rest);
+        }
+        return;
+    }
+    let keep = visible_columns(&t.widths, &t.drop_order, rest.width);
+    let last = keep.len().saturating_sub(1);
+    let widths: Vec<Constraint> = keep
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == last {
+                Constraint::Fill(1)
+            } else {
+                Constraint::Length(t.widths[*c])
+            }
+        })
+        .collect();
+    let rows = t.rows.iter().map(|r| {
+        Row::new(keep.iter().filter_map(|c| r.cells.get(*c)).map(|c| {
+            ratatui::widgets::Cell::from(Span::styled(c.text.clone(), tone(theme, c.tone)))
+        }))
+    });
+    let header: Vec<&str> = keep.iter().map(|c| t.header[*c]).collect();
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme.table_header))
+        .column_spacing(1)
+        .row_highlight_style(if focused {
+            theme.selected
+        } else {
+            Style::default()
+        });
+    let mut state = TableState::default().with_selected(Some(st.selected.min(t.rows.len() - 1)));
+    f.render_stateful_widget(table, rest, &mut state);
+}
+
+/// The columns that fit in `width`, dropping the highest `drop_order` first (0 never).
+pub fn visible_columns(widths: &[u16], drop_order: &[u8], width: u16) -> Vec<usize> {
+    let mut keep: Vec<usize> = (0..widths.len()).collect();
+    let need = |keep: &[usize]| -> u32 {
+        keep.iter().map(|c| u32::from(widths[*c])).sum::<u32>()
+            + keep.len().saturating_sub(1) as u32
+    };
+    while need(&keep) > u32::from(width) {
+        let Some((pos, _)) = keep
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| drop_order.get(**c).copied().unwrap_or(0) > 0)
+            .max_by_key(|(_, c)| drop_order.get(**c).copied().unwrap_or(0))
+        else {
+            break;
+        };
+        keep.remove(pos);
+    }
+    keep
+}
+
+fn draw_footer(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let mut spans = Vec::new();
+    if app.mode == Mode::Filtering {
+        let filter = &app.pane(app.focus).filter;
+        spans.push(Span::styled(format!(" /{filter}█ "), theme.filter));
+        spans.push(Span::styled("  Enter", theme.key));
+        spans.push(Span::styled(" keep  ", theme.key_desc));
+        spans.push(Span::styled("Esc", theme.key));
+        spans.push(Span::styled(" clear ", theme.key_desc));
+    } else if let Some((msg, t)) = &app.status {
+        spans.push(Span::styled(format!(" {msg} "), tone(theme, *t)));
+    } else {
+        for (k, label) in app.keymap.footer() {
+            spans.push(Span::styled(format!(" {k} "), theme.key));
+            spans.push(Span::styled(format!(" {label}  "), theme.key_desc));
+        }
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn popup(area: Rect, w_pct: u16, h: u16) -> Rect {
+    let w = (area.width * w_pct / 100).max(40.min(area.width));
+    let h = h.min(area.height.saturating_sub(2)).max(3.min(area.height));
+    let [v] = Layout::vertical([Constraint::Length(h)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [r] = Layout::horizontal([Constraint::Length(w)])
+        .flex(Flex::Center)
+        .areas(v);
+    r
+}
+
+fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let rows = app.keymap.help_rows();
+    let keyw = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(4);
+    let descw = rows
+        .iter()
+        .map(|(_, d)| d.chars().count())
+        .max()
+        .unwrap_or(10);
+    // As many columns as needed to fit the screen's height.
+    let fit = area.height.saturating_sub(4).max(1) as usize;
+    let cols = rows.len().div_ceil(fit).max(1);
+    let per_col = rows.len().div_ceil(cols);
+    let colw = keyw + descw + 4;
+    let r = popup_exact(area, (colw * cols + 2) as u16, per_col as u16 + 2);
+    let lines: Vec<Line> = (0..per_col)
+        .map(|i| {
+            let mut spans = Vec::new();
+            for c in 0..cols {
+                if let Some((k, d)) = rows.get(c * per_col + i) {
+                    spans.push(Span::styled(format!(" {k:>keyw$} "), theme.title_focused));
+                    spans.push(Span::styled(format!(" {d:<descw$} "), theme.popup));
+                }
+            }
+            Line::from(spans)
+        })
+        .collect();
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).style(theme.popup).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.border_focused)
+                .title(Span::styled(" Keys — any key closes ", theme.title_focused)),
+        ),
+        r,
+    );
+}
+
+fn popup_exact(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    let [v] = Layout::vertical([Constraint::Length(h)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [r] = Layout::horizontal([Constraint::Length(w)])
+        .flex(Flex::Center)
+        .areas(v);
+    r
+}
+
+fn draw_detail(f: &mut Frame, area: Rect, app: &App, key: &str, theme: &Theme) {
+    let lines = panes::detail(app, app.focus, key);
+    let labw = lines
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(4)
+        .min(40);
+    let r = popup(area, 80, lines.len() as u16 + 2);
+    let text: Vec<Line> = lines
+        .iter()
+        .map(|(l, v)| {
+            Line::from(vec![
+                Span::styled(format!(" {l:<labw$} "), theme.table_header),
+                Span::styled(v.clone(), theme.popup),
+            ])
+        })
+        .collect();
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(text)
+            .style(theme.popup)
+            .wrap(Wrap { trim: false })
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(theme.border_focused)
+                    .title(Span::styled(
+                        format!(" {} › {key} — Esc back ", app.focus.title()),
+                        theme.title_focused,
+                    )),
+            ),
+        r,
+    );
+}

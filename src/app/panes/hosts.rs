@@ -1,0 +1,172 @@
+//! The Hosts pane: the inventory joined with each host's facts over SSH.
+
+use crate::inventory::Host;
+use crate::model::Sourced;
+use crate::model::host::{HostFacts, SshProblem};
+
+use super::{App, Cell, Row, Table, Tone, age_secs};
+
+pub(super) fn table(app: &App) -> Table {
+    let rows = app.inventory.hosts.iter().map(|h| row(app, h)).collect();
+    Table {
+        drop_order: vec![0, 5, 4, 6, 3, 2, 1, 7, 0],
+        ..Table::new(
+            vec![
+                "ID",
+                "HOSTNAME",
+                "ROLE",
+                "REGION/ZONE",
+                "IP",
+                "NIXOS",
+                "GEN",
+                "UP",
+                "STATE",
+            ],
+            vec![12, 10, 6, 13, 15, 11, 4, 5, 14],
+            rows,
+        )
+    }
+}
+
+fn row(app: &App, h: &Host) -> Row {
+    let worst = app
+        .findings
+        .iter()
+        .filter(|f| f.subject == h.id || f.subject == h.hostname)
+        .map(|f| f.severity)
+        .max();
+    let mut id = Cell::new(&h.id);
+    if let Some(s) = worst {
+        id.tone = s.into();
+    }
+    let role_tone = if h.role.is_control_plane() {
+        Tone::Info
+    } else {
+        Tone::Normal
+    };
+    let src = app.snapshot.hosts.get(&h.id);
+    let facts = src.and_then(|s| s.data.as_ref());
+    let dash = || "–".to_string();
+    Row {
+        key: h.id.clone(),
+        aliases: vec![h.hostname.clone()],
+        cells: vec![
+            id,
+            Cell::new(&h.hostname),
+            Cell::toned(h.role.as_str(), role_tone),
+            Cell::new(format!("{}/{}", h.region, h.zone)),
+            Cell::new(h.ip.to_string()),
+            Cell::new(
+                facts
+                    .and_then(|f| f.nixos_version.clone())
+                    .map(short_version)
+                    .unwrap_or_else(dash),
+            ),
+            Cell::new(
+                facts
+                    .and_then(|f| f.generation)
+                    .map(|g| g.to_string())
+                    .unwrap_or_else(dash),
+            ),
+            Cell::new(
+                facts
+                    .and_then(|f| f.uptime_secs)
+                    .map(age_secs)
+                    .unwrap_or_else(dash),
+            ),
+            state(app, h, src),
+        ],
+    }
+}
+
+/// `24.05.20240101.abcdef` → `24.05.20240101`.
+fn short_version(v: String) -> String {
+    let parts: Vec<&str> = v.split('.').collect();
+    if parts.len() > 3 {
+        parts[..3].join(".")
+    } else {
+        v
+    }
+}
+
+/// The host's state in a few words: SSH problems first, then badges.
+fn state(app: &App, h: &Host, src: Option<&Sourced<HostFacts>>) -> Cell {
+    let diff_badge = app.diffs.get(&h.id).and_then(|d| d.badge());
+    let unknown = |text: &str| match &diff_badge {
+        Some(b) => Cell::toned(b.clone(), Tone::Info),
+        None => Cell::toned(text, Tone::Muted),
+    };
+    let Some(src) = src else {
+        return unknown(if app.snapshot.hosts.is_empty() {
+            "–"
+        } else {
+            "waiting…"
+        });
+    };
+    if !src.status.configured {
+        return unknown("–");
+    }
+    if let Some(e) = &src.status.error {
+        let since = e
+            .since
+            .to_zoned(app.tz.clone())
+            .strftime("%H:%M")
+            .to_string();
+        return match SshProblem::of_message(&e.message) {
+            SshProblem::HostKeyChanged => Cell::toned("HOST KEY CHANGED", Tone::Critical),
+            SshProblem::HostKeyUnknown => Cell::toned("host key unknown", Tone::Warning),
+            SshProblem::AuthFailed => Cell::toned("auth failed", Tone::Critical),
+            SshProblem::Timeout => Cell::toned(format!("timeout since {since}"), Tone::Warning),
+            _ => Cell::toned(format!("unreachable since {since}"), Tone::Critical),
+        };
+    }
+    let Some(f) = &src.data else {
+        return Cell::toned("connecting…", Tone::Muted);
+    };
+    let mut badges = Vec::new();
+    let mut tone = Tone::Ok;
+    if f.reboot_needed == Some(true) {
+        badges.push("reboot".to_string());
+        tone = Tone::Warning;
+    }
+    if let Some(units) = &f.failed_units
+        && !units.is_empty()
+    {
+        badges.push(format!("{} failed", units.len()));
+        tone = Tone::Critical;
+    }
+    let posture = app
+        .findings
+        .iter()
+        .filter(|x| x.subject == h.id && is_posture(&x.code))
+        .count();
+    if posture > 0 {
+        badges.push(format!("{posture} posture"));
+        if tone == Tone::Ok {
+            tone = Tone::Warning;
+        }
+    }
+    if let Some(b) = diff_badge
+        && b != "up to date"
+    {
+        badges.push(b);
+    }
+    if badges.is_empty() {
+        Cell::toned("ok", Tone::Ok)
+    } else {
+        Cell::toned(badges.join(", "), tone)
+    }
+}
+
+/// Findings about the host's hardening posture (the seed's policy).
+pub fn is_posture(code: &str) -> bool {
+    const POSTURE: &[&str] = &[
+        "host.sshd_",
+        "host.firewall",
+        "host.fail2ban",
+        "host.unexpected_public_port",
+        "host.cluster_port",
+        "host.k3s_token",
+    ];
+    POSTURE.iter().any(|p| code.starts_with(p))
+}

@@ -1,0 +1,178 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::*;
+use crate::model::cluster::{ClusterState, NodeInfo};
+use crate::model::{Severity, Sourced};
+
+fn inv() -> Inventory {
+    let text = include_str!("../../hosts.json");
+    crate::inventory::parse(Path::new("hosts.json"), text).unwrap()
+}
+
+fn app() -> App {
+    App::new(
+        inv(),
+        Config::default(),
+        Keymap::default(),
+        Snapshot::default(),
+        "test".into(),
+        false,
+        Timestamp::from_second(1_700_000_000).unwrap(),
+    )
+}
+
+fn key(app: &mut App, c: KeyCode) -> Effect {
+    app.update(Msg::Key(KeyEvent::new(c, KeyModifiers::NONE)))
+}
+
+#[test]
+fn focus_cycles_with_tab_and_digits() {
+    let mut a = app();
+    assert_eq!(a.focus, Pane::Hosts);
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.focus, Pane::Nodes);
+    key(&mut a, KeyCode::BackTab);
+    key(&mut a, KeyCode::BackTab);
+    assert_eq!(a.focus, Pane::Findings);
+    key(&mut a, KeyCode::Char('3'));
+    assert_eq!(a.focus, Pane::Etcd);
+}
+
+#[test]
+fn movement_is_clamped() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('j'));
+    key(&mut a, KeyCode::Char('j'));
+    assert_eq!(a.pane(Pane::Hosts).selected, 2);
+    key(&mut a, KeyCode::Char('G'));
+    assert_eq!(a.pane(Pane::Hosts).selected, 3);
+    key(&mut a, KeyCode::Down);
+    assert_eq!(a.pane(Pane::Hosts).selected, 3);
+    key(&mut a, KeyCode::Char('g'));
+    key(&mut a, KeyCode::Up);
+    assert_eq!(a.pane(Pane::Hosts).selected, 0);
+    a.page_rows = 2;
+    key(&mut a, KeyCode::PageDown);
+    assert_eq!(a.pane(Pane::Hosts).selected, 2);
+}
+
+#[test]
+fn filter_typing_and_clearing() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('/'));
+    assert_eq!(a.mode, Mode::Filtering);
+    for c in "sat".chars() {
+        key(&mut a, KeyCode::Char(c));
+    }
+    // 'q' while filtering is text, not quit
+    assert_eq!(key(&mut a, KeyCode::Char('q')), Effect::Redraw);
+    key(&mut a, KeyCode::Backspace);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.mode, Mode::Normal);
+    let t = panes::table(&a, Pane::Hosts);
+    assert_eq!((t.rows.len(), t.total), (1, 4));
+    assert_eq!(t.rows[0].key, "satellite_1");
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(panes::table(&a, Pane::Hosts).rows.len(), 4);
+}
+
+#[test]
+fn enter_opens_detail_and_esc_goes_back() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('j'));
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.mode, Mode::Detail("instance_2".into()));
+    let d = panes::detail(&a, Pane::Hosts, "instance_2");
+    assert!(
+        d.contains(&("hostname".to_string(), "node2".to_string())),
+        "{d:?}"
+    );
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.mode, Mode::Normal);
+}
+
+#[test]
+fn help_toggles_and_any_key_closes() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('?'));
+    assert_eq!(a.mode, Mode::Help);
+    key(&mut a, KeyCode::Char('j'));
+    assert_eq!(a.mode, Mode::Normal);
+    assert_eq!(
+        a.pane(Pane::Hosts).selected,
+        0,
+        "the closing key does nothing else"
+    );
+    key(&mut a, KeyCode::Char('?'));
+    assert_eq!(key(&mut a, KeyCode::Char('q')), Effect::Quit);
+}
+
+#[test]
+fn quit_keys() {
+    let mut a = app();
+    assert_eq!(
+        a.update(Msg::Key(KeyEvent::new(
+            KeyCode::Char('c'),
+            KeyModifiers::CONTROL
+        ))),
+        Effect::Quit
+    );
+    assert_eq!(key(&mut a, KeyCode::Char('q')), Effect::Quit);
+    assert_eq!(key(&mut a, KeyCode::Char('r')), Effect::Refresh);
+}
+
+#[test]
+fn tick_redraws_only_when_the_second_changes() {
+    let mut a = app();
+    let t = a.now;
+    assert_eq!(a.update(Msg::Tick(t)), Effect::None);
+    assert_eq!(
+        a.update(Msg::Tick(
+            Timestamp::from_second(t.as_second() + 1).unwrap()
+        )),
+        Effect::Redraw
+    );
+}
+
+#[test]
+fn source_update_reassesses_and_findings_jump_to_subject() {
+    let mut a = app();
+    a.snapshot.cluster = Sourced::configured();
+    a.update(Msg::Update(Update::Cluster(Err(
+        "connection refused".into()
+    ))));
+    let f = a
+        .findings
+        .iter()
+        .find(|f| f.code == "source.kubernetes.unreachable")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Critical);
+    a.update(Msg::Update(Update::Cluster(Ok(Arc::new(ClusterState {
+        nodes: vec![NodeInfo {
+            name: "node1".into(),
+            ready: Some(true),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })))));
+    assert!(
+        a.findings
+            .iter()
+            .all(|f| f.code != "source.kubernetes.unreachable")
+    );
+    assert_eq!(panes::table(&a, Pane::Nodes).rows.len(), 1);
+    // a finding about a host jumps to the Hosts pane and selects that host
+    a.findings = vec![Finding::new(
+        Severity::Warning,
+        "host.reboot_needed",
+        "node3",
+        "m",
+    )];
+    key(&mut a, KeyCode::Char('7'));
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.focus, Pane::Hosts);
+    assert_eq!(a.selected_key(Pane::Hosts).as_deref(), Some("instance_3"));
+}

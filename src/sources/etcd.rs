@@ -1,1 +1,0 @@
-//! etcd through its JSON gateway (cluster-health issue).

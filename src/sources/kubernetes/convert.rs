@@ -1,0 +1,462 @@
+//! Shrink Kubernetes and Longhorn objects into the compact rows of `model::cluster` as they
+//! arrive; whole objects are never kept.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use serde_json::Value;
+
+use crate::model::cluster::{
+    Backup, BackupTarget, Disk, LonghornNode, NodeInfo, PdbInfo, PodRow, RecurringJob, Replica,
+    Volume,
+};
+
+/// Annotation on nodes cordoned by an upgrade run (its run id).
+pub const CORDONED_BY_ANNOTATION: &str = "homeinfra-tui/cordoned-by";
+
+fn ts(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<Timestamp> {
+    t.0.to_string().parse().ok()
+}
+
+pub fn node(n: &Node) -> NodeInfo {
+    let meta = &n.metadata;
+    let labels = meta.labels.clone().unwrap_or_default();
+    let mut roles: Vec<String> = labels
+        .keys()
+        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    roles.sort();
+    let status = n.status.as_ref();
+    let conditions = status.and_then(|s| s.conditions.as_ref());
+    let ready = conditions
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| match c.status.as_str() {
+            "True" => Some(true),
+            "False" => Some(false),
+            _ => None,
+        });
+    let pressures = conditions
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| c.type_ != "Ready" && c.status == "True")
+                .map(|c| c.type_.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let internal_ip = status
+        .and_then(|s| s.addresses.as_ref())
+        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+        .map(|a| a.address.clone());
+    let pod_capacity = status
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("pods"))
+        .and_then(|q| q.0.parse().ok());
+    NodeInfo {
+        name: meta.name.clone().unwrap_or_default(),
+        ready,
+        unschedulable: n
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
+        kubelet_version: status
+            .and_then(|s| s.node_info.as_ref())
+            .map(|i| i.kubelet_version.clone())
+            .unwrap_or_default(),
+        roles,
+        region: labels.get("topology.kubernetes.io/region").cloned(),
+        zone: labels.get("topology.kubernetes.io/zone").cloned(),
+        internal_ip,
+        pressures,
+        created: meta.creation_timestamp.as_ref().and_then(ts),
+        cordoned_by_run: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CORDONED_BY_ANNOTATION))
+            .cloned(),
+        pod_capacity,
+    }
+}
+
+pub fn pod(p: &Pod) -> PodRow {
+    let meta = &p.metadata;
+    let owner = meta
+        .owner_references
+        .as_ref()
+        .and_then(|o| o.iter().find(|o| o.controller == Some(true)).or(o.first()));
+    let statuses = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    let total = p.spec.as_ref().map_or(0, |s| s.containers.len()) as u16;
+    PodRow {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+        phase: p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default(),
+        ready_containers: statuses.map_or(0, |cs| cs.iter().filter(|c| c.ready).count()) as u16,
+        total_containers: total,
+        restarts: statuses.map_or(0, |cs| {
+            cs.iter().map(|c| c.restart_count.max(0) as u32).sum()
+        }),
+        owner_kind: owner.map(|o| o.kind.clone()).unwrap_or_default(),
+        owner_name: owner.map(|o| o.name.clone()).unwrap_or_default(),
+        deleting: meta.deletion_timestamp.is_some(),
+    }
+}
+
+pub fn pdb(p: &PodDisruptionBudget) -> PdbInfo {
+    let st = p.status.as_ref();
+    PdbInfo {
+        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        disruptions_allowed: st.map_or(0, |s| s.disruptions_allowed),
+        current_healthy: st.map_or(0, |s| s.current_healthy),
+        desired_healthy: st.map_or(0, |s| s.desired_healthy),
+        expected_pods: st.map_or(0, |s| s.expected_pods),
+        selector: p
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| s.match_labels.clone())
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default(),
+    }
+}
+
+// ---- Longhorn (longhorn.io/v1beta2), from JSON ----
+
+fn s(v: &Value, path: &[&str]) -> String {
+    get(v, path)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.get(*k))
+}
+
+fn num(v: &Value, path: &[&str]) -> u64 {
+    match get(v, path) {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        // Longhorn writes sizes as strings ("10737418240").
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn time(v: &Value, path: &[&str]) -> Option<Timestamp> {
+    get(v, path)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok())
+}
+
+fn name(v: &Value) -> String {
+    s(v, &["metadata", "name"])
+}
+
+pub fn volume(v: &Value) -> Volume {
+    let labels = get(v, &["metadata", "labels"]).and_then(Value::as_object);
+    let mut jobs = Vec::new();
+    let mut groups = Vec::new();
+    if let Some(l) = labels {
+        for (k, val) in l {
+            if val.as_str() != Some("enabled") {
+                continue;
+            }
+            if let Some(j) = k.strip_prefix("recurring-job.longhorn.io/") {
+                jobs.push(j.to_string());
+            } else if let Some(g) = k.strip_prefix("recurring-job-group.longhorn.io/") {
+                groups.push(g.to_string());
+            }
+        }
+    }
+    let pvc = get(v, &["status", "kubernetesStatus"]).and_then(|k| {
+        let ns = k.get("namespace")?.as_str()?;
+        let name = k.get("pvcName")?.as_str()?;
+        (!name.is_empty()).then(|| format!("{ns}/{name}"))
+    });
+    Volume {
+        name: name(v),
+        size_bytes: num(v, &["spec", "size"]),
+        number_of_replicas: num(v, &["spec", "numberOfReplicas"]) as u32,
+        state: s(v, &["status", "state"]),
+        robustness: s(v, &["status", "robustness"]),
+        encrypted: get(v, &["spec", "encrypted"])
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        last_backup: Some(s(v, &["status", "lastBackup"])).filter(|x| !x.is_empty()),
+        last_backup_at: time(v, &["status", "lastBackupAt"]),
+        recurring_jobs: jobs,
+        recurring_groups: groups,
+        pvc,
+        attached_node: Some(s(v, &["status", "currentNodeID"])).filter(|x| !x.is_empty()),
+    }
+}
+
+pub fn replica(v: &Value) -> Replica {
+    let state = s(v, &["status", "currentState"]);
+    let healthy_at = s(v, &["spec", "healthyAt"]);
+    let failed_at = s(v, &["spec", "failedAt"]);
+    Replica {
+        name: name(v),
+        volume: s(v, &["spec", "volumeName"]),
+        node: s(v, &["spec", "nodeID"]),
+        healthy: state == "running" && !healthy_at.is_empty() && failed_at.is_empty(),
+        rebuilding: state == "running" && healthy_at.is_empty() && failed_at.is_empty(),
+        current_state: state,
+    }
+}
+
+fn condition_true(v: &Value, ty: &str) -> bool {
+    match get(v, &["status", "conditions"]) {
+        // v1beta2: a list of conditions
+        Some(Value::Array(cs)) => cs.iter().any(|c| {
+            c.get("type").and_then(Value::as_str) == Some(ty)
+                && c.get("status").and_then(Value::as_str) == Some("True")
+        }),
+        // older: a map keyed by type
+        Some(Value::Object(m)) => {
+            m.get(ty)
+                .and_then(|c| c.get("status"))
+                .and_then(Value::as_str)
+                == Some("True")
+        }
+        _ => false,
+    }
+}
+
+pub fn longhorn_node(v: &Value) -> LonghornNode {
+    let mut disks: Vec<Disk> = Vec::new();
+    if let Some(specs) = get(v, &["spec", "disks"]).and_then(Value::as_object) {
+        for (dname, spec) in specs {
+            let st = get(v, &["status", "diskStatus", dname])
+                .cloned()
+                .unwrap_or(Value::Null);
+            disks.push(Disk {
+                name: dname.clone(),
+                path: s(spec, &["path"]),
+                storage_maximum: num(&st, &["storageMaximum"]),
+                storage_available: num(&st, &["storageAvailable"]),
+                storage_scheduled: num(&st, &["storageScheduled"]),
+                schedulable: spec
+                    .get("allowScheduling")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                    && condition_true(&serde_json::json!({"status": st}), "Schedulable"),
+            });
+        }
+    }
+    LonghornNode {
+        name: name(v),
+        ready: condition_true(v, "Ready"),
+        schedulable: get(v, &["spec", "allowScheduling"])
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            && condition_true(v, "Schedulable"),
+        disks,
+    }
+}
+
+pub fn backup(v: &Value) -> Backup {
+    let labels = get(v, &["metadata", "labels"]);
+    let volume = labels
+        .and_then(|l| l.get("backup-volume"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| s(v, &["status", "volumeName"]));
+    Backup {
+        name: name(v),
+        volume,
+        state: s(v, &["status", "state"]),
+        created: time(v, &["status", "backupCreatedAt"]),
+    }
+}
+
+pub fn backup_target(v: &Value) -> BackupTarget {
+    let available = get(v, &["status", "available"])
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let message = match get(v, &["status", "conditions"]) {
+        Some(Value::Array(cs)) => cs
+            .iter()
+            .filter_map(|c| c.get("message").and_then(Value::as_str))
+            .find(|m| !m.is_empty())
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    };
+    BackupTarget {
+        name: name(v),
+        url: s(v, &["spec", "backupTargetURL"]),
+        available,
+        message,
+    }
+}
+
+pub fn recurring_job(v: &Value) -> RecurringJob {
+    RecurringJob {
+        name: name(v),
+        task: s(v, &["spec", "task"]),
+        cron: s(v, &["spec", "cron"]),
+        groups: get(v, &["spec", "groups"])
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        retain: num(v, &["spec", "retain"]) as u32,
+    }
+}
+
+/// A Longhorn setting: `value` at the top level (v1beta2) or under `spec`.
+pub fn setting(v: &Value) -> (String, String) {
+    let value = v
+        .get("value")
+        .or_else(|| get(v, &["spec", "value"]))
+        .map(|x| match x {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    (name(v), value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn node_from_k3s_like_object() {
+        let n: Node = serde_json::from_value(json!({
+            "metadata": {"name": "node1", "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/etcd": "true",
+                           "topology.kubernetes.io/zone": "rack-a", "topology.kubernetes.io/region": "home"},
+                "annotations": {"homeinfra-tui/cordoned-by": "run-1"}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "False"}, {"type": "DiskPressure", "status": "True"},
+                {"type": "MemoryPressure", "status": "False"}],
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.11"}],
+                "capacity": {"pods": "110"},
+                "nodeInfo": {"kubeletVersion": "v1.31.4+k3s1", "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "",
+                  "kernelVersion": "", "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}}
+        }))
+        .unwrap();
+        let i = node(&n);
+        assert_eq!(i.name, "node1");
+        assert_eq!(i.ready, Some(false));
+        assert!(i.unschedulable);
+        assert_eq!(i.roles, vec!["control-plane", "etcd"]);
+        assert_eq!(i.pressures, vec!["DiskPressure"]);
+        assert_eq!(i.kubelet_version, "v1.31.4+k3s1");
+        assert_eq!(i.internal_ip.as_deref(), Some("127.0.0.11"));
+        assert_eq!(i.zone.as_deref(), Some("rack-a"));
+        assert_eq!(i.cordoned_by_run.as_deref(), Some("run-1"));
+        assert_eq!(i.pod_capacity, Some(110));
+        assert_eq!(i.created, Some("2026-01-01T00:00:00Z".parse().unwrap()));
+    }
+
+    #[test]
+    fn pod_row() {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "apps",
+              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc", "uid": "u", "controller": true}]},
+            "spec": {"nodeName": "node2", "containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"name": "a", "ready": true, "restartCount": 2, "image": "", "imageID": ""},
+                {"name": "b", "ready": false, "restartCount": 1, "image": "", "imageID": ""}]}
+        }))
+        .unwrap();
+        let r = pod(&p);
+        assert_eq!(
+            (r.ready_containers, r.total_containers, r.restarts),
+            (1, 2, 3)
+        );
+        assert_eq!(r.owner_kind, "ReplicaSet");
+        assert_eq!(r.node.as_deref(), Some("node2"));
+        assert!(!r.deleting);
+    }
+
+    #[test]
+    fn longhorn_volume_and_replicas() {
+        let v = volume(&json!({
+            "metadata": {"name": "pvc-1", "labels": {"recurring-job.longhorn.io/backup-daily": "enabled",
+                "recurring-job-group.longhorn.io/default": "enabled", "other": "x"}},
+            "spec": {"size": "10737418240", "numberOfReplicas": 3, "encrypted": true},
+            "status": {"state": "attached", "robustness": "degraded", "lastBackupAt": "2026-11-25T01:00:00Z",
+                "currentNodeID": "node1", "kubernetesStatus": {"namespace": "db", "pvcName": "data-pg-0"}}
+        }));
+        assert_eq!(v.size_bytes, 10 * 1024 * 1024 * 1024);
+        assert_eq!(v.number_of_replicas, 3);
+        assert!(v.encrypted);
+        assert_eq!(v.robustness, "degraded");
+        assert_eq!(v.recurring_jobs, vec!["backup-daily"]);
+        assert_eq!(v.recurring_groups, vec!["default"]);
+        assert_eq!(v.pvc.as_deref(), Some("db/data-pg-0"));
+        assert_eq!(v.attached_node.as_deref(), Some("node1"));
+        let healthy = replica(
+            &json!({"metadata": {"name": "r1"}, "spec": {"volumeName": "pvc-1", "nodeID": "node1",
+            "healthyAt": "2026-11-25T01:00:00Z", "failedAt": ""}, "status": {"currentState": "running"}}),
+        );
+        assert!(healthy.healthy && !healthy.rebuilding);
+        let rebuilding = replica(
+            &json!({"metadata": {"name": "r2"}, "spec": {"volumeName": "pvc-1", "nodeID": "node2",
+            "healthyAt": "", "failedAt": ""}, "status": {"currentState": "running"}}),
+        );
+        assert!(!rebuilding.healthy && rebuilding.rebuilding);
+        let failed = replica(
+            &json!({"metadata": {"name": "r3"}, "spec": {"volumeName": "pvc-1", "nodeID": "node3",
+            "healthyAt": "2026-11-25T01:00:00Z", "failedAt": "2026-11-25T02:00:00Z"}, "status": {"currentState": "stopped"}}),
+        );
+        assert!(!failed.healthy && !failed.rebuilding);
+    }
+
+    #[test]
+    fn longhorn_node_disks_and_settings() {
+        let n = longhorn_node(&json!({
+            "metadata": {"name": "node1"},
+            "spec": {"allowScheduling": true, "disks": {"default-disk": {"path": "/var/lib/longhorn", "allowScheduling": true}}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Schedulable", "status": "True"}],
+              "diskStatus": {"default-disk": {"storageMaximum": 1000, "storageAvailable": 100, "storageScheduled": 500,
+                "conditions": [{"type": "Schedulable", "status": "True"}]}}}
+        }));
+        assert!(n.ready && n.schedulable);
+        assert_eq!(n.disks.len(), 1);
+        assert!((n.disks[0].used_pct() - 90.0).abs() < 1e-9);
+        assert!(n.disks[0].schedulable);
+        assert_eq!(
+            setting(
+                &json!({"metadata": {"name": "node-drain-policy"}, "value": "block-if-contains-last-replica"})
+            ),
+            (
+                "node-drain-policy".to_string(),
+                "block-if-contains-last-replica".to_string()
+            )
+        );
+        let t = backup_target(
+            &json!({"metadata": {"name": "default"}, "spec": {"backupTargetURL": "s3://b@r/"},
+            "status": {"available": false, "conditions": [{"type": "Unavailable", "status": "True", "message": "cannot reach"}]}}),
+        );
+        assert!(!t.available);
+        assert_eq!(t.message, "cannot reach");
+        let j = recurring_job(
+            &json!({"metadata": {"name": "backup-daily"}, "spec": {"task": "backup", "cron": "0 2 * * *", "groups": ["default"], "retain": 7}}),
+        );
+        assert_eq!(
+            (j.task.as_str(), j.cron.as_str(), j.retain),
+            ("backup", "0 2 * * *", 7)
+        );
+    }
+}

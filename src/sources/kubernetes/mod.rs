@@ -1,0 +1,437 @@
+//! Kubernetes and Longhorn through kube-rs watchers (never periodic LISTs): nodes, pods, PDBs
+//! and the Longhorn CRDs, shrunk to compact rows on arrival, merged into one `ClusterState`
+//! and sent coalesced (at most every 250 ms) to the inbox.
+
+pub mod convert;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use super::{Update, UpdateTx};
+use crate::config::KubernetesConfig;
+use crate::model::cluster::{ClusterState, LonghornState};
+
+/// The kinds we keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Node,
+    Pod,
+    Pdb,
+    Volume,
+    Replica,
+    LonghornNode,
+    Backup,
+    BackupTarget,
+    RecurringJob,
+    Setting,
+}
+
+impl Kind {
+    fn is_longhorn(self) -> bool {
+        !matches!(self, Kind::Node | Kind::Pod | Kind::Pdb)
+    }
+
+    fn longhorn_plural(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Volume => ("Volume", "volumes"),
+            Kind::Replica => ("Replica", "replicas"),
+            Kind::LonghornNode => ("Node", "nodes"),
+            Kind::Backup => ("Backup", "backups"),
+            Kind::BackupTarget => ("BackupTarget", "backuptargets"),
+            Kind::RecurringJob => ("RecurringJob", "recurringjobs"),
+            Kind::Setting => ("Setting", "settings"),
+            _ => ("", ""),
+        }
+    }
+}
+
+const LONGHORN_KINDS: &[Kind] = &[
+    Kind::Volume,
+    Kind::Replica,
+    Kind::LonghornNode,
+    Kind::Backup,
+    Kind::BackupTarget,
+    Kind::RecurringJob,
+    Kind::Setting,
+];
+
+/// A compact row of any kind.
+#[derive(Debug, Clone)]
+enum Row {
+    Node(crate::model::cluster::NodeInfo),
+    Pod(crate::model::cluster::PodRow),
+    Pdb(crate::model::cluster::PdbInfo),
+    Volume(crate::model::cluster::Volume),
+    Replica(crate::model::cluster::Replica),
+    LonghornNode(crate::model::cluster::LonghornNode),
+    Backup(crate::model::cluster::Backup),
+    BackupTarget(crate::model::cluster::BackupTarget),
+    RecurringJob(crate::model::cluster::RecurringJob),
+    Setting(String, String),
+}
+
+fn longhorn_row(kind: Kind, v: &serde_json::Value) -> Row {
+    match kind {
+        Kind::Volume => Row::Volume(convert::volume(v)),
+        Kind::Replica => Row::Replica(convert::replica(v)),
+        Kind::LonghornNode => Row::LonghornNode(convert::longhorn_node(v)),
+        Kind::Backup => Row::Backup(convert::backup(v)),
+        Kind::BackupTarget => Row::BackupTarget(convert::backup_target(v)),
+        Kind::RecurringJob => Row::RecurringJob(convert::recurring_job(v)),
+        _ => {
+            let (k, v) = convert::setting(v);
+            Row::Setting(k, v)
+        }
+    }
+}
+
+// Rows are moved through a channel one at a time: their size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Change {
+    Reset(Kind, Vec<(String, Row)>),
+    Upsert(Kind, String, Row),
+    Delete(Kind, String),
+    Error(Kind, String, bool),
+}
+
+/// Build a client as kubectl would: an explicit kubeconfig file, else `KUBECONFIG` (several
+/// files) or `~/.kube/config`, else in-cluster; `context` picks a context.
+pub async fn client(cfg: &KubernetesConfig) -> Result<Client, String> {
+    let opts = KubeConfigOptions {
+        context: cfg.context.clone(),
+        ..Default::default()
+    };
+    let mut config = if let Some(path) = &cfg.kubeconfig {
+        let kc = Kubeconfig::read_from(path)
+            .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
+        kube::Config::from_custom_kubeconfig(kc, &opts)
+            .await
+            .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+    } else if cfg.context.is_some() {
+        kube::Config::from_kubeconfig(&opts)
+            .await
+            .map_err(|e| format!("kubeconfig: {e}"))?
+    } else {
+        kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes config found: {e}"))?
+    };
+    config.connect_timeout = Some(Duration::from_secs(cfg.timeout_secs.max(1)));
+    Client::try_from(config).map_err(|e| format!("cannot create Kubernetes client: {e}"))
+}
+
+fn key_of<K: Resource>(o: &K) -> String {
+    let m = o.meta();
+    match &m.namespace {
+        Some(ns) => format!("{ns}/{}", m.name.clone().unwrap_or_default()),
+        None => m.name.clone().unwrap_or_default(),
+    }
+}
+
+fn is_not_found(e: &watcher::Error) -> bool {
+    let s = e.to_string();
+    s.contains("404") || s.contains("NotFound") || s.contains("not found")
+}
+
+/// Forward a watcher's events, shrunk, as changes.
+async fn forward<K, S, F>(kind: Kind, stream: S, conv: F, tx: mpsc::Sender<Change>)
+where
+    K: Resource + Clone,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    F: Fn(&K) -> Row,
+{
+    futures::pin_mut!(stream);
+    let mut buffer: Vec<(String, Row)> = Vec::new();
+    while let Some(ev) = stream.next().await {
+        let change = match ev {
+            Ok(watcher::Event::Init) => {
+                buffer.clear();
+                continue;
+            }
+            Ok(watcher::Event::InitApply(o)) => {
+                buffer.push((key_of(&o), conv(&o)));
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => Change::Reset(kind, std::mem::take(&mut buffer)),
+            Ok(watcher::Event::Apply(o)) => Change::Upsert(kind, key_of(&o), conv(&o)),
+            Ok(watcher::Event::Delete(o)) => Change::Delete(kind, key_of(&o)),
+            Err(e) => {
+                let nf = is_not_found(&e);
+                Change::Error(kind, e.to_string(), nf)
+            }
+        };
+        if tx.send(change).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn spawn_watch<K, F>(
+    api: Api<K>,
+    kind: Kind,
+    conv: F,
+    tx: mpsc::Sender<Change>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    F: Fn(&K) -> Row + Send + Sync + 'static,
+{
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    tokio::spawn(forward(kind, stream, conv, tx))
+}
+
+fn longhorn_api(client: &Client, ns: &str, kind: Kind) -> Api<DynamicObject> {
+    let (k, plural) = kind.longhorn_plural();
+    let ar = ApiResource {
+        group: "longhorn.io".into(),
+        version: "v1beta2".into(),
+        api_version: "longhorn.io/v1beta2".into(),
+        kind: k.into(),
+        plural: plural.into(),
+    };
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn dyn_row(kind: Kind) -> impl Fn(&DynamicObject) -> Row + Send + Sync + 'static {
+    move |o: &DynamicObject| {
+        let v = serde_json::to_value(o).unwrap_or_default();
+        longhorn_row(kind, &v)
+    }
+}
+
+/// Everything known so far, by kind and key.
+#[derive(Default)]
+struct Store {
+    rows: BTreeMap<Kind, BTreeMap<String, Row>>,
+    longhorn_missing: bool,
+    server_version: Option<String>,
+}
+
+impl Store {
+    fn apply(&mut self, c: Change) {
+        match c {
+            Change::Reset(k, rows) => {
+                self.rows.insert(k, rows.into_iter().collect());
+                if k.is_longhorn() {
+                    self.longhorn_missing = false;
+                }
+            }
+            Change::Upsert(k, key, row) => {
+                self.rows.entry(k).or_default().insert(key, row);
+            }
+            Change::Delete(k, key) => {
+                self.rows.entry(k).or_default().remove(&key);
+            }
+            Change::Error(..) => {}
+        }
+    }
+
+    fn state(&self) -> ClusterState {
+        let mut st = ClusterState {
+            server_version: self.server_version.clone(),
+            longhorn: LonghornState {
+                installed: !self.longhorn_missing,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for rows in self.rows.values() {
+            for row in rows.values() {
+                match row.clone() {
+                    Row::Node(n) => st.nodes.push(n),
+                    Row::Pod(p) => st.pods.push(p),
+                    Row::Pdb(p) => st.pdbs.push(p),
+                    Row::Volume(v) => st.longhorn.volumes.push(v),
+                    Row::Replica(r) => st.longhorn.replicas.push(r),
+                    Row::LonghornNode(n) => st.longhorn.nodes.push(n),
+                    Row::Backup(b) => st.longhorn.backups.push(b),
+                    Row::BackupTarget(t) => st.longhorn.backup_targets.push(t),
+                    Row::RecurringJob(j) => st.longhorn.recurring_jobs.push(j),
+                    Row::Setting(k, v) => {
+                        st.longhorn.settings.insert(k, v);
+                    }
+                }
+            }
+        }
+        st
+    }
+}
+
+/// Run the Kubernetes source until the receiver goes away.
+pub fn spawn(cfg: KubernetesConfig, tx: UpdateTx) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        let client = loop {
+            match client(&cfg).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    if tx.send(Update::Cluster(Err(e))).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        };
+        run(client, cfg, tx).await;
+    })
+}
+
+async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
+    let (ctx, mut crx) = mpsc::channel::<Change>(1024);
+    let ns = cfg.longhorn_namespace.clone();
+    let mut tasks = vec![
+        spawn_watch(
+            Api::<Node>::all(client.clone()),
+            Kind::Node,
+            |n| Row::Node(convert::node(n)),
+            ctx.clone(),
+        ),
+        spawn_watch(
+            Api::<Pod>::all(client.clone()),
+            Kind::Pod,
+            |p| Row::Pod(convert::pod(p)),
+            ctx.clone(),
+        ),
+        spawn_watch(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            Kind::Pdb,
+            |p| Row::Pdb(convert::pdb(p)),
+            ctx.clone(),
+        ),
+    ];
+    for k in LONGHORN_KINDS {
+        tasks.push(spawn_watch(
+            longhorn_api(&client, &ns, *k),
+            *k,
+            dyn_row(*k),
+            ctx.clone(),
+        ));
+    }
+    drop(ctx);
+    let _abort = AbortOnDrop(tasks);
+
+    let mut store = Store {
+        server_version: client.apiserver_version().await.ok().map(|v| v.git_version),
+        ..Default::default()
+    };
+    let mut errors: BTreeMap<Kind, String> = BTreeMap::new();
+    let mut dirty = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            c = crx.recv() => {
+                let Some(c) = c else { return };
+                match &c {
+                    Change::Error(k, msg, not_found) => {
+                        if k.is_longhorn() && *not_found {
+                            if !store.longhorn_missing {
+                                store.longhorn_missing = true;
+                                dirty = true;
+                            }
+                        } else if errors.get(k) != Some(msg) {
+                            errors.insert(*k, msg.clone());
+                            if tx.send(Update::Cluster(Err(msg.clone()))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Change::Reset(k, _) | Change::Upsert(k, _, _) | Change::Delete(k, _) => {
+                        errors.remove(k);
+                        dirty = true;
+                    }
+                }
+                store.apply(c);
+            }
+            _ = tick.tick() => {
+                if dirty && errors.is_empty() {
+                    dirty = false;
+                    if tx.send(Update::Cluster(Ok(Arc::new(store.state())))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+async fn list_rows<K, F>(api: Api<K>, conv: F) -> Result<Vec<(String, Row)>, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    F: Fn(&K) -> Row,
+{
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list.items.iter().map(|o| (key_of(o), conv(o))).collect())
+}
+
+/// One LIST of every kind, for `check`.
+pub async fn poll_once(cfg: &KubernetesConfig) -> Result<ClusterState, String> {
+    let client = client(cfg).await?;
+    let mut store = Store::default();
+    let err = |what: &str, e: kube::Error| format!("Kubernetes API: cannot list {what}: {e}");
+    let nodes = list_rows(Api::<Node>::all(client.clone()), |n| {
+        Row::Node(convert::node(n))
+    });
+    let pods = list_rows(Api::<Pod>::all(client.clone()), |p| {
+        Row::Pod(convert::pod(p))
+    });
+    let pdbs = list_rows(Api::<PodDisruptionBudget>::all(client.clone()), |p| {
+        Row::Pdb(convert::pdb(p))
+    });
+    let (nodes, pods, pdbs) = tokio::join!(nodes, pods, pdbs);
+    store.apply(Change::Reset(
+        Kind::Node,
+        nodes.map_err(|e| err("nodes", e))?,
+    ));
+    store.apply(Change::Reset(Kind::Pod, pods.map_err(|e| err("pods", e))?));
+    store.apply(Change::Reset(
+        Kind::Pdb,
+        pdbs.map_err(|e| err("poddisruptionbudgets", e))?,
+    ));
+    for k in LONGHORN_KINDS {
+        match list_rows(
+            longhorn_api(&client, &cfg.longhorn_namespace, *k),
+            dyn_row(*k),
+        )
+        .await
+        {
+            Ok(rows) => store.apply(Change::Reset(*k, rows)),
+            Err(kube::Error::Api(s)) if s.code == 404 => store.longhorn_missing = true,
+            Err(e) => return Err(err(k.longhorn_plural().1, e)),
+        }
+    }
+    store.server_version = client.apiserver_version().await.ok().map(|v| v.git_version);
+    Ok(store.state())
+}
+
+/// Whether a Kubernetes configuration can be found at all (an explicit file, `KUBECONFIG`,
+/// `~/.kube/config`, or in-cluster). Without one, the source is "not configured", not failing.
+pub fn config_available(cfg: &KubernetesConfig) -> bool {
+    cfg.kubeconfig.is_some()
+        || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+        || crate::paths::home().is_some_and(|h| h.join(".kube").join("config").is_file())
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+}

@@ -1,0 +1,207 @@
+//! Each simulator scenario produces its expected findings: in `check --json` (the real binary
+//! against `sim`'s files) and in the dashboard (TestBackend snapshot of the Findings pane).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use homeinfra_tui::app::{App, Keymap};
+use homeinfra_tui::cli::GlobalArgs;
+use homeinfra_tui::commands::Context;
+use homeinfra_tui::sim::{self, SimOptions};
+use homeinfra_tui::ui::{self, Theme};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+async fn start(scenarios: &[&str], dir: &Path) -> sim::SimHandle {
+    let names: Vec<String> = scenarios.iter().map(|s| s.to_string()).collect();
+    let opts = SimOptions {
+        scenarios: sim::scenario::parse_all(&names).unwrap(),
+        speed: 50.0,
+        ..Default::default()
+    };
+    sim::start(opts, dir).await.unwrap()
+}
+
+/// `check --json` by the real binary: (exit code, {(severity, code)}).
+async fn check(
+    h: &sim::SimHandle,
+    home: &Path,
+) -> (i32, BTreeSet<(String, String)>, serde_json::Value) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"))
+        .arg("--config")
+        .arg(h.config_path())
+        .arg("--hosts")
+        .arg(h.hosts_path())
+        .args(["check", "--json", "--timeout", "10"])
+        .env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CONFIG_HOME", home.join("cfg"))
+        .env_remove("KUBECONFIG")
+        .output()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let set = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (out.status.code().unwrap_or(-1), set, doc)
+}
+
+fn has(set: &BTreeSet<(String, String)>, sev: &str, code: &str) -> bool {
+    set.contains(&(sev.to_string(), code.to_string()))
+}
+
+fn problems(set: &BTreeSet<(String, String)>) -> Vec<String> {
+    set.iter()
+        .filter(|(s, _)| s != "info")
+        .map(|(s, c)| format!("{s} {c}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_in_check_json() {
+    init();
+    type Case = (&'static str, Vec<(&'static str, &'static str)>, i32);
+    let cases: Vec<Case> = vec![
+        ("healthy", vec![], 0),
+        (
+            "degraded-volume",
+            vec![("warning", "longhorn.volume_degraded")],
+            1,
+        ),
+        (
+            "last-replica",
+            vec![("warning", "longhorn.last_replica")],
+            1,
+        ),
+        ("etcd-member-down", vec![("warning", "etcd.member_down")], 1),
+        ("slow-disk", vec![("warning", "etcd.wal_fsync_slow")], 1),
+        (
+            "stale-backup",
+            vec![("warning", "longhorn.backup_stale")],
+            1,
+        ),
+    ];
+    for (scenario, want, code) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let h = start(&[scenario], &dir.path().join("sim")).await;
+        let (exit, set, doc) = check(&h, dir.path()).await;
+        for (sev, c) in &want {
+            assert!(
+                has(&set, sev, c),
+                "{scenario}: expected {sev} {c}, got {doc:#}"
+            );
+        }
+        if want.is_empty() {
+            assert!(
+                problems(&set).is_empty(),
+                "{scenario}: expected no warnings, got {doc:#}"
+            );
+        }
+        assert_eq!(exit, code, "{scenario}: exit code; {doc:#}");
+        assert!(
+            set.iter()
+                .all(|(_, c)| !c.starts_with("source.kubernetes") && !c.starts_with("source.etcd")),
+            "{scenario}: a source failed: {doc:#}"
+        );
+        h.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_down_message_has_the_arithmetic() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&["etcd-member-down"], &dir.path().join("sim")).await;
+    let (_, _, doc) = check(&h, dir.path()).await;
+    let f = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "etcd.member_down")
+        .unwrap();
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("2/3 healthy — no further failure tolerated"),
+        "{f}"
+    );
+    h.shutdown().await;
+}
+
+fn render_findings(app: &App) -> String {
+    let mut term = Terminal::new(TestBackend::new(160, 40)).unwrap();
+    let theme = Theme::load(None, false).unwrap();
+    term.draw(|f| ui::draw(f, app, &theme)).unwrap();
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..40 {
+        let mut line = String::new();
+        for x in 0..160 {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_in_the_dashboard() {
+    init();
+    for scenario in ["last-replica", "etcd-member-down"] {
+        let dir = tempfile::tempdir().unwrap();
+        let h = start(&[scenario], &dir.path().join("sim")).await;
+        let global = GlobalArgs {
+            config: Some(h.config_path()),
+            hosts: h.hosts_path(),
+            kubeconfig: None,
+            context: None,
+            theme: None,
+            read_only: true,
+            offline: false,
+            verbose: 0,
+            log_file: None,
+        };
+        let ctx = Context::load(&global).unwrap();
+        let snap = homeinfra_tui::sources::gather_once(&ctx, Duration::from_secs(10)).await;
+        let mut app = App::new(
+            ctx.inventory.clone(),
+            ctx.config.clone(),
+            Keymap::default(),
+            snap,
+            "sim".into(),
+            true,
+            jiff::Timestamp::now(),
+        );
+        app.tz = jiff::tz::TimeZone::UTC;
+        // Findings pane focused, in the compact layout it fills the screen.
+        app.on_action(homeinfra_tui::app::Action::FocusFindings);
+        let screen = render_findings(&app);
+        let settings = {
+            let mut s = insta::Settings::clone_current();
+            s.add_filter(r"\d\d:\d\d:\d\d", "[TIME]");
+            s.add_filter(r"127\.0\.0\.\d+:\d+", "[ADDR]");
+            s.add_filter(r"\b[0-9a-f]{6,16}\b", "[ID]");
+            s.set_snapshot_suffix(scenario);
+            s
+        };
+        settings.bind(|| insta::assert_snapshot!("findings", screen));
+        h.shutdown().await;
+    }
+}

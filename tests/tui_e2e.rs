@@ -1,0 +1,236 @@
+//! The real binary in a real terminal (tmux): keys in, screen out, terminal restored after
+//! `q`, SIGTERM, and when the terminal goes away.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    sock: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn new() -> Option<Tmux> {
+        common::require_program("tmux")?;
+        let dir = tempfile::tempdir().unwrap();
+        Some(Tmux {
+            sock: dir.path().join("tmux.sock"),
+            dir,
+        })
+    }
+
+    fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .arg("-f")
+            .arg("/dev/null")
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Start the dashboard in a new session; the shell prints a marker before and the exit
+    /// code after, so we can see the main screen come back.
+    fn start(&self, name: &str, extra: &str) {
+        let bin = env!("CARGO_BIN_EXE_homeinfra-tui");
+        let hosts = Path::new(env!("CARGO_MANIFEST_DIR")).join("hosts.json");
+        let d = self.dir.path().display();
+        let script = format!(
+            "printf 'BEFORE-MARKER\\n'; sh -c 'echo $$ > {d}/{name}.pid; exec env XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state HOME={d} {bin} --hosts {hosts} {extra}'; echo EXIT=$?; sleep 60",
+            hosts = hosts.display()
+        );
+        self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &script,
+        ]);
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", name])
+    }
+
+    fn wait_for(&self, name: &str, needle: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen(name);
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(Instant::now() < end, "never saw {needle:?}; screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_gone(&self, name: &str, needle: &str) {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen(name);
+            if !s.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{needle:?} never went away; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn keys(&self, name: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", name];
+        args.extend_from_slice(keys);
+        self.cmd(&args);
+    }
+
+    fn flag(&self, name: &str, fmt: &str) -> String {
+        self.cmd(&["display", "-p", "-t", name, fmt])
+            .trim()
+            .to_string()
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        let p = self.dir.path().join(format!("{name}.pid"));
+        std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
+    }
+
+    fn assert_restored(&self, name: &str, exit: &str) {
+        let s = self.wait_for(name, exit);
+        assert!(
+            s.contains("BEFORE-MARKER"),
+            "main screen not restored:\n{s}"
+        );
+        assert_eq!(
+            self.flag(name, "#{alternate_on}"),
+            "0",
+            "still on the alternate screen"
+        );
+        assert_eq!(
+            self.flag(name, "#{cursor_flag}"),
+            "1",
+            "cursor still hidden"
+        );
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+#[test]
+fn keys_work_and_q_restores_the_terminal() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("a", "--offline");
+    let s = t.wait_for("a", "satellite_1");
+    assert!(s.contains("homeinfra-tui"), "{s}");
+    assert!(s.contains("no findings"), "{s}");
+    assert_eq!(t.flag("a", "#{alternate_on}"), "1");
+
+    t.keys("a", &["?"]);
+    t.wait_for("a", "Keys — any key closes");
+    t.keys("a", &["j"]);
+    t.wait_gone("a", "Keys — any key closes");
+    t.keys("a", &["/", "s", "a", "t", "Enter"]);
+    t.wait_for("a", "(1/4) /sat");
+    t.keys("a", &["Enter"]);
+    t.wait_for("a", "Hosts › satellite_1");
+    // One Esc at a time: two in a row read as Alt-Esc.
+    t.keys("a", &["Escape"]);
+    t.wait_for("a", "(1/4) /sat ");
+    t.keys("a", &["Escape"]);
+    t.wait_for("a", "Hosts (4)");
+    t.keys("a", &["2"]);
+    t.wait_for("a", "Kubernetes: offline");
+    t.keys("a", &["Tab"]);
+    t.wait_for("a", "etcd: offline");
+    t.keys("a", &["q"]);
+    t.assert_restored("a", "EXIT=0");
+}
+
+#[test]
+fn ctrl_c_quits() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("c", "--offline");
+    t.wait_for("c", "satellite_1");
+    t.keys("c", &["C-c"]);
+    t.assert_restored("c", "EXIT=0");
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("b", "--offline");
+    t.wait_for("b", "satellite_1");
+    let pid = t.pid("b");
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    t.assert_restored("b", "EXIT=0");
+}
+
+#[test]
+fn exits_when_the_terminal_goes_away() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("h", "--offline");
+    t.wait_for("h", "satellite_1");
+    let pid = t.pid("h");
+    t.cmd(&["kill-session", "-t", "h"]);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = Command::new("ps")
+            .args(["-o", "stat=", "-p", &pid.to_string()])
+            .output()
+            .unwrap();
+        let st = String::from_utf8_lossy(&stat.stdout).trim().to_string();
+        if st.is_empty() || st.starts_with('Z') {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "still running ({st}) after its terminal went away"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bad_theme_is_a_clear_error_before_the_screen_changes() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("t", "--offline --theme neon");
+    let s = t.wait_for("t", "EXIT=3");
+    assert!(s.contains("error: unknown theme \"neon\""), "{s}");
+}
+
+#[test]
+fn demo_shows_the_simulated_cluster() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("d", "demo");
+    let s = t.wait_for("d", "demo (simulated homelab)");
+    assert!(!s.contains("offline"), "{s}");
+    t.keys("d", &["2"]);
+    let s = t.wait_for("d", "v1.31");
+    assert!(s.contains("node1") && s.contains("Ready"), "{s}");
+    t.keys("d", &["3"]);
+    t.wait_for("d", "3/3 healthy");
+    t.keys("d", &["q"]);
+    t.assert_restored("d", "EXIT=0");
+}
