@@ -688,3 +688,48 @@ fn proxy_jump_through_a_jump_host() {
     assert_eq!(err.problem, SshProblem::Unreachable, "{err}");
     assert!(err.message.contains("jump host"), "{err}");
 }
+
+#[test]
+fn a_hung_server_is_detected_and_the_host_recovers() {
+    let Some(s) = shared() else { return };
+    let sshd = PrivateSshd::start(None);
+    let t = target(
+        "h1",
+        "127.0.0.1",
+        sshd.port,
+        &s.user,
+        Some(&s.key),
+        &sshd.known_hosts,
+    );
+    let runtime = rt();
+    let mut st = settings();
+    st.keepalive = Some(Duration::from_secs(1));
+    st.connect_timeout = Duration::from_secs(2);
+    let pool = SshPool::new(st);
+    assert!(runtime.block_on(pool.run(&t, "true")).unwrap().success());
+    // The server stops answering (processes stopped, TCP still open).
+    sshd.signal_all(libc::SIGSTOP);
+    let r = runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            pool.run_with_stdin(&t, "true", None, Duration::from_secs(60)),
+        )
+        .await
+    });
+    let err = r.expect("bounded by keepalive/connect timeouts, not the 60 s command timeout");
+    let err = err.unwrap_err();
+    assert_eq!(err.problem, SshProblem::Unreachable, "{err}");
+    // It answers again: the pool reconnects.
+    sshd.signal_all(libc::SIGCONT);
+    let out = runtime.block_on(async {
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match pool.run(&t, "echo alive").await {
+                Ok(o) => break Ok(o),
+                Err(e) if tokio::time::Instant::now() > end => break Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    });
+    assert_eq!(out.unwrap().stdout_lossy(), "alive\n");
+}

@@ -208,8 +208,25 @@ impl PrivateSshd {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// Send `sig` to sshd and every process it started (e.g. SIGSTOP to hang it).
+    pub fn signal_all(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            let root = child.id() as i32;
+            let mut pids = descendants(root);
+            pids.push(root);
+            for pid in pids {
+                // SAFETY: plain syscall on pids we started (sshd and its descendants).
+                unsafe {
+                    libc::kill(pid, sig);
+                }
+            }
+        }
+    }
+
     /// Kill sshd and every process it started (the per-connection children too), by pid.
     pub fn kill(&mut self) {
+        // Leave nothing stopped behind (a test may have sent SIGSTOP).
+        self.signal_all(libc::SIGCONT);
         if let Some(mut child) = self.child.take() {
             let root = child.id() as i32;
             let mut pids = descendants(root);

@@ -295,7 +295,12 @@ impl SshPool {
             let handle = conn
                 .session(target, &self.settings, &self.passphrases)
                 .await?;
-            match handle.channel_open_session().await {
+            // A hung server would never confirm the channel: bound the wait.
+            let opened =
+                tokio::time::timeout(self.settings.connect_timeout, handle.channel_open_session())
+                    .await
+                    .unwrap_or(Err(russh::Error::ConnectionTimeout));
+            match opened {
                 Ok(ch) => break ch,
                 Err(e) => {
                     // The server may have closed an idle connection: reconnect once.
