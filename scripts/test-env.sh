@@ -18,7 +18,7 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   done; log "ready: $what"
 }
 
-PACKAGES=(etcd-server etcd-client prometheus prometheus-node-exporter openssh-server nix-bin tmux sudo curl ca-certificates)
+PACKAGES=(etcd-server etcd-client prometheus prometheus-node-exporter openssh-server nix-bin tmux sudo curl ca-certificates nftables iptables fail2ban)
 
 do_install() {
   local missing=()

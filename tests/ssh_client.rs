@@ -128,6 +128,112 @@ fn agent_auth_through_a_real_ssh_agent() {
     assert!(err.message.contains("no usable key"), "{err}");
 }
 
+/// A real ssh-agent holding `keys` (in that order); killed on drop.
+struct Agent {
+    child: std::process::Child,
+    sock: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(keys: &[&std::path::Path]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        for _ in 0..100 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for k in keys {
+            let ok = Command::new("ssh-add")
+                .arg(k)
+                .env("SSH_AUTH_SOCK", &sock)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("ssh-add");
+            assert!(ok.success());
+        }
+        Agent {
+            child,
+            sock,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn agent_keys_of_the_identity_files_go_first_and_identities_only() {
+    let Some(s) = shared() else { return };
+    if common::require_program("ssh-agent").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Six unrelated keys first: with the server's MaxAuthTries 6 they would use up every try.
+    let mut others = Vec::new();
+    for i in 0..6 {
+        let k = dir.path().join(format!("other{i}"));
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&k)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        others.push(k);
+    }
+    let mut keys: Vec<&std::path::Path> = others.iter().map(|p| p.as_path()).collect();
+    keys.push(&s.key);
+    let agent = Agent::start(&keys);
+    // The identity file is only a public key here: the login must come from the agent.
+    let id = dir.path().join("id_pub_only");
+    std::fs::copy(
+        format!("{}.pub", s.key.display()),
+        dir.path().join("id_pub_only.pub"),
+    )
+    .unwrap();
+    for identities_only in [false, true] {
+        let out = rt().block_on(async {
+            let mut st = settings();
+            st.agent = AgentSource::Socket(agent.sock.clone());
+            let pool = SshPool::new(st);
+            let mut t = target("h1", &s.host, s.port, &s.user, Some(&id), &s.known_hosts);
+            t.identities_only = identities_only;
+            pool.run(&t, "echo via-agent").await
+        });
+        assert_eq!(out.expect("agent login").stdout_lossy(), "via-agent\n");
+    }
+    // IdentitiesOnly with an agent that lacks the key: no other agent key is offered.
+    let only_others = Agent::start(&keys[..1]);
+    let err = rt()
+        .block_on(async {
+            let mut st = settings();
+            st.agent = AgentSource::Socket(only_others.sock.clone());
+            let pool = SshPool::new(st);
+            let mut t = target("h1", &s.host, s.port, &s.user, Some(&id), &s.known_hosts);
+            t.identities_only = true;
+            pool.run(&t, "true").await
+        })
+        .unwrap_err();
+    assert_eq!(err.problem, SshProblem::AuthFailed);
+    assert!(err.message.contains("no usable key"), "{err}");
+}
+
 #[test]
 fn encrypted_key_without_agent_is_a_clear_error() {
     let Some(s) = shared() else { return };
@@ -343,7 +449,7 @@ fn unreachable_port_is_a_clear_error() {
 #[test]
 fn server_killed_mid_command_then_reconnect() {
     let Some(s) = shared() else { return };
-    if common::require_program("sshd").is_none() && !std::path::Path::new("/usr/sbin/sshd").exists()
+    if !std::path::Path::new("/usr/sbin/sshd").exists() && common::require_program("sshd").is_none()
     {
         return;
     }
@@ -397,4 +503,233 @@ fn server_killed_mid_command_then_reconnect() {
         pool.state("h1"),
         homeinfra_tui::sources::ssh::ConnState::Connected
     );
+}
+
+#[test]
+fn a_host_known_only_by_its_rsa_key_is_accepted() {
+    let Some(s) = shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = dir.path().join("host_rsa");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&rsa)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The server has an ed25519 and an RSA host key; known_hosts only the RSA one.
+    let sshd = PrivateSshd::start_with(None, &format!("HostKey {}\n", rsa.display()));
+    let pubkey = std::fs::read_to_string(dir.path().join("host_rsa.pub")).unwrap();
+    let mut p = pubkey.split_whitespace();
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(
+        &kh,
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            sshd.port,
+            p.next().unwrap(),
+            p.next().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = rt().block_on(async {
+        let pool = SshPool::new(settings());
+        let t = target("h1", "127.0.0.1", sshd.port, &s.user, Some(&s.key), &kh);
+        pool.run(&t, "echo rsa-ok").await
+    });
+    assert_eq!(out.unwrap().stdout_lossy(), "rsa-ok\n");
+}
+
+#[test]
+fn concurrency_is_bounded_across_hosts() {
+    let Some(s) = shared() else { return };
+    let dir = shared_dir();
+    let go = dir.path().join("go");
+    let second = dir.path().join("second-ran");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The remote user writes the marker.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    rt().block_on(async {
+        let mut st = settings();
+        st.max_concurrency = 1;
+        let pool = std::sync::Arc::new(SshPool::new(st));
+        // Two "hosts" (ids) on the same server: the bound is across hosts.
+        let t1 = target("h1", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+        let t2 = target("h2", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let p = pool.clone();
+        let cmd1 = format!(
+            "echo started; while [ ! -e {} ]; do sleep 0.05; done",
+            go.display()
+        );
+        let first = tokio::spawn(async move {
+            p.run_streaming(&t1, &cmd1, Duration::from_secs(30), tx)
+                .await
+        });
+        let started = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+        assert!(
+            matches!(started, Ok(Some(OutputChunk::Stdout(_)))),
+            "{started:?}"
+        );
+        let p = pool.clone();
+        let cmd2 = format!("touch {}", second.display());
+        let other = tokio::spawn(async move { p.run(&t2, &cmd2).await });
+        // While the first command holds the only slot, the second does not run.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(
+            !second.exists(),
+            "the second command ran despite max_concurrency = 1"
+        );
+        assert!(!other.is_finished());
+        std::fs::write(&go, "").unwrap();
+        first.await.unwrap().unwrap();
+        other.await.unwrap().unwrap();
+        assert!(second.exists());
+    });
+}
+
+#[test]
+fn passphrase_given_once_unlocks_a_protected_key() {
+    let Some(s) = shared() else { return };
+    let dir = shared_dir();
+    let key = dir.path().join("id_locked");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "correct horse", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The private server accepts this key from a file the test owns (readable by operator).
+    let ak = dir.path().join("authorized_keys");
+    std::fs::copy(dir.path().join("id_locked.pub"), &ak).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ak, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let sshd = PrivateSshd::start_with(
+        None,
+        &format!("StrictModes no\nAuthorizedKeysFile {}\n", ak.display()),
+    );
+    let t = target(
+        "h1",
+        "127.0.0.1",
+        sshd.port,
+        &s.user,
+        Some(&key),
+        &sshd.known_hosts,
+    );
+    rt().block_on(async {
+        let pool = SshPool::new(settings());
+        let err = pool.run(&t, "true").await.unwrap_err();
+        assert_eq!(err.problem, SshProblem::AuthFailed, "{err}");
+        assert_eq!(err.locked_keys, vec![key.clone()]);
+
+        pool.set_passphrase(&key, "wrong".into());
+        let err = pool.run(&t, "true").await.unwrap_err();
+        assert_eq!(err.locked_keys, vec![key.clone()], "{err}");
+        assert!(err.message.contains("cannot unlock"), "{err}");
+        assert!(
+            !err.message.contains("wrong"),
+            "the passphrase leaked: {err}"
+        );
+
+        pool.set_passphrase(&key, "correct horse".into());
+        let out = pool.run(&t, "echo unlocked").await.expect("unlocked");
+        assert_eq!(out.stdout_lossy(), "unlocked\n");
+    });
+}
+
+#[test]
+fn proxy_jump_through_a_jump_host() {
+    let Some(s) = shared() else { return };
+    // The jump host logs forwarded connections at DEBUG1.
+    let mut jump_sshd = PrivateSshd::start_with(None, "LogLevel DEBUG1\nAllowTcpForwarding yes\n");
+    let jump = target(
+        "jump",
+        "127.0.0.1",
+        jump_sshd.port,
+        &s.user,
+        Some(&s.key),
+        &jump_sshd.known_hosts,
+    );
+    let mut t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+    t.jump = Some(Box::new(jump));
+    let runtime = rt();
+    let pool = SshPool::new(settings());
+    let out = runtime
+        .block_on(pool.run(&t, "echo through-the-jump"))
+        .expect("via jump");
+    assert_eq!(out.stdout_lossy(), "through-the-jump\n");
+    let log = jump_sshd.log();
+    assert!(
+        log.contains("direct-tcpip") && log.contains(&format!("port {}", s.port)),
+        "the jump host did not forward: {log}"
+    );
+
+    // The jump host dies: the connection through it is gone, with a clear error.
+    jump_sshd.kill();
+    let err = runtime
+        .block_on(async {
+            // The session notices the dead jump at once or on the next channel.
+            let mut last = None;
+            for _ in 0..50 {
+                match pool.run(&t, "true").await {
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => {
+                        last = Some(e);
+                        break;
+                    }
+                }
+            }
+            last
+        })
+        .expect("an error once the jump host is gone");
+    assert_eq!(err.problem, SshProblem::Unreachable, "{err}");
+    assert!(err.message.contains("jump host"), "{err}");
+}
+
+#[test]
+fn a_hung_server_is_detected_and_the_host_recovers() {
+    let Some(s) = shared() else { return };
+    let sshd = PrivateSshd::start(None);
+    let t = target(
+        "h1",
+        "127.0.0.1",
+        sshd.port,
+        &s.user,
+        Some(&s.key),
+        &sshd.known_hosts,
+    );
+    let runtime = rt();
+    let mut st = settings();
+    st.keepalive = Some(Duration::from_secs(1));
+    st.connect_timeout = Duration::from_secs(2);
+    let pool = SshPool::new(st);
+    assert!(runtime.block_on(pool.run(&t, "true")).unwrap().success());
+    // The server stops answering (processes stopped, TCP still open).
+    sshd.signal_all(libc::SIGSTOP);
+    let r = runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            pool.run_with_stdin(&t, "true", None, Duration::from_secs(60)),
+        )
+        .await
+    });
+    let err = r.expect("bounded by keepalive/connect timeouts, not the 60 s command timeout");
+    let err = err.unwrap_err();
+    assert_eq!(err.problem, SshProblem::Unreachable, "{err}");
+    // It answers again: the pool reconnects.
+    sshd.signal_all(libc::SIGCONT);
+    let out = runtime.block_on(async {
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match pool.run(&t, "echo alive").await {
+                Ok(o) => break Ok(o),
+                Err(e) if tokio::time::Instant::now() > end => break Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    });
+    assert_eq!(out.unwrap().stdout_lossy(), "alive\n");
 }

@@ -234,9 +234,64 @@ impl SshProblem {
     }
 }
 
+/// A host's SSH state for the Hosts pane, from its `Sourced` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SshState {
+    /// SSH is off or the host is not in the snapshot.
+    NotConfigured,
+    /// Configured, no answer yet.
+    Waiting,
+    /// The last round trip worked.
+    Connected,
+    /// Failing since `since`; `problem` tells a host key problem from an unreachable host.
+    Failing {
+        problem: SshProblem,
+        since: jiff::Timestamp,
+        message: String,
+    },
+}
+
+impl SshState {
+    pub fn of(entry: Option<&crate::model::Sourced<HostFacts>>) -> SshState {
+        let Some(e) = entry else {
+            return SshState::NotConfigured;
+        };
+        if !e.status.configured {
+            return SshState::NotConfigured;
+        }
+        match (&e.status.error, e.status.last_ok) {
+            (Some(err), _) => SshState::Failing {
+                problem: SshProblem::of_message(&err.message),
+                since: err.since,
+                message: err.message.clone(),
+            },
+            (None, Some(_)) => SshState::Connected,
+            (None, None) => SshState::Waiting,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_state_of_sourced() {
+        use crate::model::Sourced;
+        let t = jiff::Timestamp::from_second(1000).unwrap();
+        assert_eq!(SshState::of(None), SshState::NotConfigured);
+        let mut s: Sourced<HostFacts> = Sourced::configured();
+        assert_eq!(SshState::of(Some(&s)), SshState::Waiting);
+        s.record(Ok(HostFacts::default()), t);
+        assert_eq!(SshState::of(Some(&s)), SshState::Connected);
+        s.record(Err("SSH HOST KEY CHANGED: x".into()), t);
+        assert!(matches!(
+            SshState::of(Some(&s)),
+            SshState::Failing { problem: SshProblem::HostKeyChanged, since, .. } if since == t
+        ));
+        let off: Sourced<HostFacts> = Sourced::not_configured("off");
+        assert_eq!(SshState::of(Some(&off)), SshState::NotConfigured);
+    }
 
     fn boot(k: &str, i: &str, m: &str) -> BootFiles {
         BootFiles {

@@ -51,8 +51,10 @@ pub fn target(
         port,
         user: user.into(),
         identity_files: key.map(|k| vec![k.to_path_buf()]).unwrap_or_default(),
+        identities_only: false,
         known_hosts: vec![kh.to_path_buf()],
         known_hosts_write: kh.to_path_buf(),
+        jump: None,
     }
 }
 
@@ -105,6 +107,12 @@ impl PrivateSshd {
     /// Start on a free port. With `setup`, sshd runs in its own mount namespace
     /// (`unshare -m`) after `setup` ran there (e.g. mounts over /run).
     pub fn start(setup: Option<String>) -> PrivateSshd {
+        Self::start_with(setup, "")
+    }
+
+    /// Like `start`, with sshd_config lines placed first (sshd keeps the first value of a
+    /// keyword, so these override the defaults below).
+    pub fn start_with(setup: Option<String>, extra_config: &str) -> PrivateSshd {
         let dir = tempfile::Builder::new()
             .prefix("homeinfra-sshd-")
             .tempdir()
@@ -142,7 +150,7 @@ impl PrivateSshd {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
+                "{extra_config}\nPort {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
                  AuthorizedKeysFile .ssh/authorized_keys\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n\
                  UsePAM no\nStrictModes yes\nAllowUsers operator\nX11Forwarding no\nPrintMotd no\n",
@@ -181,6 +189,7 @@ impl PrivateSshd {
         };
         let log = std::fs::File::create(self.dir.path().join("sshd.log")).expect("log");
         let child = cmd
+            .env("SSHD_CONFIG", &self.config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -199,8 +208,25 @@ impl PrivateSshd {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// Send `sig` to sshd and every process it started (e.g. SIGSTOP to hang it).
+    pub fn signal_all(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            let root = child.id() as i32;
+            let mut pids = descendants(root);
+            pids.push(root);
+            for pid in pids {
+                // SAFETY: plain syscall on pids we started (sshd and its descendants).
+                unsafe {
+                    libc::kill(pid, sig);
+                }
+            }
+        }
+    }
+
     /// Kill sshd and every process it started (the per-connection children too), by pid.
     pub fn kill(&mut self) {
+        // Leave nothing stopped behind (a test may have sent SIGSTOP).
+        self.signal_all(libc::SIGCONT);
         if let Some(mut child) = self.child.take() {
             let root = child.id() as i32;
             let mut pids = descendants(root);

@@ -38,21 +38,30 @@ fn push(out: &mut Vec<Finding>, sev: Severity, code: &str, host: &Host, msg: Str
 
 fn ssh_error(host: &Host, message: &str, since: jiff::Timestamp, out: &mut Vec<Finding>) {
     let when = since.strftime("%H:%M:%S");
-    let (sev, code, msg) = match SshProblem::of_message(message) {
+    let problem = SshProblem::of_message(message);
+    // The client's messages start with the problem's name; the finding code says it already.
+    let message = message
+        .strip_prefix(problem.prefix())
+        .map(|m| m.trim_start_matches(':').trim_start())
+        .unwrap_or(message);
+    let (sev, code, msg) = match problem {
         SshProblem::HostKeyChanged => (
             Severity::Critical,
             "ssh_host_key_changed",
-            format!("{}: {message}", host.hostname),
+            format!("{}: SSH host key problem: {message}", host.hostname),
         ),
         SshProblem::HostKeyUnknown => (
             Severity::Warning,
             "ssh_host_key_unknown",
-            format!("{}: {message}", host.hostname),
+            format!("{}: SSH host key not trusted yet: {message}", host.hostname),
         ),
         SshProblem::AuthFailed => (
             Severity::Warning,
             "ssh_auth_failed",
-            format!("{} since {when}: {message}", host.hostname),
+            format!(
+                "{}: SSH login refused since {when}: {message}",
+                host.hostname
+            ),
         ),
         SshProblem::Unreachable | SshProblem::Timeout => (
             Severity::Critical,
@@ -65,7 +74,7 @@ fn ssh_error(host: &Host, message: &str, since: jiff::Timestamp, out: &mut Vec<F
         SshProblem::Other => (
             Severity::Warning,
             "ssh_error",
-            format!("{} since {when}: {message}", host.hostname),
+            format!("{}: SSH error since {when}: {message}", host.hostname),
         ),
     };
     push(out, sev, code, host, msg);
@@ -579,7 +588,8 @@ mod tests {
             let msg = format!("{}: details", p.prefix());
             let out = run_with(host("h1", Role::Agent), None, Some(&msg));
             assert_eq!(codes(&out), vec![(code, sev)], "{p:?}");
-            assert!(out[0].message.contains("details"));
+            assert!(out[0].message.ends_with(": details"), "{}", out[0].message);
+            assert!(!out[0].message.contains(p.prefix()), "{}", out[0].message);
             assert_eq!(out[0].subject, "h1");
         }
         // Old data is still assessed beside the error.

@@ -7,7 +7,7 @@
 //! Error messages name the host, the files and fingerprints, never key material.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Sig};
 use tokio::sync::{Mutex, Semaphore, mpsc};
+use zeroize::Zeroizing;
 
 use super::known_hosts::{self, Verdict};
 use super::ssh_config::{Target, display_path};
@@ -29,6 +30,9 @@ use crate::model::host::SshProblem;
 pub struct SshError {
     pub problem: SshProblem,
     pub message: String,
+    /// Passphrase-protected identity files that could not be used (no passphrase given, or a
+    /// wrong one): the TUI may ask for the passphrase once and call `SshPool::set_passphrase`.
+    pub locked_keys: Vec<PathBuf>,
 }
 
 impl SshError {
@@ -36,6 +40,7 @@ impl SshError {
         Self {
             problem,
             message: format!("{}: {}", problem.prefix(), detail.as_ref()),
+            locked_keys: Vec::new(),
         }
     }
 }
@@ -149,7 +154,11 @@ pub struct SshPool {
     settings: Arc<ClientSettings>,
     hosts: StdMutex<HashMap<String, Arc<HostConn>>>,
     limit: Arc<Semaphore>,
+    passphrases: Passphrases,
 }
+
+/// Passphrases of identity files, given once by the user; kept in memory only, wiped on drop.
+type Passphrases = Arc<StdMutex<HashMap<PathBuf, Zeroizing<String>>>>;
 
 impl SshPool {
     pub fn new(settings: ClientSettings) -> Self {
@@ -158,6 +167,29 @@ impl SshPool {
             settings: Arc::new(settings),
             hosts: StdMutex::new(HashMap::new()),
             limit,
+            passphrases: Arc::default(),
+        }
+    }
+
+    /// Remember the passphrase of a protected identity file (asked once by the TUI) and retry
+    /// failing hosts at once. Never logged or shown.
+    pub fn set_passphrase(&self, key: &Path, passphrase: String) {
+        if let Ok(mut p) = self.passphrases.lock() {
+            p.insert(key.to_path_buf(), Zeroizing::new(passphrase));
+        }
+        self.reset_backoff();
+    }
+
+    /// Let every failing host be retried on its next command, without waiting for its backoff.
+    pub fn reset_backoff(&self) {
+        let conns: Vec<Arc<HostConn>> = match self.hosts.lock() {
+            Ok(h) => h.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for c in conns {
+            if let Ok(mut f) = c.failures.lock() {
+                f.next_try = None;
+            }
         }
     }
 
@@ -260,8 +292,15 @@ impl SshPool {
         let mut attempt = 0;
         let mut channel = loop {
             attempt += 1;
-            let handle = conn.session(target, &self.settings).await?;
-            match handle.channel_open_session().await {
+            let handle = conn
+                .session(target, &self.settings, &self.passphrases)
+                .await?;
+            // A hung server would never confirm the channel: bound the wait.
+            let opened =
+                tokio::time::timeout(self.settings.connect_timeout, handle.channel_open_session())
+                    .await
+                    .unwrap_or(Err(russh::Error::ConnectionTimeout));
+            match opened {
                 Ok(ch) => break ch,
                 Err(e) => {
                     // The server may have closed an idle connection: reconnect once.
@@ -380,6 +419,8 @@ fn short(command: &str) -> String {
 struct Session {
     handle: Arc<Handle<ClientHandler>>,
     target: Target,
+    /// Jump host sessions the connection runs through (kept alive with it).
+    _jumps: Vec<Handle<ClientHandler>>,
 }
 
 #[derive(Default)]
@@ -418,6 +459,7 @@ impl HostConn {
         &self,
         target: &Target,
         settings: &ClientSettings,
+        passphrases: &Passphrases,
     ) -> Result<Arc<Handle<ClientHandler>>, SshError> {
         let mut guard = self.session.lock().await;
         if let Some(s) = guard.as_ref() {
@@ -442,15 +484,17 @@ impl HostConn {
                         last.message,
                         wait.as_secs_f64().ceil()
                     ),
+                    locked_keys: last.locked_keys.clone(),
                 });
             }
         }
-        match connect(target, settings).await {
-            Ok(handle) => {
+        match connect(target, settings, passphrases).await {
+            Ok((handle, jumps)) => {
                 let handle = Arc::new(handle);
                 *guard = Some(Session {
                     handle: handle.clone(),
                     target: target.clone(),
+                    _jumps: jumps,
                 });
                 let mut f = match self.failures.lock() {
                     Ok(f) => f,
@@ -530,7 +574,11 @@ impl ClientHandler {
         let alg = key.algorithm().as_str().to_string();
         match known_hosts::check(&t.host, t.port, key, &t.known_hosts) {
             Verdict::Known { .. } => Ok(()),
-            Verdict::Unknown { other_types } if self.accept_new && other_types.is_empty() => {
+            Verdict::Unknown { other_types }
+                if self.accept_new
+                    && other_types.is_empty()
+                    && !t.known_hosts_write.starts_with("~") =>
+            {
                 known_hosts::append(&t.known_hosts_write, &t.host, t.port, key).map_err(|e| {
                     SshError::new(
                         SshProblem::Other,
@@ -619,12 +667,66 @@ impl client::Handler for ClientHandler {
     }
 }
 
-/// TCP connect, handshake, host key check and authentication, within the connect timeout.
-async fn connect(
+/// A session and the jump host sessions it runs through.
+type Connected = (Handle<ClientHandler>, Vec<Handle<ClientHandler>>);
+
+/// Connect to `target`, through its jump hosts (`ProxyJump`) when it has any: the session and
+/// the jump sessions it runs through (outermost last).
+fn connect<'a>(
+    target: &'a Target,
+    settings: &'a ClientSettings,
+    passphrases: &'a Passphrases,
+) -> futures::future::BoxFuture<'a, Result<Connected, SshError>> {
+    Box::pin(async move {
+        let Some(jump) = target.jump.as_deref() else {
+            return connect_one(target, settings, passphrases, None)
+                .await
+                .map(|h| (h, Vec::new()));
+        };
+        let (jump_handle, mut jumps) = connect(jump, settings, passphrases).await.map_err(|e| {
+            let mut e2 = SshError::new(
+                e.problem,
+                format!(
+                    "{} via jump host {}: {}",
+                    target.display(),
+                    jump.display(),
+                    e.message
+                ),
+            );
+            e2.locked_keys = e.locked_keys;
+            e2
+        })?;
+        let channel = jump_handle
+            .channel_open_direct_tcpip(target.host.clone(), u32::from(target.port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                SshError::new(
+                    SshProblem::Unreachable,
+                    format!(
+                        "{}: jump host {} could not open a connection to it: {}",
+                        target.display(),
+                        jump.display(),
+                        describe_russh(&e)
+                    ),
+                )
+            })?;
+        let handle =
+            connect_one(target, settings, passphrases, Some(channel.into_stream())).await?;
+        jumps.push(jump_handle);
+        Ok((handle, jumps))
+    })
+}
+
+/// Handshake, host key check and authentication with one host, over TCP or over `stream`
+/// (a channel through a jump host), within the connect timeout.
+async fn connect_one(
     target: &Target,
     settings: &ClientSettings,
+    passphrases: &Passphrases,
+    stream: Option<russh::ChannelStream<client::Msg>>,
 ) -> Result<Handle<ClientHandler>, SshError> {
     let config = Arc::new(client::Config {
+        preferred: preferred_for(target),
         keepalive_interval: settings.keepalive,
         keepalive_max: 3,
         nodelay: true,
@@ -636,10 +738,12 @@ async fn connect(
         home: settings.home.clone(),
     };
     let addr = (target.host.clone(), target.port);
-    let connected = tokio::time::timeout(
-        settings.connect_timeout,
-        client::connect(config, addr, handler),
-    )
+    let connected = tokio::time::timeout(settings.connect_timeout, async {
+        match stream {
+            Some(s) => client::connect_stream(config, s, handler).await,
+            None => client::connect(config, addr, handler).await,
+        }
+    })
     .await;
     let mut handle = match connected {
         Err(_) => {
@@ -663,7 +767,7 @@ async fn connect(
     };
     match tokio::time::timeout(
         settings.connect_timeout,
-        authenticate(&mut handle, target, settings),
+        authenticate(&mut handle, target, settings, passphrases),
     )
     .await
     {
@@ -680,6 +784,28 @@ async fn connect(
     }
 }
 
+/// Offer the host key types already known for this host first (as OpenSSH does), so a host
+/// recorded with only an RSA or ECDSA key is not refused for showing its ed25519 key.
+fn preferred_for(target: &Target) -> russh::Preferred {
+    let mut p = russh::Preferred::default();
+    let known = known_hosts::known_algorithms(&target.host, target.port, &target.known_hosts);
+    if known.is_empty() {
+        return p;
+    }
+    let same = |a: &russh::keys::Algorithm, b: &russh::keys::Algorithm| {
+        use russh::keys::Algorithm::Rsa;
+        a == b || (matches!(a, Rsa { .. }) && matches!(b, Rsa { .. }))
+    };
+    let (mut first, rest): (Vec<_>, Vec<_>) = p
+        .key
+        .iter()
+        .cloned()
+        .partition(|a| known.iter().any(|k| same(k, a)));
+    first.extend(rest);
+    p.key = std::borrow::Cow::Owned(first);
+    p
+}
+
 fn describe_russh(e: &russh::Error) -> String {
     match e {
         russh::Error::IO(io) => io.to_string(),
@@ -693,7 +819,9 @@ async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     target: &Target,
     settings: &ClientSettings,
+    passphrases: &Passphrases,
 ) -> Result<(), SshError> {
+    let mut locked: Vec<PathBuf> = Vec::new();
     let user = target.user.clone();
     let mut tried: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -722,10 +850,28 @@ async fn authenticate(
     if let Some(mut agent) = agent {
         match agent.request_identities().await {
             Ok(ids) => {
-                for id in ids {
-                    let AgentIdentity::PublicKey { key, .. } = id else {
-                        continue;
-                    };
+                // Agent keys that belong to the configured identity files go first (a server
+                // stops after MaxAuthTries); with IdentitiesOnly, only those are tried.
+                let wanted: Vec<PublicKey> = target
+                    .identity_files
+                    .iter()
+                    .filter_map(|p| {
+                        let mut pub_path = p.clone().into_os_string();
+                        pub_path.push(".pub");
+                        russh::keys::load_public_key(PathBuf::from(pub_path)).ok()
+                    })
+                    .collect();
+                let is_wanted = |k: &PublicKey| wanted.iter().any(|w| w.key_data() == k.key_data());
+                let mut keys: Vec<PublicKey> = ids
+                    .into_iter()
+                    .filter_map(|id| match id {
+                        AgentIdentity::PublicKey { key, .. } => Some(key),
+                        _ => None,
+                    })
+                    .filter(|k| !target.identities_only || is_wanted(k))
+                    .collect();
+                keys.sort_by_key(|k| !is_wanted(k));
+                for key in keys {
                     let hash = if key.algorithm().is_rsa() {
                         rsa_hash(handle).await
                     } else {
@@ -738,6 +884,10 @@ async fn authenticate(
                     {
                         Ok(r) if r.success() => return Ok(()),
                         Ok(_) => tried.push(format!("agent key {fp}")),
+                        Err(_) if handle.is_closed() => {
+                            notes.push(closed_during_auth());
+                            break;
+                        }
                         Err(e) => notes.push(format!("agent key {fp}: {e}")),
                     }
                 }
@@ -751,14 +901,28 @@ async fn authenticate(
         if !path.is_file() {
             continue;
         }
-        let key = match russh::keys::load_secret_key(path, None) {
+        let pass = passphrases.lock().ok().and_then(|p| p.get(path).cloned());
+        let key = match russh::keys::load_secret_key(path, pass.as_ref().map(|p| p.as_str())) {
             Ok(k) => k,
             Err(russh::keys::Error::KeyIsEncrypted) => {
                 notes.push(format!(
-                    "{} is passphrase-protected: load it into ssh-agent first (ssh-add {})",
+                    "{} is passphrase-protected: load it into ssh-agent first (ssh-add {}) or enter its passphrase",
                     path.display(),
                     path.display()
                 ));
+                locked.push(path.clone());
+                continue;
+            }
+            Err(_) if pass.is_some() => {
+                // Do not keep a passphrase that does not open the key.
+                if let Ok(mut p) = passphrases.lock() {
+                    p.remove(path);
+                }
+                notes.push(format!(
+                    "cannot unlock {} with the passphrase given",
+                    path.display()
+                ));
+                locked.push(path.clone());
                 continue;
             }
             Err(e) => {
@@ -775,6 +939,10 @@ async fn authenticate(
         match handle.authenticate_publickey(user.clone(), key).await {
             Ok(r) if r.success() => return Ok(()),
             Ok(_) => tried.push(path.display().to_string()),
+            Err(_) if handle.is_closed() => {
+                notes.push(closed_during_auth());
+                break;
+            }
             Err(e) => notes.push(format!("{}: {}", path.display(), describe_russh(&e))),
         }
     }
@@ -798,7 +966,15 @@ async fn authenticate(
         msg.push_str("; ");
         msg.push_str(&notes.join("; "));
     }
-    Err(SshError::new(SshProblem::AuthFailed, msg))
+    let mut e = SshError::new(SshProblem::AuthFailed, msg);
+    e.locked_keys = locked;
+    Err(e)
+}
+
+fn closed_during_auth() -> String {
+    "the server closed the connection during authentication (too many keys offered for its \
+     MaxAuthTries? set IdentitiesOnly yes for this host in ~/.ssh/config)"
+        .into()
 }
 
 async fn rsa_hash(h: &Handle<ClientHandler>) -> Option<russh::keys::HashAlg> {

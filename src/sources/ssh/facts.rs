@@ -73,12 +73,12 @@ elif o=$($S "$sshd_bin" -T 2>/dev/null) && [ -n "$o" ]; then
 else u sshd denied; fi
 if have nft; then
   if o=$($S nft list ruleset 2>/dev/null); then
-    kv fw.nft "$(printf '%s\n' "$o" | grep -c 'hook input') $(printf '%s\n' "$o" | grep -c 'policy drop') $(printf '%s\n' "$o" | grep -cE '^[[:space:]]+[a-z].*(accept|drop|reject|jump|goto|counter)')"
+    kv fw.nft "$(printf '%s\n' "$o" | grep -c 'hook input') $(printf '%s\n' "$o" | grep 'hook input' | grep -c 'policy drop') $(printf '%s\n' "$o" | grep -cE '^[[:space:]]+[a-z].*(accept|drop|reject|jump|goto)')"
   else u fw.nft denied; fi
 else u fw.nft missing; fi
 if have iptables; then
   if o=$($S iptables -S INPUT 2>/dev/null); then
-    kv fw.iptables "$(printf '%s\n' "$o" | awk '$1=="-P" {print $3}') $(printf '%s\n' "$o" | grep -c '^-A')"
+    kv fw.iptables "$(printf '%s\n' "$o" | awk '$1=="-P" {print $3}') $(printf '%s\n' "$o" | grep -c '^-A') $(printf '%s\n' "$o" | grep '^-A' | grep -vcE -- '-j (ACCEPT|RETURN|LOG|KUBE-|FLANNEL|CNI-)')"
   else u fw.iptables denied; fi
 else u fw.iptables missing; fi
 if have fail2ban-client; then
@@ -158,6 +158,140 @@ impl<'a> Block<'a> {
             .iter()
             .filter_map(move |(k, v)| k.strip_prefix(prefix).map(|k| (k, *v)))
     }
+}
+
+/// The block the script would print for `f`: for simulated hosts (the simulator's SSH face
+/// answers `sh -s` with this) and tests. `parse(&render(f))` gives `f` back (firewall
+/// `detail` is rebuilt from the counts).
+pub fn render(f: &HostFacts) -> String {
+    use crate::model::host::Fail2ban;
+    let mut out = String::new();
+    let mut kv = |k: &str, v: Option<String>| {
+        out.push_str(k);
+        out.push('=');
+        match v {
+            Some(v) => out.push_str(&v.replace('\n', " ")),
+            None => out.push_str("?unknown"),
+        }
+        out.push('\n');
+    };
+    kv(
+        "privileged",
+        f.privileged
+            .map(|p| if p { "yes" } else { "no" }.to_string()),
+    );
+    kv("hostname", f.hostname.clone());
+    kv("nixos_version", f.nixos_version.clone());
+    kv("current_system", f.current_system.clone());
+    kv("booted_system", f.booted_system.clone());
+    for (name, cur, boot) in [
+        ("kernel", &f.current_boot.kernel, &f.booted_boot.kernel),
+        ("initrd", &f.current_boot.initrd, &f.booted_boot.initrd),
+        (
+            "kernel-modules",
+            &f.current_boot.kernel_modules,
+            &f.booted_boot.kernel_modules,
+        ),
+    ] {
+        kv(&format!("current.{name}"), cur.clone());
+        kv(&format!("booted.{name}"), boot.clone());
+    }
+    kv(
+        "system_profile",
+        f.generation.map(|g| format!("system-{g}-link")),
+    );
+    kv("uptime", f.uptime_secs.map(|u| format!("{u}.00")));
+    kv(
+        "load",
+        f.load.map(|[a, b, c]| format!("{a:.2} {b:.2} {c:.2}")),
+    );
+    kv(
+        "root_fs_used",
+        f.root_fs_used_pct.map(|p| format!("{p:.0}%")),
+    );
+    kv("failed_units", f.failed_units.as_ref().map(|u| u.join(" ")));
+    kv("k3s_state", f.k3s_state.clone());
+    kv("upgrade_result", f.upgrade_last_result.clone());
+    kv("upgrade_last_run", f.upgrade_last_run.clone());
+    kv(
+        "upgrade_next_run",
+        f.upgrade_next_run.as_ref().map(|t| {
+            t.parse::<jiff::Timestamp>()
+                .map(|ts| format!("@{}", ts.as_second()))
+                .unwrap_or_else(|_| t.clone())
+        }),
+    );
+    let p = &f.posture;
+    match &p.sshd {
+        Some(map) => {
+            kv("sshd", Some("ok".into()));
+            for (k, v) in map {
+                kv(&format!("sshd.{k}"), Some(v.clone()));
+            }
+        }
+        None => kv("sshd", None),
+    }
+    match &p.firewall {
+        Some(fw) if fw.backend == "iptables" => {
+            kv("fw.nft", Some("?missing".into()));
+            let policy = if fw.active { "DROP" } else { "ACCEPT" };
+            kv("fw.iptables", Some(format!("{policy} 0 0")));
+        }
+        Some(fw) if fw.backend == "nftables" => {
+            kv(
+                "fw.nft",
+                Some(if fw.active { "1 1 1" } else { "1 0 0" }.into()),
+            );
+            kv("fw.iptables", Some("?missing".into()));
+        }
+        Some(_) => {
+            kv("fw.nft", Some("?missing".into()));
+            kv("fw.iptables", Some("?missing".into()));
+        }
+        None => {
+            kv("fw.nft", None);
+            kv("fw.iptables", None);
+        }
+    }
+    match &p.fail2ban {
+        Some(Fail2ban::NotInstalled) => kv("f2b", Some("not-installed".into())),
+        Some(Fail2ban::NotRunning) => kv("f2b", Some("not-running".into())),
+        Some(Fail2ban::Running { jails, banned }) => {
+            kv("f2b", Some("running".into()));
+            kv("f2b.jails", Some(jails.join(",")));
+            kv("f2b.banned", Some(banned.to_string()));
+        }
+        None => kv("f2b", None),
+    }
+    match &p.listening {
+        Some(socks) => {
+            kv("listen", Some("ok".into()));
+            for s in socks {
+                let state = match s.proto {
+                    crate::model::host::Proto::Tcp => "LISTEN",
+                    crate::model::host::Proto::Udp => "UNCONN",
+                };
+                let mut line = format!(
+                    "{} {state} 0 128 {}:{} 0.0.0.0:*",
+                    s.proto.as_str(),
+                    s.address,
+                    s.port
+                );
+                if let Some(proc_) = &s.process {
+                    line.push(' ');
+                    line.push_str(proc_);
+                }
+                kv("listen.socket", Some(line));
+            }
+        }
+        None => kv("listen", None),
+    }
+    kv(
+        "k3s_token",
+        p.k3s_token_present
+            .map(|t| if t { "present" } else { "absent" }.to_string()),
+    );
+    format!("{BEGIN}\n{out}{END}\n")
 }
 
 /// Parse the script's output. Never fails: what cannot be read is unknown and noted in
@@ -549,6 +683,97 @@ mod tests {
     fn empty_failed_units_is_known_and_empty() {
         let s = sample().replace("failed_units=foo.service bar.timer ", "failed_units=");
         assert_eq!(parse(&s).failed_units, Some(vec![]));
+    }
+
+    #[test]
+    fn render_round_trips() {
+        let mut f = parse(&sample());
+        assert!(f.parse_issues.is_empty());
+        let mut back = parse(&render(&f));
+        assert_eq!(back.parse_issues, Vec::<String>::new());
+        // The firewall detail is rebuilt from counts; the rest must be identical.
+        assert_eq!(
+            back.posture
+                .firewall
+                .as_ref()
+                .map(|x| (x.active, x.backend.clone())),
+            f.posture
+                .firewall
+                .as_ref()
+                .map(|x| (x.active, x.backend.clone()))
+        );
+        back.posture.firewall = None;
+        f.posture.firewall = None;
+        assert_eq!(back, f);
+        // All unknown.
+        let empty = HostFacts::default();
+        let back = parse(&render(&empty));
+        assert_eq!(back.parse_issues, Vec::<String>::new());
+        assert_eq!(back, empty);
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let sample = sample();
+        let lines: Vec<&str> = sample.lines().collect();
+        let pieces = [
+            "=",
+            "?",
+            "%",
+            ":",
+            "@",
+            " ",
+            "\t",
+            "\r",
+            "é",
+            "\u{0}",
+            "system-",
+            "-link",
+            "[::]",
+            "99999",
+            "-1",
+            "NaN",
+            "inf",
+            BEGIN,
+            END,
+            "listen.socket=",
+            "sshd.",
+            "f2b=running",
+        ];
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..rng.random_range(0..40) {
+                if rng.random_bool(0.5) {
+                    // A real line, maybe mangled.
+                    let mut l = lines[rng.random_range(0..lines.len())].to_string();
+                    if rng.random_bool(0.5) && !l.is_empty() {
+                        let cut = rng.random_range(0..l.len());
+                        let cut = (0..=cut)
+                            .rev()
+                            .find(|i| l.is_char_boundary(*i))
+                            .unwrap_or(0);
+                        l.truncate(cut);
+                        l.push_str(pieces[rng.random_range(0..pieces.len())]);
+                    }
+                    text.push_str(&l);
+                } else {
+                    for _ in 0..rng.random_range(0..6) {
+                        text.push_str(pieces[rng.random_range(0..pieces.len())]);
+                    }
+                }
+                text.push('\n');
+            }
+            let f = parse(&text);
+            // Whatever came out is internally consistent.
+            if let Some(p) = f.root_fs_used_pct {
+                assert!((0.0..=100.0).contains(&p));
+            }
+            if f.reboot_needed == Some(true) {
+                assert!(!f.reboot_reasons.is_empty());
+            }
+        }
     }
 
     #[test]

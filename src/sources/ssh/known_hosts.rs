@@ -89,6 +89,30 @@ pub fn check(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Verdi
     }
 }
 
+/// Key algorithms recorded for `host:port` (not revoked), for ordering the host key
+/// algorithms offered to the server the way OpenSSH does: known types first.
+pub fn known_algorithms(host: &str, port: u16, files: &[PathBuf]) -> Vec<russh::keys::Algorithm> {
+    let name = lookup_name(host, port);
+    let mut out = Vec::new();
+    for path in files {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(e) = parse_line(line)
+                && e.marker == Marker::None
+                && e.matches(&name)
+            {
+                let a = e.key.algorithm();
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Append `host:port key` to `path` (accept-new), creating the file and its directory.
 pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
     if let Some(dir) = path.parent()
@@ -362,6 +386,18 @@ mod tests {
             check("node1", 22, &key(ED1), &files),
             Verdict::Known { path: p2, line: 1 }
         );
+    }
+
+    #[test]
+    fn known_algorithms_for_a_host() {
+        let (_d, p) = file(&format!(
+            "node1 {ECDSA}\nnode1 {ED1}\nnode1 {ED2}\n@revoked node1 {ED1}\nnode2 {ED1}\n"
+        ));
+        let algs = known_algorithms("node1", 22, std::slice::from_ref(&p));
+        assert_eq!(algs.len(), 2);
+        assert_eq!(algs[0].as_str(), "ecdsa-sha2-nistp256");
+        assert_eq!(algs[1].as_str(), "ssh-ed25519");
+        assert!(known_algorithms("node3", 22, &[p]).is_empty());
     }
 
     #[test]

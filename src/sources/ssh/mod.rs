@@ -7,6 +7,16 @@
 //! - `gather_once(cfg, inv, timeout)`: one round for `check`, as `snapshot.hosts`.
 //! - `HostsClient`: run commands on inventory hosts by id (the upgrade's `nixos-rebuild`, with
 //!   live output through `run_streaming`), and each host's connection state for the Hosts pane.
+//!   A passphrase-protected key (`SshError::locked_keys`) can be unlocked once with
+//!   `client.pool().set_passphrase(path, passphrase)`.
+//! - `facts::render(&HostFacts)`: the block a host prints, for the simulator's SSH face (which
+//!   answers the exec request `facts::COMMAND` = `sh -s`, the script arriving on stdin).
+//!
+//! Supported from `~/.ssh/config`: `Host` blocks with HostName (`%h`), User, Port, IdentityFile,
+//! IdentitiesOnly, UserKnownHostsFile, ProxyJump (chains), Include. `Match` blocks are ignored
+//! (their options are never misapplied). Host keys: `~/.ssh/known_hosts` (or
+//! UserKnownHostsFile), `/etc/ssh/ssh_known_hosts`, `[ssh] known_hosts`; hashed, `[host]:port`,
+//! wildcard/negated patterns and `@revoked`; no host certificates.
 
 pub mod client;
 pub mod facts;

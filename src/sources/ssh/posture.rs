@@ -64,12 +64,14 @@ fn firewall(b: &Block<'_>, issues: &mut Vec<String>) -> Option<Firewall> {
                 .filter_map(|x| x.parse().ok())
                 .collect();
             match n.as_slice() {
-                [hooks, drops, rules] if v.split_whitespace().count() == 3 => {
-                    let active = *hooks > 0 && (*drops > 0 || *rules > 0);
+                // Only an input hook that drops by default is a firewall: kube-proxy and
+                // flannel add accepting input chains of their own.
+                [hooks, drop_hooks, rules] if v.split_whitespace().count() == 3 => {
+                    let active = *drop_hooks > 0;
                     Some(Some((
                         active,
                         format!(
-                            "nftables: {hooks} input hook(s), {drops} drop policy, {rules} rule(s)"
+                            "nftables: {hooks} input hook(s), {drop_hooks} with policy drop, {rules} rule(s)"
                         ),
                     )))
                 }
@@ -88,19 +90,24 @@ fn firewall(b: &Block<'_>, issues: &mut Vec<String>) -> Option<Firewall> {
         Some("?missing") => Some(None),
         Some(v) if v.starts_with('?') => None,
         Some(v) => {
+            // "POLICY RULES FILTERING": FILTERING counts INPUT rules that jump anywhere but
+            // ACCEPT/RETURN/LOG or Kubernetes' own chains (e.g. NixOS's `-j nixos-fw`).
             let words: Vec<&str> = v.split_whitespace().collect();
-            let (policy, count) = match words.as_slice() {
-                [p, c] => (Some(*p), c.parse::<u64>().ok()),
-                [c] => (None, c.parse::<u64>().ok()),
-                _ => (None, None),
+            let num = |w: &str| w.parse::<u64>().ok();
+            let parsed = match words.as_slice() {
+                [p, r, f] => num(r).zip(num(f)).map(|(r, f)| (Some(*p), r, f)),
+                [r, f] => num(r).zip(num(f)).map(|(r, f)| (None, r, f)),
+                _ => None,
             };
-            match count {
-                Some(rules) => {
+            match parsed {
+                Some((policy, rules, filtering)) => {
                     let policy = policy.unwrap_or("?");
-                    let active = matches!(policy, "DROP" | "REJECT") || rules > 0;
+                    let active = matches!(policy, "DROP" | "REJECT") || filtering > 0;
                     Some(Some((
                         active,
-                        format!("iptables: INPUT policy {policy}, {rules} rule(s)"),
+                        format!(
+                            "iptables: INPUT policy {policy}, {rules} rule(s), {filtering} filtering"
+                        ),
                     )))
                 }
                 None => {
@@ -315,20 +322,26 @@ mod tests {
 
     #[test]
     fn firewall_variants() {
-        let (p, i) = posture(&["fw.nft=?missing", "fw.iptables=DROP 0"]);
+        let (p, i) = posture(&["fw.nft=?missing", "fw.iptables=DROP 0 0"]);
         assert!(i.is_empty(), "{i:?}");
         let fw = p.firewall.unwrap();
         assert!(fw.active && fw.backend == "iptables", "{fw:?}");
 
         // NixOS's iptables firewall: ACCEPT policy, a jump to nixos-fw.
-        let (p, _) = posture(&["fw.nft=?missing", "fw.iptables=ACCEPT 1"]);
+        let (p, _) = posture(&["fw.nft=?missing", "fw.iptables=ACCEPT 1 1"]);
         assert!(p.firewall.unwrap().active);
+        // Only kube-proxy's own chains: no firewall.
+        let (p, _) = posture(&["fw.nft=?missing", "fw.iptables=ACCEPT 3 0"]);
+        assert!(!p.firewall.unwrap().active);
+        // kube-proxy's nftables input chain accepts by default: not a firewall either.
+        let (p, _) = posture(&["fw.nft=1 0 7", "fw.iptables=?missing"]);
+        assert!(!p.firewall.unwrap().active);
 
         let (p, _) = posture(&["fw.nft=1 1 0", "fw.iptables=?missing"]);
         let fw = p.firewall.unwrap();
         assert!(fw.active && fw.backend == "nftables", "{fw:?}");
 
-        let (p, _) = posture(&["fw.nft=0 0 0", "fw.iptables=ACCEPT 0"]);
+        let (p, _) = posture(&["fw.nft=0 0 0", "fw.iptables=ACCEPT 0 0"]);
         let fw = p.firewall.unwrap();
         assert!(!fw.active, "{fw:?}");
         assert!(fw.detail.contains("nftables") && fw.detail.contains("iptables"));
@@ -338,7 +351,7 @@ mod tests {
         assert!(!fw.active && fw.backend == "none");
 
         // One unknown and the other inactive: unknown.
-        let (p, _) = posture(&["fw.nft=?denied", "fw.iptables=ACCEPT 0"]);
+        let (p, _) = posture(&["fw.nft=?denied", "fw.iptables=ACCEPT 0 0"]);
         assert_eq!(p.firewall, None);
         // Garbage.
         let (p, i) = posture(&["fw.nft=a b c", "fw.iptables=DROP x y"]);

@@ -25,10 +25,14 @@ pub struct Target {
     pub user: String,
     /// Key files to try after the agent, in order (missing files are skipped).
     pub identity_files: Vec<PathBuf>,
+    /// `IdentitiesOnly yes`: of the agent's keys, use only those of `identity_files`.
+    pub identities_only: bool,
     /// known_hosts files to check, in order.
     pub known_hosts: Vec<PathBuf>,
     /// Where a trusted-on-first-use key is appended, and what the hint names.
     pub known_hosts_write: PathBuf,
+    /// `ProxyJump`: reach this host through that one (itself maybe through another).
+    pub jump: Option<Box<Target>>,
 }
 
 impl Target {
@@ -82,8 +86,8 @@ impl SshConfigFile {
         let Some(path) = &env.ssh_config else {
             return Ok(Self::default());
         };
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e).wrap_err_with(|| format!("cannot read {}", path.display())),
         };
@@ -91,9 +95,10 @@ impl SshConfigFile {
         if let Some(home) = &env.home {
             base = base.home_dir(home.clone());
         }
+        let text = neutralize_match_blocks(&text);
         let parsed = base
             .parse(
-                &mut BufReader::new(file),
+                &mut BufReader::new(text.as_bytes()),
                 ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
             )
             .map_err(|e| eyre!("{}: {e}", path.display()))?;
@@ -104,6 +109,7 @@ impl SshConfigFile {
 
     /// Parse config text (tests).
     pub fn parse_str(text: &str, home: &Path) -> Result<Self> {
+        let text = neutralize_match_blocks(text);
         let parsed = OpenSshConfig::default()
             .home_dir(home)
             .parse(
@@ -117,31 +123,121 @@ impl SshConfigFile {
     }
 }
 
+/// `Match` blocks are not supported by the parser, which would otherwise apply their options
+/// to the `Host` block before them. Turn each into a `Host` block that matches no host, so
+/// their options are ignored (a documented limitation) instead of misapplied.
+fn neutralize_match_blocks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let t = line.trim_start();
+        let keyword: String = t
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '=')
+            .collect();
+        if keyword.eq_ignore_ascii_case("match") {
+            out.push_str("Host homeinfra-tui.unsupported-match-block.invalid");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Resolve how to reach `host`.
 pub fn resolve(cfg: &SshConfig, host: &Host, file: &SshConfigFile, env: &LocalEnv) -> Target {
     let alias = host
         .ssh_host
         .clone()
         .unwrap_or_else(|| host.hostname.clone());
+    let default_address = host.ssh_host.clone().unwrap_or_else(|| host.ip.to_string());
+    resolve_name(
+        cfg,
+        &Name {
+            id: host.id.clone(),
+            alias,
+            default_address,
+            user: host.ssh_user.clone(),
+            port: host.ssh_port,
+        },
+        file,
+        env,
+        0,
+    )
+}
+
+/// What to resolve: an inventory host or a jump host.
+struct Name {
+    id: String,
+    /// Looked up in `~/.ssh/config`.
+    alias: String,
+    /// The address when `~/.ssh/config` has no `HostName`.
+    default_address: String,
+    /// Overrides (inventory `sshUser`/`sshPort`, or `user@host:port` of a jump).
+    user: Option<String>,
+    port: Option<u16>,
+}
+
+/// Jump chains longer than this are cut (guards against `Host *` + `ProxyJump` loops).
+const MAX_JUMPS: usize = 4;
+
+fn resolve_name(
+    cfg: &SshConfig,
+    name: &Name,
+    file: &SshConfigFile,
+    env: &LocalEnv,
+    depth: usize,
+) -> Target {
+    let alias = name.alias.clone();
     let params = file.parsed.as_ref().map(|c| c.query(&alias));
     let p = params.as_ref();
 
     let address = p
         .and_then(|p| p.host_name.clone())
         .map(|h| h.replace("%h", &alias))
-        .or_else(|| host.ssh_host.clone())
-        .unwrap_or_else(|| host.ip.to_string());
-    let port = host
-        .ssh_port
+        .unwrap_or_else(|| name.default_address.clone());
+    let port = name
+        .port
         .or_else(|| p.and_then(|p| p.port))
         .unwrap_or(cfg.port);
-    let user = host
-        .ssh_user
+    let user = name
+        .user
         .clone()
         .or_else(|| p.and_then(|p| p.user.clone()))
         .or_else(|| cfg.user.clone())
         .or_else(|| env.local_user.clone())
         .unwrap_or_else(|| "root".into());
+
+    // ProxyJump a,b: connect to a, through it to b, through b to this host.
+    let mut jump: Option<Box<Target>> = None;
+    let hops = p.and_then(|p| p.proxy_jump.clone()).unwrap_or_default();
+    if depth < MAX_JUMPS && !hops.iter().any(|h| h.eq_ignore_ascii_case("none")) {
+        for hop in hops {
+            let Some((hop_user, hop_host, hop_port)) = parse_hop(&hop) else {
+                continue;
+            };
+            if hop_host == alias {
+                continue;
+            }
+            let mut t = resolve_name(
+                cfg,
+                &Name {
+                    id: format!("{} via {hop_host}", name.id),
+                    alias: hop_host.clone(),
+                    default_address: hop_host,
+                    user: hop_user,
+                    port: hop_port,
+                },
+                file,
+                env,
+                depth + 1,
+            );
+            if jump.is_some() {
+                t.jump = jump.take();
+            }
+            jump = Some(Box::new(t));
+        }
+    }
 
     let expand = |s: &Path| expand_tilde(s, env.home.as_deref());
     let mut identity_files: Vec<PathBuf> = Vec::new();
@@ -207,15 +303,52 @@ pub fn resolve(cfg: &SshConfig, host: &Host, file: &SshConfigFile, env: &LocalEn
         .or_else(|| user_files.first().cloned())
         .unwrap_or_else(|| PathBuf::from("~/.ssh/known_hosts"));
 
+    let identities_only = p
+        .and_then(|p| {
+            p.unsupported_fields
+                .iter()
+                .chain(p.ignored_fields.iter())
+                .find(|(k, _)| k.eq_ignore_ascii_case("identitiesonly"))
+                .map(|(_, v)| v.first().is_some_and(|v| v.eq_ignore_ascii_case("yes")))
+        })
+        .unwrap_or(false);
+
     Target {
-        id: host.id.clone(),
+        id: name.id.clone(),
         host: address,
         port,
         user,
         identity_files,
+        identities_only,
         known_hosts,
         known_hosts_write,
+        jump,
     }
+}
+
+/// `[user@]host[:port]`, `[user@][v6addr]:port` or `ssh://[user@]host[:port]`.
+fn parse_hop(hop: &str) -> Option<(Option<String>, String, Option<u16>)> {
+    let hop = hop.trim();
+    let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
+    let (user, rest) = match hop.rsplit_once('@') {
+        Some((u, r)) if !u.is_empty() => (Some(u.to_string()), r),
+        _ => (None, hop),
+    };
+    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+        let (h, after) = r.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        (h.to_string(), port)
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
+            None => (rest.to_string(), None),
+        }
+    };
+    (!host.is_empty()).then_some((user, host, port))
 }
 
 /// `~/x` → `$HOME/x`.
@@ -272,6 +405,7 @@ Host node1
     User ops
     Port 2201
     IdentityFile ~/.ssh/id_node1
+    IdentitiesOnly yes
     UserKnownHostsFile ~/.ssh/kh_lab /etc/lab_known_hosts
 
 Host *.lan
@@ -314,6 +448,7 @@ Host *
         );
         assert_eq!(t.known_hosts_write, home.join(".ssh/known_hosts"));
         assert_eq!(t.display(), "alice@192.0.2.11:22");
+        assert!(!t.identities_only);
     }
 
     #[test]
@@ -350,6 +485,7 @@ Host *
             ]
         );
         assert_eq!(t.known_hosts_write, home.join("extra_known_hosts"));
+        assert!(t.identities_only);
 
         // A host with no specific block: `[ssh]` user and port, the inventory ip.
         let t = resolve(&cfg, &host("instance_2", "node2"), &file, &env(home));
@@ -362,6 +498,85 @@ Host *
         h.ssh_host = Some("node3.lan".into());
         let t = resolve(&cfg, &h, &file, &env(home));
         assert_eq!((t.host.as_str(), t.user.as_str()), ("node3.lan", "lanuser"));
+    }
+
+    #[test]
+    fn match_blocks_are_ignored_not_misapplied() {
+        let home = Path::new("/home/alice");
+        let text = "Host node1\n  HostName 10.0.0.1\nMatch host node1 exec \"true\"\n  User fromMatch\n  Port 2999\nHost *\n  User star\n";
+        let file = SshConfigFile::parse_str(text, home).unwrap();
+        let t = resolve(
+            &SshConfig::default(),
+            &host("i1", "node1"),
+            &file,
+            &env(home),
+        );
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("10.0.0.1", 22, "star")
+        );
+    }
+
+    #[test]
+    fn proxy_jump_chains() {
+        let home = Path::new("/home/alice");
+        let text = "Host node1\n  ProxyJump ops@bastion:2200,inner\nHost bastion\n  HostName 198.51.100.7\n  IdentityFile ~/.ssh/id_bastion\nHost inner\n  HostName 10.0.0.2\nHost *\n  ProxyJump none\n";
+        let file = SshConfigFile::parse_str(text, home).unwrap();
+        let t = resolve(
+            &SshConfig::default(),
+            &host("i1", "node1"),
+            &file,
+            &env(home),
+        );
+        let inner = t.jump.as_deref().expect("inner hop");
+        assert_eq!((inner.host.as_str(), inner.port), ("10.0.0.2", 22));
+        let bastion = inner.jump.as_deref().expect("bastion hop");
+        assert_eq!(
+            (bastion.host.as_str(), bastion.port, bastion.user.as_str()),
+            ("198.51.100.7", 2200, "ops")
+        );
+        assert_eq!(bastion.identity_files[0], home.join(".ssh/id_bastion"));
+        assert!(bastion.jump.is_none());
+        assert_eq!(bastion.id, "i1 via bastion");
+        // `ProxyJump none` and no config: direct.
+        let t = resolve(
+            &SshConfig::default(),
+            &host("i2", "node2"),
+            &file,
+            &env(home),
+        );
+        assert!(t.jump.is_none());
+        // A loop through `Host *` is cut.
+        let file = SshConfigFile::parse_str("Host *\n  ProxyJump hop\n", home).unwrap();
+        let t = resolve(
+            &SshConfig::default(),
+            &host("i3", "node3"),
+            &file,
+            &env(home),
+        );
+        let mut depth = 0;
+        let mut cur = &t;
+        while let Some(j) = cur.jump.as_deref() {
+            depth += 1;
+            cur = j;
+        }
+        assert!(depth <= MAX_JUMPS, "{depth}");
+    }
+
+    #[test]
+    fn hops() {
+        assert_eq!(parse_hop("h"), Some((None, "h".into(), None)));
+        assert_eq!(
+            parse_hop("u@h:2"),
+            Some((Some("u".into()), "h".into(), Some(2)))
+        );
+        assert_eq!(
+            parse_hop("ssh://u@[::1]:22"),
+            Some((Some("u".into()), "::1".into(), Some(22)))
+        );
+        assert_eq!(parse_hop("[::1]"), Some((None, "::1".into(), None)));
+        assert_eq!(parse_hop("h:port"), None);
+        assert_eq!(parse_hop("u@"), None);
     }
 
     #[test]
