@@ -15,7 +15,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(parsed.lines.len() + parsed.unparsed.len(), non_blank);
     for l in &parsed.lines {
         assert!(!l.name.is_empty() && !l.name.contains(char::is_whitespace));
-        assert!(l.old.iter().chain(&l.new).all(|v| !v.contains(char::is_whitespace)));
+        assert!(
+            l.old
+                .iter()
+                .chain(&l.new)
+                .all(|v| !v.contains(char::is_whitespace))
+        );
         assert!(!(l.old.is_empty() && l.new.is_empty()) || l.size_delta.is_some());
         // A parsed line parses again to itself.
         assert_eq!(parse::parse_line(&l.line).as_ref(), Some(l));
