@@ -6,6 +6,7 @@ pub mod assess;
 pub mod cluster;
 pub mod etcd;
 pub mod host;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -212,10 +213,10 @@ pub struct Snapshot {
     pub etcd: Sourced<etcd::EtcdState>,
     /// Host facts by inventory host id.
     pub hosts: BTreeMap<String, Sourced<host::HostFacts>>,
-    /// Mimir, when configured (metrics issue).
-    pub mimir: Sourced<()>,
-    /// Loki, when configured (logs issue).
-    pub loki: Sourced<()>,
+    /// Mimir metrics, when configured.
+    pub mimir: Sourced<Arc<metrics::MetricsState>>,
+    /// Loki logs, when configured.
+    pub loki: Sourced<Arc<metrics::LogsState>>,
 }
 
 #[cfg(test)]

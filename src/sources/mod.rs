@@ -2,6 +2,8 @@
 //! `Update` messages to the one inbox. Nothing here draws.
 
 pub mod etcd;
+pub mod loki;
+pub mod mimir;
 pub mod ssh;
 
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use crate::model::cluster::ClusterState;
 use crate::model::etcd::EtcdState;
 use crate::model::host::HostFacts;
+use crate::model::metrics::{LogsState, MetricsState};
 
 /// A message from a source to the owner of the state.
 #[derive(Debug, Clone)]
@@ -22,6 +25,10 @@ pub enum Update {
         id: String,
         result: Result<HostFacts, String>,
     },
+    /// A Mimir refresh (per-host metrics, etcd latency, alerts).
+    Metrics(Result<Arc<MetricsState>, String>),
+    /// A Loki refresh: recent matching lines of every host.
+    Logs(Result<Arc<LogsState>, String>),
 }
 
 /// Where sources send their updates.

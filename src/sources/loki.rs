@@ -1,0 +1,1 @@
+//! Loki: recent matching log lines per host.
