@@ -201,7 +201,7 @@ impl HostLogs {
     /// Merge lines (any order) into the newest-first list: duplicates (same timestamp and text)
     /// are skipped and the oldest lines beyond the cap are dropped.
     pub fn merge(&mut self, mut new: Vec<LogLine>) {
-        new.sort_by(|a, b| b.ts_ns.cmp(&a.ts_ns));
+        new.sort_by_key(|l| std::cmp::Reverse(l.ts_ns));
         let mut merged: VecDeque<LogLine> =
             VecDeque::with_capacity((self.lines.len() + new.len()).min(self.cap));
         let mut old = std::mem::take(&mut self.lines).into_iter().peekable();

@@ -1,1 +1,3 @@
 //! The simulated homelab (simulator issue): served over the same protocols as the real one.
+pub mod loki;
+pub mod promql;
