@@ -100,6 +100,44 @@ impl MetricsState {
     pub fn host(&self, id: &str) -> Option<&HostMetrics> {
         self.hosts.get(id)
     }
+
+    /// The etcd metrics of the member at `ip` (the `instance` label with its port stripped).
+    pub fn etcd_at(&self, ip: &str) -> Option<&EtcdMemberMetrics> {
+        self.etcd.values().find(|m| {
+            let inst = m.instance.trim_start_matches('[');
+            let host = match inst.rsplit_once(':') {
+                Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h.trim_end_matches(']'),
+                _ => inst,
+            };
+            host == ip
+        })
+    }
+
+    /// Fill what the etcd gateway cannot tell (fsync/commit p99, leader changes) into its
+    /// members, matched by the address of their first client URL. Values already there stay.
+    pub fn fill_etcd(&self, etcd: &mut crate::model::etcd::EtcdState) {
+        for m in &mut etcd.members {
+            let Some(ip) = m.client_urls.first().and_then(|u| url_host(u)) else {
+                continue;
+            };
+            let Some(x) = self.etcd_at(ip) else { continue };
+            m.wal_fsync_p99_ms = m.wal_fsync_p99_ms.or(x.wal_fsync_p99_ms);
+            m.backend_commit_p99_ms = m.backend_commit_p99_ms.or(x.backend_commit_p99_ms);
+            m.leader_changes = m
+                .leader_changes
+                .or(x.leader_changes.map(|v| v.round().max(0.0) as u64));
+        }
+    }
+}
+
+/// `https://10.0.0.1:2379` → `10.0.0.1`; `http://[fe80::1]:2379` → `fe80::1`.
+fn url_host(u: &str) -> Option<&str> {
+    let rest = u.split_once("://").map_or(u, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    if let Some(r) = authority.strip_prefix('[') {
+        return r.split(']').next();
+    }
+    Some(authority.split(':').next().unwrap_or(authority))
 }
 
 /// How bad a log line looks, guessed from its text (for the level colour).
@@ -262,6 +300,31 @@ mod tests {
             h.lines.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
             vec!["d", "c", "b"]
         );
+    }
+
+    #[test]
+    fn fills_etcd_members_from_metrics() {
+        let mut st = MetricsState::default();
+        st.etcd.insert(
+            "10.0.0.2:2381".into(),
+            EtcdMemberMetrics {
+                instance: "10.0.0.2:2381".into(),
+                wal_fsync_p99_ms: Some(80.0),
+                leader_changes: Some(2.0),
+                ..Default::default()
+            },
+        );
+        let mut e = crate::model::etcd::EtcdState::default();
+        for ip in ["10.0.0.1", "10.0.0.2"] {
+            e.members.push(crate::model::etcd::EtcdMember {
+                client_urls: vec![format!("https://{ip}:2379")],
+                ..Default::default()
+            });
+        }
+        st.fill_etcd(&mut e);
+        assert_eq!(e.members[0].wal_fsync_p99_ms, None);
+        assert_eq!(e.members[1].wal_fsync_p99_ms, Some(80.0));
+        assert_eq!(e.members[1].leader_changes, Some(2));
     }
 
     #[test]

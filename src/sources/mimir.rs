@@ -646,6 +646,13 @@ pub fn alert_findings(state: &MetricsState) -> Vec<Finding> {
         .collect()
 }
 
+/// For startup: build the client and have the server check every query. An invalid override
+/// is an error naming the query and Prometheus's message; an unreachable server is not (the
+/// pane reports it), but then the queries are still checked by the local parser.
+pub async fn check_config(cfg: &MimirConfig) -> Result<()> {
+    Mimir::new(cfg)?.validate().await
+}
+
 /// The running Mimir source: wake it for an immediate refresh, or abort it.
 #[derive(Debug)]
 pub struct MimirHandle {
@@ -677,6 +684,11 @@ pub fn spawn(cfg: MimirConfig, inv: Arc<Inventory>, tx: UpdateTx) -> MimirHandle
                 return;
             }
         };
+        // An invalid query override is a configuration error: said once, then the task ends.
+        if let Err(e) = mimir.validate().await {
+            let _ = tx.send(Update::Metrics(Err(format!("{e}")))).await;
+            return;
+        }
         let base = Duration::from_secs(cfg.refresh_secs.max(1));
         let mut failures = 0u32;
         loop {

@@ -237,13 +237,12 @@ fn parse_time_ns(s: &str) -> Option<i128> {
     s.parse::<jiff::Timestamp>().ok().map(|t| t.as_nanosecond())
 }
 
-/// The Loki query API over `source`: `GET /loki/api/v1/query_range`, `/loki/api/v1/labels`,
-/// `/ready`.
+/// The Loki query API over `source`: `GET /loki/api/v1/query_range` and `/loki/api/v1/labels`
+/// (everything under `/loki/`, so it merges with the sim's other faces).
 pub fn router(source: Arc<dyn LogSource>) -> Router {
     Router::new()
         .route("/loki/api/v1/query_range", get(query_range))
         .route("/loki/api/v1/labels", get(labels))
-        .route("/ready", get(|| async { "ready\n" }))
         .with_state(source)
 }
 
