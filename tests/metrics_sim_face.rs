@@ -7,7 +7,7 @@ use std::sync::Arc;
 use homeinfra_tui::config::MimirConfig;
 use homeinfra_tui::inventory;
 use homeinfra_tui::model::Severity;
-use homeinfra_tui::sim::promql::{self, GenConfig, Generator, Provider};
+use homeinfra_tui::sim::promql;
 use homeinfra_tui::sources::mimir::{Mimir, alert_findings};
 use serde_json::Value;
 
@@ -28,10 +28,11 @@ fn inv() -> inventory::Inventory {
 async fn mimir_client_against_the_sim() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let inv = inv();
-    let generator = Arc::new(Generator::new(GenConfig::from_inventory(&inv)));
+    let (generator, prom) = promql::for_inventory(&inv);
+    // Both faces mount side by side (as the sim serves them).
+    let app = prom.merge(homeinfra_tui::sim::loki::for_inventory(&inv).1);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/prometheus", l.local_addr().unwrap());
-    let app = promql::router(generator.clone() as Arc<dyn Provider>);
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
 
     let cfg = MimirConfig {
@@ -138,4 +139,82 @@ async fn mimir_client_against_the_sim() {
 
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Queries coalesce: however often a refresh is asked for, no query is ever in flight twice.
+#[tokio::test]
+async fn never_two_of_one_query_in_flight() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use axum::extract::{RawQuery, State};
+    use homeinfra_tui::sources::mimir;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    #[derive(Default)]
+    struct Track {
+        now: HashMap<String, usize>,
+        max: HashMap<String, usize>,
+        total: usize,
+    }
+    type Shared = Arc<Mutex<Track>>;
+    async fn slow(
+        State(t): State<Shared>,
+        RawQuery(q): RawQuery,
+        body: String,
+    ) -> axum::Json<Value> {
+        // The PromQL text identifies the query (times differ from round to round).
+        let all = format!("{}&{body}", q.unwrap_or_default());
+        let key = form_urlencoded::parse(all.as_bytes())
+            .find(|(k, _)| k == "query")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        {
+            let mut t = t.lock().unwrap();
+            t.total += 1;
+            let n = {
+                let n = t.now.entry(key.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            let m = t.max.entry(key.clone()).or_default();
+            *m = (*m).max(n);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        *t.lock().unwrap().now.get_mut(&key).unwrap() -= 1;
+        axum::Json(
+            serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}}),
+        )
+    }
+    let track: Shared = Arc::default();
+    let app = axum::Router::new()
+        .fallback(axum::routing::any(slow))
+        .with_state(track.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/prometheus", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app.into_make_service()).await.unwrap() });
+    let cfg = MimirConfig {
+        url: Some(base),
+        refresh_secs: 1,
+        ..Default::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let h = mimir::spawn(cfg, Arc::new(inv()), tx);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    for _ in 0..40 {
+        h.refresh_now();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.task.abort();
+    let t = track.lock().unwrap();
+    // Validation plus a few rounds happened…
+    assert!(t.total >= 2 * mimir::DEFAULT_QUERIES.len(), "{}", t.total);
+    assert_eq!(t.max.len(), mimir::DEFAULT_QUERIES.len());
+    // …and never two of the same query at once.
+    assert!(
+        t.max.values().all(|m| *m == 1),
+        "{:?}",
+        t.max.values().max()
+    );
 }

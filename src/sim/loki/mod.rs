@@ -354,6 +354,14 @@ async fn query_range(State(src): State<Arc<dyn LogSource>>, RawQuery(raw): RawQu
     axum::Json(body).into_response()
 }
 
+/// The Loki face for an inventory's fleet: the log generator (knobs: slow disk, down hosts) and
+/// the router to mount. Point `[loki] url` at `http://<addr>`.
+pub fn for_inventory(inv: &crate::inventory::Inventory) -> (Arc<LogGenerator>, Router) {
+    let g = Arc::new(LogGenerator::from_inventory(inv));
+    let r = router(g.clone());
+    (g, r)
+}
+
 // ---------------------------------------------------------------- generated logs
 
 /// One host of the generated log fleet.

@@ -20,6 +20,17 @@ pub use api::router;
 pub use eval::{EvalError, QueryValue};
 pub use generator::{GenConfig, Generator};
 
+/// The Prometheus face for an inventory's fleet: the generator (turn its knobs with
+/// [`Generator::update`]) and the router to mount. Point `[mimir] url` at
+/// `http://<addr>/prometheus`.
+pub fn for_inventory(
+    inv: &crate::inventory::Inventory,
+) -> (std::sync::Arc<Generator>, axum::Router) {
+    let g = std::sync::Arc::new(Generator::new(GenConfig::from_inventory(inv)));
+    let r = router(g.clone());
+    (g, r)
+}
+
 /// A label set, `__name__` included.
 pub type Labels = BTreeMap<String, String>;
 
