@@ -43,7 +43,7 @@ fn data(start_ms: i64, end_ms: i64) -> Vec<Series> {
             cpus: 2,
         })
         .collect();
-    let mut cfg = GenConfig {
+    let cfg = GenConfig {
         hosts,
         volumes: Vec::new(),
         alerts: vec![GenAlert {
@@ -55,8 +55,6 @@ fn data(start_ms: i64, end_ms: i64) -> Vec<Series> {
         down: ["h4".to_string()].into_iter().collect(),
         scrape_interval_ms: 15_000,
     };
-    let inv_like = GenConfig::from_inventory(&homeinfra_tui::inventory::Inventory::default());
-    cfg.volumes = inv_like.volumes;
     let g = Generator::new(cfg);
     g.update(|c| {
         c.volumes
@@ -126,6 +124,13 @@ const EXTRA: &[&str] = &[
     "node_memory_MemTotal_bytes - ignoring (job) node_memory_MemAvailable_bytes",
     "count(node_cpu_seconds_total) by (instance) > 4",
     "5 > bool 3",
+    "rate(test_requests_total[5m] offset 5m)",
+    "sum_over_time(up[2m]) / count_over_time(up[2m])",
+    "idelta(test_requests_total[2m])",
+    "clamp_max(node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes, 0.5)",
+    "abs(delta(etcd_mvcc_db_total_size_in_bytes[10m]))",
+    "vector(scalar(count(up))) + time() - time()",
+    "sqrt(sum by (instance) (irate(node_network_receive_bytes_total[1m])))",
     "sum(rate(etcd_disk_wal_fsync_duration_seconds_sum[5m])) / sum(rate(etcd_disk_wal_fsync_duration_seconds_count[5m]))",
 ];
 
