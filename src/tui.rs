@@ -47,6 +47,13 @@ pub async fn run_dashboard(ctx: Context) -> Result<()> {
             .map_or("config".to_string(), |p| p.display().to_string());
         eyre!("{file}: {e}")
     })?;
+    // A bad PromQL override is a startup error (an unreachable Mimir is not: its pane says so).
+    if !ctx.global.offline && ctx.config.mimir.url.is_some() {
+        let check = crate::sources::mimir::check_config(&ctx.config.mimir);
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(3), check).await {
+            return Err(e);
+        }
+    }
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(eyre!(
             "the dashboard needs a terminal; for scripts use `homeinfra-tui check [--json]`"
@@ -160,7 +167,7 @@ async fn event_loop(
         match app.update(msg) {
             Effect::Quit => return Ok(()),
             Effect::Redraw => dirty = true,
-            Effect::Refresh => sources.refresh.notify_waiters(),
+            Effect::Refresh => sources.refresh(),
             Effect::StartDiff(host) => {
                 if let Some(h) = app.inventory.host(&host).cloned() {
                     let req = DiffRequest {

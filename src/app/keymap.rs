@@ -34,6 +34,7 @@ pub enum Action {
     Refresh,
     Diff,
     Export,
+    Wrap,
 }
 
 impl Action {
@@ -62,6 +63,7 @@ impl Action {
         Action::Refresh,
         Action::Diff,
         Action::Export,
+        Action::Wrap,
     ];
 
     pub fn description(self) -> &'static str {
@@ -89,6 +91,7 @@ impl Action {
             Action::Refresh => "refresh now / recompute the diff",
             Action::Diff => "closure diff of the selected host",
             Action::Export => "export the diff to a file",
+            Action::Wrap => "wrap long log lines",
         }
     }
 
@@ -295,6 +298,7 @@ impl Default for Keymap {
             (Key::ch('r'), Refresh),
             (Key::ch('d'), Diff),
             (Key::ch('e'), Export),
+            (Key::ch('w'), Wrap),
         ];
         Keymap { bindings: b }
     }

@@ -89,6 +89,8 @@ pub struct App {
     pub diffs: BTreeMap<String, DiffView>,
     /// A short message for the footer (export done, action refused, ...).
     pub status: Option<(String, panes::Tone)>,
+    /// Wrap long lines in the Logs pane.
+    pub wrap_logs: bool,
 }
 
 impl App {
@@ -117,6 +119,7 @@ impl App {
             page_rows: 10,
             diffs: BTreeMap::new(),
             status: None,
+            wrap_logs: false,
         };
         app.reassess();
         app
@@ -183,7 +186,10 @@ impl App {
                 .entry(id)
                 .or_default()
                 .record(result, now),
+            Update::Metrics(r) => self.snapshot.mimir.record(r, now),
+            Update::Logs(r) => self.snapshot.loki.record(r, now),
         }
+        self.snapshot.merge_metrics();
         self.reassess();
         self.clamp_selection();
     }
@@ -283,6 +289,7 @@ impl App {
             }
             Action::Diff => return self.open_diff(),
             Action::Export => return Effect::None,
+            Action::Wrap => self.wrap_logs = !self.wrap_logs,
         }
         Effect::Redraw
     }

@@ -7,6 +7,7 @@ pub mod closure;
 pub mod cluster;
 pub mod etcd;
 pub mod host;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -213,10 +214,20 @@ pub struct Snapshot {
     pub etcd: Sourced<etcd::EtcdState>,
     /// Host facts by inventory host id.
     pub hosts: BTreeMap<String, Sourced<host::HostFacts>>,
-    /// Mimir, when configured (metrics issue).
-    pub mimir: Sourced<()>,
-    /// Loki, when configured (logs issue).
-    pub loki: Sourced<()>,
+    /// Mimir metrics, when configured.
+    pub mimir: Sourced<Arc<metrics::MetricsState>>,
+    /// Loki logs, when configured.
+    pub loki: Sourced<Arc<metrics::LogsState>>,
+}
+
+impl Snapshot {
+    /// Fill etcd's disk latencies and leader changes from Mimir when it has them (the etcd
+    /// source's own figures stay where Mimir has none).
+    pub fn merge_metrics(&mut self) {
+        if let (Some(m), Some(e)) = (&self.mimir.data, &mut self.etcd.data) {
+            m.fill_etcd(e);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,10 @@ pub mod api;
 pub mod build;
 pub mod etcd;
 pub mod hosts;
+pub mod loki;
+pub mod observe;
 pub mod patch;
+pub mod promql;
 pub mod resources;
 pub mod scenario;
 pub mod select;
@@ -177,8 +180,18 @@ pub fn kubeconfig_text(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str
 }
 
 /// The app's config pointing every source at the sim.
-pub fn config_text(dir: &Path, etcd_urls: &[String]) -> Result<String> {
+pub fn config_text(
+    dir: &Path,
+    etcd_urls: &[String],
+    faces: Option<(&str, &str)>,
+) -> Result<String> {
     let mut c = crate::config::Config::default();
+    if let Some((mimir, loki)) = faces {
+        c.mimir.url = Some(mimir.to_string());
+        c.mimir.tenant = Some("homelab".into());
+        c.loki.url = Some(loki.to_string());
+        c.loki.tenant = Some("homelab".into());
+    }
     c.kubernetes.kubeconfig = Some(dir.join("kubeconfig"));
     c.kubernetes.context = Some("homeinfra-sim".into());
     c.etcd.endpoints = etcd_urls.to_vec();
@@ -222,6 +235,7 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
     let api_url = format!("https://{addr}");
     let tls = tls::generate(&[IpAddr::V4(Ipv4Addr::LOCALHOST)])?;
     let etcd_urls = etcd::start(world.clone(), stop.clone()).await?;
+    let faces = observe::start(&world.inventory, &opts.scenarios, stop.clone()).await?;
     let token = random_token();
     let info = json!({"api": api_url, "etcd": etcd_urls});
     let router = api::router(api::Api {
@@ -251,7 +265,7 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
     write_file(&dir.join("ca.crt"), &tls.ca_pem, false)?;
     write_file(
         &dir.join("config.toml"),
-        &config_text(&dir, &etcd_urls)?,
+        &config_text(&dir, &etcd_urls, Some((&faces.mimir_url, &faces.loki_url)))?,
         false,
     )?;
     let hosts_json = serde_json::to_string_pretty(&world.inventory.to_json())

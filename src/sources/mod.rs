@@ -3,6 +3,8 @@
 
 pub mod etcd;
 pub mod kubernetes;
+pub mod loki;
+pub mod mimir;
 pub mod ssh;
 
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use crate::model::cluster::ClusterState;
 use crate::model::etcd::EtcdState;
 use crate::model::host::HostFacts;
+use crate::model::metrics::{LogsState, MetricsState};
 
 /// A message from a source to the owner of the state.
 // Host facts are a few hundred bytes, sent once per host and refresh: not worth a box.
@@ -25,6 +28,10 @@ pub enum Update {
         id: String,
         result: Result<HostFacts, String>,
     },
+    /// A Mimir refresh (per-host metrics, etcd latency, alerts).
+    Metrics(Result<Arc<MetricsState>, String>),
+    /// A Loki refresh: recent matching lines of every host.
+    Logs(Result<Arc<LogsState>, String>),
 }
 
 /// Where sources send their updates.
@@ -77,14 +84,35 @@ pub fn initial_snapshot(ctx: &crate::commands::Context) -> crate::model::Snapsho
 #[derive(Default)]
 pub struct Sources {
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Sources poll at once when notified (the `r` key).
-    pub refresh: std::sync::Arc<tokio::sync::Notify>,
+    /// Polling sources poll at once when notified.
+    refresh: std::sync::Arc<tokio::sync::Notify>,
+    mimir: Option<mimir::MimirHandle>,
+    loki: Option<loki::LokiHandle>,
+}
+
+impl Sources {
+    /// Ask every polling source for fresh data now (the refresh key).
+    pub fn refresh(&self) {
+        self.refresh.notify_waiters();
+        if let Some(m) = &self.mimir {
+            m.refresh_now();
+        }
+        if let Some(l) = &self.loki {
+            l.refresh_now();
+        }
+    }
 }
 
 impl Drop for Sources {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(m) = &self.mimir {
+            m.task.abort();
+        }
+        if let Some(l) = &self.loki {
+            l.task.abort();
         }
     }
 }
@@ -103,12 +131,24 @@ pub fn spawn_all(ctx: &crate::commands::Context, tx: UpdateTx) -> Sources {
             .push(kubernetes::spawn(cfg.kubernetes.clone(), tx.clone()));
     }
     if snap.etcd.status.configured {
+        let settings = etcd::Settings::new(&cfg.etcd, &ctx.inventory)
+            .with_leader_window_mins(cfg.thresholds.etcd_leader_changes_window_mins);
+        let refresh = sources.refresh.clone();
         sources
             .tasks
-            .push(etcd::spawn(&cfg.etcd, &ctx.inventory, tx.clone()));
+            .push(etcd::spawn_refreshable(settings, tx.clone(), refresh));
     }
     if cfg.ssh.enabled {
-        sources.tasks.push(ssh::spawn(&cfg.ssh, &ctx.inventory, tx));
+        sources
+            .tasks
+            .push(ssh::spawn(&cfg.ssh, &ctx.inventory, tx.clone()));
+    }
+    let inv = Arc::new(ctx.inventory.clone());
+    if snap.mimir.status.configured {
+        sources.mimir = Some(mimir::spawn(cfg.mimir.clone(), inv.clone(), tx.clone()));
+    }
+    if snap.loki.status.configured {
+        sources.loki = Some(loki::spawn(cfg.loki.clone(), inv, tx));
     }
     sources
 }
@@ -143,7 +183,25 @@ pub async fn gather_once(
         Some(etcd::gather_once(&cfg.etcd, &ctx.inventory, timeout).await)
     };
     let hosts = ssh::gather_once(&cfg.ssh, &ctx.inventory, timeout);
-    let (kube, etcd, hosts) = tokio::join!(kube, etcd, hosts);
+    let metrics = async {
+        if !snap.mimir.status.configured {
+            return None;
+        }
+        Some(mimir::gather_once(&cfg.mimir, &ctx.inventory, timeout).await)
+    };
+    let logs = async {
+        if !snap.loki.status.configured {
+            return None;
+        }
+        Some(loki::gather_once(&cfg.loki, &ctx.inventory, timeout).await)
+    };
+    let (kube, etcd, hosts, metrics, logs) = tokio::join!(kube, etcd, hosts, metrics, logs);
+    if let Some(m) = metrics {
+        snap.mimir = m;
+    }
+    if let Some(l) = logs {
+        snap.loki = l;
+    }
     if let Some(r) = kube {
         snap.cluster.record(r, now);
     }
@@ -151,5 +209,6 @@ pub async fn gather_once(
         snap.etcd = e;
     }
     snap.hosts = hosts;
+    snap.merge_metrics();
     snap
 }

@@ -248,6 +248,23 @@ fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
         }
         return;
     }
+    if pane == Pane::Logs && app.wrap_logs {
+        let lines: Vec<Line> = t
+            .rows
+            .iter()
+            .skip(st.selected.min(t.rows.len() - 1))
+            .map(|r| {
+                Line::from(
+                    r.cells
+                        .iter()
+                        .map(|c| Span::styled(format!("{} ", c.text), tone(theme, c.tone)))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), rest);
+        return;
+    }
     let keep = visible_columns(&t.widths, &t.drop_order, rest.width);
     let last = keep.len().saturating_sub(1);
     let widths: Vec<Constraint> = keep

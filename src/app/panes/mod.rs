@@ -4,11 +4,13 @@
 mod cluster;
 mod detail;
 mod hosts;
+mod observe;
 
 use crate::model::{Severity, SourceStatus};
 
 use super::{App, finding_key};
 pub use detail::detail;
+pub use observe::{logs_host, sparkline};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pane {
@@ -184,8 +186,8 @@ pub fn table(app: &App, pane: Pane) -> Table {
         Pane::Nodes => cluster::nodes(app),
         Pane::Etcd => cluster::etcd(app),
         Pane::Longhorn => cluster::longhorn(app),
-        Pane::Metrics => source_only(&app.snapshot.mimir.status, "Mimir", "[mimir] url"),
-        Pane::Logs => source_only(&app.snapshot.loki.status, "Loki", "[loki] url"),
+        Pane::Metrics => observe::metrics(app),
+        Pane::Logs => observe::logs(app),
         Pane::Findings => findings(app),
     };
     t.total = t.rows.len();
@@ -221,13 +223,6 @@ pub fn source_note(
         ));
     }
     (!has_data).then(|| (format!("{name}: waiting for first data…"), Tone::Muted))
-}
-
-fn source_only(st: &SourceStatus, name: &str, how: &str) -> Table {
-    Table {
-        note: source_note(st, name, how, false),
-        ..Table::new(vec![], vec![], vec![])
-    }
 }
 
 fn findings(app: &App) -> Table {

@@ -1,5 +1,6 @@
 //! `assess`: the one health model. Pure: no I/O, no clock reads (the time comes in).
 
+mod alerts;
 mod etcd;
 mod hosts;
 mod inventory;
@@ -8,6 +9,8 @@ mod nodes;
 mod sources;
 
 use jiff::Timestamp;
+
+pub use alerts::alert_findings;
 
 use super::{Finding, Snapshot, sort_findings};
 use crate::config::Thresholds;
@@ -26,6 +29,9 @@ pub fn assess(snap: &Snapshot, inv: &Inventory, th: &Thresholds, now: Timestamp)
         etcd::assess(etcd, th, &mut out);
     }
     hosts::assess(snap, inv, th, &mut out);
+    if let Some(m) = &snap.mimir.data {
+        out.extend(alert_findings(m));
+    }
     sort_findings(&mut out);
     out
 }

@@ -57,7 +57,7 @@ mod tests {
         };
         snap.etcd.record(Err("connection refused".into()), t0);
         snap.mimir = Sourced::configured();
-        snap.mimir.record(Ok(()), t0);
+        snap.mimir.record(Ok(Default::default()), t0);
         snap.loki = Sourced::not_configured("Loki: not configured — set [loki] url");
         let mut out = Vec::new();
         let now = Timestamp::from_second(1_000_000 + 500).unwrap();

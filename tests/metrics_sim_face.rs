@@ -1,0 +1,220 @@
+//! The Mimir client against the simulator's Prometheus face (what `demo` runs): every default
+//! query answers for every host, the slow-disk knob shows as an 80 ms fsync p99 and an alert, a
+//! down node_exporter is "no data", and the metadata endpoints and error shape are Prometheus's.
+
+use std::sync::Arc;
+
+use homeinfra_tui::config::MimirConfig;
+use homeinfra_tui::inventory;
+use homeinfra_tui::model::Severity;
+use homeinfra_tui::sim::promql;
+use homeinfra_tui::sources::mimir::{Mimir, alert_findings};
+use serde_json::Value;
+
+fn inv() -> inventory::Inventory {
+    inventory::parse(
+        std::path::Path::new("hosts.json"),
+        r#"{
+          "instance_1": {"hostname":"node1","system":"x86_64-linux","profile":"p","role":"init","region":"r","zone":"z","ip":"192.0.2.11","gateway":"192.0.2.1","maskLength":24},
+          "instance_2": {"hostname":"node2","system":"x86_64-linux","profile":"p","role":"server","region":"r","zone":"z","ip":"192.0.2.12","gateway":"192.0.2.1","maskLength":24},
+          "instance_3": {"hostname":"node3","system":"x86_64-linux","profile":"p","role":"server","region":"r","zone":"z","ip":"192.0.2.13","gateway":"192.0.2.1","maskLength":24},
+          "instance_4": {"hostname":"node4","system":"x86_64-linux","profile":"p","role":"agent","region":"r","zone":"z","ip":"192.0.2.14","gateway":"192.0.2.1","maskLength":24}
+        }"#,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn mimir_client_against_the_sim() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let inv = inv();
+    let (generator, prom) = promql::for_inventory(&inv);
+    // Both faces mount side by side (as the sim serves them).
+    let app = prom.merge(homeinfra_tui::sim::loki::for_inventory(&inv).1);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/prometheus", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let cfg = MimirConfig {
+        url: Some(base.clone()),
+        ..Default::default()
+    };
+    let m = Mimir::new(&cfg).unwrap();
+    m.validate().await.unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let st = m.refresh(&inv, now).await.unwrap();
+    assert!(st.query_errors.is_empty(), "{:?}", st.query_errors);
+    assert!(st.unmapped.is_empty(), "{:?}", st.unmapped);
+    for (id, h) in &st.hosts {
+        for s in [
+            &h.cpu_pct,
+            &h.memory_pct,
+            &h.root_fs_pct,
+            &h.net_rx_bps,
+            &h.net_tx_bps,
+        ] {
+            assert!(s.current.is_some(), "{id}");
+            assert_eq!(s.points.len(), 61, "{id}: 30 min at 30 s");
+        }
+        let cpu = h.cpu_pct.current.unwrap();
+        assert!((0.0..100.0).contains(&cpu), "{id}: cpu {cpu}");
+    }
+    assert_eq!(st.etcd.len(), 3);
+    for e in st.etcd.values() {
+        assert!(e.wal_fsync_p99_ms.unwrap() < 10.0, "{e:?}");
+        assert_eq!(e.has_leader, Some(true));
+        assert!(e.host.is_some());
+    }
+    assert!(st.alerts.is_empty());
+
+    // Knobs: a slow disk on instance_2, node_exporter of instance_4 down.
+    generator.update(|c| {
+        c.slow_disk = Some("instance_2".into());
+        c.down.insert("instance_4".into());
+    });
+    let st = m.refresh(&inv, now).await.unwrap();
+    let slow = st.etcd_at("192.0.2.12").unwrap();
+    assert!(
+        (slow.wal_fsync_p99_ms.unwrap() - 80.0).abs() < 0.01,
+        "{slow:?}"
+    );
+    assert!(st.etcd_at("192.0.2.11").unwrap().wal_fsync_p99_ms.unwrap() < 10.0);
+    assert!(st.hosts["instance_4"].is_no_data());
+    assert!(!st.hosts["instance_3"].is_no_data());
+    let f = alert_findings(&st);
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (f[0].severity, f[0].subject.as_str()),
+        (Severity::Warning, "instance_2")
+    );
+
+    // Metadata endpoints and the error shape.
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(path).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = get(format!("{base}/api/v1/labels")).await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(names.contains(&"__name__") && names.contains(&"instance") && names.contains(&"le"));
+    let (s, v) = get(format!(
+        "{base}/api/v1/series?match[]={}",
+        urlencode(r#"up{job="etcd"}"#)
+    ))
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["data"].as_array().unwrap().len(), 3);
+    assert_eq!(v["data"][0]["__name__"], "up");
+    let (s, v) = get(format!("{base}/api/v1/label/job/values")).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["data"], serde_json::json!(["etcd", "longhorn", "node"]));
+    let (s, v) = get(format!(
+        "{base}/api/v1/query?query={}",
+        urlencode("quantile_over_time(0.5, up[5m])")
+    ))
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["errorType"], "bad_data");
+    let (s, v) = get(format!("{base}/api/v1/query?query={}", urlencode("up +"))).await;
+    assert_eq!((s, v["errorType"].as_str()), (400, Some("bad_data")));
+    // Longhorn series are there for whoever asks.
+    let (s, v) = get(format!(
+        "{base}/api/v1/query?query={}",
+        urlencode("count(longhorn_volume_robustness == 1)")
+    ))
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["data"]["result"][0]["value"][1], "4");
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Queries coalesce: however often a refresh is asked for, no query is ever in flight twice.
+#[tokio::test]
+async fn never_two_of_one_query_in_flight() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use axum::extract::{RawQuery, State};
+    use homeinfra_tui::sources::mimir;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    #[derive(Default)]
+    struct Track {
+        now: HashMap<String, usize>,
+        max: HashMap<String, usize>,
+        total: usize,
+    }
+    type Shared = Arc<Mutex<Track>>;
+    async fn slow(
+        State(t): State<Shared>,
+        RawQuery(q): RawQuery,
+        body: String,
+    ) -> axum::Json<Value> {
+        // The PromQL text identifies the query (times differ from round to round).
+        let all = format!("{}&{body}", q.unwrap_or_default());
+        let key = form_urlencoded::parse(all.as_bytes())
+            .find(|(k, _)| k == "query")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        {
+            let mut t = t.lock().unwrap();
+            t.total += 1;
+            let n = {
+                let n = t.now.entry(key.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            let m = t.max.entry(key.clone()).or_default();
+            *m = (*m).max(n);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        *t.lock().unwrap().now.get_mut(&key).unwrap() -= 1;
+        axum::Json(
+            serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}}),
+        )
+    }
+    let track: Shared = Arc::default();
+    let app = axum::Router::new()
+        .fallback(axum::routing::any(slow))
+        .with_state(track.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/prometheus", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app.into_make_service()).await.unwrap() });
+    let cfg = MimirConfig {
+        url: Some(base),
+        refresh_secs: 1,
+        ..Default::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let h = mimir::spawn(cfg, Arc::new(inv()), tx);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    for _ in 0..40 {
+        h.refresh_now();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.task.abort();
+    let t = track.lock().unwrap();
+    // Validation plus a few rounds happened…
+    assert!(t.total >= 2 * mimir::DEFAULT_QUERIES.len(), "{}", t.total);
+    assert_eq!(t.max.len(), mimir::DEFAULT_QUERIES.len());
+    // …and never two of the same query at once.
+    assert!(
+        t.max.values().all(|m| *m == 1),
+        "{:?}",
+        t.max.values().max()
+    );
+}
