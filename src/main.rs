@@ -4,6 +4,7 @@ use clap::Parser;
 use homeinfra_tui::cli::Cli;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     if rustls::crypto::ring::default_provider()
         .install_default()
@@ -21,4 +22,14 @@ fn main() -> ExitCode {
     }
     let code = homeinfra_tui::commands::main(cli);
     ExitCode::from(code)
+}
+
+/// glibc gives every thread that allocates its own arena; with the async runtime's threads
+/// that keeps many mostly empty arenas alive. Two are plenty for this program.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }

@@ -287,7 +287,7 @@ async fn reboot_degrades_then_rebuilds() {
         ready_status(&s.get("/api/v1/nodes/node2").await) == "True"
     })
     .await;
-    for _ in 0..40 {
+    for _ in 0..100 {
         if s.volumes()
             .await
             .iter()

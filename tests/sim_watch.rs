@@ -240,3 +240,31 @@ async fn conflicts_budgets_and_expired_versions() {
     assert!(started.elapsed() >= Duration::from_millis(1900));
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sends_bookmarks() {
+    let (h, _dir) = start(vec![], 20.0).await;
+    let c = client(&h).await;
+    let nodes: Api<Node> = Api::all(c);
+    let rv = nodes
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let wp = kube::api::WatchParams::default().timeout(3); // bookmarks are on by default
+    let mut stream = nodes.watch(&wp, &rv).await.unwrap().boxed();
+    let mut bookmarks = 0;
+    while let Some(ev) = stream.next().await {
+        if let kube::api::WatchEvent::Bookmark(b) = ev.unwrap() {
+            assert!(
+                b.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse::<u64>().unwrap()
+            );
+            bookmarks += 1;
+        }
+    }
+    // 10 s of simulated time at speed 20 = 0.5 s between bookmarks.
+    assert!(bookmarks >= 3, "{bookmarks} bookmarks");
+    h.shutdown().await;
+}

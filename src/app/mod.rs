@@ -395,6 +395,7 @@ impl App {
 
     fn set_focus(&mut self, p: Pane) {
         self.focus = p;
+        self.clamp_selection();
         if !matches!(self.mode, Mode::Normal) {
             self.mode = Mode::Normal;
         }
@@ -416,13 +417,13 @@ impl App {
         st.selected = next as usize;
     }
 
+    /// Keep the focused pane's selection on a row (other panes clamp when drawn/focused).
     fn clamp_selection(&mut self) {
-        for p in Pane::ALL {
-            let n = self.row_count(*p);
-            let st = self.pane_mut(*p);
-            if st.selected >= n {
-                st.selected = n.saturating_sub(1);
-            }
+        let p = self.focus;
+        let n = self.row_count(p);
+        let st = self.pane_mut(p);
+        if st.selected >= n {
+            st.selected = n.saturating_sub(1);
         }
     }
 

@@ -93,6 +93,16 @@ pub struct LonghornState {
 }
 
 impl LonghornState {
+    /// Replicas grouped by volume name (one pass; use it when looking at every volume).
+    pub fn replicas_by_volume(&self) -> std::collections::HashMap<&str, Vec<&Replica>> {
+        let mut m: std::collections::HashMap<&str, Vec<&Replica>> =
+            std::collections::HashMap::new();
+        for r in &self.replicas {
+            m.entry(r.volume.as_str()).or_default().push(r);
+        }
+        m
+    }
+
     pub fn replicas_of<'a>(&'a self, volume: &'a str) -> impl Iterator<Item = &'a Replica> + 'a {
         self.replicas.iter().filter(move |r| r.volume == volume)
     }

@@ -390,12 +390,19 @@ fn list(api: &Api, t: &Target, params: &Params, accept: &str) -> Response {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    let (items, rv) = api.world.store.list(&t.res, t.ns);
-    let matching: Vec<&Value> = items
-        .iter()
-        .map(|a| a.as_ref())
-        .filter(|o| ls.matches(o) && fs.matches(o))
-        .collect();
+    let (raw, rv) = api.world.store.list_raw(&t.res, t.ns);
+    let want_table = table::wants_table(accept);
+    // Parse only when a selector needs the objects, one at a time.
+    let keep: Vec<usize> = if ls.is_empty() && fs.is_empty() {
+        (0..raw.len()).collect()
+    } else {
+        (0..raw.len())
+            .filter(|&i| {
+                let o = super::store::parse(&raw[i]);
+                ls.matches(&o) && fs.matches(&o)
+            })
+            .collect()
+    };
     // Pagination: `continue` is the offset into this (sorted) result.
     let start: usize = params
         .get("continue")
@@ -407,25 +414,29 @@ fn list(api: &Api, t: &Target, params: &Params, accept: &str) -> Response {
         .and_then(|l| l.parse().ok())
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
-    let end = start.saturating_add(limit).min(matching.len());
-    let page = &matching[start.min(end)..end];
-    let cont = (end < matching.len()).then(|| format!("sim-offset-{end}"));
+    let end = start.saturating_add(limit).min(keep.len());
+    let page = &keep[start.min(end)..end];
+    let cont = (end < keep.len()).then(|| format!("sim-offset-{end}"));
     let rv = rv.to_string();
-    if table::wants_table(accept) {
+    if want_table {
         let include = params
             .get("includeObject")
             .map_or("Metadata", String::as_str);
-        return json_response(
-            200,
-            &table::table(&t.res, page, &rv, include, cont.as_deref()),
-        );
+        let items = page.iter().map(|&i| super::store::parse(&raw[i]));
+        let body = table::write_table(&t.res, items, &rv, include, cont.as_deref());
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
     // Stream the list out without cloning every object.
-    let mut out = Vec::with_capacity(page.len() * 2048 + 256);
+    let size: usize = page.iter().map(|&i| raw[i].len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 256);
     let mut meta = json!({"resourceVersion": rv});
     if let Some(c) = &cont {
         meta["continue"] = json!(c);
-        meta["remainingItemCount"] = json!(matching.len() - end);
+        meta["remainingItemCount"] = json!(keep.len() - end);
     }
     let _ = write!(
         out,
@@ -434,11 +445,11 @@ fn list(api: &Api, t: &Target, params: &Params, accept: &str) -> Response {
         t.res.api_version(),
         meta
     );
-    for (i, o) in page.iter().enumerate() {
-        if i > 0 {
+    for (n, &i) in page.iter().enumerate() {
+        if n > 0 {
             out.push(b',');
         }
-        let _ = serde_json::to_writer(&mut out, o);
+        out.extend_from_slice(&raw[i]);
     }
     out.extend_from_slice(b"]}");
     Response::builder()
@@ -675,17 +686,20 @@ fn watch_event_type(
         return None;
     }
     if let Some(ns) = ns
-        && namespace_of(&c.object) != ns
+        && c.namespace != ns
     {
         return None;
     }
+    if ls.is_empty() && fs.is_empty() {
+        return Some(c.kind.as_str());
+    }
     let m = |o: &Value| ls.matches(o) && fs.matches(o);
     match c.kind {
-        EventType::Added => m(&c.object).then_some("ADDED"),
-        EventType::Deleted => m(c.old.as_deref().unwrap_or(&c.object)).then_some("DELETED"),
+        EventType::Added => m(&c.value()).then_some("ADDED"),
+        EventType::Deleted => m(&c.old_value().unwrap_or_else(|| c.value())).then_some("DELETED"),
         EventType::Modified => {
-            let now = m(&c.object);
-            let before = c.old.as_deref().is_some_and(m);
+            let now = m(&c.value());
+            let before = c.old_value().is_some_and(|o| m(&o));
             match (before, now) {
                 (true, true) => Some("MODIFIED"),
                 (false, true) => Some("ADDED"),
@@ -700,6 +714,15 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     let mut out = Vec::with_capacity(1024);
     let _ = write!(out, "{{\"type\":\"{kind}\",\"object\":");
     let _ = serde_json::to_writer(&mut out, object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
+/// A watch event line around an already serialized object.
+fn event_line_raw(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + 32);
+    let _ = write!(out, "{{\"type\":\"{kind}\",\"object\":");
+    out.extend_from_slice(object);
     out.extend_from_slice(b"}\n");
     Bytes::from(out)
 }
@@ -727,9 +750,16 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
     let mut initial: Vec<Bytes> = Vec::new();
     let (backlog, mut changes) = if rv_param.is_empty() || rv_param == "0" {
         let rx = store.subscribe();
-        let (items, rv) = store.list(&res, ns.as_deref());
-        for o in items.iter().filter(|o| ls.matches(o) && fs.matches(o)) {
-            initial.push(event_line("ADDED", o));
+        let (items, rv) = store.list_raw(&res, ns.as_deref());
+        let filtered = !(ls.is_empty() && fs.is_empty());
+        for raw in &items {
+            if filtered {
+                let o = super::store::parse(raw);
+                if !(ls.matches(&o) && fs.matches(&o)) {
+                    continue;
+                }
+            }
+            initial.push(event_line_raw("ADDED", raw));
         }
         // Changes after the list are in the receiver; skip those already reflected.
         (Vec::new(), Some((rx, rv)))
@@ -755,6 +785,7 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
     };
     let kind = res.kind;
     let api_version = res.api_version();
+    let bookmark_every = api.world.delay(10.0).max(Duration::from_millis(200));
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
         tokio::pin!(deadline);
@@ -769,12 +800,13 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
         for c in backlog {
             last_rv = last_rv.max(c.rv);
             if let Some(ty) = watch_event_type(&c, &res, ns.as_deref(), &ls, &fs)
-                && tx.send(event_line(ty, &c.object)).await.is_err()
+                && tx.send(event_line_raw(ty, &c.object)).await.is_err()
             {
                 return;
             }
         }
-        let mut bookmark = tokio::time::interval(Duration::from_secs(10));
+        // Bookmarks every 10 s of simulated time.
+        let mut bookmark = tokio::time::interval(bookmark_every);
         bookmark.tick().await;
         loop {
             tokio::select! {
@@ -794,7 +826,7 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
                         }
                         last_rv = c.rv;
                         if let Some(ty) = watch_event_type(&c, &res, ns.as_deref(), &ls, &fs)
-                            && tx.send(event_line(ty, &c.object)).await.is_err()
+                            && tx.send(event_line_raw(ty, &c.object)).await.is_err()
                         {
                             return;
                         }
@@ -815,7 +847,6 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::TRANSFER_ENCODING, "chunked")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -129,6 +129,33 @@ mod tests {
     }
 
     #[test]
+    fn a_real_inventory_moves_onto_loopback() {
+        let text = r#"{
+          "instance_1": {"hostname":"cp1","system":"x86_64-linux","profile":"server","role":"init",
+            "region":"r","zone":"a","ip":"192.0.2.11","gateway":"192.0.2.1","maskLength":24,
+            "sshHost":"cp1.example.org","sshPort":2200},
+          "instance_2": {"hostname":"sat1","system":"aarch64-linux","profile":"satellite","role":"agent",
+            "region":"r","zone":"b","ip":"198.51.100.7","gateway":"198.51.100.1","maskLength":24}
+        }"#;
+        let inv = crate::inventory::parse(Path::new("hosts.json"), text).unwrap();
+        let lo = to_loopback(&inv);
+        assert_eq!(lo.hosts[0].ip.to_string(), "127.0.0.2");
+        assert_eq!(lo.hosts[1].ip.to_string(), "127.0.0.3");
+        assert!(
+            lo.hosts
+                .iter()
+                .all(|h| h.gateway.is_loopback() && h.ssh_host.is_none())
+        );
+        assert_eq!(lo.hosts[1].system, "aarch64-linux");
+        let json = serde_json::to_string(&lo.to_json()).unwrap();
+        assert!(
+            !json.contains("192.0.2")
+                && !json.contains("198.51.100")
+                && !json.contains("example.org")
+        );
+    }
+
+    #[test]
     fn loopback_ips_are_distinct_for_many_hosts() {
         let ips: std::collections::HashSet<_> = (0..600).map(loopback_ip).collect();
         assert_eq!(ips.len(), 600);

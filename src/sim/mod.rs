@@ -6,6 +6,16 @@
 //! `world` (controllers: evictions, owners, PDBs, reboots, Longhorn, etcd), `api` (HTTP),
 //! `etcd` (gateway), `table` (kubectl's columns), `select`, `patch`, `tls`, `hosts`,
 //! `scenario`. Everything binds to 127.0.0.x only.
+//!
+//! Control API (same server and credentials as the Kubernetes API):
+//! - `GET /sim/v1/state`: hosts (up, rebooting, never_returns, unreachable, reboot_needed),
+//!   etcd members and leader, active scenarios, endpoints;
+//! - `GET /sim/v1/requests`: every write the Kubernetes API received (method, path, time,
+//!   status);
+//! - `GET /sim/v1/scenarios`; `POST /sim/v1/faults` `{"scenario": "NAME"}` injects one,
+//!   `DELETE /sim/v1/faults/NAME` clears it;
+//! - `POST /sim/v1/hosts/NAME/reboot`: the host goes NotReady, its etcd member and Longhorn
+//!   replicas stop, and it comes back (unless `node-never-returns`), replicas rebuild.
 
 pub mod api;
 pub mod build;

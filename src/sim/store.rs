@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use axum::body::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -122,21 +123,44 @@ impl EventType {
     }
 }
 
-/// One change, as watchers see it.
+/// One change, as watchers see it. Objects are kept serialized (compact; written to
+/// watchers as they are) and parsed only when a filter or controller needs them.
 #[derive(Debug)]
 pub struct Change {
     pub rv: u64,
     pub resource: Resource,
     pub kind: EventType,
-    pub object: Arc<Value>,
-    /// The object before a modification (for selector transitions).
-    pub old: Option<Arc<Value>>,
+    pub namespace: String,
+    pub name: String,
+    pub object: Bytes,
+    /// The object before a modification or deletion (for selector transitions).
+    pub old: Option<Bytes>,
+}
+
+impl Change {
+    pub fn value(&self) -> Value {
+        parse(&self.object)
+    }
+
+    pub fn old_value(&self) -> Option<Value> {
+        self.old.as_deref().map(parse)
+    }
 }
 
 /// A receiver of store changes.
 pub type ChangeRx = broadcast::Receiver<Arc<Change>>;
 
-type Objects = BTreeMap<(String, String), Arc<Value>>;
+/// Objects by (namespace, name), serialized.
+type Objects = BTreeMap<(String, String), Bytes>;
+
+/// Parse a stored object (always valid JSON: the store wrote it).
+pub fn parse(b: &[u8]) -> Value {
+    serde_json::from_slice(b).unwrap_or(Value::Null)
+}
+
+fn encode(v: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
 
 struct Inner {
     rv: u64,
@@ -204,6 +228,11 @@ impl Store {
     }
 
     pub fn get(&self, res: &Resource, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.get_raw(res, ns, name).map(|b| Arc::new(parse(&b)))
+    }
+
+    /// The stored JSON of an object.
+    pub fn get_raw(&self, res: &Resource, ns: &str, name: &str) -> Option<Bytes> {
         let inner = self.lock();
         inner
             .objects
@@ -215,6 +244,23 @@ impl Store {
     /// Objects of a resource (in one namespace, or all), sorted by namespace and name, with
     /// the resourceVersion the list is consistent with.
     pub fn list(&self, res: &Resource, ns: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+        let (raw, rv) = self.list_raw(res, ns);
+        (raw.iter().map(|b| Arc::new(parse(b))).collect(), rv)
+    }
+
+    /// Parse objects one at a time and keep what `f` extracts (bounded memory for big lists).
+    pub fn map<T>(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        mut f: impl FnMut(&Value) -> Option<T>,
+    ) -> Vec<T> {
+        let (raw, _) = self.list_raw(res, ns);
+        raw.iter().filter_map(|b| f(&parse(b))).collect()
+    }
+
+    /// Like `list`, without parsing.
+    pub fn list_raw(&self, res: &Resource, ns: Option<&str>) -> (Vec<Bytes>, u64) {
         let inner = self.lock();
         let items = match inner.objects.get(res) {
             None => Vec::new(),
@@ -301,12 +347,12 @@ impl Store {
             }
             meta["generation"] = json!(1);
         }
-        let obj = Arc::new(obj);
+        let bytes = encode(&obj);
         inner
             .objects
             .entry(*res)
             .or_default()
-            .insert(key, obj.clone());
+            .insert(key.clone(), bytes.clone());
         Self::record(
             &mut inner,
             &self.tx,
@@ -314,11 +360,13 @@ impl Store {
                 rv,
                 resource: *res,
                 kind: EventType::Added,
-                object: obj.clone(),
+                namespace: key.0,
+                name: key.1,
+                object: bytes,
                 old: None,
             },
         );
-        Ok(obj)
+        Ok(Arc::new(obj))
     }
 
     /// Replace an object. When the new object carries a resourceVersion it must match the
@@ -332,9 +380,10 @@ impl Store {
         let name = name_of(&obj).to_string();
         let mut inner = self.lock();
         let key = (ns, name.clone());
-        let Some(old) = inner.objects.get(res).and_then(|o| o.get(&key)).cloned() else {
+        let Some(old_bytes) = inner.objects.get(res).and_then(|o| o.get(&key)).cloned() else {
             return Err(ApiError::not_found(res, &name));
         };
+        let old = parse(&old_bytes);
         let old_rv = old
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -347,8 +396,8 @@ impl Store {
         {
             return Err(ApiError::conflict(res, &name));
         }
-        if *old == obj {
-            return Ok(old);
+        if old == obj {
+            return Ok(Arc::new(old));
         }
         let spec_changed = old.get("spec") != obj.get("spec");
         inner.rv += 1;
@@ -372,12 +421,12 @@ impl Store {
             });
             meta["resourceVersion"] = json!(rv.to_string());
         }
-        let obj = Arc::new(obj);
+        let bytes = encode(&obj);
         inner
             .objects
             .entry(*res)
             .or_default()
-            .insert(key, obj.clone());
+            .insert(key.clone(), bytes.clone());
         Self::record(
             &mut inner,
             &self.tx,
@@ -385,11 +434,13 @@ impl Store {
                 rv,
                 resource: *res,
                 kind: EventType::Modified,
-                object: obj.clone(),
-                old: Some(old),
+                namespace: key.0,
+                name: key.1,
+                object: bytes,
+                old: Some(old_bytes),
             },
         );
-        Ok(obj)
+        Ok(Arc::new(obj))
     }
 
     /// Change an object in place (controllers). No change → no new resourceVersion.
@@ -408,6 +459,7 @@ impl Store {
         if new == *old {
             return Ok(old);
         }
+        // (`get` parsed a fresh copy; comparing values ignores key order.)
         // Keep the stored resourceVersion so the update is unconditional.
         if let Some(m) = new.get_mut("metadata") {
             m["resourceVersion"] = json!("");
@@ -424,9 +476,8 @@ impl Store {
         };
         inner.rv += 1;
         let rv = inner.rv;
-        let mut gone = (*old).clone();
+        let mut gone = parse(&old);
         gone["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let gone = Arc::new(gone);
         Self::record(
             &mut inner,
             &self.tx,
@@ -434,11 +485,13 @@ impl Store {
                 rv,
                 resource: *res,
                 kind: EventType::Deleted,
-                object: gone.clone(),
+                namespace: key.0,
+                name: key.1,
+                object: encode(&gone),
                 old: Some(old),
             },
         );
-        Ok(gone)
+        Ok(Arc::new(gone))
     }
 
     /// Start watching: the changes after `since` still in the history, and a receiver for

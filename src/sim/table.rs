@@ -449,6 +449,121 @@ fn columns(res: &Resource) -> (Vec<Value>, Cells) {
                 ]
             },
         ),
+        ("", "events") => (
+            vec![
+                col(
+                    "Last Seen",
+                    "string",
+                    "",
+                    0,
+                    "Time when this Event was last observed.",
+                ),
+                col(
+                    "Type",
+                    "string",
+                    "",
+                    0,
+                    "Type of this event (Normal, Warning).",
+                ),
+                col(
+                    "Reason",
+                    "string",
+                    "",
+                    0,
+                    "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+                ),
+                col(
+                    "Object",
+                    "string",
+                    "",
+                    0,
+                    "The object that this event is about.",
+                ),
+                col(
+                    "Subobject",
+                    "string",
+                    "",
+                    1,
+                    "The subobject that this event is about.",
+                ),
+                col(
+                    "Source",
+                    "string",
+                    "",
+                    1,
+                    "The component reporting this event.",
+                ),
+                col(
+                    "Message",
+                    "string",
+                    "",
+                    0,
+                    "A human-readable description of the status of this operation.",
+                ),
+                col(
+                    "First Seen",
+                    "string",
+                    "",
+                    1,
+                    "The time at which the event was first recorded.",
+                ),
+                col(
+                    "Count",
+                    "string",
+                    "",
+                    1,
+                    "The number of times this event has occurred.",
+                ),
+                col(
+                    "Name",
+                    "string",
+                    "name",
+                    1,
+                    "Name must be unique within a namespace.",
+                ),
+            ],
+            |e| {
+                vec![
+                    json!(age_of(e.pointer("/lastTimestamp").and_then(Value::as_str))),
+                    json!(s(e, "/type")),
+                    json!(s(e, "/reason")),
+                    json!(format!(
+                        "{}/{}",
+                        s(e, "/involvedObject/kind").to_lowercase(),
+                        s(e, "/involvedObject/name")
+                    )),
+                    json!(s(e, "/involvedObject/fieldPath")),
+                    json!(s(e, "/source/component")),
+                    json!(s(e, "/message")),
+                    json!(age_of(e.pointer("/firstTimestamp").and_then(Value::as_str))),
+                    json!(e.pointer("/count").and_then(Value::as_i64).unwrap_or(1)),
+                    json!(s(e, "/metadata/name")),
+                ]
+            },
+        ),
+        ("longhorn.io", "settings") => (
+            vec![
+                name,
+                col("Value", "string", "", 0, "The value of the setting"),
+                col("Applied", "boolean", "", 0, "The setting is applied"),
+                age,
+            ],
+            |x| {
+                vec![
+                    json!(s(x, "/metadata/name")),
+                    json!(s(x, "/value")),
+                    json!(
+                        x.pointer("/status/applied")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                    ),
+                    json!(age_of(
+                        x.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                    )),
+                ]
+            },
+        ),
         ("longhorn.io", "replicas") => (
             vec![
                 name,
@@ -498,6 +613,54 @@ pub fn wants_table(accept: &str) -> bool {
     })
 }
 
+/// The same Table, written row by row: one parsed object alive at a time.
+pub fn write_table(
+    res: &Resource,
+    items: impl Iterator<Item = Value>,
+    resource_version: &str,
+    include_object: &str,
+    cont: Option<&str>,
+) -> Vec<u8> {
+    let (defs, cells) = columns(res);
+    let mut meta = json!({"resourceVersion": resource_version});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    let mut out = Vec::with_capacity(64 * 1024);
+    out.extend_from_slice(b"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":");
+    let _ = serde_json::to_writer(&mut out, &meta);
+    out.extend_from_slice(b",\"columnDefinitions\":");
+    let _ = serde_json::to_writer(&mut out, &defs);
+    out.extend_from_slice(b",\"rows\":[");
+    for (i, o) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, &row(&o, cells, include_object));
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn row(o: &Value, cells: Cells, include_object: &str) -> Value {
+    let object = match include_object {
+        "None" => Value::Null,
+        "Object" => o.clone(),
+        _ => {
+            let mut meta = o.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("managedFields");
+            }
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+        }
+    };
+    let mut row = json!({"cells": cells(o)});
+    if !object.is_null() {
+        row["object"] = object;
+    }
+    row
+}
+
 /// A `meta.k8s.io/v1` Table for `items`. `include_object`: "None", "Metadata" (default) or
 /// "Object".
 pub fn table(
@@ -510,24 +673,7 @@ pub fn table(
     let (defs, cells) = columns(res);
     let rows: Vec<Value> = items
         .iter()
-        .map(|o| {
-            let object = match include_object {
-                "None" => Value::Null,
-                "Object" => (*o).clone(),
-                _ => {
-                    let mut meta = o.get("metadata").cloned().unwrap_or_else(|| json!({}));
-                    if let Some(m) = meta.as_object_mut() {
-                        m.remove("managedFields");
-                    }
-                    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
-                }
-            };
-            let mut row = json!({"cells": cells(o)});
-            if !object.is_null() {
-                row["object"] = object;
-            }
-            row
-        })
+        .map(|o| row(o, cells, include_object))
         .collect();
     let mut meta = json!({"resourceVersion": resource_version});
     if let Some(c) = cont {

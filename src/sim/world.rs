@@ -201,6 +201,31 @@ pub fn pod_ready(p: &Value) -> bool {
         && p.pointer("/metadata/deletionTimestamp").is_none()
 }
 
+/// What controllers need of a pod (a whole parsed Pod is ~10 KB in memory).
+#[derive(Debug, Clone)]
+struct PodLite {
+    ns: String,
+    name: String,
+    /// `{"metadata": {"labels": ...}}`, for selectors.
+    labels: Value,
+    owner: Option<(String, String)>,
+    ready: bool,
+    deleting: bool,
+}
+
+impl PodLite {
+    fn of(p: &Value) -> Self {
+        Self {
+            ns: namespace_of(p).to_string(),
+            name: name_of(p).to_string(),
+            labels: json!({"metadata": {"labels": p.pointer("/metadata/labels").cloned().unwrap_or(Value::Null)}}),
+            owner: controller_of(p),
+            ready: pod_ready(p),
+            deleting: p.pointer("/metadata/deletionTimestamp").is_some(),
+        }
+    }
+}
+
 fn controller_of(p: &Value) -> Option<(String, String)> {
     p.pointer("/metadata/ownerReferences")?
         .as_array()?
@@ -473,18 +498,24 @@ impl World {
         if candidates.is_empty() {
             return None;
         }
-        let (pods, _) = self.store.list(&PODS, None);
+        let placed: Vec<String> = self.store.map(&PODS, None, |p| {
+            p.pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
         let mut count: HashMap<&str, usize> = candidates.iter().map(|c| (c.as_str(), 0)).collect();
-        for p in &pods {
-            if let Some(n) = p.pointer("/spec/nodeName").and_then(Value::as_str)
-                && let Some(c) = count.get_mut(n)
-            {
+        for n in &placed {
+            if let Some(c) = count.get_mut(n.as_str()) {
                 *c += 1;
             }
         }
         let mut best: Vec<(&str, usize)> = count.into_iter().collect();
         best.sort_by_key(|(n, c)| (Some(*n) == avoid, *c, n.to_string()));
         best.first().map(|(n, _)| n.to_string())
+    }
+
+    fn pods_lite(&self, ns: Option<&str>) -> Vec<PodLite> {
+        self.store.map(&PODS, ns, |p| Some(PodLite::of(p)))
     }
 
     fn host_ip(&self, node: &str) -> String {
@@ -740,19 +771,19 @@ impl World {
     }
 
     /// The PDB status for `pdb` over the pods of its namespace.
-    fn pdb_status(&self, pdb: &Value, pods: &[Arc<Value>]) -> Value {
+    fn pdb_status(&self, pdb: &Value, pods: &[PodLite]) -> Value {
         let sel = LabelSelector::from_object(&pdb["spec"]["selector"]);
-        let matching: Vec<&Arc<Value>> = pods
+        let matching: Vec<&PodLite> = pods
             .iter()
-            .filter(|p| !sel.is_empty() && sel.matches(p))
+            .filter(|p| !sel.is_empty() && sel.matches(&p.labels))
             .collect();
-        let healthy = matching.iter().filter(|p| pod_ready(p)).count() as i64;
+        let healthy = matching.iter().filter(|p| p.ready).count() as i64;
         // Expected pods: the scale of their controllers when known.
         let ns = namespace_of(pdb);
         let mut owners: BTreeMap<(String, String), i64> = BTreeMap::new();
         let mut loose = 0i64;
         for p in &matching {
-            match controller_of(p) {
+            match p.owner.clone() {
                 Some((k, n)) if k == "ReplicaSet" || k == "StatefulSet" => {
                     let res = if k == "ReplicaSet" {
                         REPLICASETS
@@ -836,7 +867,7 @@ impl World {
             if let Some(pdb) = matching.first()
                 && pod_ready(&pod)
             {
-                let (pods, _) = self.store.list(&PODS, Some(ns));
+                let pods = self.pods_lite(Some(ns));
                 let status = self.pdb_status(pdb, &pods);
                 let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0);
                 if allowed <= 0 {
@@ -871,7 +902,7 @@ impl World {
             .into_iter()
             .collect();
         for ns in dirty {
-            let (pods, _) = self.store.list(&PODS, Some(&ns));
+            let pods = self.pods_lite(Some(&ns));
             let (pdbs, _) = self.store.list(&PDBS, Some(&ns));
             for pdb in pdbs {
                 let status = self.pdb_status(&pdb, &pods);
@@ -882,10 +913,10 @@ impl World {
             // Owner readiness.
             let mut ready: HashMap<(String, String), (i64, i64)> = HashMap::new();
             for p in &pods {
-                if let Some(o) = controller_of(p) {
+                if let Some(o) = p.owner.clone() {
                     let e = ready.entry(o).or_default();
                     e.0 += 1;
-                    if pod_ready(p) {
+                    if p.ready {
                         e.1 += 1;
                     }
                 }
@@ -957,18 +988,15 @@ impl World {
             }
         });
         // Pods on the node follow its readiness.
-        let (pods, _) = self.store.list(&PODS, None);
+        let pods: Vec<PodLite> = self.store.map(&PODS, None, |p| {
+            (p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+                .then(|| PodLite::of(p))
+        });
         let want = if ready == Some(true) { "True" } else { "False" };
         let mut namespaces = BTreeSet::new();
-        for p in pods
-            .iter()
-            .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
-        {
-            if p.pointer("/metadata/deletionTimestamp").is_some() {
-                continue;
-            }
-            namespaces.insert(namespace_of(p).to_string());
-            let _ = self.store.modify(&PODS, namespace_of(p), name_of(p), |p| {
+        for pl in pods.iter().filter(|p| !p.deleting) {
+            namespaces.insert(pl.ns.clone());
+            let _ = self.store.modify(&PODS, &pl.ns, &pl.name, |p| {
                 if let Some(conds) = p
                     .pointer_mut("/status/conditions")
                     .and_then(Value::as_array_mut)
@@ -1113,20 +1141,22 @@ impl World {
                 .collect();
             (up, s.stuck_replicas.clone())
         };
-        let (ims, _) = self.store.list(&PODS, Some(LONGHORN_NS));
-        let im_running: HashSet<String> = ims
-            .iter()
-            .filter(|p| {
-                p.pointer("/metadata/labels/longhorn.io~1component")
+        let im_running: HashSet<String> = self
+            .store
+            .map(&PODS, Some(LONGHORN_NS), |p| {
+                let im = p
+                    .pointer("/metadata/labels/longhorn.io~1component")
                     .and_then(Value::as_str)
-                    == Some("instance-manager")
-            })
-            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
-            .filter_map(|p| {
+                    == Some("instance-manager");
+                let alive = p.pointer("/metadata/deletionTimestamp").is_none();
+                if !(im && alive) {
+                    return None;
+                }
                 p.pointer("/spec/nodeName")
                     .and_then(Value::as_str)
                     .map(str::to_string)
             })
+            .into_iter()
             .collect();
         let (replicas, _) = self.store.list(&LH_REPLICAS, Some(LONGHORN_NS));
         let t = now();
@@ -1291,13 +1321,11 @@ impl World {
     fn on_change(self: &Arc<Self>, c: &Change) {
         let res = c.resource;
         if res == PODS || res == PDBS {
-            lock(&self.state)
-                .dirty
-                .insert(namespace_of(&c.object).to_string());
+            lock(&self.state).dirty.insert(c.namespace.clone());
         }
         if res == PODS && c.kind == EventType::Deleted {
             let world = self.clone();
-            let deleted = c.object.clone();
+            let deleted = c.value();
             tokio::spawn(async move {
                 tokio::time::sleep(world.delay(world.timing.recreate)).await;
                 world.recreate_for_owner(&deleted);
@@ -1305,12 +1333,13 @@ impl World {
         }
         if res == NODES
             && c.kind == EventType::Modified
-            && let Some(old) = &c.old
+            && let Some(old) = c.old_value()
         {
+            let object = c.value();
             let was = old.pointer("/spec/unschedulable") == Some(&Value::Bool(true));
-            let is = c.object.pointer("/spec/unschedulable") == Some(&Value::Bool(true));
+            let is = object.pointer("/spec/unschedulable") == Some(&Value::Bool(true));
             if was != is {
-                let name = name_of(&c.object).to_string();
+                let name = c.name.clone();
                 let t = now();
                 if let Ok(node) = self.store.modify(&NODES, "", &name, |n| {
                     let mut taints: Vec<Value> = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
@@ -1333,6 +1362,36 @@ impl World {
                     };
                     self.event(&node, "Normal", reason, &msg, "kubelet");
                 }
+            }
+        }
+    }
+
+    /// Kubelets (and the control plane's leaders) renew their leases every 10 s while up.
+    fn renew_leases(&self) {
+        let t = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+            .to_string();
+        let up: Vec<String> = lock(&self.state)
+            .hosts
+            .values()
+            .filter(|h| h.up)
+            .map(|h| h.hostname.clone())
+            .collect();
+        for h in &up {
+            let _ = self.store.modify(&LEASES, "kube-node-lease", h, |l| {
+                l["spec"]["renewTime"] = json!(t);
+            });
+        }
+        let (leases, _) = self.store.list(&LEASES, Some("kube-system"));
+        for l in leases {
+            let holder = l
+                .pointer("/spec/holderIdentity")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if up.iter().any(|h| h == holder) {
+                let _ = self.store.modify(&LEASES, "kube-system", name_of(&l), |l| {
+                    l["spec"]["renewTime"] = json!(t);
+                });
             }
         }
     }
@@ -1379,6 +1438,14 @@ impl World {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last = Instant::now();
             let mut last_longhorn = Instant::now() - Duration::from_secs(10);
+            let mut last_leases = Instant::now();
+            // Longhorn's reconcile parses every replica and instance manager: less often on
+            // big clusters.
+            let longhorn_every = if world.inventory.hosts.len() > 50 {
+                Duration::from_secs(2)
+            } else {
+                Duration::from_millis(500)
+            };
             loop {
                 tokio::select! {
                     msg = rx.recv() => match msg {
@@ -1395,9 +1462,13 @@ impl World {
                         world.recompute_dirty();
                         world.schedule_pending();
                         world.tick_etcd(dt);
-                        if last_longhorn.elapsed() >= Duration::from_millis(500) {
+                        if last_longhorn.elapsed() >= longhorn_every {
                             last_longhorn = Instant::now();
                             world.reconcile_longhorn();
+                        }
+                        if last_leases.elapsed() >= Duration::from_secs(10) {
+                            last_leases = Instant::now();
+                            world.renew_leases();
                         }
                     }
                 }

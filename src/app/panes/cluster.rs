@@ -1,5 +1,7 @@
 //! Nodes, etcd and Longhorn panes.
 
+use std::collections::HashMap;
+
 use super::{App, Cell, Row, Table, Tone, age, bytes, source_note};
 
 pub(super) fn nodes(app: &App) -> Table {
@@ -8,6 +10,19 @@ pub(super) fn nodes(app: &App) -> Table {
         .data
         .as_ref()
         .map(|cl| {
+            // One pass over pods and hosts, not one per node.
+            let mut pods_per_node: HashMap<&str, usize> = HashMap::new();
+            for p in &cl.pods {
+                if let Some(n) = p.node.as_deref() {
+                    *pods_per_node.entry(n).or_default() += 1;
+                }
+            }
+            let host_ids: HashMap<&str, &str> = app
+                .inventory
+                .hosts
+                .iter()
+                .map(|h| (h.hostname.as_str(), h.id.as_str()))
+                .collect();
             cl.nodes
                 .iter()
                 .map(|n| {
@@ -16,11 +31,10 @@ pub(super) fn nodes(app: &App) -> Table {
                         Some(false) => ("NotReady", Tone::Critical),
                         None => ("Unknown", Tone::Warning),
                     };
-                    let pods = cl.pods_on(&n.name).count();
-                    let aliases = app
-                        .inventory
-                        .by_name(&n.name)
-                        .map(|h| vec![h.id.clone()])
+                    let pods = pods_per_node.get(n.name.as_str()).copied().unwrap_or(0);
+                    let aliases = host_ids
+                        .get(n.name.as_str())
+                        .map(|id| vec![id.to_string()])
                         .unwrap_or_default();
                     let mut status = ready.to_string();
                     for p in &n.pressures {
@@ -162,6 +176,7 @@ pub(super) fn longhorn(app: &App) -> Table {
         .data
         .as_ref()
         .map(|cl| {
+            let replicas = cl.longhorn.replicas_by_volume();
             cl.longhorn
                 .volumes
                 .iter()
@@ -172,9 +187,10 @@ pub(super) fn longhorn(app: &App) -> Table {
                         "faulted" => Tone::Critical,
                         _ => Tone::Warning,
                     };
-                    let mut placement: Vec<String> = cl
-                        .longhorn
-                        .replicas_of(&v.name)
+                    let mut placement: Vec<String> = replicas
+                        .get(v.name.as_str())
+                        .into_iter()
+                        .flatten()
                         .map(|r| format!("{}{}", r.node, if r.healthy { "" } else { "✗" }))
                         .collect();
                     placement.sort();

@@ -1,13 +1,32 @@
 //! The Hosts pane: the inventory joined with each host's facts over SSH.
 
+use std::collections::HashMap;
+
 use crate::inventory::Host;
+use crate::model::Severity;
 use crate::model::Sourced;
 use crate::model::host::{HostFacts, SshProblem};
 
 use super::{App, Cell, Row, Table, Tone, age_secs};
 
+/// Per subject: the worst finding and how many posture findings (one pass over findings).
+type Marks<'a> = HashMap<&'a str, (Severity, usize)>;
+
 pub(super) fn table(app: &App) -> Table {
-    let rows = app.inventory.hosts.iter().map(|h| row(app, h)).collect();
+    let mut marks: Marks = HashMap::new();
+    for f in &app.findings {
+        let e = marks.entry(f.subject.as_str()).or_insert((f.severity, 0));
+        e.0 = e.0.max(f.severity);
+        if is_posture(&f.code) {
+            e.1 += 1;
+        }
+    }
+    let rows = app
+        .inventory
+        .hosts
+        .iter()
+        .map(|h| row(app, h, &marks))
+        .collect();
     Table {
         drop_order: vec![0, 5, 4, 6, 3, 2, 1, 7, 0],
         ..Table::new(
@@ -28,13 +47,10 @@ pub(super) fn table(app: &App) -> Table {
     }
 }
 
-fn row(app: &App, h: &Host) -> Row {
-    let worst = app
-        .findings
-        .iter()
-        .filter(|f| f.subject == h.id || f.subject == h.hostname)
-        .map(|f| f.severity)
-        .max();
+fn row(app: &App, h: &Host, marks: &Marks) -> Row {
+    let mark = |s: &str| marks.get(s).copied();
+    let worst = mark(&h.id).map(|m| m.0).max(mark(&h.hostname).map(|m| m.0));
+    let posture = mark(&h.id).map_or(0, |m| m.1);
     let mut id = Cell::new(&h.id);
     if let Some(s) = worst {
         id.tone = s.into();
@@ -74,7 +90,7 @@ fn row(app: &App, h: &Host) -> Row {
                     .map(age_secs)
                     .unwrap_or_else(dash),
             ),
-            state(app, h, src),
+            state(app, h, src, posture),
         ],
     }
 }
@@ -90,7 +106,7 @@ fn short_version(v: String) -> String {
 }
 
 /// The host's state in a few words: SSH problems first, then badges.
-fn state(app: &App, h: &Host, src: Option<&Sourced<HostFacts>>) -> Cell {
+fn state(app: &App, h: &Host, src: Option<&Sourced<HostFacts>>, posture: usize) -> Cell {
     let diff_badge = app.diffs.get(&h.id).and_then(|d| d.badge());
     let unknown = |text: &str| match &diff_badge {
         Some(b) => Cell::toned(b.clone(), Tone::Info),
@@ -135,11 +151,6 @@ fn state(app: &App, h: &Host, src: Option<&Sourced<HostFacts>>) -> Cell {
         badges.push(format!("{} failed", units.len()));
         tone = Tone::Critical;
     }
-    let posture = app
-        .findings
-        .iter()
-        .filter(|x| x.subject == h.id && is_posture(&x.code))
-        .count();
     if posture > 0 {
         badges.push(format!("{posture} posture"));
         if tone == Tone::Ok {

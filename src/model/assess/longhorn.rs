@@ -3,14 +3,16 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 
 use crate::config::Thresholds;
-use crate::model::cluster::{LonghornState, Volume};
+use crate::model::cluster::{LonghornState, Replica, Volume};
 use crate::model::{Finding, Severity};
 
 /// Longhorn rules: volume robustness, replica placement, backups, backup target, encryption,
 /// nodes and disks.
 pub(super) fn assess(l: &LonghornState, th: &Thresholds, now: Timestamp, out: &mut Vec<Finding>) {
+    let replicas = l.replicas_by_volume();
     for v in &l.volumes {
-        volume(l, v, th, now, out);
+        let reps = replicas.get(v.name.as_str()).map_or(&[][..], Vec::as_slice);
+        volume(l, v, reps, th, now, out);
     }
     for t in &l.backup_targets {
         if !t.url.is_empty() && !t.available {
@@ -57,7 +59,14 @@ pub(super) fn assess(l: &LonghornState, th: &Thresholds, now: Timestamp, out: &m
     }
 }
 
-fn volume(l: &LonghornState, v: &Volume, th: &Thresholds, now: Timestamp, out: &mut Vec<Finding>) {
+fn volume(
+    l: &LonghornState,
+    v: &Volume,
+    replicas: &[&Replica],
+    th: &Thresholds,
+    now: Timestamp,
+    out: &mut Vec<Finding>,
+) {
     let name = &v.name;
     let shown = match &v.pvc {
         Some(pvc) => format!("volume {name} ({pvc})"),
@@ -104,12 +113,12 @@ fn volume(l: &LonghornState, v: &Volume, th: &Thresholds, now: Timestamp, out: &
             ),
         ));
     }
-    let healthy_nodes: BTreeSet<&str> = l
-        .replicas_of(name)
+    let healthy_nodes: BTreeSet<&str> = replicas
+        .iter()
         .filter(|r| r.healthy)
         .map(|r| r.node.as_str())
         .collect();
-    let healthy_count = l.replicas_of(name).filter(|r| r.healthy).count();
+    let healthy_count = replicas.iter().filter(|r| r.healthy).count();
     if healthy_count == 1 {
         let node = healthy_nodes.iter().next().copied().unwrap_or("?");
         out.push(Finding::new(

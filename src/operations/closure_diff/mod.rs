@@ -270,30 +270,10 @@ pub async fn update_diff(
                 local.suffix
             );
             reporter.step("nix flake update (in the copy)").await;
-            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-            let capture = Reporter::new(tx);
-            let collector = tokio::spawn(async move {
-                let mut lines = Vec::new();
-                while let Some(p) = rx.recv().await {
-                    lines.push(p);
-                }
-                lines
-            });
             let update = nix
-                .run(["flake", "update", copy_ref.as_str()], &capture, cancel)
-                .await;
-            drop(capture);
-            let mut lock_changes = Vec::new();
-            for p in collector
-                .await
-                .wrap_err("collecting nix flake update output")?
-            {
-                if let Progress::Output { line, .. } = p {
-                    reporter.output(line.clone()).await;
-                    lock_changes.push(line);
-                }
-            }
-            update?;
+                .run_full(["flake", "update", copy_ref.as_str()], reporter, cancel)
+                .await?;
+            let lock_changes = update.stderr_tail;
             reporter
                 .step(format!("building {host} with the updated lock"))
                 .await;
@@ -537,7 +517,7 @@ pub async fn deployed_system_via_ssh(
     let ssh = Nix::new("ssh");
     let shown = format!("ssh {} readlink -f {link}", target.destination());
     let out = nix::run_program(&ssh, &argv, &shown, reporter, cancel).await?;
-    let path = out.trim();
+    let path = out.stdout.trim();
     if !path.starts_with("/nix/store/") {
         return Err(eyre!(
             "{link} on {} is not a store path: {path:?}",
@@ -559,13 +539,9 @@ pub async fn drift_diff(
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<ClosureDiff> {
-    let present = nix
-        .run(["path-info", deployed], &Reporter::silent(), cancel)
-        .await
-        .is_ok();
-    if cancel.is_cancelled() {
-        return Err(Cancelled.into());
-    }
+    // A store path that exists is valid, and so is its closure (nix registers a path only
+    // after its references). `nix path-info` would try to substitute a missing path instead.
+    let present = tokio::fs::symlink_metadata(deployed).await.is_ok();
     if !present {
         reporter
             .step(format!(

@@ -157,6 +157,20 @@ impl Nix {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        Ok(self.run_full(args, reporter, cancel).await?.stdout)
+    }
+
+    /// As [`Nix::run`], also returning the last lines nix printed on stderr.
+    pub async fn run_full<I, S>(
+        &self,
+        args: I,
+        reporter: &Reporter,
+        cancel: &CancellationToken,
+    ) -> Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
         // Flakes and the nix command work even where nix.conf does not enable them.
         let mut argv: Vec<OsString> = vec![
             "--extra-experimental-features".into(),
@@ -179,6 +193,14 @@ impl Nix {
     }
 }
 
+/// What a successful command printed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: String,
+    /// The last lines of stderr (at most 60), without colour codes.
+    pub stderr_tail: Vec<String>,
+}
+
 /// Spawn `nix.program argv` (any program: `ssh` too) in its own process group and supervise
 /// it; `shown` names the command in errors.
 pub(crate) async fn run_program(
@@ -187,7 +209,7 @@ pub(crate) async fn run_program(
     shown: &str,
     reporter: &Reporter,
     cancel: &CancellationToken,
-) -> Result<String> {
+) -> Result<Output> {
     if cancel.is_cancelled() {
         return Err(Cancelled.into());
     }
@@ -260,7 +282,12 @@ pub(crate) async fn run_program(
             error_text(tail.iter().map(String::as_str))
         ));
     }
-    String::from_utf8(out).wrap_err_with(|| format!("`{shown}` printed invalid UTF-8"))
+    let stdout =
+        String::from_utf8(out).wrap_err_with(|| format!("`{shown}` printed invalid UTF-8"))?;
+    Ok(Output {
+        stdout,
+        stderr_tail: tail.into(),
+    })
 }
 
 /// Build log lines kept before nix's error (with `-L`, nix does not repeat them in it).
@@ -350,7 +377,9 @@ mod tests {
         // A stand-in for nix; `Nix::run` would prepend nix's own flags.
         let nix = Nix::new("/bin/sh");
         let argv: Vec<OsString> = vec!["-c".into(), script.into()];
-        run_program(&nix, &argv, script, reporter, cancel).await
+        Ok(run_program(&nix, &argv, script, reporter, cancel)
+            .await?
+            .stdout)
     }
 
     #[tokio::test]

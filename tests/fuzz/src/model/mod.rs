@@ -1,0 +1,2 @@
+#[path = "../../../../src/model/closure.rs"]
+pub mod closure;
