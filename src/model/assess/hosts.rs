@@ -185,6 +185,19 @@ struct K8sPort {
 }
 
 const K8S_PORTS: &[K8sPort] = &[
+    // Scraped from outside when k3s exposes etcd metrics (`etcd-expose-metrics`).
+    K8sPort {
+        proto: Proto::Tcp,
+        port: 2381,
+        what: "etcd metrics",
+        control_plane_only: true,
+    },
+    K8sPort {
+        proto: Proto::Tcp,
+        port: 10256,
+        what: "kube-proxy health",
+        control_plane_only: false,
+    },
     K8sPort {
         proto: Proto::Tcp,
         port: 2379,
@@ -231,7 +244,6 @@ const K8S_PORTS: &[K8sPort] = &[
 
 /// Ports of the cluster that must never be public on any node (local-only endpoints).
 const K8S_LOCAL_ONLY: &[(Proto, u16, &str)] = &[
-    (Proto::Tcp, 2381, "etcd metrics"),
     (Proto::Tcp, 6444, "k3s supervisor"),
     (Proto::Tcp, 10248, "kubelet healthz"),
     (Proto::Tcp, 10249, "kube-proxy metrics"),
@@ -734,6 +746,8 @@ mod tests {
             sock(Proto::Tcp, "0.0.0.0", 2379),
             sock(Proto::Tcp, "[::]", 6443),
             sock(Proto::Tcp, "0.0.0.0", 2381),
+            sock(Proto::Tcp, "0.0.0.0", 10257),
+            sock(Proto::Tcp, "0.0.0.0", 10256),
             sock(Proto::Tcp, "127.0.0.1", 2380),
             ListenSocket {
                 process: Some("users:((\"nginx\",pid=5,fd=6))".into()),
@@ -754,8 +768,13 @@ mod tests {
         assert!(
             m.contains("2379/tcp on 0.0.0.0 (etcd client)")
                 && m.contains("6443/tcp")
-                && m.contains("2381/tcp"),
+                && m.contains("2381/tcp")
+                && m.contains("10257/tcp on 0.0.0.0 (kube-controller-manager)"),
             "{m}"
+        );
+        assert!(
+            !m.contains("10256"),
+            "kube-proxy health is on every node: {m}"
         );
         assert!(!m.contains("2380"), "loopback is not public: {m}");
         let m = &out[1].message;
@@ -775,8 +794,14 @@ mod tests {
                 ("host.unexpected_public_port", Severity::Warning),
             ]
         );
+        // etcd metrics may be scraped on control planes; the controller-manager never public.
         assert!(
-            out[0].message.contains("2381") && !out[0].message.contains("2379"),
+            out[0].message.contains("10257/tcp") && !out[0].message.contains("2381"),
+            "{}",
+            out[0].message
+        );
+        assert!(
+            !out[0].message.contains("2379") && !out[0].message.contains("10256"),
             "{}",
             out[0].message
         );
