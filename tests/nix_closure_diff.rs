@@ -70,6 +70,8 @@ in {{
   kernelRebuilt = mkSystem "24.05.1" k661rebuilt base;
   extraLinux = mkSystem "24.05.1" k661 (base ++ [ (pkg "linux" "6.6.9" 10000) ]);
   broken = sh "nixos-system-node1-broken" "echo 'this build is broken' >&2; exit 3";
+  # Never finishes (the test cancels it), so it is never cached.
+  slow = sh "nixos-system-node1-slow" "echo builder-started >&2; exec sleep 3141";
 }}
 "#
     )
@@ -679,4 +681,61 @@ async fn drift_over_real_sshd() {
     .await
     .expect("drift diff");
     assert!(d.is_up_to_date());
+}
+
+#[test]
+fn ctrl_c_cancels_the_command_and_its_nix_builds() {
+    use std::io::BufRead;
+    let Some(env) = nix_env() else { return };
+    let flake = env.flake("slow");
+    let hosts = write_inventory(env.dir.path());
+    let config = env.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[nix]\nflake = \"path:{}\"\n", flake.display()),
+    )
+    .unwrap();
+    let mut child = env
+        .command(env!("CARGO_BIN_EXE_homeinfra-tui"))
+        .args(["diff", "node1", "--mode", "update", "--offline"])
+        .arg("--hosts")
+        .arg(&hosts)
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run homeinfra-tui");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("exited before the build started: {seen}");
+        }
+        seen.push_str(&line);
+        if line.contains("builder-started") {
+            break;
+        }
+    }
+    // What a terminal's Ctrl-C sends to the foreground process (nix runs in its own group).
+    // SAFETY: kill only sends a signal to our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{seen}{rest}");
+    assert!(rest.contains("error: cancelled"), "{rest}");
+    let ps = Command::new("ps")
+        .args(["-eo", "stat=,args="])
+        .output()
+        .unwrap();
+    let left: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains("sleep 3141") && !l.starts_with('Z'))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
 }

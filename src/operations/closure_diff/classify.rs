@@ -237,14 +237,20 @@ pub fn compare_versions(v1: &str, v2: &str) -> Ordering {
 /// (major, minor, patch); `Other` beyond, for non-numeric differences, and for date-like or
 /// non-numeric versions (`2024-01-01`, `unstable-...`).
 pub fn bump(old: &str, new: &str) -> Bump {
-    let a: Vec<&str> = components(old).collect();
-    let b: Vec<&str> = components(new).collect();
-    let date_like = |c: &[&str]| c.first().is_none_or(|f| !is_number(f) || f.len() >= 4);
-    if date_like(&a) || date_like(&b) {
+    let plain_number_first = |v: &str| {
+        components(v)
+            .next()
+            .is_some_and(|f| is_number(f) && f.len() < 4)
+    };
+    if !plain_number_first(old) || !plain_number_first(new) {
         return Bump::Other;
     }
-    for i in 0..a.len().max(b.len()) {
-        let (x, y) = (a.get(i).copied(), b.get(i).copied());
+    let (mut a, mut b) = (components(old), components(new));
+    for i in 0.. {
+        let (x, y) = (a.next(), b.next());
+        if x.is_none() && y.is_none() {
+            break;
+        }
         let same = match (x, y) {
             (Some(x), Some(y)) if is_number(x) && is_number(y) => {
                 compare_numbers(x, y) == Ordering::Equal

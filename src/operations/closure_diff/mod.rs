@@ -9,6 +9,19 @@
 //!
 //! nix runs as child processes ([`nix::Nix`]); progress streams on a channel
 //! ([`nix::Reporter`]); a [`CancellationToken`] kills nix's process group.
+//!
+//! From the TUI (a task per diff; Esc = `cancel.cancel()`):
+//!
+//! ```text
+//! let (tx, rx) = tokio::sync::mpsc::channel(256);        // rx → diff view, live
+//! let nix = Nix::from_config(&config.nix);
+//! let deployed = facts.current_system;                   // from the SSH host facts
+//! let source = NixCopyFromSsh { target: SshTarget::for_host(&host, &config.ssh) };
+//! let diff = drift_diff(&nix, &deployed, &source, &flake, &host.id,
+//!                       &Reporter::new(tx), &cancel).await?;   // model::closure::ClosureDiff
+//! // or: update_diff(&nix, &flake, &host.id, ...).await?.diff
+//! // e: render::to_text(&diff, false); badge: diff.badge(); upgrade: diff.reboot.required
+//! ```
 
 pub mod classify;
 pub mod command;
@@ -270,8 +283,14 @@ pub async fn update_diff(
                 local.suffix
             );
             reporter.step("nix flake update (in the copy)").await;
-            let update = nix
-                .run_full(["flake", "update", copy_ref.as_str()], reporter, cancel)
+            // Run in the copy with no flake argument: Nix 2.8 takes the flake as a positional
+            // argument, Nix >= 2.19 takes input names there (and the flake as `--flake`).
+            let in_copy = Nix {
+                cwd: Some(copied_flake_dir.clone()),
+                ..nix.clone()
+            };
+            let update = in_copy
+                .run_full(["flake", "update"], reporter, cancel)
                 .await?;
             let lock_changes = update.stderr_tail;
             reporter

@@ -220,8 +220,7 @@ pub(crate) async fn run_program(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .process_group(0);
     if let Some(dir) = &nix.cwd {
         cmd.current_dir(dir);
     }
@@ -269,8 +268,7 @@ pub(crate) async fn run_program(
             return Err(Cancelled.into());
         }
     };
-    // nix has exited; anything it left in its group goes too.
-    group.kill();
+    group.finished();
     let out = stdout_task
         .await
         .wrap_err("stdout reader failed")?
@@ -326,42 +324,55 @@ fn is_build_log(line: &str) -> bool {
         .is_some_and(|(name, _)| !name.is_empty() && !name.contains(char::is_whitespace))
 }
 
-/// Kills the child's whole process group when dropped (nix forks builders and ssh).
+/// The child's process group (`process_group(0)`: nix and whatever it forks in it, e.g. ssh).
+///
+/// nix runs each builder in a session of its own and stops them when it gets SIGTERM, so a
+/// cancel sends SIGTERM to the group first and SIGKILL only after [`KILL_GRACE`]. Dropped
+/// while nix still runs (the future was dropped without a cancel), it does the same from a
+/// short-lived thread.
 struct GroupGuard(Option<i32>);
 
+fn signal_group(pgid: i32, sig: libc::c_int) {
+    // SAFETY: killpg only sends a signal; the group id is the one created for our child
+    // (`process_group(0)`), so no unrelated process is hit.
+    unsafe {
+        libc::killpg(pgid, sig);
+    }
+}
+
 impl GroupGuard {
-    fn signal(&self, sig: libc::c_int) {
+    /// SIGTERM the group, wait a little for the child, then SIGKILL what is left.
+    async fn terminate(&mut self, child: &mut tokio::process::Child) {
         if let Some(pgid) = self.0 {
-            // SAFETY: killpg only sends a signal; the group id is the one we created for the
-            // child (`process_group(0)`), so no unrelated process is hit.
-            unsafe {
-                libc::killpg(pgid, sig);
+            signal_group(pgid, libc::SIGTERM);
+            if tokio::time::timeout(KILL_GRACE, child.wait())
+                .await
+                .is_err()
+            {
+                signal_group(pgid, libc::SIGKILL);
+                let _ = child.wait().await;
             }
         }
+        self.finished();
     }
 
-    /// SIGTERM the group, wait a little for the child, then SIGKILL.
-    async fn terminate(&mut self, child: &mut tokio::process::Child) {
-        self.signal(libc::SIGTERM);
-        if tokio::time::timeout(KILL_GRACE, child.wait())
-            .await
-            .is_err()
-        {
-            self.signal(libc::SIGKILL);
-            let _ = child.wait().await;
+    /// The child has exited: anything it left in its group goes too.
+    fn finished(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            signal_group(pgid, libc::SIGKILL);
         }
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        self.signal(libc::SIGKILL);
-        self.0 = None;
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        self.kill();
+        if let Some(pgid) = self.0.take() {
+            signal_group(pgid, libc::SIGTERM);
+            std::thread::spawn(move || {
+                std::thread::sleep(KILL_GRACE);
+                signal_group(pgid, libc::SIGKILL);
+            });
+        }
     }
 }
 
@@ -449,19 +460,48 @@ mod tests {
         cancel.cancel();
         let err = task.await.unwrap().unwrap_err();
         assert!(err.downcast_ref::<Cancelled>().is_some());
-        // PID 1 here does not reap orphans: a killed process may linger as a zombie, so look
-        // at its state rather than at kill(pid, 0).
-        let mut gone = false;
-        for _ in 0..50 {
+        assert!(
+            gone(pid).await,
+            "grandchild {pid} still running after cancel"
+        );
+    }
+
+    /// Whether `pid` is gone (or a zombie: PID 1 here does not reap orphans).
+    async fn gone(pid: i32) -> bool {
+        for _ in 0..100 {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
             if stat.is_empty() || state == Some('Z') {
-                gone = true;
-                break;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(gone, "grandchild {pid} still running after cancel");
+        false
+    }
+
+    #[tokio::test]
+    async fn dropping_the_future_kills_the_group_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let script = format!(
+            "sleep 300 & echo $! > {}; echo started >&2; wait",
+            pidfile.display()
+        );
+        let (tx, mut rx) = mpsc::channel(16);
+        let reporter = Reporter::new(tx);
+        let task =
+            tokio::spawn(
+                async move { run_sh(&script, &reporter, &CancellationToken::new()).await },
+            );
+        assert!(rx.recv().await.is_some());
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        task.abort();
+        let _ = task.await;
+        assert!(gone(pid).await, "grandchild {pid} still running after drop");
     }
 
     #[test]

@@ -169,40 +169,60 @@ pub fn parse_size(s: &str) -> Option<i64> {
 /// Remove ANSI escape sequences (CSI `ESC [ ... final`, OSC `ESC ] ... BEL|ESC \`, and
 /// two-byte `ESC x`). Borrowed when there are none.
 pub fn strip_ansi(s: &str) -> Cow<'_, str> {
-    if !s.contains('\x1b') {
+    let bytes = s.as_bytes();
+    let Some(first) = bytes.iter().position(|&b| b == 0x1b) else {
         return Cow::Borrowed(s);
-    }
+    };
+    // Escape sequences are ASCII and the text between them is copied as whole slices, so
+    // every cut falls on a character boundary.
     let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
+    out.push_str(&s[..first]);
+    let mut i = first;
+    while i < bytes.len() {
+        if bytes[i] != 0x1b {
+            let next = bytes[i..]
+                .iter()
+                .position(|&b| b == 0x1b)
+                .map_or(bytes.len(), |p| i + p);
+            out.push_str(&s[i..next]);
+            i = next;
             continue;
         }
-        match chars.next() {
-            Some('[') => {
+        i += 1;
+        match bytes.get(i) {
+            Some(b'[') => {
                 // Parameters and intermediates, then one final byte in 0x40..=0x7e.
-                for c in chars.by_ref() {
-                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                i += 1;
+                while i < bytes.len() && !(0x40..=0x7e).contains(&bytes[i]) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            Some(b']') => {
+                // Until BEL or ST (`ESC \`).
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == 0x07 {
+                        i += 1;
                         break;
                     }
+                    if bytes[i] == 0x1b {
+                        i += if bytes.get(i + 1) == Some(&b'\\') {
+                            2
+                        } else {
+                            1
+                        };
+                        break;
+                    }
+                    i += 1;
                 }
             }
-            Some(']') => {
-                while let Some(c) = chars.next() {
-                    if c == '\x07' {
-                        break;
-                    }
-                    if c == '\x1b' {
-                        if chars.peek() == Some(&'\\') {
-                            chars.next();
-                        }
-                        break;
-                    }
-                }
+            // Any other escape is two characters long (or a lone ESC at the end); skip the
+            // whole second character, which need not be ASCII.
+            Some(_) => {
+                i += s[i..].chars().next().map_or(1, char::len_utf8);
             }
-            // Any other escape is two characters long (or a lone ESC at the end).
-            Some(_) | None => {}
+            None => {}
         }
     }
     Cow::Owned(out)
