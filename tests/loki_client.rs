@@ -173,3 +173,43 @@ async fn client_against_the_sim_face() {
         .unwrap_err();
     assert!(e.starts_with("Loki: parse error"), "{e}");
 }
+
+/// The source task and `check`'s one-shot gather, against the sim face.
+#[tokio::test]
+async fn spawn_and_gather_once() {
+    use homeinfra_tui::sources::{Update, loki};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let inv = Arc::new(inv());
+    let (_g, app) = homeinfra_tui::sim::loki::for_inventory(&inv);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let cfg = LokiConfig {
+        url: Some(url),
+        refresh_secs: 1,
+        ..Default::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let h = loki::spawn(cfg.clone(), inv.clone(), tx);
+    let Some(Update::Logs(Ok(st))) = rx.recv().await else {
+        panic!("expected logs")
+    };
+    assert_eq!(st.hosts.len(), 2);
+    h.refresh_now();
+    assert!(matches!(rx.recv().await, Some(Update::Logs(Ok(_)))));
+    h.task.abort();
+
+    let s = loki::gather_once(&cfg, &inv, std::time::Duration::from_secs(5)).await;
+    assert!(s.status.error.is_none() && s.data.is_some());
+    let s = loki::gather_once(
+        &LokiConfig::default(),
+        &inv,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(!s.status.configured);
+    assert_eq!(
+        s.status.note.as_deref(),
+        Some("Loki: not configured — set [loki] url")
+    );
+}

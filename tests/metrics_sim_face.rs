@@ -218,3 +218,35 @@ async fn never_two_of_one_query_in_flight() {
         t.max.values().max()
     );
 }
+
+/// `check`'s one-shot gather: data when configured, a note when not, an error (with since
+/// when) when unreachable.
+#[tokio::test]
+async fn gather_once_for_check() {
+    use homeinfra_tui::sources::mimir::gather_once;
+    use std::time::Duration;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let inv = inv();
+    let (_g, app) = promql::for_inventory(&inv);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = MimirConfig {
+        url: Some(format!("http://{}/prometheus", l.local_addr().unwrap())),
+        ..Default::default()
+    };
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let s = gather_once(&cfg, &inv, Duration::from_secs(10)).await;
+    assert!(s.status.error.is_none(), "{:?}", s.status.error);
+    assert_eq!(s.data.unwrap().hosts.len(), 4);
+    let s = gather_once(&MimirConfig::default(), &inv, Duration::from_secs(1)).await;
+    assert!(!s.status.configured);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let cfg = MimirConfig {
+        url: Some(format!("http://127.0.0.1:{port}/prometheus")),
+        ..Default::default()
+    };
+    let s = gather_once(&cfg, &inv, Duration::from_secs(5)).await;
+    assert!(s.status.configured && s.data.is_none());
+    assert!(s.status.error.unwrap().message.contains("refused"));
+}

@@ -37,11 +37,53 @@ fn unsupported(what: &str) -> EvalError {
     ))
 }
 
-/// One element of an instant vector.
+/// One element of an instant vector (labels shared, so a step copies no strings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub labels: Labels,
+    pub labels: Arc<Labels>,
     pub value: f64,
+}
+
+/// A fetched series: its labels, the same without `__name__`, and its samples.
+struct Fetched {
+    labels: Arc<Labels>,
+    nameless: Arc<Labels>,
+    samples: Vec<(i64, f64)>,
+}
+
+/// A function of a range vector's points and the window `[start, end]`.
+type RangeFn = fn(&[(i64, f64)], i64, i64) -> Option<f64>;
+
+/// Per series with samples in a window: its index among the fetched series and the points.
+type Spans = Vec<(usize, Vec<(i64, f64)>)>;
+
+/// Drops `__name__`, reusing the precomputed name-less labels of fetched series.
+#[derive(Default)]
+struct NameMemo(HashMap<usize, Arc<Labels>>);
+
+impl NameMemo {
+    fn drop(&self, l: Arc<Labels>) -> Arc<Labels> {
+        if !l.contains_key("__name__") {
+            return l;
+        }
+        // Only pointers of live fetched series are keys (the cache keeps them alive).
+        if let Some(n) = self.0.get(&(Arc::as_ptr(&l) as usize)) {
+            return n.clone();
+        }
+        let mut m = (*l).clone();
+        m.remove("__name__");
+        Arc::new(m)
+    }
+}
+
+fn hash_labels<'l>(it: impl Iterator<Item = (&'l String, &'l String)>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (k, v) in it {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// A query's answer.
@@ -188,7 +230,8 @@ pub struct Evaluator<'a> {
     provider: &'a dyn Provider,
     start_ms: i64,
     end_ms: i64,
-    cache: HashMap<String, Arc<Vec<Series>>>,
+    cache: HashMap<String, Arc<Vec<Fetched>>>,
+    names: NameMemo,
 }
 
 impl<'a> Evaluator<'a> {
@@ -198,11 +241,12 @@ impl<'a> Evaluator<'a> {
             start_ms,
             end_ms,
             cache: HashMap::new(),
+            names: NameMemo::default(),
         }
     }
 
     /// The selector's series over the whole query window (fetched once per query).
-    fn fetch(&mut self, vs: &VectorSelector, range_ms: i64) -> Arc<Vec<Series>> {
+    fn fetch(&mut self, vs: &VectorSelector, range_ms: i64) -> Arc<Vec<Fetched>> {
         let off = offset_ms(&vs.offset);
         let key = format!("{vs}|{range_ms}|{off}");
         if let Some(s) = self.cache.get(&key) {
@@ -210,7 +254,26 @@ impl<'a> Evaluator<'a> {
         }
         let from = self.start_ms - off - range_ms.max(LOOKBACK_MS);
         let to = self.end_ms - off;
-        let s = Arc::new(self.provider.select(&selector_matchers(vs), from, to));
+        let fetched: Vec<Fetched> = self
+            .provider
+            .select(&selector_matchers(vs), from, to)
+            .into_iter()
+            .map(|s| {
+                let mut nameless = s.labels.clone();
+                nameless.remove("__name__");
+                Fetched {
+                    labels: Arc::new(s.labels),
+                    nameless: Arc::new(nameless),
+                    samples: s.samples,
+                }
+            })
+            .collect();
+        for f in &fetched {
+            self.names
+                .0
+                .insert(Arc::as_ptr(&f.labels) as usize, f.nameless.clone());
+        }
+        let s = Arc::new(fetched);
         self.cache.insert(key, s.clone());
         s
     }
@@ -224,7 +287,7 @@ impl<'a> Evaluator<'a> {
                 QueryValue::Vector(vs) => Ok(QueryValue::Vector(
                     vs.into_iter()
                         .map(|s| Sample {
-                            labels: drop_name(s.labels),
+                            labels: self.names.drop(s.labels),
                             value: -s.value,
                         })
                         .collect(),
@@ -253,7 +316,16 @@ impl<'a> Evaluator<'a> {
             }
             Expr::MatrixSelector(ms) => {
                 let range = ms.range.as_millis() as i64;
-                Ok(QueryValue::Matrix(self.window(&ms.vs, range, t)))
+                let (series, spans) = self.window(&ms.vs, range, t);
+                Ok(QueryValue::Matrix(
+                    spans
+                        .into_iter()
+                        .map(|(i, pts)| Series {
+                            labels: (*series[i].labels).clone(),
+                            samples: pts,
+                        })
+                        .collect(),
+                ))
             }
             Expr::Call(c) => self.call(c, t),
             Expr::Aggregate(a) => self.aggregate(a, t),
@@ -264,27 +336,27 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Samples of each series in `[t - offset - range, t - offset]` (Prometheus 2.x: closed).
-    fn window(&mut self, vs: &VectorSelector, range: i64, t: i64) -> Vec<Series> {
+    /// Samples of each series in `[t - offset - range, t - offset]` (Prometheus 2.x: closed):
+    /// the fetched series and, per non-empty window, its index and points.
+    fn window(&mut self, vs: &VectorSelector, range: i64, t: i64) -> (Arc<Vec<Fetched>>, Spans) {
         let series = self.fetch(vs, range);
         let end = t - offset_ms(&vs.offset);
         let start = end - range;
-        series
+        let spans = series
             .iter()
-            .filter_map(|s| {
+            .enumerate()
+            .filter_map(|(i, s)| {
                 let a = s.samples.partition_point(|(ts, _)| *ts < start);
                 let b = s.samples.partition_point(|(ts, _)| *ts <= end);
-                let samples: Vec<(i64, f64)> = s.samples[a..b]
+                let pts: Vec<(i64, f64)> = s.samples[a..b]
                     .iter()
                     .copied()
                     .filter(|(_, v)| !is_stale(*v))
                     .collect();
-                (!samples.is_empty()).then(|| Series {
-                    labels: s.labels.clone(),
-                    samples,
-                })
+                (!pts.is_empty()).then_some((i, pts))
             })
-            .collect()
+            .collect();
+        (series, spans)
     }
 
     fn vector_arg(&mut self, e: &Expr, t: i64) -> Result<Vec<Sample>, EvalError> {
@@ -304,9 +376,7 @@ impl<'a> Evaluator<'a> {
     fn call(&mut self, c: &Call, t: i64) -> Result<QueryValue, EvalError> {
         let name = c.func.name;
         let args = &c.args.args;
-        let range_fn = |f: fn(&Series, i64, i64) -> Option<f64>,
-                        this: &mut Self|
-         -> Result<QueryValue, EvalError> {
+        let range_fn = |f: RangeFn, this: &mut Self| -> Result<QueryValue, EvalError> {
             let Expr::MatrixSelector(ms) = args[0].as_ref() else {
                 return Err(unsupported(
                     "range functions over anything but a range selector",
@@ -315,10 +385,11 @@ impl<'a> Evaluator<'a> {
             let range = ms.range.as_millis() as i64;
             let end = t - offset_ms(&ms.vs.offset);
             let mut out = Vec::new();
-            for s in this.window(&ms.vs, range, t) {
-                if let Some(v) = f(&s, end - range, end) {
+            let (series, spans) = this.window(&ms.vs, range, t);
+            for (i, pts) in spans {
+                if let Some(v) = f(&pts, end - range, end) {
                     out.push(Sample {
-                        labels: drop_name(s.labels),
+                        labels: series[i].nameless.clone(),
                         value: v,
                     });
                 }
@@ -336,7 +407,7 @@ impl<'a> Evaluator<'a> {
                 |s, _, _| {
                     let mut mean = 0.0;
                     let mut n = 0.0;
-                    for (_, v) in &s.samples {
+                    for (_, v) in s {
                         n += 1.0;
                         mean += (v - mean) / n;
                     }
@@ -344,13 +415,12 @@ impl<'a> Evaluator<'a> {
                 },
                 self,
             ),
-            "sum_over_time" => range_fn(|s, _, _| Some(s.samples.iter().map(|x| x.1).sum()), self),
-            "count_over_time" => range_fn(|s, _, _| Some(s.samples.len() as f64), self),
+            "sum_over_time" => range_fn(|s, _, _| Some(s.iter().map(|x| x.1).sum()), self),
+            "count_over_time" => range_fn(|s, _, _| Some(s.len() as f64), self),
             "min_over_time" => range_fn(
                 |s, _, _| {
                     Some(
-                        s.samples
-                            .iter()
+                        s.iter()
                             .map(|x| x.1)
                             .fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }),
                     )
@@ -360,8 +430,7 @@ impl<'a> Evaluator<'a> {
             "max_over_time" => range_fn(
                 |s, _, _| {
                     Some(
-                        s.samples
-                            .iter()
+                        s.iter()
                             .map(|x| x.1)
                             .fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }),
                     )
@@ -388,7 +457,7 @@ impl<'a> Evaluator<'a> {
                 let out: Vec<Sample> = v
                     .into_iter()
                     .map(|s| Sample {
-                        labels: drop_name(s.labels),
+                        labels: self.names.drop(s.labels),
                         value: f(s.value),
                     })
                     .collect();
@@ -401,7 +470,7 @@ impl<'a> Evaluator<'a> {
                 let out: Vec<Sample> = v
                     .into_iter()
                     .map(|s| Sample {
-                        labels: drop_name(s.labels),
+                        labels: self.names.drop(s.labels),
                         value: if name == "clamp_min" {
                             s.value.max(bound)
                         } else {
@@ -415,7 +484,7 @@ impl<'a> Evaluator<'a> {
             "vector" => {
                 let v = self.scalar_arg(&args[0], t)?;
                 Ok(QueryValue::Vector(vec![Sample {
-                    labels: Labels::new(),
+                    labels: Arc::new(Labels::new()),
                     value: v,
                 }]))
             }
@@ -488,7 +557,7 @@ impl<'a> Evaluator<'a> {
                         "avg" => g.mean,
                         _ => g.value,
                     },
-                    labels: g.labels,
+                    labels: Arc::new(g.labels),
                 })
                 .collect(),
         ))
@@ -511,16 +580,23 @@ impl<'a> Evaluator<'a> {
                 }))
             }
             (QueryValue::Vector(vs), QueryValue::Scalar(sc)) => {
-                vector_scalar(op, vs, sc, false, return_bool, comparison)
+                vector_scalar(op, vs, sc, false, (return_bool, comparison), &self.names)
             }
             (QueryValue::Scalar(sc), QueryValue::Vector(vs)) => {
-                vector_scalar(op, vs, sc, true, return_bool, comparison)
+                vector_scalar(op, vs, sc, true, (return_bool, comparison), &self.names)
             }
             (QueryValue::Vector(l), QueryValue::Vector(r)) => {
                 let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
                 match op {
                     "and" | "or" | "unless" => Ok(QueryValue::Vector(set_op(op, l, r, matching))),
-                    _ => vector_vector(op, l, r, b.modifier.as_ref(), return_bool, comparison),
+                    _ => vector_vector(
+                        op,
+                        l,
+                        r,
+                        b.modifier.as_ref(),
+                        (return_bool, comparison),
+                        &self.names,
+                    ),
                 }
             }
             _ => Err(unsupported("binary operators on range vectors")),
@@ -534,16 +610,11 @@ fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-fn drop_name(mut l: Labels) -> Labels {
-    l.remove("__name__");
-    l
-}
-
 /// Prometheus refuses vectors with two elements of the same label set.
 fn check_unique(v: &[Sample]) -> Result<(), EvalError> {
     let mut seen = HashSet::new();
     for s in v {
-        if !seen.insert(&s.labels) {
+        if !seen.insert(hash_labels(s.labels.iter())) {
             return Err(EvalError::Execution(
                 "vector cannot contain metrics with the same labelset".into(),
             ));
@@ -570,13 +641,12 @@ fn group_labels(l: &Labels, m: Option<&LabelModifier>) -> Labels {
 
 /// Prometheus's `extrapolatedRate` (2.x).
 fn extrapolated(
-    s: &Series,
+    pts: &[(i64, f64)],
     range_start: i64,
     range_end: i64,
     counter: bool,
     rate: bool,
 ) -> Option<f64> {
-    let pts = &s.samples;
     if pts.len() < 2 {
         return None;
     }
@@ -621,13 +691,13 @@ fn extrapolated(
 }
 
 /// Prometheus's `instantValue` (`irate`, `idelta`).
-fn instant_delta(s: &Series, rate: bool) -> Option<f64> {
-    let n = s.samples.len();
+fn instant_delta(pts: &[(i64, f64)], rate: bool) -> Option<f64> {
+    let n = pts.len();
     if n < 2 {
         return None;
     }
-    let (pt, pv) = s.samples[n - 2];
-    let (lt, lv) = s.samples[n - 1];
+    let (pt, pv) = pts[n - 2];
+    let (lt, lv) = pts[n - 1];
     let mut result = if rate && lv < pv { lv } else { lv - pv };
     let dt = lt - pt;
     if dt == 0 {
@@ -647,7 +717,7 @@ fn histogram_quantile(q: f64, v: Vec<Sample>) -> Vec<Sample> {
             continue;
         };
         let Some(upper) = parse_le(le) else { continue };
-        let mut key = s.labels.clone();
+        let mut key = (*s.labels).clone();
         key.remove("le");
         key.remove("__name__");
         groups.entry(key).or_default().push((upper, s.value));
@@ -655,7 +725,7 @@ fn histogram_quantile(q: f64, v: Vec<Sample>) -> Vec<Sample> {
     groups
         .into_iter()
         .map(|(labels, buckets)| Sample {
-            labels,
+            labels: Arc::new(labels),
             value: bucket_quantile(q, buckets),
         })
         .collect()
@@ -752,9 +822,10 @@ fn vector_scalar(
     vs: Vec<Sample>,
     sc: f64,
     swap: bool,
-    return_bool: bool,
-    comparison: bool,
+    flags: (bool, bool),
+    names: &NameMemo,
 ) -> Result<QueryValue, EvalError> {
+    let (return_bool, comparison) = flags;
     let mut out = Vec::with_capacity(vs.len());
     for s in vs {
         let (l, r) = if swap { (sc, s.value) } else { (s.value, sc) };
@@ -768,7 +839,7 @@ fn vector_scalar(
         }
         if keep {
             let labels = if !comparison || return_bool {
-                drop_name(s.labels)
+                names.drop(s.labels)
             } else {
                 s.labels
             };
@@ -781,24 +852,23 @@ fn vector_scalar(
     Ok(QueryValue::Vector(out))
 }
 
-fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Vec<(String, String)> {
-    match matching {
-        Some(LabelModifier::Include(on)) => l
-            .iter()
-            .filter(|(k, _)| on.labels.iter().any(|x| x == *k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        Some(LabelModifier::Exclude(ign)) => l
-            .iter()
-            .filter(|(k, _)| *k != "__name__" && !ign.labels.iter().any(|x| x == *k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        None => l
-            .iter()
-            .filter(|(k, _)| *k != "__name__")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    }
+/// The labels two series are matched on: `on (…)`, all but `ignoring (…)`, or all; never
+/// `__name__` unless listed in `on`.
+fn matched_labels<'l>(
+    l: &'l Labels,
+    matching: Option<&'l LabelModifier>,
+) -> impl Iterator<Item = (&'l String, &'l String)> {
+    l.iter().filter(move |(k, _)| match matching {
+        Some(LabelModifier::Include(on)) => on.labels.iter().any(|x| x == *k),
+        Some(LabelModifier::Exclude(ign)) => {
+            *k != "__name__" && !ign.labels.iter().any(|x| x == *k)
+        }
+        None => *k != "__name__",
+    })
+}
+
+fn signature(l: &Labels, matching: Option<&LabelModifier>) -> u64 {
+    hash_labels(matched_labels(l, matching))
 }
 
 fn set_op(op: &str, l: Vec<Sample>, r: Vec<Sample>, m: Option<&LabelModifier>) -> Vec<Sample> {
@@ -832,16 +902,18 @@ fn vector_vector(
     l: Vec<Sample>,
     r: Vec<Sample>,
     modifier: Option<&BinModifier>,
-    return_bool: bool,
-    comparison: bool,
+    flags: (bool, bool),
+    names: &NameMemo,
 ) -> Result<QueryValue, EvalError> {
+    let (return_bool, comparison) = flags;
     let matching = modifier.and_then(|m| m.matching.as_ref());
-    let mut right: HashMap<Vec<(String, String)>, Sample> = HashMap::new();
+    let mut right: HashMap<u64, Sample> = HashMap::new();
     for s in r {
         let sig = signature(&s.labels, matching);
         if right.contains_key(&sig) {
+            let group: Vec<_> = matched_labels(&s.labels, matching).collect();
             return Err(EvalError::Execution(format!(
-                "found duplicate series for the match group {sig:?} on the right hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side"
+                "found duplicate series for the match group {group:?} on the right hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side"
             )));
         }
         right.insert(sig, s);
@@ -859,18 +931,18 @@ fn vector_vector(
         }
         let mut labels = ls.labels;
         if !comparison || return_bool {
-            labels.remove("__name__");
+            labels = names.drop(labels);
         }
         match matching {
             Some(LabelModifier::Include(on)) => {
-                labels.retain(|k, _| on.labels.iter().any(|x| x == k));
+                Arc::make_mut(&mut labels).retain(|k, _| on.labels.iter().any(|x| x == k));
             }
-            Some(LabelModifier::Exclude(ign)) => {
-                labels.retain(|k, _| !ign.labels.iter().any(|x| x == k));
+            Some(LabelModifier::Exclude(ign)) if !ign.labels.is_empty() => {
+                Arc::make_mut(&mut labels).retain(|k, _| !ign.labels.iter().any(|x| x == k));
             }
-            None => {}
+            _ => {}
         }
-        if !inserted.insert(labels.clone()) {
+        if !inserted.insert(hash_labels(labels.iter())) {
             return Err(EvalError::Execution(
                 "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
             ));
@@ -920,11 +992,11 @@ pub fn range(
         ));
     }
     let mut ev = Evaluator::new(provider, start_ms, end_ms);
-    let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut out: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
     let mut t = start_ms;
     while t <= end_ms {
         match ev.eval(expr, t)? {
-            QueryValue::Scalar(v) => out.entry(Labels::new()).or_default().push((t, v)),
+            QueryValue::Scalar(v) => out.entry(Arc::new(Labels::new())).or_default().push((t, v)),
             QueryValue::Vector(vs) => {
                 check_unique(&vs)?;
                 for s in vs {
@@ -941,7 +1013,10 @@ pub fn range(
     }
     Ok(out
         .into_iter()
-        .map(|(labels, samples)| Series { labels, samples })
+        .map(|(labels, samples)| Series {
+            labels: Arc::unwrap_or_clone(labels),
+            samples,
+        })
         .collect())
 }
 
