@@ -309,7 +309,7 @@ async fn resource_request(
     let result = match (method, t.name, t.sub) {
         (&Method::GET, None, _) => {
             if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                return watch(api, &t, params).await;
+                return watch(api, &t, params, accept).await;
             }
             return list(api, &t, params, accept);
         }
@@ -727,7 +727,40 @@ fn event_line_raw(kind: &str, object: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
+/// Watch events carry objects, or one-row Tables when kubectl asks (`get -w`).
+#[derive(Clone)]
+struct Render {
+    res: Resource,
+    table: Option<String>,
+}
+
+impl Render {
+    fn line(&self, kind: &str, raw: &[u8]) -> Bytes {
+        match &self.table {
+            None => event_line_raw(kind, raw),
+            Some(include) => {
+                let obj = super::store::parse(raw);
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                event_line(kind, &table::table(&self.res, &[&obj], &rv, include, None))
+            }
+        }
+    }
+}
+
+async fn watch(api: &Api, t: &Target<'_>, params: &Params, accept: &str) -> Response {
+    let render = Render {
+        res: t.res,
+        table: table::wants_table(accept).then(|| {
+            params
+                .get("includeObject")
+                .cloned()
+                .unwrap_or_else(|| "Metadata".into())
+        }),
+    };
     let (ls, fs) = match selectors(&t.res, params) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
@@ -759,7 +792,7 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
                     continue;
                 }
             }
-            initial.push(event_line_raw("ADDED", raw));
+            initial.push(render.line("ADDED", raw));
         }
         // Changes after the list are in the receiver; skip those already reflected.
         (Vec::new(), Some((rx, rv)))
@@ -800,7 +833,7 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
         for c in backlog {
             last_rv = last_rv.max(c.rv);
             if let Some(ty) = watch_event_type(&c, &res, ns.as_deref(), &ls, &fs)
-                && tx.send(event_line_raw(ty, &c.object)).await.is_err()
+                && tx.send(render.line(ty, &c.object)).await.is_err()
             {
                 return;
             }
@@ -826,7 +859,7 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
                         }
                         last_rv = c.rv;
                         if let Some(ty) = watch_event_type(&c, &res, ns.as_deref(), &ls, &fs)
-                            && tx.send(event_line_raw(ty, &c.object)).await.is_err()
+                            && tx.send(render.line(ty, &c.object)).await.is_err()
                         {
                             return;
                         }
