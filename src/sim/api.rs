@@ -390,19 +390,30 @@ fn list(api: &Api, t: &Target, params: &Params, accept: &str) -> Response {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    let (raw, rv) = api.world.store.list_raw(&t.res, t.ns);
+    let (indexed, rv) = api.world.store.list_indexed(&t.res, t.ns);
     let want_table = table::wants_table(accept);
-    // Parse only when a selector needs the objects, one at a time.
+    // Filter on the index when it has what the selectors look at; parse otherwise.
+    let indexed_fields = fs.indexed();
     let keep: Vec<usize> = if ls.is_empty() && fs.is_empty() {
-        (0..raw.len()).collect()
+        (0..indexed.len()).collect()
     } else {
-        (0..raw.len())
+        (0..indexed.len())
             .filter(|&i| {
-                let o = super::store::parse(&raw[i]);
-                ls.matches(&o) && fs.matches(&o)
+                let (raw, meta) = &indexed[i];
+                if !ls.matches(&meta.labels) {
+                    return false;
+                }
+                if fs.is_empty() {
+                    true
+                } else if indexed_fields {
+                    fs.matches(&meta.selectable())
+                } else {
+                    fs.matches(&super::store::parse(raw))
+                }
             })
             .collect()
     };
+    let raw: Vec<&Bytes> = indexed.iter().map(|(b, _)| b).collect();
     // Pagination: `continue` is the offset into this (sorted) result.
     let start: usize = params
         .get("continue")
@@ -422,7 +433,7 @@ fn list(api: &Api, t: &Target, params: &Params, accept: &str) -> Response {
         let include = params
             .get("includeObject")
             .map_or("Metadata", String::as_str);
-        let items = page.iter().map(|&i| super::store::parse(&raw[i]));
+        let items = page.iter().map(|&i| super::store::parse(raw[i]));
         let body = table::write_table(&t.res, items, &rv, include, cont.as_deref());
         return Response::builder()
             .status(StatusCode::OK)
@@ -449,7 +460,7 @@ fn list(api: &Api, t: &Target, params: &Params, accept: &str) -> Response {
         if n > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&raw[i]);
+        out.extend_from_slice(raw[i]);
     }
     out.extend_from_slice(b"]}");
     Response::builder()

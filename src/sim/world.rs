@@ -14,7 +14,7 @@ use super::build::{self, Ids, LONGHORN_NS};
 use super::resources::*;
 use super::scenario::Scenario;
 use super::select::LabelSelector;
-use super::store::{ApiError, Change, EventType, Store, name_of, namespace_of, now};
+use super::store::{ApiError, Change, EventType, Meta, Store, name_of, namespace_of, now};
 use crate::inventory::{Inventory, Role};
 
 /// Delays at speed 1, in seconds.
@@ -199,31 +199,6 @@ fn cond_status(obj: &Value, t: &str) -> Option<String> {
 pub fn pod_ready(p: &Value) -> bool {
     cond_status(p, "Ready").as_deref() == Some("True")
         && p.pointer("/metadata/deletionTimestamp").is_none()
-}
-
-/// What controllers need of a pod (a whole parsed Pod is ~10 KB in memory).
-#[derive(Debug, Clone)]
-struct PodLite {
-    ns: String,
-    name: String,
-    /// `{"metadata": {"labels": ...}}`, for selectors.
-    labels: Value,
-    owner: Option<(String, String)>,
-    ready: bool,
-    deleting: bool,
-}
-
-impl PodLite {
-    fn of(p: &Value) -> Self {
-        Self {
-            ns: namespace_of(p).to_string(),
-            name: name_of(p).to_string(),
-            labels: json!({"metadata": {"labels": p.pointer("/metadata/labels").cloned().unwrap_or(Value::Null)}}),
-            owner: controller_of(p),
-            ready: pod_ready(p),
-            deleting: p.pointer("/metadata/deletionTimestamp").is_some(),
-        }
-    }
 }
 
 fn controller_of(p: &Value) -> Option<(String, String)> {
@@ -498,11 +473,12 @@ impl World {
         if candidates.is_empty() {
             return None;
         }
-        let placed: Vec<String> = self.store.map(&PODS, None, |p| {
-            p.pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
+        let placed: Vec<String> = self
+            .store
+            .metas(&PODS, None)
+            .into_iter()
+            .filter_map(|m| m.node.clone())
+            .collect();
         let mut count: HashMap<&str, usize> = candidates.iter().map(|c| (c.as_str(), 0)).collect();
         for n in &placed {
             if let Some(c) = count.get_mut(n.as_str()) {
@@ -514,8 +490,8 @@ impl World {
         best.first().map(|(n, _)| n.to_string())
     }
 
-    fn pods_lite(&self, ns: Option<&str>) -> Vec<PodLite> {
-        self.store.map(&PODS, ns, |p| Some(PodLite::of(p)))
+    fn pods_lite(&self, ns: Option<&str>) -> Vec<Arc<Meta>> {
+        self.store.metas(&PODS, ns)
     }
 
     fn host_ip(&self, node: &str) -> String {
@@ -771,9 +747,9 @@ impl World {
     }
 
     /// The PDB status for `pdb` over the pods of its namespace.
-    fn pdb_status(&self, pdb: &Value, pods: &[PodLite]) -> Value {
+    fn pdb_status(&self, pdb: &Value, pods: &[Arc<Meta>]) -> Value {
         let sel = LabelSelector::from_object(&pdb["spec"]["selector"]);
-        let matching: Vec<&PodLite> = pods
+        let matching: Vec<&Arc<Meta>> = pods
             .iter()
             .filter(|p| !sel.is_empty() && sel.matches(&p.labels))
             .collect();
@@ -988,15 +964,17 @@ impl World {
             }
         });
         // Pods on the node follow its readiness.
-        let pods: Vec<PodLite> = self.store.map(&PODS, None, |p| {
-            (p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
-                .then(|| PodLite::of(p))
-        });
+        let pods: Vec<Arc<Meta>> = self
+            .store
+            .metas(&PODS, None)
+            .into_iter()
+            .filter(|m| m.node.as_deref() == Some(node))
+            .collect();
         let want = if ready == Some(true) { "True" } else { "False" };
         let mut namespaces = BTreeSet::new();
         for pl in pods.iter().filter(|p| !p.deleting) {
-            namespaces.insert(pl.ns.clone());
-            let _ = self.store.modify(&PODS, &pl.ns, &pl.name, |p| {
+            namespaces.insert(pl.namespace.clone());
+            let _ = self.store.modify(&PODS, &pl.namespace, &pl.name, |p| {
                 if let Some(conds) = p
                     .pointer_mut("/status/conditions")
                     .and_then(Value::as_array_mut)
@@ -1143,20 +1121,16 @@ impl World {
         };
         let im_running: HashSet<String> = self
             .store
-            .map(&PODS, Some(LONGHORN_NS), |p| {
-                let im = p
-                    .pointer("/metadata/labels/longhorn.io~1component")
-                    .and_then(Value::as_str)
-                    == Some("instance-manager");
-                let alive = p.pointer("/metadata/deletionTimestamp").is_none();
-                if !(im && alive) {
-                    return None;
-                }
-                p.pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
+            .metas(&PODS, Some(LONGHORN_NS))
             .into_iter()
+            .filter(|m| {
+                !m.deleting
+                    && m.labels
+                        .pointer("/metadata/labels/longhorn.io~1component")
+                        .and_then(Value::as_str)
+                        == Some("instance-manager")
+            })
+            .filter_map(|m| m.node.clone())
             .collect();
         let (replicas, _) = self.store.list(&LH_REPLICAS, Some(LONGHORN_NS));
         let t = now();
