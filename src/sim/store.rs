@@ -167,6 +167,8 @@ pub struct Meta {
     /// Ready condition True and not being deleted.
     pub ready: bool,
     pub deleting: bool,
+    /// `spec.unschedulable` (nodes).
+    pub unschedulable: bool,
 }
 
 impl Meta {
@@ -202,6 +204,7 @@ impl Meta {
             owner,
             ready: ready && !deleting,
             deleting,
+            unschedulable: v.pointer("/spec/unschedulable") == Some(&Value::Bool(true)),
         }
     }
 

@@ -155,6 +155,8 @@ struct SimState {
     dirty: BTreeSet<String>,
     /// Pods waiting for a node.
     pending: BTreeSet<(String, String)>,
+    /// Last written (pods, ready) per owner, so unchanged owners are not rewritten.
+    owner_counts: HashMap<(String, &'static str, String), (i64, i64)>,
     ids: u64,
     events: VecDeque<(String, String)>,
 }
@@ -457,13 +459,11 @@ impl World {
             .filter(|h| h.up)
             .map(|h| h.hostname.clone())
             .collect();
-        let (nodes, _) = self.store.list(&NODES, None);
-        nodes
-            .iter()
-            .filter(|n| n.pointer("/spec/unschedulable") != Some(&Value::Bool(true)))
-            .filter(|n| cond_status(n, "Ready").as_deref() == Some("True"))
-            .map(|n| name_of(n).to_string())
-            .filter(|n| up.contains(n))
+        self.store
+            .metas(&NODES, None)
+            .into_iter()
+            .filter(|n| !n.unschedulable && n.ready && up.contains(&n.name))
+            .map(|n| n.name.clone())
             .collect()
     }
 
@@ -908,10 +908,14 @@ impl World {
                 (STATEFULSETS, "StatefulSet"),
                 (DAEMONSETS, "DaemonSet"),
             ] {
-                let (owners, _) = self.store.list(&res, Some(&ns));
-                for o in owners {
-                    let (total, r) = get(kind, name_of(&o));
-                    let _ = self.store.modify(&res, &ns, name_of(&o), |o| {
+                for o in self.store.metas(&res, Some(&ns)) {
+                    let (total, r) = get(kind, &o.name);
+                    // Only owners whose counts changed are written.
+                    let key = (ns.clone(), kind, o.name.clone());
+                    if lock(&self.state).owner_counts.insert(key, (total, r)) == Some((total, r)) {
+                        continue;
+                    }
+                    let _ = self.store.modify(&res, &ns, &o.name, |o| {
                         if kind == "DaemonSet" {
                             o["status"]["currentNumberScheduled"] = json!(total);
                             o["status"]["numberReady"] = json!(r);
@@ -923,7 +927,7 @@ impl World {
                         }
                     });
                     if kind == "ReplicaSet"
-                        && let Some((_, dep)) = controller_of(&o)
+                        && let Some((_, dep)) = o.owner.clone()
                     {
                         let _ = self.store.modify(&DEPLOYMENTS, &ns, &dep, |d| {
                             d["status"]["replicas"] = json!(total);
@@ -1132,11 +1136,12 @@ impl World {
             })
             .filter_map(|m| m.node.clone())
             .collect();
-        let (replicas, _) = self.store.list(&LH_REPLICAS, Some(LONGHORN_NS));
+        let (replicas, _) = self.store.list_raw(&LH_REPLICAS, Some(LONGHORN_NS));
         let t = now();
         let instant = Instant::now();
         let mut healthy_by_volume: HashMap<String, Vec<String>> = HashMap::new();
-        for r in &replicas {
+        for raw in &replicas {
+            let r = &super::store::parse(raw);
             let rname = name_of(r).to_string();
             let node = r
                 .pointer("/spec/nodeID")
@@ -1210,9 +1215,10 @@ impl World {
                 healthy_by_volume.entry(vol).or_default().push(node);
             }
         }
-        let (volumes, _) = self.store.list(&LH_VOLUMES, Some(LONGHORN_NS));
+        let (volumes, _) = self.store.list_raw(&LH_VOLUMES, Some(LONGHORN_NS));
         let mut last_replica_nodes: BTreeSet<String> = BTreeSet::new();
-        for v in &volumes {
+        for raw in &volumes {
+            let v = &super::store::parse(raw);
             let vname = name_of(v);
             let want = v
                 .pointer("/spec/numberOfReplicas")
@@ -1232,8 +1238,9 @@ impl World {
             });
         }
         // Longhorn nodes' readiness.
-        let (lh_nodes, _) = self.store.list(&LH_NODES, Some(LONGHORN_NS));
-        for n in &lh_nodes {
+        let (lh_nodes, _) = self.store.list_raw(&LH_NODES, Some(LONGHORN_NS));
+        for raw in &lh_nodes {
+            let n = &super::store::parse(raw);
             let up = hosts_up.contains(name_of(n));
             let want = if up { "True" } else { "False" };
             let _ = self.store.modify(&LH_NODES, LONGHORN_NS, name_of(n), |n| {
