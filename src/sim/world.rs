@@ -526,13 +526,15 @@ impl World {
                     .pointer("/spec/replicas")
                     .and_then(Value::as_u64)
                     .unwrap_or(0) as usize;
-                let (pods, _) = self.store.list(&PODS, Some(&ns));
-                let have = pods
+                let have = self
+                    .pods_lite(Some(&ns))
                     .iter()
                     .filter(|p| {
-                        controller_of(p).is_some_and(|(k, n)| k == "ReplicaSet" && n == owner_name)
+                        p.owner
+                            .as_ref()
+                            .is_some_and(|(k, n)| k == "ReplicaSet" && *n == owner_name)
                     })
-                    .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+                    .filter(|p| !p.deleting)
                     .count();
                 if have >= want {
                     return;
