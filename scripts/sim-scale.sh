@@ -63,6 +63,17 @@ if command -v kubectl >/dev/null; then
     echo "$(date +%s.%N) - $s" | bc
   done | stats)
   echo "kubectl get pods -A (pages of 500, whole command): $KUBECTL"
+  # Activity: drain an agent (evictions, PDB checks, pods recreated elsewhere), then reboot
+  # another through the control API (NotReady, replicas stop and rebuild).
+  NODE=$(HOME="$KHOME" KUBECONFIG="$DIR/kubeconfig" kubectl get nodes -o name | tail -1 | cut -d/ -f2)
+  s=$(date +%s.%N)
+  HOME="$KHOME" KUBECONFIG="$DIR/kubeconfig" kubectl drain "$NODE" --ignore-daemonsets \
+    --delete-emptydir-data --timeout 120s >/dev/null 2>&1 || echo "drain of $NODE failed" >&2
+  echo "kubectl drain $NODE: $(echo "$(date +%s.%N) - $s" | bc | cut -c1-5) s"
+  OTHER=$(HOME="$KHOME" KUBECONFIG="$DIR/kubeconfig" kubectl get nodes -o name | tail -2 | head -1 | cut -d/ -f2)
+  curl -s -o /dev/null --cacert "$DIR/ca.crt" -H "Authorization: Bearer $TOKEN" -XPOST "$API/sim/v1/hosts/$OTHER/reboot"
+  sleep 5
+  echo "RSS after drain + reboot: $(rss VmRSS) MiB"
 fi
 echo "RSS after the lists: $(rss VmRSS) MiB (peak $(rss VmHWM) MiB)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
