@@ -696,6 +696,34 @@ mod tests {
     }
 
     #[test]
+    fn the_index_follows_writes() {
+        let s = Store::new();
+        let mut p = pod("p1");
+        p["metadata"]["labels"] = json!({"app": "web"});
+        p["metadata"]["ownerReferences"] =
+            json!([{"kind": "ReplicaSet", "name": "web-1", "controller": true}]);
+        p["status"] =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        s.create(&PODS, p).unwrap();
+        let m = &s.metas(&PODS, Some("default"))[0];
+        assert_eq!(
+            (m.name.as_str(), m.node.as_deref(), m.phase.as_deref()),
+            ("p1", Some("a"), Some("Running"))
+        );
+        assert_eq!(m.owner, Some(("ReplicaSet".into(), "web-1".into())));
+        assert!(m.ready && !m.deleting);
+        assert_eq!(m.labels["metadata"]["labels"]["app"], "web");
+        s.modify(&PODS, "default", "p1", |p| {
+            p["metadata"]["deletionTimestamp"] = json!(now())
+        })
+        .unwrap();
+        let m = &s.metas(&PODS, None)[0];
+        assert!(!m.ready && m.deleting);
+        let (raw, _) = s.list_raw(&PODS, None);
+        assert_eq!(parse(&raw[0])["metadata"]["name"], "p1");
+    }
+
+    #[test]
     fn watch_backlog_and_namespaced_list() {
         let s = Store::new();
         let start = s.resource_version();
