@@ -717,6 +717,14 @@ impl World {
                         c["status"] = json!("False");
                     }
                 }
+                if let Some(cs) = p
+                    .pointer_mut("/status/containerStatuses")
+                    .and_then(Value::as_array_mut)
+                {
+                    for c in cs {
+                        c["ready"] = json!(false);
+                    }
+                }
             }
         })?;
         self.event(
