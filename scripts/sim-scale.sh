@@ -54,4 +54,26 @@ SIZE=$(du -k "$DIR/body" | cut -f1)
 echo "list pods (JSON, $PODS pods, $((SIZE / 1024)) MiB): $JSON"
 TABLE=$(for _ in $(seq 1 "$RUNS"); do time_list "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"; done | stats)
 echo "list pods (Table, as kubectl get pods -A): $TABLE"
+if command -v kubectl >/dev/null; then
+  KHOME="$DIR/home"; mkdir -p "$KHOME"
+  HOME="$KHOME" KUBECONFIG="$DIR/kubeconfig" kubectl get nodes >/dev/null # warm the discovery cache
+  KUBECTL=$(for _ in $(seq 1 "$RUNS"); do
+    s=$(date +%s.%N)
+    HOME="$KHOME" KUBECONFIG="$DIR/kubeconfig" kubectl get pods -A --no-headers | wc -l >/dev/null
+    echo "$(date +%s.%N) - $s" | bc
+  done | stats)
+  echo "kubectl get pods -A (pages of 500, whole command): $KUBECTL"
+  # Activity: drain an agent (evictions, PDB checks, pods recreated elsewhere), then reboot
+  # another through the control API (NotReady, replicas stop and rebuild).
+  NODE=$(HOME="$KHOME" KUBECONFIG="$DIR/kubeconfig" kubectl get nodes -o name | tail -1 | cut -d/ -f2)
+  s=$(date +%s.%N)
+  HOME="$KHOME" KUBECONFIG="$DIR/kubeconfig" kubectl drain "$NODE" --ignore-daemonsets \
+    --delete-emptydir-data --timeout 120s >/dev/null 2>&1 || echo "drain of $NODE failed" >&2
+  echo "kubectl drain $NODE: $(echo "$(date +%s.%N) - $s" | bc | cut -c1-5) s"
+  OTHER=$(HOME="$KHOME" KUBECONFIG="$DIR/kubeconfig" kubectl get nodes -o name | tail -2 | head -1 | cut -d/ -f2)
+  curl -s -o /dev/null --cacert "$DIR/ca.crt" -H "Authorization: Bearer $TOKEN" -XPOST "$API/sim/v1/hosts/$OTHER/reboot"
+  sleep 5
+  echo "RSS after drain + reboot: $(rss VmRSS) MiB"
+fi
 echo "RSS after the lists: $(rss VmRSS) MiB (peak $(rss VmHWM) MiB)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"

@@ -400,3 +400,48 @@ async fn refuses_the_unauthenticated_and_the_malformed() {
     assert!(err.contains("not found"), "{err}");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_prints_table_rows() {
+    use tokio::io::AsyncBufReadExt;
+    let Some(k) = Kubectl::new() else { return };
+    let (h, _dir) = start(vec![], 20.0).await;
+    let mut child = tokio::process::Command::new(&k.bin)
+        .env("HOME", k.home.path())
+        .env("KUBECONFIG", h.kubeconfig_path())
+        .args(["get", "nodes", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The initial listing, then the change as a row with the server's columns.
+    let mut seen = 0;
+    while seen < 5 {
+        let l = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(!l.contains("Unable to decode"), "{l}");
+        seen += 1;
+    }
+    k.ok(&h, &["cordon", "node1"]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if l.starts_with("node1")
+            && l.contains("Ready,SchedulingDisabled")
+            && l.contains("control-plane,etcd,master")
+        {
+            break;
+        }
+    }
+    let _ = child.kill().await;
+    h.shutdown().await;
+}

@@ -268,3 +268,147 @@ async fn watch_sends_bookmarks() {
     assert!(bookmarks >= 3, "{bookmarks} bookmarks");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_deserializes_into_k8s_openapi_types() {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Event, Namespace};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let (h, _dir) = start(vec![Scenario::LastReplica], 20.0).await;
+    let c = client(&h).await;
+    // Some events exist.
+    let nodes: Api<Node> = Api::all(c.clone());
+    let patch = serde_json::json!({"spec": {"unschedulable": true}});
+    nodes
+        .patch("node4", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .unwrap();
+    let lp = Default::default();
+    assert_eq!(nodes.list(&lp).await.unwrap().items.len(), 4);
+    assert!(
+        !Api::<Pod>::all(c.clone())
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        Api::<Namespace>::all(c.clone())
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        7
+    );
+    assert!(
+        !Api::<Deployment>::all(c.clone())
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        !Api::<ReplicaSet>::all(c.clone())
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        !Api::<StatefulSet>::all(c.clone())
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        !Api::<DaemonSet>::all(c.clone())
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let pdbs = Api::<PodDisruptionBudget>::all(c.clone())
+        .list(&lp)
+        .await
+        .unwrap()
+        .items;
+    assert!(pdbs.iter().any(|p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.disruptions_allowed == 0)
+    }));
+    let leases = Api::<Lease>::namespaced(c.clone(), "kube-node-lease")
+        .list(&lp)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(leases.len(), 4);
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.spec.as_ref().unwrap().renew_time.is_some())
+    );
+    assert!(
+        !Api::<Lease>::namespaced(c.clone(), "kube-system")
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = Api::<Event>::all(c.clone()).list(&lp).await.unwrap().items;
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("NodeNotSchedulable"))
+    );
+    let crds = Api::<CustomResourceDefinition>::all(c.clone())
+        .list(&lp)
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        crds.iter()
+            .any(|c| c.metadata.name.as_deref() == Some("volumes.longhorn.io"))
+    );
+    // Longhorn's objects through the dynamic API, as discovery finds them.
+    let discovery = kube::discovery::Discovery::new(c.clone())
+        .run()
+        .await
+        .unwrap();
+    for kind in [
+        "Volume",
+        "Replica",
+        "Backup",
+        "BackupTarget",
+        "RecurringJob",
+        "Setting",
+    ] {
+        let (ar, _) = discovery
+            .groups()
+            .flat_map(|g| g.recommended_resources())
+            .find(|(ar, _)| ar.group == "longhorn.io" && ar.kind == kind)
+            .unwrap_or_else(|| panic!("discovery lacks longhorn.io {kind}"));
+        assert_eq!(ar.version, "v1beta2");
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(c.clone(), "longhorn-system", &ar);
+        assert!(!api.list(&lp).await.unwrap().items.is_empty(), "{kind}");
+    }
+    h.shutdown().await;
+}

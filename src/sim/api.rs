@@ -309,7 +309,7 @@ async fn resource_request(
     let result = match (method, t.name, t.sub) {
         (&Method::GET, None, _) => {
             if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                return watch(api, &t, params).await;
+                return watch(api, &t, params, accept).await;
             }
             return list(api, &t, params, accept);
         }
@@ -390,19 +390,30 @@ fn list(api: &Api, t: &Target, params: &Params, accept: &str) -> Response {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    let (raw, rv) = api.world.store.list_raw(&t.res, t.ns);
+    let (indexed, rv) = api.world.store.list_indexed(&t.res, t.ns);
     let want_table = table::wants_table(accept);
-    // Parse only when a selector needs the objects, one at a time.
+    // Filter on the index when it has what the selectors look at; parse otherwise.
+    let indexed_fields = fs.indexed();
     let keep: Vec<usize> = if ls.is_empty() && fs.is_empty() {
-        (0..raw.len()).collect()
+        (0..indexed.len()).collect()
     } else {
-        (0..raw.len())
+        (0..indexed.len())
             .filter(|&i| {
-                let o = super::store::parse(&raw[i]);
-                ls.matches(&o) && fs.matches(&o)
+                let (raw, meta) = &indexed[i];
+                if !ls.matches(&meta.labels) {
+                    return false;
+                }
+                if fs.is_empty() {
+                    true
+                } else if indexed_fields {
+                    fs.matches(&meta.selectable())
+                } else {
+                    fs.matches(&super::store::parse(raw))
+                }
             })
             .collect()
     };
+    let raw: Vec<&Bytes> = indexed.iter().map(|(b, _)| b).collect();
     // Pagination: `continue` is the offset into this (sorted) result.
     let start: usize = params
         .get("continue")
@@ -422,7 +433,7 @@ fn list(api: &Api, t: &Target, params: &Params, accept: &str) -> Response {
         let include = params
             .get("includeObject")
             .map_or("Metadata", String::as_str);
-        let items = page.iter().map(|&i| super::store::parse(&raw[i]));
+        let items = page.iter().map(|&i| super::store::parse(raw[i]));
         let body = table::write_table(&t.res, items, &rv, include, cont.as_deref());
         return Response::builder()
             .status(StatusCode::OK)
@@ -449,7 +460,7 @@ fn list(api: &Api, t: &Target, params: &Params, accept: &str) -> Response {
         if n > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&raw[i]);
+        out.extend_from_slice(raw[i]);
     }
     out.extend_from_slice(b"]}");
     Response::builder()
@@ -727,7 +738,40 @@ fn event_line_raw(kind: &str, object: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
+/// Watch events carry objects, or one-row Tables when kubectl asks (`get -w`).
+#[derive(Clone)]
+struct Render {
+    res: Resource,
+    table: Option<String>,
+}
+
+impl Render {
+    fn line(&self, kind: &str, raw: &[u8]) -> Bytes {
+        match &self.table {
+            None => event_line_raw(kind, raw),
+            Some(include) => {
+                let obj = super::store::parse(raw);
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                event_line(kind, &table::table(&self.res, &[&obj], &rv, include, None))
+            }
+        }
+    }
+}
+
+async fn watch(api: &Api, t: &Target<'_>, params: &Params, accept: &str) -> Response {
+    let render = Render {
+        res: t.res,
+        table: table::wants_table(accept).then(|| {
+            params
+                .get("includeObject")
+                .cloned()
+                .unwrap_or_else(|| "Metadata".into())
+        }),
+    };
     let (ls, fs) = match selectors(&t.res, params) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
@@ -759,7 +803,7 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
                     continue;
                 }
             }
-            initial.push(event_line_raw("ADDED", raw));
+            initial.push(render.line("ADDED", raw));
         }
         // Changes after the list are in the receiver; skip those already reflected.
         (Vec::new(), Some((rx, rv)))
@@ -800,7 +844,7 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
         for c in backlog {
             last_rv = last_rv.max(c.rv);
             if let Some(ty) = watch_event_type(&c, &res, ns.as_deref(), &ls, &fs)
-                && tx.send(event_line_raw(ty, &c.object)).await.is_err()
+                && tx.send(render.line(ty, &c.object)).await.is_err()
             {
                 return;
             }
@@ -826,7 +870,7 @@ async fn watch(api: &Api, t: &Target<'_>, params: &Params) -> Response {
                         }
                         last_rv = c.rv;
                         if let Some(ty) = watch_event_type(&c, &res, ns.as_deref(), &ls, &fs)
-                            && tx.send(event_line_raw(ty, &c.object)).await.is_err()
+                            && tx.send(render.line(ty, &c.object)).await.is_err()
                         {
                             return;
                         }

@@ -74,6 +74,27 @@ impl Default for SimOptions {
     }
 }
 
+impl SimOptions {
+    /// Options from the `sim`/`demo` command line (`--nodes`, `--scenario`, `--speed`);
+    /// unknown scenarios and bad speeds are errors.
+    pub fn from_args(args: &crate::cli::SimModelArgs, hosts: Option<Inventory>) -> Result<Self> {
+        let scenarios = scenario::parse_all(&args.scenarios).map_err(|e| eyre!(e))?;
+        if !(args.speed > 0.0 && args.speed.is_finite()) {
+            return Err(eyre!(
+                "--speed must be a positive number, not {}",
+                args.speed
+            ));
+        }
+        Ok(Self {
+            nodes: args.nodes,
+            scenarios,
+            speed: args.speed,
+            inventory: hosts,
+            port: 0,
+        })
+    }
+}
+
 /// A running simulator. Dropping it without `shutdown` leaves its tasks running until the
 /// runtime ends.
 pub struct SimHandle {

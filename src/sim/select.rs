@@ -202,6 +202,16 @@ impl FieldSelector {
         self.0.is_empty()
     }
 
+    /// Only fields the store indexes (name, namespace, spec.nodeName, status.phase)?
+    pub fn indexed(&self) -> bool {
+        self.0.iter().all(|(f, _, _)| {
+            matches!(
+                f.as_str(),
+                "metadata.name" | "metadata.namespace" | "spec.nodeName" | "status.phase"
+            )
+        })
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(path, neg, want)| {
             let ptr = format!("/{}", path.replace('.', "/"));

@@ -150,8 +150,91 @@ impl Change {
 /// A receiver of store changes.
 pub type ChangeRx = broadcast::Receiver<Arc<Change>>;
 
-/// Objects by (namespace, name), serialized.
-type Objects = BTreeMap<(String, String), Bytes>;
+/// What controllers and selectors need of an object, kept beside its JSON so that big
+/// lists are filtered and counted without parsing every object.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub namespace: String,
+    pub name: String,
+    /// `{"metadata": {"labels": ...}}`: what label selectors look at.
+    pub labels: Value,
+    /// `spec.nodeName`.
+    pub node: Option<String>,
+    /// `status.phase`.
+    pub phase: Option<String>,
+    /// The controller owner's (kind, name).
+    pub owner: Option<(String, String)>,
+    /// Ready condition True and not being deleted.
+    pub ready: bool,
+    pub deleting: bool,
+    /// `spec.unschedulable` (nodes).
+    pub unschedulable: bool,
+}
+
+impl Meta {
+    pub fn of(v: &Value) -> Self {
+        let ready = v
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .is_some_and(|c| c["status"] == "True");
+        let deleting = v.pointer("/metadata/deletionTimestamp").is_some();
+        let owner = v
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|o| o.iter().find(|o| o["controller"] == true))
+            .map(|o| {
+                (
+                    o["kind"].as_str().unwrap_or("").to_string(),
+                    o["name"].as_str().unwrap_or("").to_string(),
+                )
+            });
+        Self {
+            namespace: namespace_of(v).to_string(),
+            name: name_of(v).to_string(),
+            labels: json!({"metadata": {"labels": v.pointer("/metadata/labels").cloned().unwrap_or(Value::Null)}}),
+            node: v
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            phase: v
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            owner,
+            ready: ready && !deleting,
+            deleting,
+            unschedulable: v.pointer("/spec/unschedulable") == Some(&Value::Bool(true)),
+        }
+    }
+
+    /// The fields an indexed field selector can look at.
+    pub fn selectable(&self) -> Value {
+        json!({
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {"nodeName": self.node},
+            "status": {"phase": self.phase},
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    bytes: Bytes,
+    meta: Arc<Meta>,
+}
+
+impl Entry {
+    fn new(v: &Value) -> Self {
+        Self {
+            bytes: encode(v),
+            meta: Arc::new(Meta::of(v)),
+        }
+    }
+}
+
+/// Objects by (namespace, name), serialized, with their index.
+type Objects = BTreeMap<(String, String), Entry>;
 
 /// Parse a stored object (always valid JSON: the store wrote it).
 pub fn parse(b: &[u8]) -> Value {
@@ -238,7 +321,7 @@ impl Store {
             .objects
             .get(res)?
             .get(&(ns.to_string(), name.to_string()))
-            .cloned()
+            .map(|e| e.bytes.clone())
     }
 
     /// Objects of a resource (in one namespace, or all), sorted by namespace and name, with
@@ -261,15 +344,28 @@ impl Store {
 
     /// Like `list`, without parsing.
     pub fn list_raw(&self, res: &Resource, ns: Option<&str>) -> (Vec<Bytes>, u64) {
+        let (items, rv) = self.list_indexed(res, ns);
+        (items.into_iter().map(|(b, _)| b).collect(), rv)
+    }
+
+    /// The index of every object (no JSON parsed).
+    pub fn metas(&self, res: &Resource, ns: Option<&str>) -> Vec<Arc<Meta>> {
+        let (items, _) = self.list_indexed(res, ns);
+        items.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// Objects with their index, sorted by namespace and name.
+    pub fn list_indexed(&self, res: &Resource, ns: Option<&str>) -> (Vec<(Bytes, Arc<Meta>)>, u64) {
         let inner = self.lock();
+        let pair = |e: &Entry| (e.bytes.clone(), e.meta.clone());
         let items = match inner.objects.get(res) {
             None => Vec::new(),
             Some(objs) => match ns {
-                None | Some("") => objs.values().cloned().collect(),
+                None | Some("") => objs.values().map(pair).collect(),
                 Some(ns) => objs
                     .range((ns.to_string(), String::new())..)
                     .take_while(|((n, _), _)| n == ns)
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, e)| pair(e))
                     .collect(),
             },
         };
@@ -347,12 +443,13 @@ impl Store {
             }
             meta["generation"] = json!(1);
         }
-        let bytes = encode(&obj);
+        let entry = Entry::new(&obj);
+        let bytes = entry.bytes.clone();
         inner
             .objects
             .entry(*res)
             .or_default()
-            .insert(key.clone(), bytes.clone());
+            .insert(key.clone(), entry);
         Self::record(
             &mut inner,
             &self.tx,
@@ -380,7 +477,12 @@ impl Store {
         let name = name_of(&obj).to_string();
         let mut inner = self.lock();
         let key = (ns, name.clone());
-        let Some(old_bytes) = inner.objects.get(res).and_then(|o| o.get(&key)).cloned() else {
+        let Some(old_bytes) = inner
+            .objects
+            .get(res)
+            .and_then(|o| o.get(&key))
+            .map(|e| e.bytes.clone())
+        else {
             return Err(ApiError::not_found(res, &name));
         };
         let old = parse(&old_bytes);
@@ -421,12 +523,13 @@ impl Store {
             });
             meta["resourceVersion"] = json!(rv.to_string());
         }
-        let bytes = encode(&obj);
+        let entry = Entry::new(&obj);
+        let bytes = entry.bytes.clone();
         inner
             .objects
             .entry(*res)
             .or_default()
-            .insert(key.clone(), bytes.clone());
+            .insert(key.clone(), entry);
         Self::record(
             &mut inner,
             &self.tx,
@@ -471,7 +574,12 @@ impl Store {
     pub fn delete(&self, res: &Resource, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
         let mut inner = self.lock();
         let key = (ns.to_string(), name.to_string());
-        let Some(old) = inner.objects.get_mut(res).and_then(|o| o.remove(&key)) else {
+        let Some(old) = inner
+            .objects
+            .get_mut(res)
+            .and_then(|o| o.remove(&key))
+            .map(|e| e.bytes)
+        else {
             return Err(ApiError::not_found(res, name));
         };
         inner.rv += 1;
@@ -585,6 +693,34 @@ mod tests {
         assert_eq!((err.code, err.reason), (409, "Conflict"));
         s.delete(&PODS, "default", "p1").unwrap();
         assert_eq!(s.delete(&PODS, "default", "p1").unwrap_err().code, 404);
+    }
+
+    #[test]
+    fn the_index_follows_writes() {
+        let s = Store::new();
+        let mut p = pod("p1");
+        p["metadata"]["labels"] = json!({"app": "web"});
+        p["metadata"]["ownerReferences"] =
+            json!([{"kind": "ReplicaSet", "name": "web-1", "controller": true}]);
+        p["status"] =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        s.create(&PODS, p).unwrap();
+        let m = &s.metas(&PODS, Some("default"))[0];
+        assert_eq!(
+            (m.name.as_str(), m.node.as_deref(), m.phase.as_deref()),
+            ("p1", Some("a"), Some("Running"))
+        );
+        assert_eq!(m.owner, Some(("ReplicaSet".into(), "web-1".into())));
+        assert!(m.ready && !m.deleting);
+        assert_eq!(m.labels["metadata"]["labels"]["app"], "web");
+        s.modify(&PODS, "default", "p1", |p| {
+            p["metadata"]["deletionTimestamp"] = json!(now())
+        })
+        .unwrap();
+        let m = &s.metas(&PODS, None)[0];
+        assert!(!m.ready && m.deleting);
+        let (raw, _) = s.list_raw(&PODS, None);
+        assert_eq!(parse(&raw[0])["metadata"]["name"], "p1");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::build::{self, Ids, LONGHORN_NS};
 use super::resources::*;
 use super::scenario::Scenario;
 use super::select::LabelSelector;
-use super::store::{ApiError, Change, EventType, Store, name_of, namespace_of, now};
+use super::store::{ApiError, Change, EventType, Meta, Store, name_of, namespace_of, now};
 use crate::inventory::{Inventory, Role};
 
 /// Delays at speed 1, in seconds.
@@ -155,6 +155,8 @@ struct SimState {
     dirty: BTreeSet<String>,
     /// Pods waiting for a node.
     pending: BTreeSet<(String, String)>,
+    /// Last written (pods, ready) per owner, so unchanged owners are not rewritten.
+    owner_counts: HashMap<(String, &'static str, String), (i64, i64)>,
     ids: u64,
     events: VecDeque<(String, String)>,
 }
@@ -199,31 +201,6 @@ fn cond_status(obj: &Value, t: &str) -> Option<String> {
 pub fn pod_ready(p: &Value) -> bool {
     cond_status(p, "Ready").as_deref() == Some("True")
         && p.pointer("/metadata/deletionTimestamp").is_none()
-}
-
-/// What controllers need of a pod (a whole parsed Pod is ~10 KB in memory).
-#[derive(Debug, Clone)]
-struct PodLite {
-    ns: String,
-    name: String,
-    /// `{"metadata": {"labels": ...}}`, for selectors.
-    labels: Value,
-    owner: Option<(String, String)>,
-    ready: bool,
-    deleting: bool,
-}
-
-impl PodLite {
-    fn of(p: &Value) -> Self {
-        Self {
-            ns: namespace_of(p).to_string(),
-            name: name_of(p).to_string(),
-            labels: json!({"metadata": {"labels": p.pointer("/metadata/labels").cloned().unwrap_or(Value::Null)}}),
-            owner: controller_of(p),
-            ready: pod_ready(p),
-            deleting: p.pointer("/metadata/deletionTimestamp").is_some(),
-        }
-    }
 }
 
 fn controller_of(p: &Value) -> Option<(String, String)> {
@@ -482,13 +459,11 @@ impl World {
             .filter(|h| h.up)
             .map(|h| h.hostname.clone())
             .collect();
-        let (nodes, _) = self.store.list(&NODES, None);
-        nodes
-            .iter()
-            .filter(|n| n.pointer("/spec/unschedulable") != Some(&Value::Bool(true)))
-            .filter(|n| cond_status(n, "Ready").as_deref() == Some("True"))
-            .map(|n| name_of(n).to_string())
-            .filter(|n| up.contains(n))
+        self.store
+            .metas(&NODES, None)
+            .into_iter()
+            .filter(|n| !n.unschedulable && n.ready && up.contains(&n.name))
+            .map(|n| n.name.clone())
             .collect()
     }
 
@@ -498,11 +473,12 @@ impl World {
         if candidates.is_empty() {
             return None;
         }
-        let placed: Vec<String> = self.store.map(&PODS, None, |p| {
-            p.pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
+        let placed: Vec<String> = self
+            .store
+            .metas(&PODS, None)
+            .into_iter()
+            .filter_map(|m| m.node.clone())
+            .collect();
         let mut count: HashMap<&str, usize> = candidates.iter().map(|c| (c.as_str(), 0)).collect();
         for n in &placed {
             if let Some(c) = count.get_mut(n.as_str()) {
@@ -514,8 +490,8 @@ impl World {
         best.first().map(|(n, _)| n.to_string())
     }
 
-    fn pods_lite(&self, ns: Option<&str>) -> Vec<PodLite> {
-        self.store.map(&PODS, ns, |p| Some(PodLite::of(p)))
+    fn pods_lite(&self, ns: Option<&str>) -> Vec<Arc<Meta>> {
+        self.store.metas(&PODS, ns)
     }
 
     fn host_ip(&self, node: &str) -> String {
@@ -550,13 +526,15 @@ impl World {
                     .pointer("/spec/replicas")
                     .and_then(Value::as_u64)
                     .unwrap_or(0) as usize;
-                let (pods, _) = self.store.list(&PODS, Some(&ns));
-                let have = pods
+                let have = self
+                    .pods_lite(Some(&ns))
                     .iter()
                     .filter(|p| {
-                        controller_of(p).is_some_and(|(k, n)| k == "ReplicaSet" && n == owner_name)
+                        p.owner
+                            .as_ref()
+                            .is_some_and(|(k, n)| k == "ReplicaSet" && *n == owner_name)
                     })
-                    .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+                    .filter(|p| !p.deleting)
                     .count();
                 if have >= want {
                     return;
@@ -739,6 +717,14 @@ impl World {
                         c["status"] = json!("False");
                     }
                 }
+                if let Some(cs) = p
+                    .pointer_mut("/status/containerStatuses")
+                    .and_then(Value::as_array_mut)
+                {
+                    for c in cs {
+                        c["ready"] = json!(false);
+                    }
+                }
             }
         })?;
         self.event(
@@ -771,9 +757,9 @@ impl World {
     }
 
     /// The PDB status for `pdb` over the pods of its namespace.
-    fn pdb_status(&self, pdb: &Value, pods: &[PodLite]) -> Value {
+    fn pdb_status(&self, pdb: &Value, pods: &[Arc<Meta>]) -> Value {
         let sel = LabelSelector::from_object(&pdb["spec"]["selector"]);
-        let matching: Vec<&PodLite> = pods
+        let matching: Vec<&Arc<Meta>> = pods
             .iter()
             .filter(|p| !sel.is_empty() && sel.matches(&p.labels))
             .collect();
@@ -932,10 +918,14 @@ impl World {
                 (STATEFULSETS, "StatefulSet"),
                 (DAEMONSETS, "DaemonSet"),
             ] {
-                let (owners, _) = self.store.list(&res, Some(&ns));
-                for o in owners {
-                    let (total, r) = get(kind, name_of(&o));
-                    let _ = self.store.modify(&res, &ns, name_of(&o), |o| {
+                for o in self.store.metas(&res, Some(&ns)) {
+                    let (total, r) = get(kind, &o.name);
+                    // Only owners whose counts changed are written.
+                    let key = (ns.clone(), kind, o.name.clone());
+                    if lock(&self.state).owner_counts.insert(key, (total, r)) == Some((total, r)) {
+                        continue;
+                    }
+                    let _ = self.store.modify(&res, &ns, &o.name, |o| {
                         if kind == "DaemonSet" {
                             o["status"]["currentNumberScheduled"] = json!(total);
                             o["status"]["numberReady"] = json!(r);
@@ -947,7 +937,7 @@ impl World {
                         }
                     });
                     if kind == "ReplicaSet"
-                        && let Some((_, dep)) = controller_of(&o)
+                        && let Some((_, dep)) = o.owner.clone()
                     {
                         let _ = self.store.modify(&DEPLOYMENTS, &ns, &dep, |d| {
                             d["status"]["replicas"] = json!(total);
@@ -988,15 +978,17 @@ impl World {
             }
         });
         // Pods on the node follow its readiness.
-        let pods: Vec<PodLite> = self.store.map(&PODS, None, |p| {
-            (p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
-                .then(|| PodLite::of(p))
-        });
+        let pods: Vec<Arc<Meta>> = self
+            .store
+            .metas(&PODS, None)
+            .into_iter()
+            .filter(|m| m.node.as_deref() == Some(node))
+            .collect();
         let want = if ready == Some(true) { "True" } else { "False" };
         let mut namespaces = BTreeSet::new();
         for pl in pods.iter().filter(|p| !p.deleting) {
-            namespaces.insert(pl.ns.clone());
-            let _ = self.store.modify(&PODS, &pl.ns, &pl.name, |p| {
+            namespaces.insert(pl.namespace.clone());
+            let _ = self.store.modify(&PODS, &pl.namespace, &pl.name, |p| {
                 if let Some(conds) = p
                     .pointer_mut("/status/conditions")
                     .and_then(Value::as_array_mut)
@@ -1143,26 +1135,23 @@ impl World {
         };
         let im_running: HashSet<String> = self
             .store
-            .map(&PODS, Some(LONGHORN_NS), |p| {
-                let im = p
-                    .pointer("/metadata/labels/longhorn.io~1component")
-                    .and_then(Value::as_str)
-                    == Some("instance-manager");
-                let alive = p.pointer("/metadata/deletionTimestamp").is_none();
-                if !(im && alive) {
-                    return None;
-                }
-                p.pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
+            .metas(&PODS, Some(LONGHORN_NS))
             .into_iter()
+            .filter(|m| {
+                !m.deleting
+                    && m.labels
+                        .pointer("/metadata/labels/longhorn.io~1component")
+                        .and_then(Value::as_str)
+                        == Some("instance-manager")
+            })
+            .filter_map(|m| m.node.clone())
             .collect();
-        let (replicas, _) = self.store.list(&LH_REPLICAS, Some(LONGHORN_NS));
+        let (replicas, _) = self.store.list_raw(&LH_REPLICAS, Some(LONGHORN_NS));
         let t = now();
         let instant = Instant::now();
         let mut healthy_by_volume: HashMap<String, Vec<String>> = HashMap::new();
-        for r in &replicas {
+        for raw in &replicas {
+            let r = &super::store::parse(raw);
             let rname = name_of(r).to_string();
             let node = r
                 .pointer("/spec/nodeID")
@@ -1236,9 +1225,10 @@ impl World {
                 healthy_by_volume.entry(vol).or_default().push(node);
             }
         }
-        let (volumes, _) = self.store.list(&LH_VOLUMES, Some(LONGHORN_NS));
+        let (volumes, _) = self.store.list_raw(&LH_VOLUMES, Some(LONGHORN_NS));
         let mut last_replica_nodes: BTreeSet<String> = BTreeSet::new();
-        for v in &volumes {
+        for raw in &volumes {
+            let v = &super::store::parse(raw);
             let vname = name_of(v);
             let want = v
                 .pointer("/spec/numberOfReplicas")
@@ -1258,8 +1248,9 @@ impl World {
             });
         }
         // Longhorn nodes' readiness.
-        let (lh_nodes, _) = self.store.list(&LH_NODES, Some(LONGHORN_NS));
-        for n in &lh_nodes {
+        let (lh_nodes, _) = self.store.list_raw(&LH_NODES, Some(LONGHORN_NS));
+        for raw in &lh_nodes {
+            let n = &super::store::parse(raw);
             let up = hosts_up.contains(name_of(n));
             let want = if up { "True" } else { "False" };
             let _ = self.store.modify(&LH_NODES, LONGHORN_NS, name_of(n), |n| {
