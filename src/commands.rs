@@ -72,32 +72,24 @@ pub fn main(cli: Cli) -> u8 {
     }
 }
 
+/// The hosts to simulate: those of `--hosts` when that file exists and `--nodes` is not given
+/// (moved onto loopback by the simulator), else the built-in cluster.
+fn sim_hosts(global: &GlobalArgs, model: &crate::cli::SimModelArgs) -> Result<Option<Inventory>> {
+    if model.nodes.is_none() && global.hosts.is_file() {
+        Ok(Some(inventory::load(&global.hosts).map_err(|e| eyre!(e))?))
+    } else {
+        Ok(None)
+    }
+}
+
 /// The dashboard on the built-in simulated homelab: start the simulator in-process, point
 /// the real clients at it through its generated files, and stop it afterwards.
 async fn run_demo(global: &GlobalArgs, args: &crate::cli::DemoArgs) -> Result<u8> {
-    let scenarios = crate::sim::scenario::parse_all(&args.model.scenarios).map_err(|e| eyre!(e))?;
-    if !(args.model.speed > 0.0 && args.model.speed.is_finite()) {
-        return Err(eyre!(
-            "--speed must be a positive number, got {}",
-            args.model.speed
-        ));
-    }
-    let inventory = if args.model.nodes.is_none() && global.hosts.is_file() {
-        Some(inventory::load(&global.hosts).map_err(|e| eyre!(e))?)
-    } else {
-        None
-    };
+    let opts = crate::sim::SimOptions::from_args(&args.model, sim_hosts(global, &args.model)?)?;
     let dir = tempfile::Builder::new()
         .prefix("homeinfra-demo-")
         .tempdir()
         .wrap_err("cannot create a directory for the simulator's files")?;
-    let opts = crate::sim::SimOptions {
-        nodes: args.model.nodes,
-        scenarios,
-        speed: args.model.speed,
-        inventory,
-        ..Default::default()
-    };
     let sim = crate::sim::start(opts, dir.path())
         .await
         .wrap_err("cannot start the simulated homelab")?;
@@ -141,13 +133,7 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Demo(args) => run_demo(&global, &args).await,
         Command::Sim(args) => {
-            // The hosts of --hosts when that file exists (and --nodes is not given), else the
-            // built-in cluster.
-            let hosts = if args.model.nodes.is_none() && global.hosts.is_file() {
-                Some(inventory::load(&global.hosts).map_err(|e| eyre!(e))?)
-            } else {
-                None
-            };
+            let hosts = sim_hosts(&global, &args.model)?;
             crate::sim::run_sim_command(&args, hosts).await
         }
         Command::Diff(args) => crate::operations::closure_diff::command::run(&global, &args).await,
