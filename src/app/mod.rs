@@ -91,6 +91,8 @@ pub struct App {
     pub status: Option<(String, panes::Tone)>,
     /// Wrap long lines in the Logs pane.
     pub wrap_logs: bool,
+    /// First line shown in the detail view.
+    pub detail_scroll: usize,
 }
 
 impl App {
@@ -120,6 +122,7 @@ impl App {
             diffs: BTreeMap::new(),
             status: None,
             wrap_logs: false,
+            detail_scroll: 0,
         };
         app.reassess();
         app
@@ -206,6 +209,19 @@ impl App {
         let Some(action) = self.keymap.action_for(&k) else {
             return Effect::None;
         };
+        if matches!(self.mode, Mode::Detail(_)) {
+            let page = self.page_rows.max(1);
+            let scroll = &mut self.detail_scroll;
+            match action {
+                Action::Up => *scroll = scroll.saturating_sub(1),
+                Action::Down => *scroll += 1,
+                Action::PageUp => *scroll = scroll.saturating_sub(page),
+                Action::PageDown => *scroll += page,
+                Action::Top => *scroll = 0,
+                _ => return self.on_action(action),
+            }
+            return Effect::Redraw;
+        }
         if matches!(self.mode, Mode::Help) && !matches!(action, Action::Quit) {
             // Any key closes help; Quit still quits.
             self.mode = Mode::Normal;
@@ -464,6 +480,7 @@ impl App {
             }
             return;
         }
+        self.detail_scroll = 0;
         self.mode = Mode::Detail(key);
     }
 

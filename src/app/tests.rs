@@ -176,3 +176,51 @@ fn source_update_reassesses_and_findings_jump_to_subject() {
     assert_eq!(a.focus, Pane::Hosts);
     assert_eq!(a.selected_key(Pane::Hosts).as_deref(), Some("instance_3"));
 }
+
+#[test]
+fn host_detail_shows_facts_and_posture_and_scrolls() {
+    use crate::model::host::{Fail2ban, HostFacts, Posture};
+    let mut a = app();
+    let facts = HostFacts {
+        nixos_version: Some("24.05.20240601.abcdef".into()),
+        generation: Some(42),
+        reboot_needed: Some(true),
+        reboot_reasons: vec!["kernel".into()],
+        failed_units: Some(vec!["nfs-mountd.service".into()]),
+        posture: Posture {
+            fail2ban: Some(Fail2ban::Running {
+                jails: vec!["sshd".into()],
+                banned: 2,
+            }),
+            k3s_token_present: Some(false),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut src = Sourced::configured();
+    src.record(Ok(facts), a.now);
+    a.snapshot.hosts.insert("instance_1".into(), src);
+    let d = panes::detail(&a, Pane::Hosts, "instance_1");
+    let get = |k: &str| {
+        d.iter()
+            .find(|(l, _)| l == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(get("generation"), "42");
+    assert_eq!(get("reboot needed"), "yes — kernel changed");
+    assert_eq!(get("failed units"), "nfs-mountd.service");
+    assert_eq!(get("fail2ban"), "running, 2 banned, jails: sshd");
+    assert_eq!(get("k3s token secret"), "MISSING");
+    assert_eq!(get("sshd settings"), "unknown");
+    assert!(get("ssh state").starts_with("connected"), "{d:?}");
+    // the Hosts pane shows the badges
+    let t = panes::table(&a, Pane::Hosts);
+    assert_eq!(t.rows[0].cells.last().unwrap().text, "reboot, 1 failed");
+    // j/k scroll the detail view instead of moving the selection under it
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Char('j'));
+    key(&mut a, KeyCode::Char('j'));
+    assert_eq!(a.detail_scroll, 2);
+    assert_eq!(a.pane(Pane::Hosts).selected, 0);
+}

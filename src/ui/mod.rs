@@ -426,6 +426,7 @@ fn draw_detail(f: &mut Frame, area: Rect, app: &App, key: &str, theme: &Theme) {
         Paragraph::new(text)
             .style(theme.popup)
             .wrap(Wrap { trim: false })
+            .scroll((app.detail_scroll.min(u16::MAX as usize) as u16, 0))
             .block(
                 Block::default()
                     .borders(Borders::ALL)
