@@ -2,3 +2,4 @@
 //! Each runs as a task and streams progress events; nothing here draws.
 
 pub mod closure_diff;
+pub mod upgrade;
