@@ -38,6 +38,9 @@ pub struct DrainPod {
     pub uses_empty_dir: bool,
     /// Already terminating.
     pub deleting: bool,
+    /// Its labels (to find the PodDisruptionBudget that blocks it).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl DrainPod {
