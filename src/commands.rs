@@ -99,6 +99,9 @@ async fn run(cli: Cli) -> Result<u8> {
             "`sim` is not yet available: the simulated homelab is still being built"
         )),
         Command::Diff(args) => crate::operations::closure_diff::command::run(&global, &args).await,
-        Command::Upgrade(_) => Err(eyre!("`upgrade` is not yet available")),
+        Command::Upgrade(args) => {
+            let ctx = Context::load(&global)?;
+            crate::operations::upgrade::headless::run(ctx, &args).await
+        }
     }
 }
