@@ -95,9 +95,16 @@ async fn run(cli: Cli) -> Result<u8> {
             "`demo` is not yet available: the simulated homelab is still being built; \
              run `homeinfra-tui --offline --hosts hosts.json` meanwhile"
         )),
-        Command::Sim(_) => Err(eyre!(
-            "`sim` is not yet available: the simulated homelab is still being built"
-        )),
+        Command::Sim(args) => {
+            // The hosts of --hosts when that file exists (and --nodes is not given), else the
+            // built-in cluster.
+            let hosts = if args.model.nodes.is_none() && global.hosts.is_file() {
+                Some(inventory::load(&global.hosts).map_err(|e| eyre!(e))?)
+            } else {
+                None
+            };
+            crate::sim::run_sim_command(&args, hosts).await
+        }
         Command::Diff(args) => crate::operations::closure_diff::command::run(&global, &args).await,
         Command::Upgrade(args) => {
             let ctx = Context::load(&global)?;

@@ -1,1 +1,342 @@
-//! The simulated homelab (simulator issue): served over the same protocols as the real one.
+//! The simulated homelab (simulator issue): a live model of the cluster served over the same
+//! protocols as the real one — the Kubernetes API over HTTPS (with Longhorn's CRDs), and the
+//! etcd JSON gateway per member — so the app's real clients talk to it as to k3s.
+//!
+//! Layout: `store` (objects, versions, watch history), `build` (the initial world),
+//! `world` (controllers: evictions, owners, PDBs, reboots, Longhorn, etcd), `api` (HTTP),
+//! `etcd` (gateway), `table` (kubectl's columns), `select`, `patch`, `tls`, `hosts`,
+//! `scenario`. Everything binds to 127.0.0.x only.
+//!
+//! Control API (same server and credentials as the Kubernetes API):
+//! - `GET /sim/v1/state`: hosts (up, rebooting, never_returns, unreachable, reboot_needed),
+//!   etcd members and leader, active scenarios, endpoints;
+//! - `GET /sim/v1/requests`: every write the Kubernetes API received (method, path, time,
+//!   status);
+//! - `GET /sim/v1/scenarios`; `POST /sim/v1/faults` `{"scenario": "NAME"}` injects one,
+//!   `DELETE /sim/v1/faults/NAME` clears it;
+//! - `POST /sim/v1/hosts/NAME/reboot`: the host goes NotReady, its etcd member and Longhorn
+//!   replicas stop, and it comes back (unless `node-never-returns`), replicas rebuild.
+
+pub mod api;
+pub mod build;
+pub mod etcd;
+pub mod hosts;
+pub mod patch;
+pub mod resources;
+pub mod scenario;
+pub mod select;
+pub mod store;
+pub mod table;
+pub mod tls;
+pub mod world;
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use scenario::Scenario;
+pub use world::World;
+
+use crate::inventory::Inventory;
+
+/// How to build the simulated homelab.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Generate this many hosts (3 servers + agents) instead of using `inventory`.
+    pub nodes: Option<usize>,
+    pub scenarios: Vec<Scenario>,
+    /// Time scale for every delay (2 = twice as fast).
+    pub speed: f64,
+    /// Hosts to simulate (moved onto loopback); default: the blog's 3 + 1 cluster.
+    pub inventory: Option<Inventory>,
+    /// Port of the API server on 127.0.0.1 (0 = any free port).
+    pub port: u16,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            nodes: None,
+            scenarios: Vec::new(),
+            speed: 1.0,
+            inventory: None,
+            port: 0,
+        }
+    }
+}
+
+impl SimOptions {
+    /// Options from the `sim`/`demo` command line (`--nodes`, `--scenario`, `--speed`);
+    /// unknown scenarios and bad speeds are errors.
+    pub fn from_args(args: &crate::cli::SimModelArgs, hosts: Option<Inventory>) -> Result<Self> {
+        let scenarios = scenario::parse_all(&args.scenarios).map_err(|e| eyre!(e))?;
+        if !(args.speed > 0.0 && args.speed.is_finite()) {
+            return Err(eyre!(
+                "--speed must be a positive number, not {}",
+                args.speed
+            ));
+        }
+        Ok(Self {
+            nodes: args.nodes,
+            scenarios,
+            speed: args.speed,
+            inventory: hosts,
+            port: 0,
+        })
+    }
+}
+
+/// A running simulator. Dropping it without `shutdown` leaves its tasks running until the
+/// runtime ends.
+pub struct SimHandle {
+    world: Arc<World>,
+    stop: CancellationToken,
+    controllers: tokio::task::JoinHandle<()>,
+    dir: PathBuf,
+    api_url: String,
+    token: String,
+    ca_pem: String,
+    etcd_urls: Vec<String>,
+}
+
+impl SimHandle {
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    pub fn hosts_path(&self) -> PathBuf {
+        self.dir.join("hosts.json")
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn api_url(&self) -> String {
+        self.api_url.clone()
+    }
+
+    /// A bearer token the API accepts (also in `DIR/token`).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The CA certificate (PEM) the API server's certificate chains to.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The etcd members' client URLs (`http://127.0.0.N:PORT`).
+    pub fn etcd_urls(&self) -> &[String] {
+        &self.etcd_urls
+    }
+
+    /// The world, for in-process tests and the demo (faults, reboots, state).
+    pub fn world(&self) -> &Arc<World> {
+        &self.world
+    }
+
+    /// The hosts as simulated (loopback addresses).
+    pub fn inventory(&self) -> &Inventory {
+        &self.world.inventory
+    }
+
+    /// Stop serving and stop the controllers.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.controllers.abort();
+        let _ = self.controllers.await;
+    }
+}
+
+fn random_token() -> String {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    (0..40)
+        .map(|_| {
+            let c = rng.random_range(0..36u8);
+            (if c < 10 { b'0' + c } else { b'a' + c - 10 }) as char
+        })
+        .collect()
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+fn write_file(path: &Path, text: &str, private: bool) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let _ = private;
+    let mut f = opts
+        .open(path)
+        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .wrap_err_with(|| format!("cannot write {}", path.display()))
+}
+
+/// The kubeconfig kubectl and kube-rs use: the sim's CA and a k3s-style admin client cert.
+pub fn kubeconfig_text(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: homeinfra-sim\ncontexts:\n- context:\n    cluster: homeinfra-sim\n    user: homeinfra-sim-admin\n  name: homeinfra-sim\ncurrent-context: homeinfra-sim\npreferences: {{}}\nusers:\n- name: homeinfra-sim-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(ca_pem),
+        b64(cert_pem),
+        b64(key_pem)
+    )
+}
+
+/// The app's config pointing every source at the sim.
+pub fn config_text(dir: &Path, etcd_urls: &[String]) -> Result<String> {
+    let mut c = crate::config::Config::default();
+    c.kubernetes.kubeconfig = Some(dir.join("kubeconfig"));
+    c.kubernetes.context = Some("homeinfra-sim".into());
+    c.etcd.endpoints = etcd_urls.to_vec();
+    c.etcd.metrics_urls = etcd_urls.iter().map(|u| format!("{u}/metrics")).collect();
+    // The SSH face of the simulator comes later: don't dial hosts' port 22 meanwhile.
+    c.ssh.enabled = false;
+    let body = toml::to_string(&c).wrap_err("cannot write the simulator's config")?;
+    Ok(format!(
+        "# Written by `homeinfra-tui sim`: every source points at the simulated homelab.\n{body}"
+    ))
+}
+
+/// Start the simulator: bind the API server on 127.0.0.1 and each etcd member on its host's
+/// loopback address, write `dir/kubeconfig`, `dir/config.toml`, `dir/hosts.json`, `dir/token`.
+pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
+    let inventory = match (&opts.inventory, opts.nodes) {
+        (_, Some(n)) => hosts::generated_inventory(n),
+        (Some(inv), None) => hosts::to_loopback(inv),
+        (None, None) => hosts::default_inventory(),
+    };
+    if !inventory.hosts.iter().any(|h| h.role.is_control_plane()) {
+        return Err(eyre!(
+            "the simulated cluster needs at least one control plane (role init or server)"
+        ));
+    }
+    std::fs::create_dir_all(dir).wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir.to_path_buf();
+    let world = World::new(inventory, opts.speed)
+        .map_err(|e| eyre!("cannot build the simulated cluster: {}", e.message))?;
+    for sc in &opts.scenarios {
+        world
+            .apply_scenario(sc)
+            .map_err(|e| eyre!("scenario {sc}: {}", e.message))?;
+    }
+    let stop = CancellationToken::new();
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), opts.port))
+            .await
+            .wrap_err_with(|| format!("cannot listen on 127.0.0.1:{}", opts.port))?;
+    let addr = listener.local_addr().wrap_err("no local address")?;
+    let api_url = format!("https://{addr}");
+    let tls = tls::generate(&[IpAddr::V4(Ipv4Addr::LOCALHOST)])?;
+    let etcd_urls = etcd::start(world.clone(), stop.clone()).await?;
+    let token = random_token();
+    let info = json!({"api": api_url, "etcd": etcd_urls});
+    let router = api::router(api::Api {
+        world: world.clone(),
+        token: Arc::new(token.clone()),
+        info: Arc::new(info),
+    });
+    tokio::spawn(api::serve_tls(
+        listener,
+        tls.server_config.clone(),
+        router,
+        stop.clone(),
+    ));
+    let controllers = world.spawn();
+
+    write_file(
+        &dir.join("kubeconfig"),
+        &kubeconfig_text(
+            &api_url,
+            &tls.ca_pem,
+            &tls.client_cert_pem,
+            &tls.client_key_pem,
+        ),
+        true,
+    )?;
+    write_file(&dir.join("token"), &format!("{token}\n"), true)?;
+    write_file(&dir.join("ca.crt"), &tls.ca_pem, false)?;
+    write_file(
+        &dir.join("config.toml"),
+        &config_text(&dir, &etcd_urls)?,
+        false,
+    )?;
+    let hosts_json = serde_json::to_string_pretty(&world.inventory.to_json())
+        .wrap_err("cannot serialize hosts.json")?;
+    write_file(&dir.join("hosts.json"), &format!("{hosts_json}\n"), false)?;
+    Ok(SimHandle {
+        world,
+        stop,
+        controllers,
+        dir,
+        api_url,
+        token,
+        ca_pem: tls.ca_pem,
+        etcd_urls,
+    })
+}
+
+/// `homeinfra-tui sim`: start, print `ready`, serve until SIGTERM/SIGINT.
+pub async fn run_sim_command(args: &crate::cli::SimArgs, hosts: Option<Inventory>) -> Result<u8> {
+    let scenarios = scenario::parse_all(&args.model.scenarios).map_err(|e| eyre!(e))?;
+    if !(args.model.speed > 0.0 && args.model.speed.is_finite()) {
+        return Err(eyre!(
+            "--speed must be a positive number, not {}",
+            args.model.speed
+        ));
+    }
+    let opts = SimOptions {
+        nodes: args.model.nodes,
+        scenarios,
+        speed: args.model.speed,
+        inventory: hosts,
+        port: 0,
+    };
+    let handle = start(opts, &args.dir).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    }
+    eprintln!(
+        "simulated homelab: API {} ({} hosts), etcd {}; files in {}",
+        handle.api_url(),
+        handle.inventory().hosts.len(),
+        handle.etcd_urls().join(", "),
+        args.dir.display()
+    );
+    wait_for_signal().await?;
+    handle.shutdown().await;
+    Ok(0)
+}
+
+async fn wait_for_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).wrap_err("cannot watch SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.wrap_err("cannot watch SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .wrap_err("cannot watch Ctrl-C")?;
+    Ok(())
+}

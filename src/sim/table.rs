@@ -1,0 +1,713 @@
+//! Server-side `Table` responses (`Accept: application/json;as=Table;g=meta.k8s.io;v=v1`),
+//! which give kubectl its familiar columns.
+
+use serde_json::{Value, json};
+
+use super::resources::Resource;
+
+/// kubectl's short human durations: 45s, 5m3s, 47m, 3h12m, 26h, 4d2h, 41d, 2y30d.
+pub fn human_age(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86_400);
+    if s < 120 {
+        format!("{s}s")
+    } else if m < 10 {
+        if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        }
+    } else if h < 3 {
+        format!("{m}m")
+    } else if h < 8 {
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
+    } else if h < 48 {
+        format!("{h}h")
+    } else if h < 24 * 8 {
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
+    } else if d < 365 * 2 {
+        format!("{d}d")
+    } else {
+        format!("{}y{}d", d / 365, d % 365)
+    }
+}
+
+fn age_of(ts: Option<&str>) -> String {
+    let Some(t) = ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+        return "<unknown>".into();
+    };
+    human_age(jiff::Timestamp::now().as_second() - t.as_second())
+}
+
+fn col(name: &str, ty: &str, format: &str, priority: i32, description: &str) -> Value {
+    json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
+}
+
+fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn or_none(x: &str) -> String {
+    if x.is_empty() {
+        "<none>".into()
+    } else {
+        x.to_string()
+    }
+}
+
+fn node_cells(n: &Value) -> Vec<Value> {
+    let ready = n
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("Unknown");
+    let mut status = match ready {
+        "True" => "Ready".to_string(),
+        "False" => "NotReady".to_string(),
+        _ => "Unknown".to_string(),
+    };
+    if n.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
+        status.push_str(",SchedulingDisabled");
+    }
+    let mut roles: Vec<String> = n
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.keys()
+                .filter_map(|k| {
+                    k.strip_prefix("node-role.kubernetes.io/")
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    let addr = |t: &str| -> String {
+        n.pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|x| x["type"] == t))
+            .and_then(|x| x["address"].as_str())
+            .map_or_else(|| "<none>".into(), str::to_string)
+    };
+    vec![
+        json!(s(n, "/metadata/name")),
+        json!(status),
+        json!(if roles.is_empty() {
+            "<none>".into()
+        } else {
+            roles.join(",")
+        }),
+        json!(age_of(
+            n.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+        )),
+        json!(s(n, "/status/nodeInfo/kubeletVersion")),
+        json!(addr("InternalIP")),
+        json!(addr("ExternalIP")),
+        json!(s(n, "/status/nodeInfo/osImage")),
+        json!(s(n, "/status/nodeInfo/kernelVersion")),
+        json!(s(n, "/status/nodeInfo/containerRuntimeVersion")),
+    ]
+}
+
+fn pod_cells(p: &Value) -> Vec<Value> {
+    let statuses = p
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
+    let total = p
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let ready = statuses.map_or(0, |c| c.iter().filter(|c| c["ready"] == true).count());
+    let restarts: i64 = statuses.map_or(0, |c| {
+        c.iter().filter_map(|c| c["restartCount"].as_i64()).sum()
+    });
+    let mut status = s(p, "/status/phase").to_string();
+    if let Some(reason) = p.pointer("/status/reason").and_then(Value::as_str) {
+        status = reason.to_string();
+    }
+    if let Some(w) = statuses.and_then(|c| {
+        c.iter()
+            .find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str))
+    }) {
+        status = w.to_string();
+    }
+    if p.pointer("/metadata/deletionTimestamp").is_some() {
+        status = "Terminating".into();
+    }
+    vec![
+        json!(s(p, "/metadata/name")),
+        json!(format!("{ready}/{total}")),
+        json!(status),
+        json!(restarts.to_string()),
+        json!(age_of(
+            p.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+        )),
+        json!(or_none(s(p, "/status/podIP"))),
+        json!(or_none(s(p, "/spec/nodeName"))),
+        json!("<none>"),
+        json!("<none>"),
+    ]
+}
+
+fn int_or_str(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => "N/A".into(),
+    }
+}
+
+/// Column definitions and a row builder for one resource.
+type Cells = fn(&Value) -> Vec<Value>;
+
+fn columns(res: &Resource) -> (Vec<Value>, Cells) {
+    let name = col(
+        "Name",
+        "string",
+        "name",
+        0,
+        "Name must be unique within a namespace.",
+    );
+    let age = col(
+        "Age",
+        "string",
+        "",
+        0,
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    );
+    match (res.group, res.plural) {
+        ("", "nodes") => (
+            vec![
+                name,
+                col("Status", "string", "", 0, "The status of the node"),
+                col("Roles", "string", "", 0, "The roles of the node"),
+                age,
+                col(
+                    "Version",
+                    "string",
+                    "",
+                    0,
+                    "Kubelet Version reported by the node.",
+                ),
+                col(
+                    "Internal-IP",
+                    "string",
+                    "",
+                    1,
+                    "List of internal IPs of the node.",
+                ),
+                col(
+                    "External-IP",
+                    "string",
+                    "",
+                    1,
+                    "List of external IPs of the node.",
+                ),
+                col(
+                    "OS-Image",
+                    "string",
+                    "",
+                    1,
+                    "OS Image reported by the node from /etc/os-release.",
+                ),
+                col(
+                    "Kernel-Version",
+                    "string",
+                    "",
+                    1,
+                    "Kernel Version reported by the node.",
+                ),
+                col(
+                    "Container-Runtime",
+                    "string",
+                    "",
+                    1,
+                    "Container Runtime Version reported by the node.",
+                ),
+            ],
+            node_cells,
+        ),
+        ("", "pods") => (
+            vec![
+                name,
+                col(
+                    "Ready",
+                    "string",
+                    "",
+                    0,
+                    "The aggregate readiness state of this pod for accepting traffic.",
+                ),
+                col(
+                    "Status",
+                    "string",
+                    "",
+                    0,
+                    "The aggregate status of the containers in this pod.",
+                ),
+                col(
+                    "Restarts",
+                    "string",
+                    "",
+                    0,
+                    "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+                ),
+                age,
+                col("IP", "string", "", 1, "IP address allocated to the pod."),
+                col(
+                    "Node",
+                    "string",
+                    "",
+                    1,
+                    "Name of the node this pod is assigned to.",
+                ),
+                col(
+                    "Nominated Node",
+                    "string",
+                    "",
+                    1,
+                    "Name of the node this pod is nominated to.",
+                ),
+                col(
+                    "Readiness Gates",
+                    "string",
+                    "",
+                    1,
+                    "Readiness gates of the pod.",
+                ),
+            ],
+            pod_cells,
+        ),
+        ("policy", "poddisruptionbudgets") => (
+            vec![
+                name,
+                col(
+                    "Min Available",
+                    "string",
+                    "",
+                    0,
+                    "The minimum number of pods that must be available.",
+                ),
+                col(
+                    "Max Unavailable",
+                    "string",
+                    "",
+                    0,
+                    "The maximum number of pods that may be unavailable.",
+                ),
+                col(
+                    "Allowed Disruptions",
+                    "integer",
+                    "",
+                    0,
+                    "Number of pod disruptions that are currently allowed.",
+                ),
+                age,
+            ],
+            |b| {
+                vec![
+                    json!(s(b, "/metadata/name")),
+                    json!(int_or_str(b.pointer("/spec/minAvailable"))),
+                    json!(int_or_str(b.pointer("/spec/maxUnavailable"))),
+                    json!(
+                        b.pointer("/status/disruptionsAllowed")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0)
+                    ),
+                    json!(age_of(
+                        b.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                    )),
+                ]
+            },
+        ),
+        ("coordination.k8s.io", "leases") => (
+            vec![
+                name,
+                col("Holder", "string", "", 0, "The holder of the lease."),
+                age,
+            ],
+            |l| {
+                vec![
+                    json!(s(l, "/metadata/name")),
+                    json!(s(l, "/spec/holderIdentity")),
+                    json!(age_of(
+                        l.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                    )),
+                ]
+            },
+        ),
+        ("apps", "deployments") => (
+            vec![
+                name,
+                col(
+                    "Ready",
+                    "string",
+                    "",
+                    0,
+                    "Number of the pod with ready state",
+                ),
+                col(
+                    "Up-to-date",
+                    "string",
+                    "",
+                    0,
+                    "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                ),
+                col(
+                    "Available",
+                    "string",
+                    "",
+                    0,
+                    "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                ),
+                age,
+            ],
+            |d| {
+                let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+                vec![
+                    json!(s(d, "/metadata/name")),
+                    json!(format!(
+                        "{}/{}",
+                        n("/status/readyReplicas"),
+                        n("/spec/replicas")
+                    )),
+                    json!(n("/status/updatedReplicas")),
+                    json!(n("/status/availableReplicas")),
+                    json!(age_of(
+                        d.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                    )),
+                ]
+            },
+        ),
+        ("longhorn.io", "volumes") => (
+            vec![
+                name,
+                col(
+                    "Data Engine",
+                    "string",
+                    "",
+                    0,
+                    "The data engine of the volume",
+                ),
+                col("State", "string", "", 0, "The state of the volume"),
+                col(
+                    "Robustness",
+                    "string",
+                    "",
+                    0,
+                    "The robustness of the volume",
+                ),
+                col(
+                    "Scheduled",
+                    "string",
+                    "",
+                    0,
+                    "The scheduled condition of the volume",
+                ),
+                col("Size", "string", "", 0, "The size of the volume"),
+                col(
+                    "Node",
+                    "string",
+                    "",
+                    0,
+                    "The node that the volume is currently attaching to",
+                ),
+                age,
+            ],
+            |v| {
+                vec![
+                    json!(s(v, "/metadata/name")),
+                    json!(s(v, "/spec/dataEngine")),
+                    json!(s(v, "/status/state")),
+                    json!(s(v, "/status/robustness")),
+                    json!(
+                        v.pointer("/status/conditions")
+                            .and_then(Value::as_array)
+                            .and_then(|c| c.iter().find(|c| c["type"] == "Scheduled"))
+                            .and_then(|c| c["status"].as_str())
+                            .unwrap_or("")
+                    ),
+                    json!(s(v, "/spec/size")),
+                    json!(s(v, "/status/currentNodeID")),
+                    json!(age_of(
+                        v.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                    )),
+                ]
+            },
+        ),
+        ("", "events") => (
+            vec![
+                col(
+                    "Last Seen",
+                    "string",
+                    "",
+                    0,
+                    "Time when this Event was last observed.",
+                ),
+                col(
+                    "Type",
+                    "string",
+                    "",
+                    0,
+                    "Type of this event (Normal, Warning).",
+                ),
+                col(
+                    "Reason",
+                    "string",
+                    "",
+                    0,
+                    "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+                ),
+                col(
+                    "Object",
+                    "string",
+                    "",
+                    0,
+                    "The object that this event is about.",
+                ),
+                col(
+                    "Subobject",
+                    "string",
+                    "",
+                    1,
+                    "The subobject that this event is about.",
+                ),
+                col(
+                    "Source",
+                    "string",
+                    "",
+                    1,
+                    "The component reporting this event.",
+                ),
+                col(
+                    "Message",
+                    "string",
+                    "",
+                    0,
+                    "A human-readable description of the status of this operation.",
+                ),
+                col(
+                    "First Seen",
+                    "string",
+                    "",
+                    1,
+                    "The time at which the event was first recorded.",
+                ),
+                col(
+                    "Count",
+                    "string",
+                    "",
+                    1,
+                    "The number of times this event has occurred.",
+                ),
+                col(
+                    "Name",
+                    "string",
+                    "name",
+                    1,
+                    "Name must be unique within a namespace.",
+                ),
+            ],
+            |e| {
+                vec![
+                    json!(age_of(e.pointer("/lastTimestamp").and_then(Value::as_str))),
+                    json!(s(e, "/type")),
+                    json!(s(e, "/reason")),
+                    json!(format!(
+                        "{}/{}",
+                        s(e, "/involvedObject/kind").to_lowercase(),
+                        s(e, "/involvedObject/name")
+                    )),
+                    json!(s(e, "/involvedObject/fieldPath")),
+                    json!(s(e, "/source/component")),
+                    json!(s(e, "/message")),
+                    json!(age_of(e.pointer("/firstTimestamp").and_then(Value::as_str))),
+                    json!(e.pointer("/count").and_then(Value::as_i64).unwrap_or(1)),
+                    json!(s(e, "/metadata/name")),
+                ]
+            },
+        ),
+        ("longhorn.io", "settings") => (
+            vec![
+                name,
+                col("Value", "string", "", 0, "The value of the setting"),
+                col("Applied", "boolean", "", 0, "The setting is applied"),
+                age,
+            ],
+            |x| {
+                vec![
+                    json!(s(x, "/metadata/name")),
+                    json!(s(x, "/value")),
+                    json!(
+                        x.pointer("/status/applied")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                    ),
+                    json!(age_of(
+                        x.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                    )),
+                ]
+            },
+        ),
+        ("longhorn.io", "replicas") => (
+            vec![
+                name,
+                col(
+                    "Data Engine",
+                    "string",
+                    "",
+                    0,
+                    "The data engine of the replica",
+                ),
+                col("State", "string", "", 0, "The current state of the replica"),
+                col("Node", "string", "", 0, "The node that the replica is on"),
+                col("Disk", "string", "", 0, "The disk that the replica is on"),
+                age,
+            ],
+            |r| {
+                vec![
+                    json!(s(r, "/metadata/name")),
+                    json!(s(r, "/spec/dataEngine")),
+                    json!(s(r, "/status/currentState")),
+                    json!(s(r, "/spec/nodeID")),
+                    json!(s(r, "/spec/diskID")),
+                    json!(age_of(
+                        r.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                    )),
+                ]
+            },
+        ),
+        _ => (vec![name, age], |o| {
+            vec![
+                json!(s(o, "/metadata/name")),
+                json!(age_of(
+                    o.pointer("/metadata/creationTimestamp")
+                        .and_then(Value::as_str)
+                )),
+            ]
+        }),
+    }
+}
+
+/// Does the Accept header ask for a Table?
+pub fn wants_table(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let p: Vec<&str> = part.split(';').map(str::trim).collect();
+        p.contains(&"as=Table") && p.iter().any(|x| x.starts_with("g=meta.k8s.io"))
+    })
+}
+
+/// The same Table, written row by row: one parsed object alive at a time.
+pub fn write_table(
+    res: &Resource,
+    items: impl Iterator<Item = Value>,
+    resource_version: &str,
+    include_object: &str,
+    cont: Option<&str>,
+) -> Vec<u8> {
+    let (defs, cells) = columns(res);
+    let mut meta = json!({"resourceVersion": resource_version});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    let mut out = Vec::with_capacity(64 * 1024);
+    out.extend_from_slice(b"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":");
+    let _ = serde_json::to_writer(&mut out, &meta);
+    out.extend_from_slice(b",\"columnDefinitions\":");
+    let _ = serde_json::to_writer(&mut out, &defs);
+    out.extend_from_slice(b",\"rows\":[");
+    for (i, o) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, &row(&o, cells, include_object));
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn row(o: &Value, cells: Cells, include_object: &str) -> Value {
+    let object = match include_object {
+        "None" => Value::Null,
+        "Object" => o.clone(),
+        _ => {
+            let mut meta = o.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("managedFields");
+            }
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+        }
+    };
+    let mut row = json!({"cells": cells(o)});
+    if !object.is_null() {
+        row["object"] = object;
+    }
+    row
+}
+
+/// A `meta.k8s.io/v1` Table for `items`. `include_object`: "None", "Metadata" (default) or
+/// "Object".
+pub fn table(
+    res: &Resource,
+    items: &[&Value],
+    resource_version: &str,
+    include_object: &str,
+    cont: Option<&str>,
+) -> Value {
+    let (defs, cells) = columns(res);
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| row(o, cells, include_object))
+        .collect();
+    let mut meta = json!({"resourceVersion": resource_version});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "columnDefinitions": defs,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_like_kubectl() {
+        assert_eq!(human_age(45), "45s");
+        assert_eq!(human_age(5 * 60 + 3), "5m3s");
+        assert_eq!(human_age(47 * 60), "47m");
+        assert_eq!(human_age(3 * 3600 + 12 * 60), "3h12m");
+        assert_eq!(human_age(26 * 3600), "26h");
+        assert_eq!(human_age(4 * 86_400 + 2 * 3600), "4d2h");
+        assert_eq!(human_age(41 * 86_400), "41d");
+    }
+
+    #[test]
+    fn accept_header() {
+        assert!(wants_table(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+        ));
+        assert!(!wants_table("application/json"));
+    }
+}
