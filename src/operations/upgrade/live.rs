@@ -328,7 +328,9 @@ pub fn drain_pod(p: &Pod) -> DrainPod {
     DrainPod {
         namespace: row.namespace,
         name: row.name,
-        daemonset: row.owner_kind == "DaemonSet",
+        // Longhorn's instance managers are pinned to their node like DaemonSet pods: evicted,
+        // they come straight back; Longhorn guards its volumes itself (and so do our guards).
+        daemonset: row.owner_kind == "DaemonSet" || row.owner_kind == "InstanceManager",
         mirror,
         uses_empty_dir,
         deleting: row.deleting,

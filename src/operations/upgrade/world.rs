@@ -31,7 +31,8 @@ pub struct NodeStatus {
 pub struct DrainPod {
     pub namespace: String,
     pub name: String,
-    /// Owned by a DaemonSet: never evicted (it would come straight back).
+    /// Owned by a DaemonSet (or another per-node controller such as Longhorn's
+    /// InstanceManager): never evicted (it would come straight back).
     pub daemonset: bool,
     /// A static (mirror) pod: the kubelet owns it.
     pub mirror: bool,
