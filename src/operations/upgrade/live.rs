@@ -53,6 +53,29 @@ pub async fn world(ctx: &Context) -> Result<World> {
     })
 }
 
+/// Cordon `node` for the TUI's `c` key: `spec.unschedulable = true` (strategic-merge patch)
+/// and the `homeinfra-tui/cordoned-by: <run_id>` annotation — the engine's own cordon step.
+/// For a manual cordon pass e.g. [`manual_run_id`].
+pub async fn cordon(client: &kube::Client, node: &str, run_id: &str) -> Result<()> {
+    KubeCluster::from_client(client.clone())
+        .cordon(node, run_id)
+        .await
+}
+
+/// Uncordon `node` and drop our annotation (the TUI's `c` key on a cordoned node).
+pub async fn uncordon(client: &kube::Client, node: &str) -> Result<()> {
+    KubeCluster::from_client(client.clone())
+        .uncordon(node)
+        .await
+}
+
+/// The run id recorded for a cordon by hand: `manual-<user>@<machine>`.
+pub fn manual_run_id() -> String {
+    let holder = super::lock::holder_identity("x");
+    let who = holder.split(' ').next().unwrap_or("unknown");
+    format!("manual-{who}")
+}
+
 /// A kube client that does not retry 429s by itself (a PDB-blocked eviction would hang).
 pub async fn drain_client(cfg: &KubernetesConfig) -> Result<kube::Client> {
     let opts = KubeConfigOptions {

@@ -10,7 +10,8 @@
 //! - [`dry_run`]: every guard's verdict per planned node, touching nothing.
 //! - [`start`]: spawn the runner; returns an [`UpgradeHandle`] (pause, abort, retry, skip,
 //!   approve) and a receiver of [`UpgradeEvent`]s (serde-serializable, one per line in JSON).
-//! - [`cordon`] / [`uncordon`]: the engine's own cordon step, for the `c` key.
+//! - [`cordon`] / [`uncordon`] (a kube client) or [`cordon_with`] / [`uncordon_with`] (any
+//!   [`ClusterOps`]): the engine's own cordon step, for the `c` key.
 //! - [`journal`]: unfinished runs, resume points; [`abandon`]: undo only our cordons.
 
 pub mod engine;
@@ -33,8 +34,9 @@ use crate::inventory::Role;
 
 pub use engine::{UpgradeHandle, abandon, dry_run, start};
 pub use guards::GuardVerdict;
+pub use live::{cordon, manual_run_id, uncordon};
 pub use plan::plan;
-pub use world::{ClusterOps, World, cordon, uncordon};
+pub use world::{ClusterOps, World, cordon_with, uncordon_with};
 
 /// One step of a node's upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

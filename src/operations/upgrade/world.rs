@@ -224,12 +224,12 @@ pub struct World {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Cordon a node as `run_id` (the TUI's `c` key uses a run id of its own, e.g. `manual-<user>`).
-pub async fn cordon(cluster: &dyn ClusterOps, node: &str, run_id: &str) -> Result<()> {
+/// Cordon a node through any [`ClusterOps`] (the engine's own step).
+pub async fn cordon_with(cluster: &dyn ClusterOps, node: &str, run_id: &str) -> Result<()> {
     cluster.cordon(node, run_id).await
 }
 
-/// Uncordon a node (drops our annotation too).
-pub async fn uncordon(cluster: &dyn ClusterOps, node: &str) -> Result<()> {
+/// Uncordon a node through any [`ClusterOps`] (drops our annotation too).
+pub async fn uncordon_with(cluster: &dyn ClusterOps, node: &str) -> Result<()> {
     cluster.uncordon(node).await
 }
