@@ -712,8 +712,21 @@ async fn resume_after_a_kill_at_each_point_gives_the_same_end_state() {
         assert_eq!(unfinished.len(), 1, "at {op} #{nth}");
         let sum = &unfinished[0];
         let resume_at = sum.resume_at.expect("somewhere to resume");
-        // A new run is refused while this one is unfinished.
+        // A new run is refused: first by the killed run's lease, then (once it is stale) because
+        // the run is unfinished.
         let other = plan_of(&fw, &inv, "run-other");
+        let (o, _) = run_to_end(
+            &fw,
+            &inv,
+            other.clone(),
+            settings(),
+            opts("run-other", Some(dir.path())),
+        )
+        .await;
+        // (The fake clock may already be past the lease: renewals run on real time.)
+        let g = refused_guard(&o).1;
+        assert!(g == "lock" || g == "unfinished-run", "at {op} #{nth}: {g}");
+        fw.state().now += jiff::SignedDuration::from_mins(5);
         let (o, _) = run_to_end(
             &fw,
             &inv,

@@ -166,6 +166,37 @@ fn unknown_host(e: &PlanEntry) -> GuardVerdict {
     }
 }
 
+/// Before a new run: refuse when another run holds the lock (and is alive), or when a run in
+/// `journal_dir` is unfinished (it must be resumed or abandoned first).
+pub async fn preflight(world: &World, journal_dir: &Path, run_id: &str) -> Option<RunOutcome> {
+    let now = world.clock.now();
+    if let Ok(Some(held)) = lock::current(world.cluster.as_ref(), now).await
+        && !held.stale
+        && lock::holder_run_id(&held.holder) != run_id
+        && lock::holder_alive_here(&held.holder) != Some(false)
+    {
+        return Some(refused(None, "lock", held.to_string()));
+    }
+    match journal::unfinished(journal_dir) {
+        Ok(list) => list.iter().find(|u| u.run_id != run_id).map(|u| {
+            let at = u
+                .interrupted
+                .as_ref()
+                .map(|(n, s)| format!(" (interrupted at {n} {s})"))
+                .unwrap_or_default();
+            refused(
+                None,
+                "unfinished-run",
+                format!(
+                    "run {} is unfinished{at}: `homeinfra-tui upgrade --resume {}` or `--abandon {}`",
+                    u.run_id, u.run_id, u.run_id
+                ),
+            )
+        }),
+        Err(e) => Some(refused(None, "journal", format!("{e:#}"))),
+    }
+}
+
 /// Abandon a run: uncordon only the nodes it cordoned, release the lock if it holds it, and
 /// close its journal. Returns the nodes uncordoned.
 pub async fn abandon(world: &World, journal_dir: &Path, run_id: &str) -> Result<Vec<String>> {
@@ -237,30 +268,12 @@ impl Runner {
 
     async fn run_inner(&mut self) -> RunOutcome {
         let run_id = self.plan.run_id.clone();
-        // An unfinished run must be resumed or abandoned first.
-        if let Some(dir) = &self.opts.journal_dir
-            && self.opts.resume.is_none()
+        // Another live run holds the lock, or an unfinished run must be resumed or abandoned.
+        if self.opts.resume.is_none()
+            && let Some(dir) = self.opts.journal_dir.clone()
+            && let Some(refusal) = preflight(&self.w, &dir, &run_id).await
         {
-            match journal::unfinished(dir) {
-                Ok(list) => {
-                    if let Some(u) = list.iter().find(|u| u.run_id != run_id) {
-                        let at = u
-                            .interrupted
-                            .as_ref()
-                            .map(|(n, s)| format!(" (interrupted at {n} {s})"))
-                            .unwrap_or_default();
-                        return refused(
-                            None,
-                            "unfinished-run",
-                            format!(
-                                "run {} is unfinished{at}: `homeinfra-tui upgrade --resume {}` or `--abandon {}`",
-                                u.run_id, u.run_id, u.run_id
-                            ),
-                        );
-                    }
-                }
-                Err(e) => return refused(None, "journal", format!("{e:#}")),
-            }
+            return refusal;
         }
         // The lock.
         let held = match lock::acquire(

@@ -247,21 +247,10 @@ pub async fn run(ctx: Context, args: &UpgradeArgs) -> Result<u8> {
         };
         (sum.plan, Some(at))
     } else {
-        if let Some(u) = journal::unfinished(&journal_dir)?.first() {
-            return Ok(refuse(
-                args.json,
-                "unfinished-run",
-                format!(
-                    "run {} is unfinished{}: `homeinfra-tui upgrade --resume {}` or `--abandon {}`",
-                    u.run_id,
-                    u.interrupted
-                        .as_ref()
-                        .map(|(n, s)| format!(" (interrupted at {n} {s})"))
-                        .unwrap_or_default(),
-                    u.run_id,
-                    u.run_id
-                ),
-            ));
+        if let Some(RunOutcome::Refused { guard, message, .. }) =
+            engine::preflight(&world, &journal_dir, "").await
+        {
+            return Ok(refuse(args.json, &guard, message));
         }
         let flake = ctx
             .config

@@ -29,6 +29,27 @@ fn machine_name() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
+/// Whether the holder's process is alive, when it ran on this machine (`None`: elsewhere or
+/// unreadable). A process killed with -9 leaves its Lease behind until it goes stale.
+pub fn holder_alive_here(holder: &str) -> Option<bool> {
+    let mut parts = holder.split(' ');
+    let who = parts.next()?;
+    let pid: u32 = parts.next()?.parse().ok()?;
+    let machine = who.rsplit_once('@').map(|(_, m)| m)?;
+    if machine != machine_name() {
+        return None;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Field 3 is the state; `Z` (zombie) and `X` (dead) are not alive.
+        Ok(stat) => Some(
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split(' ').next())
+                .is_some_and(|st| st != "Z" && st != "X"),
+        ),
+        Err(_) => Some(false),
+    }
+}
+
 /// The run id part of a holder string (its last word).
 pub fn holder_run_id(holder: &str) -> &str {
     holder.rsplit(' ').next().unwrap_or(holder)
