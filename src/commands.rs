@@ -137,6 +137,9 @@ async fn run(cli: Cli) -> Result<u8> {
             crate::sim::run_sim_command(&args, hosts).await
         }
         Command::Diff(args) => crate::operations::closure_diff::command::run(&global, &args).await,
-        Command::Upgrade(_) => Err(eyre!("`upgrade` is not yet available")),
+        Command::Upgrade(args) => {
+            let ctx = Context::load(&global)?;
+            crate::operations::upgrade::headless::run(ctx, &args).await
+        }
     }
 }

@@ -263,6 +263,23 @@ pub struct UpgradeConfig {
     pub maintenance_window: Option<String>,
     /// Where run journals are kept (default `$XDG_STATE_HOME/homeinfra-tui/runs`).
     pub journal_dir: Option<PathBuf>,
+    /// Switch command run on the host over SSH (`switch = "remote"`); `{flake}`, `{host}`
+    /// (hostname) and `{id}` (inventory id) are replaced.
+    pub switch_command: String,
+    /// Switch command run here (`switch = "local"`); also `{target}` (`user@address`).
+    pub local_switch_command: String,
+    /// Rollback command run on the host when it does not come back healthy.
+    pub rollback_command: String,
+    /// Reboot command run on the host.
+    pub reboot_command: String,
+    /// How often the wait loops (drain, reboot, health) look again.
+    pub poll_secs: u64,
+    /// An etcd member counts as caught up below this raft index lag.
+    pub etcd_max_lag: u64,
+    /// `nixos-upgrade.timer` due within this many seconds counts as "due during the run".
+    pub auto_upgrade_horizon_secs: u64,
+    /// Duration of the upgrade lock's Lease (renewed at a third of it).
+    pub lock_duration_secs: u64,
 }
 
 impl Default for UpgradeConfig {
@@ -285,6 +302,16 @@ impl Default for UpgradeConfig {
             gates: Vec::new(),
             maintenance_window: None,
             journal_dir: None,
+            switch_command: "sudo nixos-rebuild switch --flake {flake}#{host}".into(),
+            local_switch_command:
+                "nixos-rebuild switch --flake {flake}#{host} --target-host {target} --use-remote-sudo"
+                    .into(),
+            rollback_command: "sudo nixos-rebuild switch --rollback".into(),
+            reboot_command: "sudo systemctl reboot".into(),
+            poll_secs: 5,
+            etcd_max_lag: 1000,
+            auto_upgrade_horizon_secs: 3 * 3600,
+            lock_duration_secs: 60,
         }
     }
 }

@@ -3,3 +3,4 @@
 
 pub mod closure_diff;
 pub mod diff_task;
+pub mod upgrade;

@@ -1,0 +1,374 @@
+//! `homeinfra-tui upgrade`: the same engine without a screen. One line per event (or JSON
+//! lines with `--json`); asks before starting unless `--yes`; exit status 0 done, 1 failed or
+//! aborted, 2 refused, 3 could not run.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use color_eyre::eyre::{Result, WrapErr, eyre};
+
+use super::engine::{self, StartOptions};
+use super::guards::GuardVerdict;
+use super::{
+    Control, NodeOutcome, Plan, PlanEntry, RunOutcome, Settings, StepOutcome, UpgradeEvent,
+    journal, live, lock, new_run_id, plan,
+};
+use crate::cli::UpgradeArgs;
+use crate::commands::Context;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_REFUSED: u8 = 2;
+
+/// The exit status of an outcome.
+pub fn exit_code(o: &RunOutcome) -> u8 {
+    match o {
+        RunOutcome::Completed | RunOutcome::Abandoned { .. } => EXIT_OK,
+        RunOutcome::Refused { .. } => EXIT_REFUSED,
+        RunOutcome::Failed { .. } | RunOutcome::Aborted { .. } => EXIT_FAILED,
+    }
+}
+
+fn secs(ms: u64) -> String {
+    if ms >= 10_000 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+/// One line for an event (without a trailing newline).
+pub fn format_event(e: &UpgradeEvent) -> String {
+    match e {
+        UpgradeEvent::RunStarted {
+            run_id,
+            plan,
+            resumed_at,
+        } => {
+            let order: Vec<&str> = plan.entries.iter().map(|e| e.node.as_str()).collect();
+            let resumed = resumed_at
+                .as_ref()
+                .map(|(n, s)| format!(" (resumed at {n} {s})"))
+                .unwrap_or_default();
+            format!(
+                "run {run_id} started{resumed}: {} node(s): {}",
+                order.len(),
+                order.join(" → ")
+            )
+        }
+        UpgradeEvent::StepStarted { node, step } => format!("[{node}] {step} …"),
+        UpgradeEvent::Output { node, line } => format!("[{node}] | {line}"),
+        UpgradeEvent::StepFinished {
+            node,
+            step,
+            outcome,
+            duration_ms,
+        } => match outcome {
+            StepOutcome::Ok { detail: None } => {
+                format!("[{node}] {step} ok ({})", secs(*duration_ms))
+            }
+            StepOutcome::Ok { detail: Some(d) } => {
+                format!("[{node}] {step} ok ({}): {d}", secs(*duration_ms))
+            }
+            StepOutcome::Skipped { reason } => format!("[{node}] {step} skipped: {reason}"),
+            StepOutcome::Failed { message } => {
+                format!("[{node}] {step} FAILED ({}): {message}", secs(*duration_ms))
+            }
+        },
+        UpgradeEvent::GuardVerdicts { node, verdicts } => format_verdicts(node, verdicts),
+        UpgradeEvent::Waiting { node, what, detail } => {
+            format!("[{node}] waiting ({what}): {detail}")
+        }
+        UpgradeEvent::Notice { node, message } => match node {
+            Some(n) => format!("[{n}] note: {message}"),
+            None => format!("note: {message}"),
+        },
+        UpgradeEvent::NodeDone { node, outcome } => match outcome {
+            NodeOutcome::Upgraded => format!("[{node}] done: upgraded"),
+            NodeOutcome::Skipped { reason } => format!("[{node}] done: skipped ({reason})"),
+        },
+        UpgradeEvent::RunFinished { outcome } => format_outcome(outcome),
+    }
+}
+
+fn format_verdicts(node: &str, verdicts: &[GuardVerdict]) -> String {
+    let pass = verdicts.iter().filter(|v| v.pass).count();
+    let mut s = format!("[{node}] guards: {pass}/{} pass", verdicts.len());
+    for v in verdicts.iter().filter(|v| !v.pass) {
+        s.push_str(&format!("\n[{node}]   ✗ {}", v.line()));
+    }
+    s
+}
+
+/// The last line of a run.
+pub fn format_outcome(o: &RunOutcome) -> String {
+    match o {
+        RunOutcome::Completed => "run finished: every node upgraded".into(),
+        RunOutcome::Refused {
+            node,
+            guard,
+            message,
+        } => format!(
+            "run REFUSED by {guard}{}: {message}",
+            node.as_ref()
+                .map(|n| format!(" on {n}"))
+                .unwrap_or_default()
+        ),
+        RunOutcome::Failed {
+            node,
+            step,
+            message,
+        } => format!("run FAILED at {node} {step}: {message}"),
+        RunOutcome::Aborted { reason } => format!("run ABORTED: {reason}"),
+        RunOutcome::Abandoned { uncordoned } => {
+            format!("run abandoned; uncordoned: {}", list_or_none(uncordoned))
+        }
+    }
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn print_plan(p: &Plan) {
+    println!("Upgrade plan {} (flake {}):", p.run_id, p.flake);
+    for (i, e) in p.entries.iter().enumerate() {
+        println!("  {}. {}", i + 1, entry_line(e));
+    }
+}
+
+fn entry_line(e: &PlanEntry) -> String {
+    format!(
+        "{} ({}, {}{})",
+        e.node,
+        e.host,
+        e.role,
+        if e.etcd_leader { ", etcd leader" } else { "" }
+    )
+}
+
+/// Ask a yes/no question on the terminal (default no).
+async fn confirm(question: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        print!("{question} [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).is_err() {
+            return false;
+        }
+        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn refuse(json: bool, guard: &str, message: String) -> u8 {
+    let o = RunOutcome::Refused {
+        node: None,
+        guard: guard.into(),
+        message,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&UpgradeEvent::RunFinished { outcome: o.clone() })
+                .unwrap_or_default()
+        );
+    } else {
+        eprintln!("{}", format_outcome(&o));
+    }
+    EXIT_REFUSED
+}
+
+/// Run the command.
+pub async fn run(ctx: Context, args: &UpgradeArgs) -> Result<u8> {
+    if ctx.global.read_only {
+        return Ok(refuse(
+            args.json,
+            "read-only",
+            "read-only mode (--read-only): no upgrade, cordon or uncordon".into(),
+        ));
+    }
+    if ctx.global.offline {
+        return Ok(refuse(
+            args.json,
+            "offline",
+            "--offline: an upgrade needs the cluster and the hosts".into(),
+        ));
+    }
+    let journal_dir = ctx
+        .config
+        .upgrade
+        .journal_dir
+        .clone()
+        .or_else(journal::default_dir)
+        .ok_or_else(|| {
+            eyre!("no journal directory: set [upgrade] journal_dir, XDG_STATE_HOME or HOME")
+        })?;
+    if !args.yes && !args.dry_run && args.abandon.is_none() && !std::io::stdin().is_terminal() {
+        return Ok(refuse(
+            args.json,
+            "confirmation",
+            "stdin is not a terminal: pass --yes to start without asking".into(),
+        ));
+    }
+    let settings = Settings::from_config(&ctx.config.upgrade);
+    let world = live::world(&ctx).await?;
+
+    if let Some(run_id) = &args.abandon {
+        let un = engine::abandon(&world, &journal_dir, run_id)
+            .await
+            .wrap_err_with(|| format!("cannot abandon run {run_id}"))?;
+        let o = RunOutcome::Abandoned { uncordoned: un };
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string(&UpgradeEvent::RunFinished { outcome: o.clone() })?
+            );
+        } else {
+            println!("{}", format_outcome(&o));
+        }
+        return Ok(EXIT_OK);
+    }
+
+    let (the_plan, resume) = if let Some(run_id) = &args.resume {
+        let sum = journal::summarize(&journal::path_of(&journal_dir, run_id))?;
+        if let Some(o) = &sum.finished {
+            return Err(eyre!(
+                "run {run_id} already finished ({}); nothing to resume",
+                format_outcome(o)
+            ));
+        }
+        let Some(at) = sum.resume_at else {
+            return Err(eyre!("run {run_id} has no node left to run"));
+        };
+        (sum.plan, Some(at))
+    } else {
+        if let Some(RunOutcome::Refused { guard, message, .. }) =
+            engine::preflight(&world, &journal_dir, "").await
+        {
+            return Ok(refuse(args.json, &guard, message));
+        }
+        let flake = ctx
+            .config
+            .upgrade
+            .flake
+            .clone()
+            .or_else(|| ctx.config.nix.flake.clone())
+            .ok_or_else(|| {
+                eyre!("no flake to build: set [upgrade] flake (or [nix] flake) in the config")
+            })?;
+        let health = world.health.gather(&[]).await;
+        let etcd = health.etcd.and_then(|r| r.ok());
+        let p = plan(
+            &ctx.inventory,
+            etcd.as_ref(),
+            &ctx.config.upgrade.order,
+            &args.only,
+            &flake,
+            &new_run_id(),
+        )?;
+        (p, None)
+    };
+
+    if args.dry_run {
+        let verdicts = engine::dry_run(&world, &ctx.inventory, &the_plan, &settings).await;
+        let all_pass = verdicts.iter().all(|(_, v)| v.iter().all(|v| v.pass));
+        if args.json {
+            let doc = serde_json::json!({
+                "plan": the_plan,
+                "verdicts": verdicts.iter().map(|(e, v)| serde_json::json!({"node": e.node, "verdicts": v})).collect::<Vec<_>>(),
+                "would_start": all_pass,
+            });
+            println!("{}", serde_json::to_string(&doc)?);
+        } else {
+            print_plan(&the_plan);
+            for (e, vs) in &verdicts {
+                println!("{}:", e.node);
+                for v in vs {
+                    println!("  {} {}", if v.pass { "✓" } else { "✗" }, v.line());
+                }
+            }
+            if let Some(held) = lock::current(world.cluster.as_ref(), world.clock.now()).await? {
+                println!("lock: {held}");
+            }
+            println!(
+                "dry run: nothing changed; {}",
+                if all_pass {
+                    "every guard passes right now"
+                } else {
+                    "some guards refuse right now (each node is checked again right before it)"
+                }
+            );
+        }
+        return Ok(if all_pass { EXIT_OK } else { EXIT_REFUSED });
+    }
+
+    if !args.yes {
+        print_plan(&the_plan);
+        let q = format!(
+            "{} the upgrade of {} node(s)?",
+            if resume.is_some() { "Resume" } else { "Start" },
+            the_plan.entries.len()
+        );
+        if !confirm(q).await {
+            return Ok(refuse(
+                args.json,
+                "confirmation",
+                "not confirmed: nothing changed".into(),
+            ));
+        }
+    }
+
+    let run_id = the_plan.run_id.clone();
+    let opts = StartOptions {
+        holder: lock::holder_identity(&run_id),
+        force_unlock: args.force_unlock,
+        journal_dir: Some(journal_dir.clone()),
+        interactive: false,
+        resume,
+    };
+    let (handle, mut events) =
+        engine::start(world, ctx.inventory.clone(), the_plan, settings, opts);
+    let mut interrupted = false;
+    let mut outcome = None;
+    loop {
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                if args.json {
+                    println!("{}", serde_json::to_string(&ev)?);
+                } else {
+                    println!("{}", format_event(&ev));
+                }
+                if let UpgradeEvent::Waiting { what, detail, .. } = &ev
+                    && what == "confirm-reboot"
+                {
+                    let yes = args.yes || confirm(detail.clone()).await;
+                    handle.send(if yes { Control::Approve } else { Control::Decline }).await;
+                }
+                if let UpgradeEvent::RunFinished { outcome: o } = ev {
+                    outcome = Some(o);
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                eprintln!("interrupt: aborting at the next safe point (journal: run {run_id}); interrupt again to stop at once");
+                handle.send(Control::Abort).await;
+            }
+            _ = tokio::signal::ctrl_c(), if interrupted => {
+                eprintln!("stopped at once: resume with `homeinfra-tui upgrade --resume {run_id}` or `--abandon {run_id}`");
+                handle.kill();
+                return Ok(EXIT_FAILED);
+            }
+        }
+    }
+    let outcome = match outcome {
+        Some(o) => o,
+        None => handle.wait().await,
+    };
+    Ok(exit_code(&outcome))
+}

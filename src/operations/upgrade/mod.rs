@@ -1,0 +1,359 @@
+//! The guarded rolling upgrade: one node at a time, guards → cordon → drain → switch →
+//! reboot when needed → wait healthy → (rollback on failure) → uncordon → settle.
+//!
+//! UI-independent. The engine talks to the outside world only through the traits of
+//! [`world`] (cluster, hosts, health, clock), so it runs the same against the real cluster
+//! ([`live`]), the in-memory fakes of [`fake`] (tests, benchmark) and the simulator.
+//!
+//! Entry points for the TUI and the headless command:
+//! - [`plan()`]: the order of the run (agents, then servers, the etcd leader last).
+//! - [`dry_run`]: every guard's verdict per planned node, touching nothing.
+//! - [`start`]: spawn the runner; returns an [`UpgradeHandle`] (pause, abort, retry, skip,
+//!   approve) and a receiver of [`UpgradeEvent`]s (serde-serializable, one per line in JSON).
+//! - [`cordon`] / [`uncordon`] (a kube client) or [`cordon_with`] / [`uncordon_with`] (any
+//!   [`ClusterOps`]): the engine's own cordon step, for the `c` key.
+//! - [`journal`]: unfinished runs, resume points; [`abandon`]: undo only our cordons.
+
+pub mod engine;
+pub mod fake;
+pub mod guards;
+pub mod headless;
+pub mod journal;
+pub mod live;
+pub mod lock;
+pub mod plan;
+pub mod world;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{RebootPolicy, SwitchMode, UpgradeConfig};
+use crate::inventory::Role;
+
+pub use engine::{UpgradeHandle, abandon, dry_run, start};
+pub use guards::GuardVerdict;
+pub use live::{cordon, manual_run_id, uncordon};
+pub use plan::plan;
+pub use world::{ClusterOps, World, cordon_with, uncordon_with};
+
+/// One step of a node's upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Guards,
+    Cordon,
+    Drain,
+    Switch,
+    Reboot,
+    WaitHealthy,
+    Rollback,
+    Uncordon,
+    Settle,
+}
+
+impl Step {
+    /// The steps of a node that goes well, in order (`Rollback` only runs on failure).
+    pub const NORMAL: [Step; 8] = [
+        Step::Guards,
+        Step::Cordon,
+        Step::Drain,
+        Step::Switch,
+        Step::Reboot,
+        Step::WaitHealthy,
+        Step::Uncordon,
+        Step::Settle,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Guards => "guards",
+            Step::Cordon => "cordon",
+            Step::Drain => "drain",
+            Step::Switch => "switch",
+            Step::Reboot => "reboot",
+            Step::WaitHealthy => "wait-healthy",
+            Step::Rollback => "rollback",
+            Step::Uncordon => "uncordon",
+            Step::Settle => "settle",
+        }
+    }
+
+    /// The step after this one in [`Step::NORMAL`] (`None` after `Settle` and for `Rollback`).
+    pub fn next(self) -> Option<Step> {
+        let i = Step::NORMAL.iter().position(|s| *s == self)?;
+        Step::NORMAL.get(i + 1).copied()
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One node of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanEntry {
+    /// Inventory host id.
+    pub host: String,
+    /// Kubernetes node name (the hostname).
+    pub node: String,
+    pub role: Role,
+    /// This node runs the etcd leader (so it goes last).
+    pub etcd_leader: bool,
+}
+
+/// The nodes of a run, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub run_id: String,
+    /// The flake reference the switch builds from.
+    pub flake: String,
+    pub entries: Vec<PlanEntry>,
+}
+
+/// How one step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum StepOutcome {
+    Ok {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+impl StepOutcome {
+    pub fn ok() -> Self {
+        StepOutcome::Ok { detail: None }
+    }
+    pub fn ok_with(detail: impl Into<String>) -> Self {
+        StepOutcome::Ok {
+            detail: Some(detail.into()),
+        }
+    }
+    pub fn is_failed(&self) -> bool {
+        matches!(self, StepOutcome::Failed { .. })
+    }
+}
+
+/// How a node ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeOutcome {
+    Upgraded,
+    Skipped { reason: String },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every planned node is done.
+    Completed,
+    /// A guard refused a node (or the lock is held): nothing of that node was touched.
+    Refused {
+        node: Option<String>,
+        guard: String,
+        message: String,
+    },
+    /// A step failed; the node stays cordoned when this run cordoned it.
+    Failed {
+        node: String,
+        step: Step,
+        message: String,
+    },
+    /// Stopped by the operator at a safe point.
+    Aborted { reason: String },
+    /// Abandoned afterwards (`--abandon`): our cordons undone, the lock released.
+    Abandoned { uncordoned: Vec<String> },
+}
+
+impl RunOutcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, RunOutcome::Completed)
+    }
+}
+
+/// What the runner reports, in order. Serialized with an `event` tag (JSON lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum UpgradeEvent {
+    RunStarted {
+        run_id: String,
+        plan: Plan,
+        /// Set when resuming: the node and step the run goes on from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resumed_at: Option<(String, Step)>,
+    },
+    StepStarted {
+        node: String,
+        step: Step,
+    },
+    /// One line of a command's output (the switch, the rollback).
+    Output {
+        node: String,
+        line: String,
+    },
+    StepFinished {
+        node: String,
+        step: Step,
+        outcome: StepOutcome,
+        duration_ms: u64,
+    },
+    GuardVerdicts {
+        node: String,
+        verdicts: Vec<GuardVerdict>,
+    },
+    /// The run waits for something: pods to go, the node to come back, the operator.
+    Waiting {
+        node: String,
+        what: String,
+        detail: String,
+    },
+    /// Something worth telling that is not a step (paused, control refused, lock renewed late).
+    Notice {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+        message: String,
+    },
+    NodeDone {
+        node: String,
+        outcome: NodeOutcome,
+    },
+    RunFinished {
+        outcome: RunOutcome,
+    },
+}
+
+impl UpgradeEvent {
+    /// The node an event is about, when it is about one.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            UpgradeEvent::StepStarted { node, .. }
+            | UpgradeEvent::Output { node, .. }
+            | UpgradeEvent::StepFinished { node, .. }
+            | UpgradeEvent::GuardVerdicts { node, .. }
+            | UpgradeEvent::Waiting { node, .. }
+            | UpgradeEvent::NodeDone { node, .. } => Some(node),
+            UpgradeEvent::Notice { node, .. } => node.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// What the operator can ask of a running upgrade (each confirmed by the UI first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "control", rename_all = "snake_case")]
+pub enum Control {
+    /// Stop after the current node (until `Resume` or `Abort`).
+    Pause,
+    Resume,
+    /// Stop at the next safe point (before cordon, after drain → uncordon, or after the node).
+    Abort,
+    /// Run the failed step again (only while the run waits for the operator).
+    Retry,
+    /// Skip a node that has not started, or the refused node the run waits on.
+    Skip {
+        node: String,
+    },
+    /// Yes to a question (reboot with policy `ask`).
+    Approve,
+    /// No to a question (no reboot now).
+    Decline,
+}
+
+/// The engine's settings, from `[upgrade]` (durations resolved).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub switch: SwitchMode,
+    /// Remote switch command; `{flake}`, `{host}` (hostname), `{id}` are replaced.
+    pub switch_command: String,
+    /// Local switch command (switch = "local"); also `{target}` (`user@address`).
+    pub local_switch_command: String,
+    pub rollback_command: String,
+    pub reboot_command: String,
+    pub reboot: RebootPolicy,
+    pub drain_timeout: Duration,
+    pub eviction_grace_secs: Option<i64>,
+    pub delete_emptydir_data: bool,
+    pub switch_timeout: Duration,
+    pub reboot_timeout: Duration,
+    pub ready_timeout: Duration,
+    pub etcd_timeout: Duration,
+    pub longhorn_timeout: Duration,
+    pub settle: Duration,
+    /// How often wait loops look again.
+    pub poll: Duration,
+    /// Raft index lag under which a member counts as caught up.
+    pub etcd_max_lag: u64,
+    pub block_on_alert_severity: String,
+    pub gates: Vec<String>,
+    pub maintenance_window: Option<String>,
+    /// An auto-upgrade timer due within this long counts as "due during the run".
+    pub auto_upgrade_horizon: Duration,
+    /// Time zone of the maintenance window.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Lease duration of the lock (renewed at a third of it).
+    pub lock_duration: Duration,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &UpgradeConfig) -> Self {
+        let secs = Duration::from_secs;
+        Self {
+            switch: cfg.switch,
+            switch_command: cfg.switch_command.clone(),
+            local_switch_command: cfg.local_switch_command.clone(),
+            rollback_command: cfg.rollback_command.clone(),
+            reboot_command: cfg.reboot_command.clone(),
+            reboot: cfg.reboot,
+            drain_timeout: secs(cfg.drain_timeout_secs),
+            eviction_grace_secs: cfg.eviction_grace_secs,
+            delete_emptydir_data: cfg.delete_emptydir_data,
+            switch_timeout: secs(cfg.switch_timeout_secs),
+            reboot_timeout: secs(cfg.reboot_timeout_secs),
+            ready_timeout: secs(cfg.ready_timeout_secs),
+            etcd_timeout: secs(cfg.etcd_timeout_secs),
+            longhorn_timeout: secs(cfg.longhorn_timeout_secs),
+            settle: secs(cfg.settle_secs),
+            poll: secs(cfg.poll_secs.max(1)),
+            etcd_max_lag: cfg.etcd_max_lag,
+            block_on_alert_severity: cfg.block_on_alert_severity.clone(),
+            gates: cfg.gates.clone(),
+            maintenance_window: cfg.maintenance_window.clone(),
+            auto_upgrade_horizon: secs(cfg.auto_upgrade_horizon_secs),
+            time_zone: jiff::tz::TimeZone::system(),
+            lock_duration: secs(cfg.lock_duration_secs.max(3)),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::from_config(&UpgradeConfig::default())
+    }
+}
+
+/// Replace `{name}` placeholders in a command template.
+pub fn fill_template(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+/// A new run id: `YYYYMMDD-HHMMSS-xxxx` (UTC, 4 random hex digits).
+pub fn new_run_id() -> String {
+    let now = jiff::Timestamp::now();
+    let stamp = now.strftime("%Y%m%d-%H%M%S");
+    format!("{stamp}-{:04x}", rand::random::<u16>())
+}

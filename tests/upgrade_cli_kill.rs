@@ -1,0 +1,273 @@
+//! kill -9 of the headless `homeinfra-tui upgrade` at many points, then `--resume`: the same
+//! end state as an uninterrupted run. Kubernetes and etcd are the simulator's; every host's
+//! SSH goes to the REAL test sshd (127.0.0.1:2222), where the switch command (a harmless
+//! template in place of nixos-rebuild) records that it ran.
+
+mod ssh_support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use homeinfra_tui::config;
+use homeinfra_tui::operations::upgrade::journal;
+use homeinfra_tui::operations::upgrade::live::{KubeCluster, drain_client};
+use homeinfra_tui::operations::upgrade::{ClusterOps, RunOutcome, UpgradeEvent};
+use homeinfra_tui::sim::{self, SimOptions};
+use ssh_support::*;
+
+struct Env {
+    dir: PathBuf,
+    state: PathBuf,
+    marks: PathBuf,
+}
+
+fn upgrade(env: &Env, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"));
+    c.arg("--config")
+        .arg(env.dir.join("config.toml"))
+        .arg("--hosts")
+        .arg(env.dir.join("hosts.json"))
+        .arg("--log-file")
+        .arg(env.state.join("log.txt"))
+        .arg("upgrade")
+        .args(args)
+        .env("XDG_STATE_HOME", &env.state)
+        .env("HOME", &env.state)
+        .stdin(Stdio::null());
+    c
+}
+
+fn setup(dir: &Path, s: &SharedSshd, marks: &Path) {
+    let cfg_path = dir.join("config.toml");
+    let mut cfg: toml::Value =
+        toml::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let t = cfg.as_table_mut().unwrap();
+    let mut section = |name: &str, kv: Vec<(&str, toml::Value)>| {
+        let sec = t
+            .entry(name)
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        for (k, v) in kv {
+            sec.as_table_mut().unwrap().insert(k.into(), v);
+        }
+    };
+    let st = |v: &str| toml::Value::String(v.into());
+    section(
+        "upgrade",
+        vec![
+            ("flake", st("github:me/infra")),
+            (
+                "switch_command",
+                st(&format!(
+                    "echo \"switch {{host}}\" >> {}/switched; echo 'building {{flake}}#{{host}}'; sleep 0.2; echo done",
+                    marks.display()
+                )),
+            ),
+            ("settle_secs", toml::Value::Integer(0)),
+            ("poll_secs", toml::Value::Integer(1)),
+        ],
+    );
+    section(
+        "ssh",
+        vec![
+            ("enabled", toml::Value::Boolean(true)),
+            ("user", st(&s.user)),
+            ("port", toml::Value::Integer(s.port.into())),
+            (
+                "identity_files",
+                toml::Value::Array(vec![st(&s.key.display().to_string())]),
+            ),
+            ("known_hosts", st(&s.known_hosts.display().to_string())),
+            ("use_ssh_config", toml::Value::Boolean(false)),
+        ],
+    );
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    // Every host's SSH goes to the real sshd.
+    let hosts_path = dir.join("hosts.json");
+    let mut hosts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&hosts_path).unwrap()).unwrap();
+    for (_, h) in hosts.as_object_mut().unwrap() {
+        h["sshHost"] = serde_json::json!(s.host);
+        h["sshPort"] = serde_json::json!(s.port);
+        h["sshUser"] = serde_json::json!(s.user);
+    }
+    std::fs::write(&hosts_path, serde_json::to_string_pretty(&hosts).unwrap()).unwrap();
+}
+
+/// Run to the end; returns the exit code and the run id.
+fn run_to_end(env: &Env, args: &[&str]) -> (Option<i32>, String) {
+    let o = upgrade(env, args).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let run_id = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<UpgradeEvent>(l).ok())
+        .find_map(|e| match e {
+            UpgradeEvent::RunStarted { run_id, .. } => Some(run_id),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(
+        o.status.code().is_some(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if o.status.code() != Some(0) {
+        eprintln!("{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    }
+    (o.status.code(), run_id)
+}
+
+/// Start a run and kill -9 it right after the `nth` step started; returns the run id.
+fn kill_after_step(env: &Env, nth: usize) -> (String, String) {
+    let mut child = upgrade(env, &["--yes", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut run_id = String::new();
+    let mut at = String::new();
+    let mut seen = 0;
+    for line in BufReader::new(out).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<UpgradeEvent>(&line) {
+            Ok(UpgradeEvent::RunStarted { run_id: r, .. }) => run_id = r,
+            Ok(UpgradeEvent::StepStarted { node, step }) => {
+                seen += 1;
+                if seen == nth {
+                    at = format!("{node} {step}");
+                    child.kill().unwrap(); // SIGKILL
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let _ = child.wait();
+    assert!(!at.is_empty(), "the run ended before step #{nth}");
+    (run_id, at)
+}
+
+async fn end_state(c: &KubeCluster, env: &Env, run_id: &str) -> String {
+    let mut s = String::new();
+    for n in ["node1", "node2", "node3", "node4"] {
+        let st = c.node(n).await.unwrap();
+        s += &format!("{n} unsched={} by={:?}\n", st.unschedulable, st.cordoned_by);
+    }
+    s += &format!(
+        "lease={:?}\n",
+        c.get_lease().await.unwrap().map(|l| l.holder)
+    );
+    let sum = journal::summarize(&journal::path_of(
+        &env.state.join("homeinfra-tui/runs"),
+        run_id,
+    ))
+    .unwrap();
+    s += &format!("finished={:?} done={}\n", sum.finished, sum.done.len());
+    let marks = std::fs::read_to_string(env.marks.join("switched")).unwrap_or_default();
+    let mut switched: Vec<&str> = marks.lines().collect();
+    switched.sort();
+    switched.dedup();
+    s += &format!("switched={switched:?}\n");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_resume_gives_the_same_end_state() {
+    let Some(sshd) = shared() else { return };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let marks = tempfile::Builder::new()
+        .prefix("homeinfra-upgrade-kill-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(marks.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let h = sim::start(
+        SimOptions {
+            speed: 50.0,
+            ..Default::default()
+        },
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    setup(dir.path(), &sshd, marks.path());
+    let env = Env {
+        dir: dir.path().to_path_buf(),
+        state: state.path().to_path_buf(),
+        marks: marks.path().to_path_buf(),
+    };
+    let (cfg, _) = config::load(Some(&env.dir.join("config.toml"))).unwrap();
+    let c = KubeCluster::from_client(drain_client(&cfg.kubernetes).await.unwrap());
+
+    // The uninterrupted run.
+    let (code, run_id) = tokio::task::block_in_place(|| run_to_end(&env, &["--yes", "--json"]));
+    assert_eq!(code, Some(0));
+    let reference = end_state(&c, &env, &run_id).await;
+    assert!(
+        reference.contains("finished=Some(Completed) done=4"),
+        "{reference}"
+    );
+    assert!(
+        reference.contains(
+            "switched=[\"switch node1\", \"switch node2\", \"switch node3\", \"switch node4\"]"
+        ),
+        "{reference}"
+    );
+    let reference = reference.replace(&run_id, "RUN");
+
+    // 32 steps in a run (4 nodes × 8): kill after the n-th one started.
+    for nth in [1usize, 2, 3, 4, 6, 8, 12, 20, 27] {
+        std::fs::write(env.marks.join("switched"), "").unwrap();
+        let (run_id, at) = tokio::task::block_in_place(|| kill_after_step(&env, nth));
+        let unfinished = journal::unfinished(&env.state.join("homeinfra-tui/runs")).unwrap();
+        assert_eq!(unfinished.len(), 1, "killed at {at}");
+        let (code, _) = tokio::task::block_in_place(|| {
+            run_to_end(&env, &["--yes", "--json", "--resume", &run_id])
+        });
+        assert_eq!(code, Some(0), "resume after a kill at {at}");
+        let got = end_state(&c, &env, &run_id).await.replace(&run_id, "RUN");
+        // The hosts switched before the kill are not in this round's marks: count them in.
+        let done_before: Vec<String> = journal::read(&journal::path_of(
+            &env.state.join("homeinfra-tui/runs"),
+            &run_id,
+        ))
+        .unwrap()
+        .iter()
+        .filter_map(|r| match &r.event {
+            UpgradeEvent::StepFinished { node, step, .. }
+                if *step == homeinfra_tui::operations::upgrade::Step::Switch =>
+            {
+                Some(node.clone())
+            }
+            _ => None,
+        })
+        .collect();
+        assert!(
+            done_before.len() >= 4,
+            "every node switched: {done_before:?}"
+        );
+        let norm = |s: &str| {
+            s.lines()
+                .filter(|l| !l.starts_with("switched="))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(norm(&got), norm(&reference), "after a kill at {at}");
+        assert!(
+            matches!(
+                journal::summarize(&journal::path_of(
+                    &env.state.join("homeinfra-tui/runs"),
+                    &run_id
+                ))
+                .unwrap()
+                .finished,
+                Some(RunOutcome::Completed)
+            ),
+            "after a kill at {at}"
+        );
+    }
+    h.shutdown().await;
+}

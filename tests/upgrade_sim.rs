@@ -1,0 +1,302 @@
+//! The upgrade against the simulator's Kubernetes API and etcd gateway (src/sim): the real
+//! kube-rs cordon, Eviction API and Lease code, and a whole rolling run with the real health
+//! sources. The hosts' side (switch, reboot) goes to the simulated hosts directly (the
+//! simulator has no SSH face yet).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use color_eyre::eyre::Result;
+use futures::future::BoxFuture;
+use homeinfra_tui::config::{self, Config};
+use homeinfra_tui::inventory::Host;
+use homeinfra_tui::operations::upgrade::engine::StartOptions;
+use homeinfra_tui::operations::upgrade::live::{KubeCluster, LiveHealth};
+use homeinfra_tui::operations::upgrade::lock::{self, Acquire};
+use homeinfra_tui::operations::upgrade::world::{
+    AutoUpgrade, BootState, CommandSpec, Eviction, HostOps, SystemClock, World,
+};
+use homeinfra_tui::operations::upgrade::{RunOutcome, Settings, Step, UpgradeEvent, plan, start};
+use homeinfra_tui::sim::{self, Scenario, SimHandle, SimOptions};
+use tokio::sync::mpsc;
+
+struct Sim {
+    h: SimHandle,
+    cfg: Config,
+    _dir: tempfile::TempDir,
+}
+
+async fn sim(scenarios: &[&str], speed: f64) -> Sim {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios: Vec<Scenario> = scenarios.iter().map(|s| s.parse().unwrap()).collect();
+    let h = sim::start(
+        SimOptions {
+            scenarios,
+            speed,
+            ..Default::default()
+        },
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    let (cfg, _) = config::load(Some(&h.config_path())).unwrap();
+    Sim { h, cfg, _dir: dir }
+}
+
+/// The simulated hosts: a switch marks the host for a reboot; a reboot goes to the simulator.
+struct SimHosts {
+    sim: Arc<sim::World>,
+    needs_reboot: Mutex<BTreeSet<String>>,
+    log: Mutex<Vec<String>>,
+}
+
+impl HostOps for SimHosts {
+    fn exec<'a>(
+        &'a self,
+        host: &'a Host,
+        command: &'a CommandSpec,
+        _timeout: Duration,
+        lines: mpsc::UnboundedSender<String>,
+    ) -> BoxFuture<'a, Result<Option<u32>>> {
+        Box::pin(async move {
+            let _ = lines.send(format!("simulated: {}", command.text()));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("exec {}", host.hostname));
+            if !command.text().contains("--rollback") {
+                self.needs_reboot
+                    .lock()
+                    .unwrap()
+                    .insert(host.hostname.clone());
+            }
+            Ok(Some(0))
+        })
+    }
+    fn boot_state<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<BootState>> {
+        Box::pin(async move {
+            let st = self.sim.host(&host.hostname).unwrap();
+            let needed = self.needs_reboot.lock().unwrap().contains(&host.hostname);
+            Ok(BootState {
+                booted_system: Some(format!("boot-{}", st.boots)),
+                current_system: Some("system".into()),
+                reboot_needed: Some(needed),
+                reasons: if needed {
+                    vec!["kernel".into()]
+                } else {
+                    vec![]
+                },
+            })
+        })
+    }
+    fn reboot<'a>(&'a self, host: &'a Host, _command: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.needs_reboot.lock().unwrap().remove(&host.hostname);
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("reboot {}", host.hostname));
+            self.sim
+                .reboot(&host.hostname)
+                .map_err(|e| color_eyre::eyre::eyre!("{}", e.message))
+        })
+    }
+    fn reachable<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.sim
+                .host(&host.hostname)
+                .is_some_and(|h| h.up && !h.rebooting && !h.unreachable)
+        })
+    }
+    fn auto_upgrade<'a>(&'a self, _host: &'a Host) -> BoxFuture<'a, Result<AutoUpgrade>> {
+        Box::pin(async move { Ok(AutoUpgrade::default()) })
+    }
+    fn k3s_version<'a>(&'a self, _host: &'a Host) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move { Ok(None) })
+    }
+}
+
+async fn world(s: &Sim) -> (World, Arc<SimHosts>) {
+    let cluster = Arc::new(KubeCluster::new(&s.cfg.kubernetes).await.unwrap());
+    let hosts = Arc::new(SimHosts {
+        sim: s.h.world().clone(),
+        needs_reboot: Mutex::new(BTreeSet::new()),
+        log: Mutex::new(Vec::new()),
+    });
+    let health = Arc::new(LiveHealth {
+        kubernetes: s.cfg.kubernetes.clone(),
+        etcd: s.cfg.etcd.clone(),
+        mimir: s.cfg.mimir.clone(),
+        inventory: s.h.inventory().clone(),
+    });
+    (
+        World {
+            cluster,
+            hosts: hosts.clone(),
+            health,
+            clock: Arc::new(SystemClock),
+        },
+        hosts,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cordon_uncordon_and_the_lease_against_the_sim() {
+    let s = sim(&[], 20.0).await;
+    let (w, _) = world(&s).await;
+    let c = w.cluster.as_ref();
+    c.cordon("node2", "run-sim").await.unwrap();
+    let st = c.node("node2").await.unwrap();
+    assert!(st.unschedulable);
+    assert_eq!(st.cordoned_by.as_deref(), Some("run-sim"));
+    c.uncordon("node2").await.unwrap();
+    let st = c.node("node2").await.unwrap();
+    assert!(!st.unschedulable);
+    assert_eq!(st.cordoned_by, None);
+
+    let now = jiff::Timestamp::now();
+    let d = Duration::from_secs(60);
+    let a = lock::acquire(c, "alice@lap 1 run-a", "run-a", d, now, false)
+        .await
+        .unwrap();
+    let Acquire::Acquired(mut held) = a else {
+        panic!("{a:?}")
+    };
+    let b = lock::acquire(c, "bob@lap 2 run-b", "run-b", d, now, false)
+        .await
+        .unwrap();
+    match b {
+        Acquire::Held(h) => {
+            assert_eq!(h.holder, "alice@lap 1 run-a");
+            assert!(!h.stale);
+        }
+        other => panic!("{other:?}"),
+    }
+    lock::renew(c, &mut held, jiff::Timestamp::now())
+        .await
+        .unwrap();
+    // Stale only with --force-unlock.
+    let later = now + jiff::SignedDuration::from_mins(5);
+    let b = lock::acquire(c, "bob@lap 2 run-b", "run-b", d, later, false)
+        .await
+        .unwrap();
+    assert!(matches!(&b, Acquire::Held(h) if h.stale), "{b:?}");
+    let b = lock::acquire(c, "bob@lap 2 run-b", "run-b", d, later, true)
+        .await
+        .unwrap();
+    assert!(matches!(b, Acquire::Acquired(_)));
+    // alice's renewal now fails: she lost the lock.
+    assert!(
+        lock::renew(c, &mut held, jiff::Timestamp::now())
+            .await
+            .is_err()
+    );
+    assert!(lock::release(c, "run-b").await.unwrap());
+    assert_eq!(c.get_lease().await.unwrap(), None);
+    s.h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdb_blocked_eviction_names_the_pdb() {
+    let s = sim(&["pdb-blocks"], 20.0).await;
+    let (w, _) = world(&s).await;
+    let c = w.cluster.as_ref();
+    let mut found = None;
+    for h in &s.h.inventory().hosts {
+        for p in c.pods_on(&h.hostname).await.unwrap() {
+            if p.labels.get("app").map(String::as_str) == Some("postgres") {
+                found = Some(p);
+            }
+        }
+    }
+    let pod = found.expect("a postgres pod");
+    match c.evict(&pod, None).await.unwrap() {
+        Eviction::Blocked { pdb, message } => {
+            assert_eq!(pdb.as_deref(), Some("apps/postgres"), "{message}");
+        }
+        other => panic!("expected a 429: {other:?}"),
+    }
+    s.h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_rolling_run_against_the_sim() {
+    let s = sim(&[], 50.0).await;
+    let (w, hosts) = world(&s).await;
+    let inv = s.h.inventory().clone();
+    let etcd = w.health.gather(&[]).await.etcd.and_then(|r| r.ok());
+    let leader = etcd
+        .as_ref()
+        .and_then(|e| e.leader_member())
+        .map(|m| m.name.clone());
+    let p = plan(&inv, etcd.as_ref(), &[], &[], "github:me/infra", "run-sim").unwrap();
+    let order: Vec<String> = p.entries.iter().map(|e| e.node.clone()).collect();
+    assert_eq!(order[0], "node4", "the agent first");
+    let last = p.entries.last().unwrap();
+    assert!(last.etcd_leader, "leader {leader:?} last: {order:?}");
+    let settings = Settings {
+        poll: Duration::from_millis(200),
+        settle: Duration::ZERO,
+        drain_timeout: Duration::from_secs(60),
+        reboot_timeout: Duration::from_secs(60),
+        ready_timeout: Duration::from_secs(60),
+        etcd_timeout: Duration::from_secs(60),
+        longhorn_timeout: Duration::from_secs(120),
+        ..Settings::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (h, mut rx) = start(
+        w.clone(),
+        inv.clone(),
+        p,
+        settings,
+        StartOptions {
+            holder: "t@x 1 run-sim".into(),
+            journal_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        },
+    );
+    let mut events = Vec::new();
+    let outcome = tokio::time::timeout(Duration::from_secs(240), async {
+        while let Some(e) = rx.recv().await {
+            events.push(e);
+        }
+        h.wait().await
+    })
+    .await
+    .expect("the run ends");
+    let failures: Vec<&UpgradeEvent> = events
+        .iter()
+        .filter(|e| matches!(e, UpgradeEvent::StepFinished { outcome, .. } if outcome.is_failed()))
+        .collect();
+    assert_eq!(outcome, RunOutcome::Completed, "{failures:#?}");
+    let rebooted: Vec<String> = hosts
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.strip_prefix("reboot ").map(str::to_string))
+        .collect();
+    assert_eq!(rebooted, order);
+    for n in &order {
+        let st = w.cluster.node(n).await.unwrap();
+        assert!(!st.unschedulable && st.cordoned_by.is_none(), "{n}");
+        assert_eq!(st.ready, Some(true));
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, UpgradeEvent::Waiting { what, .. } if what == "host-down"))
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        UpgradeEvent::StepFinished {
+            step: Step::Drain,
+            ..
+        }
+    )));
+    assert_eq!(w.cluster.get_lease().await.unwrap(), None);
+    s.h.shutdown().await;
+}
