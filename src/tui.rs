@@ -128,6 +128,7 @@ async fn event_loop(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Update>(256);
     let sources = sources::spawn_all(ctx, tx);
     let (diff_tx, mut diff_rx) = tokio::sync::mpsc::channel::<DiffEvent>(256);
+    let (status_tx, mut status_rx) = tokio::sync::mpsc::channel::<(String, Tone)>(16);
     let mut diff_tasks: HashMap<String, CancellationToken> = HashMap::new();
     let mut dirty = false;
 
@@ -141,6 +142,7 @@ async fn event_loop(
                 None => return Ok(()),
             },
             Some(u) = rx.recv() => Msg::Update(u),
+            Some((text, tone)) = status_rx.recv() => Msg::Status(text, tone),
             Some(d) = diff_rx.recv() => {
                 if let DiffEvent::Done { host, .. } = &d {
                     diff_tasks.remove(host);
@@ -190,6 +192,11 @@ async fn event_loop(
                 }
                 dirty = true;
             }
+            Effect::Run(p) => {
+                spawn_change(p, ctx.config.kubernetes.clone(), status_tx.clone());
+                sources.refresh();
+                dirty = true;
+            }
             Effect::ExportDiff(host) => {
                 app.status = Some(export_diff(&app, &host));
                 dirty = true;
@@ -202,6 +209,40 @@ async fn event_loop(
             dirty = false;
         }
     }
+}
+
+/// Carry out a confirmed change with the upgrade engine's own cordon step; report in the footer.
+fn spawn_change(
+    p: crate::app::Pending,
+    cfg: crate::config::KubernetesConfig,
+    tx: tokio::sync::mpsc::Sender<(String, Tone)>,
+) {
+    use crate::app::Pending;
+    use crate::operations::upgrade::live;
+    tokio::spawn(async move {
+        let result = async {
+            let client = crate::sources::kubernetes::client(&cfg)
+                .await
+                .map_err(|e| eyre!(e))?;
+            match &p {
+                Pending::Cordon { node } => {
+                    live::cordon(&client, node, &live::manual_run_id()).await
+                }
+                Pending::Uncordon { node } => live::uncordon(&client, node).await,
+            }
+        }
+        .await;
+        let msg = match (&p, result) {
+            (Pending::Cordon { node }, Ok(())) => (format!("{node} cordoned"), Tone::Ok),
+            (Pending::Uncordon { node }, Ok(())) => (format!("{node} uncordoned"), Tone::Ok),
+            (_, Err(e)) => (
+                format!("failed: {}", crate::commands::error_chain(&e)),
+                Tone::Critical,
+            ),
+        };
+        tracing::info!(change = ?p, outcome = %msg.0, "change by the operator");
+        let _ = tx.send(msg).await;
+    });
 }
 
 /// Write a host's diff as plain text under `$XDG_STATE_HOME/homeinfra-tui/diffs/`.

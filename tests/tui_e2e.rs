@@ -234,3 +234,41 @@ fn demo_shows_the_simulated_cluster() {
     t.keys("d", &["q"]);
     t.assert_restored("d", "EXIT=0");
 }
+
+#[test]
+fn cordon_and_uncordon_a_node_in_the_demo() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("k", "demo --speed 20");
+    t.wait_for("k", "demo (simulated homelab)");
+    t.keys("k", &["2"]);
+    t.wait_for("k", "v1.31");
+    t.keys("k", &["c"]);
+    t.wait_for("k", "Cordon node1? New pods will not be scheduled there.");
+    t.keys("k", &["y"]);
+    t.wait_for("k", "node1 cordoned");
+    // the watch brings it back: the finding names the annotation the engine's cordon step set
+    t.wait_for("k", "node node1 is cordoned by hand");
+    t.keys("k", &["c"]);
+    t.wait_for("k", "Uncordon node1?");
+    t.keys("k", &["n"]);
+    t.wait_for("k", "cancelled");
+    t.keys("k", &["c"]);
+    t.wait_for("k", "Uncordon node1?");
+    t.keys("k", &["y"]);
+    t.wait_for("k", "node1 uncordoned");
+    t.keys("k", &["q"]);
+    t.assert_restored("k", "EXIT=0");
+}
+
+#[test]
+fn read_only_refuses_cordon() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("r", "--read-only demo");
+    t.wait_for("r", "READ-ONLY");
+    t.keys("r", &["2"]);
+    t.wait_for("r", "v1.31");
+    t.keys("r", &["c"]);
+    t.wait_for("r", "read-only mode: cordon and uncordon are disabled");
+    t.keys("r", &["q"]);
+    t.assert_restored("r", "EXIT=0");
+}

@@ -35,6 +35,8 @@ pub enum Action {
     Diff,
     Export,
     Wrap,
+    Cordon,
+    Confirm,
 }
 
 impl Action {
@@ -64,6 +66,8 @@ impl Action {
         Action::Diff,
         Action::Export,
         Action::Wrap,
+        Action::Cordon,
+        Action::Confirm,
     ];
 
     pub fn description(self) -> &'static str {
@@ -92,6 +96,8 @@ impl Action {
             Action::Diff => "closure diff of the selected host",
             Action::Export => "export the diff to a file",
             Action::Wrap => "wrap long log lines",
+            Action::Cordon => "cordon / uncordon the selected node (asks first)",
+            Action::Confirm => "confirm (in a question)",
         }
     }
 
@@ -299,6 +305,8 @@ impl Default for Keymap {
             (Key::ch('d'), Diff),
             (Key::ch('e'), Export),
             (Key::ch('w'), Wrap),
+            (Key::ch('c'), Cordon),
+            (Key::ch('y'), Confirm),
         ];
         Keymap { bindings: b }
     }

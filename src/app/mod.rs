@@ -30,6 +30,26 @@ pub enum Mode {
     Detail(String),
     /// The closure diff of this host.
     Diff(String),
+    /// A question before a change: `y`/Enter does it, anything else cancels.
+    Confirm(Pending),
+}
+
+/// A change that waits for the operator's yes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    Cordon { node: String },
+    Uncordon { node: String },
+}
+
+impl Pending {
+    pub fn question(&self) -> String {
+        match self {
+            Pending::Cordon { node } => {
+                format!("Cordon {node}? New pods will not be scheduled there.")
+            }
+            Pending::Uncordon { node } => format!("Uncordon {node}? It will take new pods again."),
+        }
+    }
 }
 
 /// Selection and filter of one pane.
@@ -50,6 +70,8 @@ pub enum Msg {
     Tick(Timestamp),
     Update(Update),
     Diff(DiffEvent),
+    /// The outcome of an operation, for the footer.
+    Status(String, panes::Tone),
 }
 
 /// What `update` asks the event loop to do.
@@ -66,6 +88,8 @@ pub enum Effect {
     CancelDiff(String),
     /// Write this host's diff to a file.
     ExportDiff(String),
+    /// The operator said yes to this change.
+    Run(Pending),
 }
 
 pub struct App {
@@ -163,6 +187,10 @@ impl App {
                 self.apply(u);
                 Effect::Redraw
             }
+            Msg::Status(text, tone) => {
+                self.status = Some((text, tone));
+                Effect::Redraw
+            }
             Msg::Diff(ev) => {
                 match ev {
                     DiffEvent::Progress { host, line } => {
@@ -205,6 +233,20 @@ impl App {
         if let Mode::Diff(host) = &self.mode {
             let host = host.clone();
             return self.on_diff_key(&host, k);
+        }
+        if let Mode::Confirm(p) = &self.mode {
+            let p = p.clone();
+            self.mode = Mode::Normal;
+            let yes = matches!(
+                self.keymap.action_for(&k),
+                Some(Action::Confirm | Action::Open)
+            );
+            return if yes {
+                Effect::Run(p)
+            } else {
+                self.status = Some(("cancelled".into(), panes::Tone::Muted));
+                Effect::Redraw
+            };
         }
         let Some(action) = self.keymap.action_for(&k) else {
             return Effect::None;
@@ -306,6 +348,8 @@ impl App {
             Action::Diff => return self.open_diff(),
             Action::Export => return Effect::None,
             Action::Wrap => self.wrap_logs = !self.wrap_logs,
+            Action::Cordon => self.ask_cordon(),
+            Action::Confirm => return Effect::None,
         }
         Effect::Redraw
     }
@@ -373,6 +417,39 @@ impl App {
             _ => return Effect::None,
         }
         Effect::Redraw
+    }
+
+    /// `c` on a node: ask to cordon (or uncordon) it; refused in read-only mode.
+    fn ask_cordon(&mut self) {
+        if self.read_only {
+            self.status = Some((
+                "read-only mode: cordon and uncordon are disabled".into(),
+                panes::Tone::Warning,
+            ));
+            return;
+        }
+        if self.focus != Pane::Nodes {
+            self.status = Some((
+                "cordon: select a node in the Nodes pane (2)".into(),
+                panes::Tone::Warning,
+            ));
+            return;
+        }
+        let Some(node) = self.selected_key(Pane::Nodes) else {
+            return;
+        };
+        let cordoned = self
+            .snapshot
+            .cluster
+            .data
+            .as_ref()
+            .and_then(|c| c.node(&node))
+            .is_some_and(|n| n.unschedulable);
+        self.mode = Mode::Confirm(if cordoned {
+            Pending::Uncordon { node }
+        } else {
+            Pending::Cordon { node }
+        });
     }
 
     /// Open the diff view of the selected host, computing the diff if there is none yet.

@@ -112,6 +112,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
         Mode::Help => draw_help(f, area, app, theme),
         Mode::Detail(key) => draw_detail(f, area, app, key, theme),
         Mode::Diff(host) => diff::draw(f, area, app, host, theme),
+        Mode::Confirm(p) => draw_confirm(f, area, &p.question(), theme),
         _ => {}
     }
 }
@@ -386,6 +387,31 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 .borders(Borders::ALL)
                 .border_style(theme.border_focused)
                 .title(Span::styled(" Keys — any key closes ", theme.title_focused)),
+        ),
+        r,
+    );
+}
+
+fn draw_confirm(f: &mut Frame, area: Rect, question: &str, theme: &Theme) {
+    let w = (question.chars().count() as u16 + 4).max(34);
+    let r = popup_exact(area, w, 5);
+    f.render_widget(Clear, r);
+    let lines = vec![
+        Line::from(Span::styled(format!(" {question}"), theme.popup)),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled(" y ", theme.key),
+            Span::styled(" yes   ", theme.key_desc),
+            Span::styled(" any other key ", theme.key),
+            Span::styled(" no", theme.key_desc),
+        ]),
+    ];
+    f.render_widget(
+        Paragraph::new(lines).style(theme.popup).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.warning)
+                .title(Span::styled(" Confirm ", theme.warning)),
         ),
         r,
     );

@@ -55,7 +55,10 @@ pub(super) fn assess(c: &ClusterState, inv: &Inventory, _th: &Thresholds, out: &
             let by = n
                 .cordoned_by_run
                 .as_ref()
-                .map(|r| format!(" by upgrade run {r}"))
+                .map(|r| match r.strip_prefix("manual-") {
+                    Some(who) => format!(" by hand ({who})"),
+                    None => format!(" by upgrade run {r}"),
+                })
                 .unwrap_or_default();
             out.push(Finding::new(
                 Severity::Info,
