@@ -92,12 +92,12 @@ impl Action {
             Action::Back => "back / clear filter",
             Action::Filter => "filter this table",
             Action::Help => "help",
-            Action::Refresh => "refresh now / recompute the diff",
-            Action::Diff => "closure diff of the selected host",
-            Action::Export => "export the diff to a file",
-            Action::Wrap => "wrap long log lines",
-            Action::Cordon => "cordon / uncordon the selected node (asks first)",
-            Action::Confirm => "confirm (in a question)",
+            Action::Refresh => "refresh / recompute diff",
+            Action::Diff => "closure diff of host",
+            Action::Export => "export the diff",
+            Action::Wrap => "wrap log lines",
+            Action::Cordon => "cordon / uncordon node",
+            Action::Confirm => "yes (in a question)",
         }
     }
 
