@@ -171,18 +171,13 @@ async fn event_loop(
             Effect::Redraw => dirty = true,
             Effect::Refresh => sources.refresh(),
             Effect::StartDiff(host) => {
-                if let Some(h) = app.inventory.host(&host).cloned() {
-                    let req = DiffRequest {
-                        deployed: app.deployed_system(&host),
-                        host: h,
-                        nix: ctx.config.nix.clone(),
-                        ssh: ctx.config.ssh.clone(),
-                    };
-                    if let Some(old) = diff_tasks.remove(&host) {
-                        old.cancel();
-                    }
-                    diff_tasks.insert(host.clone(), diff_task::spawn(req, diff_tx.clone()));
-                    app.diff_started(&host);
+                start_diff(&mut app, ctx, &host, &mut diff_tasks, &diff_tx);
+                dirty = true;
+            }
+            Effect::OpenDiff(host) => {
+                let lock = diff_task::lock_fingerprint(&ctx.config.nix);
+                if !app.diff_is_fresh(&host, lock.as_deref()) {
+                    start_diff(&mut app, ctx, &host, &mut diff_tasks, &diff_tx);
                 }
                 dirty = true;
             }
@@ -209,6 +204,30 @@ async fn event_loop(
             dirty = false;
         }
     }
+}
+
+/// Start (or restart) the closure diff of a host; its events come back on `tx`.
+fn start_diff(
+    app: &mut App,
+    ctx: &Context,
+    host: &str,
+    tasks: &mut HashMap<String, CancellationToken>,
+    tx: &tokio::sync::mpsc::Sender<DiffEvent>,
+) {
+    let Some(h) = app.inventory.host(host).cloned() else {
+        return;
+    };
+    let req = DiffRequest {
+        deployed: app.deployed_system(host),
+        host: h,
+        nix: ctx.config.nix.clone(),
+        ssh: ctx.config.ssh.clone(),
+    };
+    if let Some(old) = tasks.remove(host) {
+        old.cancel();
+    }
+    tasks.insert(host.to_string(), diff_task::spawn(req, tx.clone()));
+    app.diff_started(host, diff_task::lock_fingerprint(&ctx.config.nix));
 }
 
 /// Carry out a confirmed change with the upgrade engine's own cordon step; report in the footer.

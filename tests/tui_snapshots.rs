@@ -119,7 +119,7 @@ fn sample_diff() -> homeinfra_tui::model::closure::ClosureDiff {
 fn diff_view_progress_result_and_filter() {
     use homeinfra_tui::operations::diff_task::DiffEvent;
     let mut a = app();
-    a.diff_started("instance_1");
+    a.diff_started("instance_1", None);
     a.mode = homeinfra_tui::app::Mode::Diff("instance_1".into());
     for l in [
         "[0.0s] instance_1: deployed system /nix/store/aaaa",

@@ -18,13 +18,17 @@ pub struct DiffView {
     pub result: Option<Result<Box<ClosureDiff>, String>>,
     /// The deployed system it was computed from (a newer one makes it stale).
     pub deployed: Option<String>,
+    /// Fingerprint of the flake's lock file it was computed with (a changed lock makes it
+    /// stale).
+    pub lock: Option<String>,
     pub scroll: usize,
     pub filter: String,
     pub filtering: bool,
 }
 
 impl DiffView {
-    pub fn start(&mut self, now: Timestamp, deployed: Option<String>) {
+    pub fn start(&mut self, now: Timestamp, deployed: Option<String>, lock: Option<String>) {
+        self.lock = lock;
         self.running = true;
         self.started = Some(now);
         self.finished = None;

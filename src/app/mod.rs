@@ -84,6 +84,8 @@ pub enum Effect {
     Refresh,
     /// Compute the closure diff of this host (drift mode).
     StartDiff(String),
+    /// The diff view of this host opened: compute the diff unless the last one still holds.
+    OpenDiff(String),
     /// Stop a running diff.
     CancelDiff(String),
     /// Write this host's diff to a file.
@@ -465,13 +467,17 @@ impl App {
             return Effect::None;
         };
         self.mode = Mode::Diff(host.clone());
-        let deployed = self.deployed_system(&host);
-        let view = self.diffs.entry(host.clone()).or_default();
-        // Reuse the last result while the deployed system is the same; `r` recomputes.
-        if view.running || (view.result.is_some() && view.deployed == deployed) {
-            return Effect::Redraw;
-        }
-        Effect::StartDiff(host)
+        self.diffs.entry(host.clone()).or_default();
+        Effect::OpenDiff(host)
+    }
+
+    /// Whether the last diff of a host still holds: computed (or running) for the same deployed
+    /// system and the same flake lock. Otherwise opening the view recomputes it.
+    pub fn diff_is_fresh(&self, host: &str, lock: Option<&str>) -> bool {
+        let deployed = self.deployed_system(host);
+        self.diffs.get(host).is_some_and(|v| {
+            v.running || (v.result.is_some() && v.deployed == deployed && v.lock.as_deref() == lock)
+        })
     }
 
     /// The deployed system of a host, from its SSH facts.
@@ -484,13 +490,13 @@ impl App {
     }
 
     /// Mark a diff as started (the event loop calls this when it spawns the task).
-    pub fn diff_started(&mut self, host: &str) {
+    pub fn diff_started(&mut self, host: &str, lock: Option<String>) {
         let deployed = self.deployed_system(host);
         let now = self.now;
         self.diffs
             .entry(host.to_string())
             .or_default()
-            .start(now, deployed);
+            .start(now, deployed, lock);
     }
 
     fn set_focus(&mut self, p: Pane) {

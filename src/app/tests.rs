@@ -224,3 +224,64 @@ fn host_detail_shows_facts_and_posture_and_scrolls() {
     assert_eq!(a.detail_scroll, 2);
     assert_eq!(a.pane(Pane::Hosts).selected, 0);
 }
+
+#[test]
+fn diff_cache_is_keyed_by_deployed_system_and_lock() {
+    use crate::operations::diff_task::DiffEvent;
+    let mut a = app();
+    assert!(!a.diff_is_fresh("instance_1", Some("l1")));
+    a.diff_started("instance_1", Some("l1".into()));
+    assert!(
+        a.diff_is_fresh("instance_1", Some("l2")),
+        "a running diff is not restarted"
+    );
+    a.update(Msg::Diff(DiffEvent::Done {
+        host: "instance_1".into(),
+        result: Err("boom".into()),
+    }));
+    assert!(a.diff_is_fresh("instance_1", Some("l1")));
+    assert!(
+        !a.diff_is_fresh("instance_1", Some("l2")),
+        "a new lock makes it stale"
+    );
+    // a new deployed system makes it stale too
+    let mut src = Sourced::configured();
+    src.record(
+        Ok(crate::model::host::HostFacts {
+            current_system: Some("/nix/store/x".into()),
+            ..Default::default()
+        }),
+        a.now,
+    );
+    a.snapshot.hosts.insert("instance_1".into(), src);
+    assert!(!a.diff_is_fresh("instance_1", Some("l1")));
+    // d on a host opens the view and asks the loop to decide
+    assert_eq!(
+        key(&mut a, KeyCode::Char('d')),
+        Effect::OpenDiff("instance_1".into())
+    );
+    assert_eq!(a.mode, Mode::Diff("instance_1".into()));
+}
+
+#[test]
+fn lock_fingerprint_follows_the_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let nix = crate::config::NixConfig {
+        flake: Some(dir.path().display().to_string()),
+        ..Default::default()
+    };
+    assert_eq!(crate::operations::diff_task::lock_fingerprint(&nix), None);
+    std::fs::write(dir.path().join("flake.lock"), "{\"a\":1}").unwrap();
+    let one = crate::operations::diff_task::lock_fingerprint(&nix).unwrap();
+    std::fs::write(dir.path().join("flake.lock"), "{\"a\":2}").unwrap();
+    let two = crate::operations::diff_task::lock_fingerprint(&nix).unwrap();
+    assert_ne!(one, two);
+    let remote = crate::config::NixConfig {
+        flake: Some("github:me/infra".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        crate::operations::diff_task::lock_fingerprint(&remote),
+        None
+    );
+}

@@ -103,3 +103,16 @@ async fn run(
     )
     .await
 }
+
+/// A fingerprint of the flake's `flake.lock` when the flake is a local path (the diff cache's
+/// key, with the deployed system); `None` for remote flakes or without a lock file.
+pub fn lock_fingerprint(nix: &NixConfig) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    let flake = nix.flake.as_deref()?;
+    let path = flake.strip_prefix("path:").unwrap_or(flake);
+    let dir = std::path::Path::new(path.split(['?', '#']).next().unwrap_or(path));
+    let text = std::fs::read(dir.join("flake.lock")).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    Some(format!("{:016x}", h.finish()))
+}
