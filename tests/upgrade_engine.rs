@@ -133,6 +133,20 @@ async fn healthy_four_node_run() {
             .count(),
         4
     );
+    // The live view's model folds the same events.
+    let mut prog = homeinfra_tui::operations::upgrade::progress::RunProgress::new(&plan_of(
+        &fw, &inv, "run-ok",
+    ));
+    for e in &events {
+        prog.apply(e);
+    }
+    assert_eq!(prog.counts(), (4, 4));
+    assert!(
+        prog.nodes
+            .iter()
+            .all(|n| n.steps.len() == 8 && n.waiting.is_none())
+    );
+    assert_eq!(prog.outcome, Some(RunOutcome::Completed));
     // The journal is complete.
     let sum = journal::summarize(&journal::path_of(dir.path(), "run-ok")).unwrap();
     assert_eq!(sum.finished, Some(RunOutcome::Completed));
