@@ -177,6 +177,12 @@ async fn cordon_uncordon_and_the_lease_against_the_sim() {
     lock::renew(c, &mut held, jiff::Timestamp::now())
         .await
         .unwrap();
+    // Two more racing at once while alice holds it: both refused.
+    let (x, y) = tokio::join!(
+        lock::acquire(c, "x@a 3 run-x", "run-x", d, now, false),
+        lock::acquire(c, "y@b 4 run-y", "run-y", d, now, false)
+    );
+    assert!(matches!(x.unwrap(), Acquire::Held(_)) && matches!(y.unwrap(), Acquire::Held(_)));
     // Stale only with --force-unlock.
     let later = now + jiff::SignedDuration::from_mins(5);
     let b = lock::acquire(c, "bob@lap 2 run-b", "run-b", d, later, false)
@@ -195,6 +201,16 @@ async fn cordon_uncordon_and_the_lease_against_the_sim() {
     );
     assert!(lock::release(c, "run-b").await.unwrap());
     assert_eq!(c.get_lease().await.unwrap(), None);
+    // A free lock taken by two at once: exactly one gets it (the Lease create is atomic).
+    let (x, y) = tokio::join!(
+        lock::acquire(c, "x@a 3 run-x", "run-x", d, now, false),
+        lock::acquire(c, "y@b 4 run-y", "run-y", d, now, false)
+    );
+    let won = [x.unwrap(), y.unwrap()]
+        .iter()
+        .filter(|a| matches!(a, Acquire::Acquired(_)))
+        .count();
+    assert_eq!(won, 1);
     s.h.shutdown().await;
 }
 
