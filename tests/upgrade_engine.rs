@@ -799,6 +799,10 @@ async fn abandon_undoes_only_our_cordons() {
         fw.state().nodes["node4"].cordoned_by.as_deref(),
         Some("run-x")
     );
+    // Its lease is fresh: it might still be running elsewhere, so abandon refuses.
+    let err = abandon(&fw.world(), dir.path(), "run-x").await.unwrap_err();
+    assert!(err.to_string().contains("still running"), "{err}");
+    fw.state().now += jiff::SignedDuration::from_mins(5);
     let un = abandon(&fw.world(), dir.path(), "run-x").await.unwrap();
     assert_eq!(un, ["node4"]);
     let st = fw.state();
