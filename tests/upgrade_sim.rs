@@ -316,3 +316,115 @@ async fn whole_rolling_run_against_the_sim() {
     assert_eq!(w.cluster.get_lease().await.unwrap(), None);
     s.h.shutdown().await;
 }
+
+fn fast_settings() -> Settings {
+    Settings {
+        poll: Duration::from_millis(200),
+        settle: Duration::ZERO,
+        drain_timeout: Duration::from_secs(3),
+        reboot_timeout: Duration::from_secs(4),
+        ready_timeout: Duration::from_secs(3),
+        etcd_timeout: Duration::from_secs(10),
+        longhorn_timeout: Duration::from_secs(30),
+        ..Settings::default()
+    }
+}
+
+async fn run_only(s: &Sim, w: &World, node: &str, run_id: &str) -> (RunOutcome, Vec<UpgradeEvent>) {
+    let inv = s.h.inventory().clone();
+    let p = plan(&inv, None, &[], &[node.to_string()], "f", run_id).unwrap();
+    let (h, mut rx) = start(
+        w.clone(),
+        inv,
+        p,
+        fast_settings(),
+        StartOptions {
+            holder: format!("t@x 1 {run_id}"),
+            ..Default::default()
+        },
+    );
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    (h.wait().await, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdb_blocks_the_drain_which_times_out_with_the_node_cordoned() {
+    let s = sim(&["pdb-blocks"], 20.0).await;
+    let (w, hosts) = world(&s).await;
+    let mut node = None;
+    for h in &s.h.inventory().hosts {
+        if w.cluster
+            .pods_on(&h.hostname)
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.labels.get("app").map(String::as_str) == Some("postgres"))
+        {
+            node = Some(h.hostname.clone());
+        }
+    }
+    let node = node.expect("the postgres pod's node");
+    let (outcome, events) = run_only(&s, &w, &node, "run-pdb").await;
+    match &outcome {
+        RunOutcome::Failed {
+            node: n,
+            step,
+            message,
+        } => {
+            assert_eq!((n.as_str(), *step), (node.as_str(), Step::Drain));
+            assert!(
+                message.contains("timed out") && message.contains("apps/postgres"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, UpgradeEvent::Waiting { what, detail, .. }
+        if what == "eviction-blocked" && detail.contains("PodDisruptionBudget apps/postgres")))
+    );
+    let st = w.cluster.node(&node).await.unwrap();
+    assert_eq!(st.cordoned_by.as_deref(), Some("run-pdb"));
+    assert!(hosts.log.lock().unwrap().is_empty(), "never switched");
+    assert_eq!(w.cluster.get_lease().await.unwrap(), None);
+    s.h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_never_returns_rolls_back_and_stops_cordoned() {
+    let s = sim(&["node-never-returns=node4"], 20.0).await;
+    let (w, hosts) = world(&s).await;
+    let (outcome, events) = run_only(&s, &w, "node4", "run-nr").await;
+    match &outcome {
+        RunOutcome::Failed { node, message, .. } => {
+            assert_eq!(node, "node4");
+            assert!(
+                message.contains("rolled back") && message.contains("stays cordoned"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(events.iter().any(|e| matches!(
+        e,
+        UpgradeEvent::StepStarted {
+            step: Step::Rollback,
+            ..
+        }
+    )));
+    let log = hosts.log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        ["exec node4", "reboot node4", "exec node4"],
+        "switch, reboot, rollback"
+    );
+    let st = w.cluster.node("node4").await.unwrap();
+    assert_eq!(st.cordoned_by.as_deref(), Some("run-nr"));
+    assert_ne!(st.ready, Some(true));
+    s.h.shutdown().await;
+}
