@@ -428,3 +428,41 @@ async fn node_never_returns_rolls_back_and_stops_cordoned() {
     assert_ne!(st.ready, Some(true));
     s.h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guards_refuse_the_simulators_fault_scenarios() {
+    for (scenario, guard) in [
+        ("last-replica", "last-replica"),
+        ("degraded-volume", "degraded-volume"),
+        ("etcd-member-down", "etcd-member-down"),
+    ] {
+        let s = sim(&[scenario], 20.0).await;
+        let (w, _) = world(&s).await;
+        let inv = s.h.inventory().clone();
+        let p = plan(&inv, None, &[], &[], "f", "dry").unwrap();
+        let verdicts =
+            homeinfra_tui::operations::upgrade::dry_run(&w, &inv, &p, &fast_settings()).await;
+        let refused: Vec<&str> = verdicts
+            .iter()
+            .filter(|(_, v)| v.iter().any(|v| v.guard == guard && !v.pass))
+            .map(|(e, _)| e.node.as_str())
+            .collect();
+        match scenario {
+            // Only the node holding the volume's last healthy replica is refused.
+            "last-replica" => assert_eq!(refused.len(), 1, "{scenario}: {verdicts:#?}"),
+            _ => assert_eq!(refused.len(), 4, "{scenario}: {verdicts:#?}"),
+        }
+        let v = verdicts
+            .iter()
+            .flat_map(|(_, v)| v)
+            .find(|v| v.guard == guard && !v.pass)
+            .unwrap();
+        assert!(!v.subject.is_empty() && v.fix.is_some(), "{v:?}");
+        assert_eq!(
+            w.cluster.get_lease().await.unwrap(),
+            None,
+            "a dry run takes no lock"
+        );
+        s.h.shutdown().await;
+    }
+}
