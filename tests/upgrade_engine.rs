@@ -133,6 +133,20 @@ async fn healthy_four_node_run() {
             .count(),
         4
     );
+    // The live view's model folds the same events.
+    let mut prog = homeinfra_tui::operations::upgrade::progress::RunProgress::new(&plan_of(
+        &fw, &inv, "run-ok",
+    ));
+    for e in &events {
+        prog.apply(e);
+    }
+    assert_eq!(prog.counts(), (4, 4));
+    assert!(
+        prog.nodes
+            .iter()
+            .all(|n| n.steps.len() == 8 && n.waiting.is_none())
+    );
+    assert_eq!(prog.outcome, Some(RunOutcome::Completed));
     // The journal is complete.
     let sum = journal::summarize(&journal::path_of(dir.path(), "run-ok")).unwrap();
     assert_eq!(sum.finished, Some(RunOutcome::Completed));
@@ -785,6 +799,10 @@ async fn abandon_undoes_only_our_cordons() {
         fw.state().nodes["node4"].cordoned_by.as_deref(),
         Some("run-x")
     );
+    // Its lease is fresh: it might still be running elsewhere, so abandon refuses.
+    let err = abandon(&fw.world(), dir.path(), "run-x").await.unwrap_err();
+    assert!(err.to_string().contains("still running"), "{err}");
+    fw.state().now += jiff::SignedDuration::from_mins(5);
     let un = abandon(&fw.world(), dir.path(), "run-x").await.unwrap();
     assert_eq!(un, ["node4"]);
     let st = fw.state();
@@ -836,4 +854,128 @@ async fn events_serialize_as_json_lines() {
     );
     let back: UpgradeEvent = serde_json::from_str(&s).unwrap();
     assert_eq!(back, e);
+}
+
+#[tokio::test]
+async fn reboot_policy_ask_and_never() {
+    use homeinfra_tui::config::RebootPolicy;
+    let inv = fake::inventory(4);
+    // ask: approve node4's reboot, decline the others.
+    let fw = FakeWorld::healthy(&inv);
+    let p = plan_of(&fw, &inv, "run-ask");
+    let s = Settings {
+        reboot: RebootPolicy::Ask,
+        ..settings()
+    };
+    let (h, mut rx) = start(fw.world(), inv.clone(), p, s, opts("run-ask", None));
+    let mut asked = Vec::new();
+    while let Some(e) = rx.recv().await {
+        if let UpgradeEvent::Waiting { what, node, detail } = &e
+            && what == "confirm-reboot"
+        {
+            assert!(detail.contains("kernel"), "{detail}");
+            asked.push(node.clone());
+            let c = if node == "node4" {
+                Control::Approve
+            } else {
+                Control::Decline
+            };
+            h.send(c).await;
+        }
+    }
+    assert_eq!(h.wait().await, RunOutcome::Completed);
+    assert_eq!(asked, ["node4", "node2", "node3", "node1"]);
+    let log = fw.log();
+    let reboots: Vec<&String> = log.iter().filter(|l| l.starts_with("reboot")).collect();
+    assert_eq!(reboots, ["reboot instance_4"]);
+
+    // never: no reboot, the step says why.
+    let fw = FakeWorld::healthy(&inv);
+    let p = plan_of(&fw, &inv, "run-never");
+    let s = Settings {
+        reboot: RebootPolicy::Never,
+        ..settings()
+    };
+    let (o, events) = run_to_end(&fw, &inv, p, s, opts("run-never", None)).await;
+    assert_eq!(o, RunOutcome::Completed);
+    assert!(!fw.log().iter().any(|l| l.starts_with("reboot")));
+    assert!(events.iter().any(|e| matches!(e,
+        UpgradeEvent::StepFinished { step: Step::Reboot, outcome: StepOutcome::Skipped { reason }, .. }
+        if reason.contains("never"))));
+}
+
+#[tokio::test]
+async fn empty_dir_pods_block_the_drain_unless_allowed() {
+    let inv = fake::inventory(4);
+    let fw = FakeWorld::healthy(&inv);
+    fw.state().pods.push(FakePod {
+        pod: DrainPod {
+            namespace: "ci".into(),
+            name: "runner-0".into(),
+            uses_empty_dir: true,
+            ..Default::default()
+        },
+        node: "node4".into(),
+        blocked_by_pdb: None,
+    });
+    let p = plan_of(&fw, &inv, "run-ed");
+    let s = Settings {
+        delete_emptydir_data: false,
+        ..settings()
+    };
+    let (o, _) = run_to_end(&fw, &inv, p, s, opts("run-ed", None)).await;
+    assert!(
+        matches!(&o, RunOutcome::Failed { step: Step::Drain, message, .. } if message.contains("ci/runner-0") && message.contains("delete_emptydir_data")),
+        "{o:?}"
+    );
+    // Allowed (the default): evicted like the rest.
+    let fw = FakeWorld::healthy(&inv);
+    fw.state().pods.push(FakePod {
+        pod: DrainPod {
+            namespace: "ci".into(),
+            name: "runner-0".into(),
+            uses_empty_dir: true,
+            ..Default::default()
+        },
+        node: "node4".into(),
+        blocked_by_pdb: None,
+    });
+    let p = plan_of(&fw, &inv, "run-ed2");
+    let (o, _) = run_to_end(&fw, &inv, p, settings(), opts("run-ed2", None)).await;
+    assert_eq!(o, RunOutcome::Completed);
+    assert!(fw.log().contains(&"evict ci/runner-0".to_string()));
+}
+
+#[tokio::test]
+async fn abort_during_a_blocked_drain_uncordons_and_stops() {
+    let inv = fake::inventory(4);
+    let fw = FakeWorld::healthy(&inv);
+    fw.state().pods.push(FakePod {
+        pod: DrainPod {
+            namespace: "db".into(),
+            name: "postgres-0".into(),
+            ..Default::default()
+        },
+        node: "node4".into(),
+        blocked_by_pdb: Some("db/postgres-pdb".into()),
+    });
+    let p = plan_of(&fw, &inv, "run-ab");
+    let (h, mut rx) = start(fw.world(), inv.clone(), p, settings(), opts("run-ab", None));
+    let mut sent = false;
+    while let Some(e) = rx.recv().await {
+        if let UpgradeEvent::Waiting { what, .. } = &e
+            && what == "eviction-blocked"
+            && !sent
+        {
+            sent = h.send(Control::Abort).await;
+        }
+    }
+    assert!(matches!(h.wait().await, RunOutcome::Aborted { .. }));
+    let st = fw.state();
+    assert!(
+        !st.nodes["node4"].unschedulable,
+        "nothing had changed: uncordoned"
+    );
+    assert!(!st.log.iter().any(|l| l.starts_with("switch")));
+    assert!(st.lease.is_none());
 }

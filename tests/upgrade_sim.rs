@@ -177,6 +177,12 @@ async fn cordon_uncordon_and_the_lease_against_the_sim() {
     lock::renew(c, &mut held, jiff::Timestamp::now())
         .await
         .unwrap();
+    // Two more racing at once while alice holds it: both refused.
+    let (x, y) = tokio::join!(
+        lock::acquire(c, "x@a 3 run-x", "run-x", d, now, false),
+        lock::acquire(c, "y@b 4 run-y", "run-y", d, now, false)
+    );
+    assert!(matches!(x.unwrap(), Acquire::Held(_)) && matches!(y.unwrap(), Acquire::Held(_)));
     // Stale only with --force-unlock.
     let later = now + jiff::SignedDuration::from_mins(5);
     let b = lock::acquire(c, "bob@lap 2 run-b", "run-b", d, later, false)
@@ -195,6 +201,16 @@ async fn cordon_uncordon_and_the_lease_against_the_sim() {
     );
     assert!(lock::release(c, "run-b").await.unwrap());
     assert_eq!(c.get_lease().await.unwrap(), None);
+    // A free lock taken by two at once: exactly one gets it (the Lease create is atomic).
+    let (x, y) = tokio::join!(
+        lock::acquire(c, "x@a 3 run-x", "run-x", d, now, false),
+        lock::acquire(c, "y@b 4 run-y", "run-y", d, now, false)
+    );
+    let won = [x.unwrap(), y.unwrap()]
+        .iter()
+        .filter(|a| matches!(a, Acquire::Acquired(_)))
+        .count();
+    assert_eq!(won, 1);
     s.h.shutdown().await;
 }
 
@@ -299,4 +315,154 @@ async fn whole_rolling_run_against_the_sim() {
     )));
     assert_eq!(w.cluster.get_lease().await.unwrap(), None);
     s.h.shutdown().await;
+}
+
+fn fast_settings() -> Settings {
+    Settings {
+        poll: Duration::from_millis(200),
+        settle: Duration::ZERO,
+        drain_timeout: Duration::from_secs(3),
+        reboot_timeout: Duration::from_secs(4),
+        ready_timeout: Duration::from_secs(3),
+        etcd_timeout: Duration::from_secs(10),
+        longhorn_timeout: Duration::from_secs(30),
+        ..Settings::default()
+    }
+}
+
+async fn run_only(s: &Sim, w: &World, node: &str, run_id: &str) -> (RunOutcome, Vec<UpgradeEvent>) {
+    let inv = s.h.inventory().clone();
+    let p = plan(&inv, None, &[], &[node.to_string()], "f", run_id).unwrap();
+    let (h, mut rx) = start(
+        w.clone(),
+        inv,
+        p,
+        fast_settings(),
+        StartOptions {
+            holder: format!("t@x 1 {run_id}"),
+            ..Default::default()
+        },
+    );
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    (h.wait().await, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdb_blocks_the_drain_which_times_out_with_the_node_cordoned() {
+    let s = sim(&["pdb-blocks"], 20.0).await;
+    let (w, hosts) = world(&s).await;
+    let mut node = None;
+    for h in &s.h.inventory().hosts {
+        if w.cluster
+            .pods_on(&h.hostname)
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.labels.get("app").map(String::as_str) == Some("postgres"))
+        {
+            node = Some(h.hostname.clone());
+        }
+    }
+    let node = node.expect("the postgres pod's node");
+    let (outcome, events) = run_only(&s, &w, &node, "run-pdb").await;
+    match &outcome {
+        RunOutcome::Failed {
+            node: n,
+            step,
+            message,
+        } => {
+            assert_eq!((n.as_str(), *step), (node.as_str(), Step::Drain));
+            assert!(
+                message.contains("timed out") && message.contains("apps/postgres"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, UpgradeEvent::Waiting { what, detail, .. }
+        if what == "eviction-blocked" && detail.contains("PodDisruptionBudget apps/postgres")))
+    );
+    let st = w.cluster.node(&node).await.unwrap();
+    assert_eq!(st.cordoned_by.as_deref(), Some("run-pdb"));
+    assert!(hosts.log.lock().unwrap().is_empty(), "never switched");
+    assert_eq!(w.cluster.get_lease().await.unwrap(), None);
+    s.h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_never_returns_rolls_back_and_stops_cordoned() {
+    let s = sim(&["node-never-returns=node4"], 20.0).await;
+    let (w, hosts) = world(&s).await;
+    let (outcome, events) = run_only(&s, &w, "node4", "run-nr").await;
+    match &outcome {
+        RunOutcome::Failed { node, message, .. } => {
+            assert_eq!(node, "node4");
+            assert!(
+                message.contains("rolled back") && message.contains("stays cordoned"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(events.iter().any(|e| matches!(
+        e,
+        UpgradeEvent::StepStarted {
+            step: Step::Rollback,
+            ..
+        }
+    )));
+    let log = hosts.log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        ["exec node4", "reboot node4", "exec node4"],
+        "switch, reboot, rollback"
+    );
+    let st = w.cluster.node("node4").await.unwrap();
+    assert_eq!(st.cordoned_by.as_deref(), Some("run-nr"));
+    assert_ne!(st.ready, Some(true));
+    s.h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guards_refuse_the_simulators_fault_scenarios() {
+    for (scenario, guard) in [
+        ("last-replica", "last-replica"),
+        ("degraded-volume", "degraded-volume"),
+        ("etcd-member-down", "etcd-member-down"),
+    ] {
+        let s = sim(&[scenario], 20.0).await;
+        let (w, _) = world(&s).await;
+        let inv = s.h.inventory().clone();
+        let p = plan(&inv, None, &[], &[], "f", "dry").unwrap();
+        let verdicts =
+            homeinfra_tui::operations::upgrade::dry_run(&w, &inv, &p, &fast_settings()).await;
+        let refused: Vec<&str> = verdicts
+            .iter()
+            .filter(|(_, v)| v.iter().any(|v| v.guard == guard && !v.pass))
+            .map(|(e, _)| e.node.as_str())
+            .collect();
+        match scenario {
+            // Only the node holding the volume's last healthy replica is refused.
+            "last-replica" => assert_eq!(refused.len(), 1, "{scenario}: {verdicts:#?}"),
+            _ => assert_eq!(refused.len(), 4, "{scenario}: {verdicts:#?}"),
+        }
+        let v = verdicts
+            .iter()
+            .flat_map(|(_, v)| v)
+            .find(|v| v.guard == guard && !v.pass)
+            .unwrap();
+        assert!(!v.subject.is_empty() && v.fix.is_some(), "{v:?}");
+        assert_eq!(
+            w.cluster.get_lease().await.unwrap(),
+            None,
+            "a dry run takes no lock"
+        );
+        s.h.shutdown().await;
+    }
 }

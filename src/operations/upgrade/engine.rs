@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{Result, eyre};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -202,6 +202,16 @@ pub async fn preflight(world: &World, journal_dir: &Path, run_id: &str) -> Optio
 pub async fn abandon(world: &World, journal_dir: &Path, run_id: &str) -> Result<Vec<String>> {
     let path = journal::path_of(journal_dir, run_id);
     let summary = journal::summarize(&path)?;
+    if let Some(held) = lock::current(world.cluster.as_ref(), world.clock.now()).await?
+        && lock::holder_run_id(&held.holder) == run_id
+        && !held.stale
+        && lock::holder_alive_here(&held.holder) != Some(false)
+    {
+        return Err(eyre!(
+            "run {run_id} is still running ({}): abort it instead, or wait until its lock goes stale",
+            held.holder
+        ));
+    }
     let mut uncordoned = Vec::new();
     for e in &summary.plan.entries {
         let st = world.cluster.node(&e.node).await?;

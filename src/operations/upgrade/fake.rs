@@ -56,6 +56,8 @@ pub struct FakeHost {
     pub auto_upgrade: AutoUpgrade,
     /// k3s version after the switch.
     pub new_k3s: String,
+    /// k3s version after a rollback.
+    pub old_k3s: String,
     pub k3s: String,
 }
 
@@ -124,6 +126,7 @@ impl FakeWorld {
                     ],
                     k3s: "v1.30.4+k3s1".into(),
                     new_k3s: "v1.31.2+k3s1".into(),
+                    old_k3s: "v1.30.4+k3s1".into(),
                     ..Default::default()
                 },
             );
@@ -459,8 +462,13 @@ impl HostOps for FakeWorld {
                 }
                 h.current = h.generations.last().cloned().unwrap_or_default();
                 h.current_kernel = h.booted_kernel.clone();
+                h.k3s = h.old_k3s.clone();
+                let old = h.k3s.clone();
                 let _ = lines.send("switching to the previous generation".into());
                 st.log.push(format!("rollback {}", host.id));
+                if let Some(n) = st.nodes.get_mut(&node) {
+                    n.kubelet_version = old;
+                }
                 return Ok(Some(0));
             }
             for l in &h.switch_lines {
@@ -483,9 +491,9 @@ impl HostOps for FakeWorld {
             }
             h.k3s = h.new_k3s.clone();
             let new_k3s = h.k3s.clone();
-            let reboot_needed = h.current_kernel != h.booted_kernel;
             st.log.push(format!("switch {}", host.id));
-            if !reboot_needed && let Some(n) = st.nodes.get_mut(&node) {
+            // The switch restarts k3s with the new package.
+            if let Some(n) = st.nodes.get_mut(&node) {
                 n.kubelet_version = new_k3s;
             }
             Ok(Some(0))

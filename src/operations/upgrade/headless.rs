@@ -185,11 +185,12 @@ fn refuse(json: bool, guard: &str, message: String) -> u8 {
 
 /// Run the command.
 pub async fn run(ctx: Context, args: &UpgradeArgs) -> Result<u8> {
-    if ctx.global.read_only {
+    if ctx.global.read_only && !args.dry_run {
         return Ok(refuse(
             args.json,
             "read-only",
-            "read-only mode (--read-only): no upgrade, cordon or uncordon".into(),
+            "read-only mode (--read-only): no upgrade, cordon or uncordon (--dry-run still works)"
+                .into(),
         ));
     }
     if ctx.global.offline {

@@ -223,3 +223,73 @@ pub fn failed_message(o: &StepOutcome) -> Option<&str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Role;
+    use crate::operations::upgrade::PlanEntry;
+
+    #[test]
+    fn torn_last_line_is_ignored_and_resume_point_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = Plan {
+            run_id: "r1".into(),
+            flake: "f".into(),
+            entries: ["a", "b"]
+                .iter()
+                .map(|n| PlanEntry {
+                    host: n.to_string(),
+                    node: n.to_string(),
+                    role: Role::Agent,
+                    etcd_leader: false,
+                })
+                .collect(),
+        };
+        let t = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut j = Journal::open(dir.path(), "r1").unwrap();
+        j.append(
+            t,
+            &UpgradeEvent::RunStarted {
+                run_id: "r1".into(),
+                plan,
+                resumed_at: None,
+            },
+        )
+        .unwrap();
+        for (node, step) in [("a", Step::Guards), ("a", Step::Cordon), ("a", Step::Drain)] {
+            j.append(
+                t,
+                &UpgradeEvent::StepStarted {
+                    node: node.into(),
+                    step,
+                },
+            )
+            .unwrap();
+            if step != Step::Drain {
+                j.append(
+                    t,
+                    &UpgradeEvent::StepFinished {
+                        node: node.into(),
+                        step,
+                        outcome: StepOutcome::ok(),
+                        duration_ms: 1,
+                    },
+                )
+                .unwrap();
+            }
+        }
+        drop(j);
+        // kill -9 in the middle of a write.
+        let path = path_of(dir.path(), "r1");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"ts\":\"2027-01-15T08:00:00Z\",\"event\":\"step_fin")
+            .unwrap();
+        let s = summarize(&path).unwrap();
+        assert_eq!(s.resume_at, Some((0, Step::Drain)));
+        assert_eq!(s.interrupted, Some(("a".into(), Step::Drain)));
+        assert!(!s.is_finished());
+        assert_eq!(unfinished(dir.path()).unwrap().len(), 1);
+        assert!(Journal::open(dir.path(), "../x").is_err());
+    }
+}

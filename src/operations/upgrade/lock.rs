@@ -15,8 +15,24 @@ pub const LEASE_NAME: &str = "homeinfra-tui-upgrade";
 pub fn holder_identity(run_id: &str) -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".into());
     format!("{user}@{} {} {run_id}", machine_name(), std::process::id())
+}
+
+/// The name of this process's uid in /etc/passwd.
+fn user_from_passwd() -> Option<String> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
 }
 
 fn machine_name() -> String {

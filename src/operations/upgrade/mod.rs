@@ -12,6 +12,7 @@
 //!   approve) and a receiver of [`UpgradeEvent`]s (serde-serializable, one per line in JSON).
 //! - [`cordon`] / [`uncordon`] (a kube client) or [`cordon_with`] / [`uncordon_with`] (any
 //!   [`ClusterOps`]): the engine's own cordon step, for the `c` key.
+//! - [`progress::RunProgress`]: events folded into per-node timelines for the live view.
 //! - [`journal`]: unfinished runs, resume points; [`abandon`]: undo only our cordons.
 
 pub mod engine;
@@ -22,6 +23,7 @@ pub mod journal;
 pub mod live;
 pub mod lock;
 pub mod plan;
+pub mod progress;
 pub mod world;
 
 use std::fmt;

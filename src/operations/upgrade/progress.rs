@@ -1,0 +1,278 @@
+//! The state of a run as the live view shows it, folded from events: per node a timeline of
+//! steps (done / running / waiting / failed, durations), the running step's latest output
+//! (bounded), the last guard verdicts and what the run waits for. Pure; no drawing.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+use super::guards::GuardVerdict;
+use super::{NodeOutcome, Plan, RunOutcome, Step, StepOutcome, UpgradeEvent};
+
+/// Output lines kept per node.
+pub const OUTPUT_LINES: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Running,
+    Ok { detail: Option<String> },
+    Skipped { reason: String },
+    Failed { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRow {
+    pub step: Step,
+    pub state: StepState,
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Pending,
+    Running,
+    Waiting,
+    Done,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeProgress {
+    pub node: String,
+    pub host: String,
+    pub state: NodeState,
+    pub steps: Vec<StepRow>,
+    pub verdicts: Vec<GuardVerdict>,
+    /// What it waits for now (`what`, `detail`).
+    pub waiting: Option<(String, String)>,
+    pub output: VecDeque<String>,
+    pub notices: Vec<String>,
+}
+
+/// A whole run, for the live view and the header.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunProgress {
+    pub run_id: String,
+    pub nodes: Vec<NodeProgress>,
+    pub outcome: Option<RunOutcome>,
+    pub notices: Vec<String>,
+}
+
+impl RunProgress {
+    pub fn new(plan: &Plan) -> Self {
+        Self {
+            run_id: plan.run_id.clone(),
+            nodes: plan
+                .entries
+                .iter()
+                .map(|e| NodeProgress {
+                    node: e.node.clone(),
+                    host: e.host.clone(),
+                    state: NodeState::Pending,
+                    steps: Vec::new(),
+                    verdicts: Vec::new(),
+                    waiting: None,
+                    output: VecDeque::new(),
+                    notices: Vec::new(),
+                })
+                .collect(),
+            outcome: None,
+            notices: Vec::new(),
+        }
+    }
+
+    fn node_mut(&mut self, node: &str) -> Option<&mut NodeProgress> {
+        self.nodes.iter_mut().find(|n| n.node == node)
+    }
+
+    /// Nodes done (upgraded or skipped) and the total, for the header (`2/4`).
+    pub fn counts(&self) -> (usize, usize) {
+        let done = self
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.state, NodeState::Done | NodeState::Skipped))
+            .count();
+        (done, self.nodes.len())
+    }
+
+    /// The node being worked on, if any.
+    pub fn current(&self) -> Option<&NodeProgress> {
+        self.nodes
+            .iter()
+            .find(|n| matches!(n.state, NodeState::Running | NodeState::Waiting))
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    /// Fold one event in.
+    pub fn apply(&mut self, e: &UpgradeEvent) {
+        match e {
+            UpgradeEvent::RunStarted { plan, .. } => {
+                if self.nodes.is_empty() {
+                    *self = RunProgress::new(plan);
+                }
+            }
+            UpgradeEvent::StepStarted { node, step } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.state = NodeState::Running;
+                    n.waiting = None;
+                    n.steps.push(StepRow {
+                        step: *step,
+                        state: StepState::Running,
+                        duration_ms: None,
+                    });
+                }
+            }
+            UpgradeEvent::Output { node, line } => {
+                if let Some(n) = self.node_mut(node) {
+                    if n.output.len() >= OUTPUT_LINES {
+                        n.output.pop_front();
+                    }
+                    n.output.push_back(line.clone());
+                }
+            }
+            UpgradeEvent::StepFinished {
+                node,
+                step,
+                outcome,
+                duration_ms,
+            } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.waiting = None;
+                    let state = match outcome {
+                        StepOutcome::Ok { detail } => StepState::Ok {
+                            detail: detail.clone(),
+                        },
+                        StepOutcome::Skipped { reason } => StepState::Skipped {
+                            reason: reason.clone(),
+                        },
+                        StepOutcome::Failed { message } => StepState::Failed {
+                            message: message.clone(),
+                        },
+                    };
+                    if outcome.is_failed() {
+                        n.state = NodeState::Failed;
+                    }
+                    match n
+                        .steps
+                        .iter_mut()
+                        .rev()
+                        .find(|r| r.step == *step && r.state == StepState::Running)
+                    {
+                        Some(r) => {
+                            r.state = state;
+                            r.duration_ms = Some(*duration_ms);
+                        }
+                        None => n.steps.push(StepRow {
+                            step: *step,
+                            state,
+                            duration_ms: Some(*duration_ms),
+                        }),
+                    }
+                }
+            }
+            UpgradeEvent::GuardVerdicts { node, verdicts } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.verdicts = verdicts.clone();
+                }
+            }
+            UpgradeEvent::Waiting { node, what, detail } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.state = NodeState::Waiting;
+                    n.waiting = Some((what.clone(), detail.clone()));
+                }
+            }
+            UpgradeEvent::Notice { node, message } => match node {
+                Some(node) => {
+                    if let Some(n) = self.node_mut(node) {
+                        n.notices.push(message.clone());
+                    }
+                }
+                None => self.notices.push(message.clone()),
+            },
+            UpgradeEvent::NodeDone { node, outcome } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.waiting = None;
+                    n.state = match outcome {
+                        NodeOutcome::Upgraded => NodeState::Done,
+                        NodeOutcome::Skipped { .. } => NodeState::Skipped,
+                    };
+                }
+            }
+            UpgradeEvent::RunFinished { outcome } => {
+                self.outcome = Some(outcome.clone());
+                for n in &mut self.nodes {
+                    if matches!(n.state, NodeState::Running | NodeState::Waiting) {
+                        n.state = NodeState::Failed;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Role;
+    use crate::operations::upgrade::PlanEntry;
+
+    #[test]
+    fn folds_a_node() {
+        let plan = Plan {
+            run_id: "r".into(),
+            flake: "f".into(),
+            entries: ["a", "b"]
+                .iter()
+                .map(|n| PlanEntry {
+                    host: n.to_string(),
+                    node: n.to_string(),
+                    role: Role::Agent,
+                    etcd_leader: false,
+                })
+                .collect(),
+        };
+        let mut p = RunProgress::new(&plan);
+        let node = || "a".to_string();
+        p.apply(&UpgradeEvent::StepStarted {
+            node: node(),
+            step: Step::Drain,
+        });
+        p.apply(&UpgradeEvent::Waiting {
+            node: node(),
+            what: "eviction-blocked".into(),
+            detail: "pod x blocked by PodDisruptionBudget y".into(),
+        });
+        assert_eq!(p.current().map(|n| n.state), Some(NodeState::Waiting));
+        for i in 0..(OUTPUT_LINES + 10) {
+            p.apply(&UpgradeEvent::Output {
+                node: node(),
+                line: format!("l{i}"),
+            });
+        }
+        assert_eq!(p.nodes[0].output.len(), OUTPUT_LINES);
+        assert_eq!(p.nodes[0].output.front().map(String::as_str), Some("l10"));
+        p.apply(&UpgradeEvent::StepFinished {
+            node: node(),
+            step: Step::Drain,
+            outcome: StepOutcome::ok(),
+            duration_ms: 1500,
+        });
+        p.apply(&UpgradeEvent::NodeDone {
+            node: node(),
+            outcome: NodeOutcome::Upgraded,
+        });
+        assert_eq!(p.counts(), (1, 2));
+        assert_eq!(p.nodes[0].steps[0].duration_ms, Some(1500));
+        assert_eq!(p.nodes[0].steps[0].state, StepState::Ok { detail: None });
+        p.apply(&UpgradeEvent::RunFinished {
+            outcome: RunOutcome::Completed,
+        });
+        assert!(p.is_finished());
+    }
+}
