@@ -15,10 +15,15 @@ use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::app::Pending;
 use crate::app::panes::Tone;
 use crate::app::{App, Effect, Keymap, Msg};
 use crate::commands::Context;
 use crate::operations::diff_task::{self, DiffEvent, DiffRequest};
+use crate::operations::upgrade::Control;
+use crate::operations::upgrade::engine::UpgradeHandle;
+use crate::operations::upgrade::progress::RunProgress;
+use crate::operations::upgrade_task::{self, UpgradeMsg};
 use crate::sources::{self, Update};
 use crate::ui::{self, Theme};
 
@@ -129,6 +134,8 @@ async fn event_loop(
     let sources = sources::spawn_all(ctx, tx);
     let (diff_tx, mut diff_rx) = tokio::sync::mpsc::channel::<DiffEvent>(256);
     let (status_tx, mut status_rx) = tokio::sync::mpsc::channel::<(String, Tone)>(16);
+    let (up_tx, mut up_rx) = tokio::sync::mpsc::channel::<UpgradeMsg>(1024);
+    let mut upgrade: Option<UpgradeHandle> = None;
     let mut diff_tasks: HashMap<String, CancellationToken> = HashMap::new();
     let mut dirty = false;
 
@@ -143,6 +150,7 @@ async fn event_loop(
             },
             Some(u) = rx.recv() => Msg::Update(u),
             Some((text, tone)) = status_rx.recv() => Msg::Status(text, tone),
+            Some(m) = up_rx.recv() => Msg::Upgrade(m),
             Some(d) = diff_rx.recv() => {
                 if let DiffEvent::Done { host, .. } = &d {
                     diff_tasks.remove(host);
@@ -184,6 +192,43 @@ async fn event_loop(
             Effect::CancelDiff(host) => {
                 if let Some(t) = diff_tasks.remove(&host) {
                     t.cancel();
+                }
+                dirty = true;
+            }
+            Effect::PlanUpgrade => {
+                upgrade_task::spawn_plan(ctx.clone(), Vec::new(), up_tx.clone());
+                dirty = true;
+            }
+            Effect::Run(Pending::StartUpgrade { .. }) => {
+                if let Some(Ok(planned)) = &app.upgrade.planned {
+                    let plan = planned.plan.clone();
+                    match upgrade_task::start(ctx, plan.clone(), up_tx.clone()).await {
+                        Ok(h) => {
+                            app.upgrade.progress = Some(RunProgress::new(&plan));
+                            upgrade = Some(h);
+                        }
+                        Err(e) => {
+                            app.status = Some((
+                                format!(
+                                    "cannot start the upgrade: {}",
+                                    crate::commands::error_chain(&e)
+                                ),
+                                Tone::Critical,
+                            ));
+                        }
+                    }
+                }
+                dirty = true;
+            }
+            Effect::Run(Pending::Control(c)) => {
+                let sent = upgrade.as_ref().is_some_and(|h| h.try_send(c.clone()));
+                match (&c, sent) {
+                    (Control::Pause, true) => app.upgrade.paused = true,
+                    (Control::Resume, true) => app.upgrade.paused = false,
+                    (_, false) => {
+                        app.status = Some(("the upgrade is not running".into(), Tone::Warning))
+                    }
+                    _ => {}
                 }
                 dirty = true;
             }
@@ -236,7 +281,6 @@ fn spawn_change(
     cfg: crate::config::KubernetesConfig,
     tx: tokio::sync::mpsc::Sender<(String, Tone)>,
 ) {
-    use crate::app::Pending;
     use crate::operations::upgrade::live;
     tokio::spawn(async move {
         let result = async {
@@ -248,12 +292,14 @@ fn spawn_change(
                     live::cordon(&client, node, &live::manual_run_id()).await
                 }
                 Pending::Uncordon { node } => live::uncordon(&client, node).await,
+                other => Err(eyre!("not a cluster change: {other:?}")),
             }
         }
         .await;
         let msg = match (&p, result) {
             (Pending::Cordon { node }, Ok(())) => (format!("{node} cordoned"), Tone::Ok),
             (Pending::Uncordon { node }, Ok(())) => (format!("{node} uncordoned"), Tone::Ok),
+            (_, Ok(())) => ("done".to_string(), Tone::Ok),
             (_, Err(e)) => (
                 format!("failed: {}", crate::commands::error_chain(&e)),
                 Tone::Critical,

@@ -37,6 +37,10 @@ pub enum Action {
     Wrap,
     Cordon,
     Confirm,
+    Upgrade,
+    Pause,
+    Abort,
+    Skip,
 }
 
 impl Action {
@@ -68,6 +72,10 @@ impl Action {
         Action::Wrap,
         Action::Cordon,
         Action::Confirm,
+        Action::Upgrade,
+        Action::Pause,
+        Action::Abort,
+        Action::Skip,
     ];
 
     pub fn description(self) -> &'static str {
@@ -98,6 +106,10 @@ impl Action {
             Action::Wrap => "wrap log lines",
             Action::Cordon => "cordon / uncordon node",
             Action::Confirm => "yes (in a question)",
+            Action::Upgrade => "rolling upgrade: plan, run",
+            Action::Pause => "upgrade: pause / resume",
+            Action::Abort => "upgrade: abort safely",
+            Action::Skip => "upgrade: skip the node",
         }
     }
 
@@ -307,6 +319,10 @@ impl Default for Keymap {
             (Key::ch('w'), Wrap),
             (Key::ch('c'), Cordon),
             (Key::ch('y'), Confirm),
+            (Key::ch('U'), Upgrade),
+            (Key::ch('p'), Pause),
+            (Key::ch('a'), Abort),
+            (Key::ch('s'), Skip),
         ];
         Keymap { bindings: b }
     }

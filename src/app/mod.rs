@@ -4,6 +4,7 @@
 pub mod diff;
 pub mod keymap;
 pub mod panes;
+pub mod upgrade;
 
 use std::collections::BTreeMap;
 
@@ -32,13 +33,25 @@ pub enum Mode {
     Diff(String),
     /// A question before a change: `y`/Enter does it, anything else cancels.
     Confirm(Pending),
+    /// The rolling upgrade: plan, then the live run.
+    Upgrade,
 }
 
 /// A change that waits for the operator's yes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
-    Cordon { node: String },
-    Uncordon { node: String },
+    Cordon {
+        node: String,
+    },
+    Uncordon {
+        node: String,
+    },
+    /// Start the planned rolling upgrade.
+    StartUpgrade {
+        nodes: usize,
+    },
+    /// Send a control to the running upgrade.
+    Control(crate::operations::upgrade::Control),
 }
 
 impl Pending {
@@ -48,6 +61,21 @@ impl Pending {
                 format!("Cordon {node}? New pods will not be scheduled there.")
             }
             Pending::Uncordon { node } => format!("Uncordon {node}? It will take new pods again."),
+            Pending::StartUpgrade { nodes } => format!(
+                "Start the rolling upgrade of {nodes} node(s)? Each is cordoned, drained, switched and maybe rebooted."
+            ),
+            Pending::Control(c) => {
+                use crate::operations::upgrade::Control;
+                match c {
+                    Control::Pause => "Pause the upgrade after the current node?".into(),
+                    Control::Resume => "Resume the upgrade?".into(),
+                    Control::Abort => "Abort the upgrade at the next safe point?".into(),
+                    Control::Retry => "Retry the failed step?".into(),
+                    Control::Skip { node } => format!("Skip {node}?"),
+                    Control::Approve => "Reboot now?".into(),
+                    Control::Decline => "Do not reboot now?".into(),
+                }
+            }
         }
     }
 }
@@ -72,6 +100,7 @@ pub enum Msg {
     Diff(DiffEvent),
     /// The outcome of an operation, for the footer.
     Status(String, panes::Tone),
+    Upgrade(crate::operations::upgrade_task::UpgradeMsg),
 }
 
 /// What `update` asks the event loop to do.
@@ -92,6 +121,8 @@ pub enum Effect {
     ExportDiff(String),
     /// The operator said yes to this change.
     Run(Pending),
+    /// Compute the upgrade plan and its guard verdicts.
+    PlanUpgrade,
 }
 
 pub struct App {
@@ -119,6 +150,7 @@ pub struct App {
     pub wrap_logs: bool,
     /// First line shown in the detail view.
     pub detail_scroll: usize,
+    pub upgrade: upgrade::UpgradeView,
 }
 
 impl App {
@@ -149,6 +181,7 @@ impl App {
             status: None,
             wrap_logs: false,
             detail_scroll: 0,
+            upgrade: upgrade::UpgradeView::default(),
         };
         app.reassess();
         app
@@ -187,6 +220,10 @@ impl App {
             }
             Msg::Update(u) => {
                 self.apply(u);
+                Effect::Redraw
+            }
+            Msg::Upgrade(m) => {
+                self.upgrade.apply(m);
                 Effect::Redraw
             }
             Msg::Status(text, tone) => {
@@ -236,9 +273,16 @@ impl App {
             let host = host.clone();
             return self.on_diff_key(&host, k);
         }
+        if self.mode == Mode::Upgrade {
+            return self.on_upgrade_key(k);
+        }
         if let Mode::Confirm(p) = &self.mode {
             let p = p.clone();
-            self.mode = Mode::Normal;
+            self.mode = if matches!(p, Pending::StartUpgrade { .. } | Pending::Control(_)) {
+                Mode::Upgrade
+            } else {
+                Mode::Normal
+            };
             let yes = matches!(
                 self.keymap.action_for(&k),
                 Some(Action::Confirm | Action::Open)
@@ -351,7 +395,8 @@ impl App {
             Action::Export => return Effect::None,
             Action::Wrap => self.wrap_logs = !self.wrap_logs,
             Action::Cordon => self.ask_cordon(),
-            Action::Confirm => return Effect::None,
+            Action::Upgrade => return self.open_upgrade(),
+            Action::Confirm | Action::Pause | Action::Abort | Action::Skip => return Effect::None,
         }
         Effect::Redraw
     }
@@ -416,6 +461,65 @@ impl App {
                 return Effect::StartDiff(host.to_string());
             }
             Action::Help => self.mode = Mode::Help,
+            _ => return Effect::None,
+        }
+        Effect::Redraw
+    }
+
+    /// `U`: the upgrade view; plans a new run unless one is under way.
+    fn open_upgrade(&mut self) -> Effect {
+        if self.read_only {
+            self.status = Some((
+                "read-only mode: upgrades are disabled".into(),
+                panes::Tone::Warning,
+            ));
+            return Effect::Redraw;
+        }
+        self.mode = Mode::Upgrade;
+        if self.upgrade.running() || self.upgrade.planning {
+            return Effect::Redraw;
+        }
+        self.upgrade = upgrade::UpgradeView {
+            planning: true,
+            ..Default::default()
+        };
+        Effect::PlanUpgrade
+    }
+
+    fn on_upgrade_key(&mut self, k: KeyEvent) -> Effect {
+        use crate::operations::upgrade::Control;
+        let Some(action) = self.keymap.action_for(&k) else {
+            return Effect::None;
+        };
+        let running = self.upgrade.running();
+        let ask = |c: Control| Mode::Confirm(Pending::Control(c));
+        match action {
+            Action::Quit => return Effect::Quit,
+            Action::Back => self.mode = Mode::Normal,
+            Action::Confirm | Action::Open if self.upgrade.progress.is_none() => {
+                if let Some(Ok(p)) = &self.upgrade.planned {
+                    self.mode = Mode::Confirm(Pending::StartUpgrade {
+                        nodes: p.plan.entries.len(),
+                    });
+                }
+            }
+            Action::Pause if running => {
+                self.mode = ask(if self.upgrade.paused {
+                    Control::Resume
+                } else {
+                    Control::Pause
+                });
+            }
+            Action::Abort if running => self.mode = ask(Control::Abort),
+            Action::Refresh if running => self.mode = ask(Control::Retry),
+            Action::Skip if running => {
+                if let Some(n) = self.upgrade.progress.as_ref().and_then(|p| p.current()) {
+                    self.mode = ask(Control::Skip {
+                        node: n.node.clone(),
+                    });
+                }
+            }
+            Action::Upgrade | Action::Refresh if !running => return self.open_upgrade(),
             _ => return Effect::None,
         }
         Effect::Redraw

@@ -4,3 +4,4 @@
 pub mod closure_diff;
 pub mod diff_task;
 pub mod upgrade;
+pub mod upgrade_task;

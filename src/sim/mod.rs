@@ -207,6 +207,8 @@ pub fn config_text(
     faces: Option<(&str, &str)>,
 ) -> Result<String> {
     let mut c = crate::config::Config::default();
+    // The simulated hosts accept any flake reference; nothing fetches it.
+    c.nix.flake = Some("github:homelab/infra".into());
     if let Some((mimir, loki)) = faces {
         c.mimir.url = Some(mimir.to_string());
         c.mimir.tenant = Some("homelab".into());

@@ -2,6 +2,7 @@
 
 mod diff;
 pub mod theme;
+mod upgrade;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
@@ -113,6 +114,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
         Mode::Detail(key) => draw_detail(f, area, app, key, theme),
         Mode::Diff(host) => diff::draw(f, area, app, host, theme),
         Mode::Confirm(p) => draw_confirm(f, area, &p.question(), theme),
+        Mode::Upgrade => upgrade::draw(f, area, app, theme),
         _ => {}
     }
 }

@@ -1,0 +1,191 @@
+//! The rolling upgrade view: the plan with every guard's verdict, then the live run — a
+//! timeline per node, the running step's output, what it waits for.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use super::Theme;
+use crate::app::App;
+use crate::operations::upgrade::progress::{NodeState, StepState};
+
+pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let r = super::popup_exact(
+        area,
+        area.width.saturating_sub(2).max(20),
+        area.height.saturating_sub(2).max(5),
+    );
+    f.render_widget(Clear, r);
+    let v = &app.upgrade;
+    let keys = if v.running() {
+        " — Esc dashboard (the run goes on) · p pause · a abort · r retry · s skip "
+    } else if v.progress.is_some() {
+        " — Esc back · U plan again "
+    } else {
+        " — y start · Esc cancel "
+    };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.border_focused)
+        .title(Span::styled(
+            format!(" Rolling upgrade{keys}"),
+            theme.title_focused,
+        ))
+        .style(theme.popup);
+    let inner = block.inner(r);
+    f.render_widget(block, r);
+    if let Some(p) = &v.progress {
+        draw_run(f, inner, app, p, theme);
+        return;
+    }
+    let lines: Vec<Line> = match &v.planned {
+        None => vec![Line::from(Span::styled(
+            "computing the plan and every guard's verdict…",
+            theme.muted,
+        ))],
+        Some(Err(e)) => vec![Line::from(Span::styled(
+            format!("no upgrade possible: {e}"),
+            theme.critical,
+        ))],
+        Some(Ok(p)) => {
+            let mut out = vec![
+                Line::from(Span::styled(
+                    format!(
+                        "run {} · flake {} · agents first, the etcd leader last",
+                        p.plan.run_id, p.plan.flake
+                    ),
+                    theme.muted,
+                )),
+                Line::from(Span::styled(
+                    match &p.lock {
+                        Some(l) => format!("lock held: {l}"),
+                        None => "lock: free".into(),
+                    },
+                    if p.lock.is_some() {
+                        theme.warning
+                    } else {
+                        theme.muted
+                    },
+                )),
+                Line::from(""),
+            ];
+            for (i, (e, verdicts)) in p.verdicts.iter().enumerate() {
+                let ok = verdicts.iter().all(|v| v.pass);
+                out.push(Line::from(vec![
+                    Span::styled(format!("{}. {} ", i + 1, e.node), theme.table_header),
+                    Span::styled(
+                        format!(
+                            "({}{})  ",
+                            e.role,
+                            if e.etcd_leader { ", etcd leader" } else { "" }
+                        ),
+                        theme.muted,
+                    ),
+                    if ok {
+                        Span::styled("every guard passes now", theme.ok)
+                    } else {
+                        Span::styled(
+                            "REFUSED now (checked again right before it)",
+                            theme.critical,
+                        )
+                    },
+                ]));
+                for g in verdicts.iter().filter(|g| !g.pass) {
+                    out.push(Line::from(Span::styled(
+                        format!("     ✗ {}", g.line()),
+                        theme.critical,
+                    )));
+                }
+            }
+            out.push(Line::from(""));
+            out.push(Line::from(Span::styled(
+                "Dry run: nothing has changed. y starts the run (you will be asked once more).",
+                theme.info,
+            )));
+            out
+        }
+    };
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+fn draw_run(
+    f: &mut Frame,
+    area: Rect,
+    app: &App,
+    p: &crate::operations::upgrade::progress::RunProgress,
+    theme: &Theme,
+) {
+    let rows = p.nodes.len() as u16 + 3;
+    let [top, bottom] = Layout::vertical([
+        Constraint::Length(rows.min(area.height / 2)),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let mut lines = vec![Line::from(Span::styled(
+        app.upgrade.summary().unwrap_or_default(),
+        if p.outcome.as_ref().is_some_and(|o| !o.is_success()) {
+            theme.critical
+        } else {
+            theme.info
+        },
+    ))];
+    for n in &p.nodes {
+        let (label, style) = match n.state {
+            NodeState::Pending => ("waiting ", theme.muted),
+            NodeState::Running => ("running ", theme.warning),
+            NodeState::Waiting => ("waiting!", theme.warning),
+            NodeState::Done => ("done    ", theme.ok),
+            NodeState::Skipped => ("skipped ", theme.muted),
+            NodeState::Failed => ("FAILED  ", theme.critical),
+        };
+        let mut spans = vec![
+            Span::styled(format!("{:<14}", n.node), theme.table_header),
+            Span::styled(format!("{label} "), style),
+        ];
+        for s in &n.steps {
+            let (mark, st) = match &s.state {
+                StepState::Running => ("…", theme.warning),
+                StepState::Ok { .. } => ("✓", theme.ok),
+                StepState::Skipped { .. } => ("–", theme.muted),
+                StepState::Failed { .. } => ("✗", theme.critical),
+            };
+            let d = s
+                .duration_ms
+                .map(|ms| format!(" {:.1}s", ms as f64 / 1000.0))
+                .unwrap_or_default();
+            spans.push(Span::styled(format!("{}{mark}{d}  ", s.step), st));
+        }
+        lines.push(Line::from(spans));
+        if let Some((what, detail)) = &n.waiting {
+            lines.push(Line::from(Span::styled(
+                format!("{:14} waits for {what}: {detail}", ""),
+                theme.warning,
+            )));
+        }
+    }
+    f.render_widget(Paragraph::new(lines), top);
+    // The current node's output, else the run's log.
+    let (title, body): (String, Vec<String>) = match p.current() {
+        Some(n) if !n.output.is_empty() => (
+            format!(" output of {} ", n.node),
+            n.output.iter().cloned().collect(),
+        ),
+        _ => (
+            " run log ".into(),
+            app.upgrade.log.iter().cloned().collect(),
+        ),
+    };
+    let h = bottom.height.saturating_sub(2) as usize;
+    let start = body.len().saturating_sub(h);
+    let text: Vec<Line> = body[start..].iter().map(|l| Line::raw(l.clone())).collect();
+    f.render_widget(
+        Paragraph::new(text).block(
+            Block::default()
+                .borders(Borders::TOP)
+                .border_style(theme.border)
+                .title(Span::styled(title, theme.title)),
+        ),
+        bottom,
+    );
+}
