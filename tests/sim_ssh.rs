@@ -313,3 +313,71 @@ async fn switch_streams_then_rollback_then_reboot() {
     assert!(rebooted.uptime_secs.unwrap() < before.uptime_secs.unwrap());
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quirks_show_in_check_and_fail_the_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&["reboot-needed"], &dir.path().join("sim")).await;
+    h.ssh()
+        .set_quirks(
+            "node4",
+            sim::ssh::Quirks {
+                failed_units: vec!["restic-backups-daily.service".into()],
+                weak_sshd: true,
+                switch_fails: true,
+            },
+        )
+        .unwrap();
+    assert!(h.ssh().set_quirks("nope", Default::default()).is_err());
+
+    // `check --json` by the real binary reads the host findings over SSH.
+    let home = dir.path();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"))
+        .arg("--config")
+        .arg(h.config_path())
+        .arg("--hosts")
+        .arg(h.hosts_path())
+        .args(["check", "--json", "--timeout", "10"])
+        .env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CONFIG_HOME", home.join("cfg"))
+        .env_remove("KUBECONFIG")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let found = |code: &str, subject: &str| {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == code && f["subject"] == subject)
+    };
+    assert!(found("host.reboot_needed", "instance_1"), "{doc:#}");
+    assert!(found("host.failed_units", "instance_4"), "{doc:#}");
+    assert!(found("host.sshd_x11_forwarding", "instance_4"), "{doc:#}");
+    assert!(
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| !f["code"].as_str().unwrap().starts_with("host.ssh_")),
+        "{doc:#}"
+    );
+
+    // A failing switch: exit 1, a build error on stderr, the system unchanged.
+    let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
+    let before = client.facts("instance_4").await.unwrap();
+    let out = client
+        .run("instance_4", "sudo nixos-rebuild switch --flake .#node4")
+        .await
+        .unwrap();
+    assert_eq!(out.exit_status, Some(1));
+    assert!(out.stderr_lossy().contains("failed with exit code 1"));
+    let after = client.facts("instance_4").await.unwrap();
+    assert_eq!(after.current_system, before.current_system);
+    assert_eq!(after.reboot_needed, Some(false));
+    h.shutdown().await;
+}

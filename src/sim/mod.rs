@@ -87,12 +87,18 @@ pub struct SimHandle {
     ca_pem: String,
     etcd_urls: Vec<String>,
     ssh: crate::config::SshConfig,
+    ssh_face: ssh::SshFace,
 }
 
 impl SimHandle {
     /// The `[ssh]` settings that reach the simulated hosts (also in `config.toml`).
     pub fn ssh_config(&self) -> &crate::config::SshConfig {
         &self.ssh
+    }
+
+    /// The hosts' SSH servers (per-host quirks: failed units, weak sshd, failing switch).
+    pub fn ssh(&self) -> &ssh::SshFace {
+        &self.ssh_face
     }
 
     pub fn kubeconfig_path(&self) -> PathBuf {
@@ -299,6 +305,7 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
         ca_pem: tls.ca_pem,
         etcd_urls,
         ssh: ssh_face.client_config(),
+        ssh_face,
     })
 }
 
@@ -325,10 +332,11 @@ pub async fn run_sim_command(args: &crate::cli::SimArgs, hosts: Option<Inventory
         let _ = out.flush();
     }
     eprintln!(
-        "simulated homelab: API {} ({} hosts), etcd {}; files in {}",
+        "simulated homelab: API {} ({} hosts), etcd {}, SSH port {}; files in {}",
         handle.api_url(),
         handle.inventory().hosts.len(),
         handle.etcd_urls().join(", "),
+        handle.ssh_config().port,
         args.dir.display()
     );
     wait_for_signal().await?;

@@ -41,6 +41,17 @@ pub const SSH_USER: &str = "operator";
 /// How often a host's reachability is checked (listener opened/closed).
 const POLL: Duration = Duration::from_millis(20);
 
+/// Per-host oddities the scenarios do not cover (all off by default: a healthy host).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quirks {
+    /// Units `systemctl --failed` lists.
+    pub failed_units: Vec<String>,
+    /// sshd allows X11 forwarding (`X11Forwarding yes`), against the policy.
+    pub weak_sshd: bool,
+    /// `nixos-rebuild switch` fails (a build error, exit status 1) and changes nothing.
+    pub switch_fails: bool,
+}
+
 /// The running SSH face.
 pub struct SshFace {
     /// The port every host listens on (each on its own 127.0.0.N).
@@ -49,9 +60,29 @@ pub struct SshFace {
     pub identity_file: PathBuf,
     /// `DIR/ssh/known_hosts`.
     pub known_hosts: PathBuf,
+    hosts: Vec<Arc<SimHost>>,
 }
 
 impl SshFace {
+    /// Set a host's quirks (by hostname or inventory id).
+    pub fn set_quirks(&self, host: &str, quirks: Quirks) -> Result<()> {
+        let h = self
+            .hosts
+            .iter()
+            .find(|h| h.hostname == host || h.id == host)
+            .ok_or_else(|| eyre!("no simulated host \"{host}\""))?;
+        *lock(&h.quirks) = quirks;
+        Ok(())
+    }
+
+    /// A host's quirks (`None`: no such host).
+    pub fn quirks(&self, host: &str) -> Option<Quirks> {
+        self.hosts
+            .iter()
+            .find(|h| h.hostname == host || h.id == host)
+            .map(|h| lock(&h.quirks).clone())
+    }
+
     /// The `[ssh]` settings that reach the simulated hosts.
     pub fn client_config(&self) -> crate::config::SshConfig {
         crate::config::SshConfig {
@@ -94,12 +125,14 @@ struct SysState {
 
 /// One simulated host's SSH side.
 struct SimHost {
+    id: String,
     hostname: String,
     role: Role,
     index: usize,
     ip: Ipv4Addr,
     key: PrivateKey,
     sys: Mutex<SysState>,
+    quirks: Mutex<Quirks>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -183,6 +216,7 @@ impl SimHost {
 
     fn facts(&self, world: &World) -> HostFacts {
         let reboot_flag = world.host(&self.hostname).is_some_and(|h| h.reboot_needed);
+        let quirks = lock(&self.quirks).clone();
         let s = self.sync(world);
         let current = s.generations[s.current].clone();
         // The `reboot-needed` scenario: the host booted an older kernel than its current one.
@@ -237,7 +271,7 @@ impl SimHost {
             uptime_secs: Some(uptime as u64),
             load: Some([0.21 + i * 0.07, 0.18 + i * 0.05, 0.15 + i * 0.04]),
             root_fs_used_pct: Some(31.0 + (self.index % 7) as f64 * 4.0),
-            failed_units: Some(Vec::new()),
+            failed_units: Some(quirks.failed_units.clone()),
             k3s_state: Some("active".into()),
             upgrade_last_result: Some("success".into()),
             upgrade_last_run: Some(last.strftime("%a %Y-%m-%d %H:%M:%S UTC").to_string()),
@@ -248,7 +282,7 @@ impl SimHost {
                     [
                         ("passwordauthentication", "no"),
                         ("permitrootlogin", "no"),
-                        ("x11forwarding", "no"),
+                        ("x11forwarding", if quirks.weak_sshd { "yes" } else { "no" }),
                         ("kbdinteractiveauthentication", "no"),
                         ("pubkeyauthentication", "yes"),
                         ("permitemptypasswords", "no"),
@@ -305,6 +339,7 @@ pub async fn start(world: Arc<World>, stop: CancellationToken, dir: &Path) -> Re
             };
             let boots = world.host(&h.hostname).map(|s| s.boots).unwrap_or(0);
             Arc::new(SimHost {
+                id: h.id.clone(),
                 hostname: h.hostname.clone(),
                 role: h.role,
                 index: i,
@@ -318,6 +353,7 @@ pub async fn start(world: Arc<World>, stop: CancellationToken, dir: &Path) -> Re
                     boot_at: Instant::now(),
                     base_uptime: 3.0 * 86_400.0 + i as f64 * 3_719.0,
                 }),
+                quirks: Mutex::new(Quirks::default()),
             })
         })
         .collect();
@@ -365,10 +401,10 @@ pub async fn start(world: Arc<World>, stop: CancellationToken, dir: &Path) -> Re
     let known_hosts = ssh_dir.join("known_hosts");
     super::write_file(&known_hosts, &known, false)?;
 
-    for (h, listener) in hosts.into_iter().zip(listeners) {
+    for (h, listener) in hosts.iter().zip(listeners) {
         tokio::spawn(serve_host(
             world.clone(),
-            h,
+            h.clone(),
             client_pub.clone(),
             port,
             Some(listener),
@@ -379,6 +415,7 @@ pub async fn start(world: Arc<World>, stop: CancellationToken, dir: &Path) -> Re
         port,
         identity_file,
         known_hosts,
+        hosts,
     })
 }
 
@@ -782,6 +819,13 @@ where
     tokio::time::sleep(step).await;
     err(format!("building '{drv}'...\n")).await;
     tokio::time::sleep(step).await;
+    if lock(&host.quirks).switch_fails {
+        err(format!(
+            "error: builder for '{drv}' failed with exit code 1;\n       last 1 log lines:\n       > error: collision between two packages in the system path\n"
+        ))
+        .await;
+        return 1;
+    }
     err("activating the configuration...\nsetting up /etc...\n".into()).await;
     tokio::time::sleep(step).await;
     {
