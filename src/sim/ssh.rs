@@ -35,7 +35,8 @@ use super::World;
 use crate::inventory::Role;
 use crate::model::host::{BootFiles, Fail2ban, Firewall, HostFacts, ListenSocket, Posture, Proto};
 
-/// The user the simulated hosts expect.
+/// The user the generated config logs in as (the hosts accept the client key for any user, so
+/// an inventory's own `sshUser` works too).
 pub const SSH_USER: &str = "operator";
 
 /// How often a host's reachability is checked (listener opened/closed).
@@ -549,30 +550,26 @@ impl server::Handler for Conn {
 
     async fn auth_publickey_offered(
         &mut self,
-        user: &str,
+        _user: &str,
         offer: server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(
-            if user == SSH_USER && offer.public_key.key_data() == self.client.key_data() {
-                Auth::Accept
-            } else {
-                Auth::reject()
-            },
-        )
+        Ok(if offer.public_key.key_data() == self.client.key_data() {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
     }
 
     async fn auth_publickey(
         &mut self,
-        user: &str,
+        _user: &str,
         key: server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(
-            if user == SSH_USER && key.public_key.key_data() == self.client.key_data() {
-                Auth::Accept
-            } else {
-                Auth::reject()
-            },
-        )
+        Ok(if key.public_key.key_data() == self.client.key_data() {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
     }
 
     async fn channel_open_session(
@@ -581,6 +578,9 @@ impl server::Handler for Conn {
         reply: server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if !reachable(&self.world, &self.host.hostname) {
+            return Err(russh::Error::Disconnect);
+        }
         reply.accept().await;
         Ok(())
     }
@@ -591,6 +591,10 @@ impl server::Handler for Conn {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // Between the world taking the host down and the listener noticing: already gone.
+        if !reachable(&self.world, &self.host.hostname) {
+            return Err(russh::Error::Disconnect);
+        }
         session.channel_success(channel)?;
         let command = String::from_utf8_lossy(data).into_owned();
         let cmd = parse(&command);
@@ -663,7 +667,18 @@ fn parse(command: &str) -> Command {
     match prog {
         "sh" if args == ["-s"] => Command::Facts,
         "nixos-rebuild" => {
-            let action = args.iter().find(|a| !a.starts_with('-'));
+            const ACTIONS: [&str; 9] = [
+                "switch",
+                "boot",
+                "test",
+                "build",
+                "dry-build",
+                "dry-activate",
+                "edit",
+                "repl",
+                "build-vm",
+            ];
+            let action = args.iter().find(|a| ACTIONS.contains(a));
             match action {
                 Some(&"switch") if args.contains(&"--rollback") => Command::Rollback,
                 Some(&"switch") => Command::Switch,
@@ -904,6 +919,10 @@ mod tests {
         assert_eq!(
             parse("readlink -f /run/current-system"),
             Command::Readlink("/run/current-system".into())
+        );
+        assert_eq!(
+            parse("nixos-rebuild --flake .#node1 switch --use-remote-sudo"),
+            Command::Switch
         );
         assert_eq!(parse("frobnicate --now"), Command::Unknown);
     }
