@@ -3,6 +3,8 @@
 //! upgrade's commands (`nixos-rebuild switch` streaming, `--rollback`, `reboot`) driving the
 //! simulated world.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -379,5 +381,70 @@ async fn quirks_show_in_check_and_fail_the_switch() {
     let after = client.facts("instance_4").await.unwrap();
     assert_eq!(after.current_system, before.current_system);
     assert_eq!(after.reboot_needed, Some(false));
+    h.shutdown().await;
+}
+
+/// OpenSSH's own client accepts the written known_hosts and key (strict host key checking),
+/// and sees exit codes as a real host gives them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssh_client_uses_the_written_files() {
+    let Some(ssh_bin) = common::require_program("ssh") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&[], &dir.path().join("sim")).await;
+    let cfg = h.ssh_config().clone();
+    let host = &h.inventory().hosts[1];
+    let run = |command: &'static str| {
+        let mut c = tokio::process::Command::new(&ssh_bin);
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            cfg.known_hosts.as_ref().unwrap().display()
+        ))
+        .arg("-i")
+        .arg(&cfg.identity_files[0])
+        .arg("-p")
+        .arg(cfg.port.to_string())
+        .arg(format!("operator@{}", host.ip))
+        .arg(command)
+        .env_remove("SSH_AUTH_SOCK")
+        .env("HOME", dir.path());
+        c
+    };
+    let out = run("readlink -f /run/current-system")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        path.starts_with("/nix/store/")
+            && path.ends_with(&format!(
+                "-nixos-system-{}-25.05.20251119.e4f5a6b",
+                host.hostname
+            )),
+        "{path}"
+    );
+    let out = run("no-such-command").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(127));
     h.shutdown().await;
 }
