@@ -206,6 +206,18 @@ async fn a_wrong_client_key_is_refused() {
     let out = client.run(&id, "frobnicate --now").await.unwrap();
     assert_eq!(out.exit_status, Some(127));
     assert!(out.stderr_lossy().contains("frobnicate: not found"));
+
+    // A fresh host has an older generation to roll back to (same kernel: no reboot).
+    let before = client.facts(&id).await.unwrap();
+    let out = client
+        .run(&id, "nixos-rebuild switch --rollback")
+        .await
+        .unwrap();
+    assert_eq!(out.exit_status, Some(0), "{}", out.stderr_lossy());
+    let after = client.facts(&id).await.unwrap();
+    assert_eq!(after.generation, before.generation.map(|g| g - 1));
+    assert_ne!(after.current_system, before.current_system);
+    assert_eq!(after.reboot_needed, Some(false));
     h.shutdown().await;
 }
 

@@ -333,8 +333,16 @@ pub async fn start(world: Arc<World>, stop: CancellationToken, dir: &Path) -> Re
         .iter()
         .enumerate()
         .map(|(i, h)| {
+            // Installed: the last auto-upgrade's generation, and the one before it (same
+            // kernel), so a rollback has somewhere to go.
+            let number = 40 + (i as u64 % 7);
+            let older = Generation {
+                number: number - 1,
+                version: VERSIONS[0].into(),
+                kernel: KERNELS[0].into(),
+            };
             let first = Generation {
-                number: 40 + (i as u64 % 7),
+                number,
                 version: VERSIONS[1].into(),
                 kernel: KERNELS[0].into(),
             };
@@ -347,8 +355,8 @@ pub async fn start(world: Arc<World>, stop: CancellationToken, dir: &Path) -> Re
                 ip: h.ip,
                 key: random_key(),
                 sys: Mutex::new(SysState {
-                    generations: vec![first.clone()],
-                    current: 0,
+                    generations: vec![older, first.clone()],
+                    current: 1,
                     booted: first,
                     seen_boots: boots,
                     boot_at: Instant::now(),
@@ -872,18 +880,19 @@ where
         if s.current == 0 {
             None
         } else {
+            let from = s.generations[s.current].number;
             s.current -= 1;
             let g = s.generations[s.current].clone();
-            Some((g.clone(), s.booted.kernel != g.kernel))
+            let differs = s.booted.kernel != g.kernel;
+            Some((from, g, differs))
         }
     };
-    let Some((g, differs)) = back else {
+    let Some((from, g, differs)) = back else {
         err("error: no previous generation to roll back to\n".into()).await;
         return 1;
     };
     err(format!(
-        "switching profile from version {} to {}\n",
-        g.number + 1,
+        "switching profile from version {from} to {}\n",
         g.number
     ))
     .await;
