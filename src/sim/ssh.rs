@@ -410,16 +410,23 @@ pub async fn start(world: Arc<World>, stop: CancellationToken, dir: &Path) -> Re
     let known_hosts = ssh_dir.join("known_hosts");
     super::write_file(&known_hosts, &known, false)?;
 
+    // One watcher follows every host's reachability (one lock of the world per tick) and
+    // tells each host's server when it changes.
+    let mut senders = Vec::new();
     for (h, listener) in hosts.iter().zip(listeners) {
+        let (tx, rx) = tokio::sync::watch::channel(reachable(&world, &h.hostname));
+        senders.push((h.hostname.clone(), tx));
         tokio::spawn(serve_host(
             world.clone(),
             h.clone(),
             client_pub.clone(),
             port,
             Some(listener),
+            rx,
             stop.clone(),
         ));
     }
+    tokio::spawn(watch_hosts(world.clone(), senders, stop.clone()));
     Ok(SshFace {
         port,
         identity_file,
@@ -451,10 +458,38 @@ async fn bind_all(
     Ok((port, out))
 }
 
+fn is_reachable(h: &super::world::HostState) -> bool {
+    h.up && !h.unreachable && !h.rebooting
+}
+
 fn reachable(world: &World, host: &str) -> bool {
-    world
-        .host(host)
-        .is_some_and(|h| h.up && !h.unreachable && !h.rebooting)
+    world.host(host).is_some_and(|h| is_reachable(&h))
+}
+
+async fn watch_hosts(
+    world: Arc<World>,
+    senders: Vec<(String, tokio::sync::watch::Sender<bool>)>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let states: HashMap<String, bool> = world
+            .hosts()
+            .iter()
+            .map(|h| (h.hostname.clone(), is_reachable(h)))
+            .collect();
+        for (name, tx) in &senders {
+            let now = states.get(name).copied().unwrap_or(false);
+            tx.send_if_modified(|v| {
+                let changed = *v != now;
+                *v = now;
+                changed
+            });
+        }
+    }
 }
 
 /// Serve one host: listen while it is up, close the listener (connections refused) and drop
@@ -465,6 +500,7 @@ async fn serve_host(
     client: PublicKey,
     port: u16,
     mut listener: Option<tokio::net::TcpListener>,
+    mut up: tokio::sync::watch::Receiver<bool>,
     stop: CancellationToken,
 ) {
     let config = Arc::new(server::Config {
@@ -478,11 +514,11 @@ async fn serve_host(
     });
     loop {
         // Down: no listener until the host is back.
-        while !reachable(&world, &host.hostname) {
+        while !*up.borrow_and_update() {
             listener = None;
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(POLL) => {}
+                changed = up.changed() => if changed.is_err() { return },
             }
         }
         let l = match listener.take() {
@@ -532,8 +568,12 @@ async fn serve_host(
                         }
                     });
                 }
-                _ = tokio::time::sleep(POLL) => {
-                    if !reachable(&world, &host.hostname) {
+                changed = up.changed() => {
+                    if changed.is_err() {
+                        down.cancel();
+                        return;
+                    }
+                    if !*up.borrow_and_update() {
                         down.cancel();
                         break;
                     }
