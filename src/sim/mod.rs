@@ -5,7 +5,7 @@
 //! Layout: `store` (objects, versions, watch history), `build` (the initial world),
 //! `world` (controllers: evictions, owners, PDBs, reboots, Longhorn, etcd), `api` (HTTP),
 //! `etcd` (gateway), `table` (kubectl's columns), `select`, `patch`, `tls`, `hosts`,
-//! `scenario`. Everything binds to 127.0.0.x only.
+//! `scenario`, `ssh` (each host's SSH server: facts, `nixos-rebuild`, `reboot`). Everything binds to 127.0.0.x only.
 //!
 //! Control API (same server and credentials as the Kubernetes API):
 //! - `GET /sim/v1/state`: hosts (up, rebooting, never_returns, unreachable, reboot_needed),
@@ -28,6 +28,7 @@ pub mod promql;
 pub mod resources;
 pub mod scenario;
 pub mod select;
+pub mod ssh;
 pub mod store;
 pub mod table;
 pub mod tls;
@@ -106,9 +107,21 @@ pub struct SimHandle {
     token: String,
     ca_pem: String,
     etcd_urls: Vec<String>,
+    ssh: crate::config::SshConfig,
+    ssh_face: ssh::SshFace,
 }
 
 impl SimHandle {
+    /// The `[ssh]` settings that reach the simulated hosts (also in `config.toml`).
+    pub fn ssh_config(&self) -> &crate::config::SshConfig {
+        &self.ssh
+    }
+
+    /// The hosts' SSH servers (per-host quirks: failed units, weak sshd, failing switch).
+    pub fn ssh(&self) -> &ssh::SshFace {
+        &self.ssh_face
+    }
+
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
@@ -205,6 +218,7 @@ pub fn config_text(
     dir: &Path,
     etcd_urls: &[String],
     faces: Option<(&str, &str)>,
+    ssh: Option<&crate::config::SshConfig>,
 ) -> Result<String> {
     let mut c = crate::config::Config::default();
     // The simulated hosts accept any flake reference; nothing fetches it.
@@ -219,8 +233,11 @@ pub fn config_text(
     c.kubernetes.context = Some("homeinfra-sim".into());
     c.etcd.endpoints = etcd_urls.to_vec();
     c.etcd.metrics_urls = etcd_urls.iter().map(|u| format!("{u}/metrics")).collect();
-    // The SSH face of the simulator comes later: don't dial hosts' port 22 meanwhile.
-    c.ssh.enabled = false;
+    match ssh {
+        Some(ssh) => c.ssh = ssh.clone(),
+        // No SSH face: don't dial the hosts' port 22.
+        None => c.ssh.enabled = false,
+    }
     let body = toml::to_string(&c).wrap_err("cannot write the simulator's config")?;
     Ok(format!(
         "# Written by `homeinfra-tui sim`: every source points at the simulated homelab.\n{body}"
@@ -228,7 +245,8 @@ pub fn config_text(
 }
 
 /// Start the simulator: bind the API server on 127.0.0.1 and each etcd member on its host's
-/// loopback address, write `dir/kubeconfig`, `dir/config.toml`, `dir/hosts.json`, `dir/token`.
+/// loopback address, write `dir/kubeconfig`, `dir/config.toml`, `dir/hosts.json`, `dir/token`,
+/// and serve each host's SSH face (`ssh`: `dir/ssh/id_ed25519`, `dir/ssh/known_hosts`).
 pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
     let inventory = match (&opts.inventory, opts.nodes) {
         (_, Some(n)) => hosts::generated_inventory(n),
@@ -259,6 +277,7 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
     let tls = tls::generate(&[IpAddr::V4(Ipv4Addr::LOCALHOST)])?;
     let etcd_urls = etcd::start(world.clone(), stop.clone()).await?;
     let faces = observe::start(&world.inventory, &opts.scenarios, stop.clone()).await?;
+    let ssh_face = ssh::start(world.clone(), stop.clone(), &dir).await?;
     let token = random_token();
     let info = json!({"api": api_url, "etcd": etcd_urls});
     let router = api::router(api::Api {
@@ -288,7 +307,12 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
     write_file(&dir.join("ca.crt"), &tls.ca_pem, false)?;
     write_file(
         &dir.join("config.toml"),
-        &config_text(&dir, &etcd_urls, Some((&faces.mimir_url, &faces.loki_url)))?,
+        &config_text(
+            &dir,
+            &etcd_urls,
+            Some((&faces.mimir_url, &faces.loki_url)),
+            Some(&ssh_face.client_config()),
+        )?,
         false,
     )?;
     let hosts_json = serde_json::to_string_pretty(&world.inventory.to_json())
@@ -303,6 +327,8 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
         token,
         ca_pem: tls.ca_pem,
         etcd_urls,
+        ssh: ssh_face.client_config(),
+        ssh_face,
     })
 }
 
@@ -329,10 +355,11 @@ pub async fn run_sim_command(args: &crate::cli::SimArgs, hosts: Option<Inventory
         let _ = out.flush();
     }
     eprintln!(
-        "simulated homelab: API {} ({} hosts), etcd {}; files in {}",
+        "simulated homelab: API {} ({} hosts), etcd {}, SSH port {}; files in {}",
         handle.api_url(),
         handle.inventory().hosts.len(),
         handle.etcd_urls().join(", "),
+        handle.ssh_config().port,
         args.dir.display()
     );
     wait_for_signal().await?;

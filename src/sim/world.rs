@@ -1072,6 +1072,14 @@ impl World {
         Ok(())
     }
 
+    /// Mark a host as needing a reboot (or not): its booted kernel differs from the current
+    /// one (the SSH face's `nixos-rebuild switch`).
+    pub fn set_reboot_needed(&self, host: &str, needed: bool) {
+        if let Some(hs) = lock(&self.state).hosts.get_mut(host) {
+            hs.reboot_needed = needed;
+        }
+    }
+
     /// A host is back: Ready, its etcd member rejoins, pods ready again.
     pub fn host_returns(&self, name: &str) {
         let boots = {

@@ -1,0 +1,462 @@
+//! The simulator's SSH face, through the app's own SSH client: facts from every host,
+//! scenarios (`reboot-needed`, `unreachable-host`), a wrong client key refused, and the
+//! upgrade's commands (`nixos-rebuild switch` streaming, `--rollback`, `reboot`) driving the
+//! simulated world.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use homeinfra_tui::cli::GlobalArgs;
+use homeinfra_tui::commands::Context;
+use homeinfra_tui::model::host::{HostFacts, SshProblem};
+use homeinfra_tui::sim::{self, SimOptions};
+use homeinfra_tui::sources::ssh::{self, HostsClient, OutputChunk};
+use tokio::sync::mpsc;
+
+async fn start(scenarios: &[&str], dir: &Path) -> sim::SimHandle {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let names: Vec<String> = scenarios.iter().map(|s| s.to_string()).collect();
+    let opts = SimOptions {
+        scenarios: sim::scenario::parse_all(&names).unwrap(),
+        speed: 50.0,
+        ..Default::default()
+    };
+    sim::start(opts, dir).await.unwrap()
+}
+
+async fn all_facts(h: &sim::SimHandle) -> Vec<(String, Result<HostFacts, String>)> {
+    let got = ssh::gather_once(h.ssh_config(), h.inventory(), Duration::from_secs(10)).await;
+    got.into_iter()
+        .map(|(id, s)| {
+            let r = match (&s.data, &s.status.error) {
+                (_, Some(e)) => Err(e.message.clone()),
+                (Some(d), None) => Ok(d.clone()),
+                (None, None) => Err("no data".into()),
+            };
+            (id, r)
+        })
+        .collect()
+}
+
+/// Poll `f` every 20 ms until it holds (at most 30 s).
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn node_ready(h: &sim::SimHandle, name: &str) -> String {
+    let node = h
+        .world()
+        .store
+        .get(&sim::resources::NODES, "", name)
+        .unwrap();
+    node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_from_every_host_through_the_written_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&[], &dir.path().join("sim")).await;
+
+    // The files `sim --dir` writes, read back as the app reads them.
+    let key = h.ssh_config().identity_files[0].clone();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    }
+    let known = std::fs::read_to_string(dir.path().join("sim/ssh/known_hosts")).unwrap();
+    assert_eq!(known.lines().count(), 4, "{known}");
+    assert!(
+        known
+            .lines()
+            .all(|l| l.starts_with("[127.0.0.") && l.contains(" ssh-ed25519 "))
+    );
+    let global = GlobalArgs {
+        config: Some(h.config_path()),
+        hosts: h.hosts_path(),
+        kubeconfig: None,
+        context: None,
+        theme: None,
+        read_only: true,
+        offline: false,
+        verbose: 0,
+        log_file: None,
+    };
+    let ctx = Context::load(&global).unwrap();
+    assert!(ctx.config.ssh.enabled);
+    assert!(!ctx.config.ssh.use_ssh_config);
+    let got = ssh::gather_once(&ctx.config.ssh, &ctx.inventory, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 4);
+    for (id, s) in &got {
+        assert!(s.status.error.is_none(), "{id}: {:?}", s.status.error);
+        let f = s.data.as_ref().unwrap();
+        let host = ctx.inventory.hosts.iter().find(|x| &x.id == id).unwrap();
+        assert_eq!(f.hostname.as_deref(), Some(host.hostname.as_str()));
+        assert_eq!(f.reboot_needed, Some(false), "{id}: {f:?}");
+        assert!(f.parse_issues.is_empty(), "{id}: {:?}", f.parse_issues);
+        assert!(
+            f.current_system
+                .as_deref()
+                .unwrap()
+                .contains(&format!("-nixos-system-{}-", host.hostname))
+        );
+        assert_eq!(f.k3s_state.as_deref(), Some("active"));
+        assert!(f.generation.is_some() && f.uptime_secs.is_some());
+        let socks = f.posture.listening.as_ref().unwrap();
+        assert_eq!(
+            socks.iter().any(|s| s.port == 6443),
+            host.role.is_control_plane(),
+            "{id}"
+        );
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_reboot_needed_and_unreachable_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(
+        &["reboot-needed", "unreachable-host"],
+        &dir.path().join("sim"),
+    )
+    .await;
+    let results = all_facts(&h).await;
+    let first_cp = h.inventory().control_planes().next().unwrap().id.clone();
+    let down: Vec<String> = h
+        .world()
+        .hosts()
+        .into_iter()
+        .filter(|x| x.unreachable)
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(down.len(), 1);
+    for (id, r) in results {
+        if down.contains(&id) {
+            let e = r.unwrap_err();
+            assert_eq!(SshProblem::of_message(&e), SshProblem::Unreachable, "{e}");
+            continue;
+        }
+        let f = r.unwrap_or_else(|e| panic!("{id}: {e}"));
+        let want = id == first_cp;
+        assert_eq!(f.reboot_needed, Some(want), "{id}: {f:?}");
+        if want {
+            assert!(f.reboot_reasons.contains(&"kernel".to_string()));
+            assert_ne!(f.current_system, f.booted_system);
+        }
+    }
+    // The host comes back when the scenario is cleared.
+    h.world().clear_scenario("unreachable-host").unwrap();
+    let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
+    let mut ok = false;
+    for _ in 0..200 {
+        if client.facts(&down[0]).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "{} never answered again", down[0]);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_client_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&[], &dir.path().join("sim")).await;
+    // Another key, made by ssh-keygen's format through russh.
+    let other = russh::keys::PrivateKey::from(
+        russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&[7u8; 32]),
+    );
+    let path = dir.path().join("other_key");
+    std::fs::write(
+        &path,
+        other
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut cfg = h.ssh_config().clone();
+    cfg.identity_files = vec![path];
+    let client = HostsClient::new(&cfg, h.inventory()).unwrap();
+    let id = h.inventory().hosts[0].id.clone();
+    let e = client.run(&id, "true").await.unwrap_err();
+    assert_eq!(e.problem, SshProblem::AuthFailed, "{e}");
+
+    // The right key runs commands; unknown ones exit 127 with a message.
+    let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
+    let out = client.run(&id, "true").await.unwrap();
+    assert_eq!(out.exit_status, Some(0));
+    let out = client.run(&id, "frobnicate --now").await.unwrap();
+    assert_eq!(out.exit_status, Some(127));
+    assert!(out.stderr_lossy().contains("frobnicate: not found"));
+
+    // A fresh host has an older generation to roll back to (same kernel: no reboot).
+    let before = client.facts(&id).await.unwrap();
+    let out = client
+        .run(&id, "nixos-rebuild switch --rollback")
+        .await
+        .unwrap();
+    assert_eq!(out.exit_status, Some(0), "{}", out.stderr_lossy());
+    let after = client.facts(&id).await.unwrap();
+    assert_eq!(after.generation, before.generation.map(|g| g - 1));
+    assert_ne!(after.current_system, before.current_system);
+    assert_eq!(after.reboot_needed, Some(false));
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_streams_then_rollback_then_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&[], &dir.path().join("sim")).await;
+    let host = h.inventory().hosts[3].clone();
+    let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
+    let before = client.facts(&host.id).await.unwrap();
+    assert_eq!(before.reboot_needed, Some(false));
+
+    // nixos-rebuild switch: output arrives in several chunks, the system changes.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let cmd = format!(
+        "sudo -n nixos-rebuild switch --flake github:user/homelab#{}",
+        host.hostname
+    );
+    let exit = client
+        .run_streaming(&host.id, &cmd, Duration::from_secs(30), tx)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_status, Some(0));
+    let mut chunks = Vec::new();
+    while let Ok(c) = rx.try_recv() {
+        chunks.push(c);
+    }
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    let text: String = chunks
+        .iter()
+        .map(|c| match c {
+            OutputChunk::Stdout(b) | OutputChunk::Stderr(b) => {
+                String::from_utf8_lossy(b).into_owned()
+            }
+        })
+        .collect();
+    assert!(text.contains("activating the configuration"), "{text}");
+    let after = client.facts(&host.id).await.unwrap();
+    assert_ne!(after.current_system, before.current_system);
+    assert_eq!(after.generation, before.generation.map(|g| g + 1));
+    assert_eq!(after.reboot_needed, Some(true), "{after:?}");
+    assert!(h.world().host(&host.hostname).unwrap().reboot_needed);
+    let link = client
+        .run(&host.id, "readlink -f /run/current-system")
+        .await
+        .unwrap();
+    assert_eq!(
+        link.stdout_lossy().trim(),
+        after.current_system.as_deref().unwrap()
+    );
+
+    // --rollback: back to the booted system, no reboot needed.
+    let out = client
+        .run(&host.id, "sudo nixos-rebuild switch --rollback")
+        .await
+        .unwrap();
+    assert_eq!(out.exit_status, Some(0), "{}", out.stderr_lossy());
+    let back = client.facts(&host.id).await.unwrap();
+    assert_eq!(back.current_system, before.current_system);
+    assert_eq!(back.reboot_needed, Some(false));
+
+    // Switch again, then reboot: NotReady, then Ready with the new system booted.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    client
+        .run_streaming(&host.id, &cmd, Duration::from_secs(30), tx)
+        .await
+        .unwrap();
+    let switched = client.facts(&host.id).await.unwrap();
+    assert_eq!(switched.reboot_needed, Some(true));
+    let boots = h.world().host(&host.hostname).unwrap().boots;
+    // The reboot may end the command before or after its exit status is seen.
+    match client.run(&host.id, "sudo systemctl reboot").await {
+        Ok(out) => assert_eq!(out.exit_status, Some(0)),
+        Err(e) => assert_eq!(e.problem, SshProblem::Unreachable, "{e}"),
+    }
+    eventually("the host goes down", || {
+        h.world().host(&host.hostname).unwrap().rebooting
+    })
+    .await;
+    // Down: SSH is refused.
+    let e = client.facts(&host.id).await.unwrap_err();
+    assert_eq!(e.problem, SshProblem::Unreachable, "{e}");
+    eventually("the node is NotReady", || {
+        node_ready(&h, &host.hostname) != "True"
+    })
+    .await;
+    eventually("the host is back", || {
+        let s = h.world().host(&host.hostname).unwrap();
+        s.up && s.boots == boots + 1
+    })
+    .await;
+    eventually("the node is Ready", || {
+        node_ready(&h, &host.hostname) == "True"
+    })
+    .await;
+    let mut rebooted = None;
+    for _ in 0..200 {
+        if let Ok(f) = client.facts(&host.id).await {
+            rebooted = Some(f);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rebooted = rebooted.expect("SSH back after the reboot");
+    assert_eq!(rebooted.reboot_needed, Some(false), "{rebooted:?}");
+    assert_eq!(rebooted.booted_system, switched.current_system);
+    assert!(rebooted.uptime_secs.unwrap() < before.uptime_secs.unwrap());
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quirks_show_in_check_and_fail_the_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&["reboot-needed"], &dir.path().join("sim")).await;
+    h.ssh()
+        .set_quirks(
+            "node4",
+            sim::ssh::Quirks {
+                failed_units: vec!["restic-backups-daily.service".into()],
+                weak_sshd: true,
+                switch_fails: true,
+            },
+        )
+        .unwrap();
+    assert!(h.ssh().set_quirks("nope", Default::default()).is_err());
+
+    // `check --json` by the real binary reads the host findings over SSH.
+    let home = dir.path();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"))
+        .arg("--config")
+        .arg(h.config_path())
+        .arg("--hosts")
+        .arg(h.hosts_path())
+        .args(["check", "--json", "--timeout", "10"])
+        .env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CONFIG_HOME", home.join("cfg"))
+        .env_remove("KUBECONFIG")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let found = |code: &str, subject: &str| {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == code && f["subject"] == subject)
+    };
+    assert!(found("host.reboot_needed", "instance_1"), "{doc:#}");
+    assert!(found("host.failed_units", "instance_4"), "{doc:#}");
+    assert!(found("host.sshd_x11_forwarding", "instance_4"), "{doc:#}");
+    assert!(
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| !f["code"].as_str().unwrap().starts_with("host.ssh_")),
+        "{doc:#}"
+    );
+
+    // A failing switch: exit 1, a build error on stderr, the system unchanged.
+    let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
+    let before = client.facts("instance_4").await.unwrap();
+    let out = client
+        .run("instance_4", "sudo nixos-rebuild switch --flake .#node4")
+        .await
+        .unwrap();
+    assert_eq!(out.exit_status, Some(1));
+    assert!(out.stderr_lossy().contains("failed with exit code 1"));
+    let after = client.facts("instance_4").await.unwrap();
+    assert_eq!(after.current_system, before.current_system);
+    assert_eq!(after.reboot_needed, Some(false));
+    h.shutdown().await;
+}
+
+/// OpenSSH's own client accepts the written known_hosts and key (strict host key checking),
+/// and sees exit codes as a real host gives them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssh_client_uses_the_written_files() {
+    let Some(ssh_bin) = common::require_program("ssh") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&[], &dir.path().join("sim")).await;
+    let cfg = h.ssh_config().clone();
+    let host = &h.inventory().hosts[1];
+    let run = |command: &'static str| {
+        let mut c = tokio::process::Command::new(&ssh_bin);
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            cfg.known_hosts.as_ref().unwrap().display()
+        ))
+        .arg("-i")
+        .arg(&cfg.identity_files[0])
+        .arg("-p")
+        .arg(cfg.port.to_string())
+        .arg(format!("operator@{}", host.ip))
+        .arg(command)
+        .env_remove("SSH_AUTH_SOCK")
+        .env("HOME", dir.path());
+        c
+    };
+    let out = run("readlink -f /run/current-system")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        path.starts_with("/nix/store/")
+            && path.ends_with(&format!(
+                "-nixos-system-{}-25.05.20251119.e4f5a6b",
+                host.hostname
+            )),
+        "{path}"
+    );
+    let out = run("no-such-command").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    h.shutdown().await;
+}
