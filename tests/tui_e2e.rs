@@ -62,7 +62,11 @@ impl Tmux {
     }
 
     fn wait_for(&self, name: &str, needle: &str) -> String {
-        let end = Instant::now() + Duration::from_secs(20);
+        self.wait_for_secs(name, needle, 20)
+    }
+
+    fn wait_for_secs(&self, name: &str, needle: &str, secs: u64) -> String {
+        let end = Instant::now() + Duration::from_secs(secs);
         loop {
             let s = self.screen(name);
             if s.contains(needle) {
@@ -271,4 +275,37 @@ fn read_only_refuses_cordon() {
     t.wait_for("r", "read-only mode: cordon and uncordon are disabled");
     t.keys("r", &["q"]);
     t.assert_restored("r", "EXIT=0");
+}
+
+#[test]
+fn rolling_upgrade_plan_run_and_abort_in_the_demo() {
+    let Some(t) = Tmux::new() else { return };
+    t.start("u", "demo --speed 50");
+    t.wait_for("u", "demo (simulated homelab)");
+    t.keys("u", &["U"]);
+    let s = t.wait_for("u", "Dry run: nothing has changed");
+    assert!(s.contains("1. sat1 (agent)  every guard passes now"), "{s}");
+    assert!(
+        s.contains("(init, etcd leader)"),
+        "the leader goes last: {s}"
+    );
+    t.keys("u", &["y"]);
+    t.wait_for("u", "Start the rolling upgrade of 4 node(s)?");
+    t.keys("u", &["y"]);
+    // the first node goes all the way through, live
+    let s = t.wait_for_secs("u", "upgrade 1/4", 90);
+    assert!(s.contains("sat1") && s.contains("switch✓"), "{s}");
+    t.keys("u", &["a"]);
+    t.wait_for("u", "Abort the upgrade at the next safe point?");
+    t.keys("u", &["y"]);
+    let s = t.wait_for_secs("u", "run ABORTED: aborted by the operator", 90);
+    assert!(
+        s.contains("sat1          done"),
+        "the finished node stays done: {s}"
+    );
+    // back on the dashboard, the header keeps the outcome
+    t.keys("u", &["Escape"]);
+    t.wait_for("u", "upgrade ");
+    t.keys("u", &["q"]);
+    t.assert_restored("u", "EXIT=0");
 }

@@ -223,6 +223,8 @@ pub fn config_text(
     let mut c = crate::config::Config::default();
     // The simulated hosts accept any flake reference; nothing fetches it.
     c.nix.flake = Some("github:homelab/infra".into());
+    // A simulated cluster settles fast: don't make the demo's upgrade wait half a minute a node.
+    c.upgrade.settle_secs = 3;
     if let Some((mimir, loki)) = faces {
         c.mimir.url = Some(mimir.to_string());
         c.mimir.tenant = Some("homelab".into());

@@ -687,10 +687,26 @@ enum Command {
     NixosVersion,
     Hostname,
     True,
+    /// The upgrade engine's probes (see `operations::upgrade::live`).
+    BootState,
+    AutoUpgrade,
+    K3sVersion,
     Unknown,
 }
 
 fn parse(command: &str) -> Command {
+    use crate::operations::upgrade::live::{AUTO_UPGRADE_COMMAND, BOOT_STATE_COMMAND};
+    let trimmed = command.trim();
+    let bare = trimmed.strip_prefix("sudo -n ").unwrap_or(trimmed);
+    if bare == BOOT_STATE_COMMAND {
+        return Command::BootState;
+    }
+    if bare == AUTO_UPGRADE_COMMAND {
+        return Command::AutoUpgrade;
+    }
+    if bare.starts_with("k3s --version") {
+        return Command::K3sVersion;
+    }
     let mut words: Vec<&str> = command.split_whitespace().collect();
     // `sudo`, `sudo -n`, `env VAR=... `: the simulated host runs everything as root.
     while let Some(first) = words.first() {
@@ -776,6 +792,41 @@ async fn run(
             0
         }
         Command::True => 0,
+        Command::BootState => {
+            let f = host.facts(&world);
+            let mut text = String::new();
+            let files = |b: &crate::model::host::BootFiles| {
+                [
+                    ("kernel", b.kernel.clone()),
+                    ("initrd", b.initrd.clone()),
+                    ("kernel-modules", b.kernel_modules.clone()),
+                ]
+            };
+            for ((name, booted), (_, current)) in files(&f.booted_boot)
+                .into_iter()
+                .zip(files(&f.current_boot))
+            {
+                text.push_str(&format!("booted_{name}={}\n", booted.unwrap_or_default()));
+                text.push_str(&format!("current_{name}={}\n", current.unwrap_or_default()));
+            }
+            text.push_str(&format!("booted={}\n", f.booted_system.unwrap_or_default()));
+            text.push_str(&format!(
+                "current={}\n",
+                f.current_system.unwrap_or_default()
+            ));
+            out(text).await;
+            0
+        }
+        Command::AutoUpgrade => {
+            // The simulated autoUpgrade timer is idle and fires tomorrow night.
+            let next = jiff::Timestamp::now().as_second() + 20 * 3600;
+            out(format!("active=inactive\nload=loaded\nnext=@{next}\n")).await;
+            0
+        }
+        Command::K3sVersion => {
+            out("k3s version v1.31.4+k3s1 (a1b2c3d4)\ngo version go1.22.9\n".into()).await;
+            0
+        }
         Command::Hostname => {
             out(format!("{}\n", host.hostname)).await;
             0

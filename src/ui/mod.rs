@@ -158,6 +158,10 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         format!("▲ {warn} warning"),
         count_style(warn, theme.warning),
     ));
+    if let Some(sum) = app.upgrade.summary() {
+        left.push(Span::styled("  │ ", theme.header));
+        left.push(Span::styled(format!(" {sum} "), theme.badge));
+    }
     let clock = app
         .now
         .to_zoned(app.tz.clone())

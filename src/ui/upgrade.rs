@@ -138,6 +138,7 @@ fn draw_run(
             NodeState::Done => ("done    ", theme.ok),
             NodeState::Skipped => ("skipped ", theme.muted),
             NodeState::Failed => ("FAILED  ", theme.critical),
+            NodeState::Stopped => ("stopped ", theme.warning),
         };
         let mut spans = vec![
             Span::styled(format!("{:<14}", n.node), theme.table_header),

@@ -37,6 +37,8 @@ pub enum NodeState {
     Done,
     Skipped,
     Failed,
+    /// The run ended (aborted, refused) while this node was under way, without a failure.
+    Stopped,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,9 +208,14 @@ impl RunProgress {
             }
             UpgradeEvent::RunFinished { outcome } => {
                 self.outcome = Some(outcome.clone());
+                let failed = matches!(outcome, RunOutcome::Failed { .. });
                 for n in &mut self.nodes {
                     if matches!(n.state, NodeState::Running | NodeState::Waiting) {
-                        n.state = NodeState::Failed;
+                        n.state = if failed {
+                            NodeState::Failed
+                        } else {
+                            NodeState::Stopped
+                        };
                     }
                 }
             }
