@@ -363,14 +363,17 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .map(|(k, _)| k.chars().count())
         .max()
         .unwrap_or(4);
+    // As many columns as needed to fit the screen's height; descriptions shrink (with an
+    // ellipsis) when the columns would not fit its width.
+    let fit = area.height.saturating_sub(4).max(1) as usize;
+    let cols = rows.len().div_ceil(fit).max(1);
+    let room = (area.width.saturating_sub(2) as usize / cols).saturating_sub(keyw + 4);
     let descw = rows
         .iter()
         .map(|(_, d)| d.chars().count())
         .max()
-        .unwrap_or(10);
-    // As many columns as needed to fit the screen's height.
-    let fit = area.height.saturating_sub(4).max(1) as usize;
-    let cols = rows.len().div_ceil(fit).max(1);
+        .unwrap_or(10)
+        .min(room.max(8));
     let per_col = rows.len().div_ceil(cols);
     let colw = keyw + descw + 4;
     let r = popup_exact(area, (colw * cols + 2) as u16, per_col as u16 + 2);
@@ -380,6 +383,11 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             for c in 0..cols {
                 if let Some((k, d)) = rows.get(c * per_col + i) {
                     spans.push(Span::styled(format!(" {k:>keyw$} "), theme.title_focused));
+                    let d: String = if d.chars().count() > descw {
+                        d.chars().take(descw - 1).chain(['…']).collect()
+                    } else {
+                        d.to_string()
+                    };
                     spans.push(Span::styled(format!(" {d:<descw$} "), theme.popup));
                 }
             }
