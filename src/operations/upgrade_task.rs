@@ -6,9 +6,7 @@ use tokio::sync::mpsc;
 
 use super::upgrade::engine::{self, StartOptions, UpgradeHandle};
 use super::upgrade::guards::GuardVerdict;
-use super::upgrade::{
-    Plan, PlanEntry, Settings, UpgradeEvent, journal, live, lock, new_run_id, plan,
-};
+use super::upgrade::{Plan, PlanEntry, Settings, UpgradeEvent, live, lock};
 use crate::commands::Context;
 
 /// What the upgrade tasks report.
@@ -40,32 +38,14 @@ pub fn spawn_plan(ctx: Context, only: Vec<String>, tx: mpsc::Sender<UpgradeMsg>)
 }
 
 async fn prepare(ctx: &Context, only: &[String]) -> Result<Planned> {
-    let journal_dir = journal_dir(ctx)?;
+    let journal_dir = live::journal_dir(ctx)?;
     let world = live::world(ctx).await?;
     if let Some(super::upgrade::RunOutcome::Refused { message, .. }) =
         engine::preflight(&world, &journal_dir, "").await
     {
         return Err(eyre!(message));
     }
-    let flake = ctx
-        .config
-        .upgrade
-        .flake
-        .clone()
-        .or_else(|| ctx.config.nix.flake.clone())
-        .ok_or_else(|| {
-            eyre!("no flake to build: set [upgrade] flake (or [nix] flake) in the config")
-        })?;
-    let health = world.health.gather(&[]).await;
-    let etcd = health.etcd.and_then(|r| r.ok());
-    let p = plan(
-        &ctx.inventory,
-        etcd.as_ref(),
-        &ctx.config.upgrade.order,
-        only,
-        &flake,
-        &new_run_id(),
-    )?;
+    let p = live::new_plan(ctx, &world, only).await?;
     let settings = Settings::from_config(&ctx.config.upgrade);
     let verdicts = engine::dry_run(&world, &ctx.inventory, &p, &settings).await;
     let lock = lock::current(world.cluster.as_ref(), world.clock.now())
@@ -80,17 +60,6 @@ async fn prepare(ctx: &Context, only: &[String]) -> Result<Planned> {
     })
 }
 
-fn journal_dir(ctx: &Context) -> Result<std::path::PathBuf> {
-    ctx.config
-        .upgrade
-        .journal_dir
-        .clone()
-        .or_else(journal::default_dir)
-        .ok_or_else(|| {
-            eyre!("no journal directory: set [upgrade] journal_dir, XDG_STATE_HOME or HOME")
-        })
-}
-
 /// Start the run of a confirmed plan; events arrive as `UpgradeMsg::Event`. The run waits for
 /// the operator on a refusal, a failed step or a reboot question (interactive mode).
 pub async fn start(
@@ -98,7 +67,7 @@ pub async fn start(
     the_plan: Plan,
     tx: mpsc::Sender<UpgradeMsg>,
 ) -> Result<UpgradeHandle> {
-    let journal_dir = journal_dir(ctx)?;
+    let journal_dir = live::journal_dir(ctx)?;
     let world = live::world(ctx).await?;
     let settings = Settings::from_config(&ctx.config.upgrade);
     let opts = StartOptions {

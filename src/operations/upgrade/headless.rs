@@ -10,7 +10,7 @@ use super::engine::{self, StartOptions};
 use super::guards::GuardVerdict;
 use super::{
     Control, NodeOutcome, Plan, PlanEntry, RunOutcome, Settings, StepOutcome, UpgradeEvent,
-    journal, live, lock, new_run_id, plan,
+    journal, live, lock,
 };
 use crate::cli::UpgradeArgs;
 use crate::commands::Context;
@@ -200,15 +200,7 @@ pub async fn run(ctx: Context, args: &UpgradeArgs) -> Result<u8> {
             "--offline: an upgrade needs the cluster and the hosts".into(),
         ));
     }
-    let journal_dir = ctx
-        .config
-        .upgrade
-        .journal_dir
-        .clone()
-        .or_else(journal::default_dir)
-        .ok_or_else(|| {
-            eyre!("no journal directory: set [upgrade] journal_dir, XDG_STATE_HOME or HOME")
-        })?;
+    let journal_dir = live::journal_dir(&ctx)?;
     if !args.yes && !args.dry_run && args.abandon.is_none() && !std::io::stdin().is_terminal() {
         return Ok(refuse(
             args.json,
@@ -253,25 +245,7 @@ pub async fn run(ctx: Context, args: &UpgradeArgs) -> Result<u8> {
         {
             return Ok(refuse(args.json, &guard, message));
         }
-        let flake = ctx
-            .config
-            .upgrade
-            .flake
-            .clone()
-            .or_else(|| ctx.config.nix.flake.clone())
-            .ok_or_else(|| {
-                eyre!("no flake to build: set [upgrade] flake (or [nix] flake) in the config")
-            })?;
-        let health = world.health.gather(&[]).await;
-        let etcd = health.etcd.and_then(|r| r.ok());
-        let p = plan(
-            &ctx.inventory,
-            etcd.as_ref(),
-            &ctx.config.upgrade.order,
-            &args.only,
-            &flake,
-            &new_run_id(),
-        )?;
+        let p = live::new_plan(&ctx, &world, &args.only).await?;
         (p, None)
     };
 

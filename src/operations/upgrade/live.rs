@@ -53,6 +53,46 @@ pub async fn world(ctx: &Context) -> Result<World> {
     })
 }
 
+/// Where run journals go: `[upgrade] journal_dir`, else `$XDG_STATE_HOME/homeinfra-tui/runs`.
+pub fn journal_dir(ctx: &Context) -> Result<std::path::PathBuf> {
+    ctx.config
+        .upgrade
+        .journal_dir
+        .clone()
+        .or_else(super::journal::default_dir)
+        .ok_or_else(|| {
+            eyre!("no journal directory: set [upgrade] journal_dir, XDG_STATE_HOME or HOME")
+        })
+}
+
+/// A new run's plan: the flake from `[upgrade] flake` (or `[nix] flake`), the order from the
+/// inventory, `[upgrade] order` and `only`, the etcd leader (from `world`) last.
+pub async fn new_plan(
+    ctx: &Context,
+    world: &super::world::World,
+    only: &[String],
+) -> Result<super::Plan> {
+    let flake = ctx
+        .config
+        .upgrade
+        .flake
+        .clone()
+        .or_else(|| ctx.config.nix.flake.clone())
+        .ok_or_else(|| {
+            eyre!("no flake to build: set [upgrade] flake (or [nix] flake) in the config")
+        })?;
+    let health = world.health.gather(&[]).await;
+    let etcd = health.etcd.and_then(|r| r.ok());
+    super::plan(
+        &ctx.inventory,
+        etcd.as_ref(),
+        &ctx.config.upgrade.order,
+        only,
+        &flake,
+        &super::new_run_id(),
+    )
+}
+
 /// Cordon `node` for the TUI's `c` key: `spec.unschedulable = true` (strategic-merge patch)
 /// and the `homeinfra-tui/cordoned-by: <run_id>` annotation — the engine's own cordon step.
 /// For a manual cordon pass e.g. [`manual_run_id`].
