@@ -44,6 +44,8 @@ async fn headless_upgrade_against_the_sim() {
     let h = sim::start(
         SimOptions {
             speed: 20.0,
+            // A degraded volume: every node's degraded-volume guard refuses.
+            scenarios: vec![sim::Scenario::DegradedVolume],
             ..Default::default()
         },
         dir.path(),
@@ -92,8 +94,7 @@ async fn headless_upgrade_against_the_sim() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("pass --yes"), "{}", text(&o));
 
-    // Dry run: the plan in order and every guard's verdict; SSH to the simulated hosts fails,
-    // so the auto-upgrade guard cannot tell and refuses.
+    // Dry run: the plan in order and every guard's verdict; the degraded volume refuses.
     let o = run(&["--dry-run", "--json"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
@@ -109,12 +110,12 @@ async fn headless_upgrade_against_the_sim() {
     let v0 = doc["verdicts"][0]["verdicts"].as_array().unwrap();
     let pass = |g: &str| v0.iter().any(|v| v["guard"] == g && v["pass"] == true);
     assert!(
-        pass("etcd-member-down") && pass("degraded-volume") && pass("node-not-ready"),
+        pass("etcd-member-down") && pass("auto-upgrade") && pass("node-not-ready"),
         "{v0:#?}"
     );
     assert!(
         v0.iter()
-            .any(|v| v["guard"] == "auto-upgrade" && v["pass"] == false),
+            .any(|v| v["guard"] == "degraded-volume" && v["pass"] == false),
         "{v0:#?}"
     );
     assert_eq!(doc["would_start"], false);
@@ -133,7 +134,7 @@ async fn headless_upgrade_against_the_sim() {
     assert!(
         matches!(
             events.last(),
-            Some(UpgradeEvent::RunFinished { outcome: RunOutcome::Refused { guard, .. } }) if guard == "auto-upgrade"
+            Some(UpgradeEvent::RunFinished { outcome: RunOutcome::Refused { guard, .. } }) if guard == "degraded-volume"
         ),
         "{events:#?}"
     );

@@ -271,3 +271,85 @@ async fn kill_9_then_resume_gives_the_same_end_state() {
     }
     h.shutdown().await;
 }
+
+/// The same against the simulator's own SSH face, where the switch installs a new kernel and
+/// the reboot really takes the node down and back: kill -9 at the reboot and wait-healthy
+/// steps too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_resume_with_reboots_through_the_simulated_hosts() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let marks = tempfile::tempdir().unwrap();
+    let h = sim::start(
+        SimOptions {
+            speed: 50.0,
+            ..Default::default()
+        },
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    // Keep the simulator's SSH settings; only make the waits short.
+    let cfg_path = dir.path().join("config.toml");
+    let mut cfg: toml::Value =
+        toml::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let up = cfg
+        .as_table_mut()
+        .unwrap()
+        .entry("upgrade")
+        .or_insert_with(|| toml::Value::Table(Default::default()))
+        .as_table_mut()
+        .unwrap();
+    up.insert("settle_secs".into(), toml::Value::Integer(0));
+    up.insert("poll_secs".into(), toml::Value::Integer(1));
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    let env = Env {
+        dir: dir.path().to_path_buf(),
+        state: state.path().to_path_buf(),
+        marks: marks.path().to_path_buf(),
+    };
+    let (cfg, _) = config::load(Some(&cfg_path)).unwrap();
+    let c = KubeCluster::from_client(drain_client(&cfg.kubernetes).await.unwrap());
+    let norm = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with("switched="))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    let (code, run_id) = tokio::task::block_in_place(|| run_to_end(&env, &["--yes", "--json"]));
+    assert_eq!(code, Some(0));
+    let reference = norm(&end_state(&c, &env, &run_id).await.replace(&run_id, "RUN"));
+    assert!(
+        reference.contains("finished=Some(Completed) done=4"),
+        "{reference}"
+    );
+    let journal_of = |id: &str| {
+        journal::read(&journal::path_of(&env.state.join("homeinfra-tui/runs"), id)).unwrap()
+    };
+    let rebooted = journal_of(&run_id)
+        .iter()
+        .filter(|r| {
+            matches!(&r.event, UpgradeEvent::StepFinished { step, outcome, .. }
+                if *step == homeinfra_tui::operations::upgrade::Step::Reboot
+                    && matches!(outcome, homeinfra_tui::operations::upgrade::StepOutcome::Ok { .. }))
+        })
+        .count();
+    assert_eq!(
+        rebooted, 4,
+        "every node rebooted through the simulated host"
+    );
+
+    // Per node: guards, cordon, drain, switch, reboot, wait-healthy, uncordon, settle.
+    for nth in [2usize, 3, 4, 5, 6, 7, 13, 22] {
+        let (run_id, at) = tokio::task::block_in_place(|| kill_after_step(&env, nth));
+        let (code, _) = tokio::task::block_in_place(|| {
+            run_to_end(&env, &["--yes", "--json", "--resume", &run_id])
+        });
+        assert_eq!(code, Some(0), "resume after a kill at {at}");
+        let got = norm(&end_state(&c, &env, &run_id).await.replace(&run_id, "RUN"));
+        assert_eq!(got, reference, "after a kill at {at}");
+    }
+    h.shutdown().await;
+}
