@@ -195,8 +195,8 @@ async fn event_loop(
                 }
                 dirty = true;
             }
-            Effect::PlanUpgrade => {
-                upgrade_task::spawn_plan(ctx.clone(), Vec::new(), up_tx.clone());
+            Effect::PlanUpgrade(only) => {
+                upgrade_task::spawn_plan(ctx.clone(), only, up_tx.clone());
                 dirty = true;
             }
             Effect::Run(Pending::StartUpgrade { .. }) => {

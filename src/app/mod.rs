@@ -121,8 +121,8 @@ pub enum Effect {
     ExportDiff(String),
     /// The operator said yes to this change.
     Run(Pending),
-    /// Compute the upgrade plan and its guard verdicts.
-    PlanUpgrade,
+    /// Compute the upgrade plan and its guard verdicts, for these hosts (empty: all).
+    PlanUpgrade(Vec<String>),
 }
 
 pub struct App {
@@ -479,11 +479,29 @@ impl App {
         if self.upgrade.running() || self.upgrade.planning {
             return Effect::Redraw;
         }
+        let only = self.upgrade_selection();
         self.upgrade = upgrade::UpgradeView {
             planning: true,
             ..Default::default()
         };
-        Effect::PlanUpgrade
+        Effect::PlanUpgrade(only)
+    }
+
+    /// The hosts `U` plans for: with a filter on the Hosts or Nodes pane, the hosts it shows;
+    /// otherwise every host.
+    pub fn upgrade_selection(&self) -> Vec<String> {
+        let pane = self.focus;
+        if !matches!(pane, Pane::Hosts | Pane::Nodes) || self.pane(pane).filter.is_empty() {
+            return Vec::new();
+        }
+        panes::table(self, pane)
+            .rows
+            .iter()
+            .filter_map(|r| match pane {
+                Pane::Hosts => Some(r.key.clone()),
+                _ => self.inventory.by_name(&r.key).map(|h| h.id.clone()),
+            })
+            .collect()
     }
 
     fn on_upgrade_key(&mut self, k: KeyEvent) -> Effect {

@@ -285,3 +285,36 @@ fn lock_fingerprint_follows_the_lock_file() {
         None
     );
 }
+
+#[test]
+fn upgrade_plans_all_hosts_or_the_filtered_ones() {
+    let mut a = app();
+    a.read_only = false;
+    assert_eq!(key(&mut a, KeyCode::Char('U')), Effect::PlanUpgrade(vec![]));
+    assert_eq!(a.mode, Mode::Upgrade);
+    // the plan arrives (here: a refusal), the operator leaves the view
+    a.update(Msg::Upgrade(
+        crate::operations::upgrade_task::UpgradeMsg::Planned(Err("lock held".into())),
+    ));
+    assert!(!a.upgrade.planning);
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.mode, Mode::Normal);
+    // a filter on the Hosts pane narrows the plan to the hosts it shows
+    for c in "/node".chars() {
+        key(&mut a, KeyCode::Char(c));
+    }
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        key(&mut a, KeyCode::Char('U')),
+        Effect::PlanUpgrade(vec![
+            "instance_1".into(),
+            "instance_2".into(),
+            "instance_3".into()
+        ])
+    );
+    // read-only refuses, visibly
+    let mut ro = app();
+    assert_eq!(key(&mut ro, KeyCode::Char('U')), Effect::Redraw);
+    assert_eq!(ro.mode, Mode::Normal);
+    assert!(ro.status.as_ref().unwrap().0.contains("read-only"));
+}

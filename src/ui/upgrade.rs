@@ -116,7 +116,12 @@ fn draw_run(
     p: &crate::operations::upgrade::progress::RunProgress,
     theme: &Theme,
 ) {
-    let rows = p.nodes.len() as u16 + 3;
+    let extra: usize = p
+        .nodes
+        .iter()
+        .map(|n| usize::from(n.waiting.is_some()) + n.verdicts.iter().filter(|g| !g.pass).count())
+        .sum();
+    let rows = (p.nodes.len() + extra) as u16 + 3;
     let [top, bottom] = Layout::vertical([
         Constraint::Length(rows.min(area.height / 2)),
         Constraint::Fill(1),
@@ -163,6 +168,15 @@ fn draw_run(
                 format!("{:14} waits for {what}: {detail}", ""),
                 theme.warning,
             )));
+        }
+        // The guards that hold the node back, with their fix.
+        if matches!(n.state, NodeState::Waiting | NodeState::Failed) {
+            for g in n.verdicts.iter().filter(|g| !g.pass) {
+                lines.push(Line::from(Span::styled(
+                    format!("{:14} ✗ {}", "", g.line()),
+                    theme.critical,
+                )));
+            }
         }
     }
     f.render_widget(Paragraph::new(lines), top);
