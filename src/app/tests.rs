@@ -289,7 +289,6 @@ fn lock_fingerprint_follows_the_lock_file() {
 #[test]
 fn upgrade_plans_all_hosts_or_the_filtered_ones() {
     let mut a = app();
-    a.read_only = false;
     assert_eq!(key(&mut a, KeyCode::Char('U')), Effect::PlanUpgrade(vec![]));
     assert_eq!(a.mode, Mode::Upgrade);
     // the plan arrives (here: a refusal), the operator leaves the view
@@ -314,6 +313,7 @@ fn upgrade_plans_all_hosts_or_the_filtered_ones() {
     );
     // read-only refuses, visibly
     let mut ro = app();
+    ro.read_only = true;
     assert_eq!(key(&mut ro, KeyCode::Char('U')), Effect::Redraw);
     assert_eq!(ro.mode, Mode::Normal);
     assert!(ro.status.as_ref().unwrap().0.contains("read-only"));
