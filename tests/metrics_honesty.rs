@@ -53,6 +53,7 @@ fn data(start_ms: i64, end_ms: i64) -> Vec<Series> {
         }],
         slow_disk: Some("h2".into()),
         down: ["h4".to_string()].into_iter().collect(),
+        etcd_down: Default::default(),
         scrape_interval_ms: 15_000,
     };
     let g = Generator::new(cfg);

@@ -138,3 +138,47 @@ async fn metrics_pane_against_a_real_prometheus() {
     }
     panic!("the Metrics pane never showed the real node_exporter's figures: {last}");
 }
+
+/// The simulator's Prometheus face follows its world: a stopped etcd member has no disk
+/// latencies there either, so the etcd pane shows none for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_member_has_no_metrics_in_the_simulator() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = homeinfra_tui::sim::SimOptions {
+        scenarios: vec![homeinfra_tui::sim::Scenario::EtcdMemberDown],
+        ..Default::default()
+    };
+    let h = homeinfra_tui::sim::start(opts, dir.path()).await.unwrap();
+    let global = homeinfra_tui::cli::GlobalArgs {
+        config: Some(h.config_path()),
+        hosts: h.hosts_path(),
+        kubeconfig: None,
+        context: None,
+        theme: None,
+        read_only: true,
+        offline: false,
+        verbose: 0,
+        log_file: None,
+    };
+    let ctx = homeinfra_tui::commands::Context::load(&global).unwrap();
+    let snap = homeinfra_tui::sources::gather_once(&ctx, Duration::from_secs(10)).await;
+    assert!(snap.mimir.data.is_some(), "{:?}", snap.mimir.status);
+    let a = app(ctx.inventory.clone(), ctx.config.clone(), snap);
+    let t = panes::table(&a, Pane::Etcd);
+    let down: Vec<_> = t
+        .rows
+        .iter()
+        .filter(|r| r.cells[2].text == "down")
+        .collect();
+    assert_eq!(down.len(), 1, "{:?}", t.rows);
+    let fsync = t.header.iter().position(|c| *c == "FSYNC p99").unwrap();
+    assert_eq!(down[0].cells[fsync].text, "–", "{:?}", down[0]);
+    let up = t
+        .rows
+        .iter()
+        .find(|r| r.cells[2].text == "healthy")
+        .unwrap();
+    assert!(up.cells[fsync].text.ends_with("ms"), "{:?}", up);
+    h.shutdown().await;
+}

@@ -53,6 +53,8 @@ pub struct GenConfig {
     pub slow_disk: Option<String>,
     /// Host ids whose node_exporter is down.
     pub down: BTreeSet<String>,
+    /// Host ids whose etcd member is down (stopped, or its host is down).
+    pub etcd_down: BTreeSet<String>,
     pub scrape_interval_ms: i64,
 }
 
@@ -87,6 +89,7 @@ impl GenConfig {
             alerts: Vec::new(),
             slow_disk: None,
             down: BTreeSet::new(),
+            etcd_down: BTreeSet::new(),
             scrape_interval_ms: 15_000,
         }
     }
@@ -309,6 +312,10 @@ fn build(cfg: &GenConfig) -> Vec<Def> {
     for h in cfg.hosts.iter().filter(|h| h.control_plane) {
         let inst = format!("{}:2381", h.ip);
         let base = [("instance", inst.as_str()), ("job", "etcd")];
+        if cfg.etcd_down.contains(&h.id) || cfg.down.contains(&h.id) {
+            push(labels("up", &base), Kind::Const(0.0));
+            continue;
+        }
         push(labels("up", &base), Kind::Const(1.0));
         let slow = cfg.slow_disk.as_deref() == Some(h.id.as_str());
         let u = |s: &str| unit(&format!("{}/etcd/{s}", h.id));
@@ -578,6 +585,7 @@ mod tests {
             alerts: Vec::new(),
             slow_disk: None,
             down: BTreeSet::new(),
+            etcd_down: BTreeSet::new(),
             scrape_interval_ms: 15_000,
         }
     }
