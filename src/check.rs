@@ -57,8 +57,14 @@ fn to_json(status: Status, findings: &[Finding]) -> String {
         .unwrap_or_else(|e| format!("{{\"status\":\"unknown\",\"error\":\"{e}\"}}"))
 }
 
-fn use_colour() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+/// Whether `NO_COLOR` asks for no colour (set and not empty).
+pub fn no_color_requested() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Colour on standard output: a terminal, and `NO_COLOR` not set.
+pub fn use_colour() -> bool {
+    std::io::stdout().is_terminal() && !no_color_requested()
 }
 
 /// Findings grouped by severity, worst first.

@@ -278,13 +278,7 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
     let api_url = format!("https://{addr}");
     let tls = tls::generate(&[IpAddr::V4(Ipv4Addr::LOCALHOST)])?;
     let etcd_urls = etcd::start(world.clone(), stop.clone()).await?;
-    let faces = observe::start(
-        &world.inventory,
-        &opts.scenarios,
-        Some(world.clone()),
-        stop.clone(),
-    )
-    .await?;
+    let faces = observe::start(world.clone(), stop.clone()).await?;
     let ssh_face = ssh::start(world.clone(), stop.clone(), &dir).await?;
     let token = random_token();
     let info = json!({"api": api_url, "etcd": etcd_urls});

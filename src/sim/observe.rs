@@ -1,14 +1,12 @@
-//! The simulator's Mimir (Prometheus query API) and Loki faces on one loopback port, with the
-//! scenarios' knobs applied (slow disk, unreachable host).
+//! The simulator's Mimir (Prometheus query API) and Loki faces on one loopback port, following
+//! the world's state (down hosts, stopped etcd members, slow disks).
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use color_eyre::eyre::{Result, WrapErr};
 use tokio_util::sync::CancellationToken;
-
-use super::Scenario;
-use crate::inventory::{Inventory, Role};
 
 /// The running faces and their generators (knobs can change at runtime).
 pub struct Faces {
@@ -20,57 +18,25 @@ pub struct Faces {
     pub logs: Arc<super::loki::LogGenerator>,
 }
 
-/// Serve both faces on 127.0.0.1 until `stop`; `world` (when given) keeps them in step with
-/// hosts going down and etcd members stopping.
-pub async fn start(
-    inv: &Inventory,
-    scenarios: &[Scenario],
-    world: Option<Arc<super::World>>,
-    stop: CancellationToken,
-) -> Result<Faces> {
-    let (metrics, prom) = super::promql::for_inventory(inv);
-    let (logs, loki) = super::loki::for_inventory(inv);
-    let slow = inv
-        .control_planes()
-        .nth(1)
-        .or_else(|| inv.control_planes().next());
-    let unreachable = inv
-        .hosts
-        .iter()
-        .rev()
-        .find(|h| h.role == Role::Agent)
-        .or(inv.hosts.last());
-    for sc in scenarios {
-        match sc {
-            Scenario::SlowDisk => {
-                if let Some(h) = slow {
-                    let id = h.id.clone();
-                    metrics.update(|c| c.slow_disk = Some(id));
-                    logs.set_slow_disk(Some(h.hostname.clone()));
-                }
-            }
-            Scenario::UnreachableHost => {
-                if let Some(h) = unreachable {
-                    let id = h.id.clone();
-                    metrics.update(|c| {
-                        c.down.insert(id);
-                    });
-                    logs.set_down(&h.hostname, true);
-                }
-            }
-            _ => {}
-        }
-    }
+/// Serve both faces on 127.0.0.1 until `stop`, kept in step with `world`: its down,
+/// rebooting or unreachable hosts, stopped etcd members and slow disks (so every scenario
+/// shows there as it does in the world).
+pub async fn start(world: Arc<super::World>, stop: CancellationToken) -> Result<Faces> {
+    let (metrics, prom) = super::promql::for_inventory(&world.inventory);
+    let (logs, loki) = super::loki::for_inventory(&world.inventory);
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
             .await
             .wrap_err("cannot listen on 127.0.0.1 for the Mimir/Loki faces")?;
     let addr = listener.local_addr().wrap_err("no local address")?;
-    if let Some(w) = world {
-        // In step from the first query on, then following the world.
-        apply(&w, &metrics, &logs, &downs(&w));
-        tokio::spawn(follow_world(w, metrics.clone(), logs.clone(), stop.clone()));
-    }
+    // In step from the first query on, then following the world.
+    apply(&world, &metrics, &logs, &knobs(&world));
+    tokio::spawn(follow_world(
+        world,
+        metrics.clone(),
+        logs.clone(),
+        stop.clone(),
+    ));
     let app = prom.merge(loki);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -85,27 +51,41 @@ pub async fn start(
     })
 }
 
-/// What the faces should treat as down: hosts down, rebooting or unreachable, and the hosts of
-/// stopped etcd members.
-type Downs = (
-    std::collections::BTreeSet<String>,
-    std::collections::BTreeSet<String>,
-);
+/// What the faces take from the world: hosts down, rebooting or unreachable; hosts of stopped
+/// etcd members; the host of a slow-disk member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Knobs {
+    down: BTreeSet<String>,
+    etcd_down: BTreeSet<String>,
+    /// (id, hostname) of the host whose etcd member has a slow disk.
+    slow_disk: Option<(String, String)>,
+}
 
-fn downs(world: &super::World) -> Downs {
+fn knobs(world: &super::World) -> Knobs {
     world.with_etcd(|etcd, hosts| {
-        let down = hosts
-            .values()
-            .filter(|h| !h.up || h.rebooting || h.unreachable)
-            .map(|h| h.id.clone())
-            .collect();
-        let etcd_down = etcd
-            .members
-            .iter()
-            .filter(|m| m.stopped)
-            .filter_map(|m| hosts.get(&m.hostname).map(|h| h.id.clone()))
-            .collect();
-        (down, etcd_down)
+        let host_of = |hostname: &str| {
+            hosts
+                .get(hostname)
+                .map(|h| (h.id.clone(), h.hostname.clone()))
+        };
+        Knobs {
+            down: hosts
+                .values()
+                .filter(|h| !h.up || h.rebooting || h.unreachable)
+                .map(|h| h.id.clone())
+                .collect(),
+            etcd_down: etcd
+                .members
+                .iter()
+                .filter(|m| m.stopped)
+                .filter_map(|m| host_of(&m.hostname).map(|(id, _)| id))
+                .collect(),
+            slow_disk: etcd
+                .members
+                .iter()
+                .find(|m| m.slow_disk)
+                .and_then(|m| host_of(&m.hostname)),
+        }
     })
 }
 
@@ -113,15 +93,17 @@ fn apply(
     world: &super::World,
     metrics: &super::promql::Generator,
     logs: &super::loki::LogGenerator,
-    d: &Downs,
+    k: &Knobs,
 ) {
-    let (down, etcd_down) = (d.0.clone(), d.1.clone());
+    let (down, etcd_down, slow) = (k.down.clone(), k.etcd_down.clone(), k.slow_disk.clone());
     metrics.update(move |c| {
         c.down = down;
         c.etcd_down = etcd_down;
+        c.slow_disk = slow.map(|(id, _)| id);
     });
+    logs.set_slow_disk(k.slow_disk.as_ref().map(|(_, hostname)| hostname.clone()));
     for h in &world.inventory.hosts {
-        logs.set_down(&h.hostname, d.0.contains(&h.id));
+        logs.set_down(&h.hostname, k.down.contains(&h.id));
     }
 }
 
@@ -133,13 +115,13 @@ async fn follow_world(
     logs: Arc<super::loki::LogGenerator>,
     stop: CancellationToken,
 ) {
-    let mut last = downs(&world);
+    let mut last = knobs(&world);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
         }
-        let now = downs(&world);
+        let now = knobs(&world);
         if now != last {
             apply(&world, &metrics, &logs, &now);
             last = now;

@@ -143,10 +143,7 @@ impl Theme {
     }
 }
 
-/// Whether `NO_COLOR` asks for no colour (set and not empty).
-pub fn no_color_requested() -> bool {
-    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
-}
+pub use crate::check::no_color_requested;
 
 fn resolve(name: &str) -> Result<(PathBuf, String), String> {
     let looks_like_path = name.contains('/') || name.ends_with(".toml");

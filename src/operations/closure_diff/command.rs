@@ -1,8 +1,6 @@
 //! `homeinfra-tui diff`: the headless closure diff (text or `--json`), with nix's progress
 //! on stderr and Ctrl-C cancelling (killing nix's process group).
 
-use std::io::IsTerminal;
-
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -60,8 +58,7 @@ pub async fn run(global: &GlobalArgs, args: &DiffArgs) -> Result<u8> {
         let text = serde_json::to_string_pretty(&doc).wrap_err("cannot encode the diff as JSON")?;
         println!("{text}");
     } else {
-        let colour = std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let colour = crate::check::use_colour();
         if let Some(h) = &host {
             println!("host: {h} ({mode})");
         }
