@@ -40,3 +40,4 @@ pub fn skip_or_fail(reason: &str) {
     }
     eprintln!("\n=== SKIPPED: {reason} ===\n");
 }
+pub mod ssh;

@@ -1,6 +1,6 @@
 //! `homeinfra-tui sim` as a user runs it: files written, `ready` printed, SIGTERM stops it.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! The stock kubectl against the simulated API server, with the generated kubeconfig.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The Mimir client against the REAL Prometheus of `scripts/test-env.sh` (route prefix
 //! `/prometheus`, 1 s scrape of a real node_exporter and the real 3-member etcd).
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

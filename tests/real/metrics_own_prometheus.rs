@@ -4,7 +4,7 @@
 //! every default query (alerts included) returns data through the running source task, and
 //! killing one node_exporter turns that host to "no data" while the other keeps its data.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

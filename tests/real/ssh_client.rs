@@ -1,7 +1,7 @@
 //! The SSH client against a real OpenSSH server (the shared one from scripts/test-env.sh, and
 //! private ones this test starts and kills).
 
-mod ssh_support;
+use crate::common::ssh as ssh_support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! upgrade's commands (`nixos-rebuild switch` streaming, `--rollback`, `reboot`) driving the
 //! simulated world.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! own mount namespace (`unshare -m`) where `/run/current-system`, `/run/booted-system` and the
 //! system profile point into real Nix store paths built offline by nix-build.
 
-mod ssh_support;
+use crate::common::ssh as ssh_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use homeinfra_tui::sources::ssh::{AgentSource, ClientSettings, Target};
 
-#[path = "../common/mod.rs"]
-pub mod common;
+pub(crate) use crate::common;
 
 /// The shared sshd from `scripts/test-env.sh`.
 pub struct SharedSshd {

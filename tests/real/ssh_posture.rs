@@ -3,7 +3,7 @@
 //! real fail2ban server (dummy ban action, private socket and config) — nothing on the host is
 //! touched. The SSH transport of the same script is tested in ssh_facts.rs.
 
-mod ssh_support;
+use crate::common::ssh as ssh_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! and into the sim's evaluator (parsed from the same OpenMetrics text); every expression —
 //! every default query included — must give the same answer in both, within float tolerance.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 //! the first one, so the step can only pass when output is streamed live; a failing command
 //! fails the step and leaves the node cordoned. Cluster, health and clock are the fakes.
 
-mod ssh_support;
+use crate::common::ssh as ssh_support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

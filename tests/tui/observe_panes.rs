@@ -2,7 +2,7 @@
 //! simulator's faces, and the Metrics pane against a REAL Prometheus scraping a real
 //! node_exporter.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

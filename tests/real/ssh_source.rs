@@ -1,7 +1,7 @@
 //! The SSH source task and `gather_once` against the real test sshd, with settings resolved
 //! from `[ssh]` and the inventory the way the app does it.
 
-mod ssh_support;
+use crate::common::ssh as ssh_support;
 
 use std::time::Duration;
 

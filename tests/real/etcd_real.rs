@@ -2,7 +2,7 @@
 //! starts its own 3-member cluster on its own loopback ports in a temp dir, kills and restarts
 //! members, and checks what the poller sees and which findings `assess` makes of it.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The simulated etcd JSON gateway, compared with the real etcd of scripts/test-env.sh, and
 //! its behaviour when members go down.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The real binary in a real terminal (tmux): keys in, screen out, terminal restored after
 //! `q`, SIGTERM, and when the terminal goes away.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

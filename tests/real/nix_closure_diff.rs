@@ -5,7 +5,7 @@
 //! Needs `nix-build` on PATH and root (own nix.conf, no daemon), or the test env's nix-daemon
 //! (`HOMEINFRA_TEST_NIX_CONF_DIR`) otherwise. Skips loudly locally, fails in CI.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! SSH goes to the REAL test sshd (127.0.0.1:2222), where the switch command (a harmless
 //! template in place of nixos-rebuild) records that it ran.
 
-mod ssh_support;
+use crate::common::ssh as ssh_support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

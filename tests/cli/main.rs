@@ -1,0 +1,9 @@
+//! The real binary as a user runs it: bad input, `sim`, headless `upgrade`, kill -9 and resume.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli_errors;
+mod sim_command;
+mod upgrade_cli;
+mod upgrade_cli_kill;

@@ -1,0 +1,13 @@
+//! Everything against the simulated homelab (src/sim): its faces through the app's own clients and stock kubectl, scenarios, the upgrade against it.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod health_sim;
+mod metrics_sim_face;
+mod sim_etcd;
+mod sim_kubectl;
+mod sim_scenarios;
+mod sim_ssh;
+mod sim_watch;
+mod upgrade_sim;

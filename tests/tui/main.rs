@@ -1,0 +1,8 @@
+//! The dashboard: TestBackend snapshots, panes against the simulator's faces, and the real binary in tmux.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod observe_panes;
+mod tui_e2e;
+mod tui_snapshots;
