@@ -6,7 +6,7 @@
 //! homelab. Only `app`, `ui` and `tui` may use ratatui or crossterm.
 
 pub mod app;
-pub mod check;
+pub mod base;
 pub mod cli;
 pub mod commands;
 pub mod config;

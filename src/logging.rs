@@ -7,18 +7,17 @@ use std::sync::Mutex;
 use color_eyre::eyre::{Result, WrapErr};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::GlobalArgs;
-
 /// The default log file: `$XDG_STATE_HOME/homeinfra-tui/homeinfra-tui.log`.
 pub fn default_log_path() -> Option<PathBuf> {
     crate::paths::app_state_dir().map(|d| d.join("homeinfra-tui.log"))
 }
 
 /// Set up the global subscriber. An explicit `--log-file` that cannot be opened is an error;
-/// a default log file that cannot be created only disables logging.
-pub fn init(global: &GlobalArgs) -> Result<()> {
-    let (path, explicit) = match &global.log_file {
-        Some(p) => (Some(p.clone()), true),
+/// a default log file that cannot be created only disables logging. `verbose`: 0 info,
+/// 1 debug, 2+ trace.
+pub fn init(log_file: Option<&std::path::Path>, verbose: u8) -> Result<()> {
+    let (path, explicit) = match log_file {
+        Some(p) => (Some(p.to_path_buf()), true),
         None => (default_log_path(), false),
     };
     let Some(path) = path else { return Ok(()) };
@@ -35,7 +34,7 @@ pub fn init(global: &GlobalArgs) -> Result<()> {
         }
         Err(_) => return Ok(()),
     };
-    let level = match global.verbose {
+    let level = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",

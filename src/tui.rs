@@ -1,7 +1,7 @@
 //! The terminal: setup, restore (always: quit, error, panic, Ctrl-C, SIGTERM, SIGHUP), and the
 //! event loop — one owner of state, redraw only when something changed.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Pending;
 use crate::app::panes::Tone;
-use crate::app::{App, Effect, Keymap, Msg};
-use crate::commands::Context;
+use crate::app::{App, Effect, Msg};
+use crate::base::Env;
 use crate::operations::diff_task::{self, DiffEvent, DiffRequest};
 use crate::operations::upgrade::Control;
 use crate::operations::upgrade::engine::UpgradeHandle;
@@ -38,55 +38,12 @@ pub fn restore() {
     let _ = out.flush();
 }
 
-/// Run the dashboard until the user quits or a signal arrives.
-pub async fn run_dashboard(ctx: Context) -> Result<()> {
-    let theme = Theme::load(
-        ctx.config.ui.theme.as_deref(),
-        ui::theme::no_color_requested(),
-    )
-    .map_err(|e| eyre!(e))?;
-    let keymap = Keymap::with_overrides(&ctx.config.ui.keys).map_err(|e| {
-        let file = ctx
-            .config_path
-            .as_ref()
-            .map_or("config".to_string(), |p| p.display().to_string());
-        eyre!("{file}: {e}")
-    })?;
-    // A bad PromQL override is a startup error (an unreachable Mimir is not: its pane says so).
-    if !ctx.global.offline && ctx.config.mimir.url.is_some() {
-        let check = crate::sources::mimir::check_config(&ctx.config.mimir);
-        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(3), check).await {
-            return Err(e);
-        }
-    }
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        return Err(eyre!(
-            "the dashboard needs a terminal; for scripts use `homeinfra-tui check [--json]`"
-        ));
-    }
-    let context = if let Some(l) = &ctx.label {
-        l.clone()
-    } else if ctx.global.offline {
-        "offline".to_string()
-    } else {
-        ctx.config
-            .kubernetes
-            .context
-            .clone()
-            .unwrap_or_else(|| "current context".into())
-    };
-    let app = App::new(
-        ctx.inventory.clone(),
-        ctx.config.clone(),
-        keymap,
-        sources::initial_snapshot(&ctx),
-        context,
-        ctx.global.read_only,
-        jiff::Timestamp::now(),
-    );
+/// Take over the terminal, run the event loop until the user quits or a signal arrives, and
+/// restore the terminal whatever happens (the panic hook restores it too).
+pub async fn run(app: App, theme: &Theme, env: &Env) -> Result<()> {
     let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;
     install_panic_hook();
-    let result = event_loop(&mut terminal, app, &theme, &ctx).await;
+    let result = event_loop(&mut terminal, app, theme, env).await;
     restore();
     result
 }
@@ -118,7 +75,7 @@ async fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
     theme: &Theme,
-    ctx: &Context,
+    ctx: &Env,
 ) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).wrap_err("cannot watch SIGTERM")?;
     let mut sighup = signal(SignalKind::hangup()).wrap_err("cannot watch SIGHUP")?;
@@ -211,7 +168,7 @@ async fn event_loop(
                             app.status = Some((
                                 format!(
                                     "cannot start the upgrade: {}",
-                                    crate::commands::error_chain(&e)
+                                    crate::base::error_chain(&e)
                                 ),
                                 Tone::Critical,
                             ));
@@ -254,7 +211,7 @@ async fn event_loop(
 /// Start (or restart) the closure diff of a host; its events come back on `tx`.
 fn start_diff(
     app: &mut App,
-    ctx: &Context,
+    ctx: &Env,
     host: &str,
     tasks: &mut HashMap<String, CancellationToken>,
     tx: &tokio::sync::mpsc::Sender<DiffEvent>,
@@ -301,7 +258,7 @@ fn spawn_change(
             (Pending::Uncordon { node }, Ok(())) => (format!("{node} uncordoned"), Tone::Ok),
             (_, Ok(())) => ("done".to_string(), Tone::Ok),
             (_, Err(e)) => (
-                format!("failed: {}", crate::commands::error_chain(&e)),
+                format!("failed: {}", crate::base::error_chain(&e)),
                 Tone::Critical,
             ),
         };

@@ -2,8 +2,8 @@
 
 use std::collections::VecDeque;
 
-use crate::operations::upgrade::headless::format_event;
 use crate::operations::upgrade::progress::RunProgress;
+use crate::operations::upgrade::text::format_event;
 use crate::operations::upgrade_task::{Planned, UpgradeMsg};
 
 /// Lines of the run's event log kept (oldest dropped).
@@ -53,7 +53,7 @@ impl UpgradeView {
         if let Some(o) = &p.outcome {
             return Some(format!(
                 "upgrade {done}/{total}: {}",
-                crate::operations::upgrade::headless::format_outcome(o)
+                crate::operations::upgrade::text::format_outcome(o)
             ));
         }
         let step = p

@@ -64,7 +64,7 @@ pub fn spawn(req: DiffRequest, tx: mpsc::Sender<DiffEvent>) -> CancellationToken
         let _ = forward.await;
         let result = result
             .map(Box::new)
-            .map_err(|e| crate::commands::error_chain(&e));
+            .map_err(|e| crate::base::error_chain(&e));
         let _ = tx.send(DiffEvent::Done { host, result }).await;
     });
     cancel

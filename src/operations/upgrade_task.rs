@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use super::upgrade::engine::{self, StartOptions, UpgradeHandle};
 use super::upgrade::guards::GuardVerdict;
 use super::upgrade::{Plan, PlanEntry, Settings, UpgradeEvent, live, lock};
-use crate::commands::Context;
+use crate::base::Env;
 
 /// What the upgrade tasks report.
 #[derive(Debug, Clone)]
@@ -27,27 +27,27 @@ pub struct Planned {
 
 /// Compute the plan of all hosts (or `only`) and its dry run; the result arrives as
 /// `UpgradeMsg::Planned`.
-pub fn spawn_plan(ctx: Context, only: Vec<String>, tx: mpsc::Sender<UpgradeMsg>) {
+pub fn spawn_plan(env: Env, only: Vec<String>, tx: mpsc::Sender<UpgradeMsg>) {
     tokio::spawn(async move {
-        let r = prepare(&ctx, &only)
+        let r = prepare(&env, &only)
             .await
             .map(Box::new)
-            .map_err(|e| crate::commands::error_chain(&e));
+            .map_err(|e| crate::base::error_chain(&e));
         let _ = tx.send(UpgradeMsg::Planned(r)).await;
     });
 }
 
-async fn prepare(ctx: &Context, only: &[String]) -> Result<Planned> {
-    let journal_dir = live::journal_dir(ctx)?;
-    let world = live::world(ctx).await?;
+async fn prepare(env: &Env, only: &[String]) -> Result<Planned> {
+    let journal_dir = live::journal_dir(&env.config.upgrade)?;
+    let world = live::world(env).await?;
     if let Some(super::upgrade::RunOutcome::Refused { message, .. }) =
         engine::preflight(&world, &journal_dir, "").await
     {
         return Err(eyre!(message));
     }
-    let p = live::new_plan(ctx, &world, only).await?;
-    let settings = Settings::from_config(&ctx.config.upgrade);
-    let verdicts = engine::dry_run(&world, &ctx.inventory, &p, &settings).await;
+    let p = live::new_plan(env, &world, only).await?;
+    let settings = Settings::from_config(&env.config.upgrade);
+    let verdicts = engine::dry_run(&world, &env.inventory, &p, &settings).await;
     let lock = lock::current(world.cluster.as_ref(), world.clock.now())
         .await
         .ok()
@@ -63,13 +63,13 @@ async fn prepare(ctx: &Context, only: &[String]) -> Result<Planned> {
 /// Start the run of a confirmed plan; events arrive as `UpgradeMsg::Event`. The run waits for
 /// the operator on a refusal, a failed step or a reboot question (interactive mode).
 pub async fn start(
-    ctx: &Context,
+    env: &Env,
     the_plan: Plan,
     tx: mpsc::Sender<UpgradeMsg>,
 ) -> Result<UpgradeHandle> {
-    let journal_dir = live::journal_dir(ctx)?;
-    let world = live::world(ctx).await?;
-    let settings = Settings::from_config(&ctx.config.upgrade);
+    let journal_dir = live::journal_dir(&env.config.upgrade)?;
+    let world = live::world(env).await?;
+    let settings = Settings::from_config(&env.config.upgrade);
     let opts = StartOptions {
         holder: lock::holder_identity(&the_plan.run_id),
         force_unlock: false,
@@ -78,7 +78,7 @@ pub async fn start(
         resume: None,
     };
     let (handle, mut events) =
-        engine::start(world, ctx.inventory.clone(), the_plan, settings, opts);
+        engine::start(world, env.inventory.clone(), the_plan, settings, opts);
     tokio::spawn(async move {
         while let Some(e) = events.recv().await {
             if tx.send(UpgradeMsg::Event(Box::new(e))).await.is_err() {

@@ -76,20 +76,22 @@ impl Default for SimOptions {
 }
 
 impl SimOptions {
-    /// Options from the `sim`/`demo` command line (`--nodes`, `--scenario`, `--speed`);
-    /// unknown scenarios and bad speeds are errors.
-    pub fn from_args(args: &crate::cli::SimModelArgs, hosts: Option<Inventory>) -> Result<Self> {
-        let scenarios = scenario::parse_all(&args.scenarios).map_err(|e| eyre!(e))?;
-        if !(args.speed > 0.0 && args.speed.is_finite()) {
-            return Err(eyre!(
-                "--speed must be a positive number, not {}",
-                args.speed
-            ));
+    /// Options for `--nodes`, `--scenario` names and `--speed`; unknown scenarios and bad
+    /// speeds are errors.
+    pub fn new(
+        nodes: Option<usize>,
+        scenarios: &[String],
+        speed: f64,
+        hosts: Option<Inventory>,
+    ) -> Result<Self> {
+        let scenarios = scenario::parse_all(scenarios).map_err(|e| eyre!(e))?;
+        if !(speed > 0.0 && speed.is_finite()) {
+            return Err(eyre!("--speed must be a positive number, not {speed}"));
         }
         Ok(Self {
-            nodes: args.nodes,
+            nodes,
             scenarios,
-            speed: args.speed,
+            speed,
             inventory: hosts,
             port: 0,
         })
@@ -332,56 +334,4 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
         ssh: ssh_face.client_config(),
         ssh_face,
     })
-}
-
-/// `homeinfra-tui sim`: start, print `ready`, serve until SIGTERM/SIGINT.
-pub async fn run_sim_command(args: &crate::cli::SimArgs, hosts: Option<Inventory>) -> Result<u8> {
-    let scenarios = scenario::parse_all(&args.model.scenarios).map_err(|e| eyre!(e))?;
-    if !(args.model.speed > 0.0 && args.model.speed.is_finite()) {
-        return Err(eyre!(
-            "--speed must be a positive number, not {}",
-            args.model.speed
-        ));
-    }
-    let opts = SimOptions {
-        nodes: args.model.nodes,
-        scenarios,
-        speed: args.model.speed,
-        inventory: hosts,
-        port: 0,
-    };
-    let handle = start(opts, &args.dir).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "ready");
-        let _ = out.flush();
-    }
-    eprintln!(
-        "simulated homelab: API {} ({} hosts), etcd {}, SSH port {}; files in {}",
-        handle.api_url(),
-        handle.inventory().hosts.len(),
-        handle.etcd_urls().join(", "),
-        handle.ssh_config().port,
-        args.dir.display()
-    );
-    wait_for_signal().await?;
-    handle.shutdown().await;
-    Ok(0)
-}
-
-async fn wait_for_signal() -> Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).wrap_err("cannot watch SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.wrap_err("cannot watch SIGINT")?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .wrap_err("cannot watch Ctrl-C")?;
-    Ok(())
 }

@@ -38,10 +38,10 @@ pub enum Update {
 pub type UpdateTx = tokio::sync::mpsc::Sender<Update>;
 
 /// The snapshot before any source reported: which sources are configured, and why not.
-pub fn initial_snapshot(ctx: &crate::commands::Context) -> crate::model::Snapshot {
+pub fn initial_snapshot(ctx: &crate::base::Env) -> crate::model::Snapshot {
     use crate::model::{Snapshot, Sourced};
     let cfg = &ctx.config;
-    let offline = ctx.global.offline;
+    let offline = ctx.offline;
     fn source<T>(
         offline: bool,
         name: &str,
@@ -118,9 +118,9 @@ impl Drop for Sources {
 }
 
 /// Start every configured source (none with `--offline`).
-pub fn spawn_all(ctx: &crate::commands::Context, tx: UpdateTx) -> Sources {
+pub fn spawn_all(ctx: &crate::base::Env, tx: UpdateTx) -> Sources {
     let mut sources = Sources::default();
-    if ctx.global.offline {
+    if ctx.offline {
         return sources;
     }
     let cfg = &ctx.config;
@@ -156,11 +156,11 @@ pub fn spawn_all(ctx: &crate::commands::Context, tx: UpdateTx) -> Sources {
 /// Poll every configured source once, each bounded by `timeout`, for `check`.
 /// With `--offline` no source is contacted.
 pub async fn gather_once(
-    ctx: &crate::commands::Context,
+    ctx: &crate::base::Env,
     timeout: std::time::Duration,
 ) -> crate::model::Snapshot {
     let mut snap = initial_snapshot(ctx);
-    if ctx.global.offline {
+    if ctx.offline {
         return snap;
     }
     let now = jiff::Timestamp::now();

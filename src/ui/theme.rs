@@ -143,7 +143,7 @@ impl Theme {
     }
 }
 
-pub use crate::check::no_color_requested;
+pub use crate::base::no_color_requested;
 
 fn resolve(name: &str) -> Result<(PathBuf, String), String> {
     let looks_like_path = name.contains('/') || name.ends_with(".toml");

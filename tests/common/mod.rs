@@ -40,4 +40,5 @@ pub fn skip_or_fail(reason: &str) {
     }
     eprintln!("\n=== SKIPPED: {reason} ===\n");
 }
+pub mod sim;
 pub mod ssh;

@@ -5,10 +5,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common;
 use homeinfra_tui::app::{App, Keymap};
-use homeinfra_tui::cli::GlobalArgs;
-use homeinfra_tui::commands::Context;
-use homeinfra_tui::sim::{self, SimOptions};
+use homeinfra_tui::sim::{self};
 use homeinfra_tui::ui::{self, Theme};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -18,13 +17,7 @@ fn init() {
 }
 
 async fn start(scenarios: &[&str], dir: &Path) -> sim::SimHandle {
-    let names: Vec<String> = scenarios.iter().map(|s| s.to_string()).collect();
-    let opts = SimOptions {
-        scenarios: sim::scenario::parse_all(&names).unwrap(),
-        speed: 50.0,
-        ..Default::default()
-    };
-    sim::start(opts, dir).await.unwrap()
+    common::sim::start_in(scenarios, 50.0, dir).await
 }
 
 /// `check --json` by the real binary: (exit code, {(severity, code)}).
@@ -32,21 +25,7 @@ async fn check(
     h: &sim::SimHandle,
     home: &Path,
 ) -> (i32, BTreeSet<(String, String)>, serde_json::Value) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"))
-        .arg("--config")
-        .arg(h.config_path())
-        .arg("--hosts")
-        .arg(h.hosts_path())
-        .args(["check", "--json", "--timeout", "10"])
-        .env("HOME", home)
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("XDG_CONFIG_HOME", home.join("cfg"))
-        .env_remove("KUBECONFIG")
-        .output()
-        .await
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let (code, doc) = common::sim::check_json(h, home).await;
     let set = doc["findings"]
         .as_array()
         .unwrap()
@@ -58,7 +37,7 @@ async fn check(
             )
         })
         .collect();
-    (out.status.code().unwrap_or(-1), set, doc)
+    (code, set, doc)
 }
 
 fn has(set: &BTreeSet<(String, String)>, sev: &str, code: &str) -> bool {
@@ -167,18 +146,7 @@ async fn scenarios_in_the_dashboard() {
     for scenario in ["last-replica", "etcd-member-down"] {
         let dir = tempfile::tempdir().unwrap();
         let h = start(&[scenario], &dir.path().join("sim")).await;
-        let global = GlobalArgs {
-            config: Some(h.config_path()),
-            hosts: h.hosts_path(),
-            kubeconfig: None,
-            context: None,
-            theme: None,
-            read_only: true,
-            offline: false,
-            verbose: 0,
-            log_file: None,
-        };
-        let mut ctx = Context::load(&global).unwrap();
+        let mut ctx = common::sim::env(&h);
         // Metrics and logs move with the clock: keep Mimir and Loki out of this snapshot (they
         // have their own tests), so etcd's figures come from its members alone.
         ctx.config.mimir.url = None;

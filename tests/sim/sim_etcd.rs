@@ -6,23 +6,11 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use homeinfra_tui::sim::{self, Scenario, SimHandle, SimOptions};
+use homeinfra_tui::sim::{Scenario, SimHandle};
 use serde_json::Value;
 
 async fn start(scenarios: Vec<Scenario>) -> (SimHandle, tempfile::TempDir) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let h = sim::start(
-        SimOptions {
-            scenarios,
-            speed: 20.0,
-            ..Default::default()
-        },
-        dir.path(),
-    )
-    .await
-    .unwrap();
-    (h, dir)
+    common::sim::start_with(scenarios, 20.0).await
 }
 
 fn http() -> reqwest::Client {

@@ -5,7 +5,7 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
-use homeinfra_tui::sim::{self, Scenario, SimHandle, SimOptions};
+use homeinfra_tui::sim::{self, Scenario, SimHandle};
 
 struct Kubectl {
     bin: std::path::PathBuf,
@@ -46,19 +46,7 @@ impl Kubectl {
 }
 
 async fn start(scenarios: Vec<Scenario>, speed: f64) -> (SimHandle, tempfile::TempDir) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let h = sim::start(
-        SimOptions {
-            scenarios,
-            speed,
-            ..Default::default()
-        },
-        dir.path(),
-    )
-    .await
-    .unwrap();
-    (h, dir)
+    common::sim::start_with(scenarios, speed).await
 }
 
 fn column(table: &str, row_start: &str, header: &str) -> String {

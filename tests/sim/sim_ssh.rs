@@ -8,22 +8,13 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
-use homeinfra_tui::cli::GlobalArgs;
-use homeinfra_tui::commands::Context;
 use homeinfra_tui::model::host::{HostFacts, SshProblem};
-use homeinfra_tui::sim::{self, SimOptions};
+use homeinfra_tui::sim::{self};
 use homeinfra_tui::sources::ssh::{self, HostsClient, OutputChunk};
 use tokio::sync::mpsc;
 
 async fn start(scenarios: &[&str], dir: &Path) -> sim::SimHandle {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let names: Vec<String> = scenarios.iter().map(|s| s.to_string()).collect();
-    let opts = SimOptions {
-        scenarios: sim::scenario::parse_all(&names).unwrap(),
-        speed: 50.0,
-        ..Default::default()
-    };
-    sim::start(opts, dir).await.unwrap()
+    common::sim::start_in(scenarios, 50.0, dir).await
 }
 
 async fn all_facts(h: &sim::SimHandle) -> Vec<(String, Result<HostFacts, String>)> {
@@ -87,18 +78,7 @@ async fn facts_from_every_host_through_the_written_config() {
             .lines()
             .all(|l| l.starts_with("[127.0.0.") && l.contains(" ssh-ed25519 "))
     );
-    let global = GlobalArgs {
-        config: Some(h.config_path()),
-        hosts: h.hosts_path(),
-        kubeconfig: None,
-        context: None,
-        theme: None,
-        read_only: true,
-        offline: false,
-        verbose: 0,
-        log_file: None,
-    };
-    let ctx = Context::load(&global).unwrap();
+    let ctx = common::sim::env(&h);
     assert!(ctx.config.ssh.enabled);
     assert!(!ctx.config.ssh.use_ssh_config);
     let got = ssh::gather_once(&ctx.config.ssh, &ctx.inventory, Duration::from_secs(10)).await;

@@ -1,29 +1,18 @@
 //! kube-rs (the app's own client) against the simulator: watchers see cordons, evictions
 //! and reboots as events; conflicts, 429 and 410 behave like a real API server.
 
+use crate::common;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use homeinfra_tui::sim::{self, Scenario, SimHandle, SimOptions};
+use homeinfra_tui::sim::{Scenario, SimHandle};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, EvictParams, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 
 async fn start(scenarios: Vec<Scenario>, speed: f64) -> (SimHandle, tempfile::TempDir) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let h = sim::start(
-        SimOptions {
-            scenarios,
-            speed,
-            ..Default::default()
-        },
-        dir.path(),
-    )
-    .await
-    .unwrap();
-    (h, dir)
+    common::sim::start_with(scenarios, speed).await
 }
 
 async fn client(h: &SimHandle) -> kube::Client {

@@ -150,18 +150,7 @@ async fn a_stopped_member_has_no_metrics_in_the_simulator() {
         ..Default::default()
     };
     let h = homeinfra_tui::sim::start(opts, dir.path()).await.unwrap();
-    let global = homeinfra_tui::cli::GlobalArgs {
-        config: Some(h.config_path()),
-        hosts: h.hosts_path(),
-        kubeconfig: None,
-        context: None,
-        theme: None,
-        read_only: true,
-        offline: false,
-        verbose: 0,
-        log_file: None,
-    };
-    let ctx = homeinfra_tui::commands::Context::load(&global).unwrap();
+    let ctx = common::sim::env(&h);
     let snap = homeinfra_tui::sources::gather_once(&ctx, Duration::from_secs(10)).await;
     assert!(snap.mimir.data.is_some(), "{:?}", snap.mimir.status);
     let a = app(ctx.inventory.clone(), ctx.config.clone(), snap);

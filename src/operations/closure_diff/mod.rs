@@ -24,7 +24,6 @@
 //! ```
 
 pub mod classify;
-pub mod command;
 pub mod nix;
 pub mod parse;
 pub mod render;

@@ -24,7 +24,7 @@ use super::world::{
     Alert, AutoUpgrade, BootState, ClusterOps, CommandSpec, DrainPod, Eviction, GateResult,
     HealthInputs, HealthProvider, HostOps, LeaseRecord, LeaseWrite, NodeStatus, SystemClock, World,
 };
-use crate::commands::Context;
+use crate::base::Env;
 use crate::config::{KubernetesConfig, MimirConfig};
 use crate::inventory::{Host, Inventory};
 use crate::model::host::{BootFiles, HostFacts};
@@ -32,18 +32,18 @@ use crate::sources::kubernetes::convert::{self, CORDONED_BY_ANNOTATION};
 use crate::sources::ssh::{HostsClient, OutputChunk};
 
 /// The real world for a command context.
-pub async fn world(ctx: &Context) -> Result<World> {
-    let cluster = Arc::new(KubeCluster::new(&ctx.config.kubernetes).await?);
+pub async fn world(env: &Env) -> Result<World> {
+    let cluster = Arc::new(KubeCluster::new(&env.config.kubernetes).await?);
     let ssh = Arc::new(
-        HostsClient::new(&ctx.config.ssh, &ctx.inventory)
+        HostsClient::new(&env.config.ssh, &env.inventory)
             .wrap_err("cannot set up SSH to the hosts")?,
     );
     let hosts = Arc::new(SshHosts::new(ssh));
     let health = Arc::new(LiveHealth {
-        kubernetes: ctx.config.kubernetes.clone(),
-        etcd: ctx.config.etcd.clone(),
-        mimir: ctx.config.mimir.clone(),
-        inventory: ctx.inventory.clone(),
+        kubernetes: env.config.kubernetes.clone(),
+        etcd: env.config.etcd.clone(),
+        mimir: env.config.mimir.clone(),
+        inventory: env.inventory.clone(),
     });
     Ok(World {
         cluster,
@@ -54,10 +54,8 @@ pub async fn world(ctx: &Context) -> Result<World> {
 }
 
 /// Where run journals go: `[upgrade] journal_dir`, else `$XDG_STATE_HOME/homeinfra-tui/runs`.
-pub fn journal_dir(ctx: &Context) -> Result<std::path::PathBuf> {
-    ctx.config
-        .upgrade
-        .journal_dir
+pub fn journal_dir(cfg: &crate::config::UpgradeConfig) -> Result<std::path::PathBuf> {
+    cfg.journal_dir
         .clone()
         .or_else(super::journal::default_dir)
         .ok_or_else(|| {
@@ -68,25 +66,25 @@ pub fn journal_dir(ctx: &Context) -> Result<std::path::PathBuf> {
 /// A new run's plan: the flake from `[upgrade] flake` (or `[nix] flake`), the order from the
 /// inventory, `[upgrade] order` and `only`, the etcd leader (from `world`) last.
 pub async fn new_plan(
-    ctx: &Context,
+    env: &Env,
     world: &super::world::World,
     only: &[String],
 ) -> Result<super::Plan> {
-    let flake = ctx
+    let flake = env
         .config
         .upgrade
         .flake
         .clone()
-        .or_else(|| ctx.config.nix.flake.clone())
+        .or_else(|| env.config.nix.flake.clone())
         .ok_or_else(|| {
             eyre!("no flake to build: set [upgrade] flake (or [nix] flake) in the config")
         })?;
     let health = world.health.gather(&[]).await;
     let etcd = health.etcd.and_then(|r| r.ok());
     super::plan(
-        &ctx.inventory,
+        &env.inventory,
         etcd.as_ref(),
-        &ctx.config.upgrade.order,
+        &env.config.upgrade.order,
         only,
         &flake,
         &super::new_run_id(),

@@ -18,12 +18,13 @@
 pub mod engine;
 pub mod fake;
 pub mod guards;
-pub mod headless;
+
 pub mod journal;
 pub mod live;
 pub mod lock;
 pub mod plan;
 pub mod progress;
+pub mod text;
 pub mod world;
 
 use std::fmt;

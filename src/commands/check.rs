@@ -1,13 +1,11 @@
 //! `check`: one-shot health with an exit code and an optional JSON document
 //! `{"status": "ok|warning|critical|unknown", "findings": [{"severity","code","subject","message"}]}`.
 
-use std::io::IsTerminal;
-
 use color_eyre::eyre::{Report, Result};
 use serde::Serialize;
 
-use crate::cli::CheckArgs;
-use crate::commands::{Context, error_chain};
+use crate::base::{error_chain, use_colour};
+use crate::cli::{CheckArgs, GlobalArgs};
 use crate::model::{self, Finding, Severity, Status};
 
 #[derive(Debug, Serialize)]
@@ -17,7 +15,12 @@ pub struct Document<'a> {
 }
 
 /// Gather every configured source once (bounded by the timeout), assess, print, exit code.
-pub async fn run(ctx: Context, args: &CheckArgs) -> Result<u8> {
+/// A config or inventory that cannot be loaded is "could not check" (exit 3).
+pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
+    let ctx = match super::load(global) {
+        Ok(l) => l.env,
+        Err(e) => return Ok(report_load_error(&e, args.json)),
+    };
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));
     let snapshot = crate::sources::gather_once(&ctx, timeout).await;
     let now = jiff::Timestamp::now();
@@ -35,7 +38,7 @@ pub async fn run(ctx: Context, args: &CheckArgs) -> Result<u8> {
 }
 
 /// A config or inventory that cannot be loaded: "could not check" (exit 3).
-pub fn report_load_error(e: &Report, json: bool) -> u8 {
+fn report_load_error(e: &Report, json: bool) -> u8 {
     let message = error_chain(e);
     if json {
         let f = [Finding::new(
@@ -55,16 +58,6 @@ fn to_json(status: Status, findings: &[Finding]) -> String {
     let doc = Document { status, findings };
     serde_json::to_string_pretty(&doc)
         .unwrap_or_else(|e| format!("{{\"status\":\"unknown\",\"error\":\"{e}\"}}"))
-}
-
-/// Whether `NO_COLOR` asks for no colour (set and not empty).
-pub fn no_color_requested() -> bool {
-    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
-}
-
-/// Colour on standard output: a terminal, and `NO_COLOR` not set.
-pub fn use_colour() -> bool {
-    std::io::stdout().is_terminal() && !no_color_requested()
 }
 
 /// Findings grouped by severity, worst first.

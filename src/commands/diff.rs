@@ -5,9 +5,11 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{Nix, NixCopyFromSsh, Progress, Reporter, SshTarget};
 use crate::cli::{DiffArgs, DiffMode, GlobalArgs};
 use crate::model::closure::ClosureDiff;
+use crate::operations::closure_diff::{
+    self as cd, Nix, NixCopyFromSsh, Progress, Reporter, SshTarget,
+};
 
 /// What `diff --json` prints: the classified diff plus what it was computed from.
 #[derive(Debug, Serialize)]
@@ -58,11 +60,11 @@ pub async fn run(global: &GlobalArgs, args: &DiffArgs) -> Result<u8> {
         let text = serde_json::to_string_pretty(&doc).wrap_err("cannot encode the diff as JSON")?;
         println!("{text}");
     } else {
-        let colour = crate::check::use_colour();
+        let colour = crate::base::use_colour();
         if let Some(h) = &host {
             println!("host: {h} ({mode})");
         }
-        print!("{}", super::render::to_text(&diff, colour));
+        print!("{}", cd::render::to_text(&diff, colour));
     }
     Ok(0)
 }
@@ -82,10 +84,10 @@ async fn compute(
         nix.offline = global.offline;
         let from = from.to_string_lossy();
         let to = to.to_string_lossy();
-        let diff = super::diff_paths(&nix, &from, &to, reporter, cancel).await?;
+        let diff = cd::diff_paths(&nix, &from, &to, reporter, cancel).await?;
         return Ok(("paths", None, diff, Vec::new()));
     }
-    let ctx = crate::commands::Context::load(global)?;
+    let ctx = super::load(global)?.env;
     let wanted = args
         .host
         .as_deref()
@@ -103,7 +105,7 @@ async fn compute(
     nix.offline = global.offline;
     match args.mode {
         DiffMode::Update => {
-            let out = super::update_diff(&nix, &flake, &host.id, reporter, cancel).await?;
+            let out = cd::update_diff(&nix, &flake, &host.id, reporter, cancel).await?;
             Ok(("update", Some(host.id), out.diff, out.lock_changes))
         }
         DiffMode::Drift => {
@@ -126,12 +128,11 @@ async fn compute(
                 ))
                 .await;
             let deployed =
-                super::deployed_system_via_ssh(&target, "/run/current-system", reporter, cancel)
+                cd::deployed_system_via_ssh(&target, "/run/current-system", reporter, cancel)
                     .await?;
             let source = NixCopyFromSsh { target };
-            let diff =
-                super::drift_diff(&nix, &deployed, &source, &flake, &host.id, reporter, cancel)
-                    .await?;
+            let diff = cd::drift_diff(&nix, &deployed, &source, &flake, &host.id, reporter, cancel)
+                .await?;
             Ok(("drift", Some(host.id), diff, Vec::new()))
         }
     }
