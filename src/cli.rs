@@ -60,6 +60,25 @@ pub enum Command {
     Diff(DiffArgs),
     /// Headless guarded rolling upgrade.
     Upgrade(UpgradeArgs),
+    /// Shell completions for bash, zsh or fish, on standard output.
+    Completions(CompletionsArgs),
+    /// The manual page (roff), on standard output: `homeinfra-tui man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// Shells with completions (the ones clap_complete generates and we test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Args)]

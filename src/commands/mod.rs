@@ -5,6 +5,7 @@
 pub mod check;
 pub mod dashboard;
 pub mod diff;
+pub mod docs;
 pub mod sim;
 pub mod upgrade;
 
@@ -94,5 +95,7 @@ async fn run(cli: Cli) -> Result<u8> {
             let loaded = load(&global)?;
             upgrade::run(loaded, &args).await
         }
+        Command::Completions(args) => docs::completions(args.shell),
+        Command::Man => docs::man(),
     }
 }

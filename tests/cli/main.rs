@@ -4,6 +4,7 @@
 mod common;
 
 mod cli_errors;
+mod docs;
 mod sim_command;
 mod upgrade_cli;
 mod upgrade_cli_kill;
