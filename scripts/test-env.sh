@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real components homeinfra-tui's tests use, on loopback only.
 #   scripts/test-env.sh install        Debian packages (root; skipped when present)
-#   scripts/test-env.sh start [BASE]   start etcd x3, node_exporter, Prometheus, sshd, nix fixtures
+#   scripts/test-env.sh start [BASE]   start etcd x3, node_exporter, Prometheus, Alertmanager (with a
+#                                      second Prometheus whose rules fire into it), sshd, nix
 #   scripts/test-env.sh stop  [BASE]   stop exactly what `start` started (by PID)
 #   scripts/test-env.sh status [BASE]  exit 0 when they are up
 # `start` writes $BASE/env.sh with HOMEINFRA_TEST_* variables for the tests.
@@ -18,7 +19,7 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   done; log "ready: $what"
 }
 
-PACKAGES=(etcd-server etcd-client prometheus prometheus-node-exporter openssh-server nix-bin tmux sudo curl ca-certificates nftables iptables fail2ban)
+PACKAGES=(etcd-server etcd-client prometheus prometheus-node-exporter prometheus-alertmanager openssh-server nix-bin tmux sudo curl ca-certificates nftables iptables fail2ban)
 
 do_install() {
   local missing=()
@@ -72,6 +73,52 @@ P
     --web.external-url=http://127.0.0.1:19090/prometheus --web.enable-lifecycle \
     >"$BASE/logs/prometheus.log" 2>&1 &
   echo $! > "$BASE/pids/prometheus.pid"
+}
+
+# Alertmanager on 127.0.0.1:19093, fed by a second Prometheus (19091, so the shared one on
+# 19090 keeps no alert rules) whose rules always fire: one alert per test "node"
+# (am-node1..am-node4, on the `node`, `instance` or `host` label) at warning and critical.
+start_alertmanager() {
+  mkdir -p "$BASE/alertmanager" "$BASE/prometheus-alerting"
+  cat > "$BASE/alertmanager/alertmanager.yml" <<'A'
+route: {receiver: "null", group_wait: 1s, group_interval: 1s}
+receivers: [{name: "null"}]
+A
+  prometheus-alertmanager --config.file="$BASE/alertmanager/alertmanager.yml" \
+    --storage.path="$BASE/alertmanager/data" --web.listen-address=127.0.0.1:19093 \
+    --cluster.listen-address= >"$BASE/logs/alertmanager.log" 2>&1 &
+  echo $! > "$BASE/pids/alertmanager.pid"
+  cat > "$BASE/prometheus-alerting/rules.yml" <<'R'
+groups:
+- name: homeinfra-test
+  interval: 1s
+  rules:
+  - alert: HomeinfraTestNodeWarning
+    expr: vector(1)
+    labels: {severity: warning, node: am-node1}
+  - alert: HomeinfraTestNodeCritical
+    expr: vector(1)
+    labels: {severity: critical, node: am-node2}
+  - alert: HomeinfraTestInstanceCritical
+    expr: vector(1)
+    labels: {severity: critical, instance: "am-node3:9100"}
+  - alert: HomeinfraTestHostCritical
+    expr: vector(1)
+    labels: {severity: critical, host: am-node4}
+R
+  cat > "$BASE/prometheus-alerting/prometheus.yml" <<'P'
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [rules.yml]
+alerting:
+  alertmanagers: [{static_configs: [{targets: ['127.0.0.1:19093']}]}]
+P
+  prometheus --config.file="$BASE/prometheus-alerting/prometheus.yml" \
+    --storage.tsdb.path="$BASE/prometheus-alerting/data" --web.listen-address=127.0.0.1:19091 \
+    --rules.alert.resend-delay=1s \
+    >"$BASE/logs/prometheus-alerting.log" 2>&1 &
+  echo $! > "$BASE/pids/prometheus-alerting.pid"
 }
 
 start_sshd() {
@@ -130,12 +177,15 @@ do_start() {
   if ls "$BASE"/pids/*.pid >/dev/null 2>&1; then log "stopping leftovers first"; do_stop; fi
   start_etcd
   start_metrics
+  start_alertmanager
   start_sshd
   start_nix
   export ETCDCTL_API=3
   wait_for 30 "etcd cluster healthy" etcdctl --endpoints=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793 --command-timeout=2s endpoint health
   wait_for 15 "node_exporter" curl -sf http://127.0.0.1:19100/metrics
   wait_for 15 "prometheus ready" curl -sf http://127.0.0.1:19090/prometheus/-/ready
+  wait_for 15 "alertmanager ready" curl -sf http://127.0.0.1:19093/-/ready
+  wait_for 30 "alerts firing into alertmanager" sh -c "curl -sf http://127.0.0.1:19093/api/v2/alerts | grep -q HomeinfraTestHostCritical"
   local ssh="ssh -p 2222 -i $BASE/ssh/id_operator -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$BASE/ssh/known_hosts -o ConnectTimeout=5"
   wait_for 15 "sshd key login" $ssh operator@127.0.0.1 true
   cat > "$BASE/env.sh" <<E
@@ -143,6 +193,7 @@ export HOMEINFRA_TEST_BASE=$BASE
 export HOMEINFRA_TEST_ETCD_ENDPOINTS=http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793
 export HOMEINFRA_TEST_ETCD_METRICS=http://127.0.0.1:23811/metrics,http://127.0.0.1:23812/metrics,http://127.0.0.1:23813/metrics
 export HOMEINFRA_TEST_PROM_URL=http://127.0.0.1:19090/prometheus
+export HOMEINFRA_TEST_ALERTMANAGER_URL=http://127.0.0.1:19093
 export HOMEINFRA_TEST_SSH_HOST=127.0.0.1 HOMEINFRA_TEST_SSH_PORT=2222 HOMEINFRA_TEST_SSH_USER=operator
 export HOMEINFRA_TEST_SSH_KEY=$BASE/ssh/id_operator HOMEINFRA_TEST_SSH_KNOWN_HOSTS=$BASE/ssh/known_hosts
 export HOMEINFRA_TEST_NIX_CONF_DIR=$BASE/nix
@@ -162,13 +213,14 @@ do_stop() {
   for pid in "${pids[@]}"; do
     while st=$(ps -o stat= -p "$pid" 2>/dev/null) && [ "${st:0:1}" != Z ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
   done
-  rm -rf "$BASE/etcd" "$BASE/prometheus/data"
+  rm -rf "$BASE/etcd" "$BASE/prometheus/data" "$BASE/prometheus-alerting/data" "$BASE/alertmanager/data"
 }
 
 do_status() { # are the services of $BASE up? (used to reuse a running environment)
   [ -f "$BASE/env.sh" ] || return 1
   curl -sf -m 2 http://127.0.0.1:23791/health >/dev/null 2>&1 || return 1
   curl -sf -m 2 http://127.0.0.1:19090/prometheus/-/ready >/dev/null 2>&1 || return 1
+  curl -sf -m 2 http://127.0.0.1:19093/-/ready >/dev/null 2>&1 || return 1
   (exec 3<>/dev/tcp/127.0.0.1/2222) 2>/dev/null || return 1
 }
 
