@@ -73,6 +73,11 @@ impl CommandVars {
     }
 }
 
+/// The user for `{target}` when the inventory names none: `$USER`, else `root`.
+pub fn default_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
+}
+
 /// `nixos-rebuild switch` asked for, with the flake it names (`--flake FLAKE#ATTR`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Switch {

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::config::{RebootPolicy, SwitchMode};
 use crate::inventory::{Host, Inventory};
-use crate::probes::rebuild::CommandVars;
+use crate::probes::rebuild::{CommandVars, default_user};
 
 /// How a run is started.
 #[derive(Debug, Clone, Default)]
@@ -873,8 +873,8 @@ impl Runner {
     /// The command from `template` for `host`: its inventory values checked first (a value a
     /// shell would interpret is refused, naming the host and field).
     fn command(&self, template: &str, host: &Host, local: bool) -> Result<CommandSpec, String> {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        let vars = CommandVars::new(&self.plan.flake, host, &user).map_err(|e| e.to_string())?;
+        let vars =
+            CommandVars::new(&self.plan.flake, host, &default_user()).map_err(|e| e.to_string())?;
         let text = vars.fill(template);
         Ok(if local {
             CommandSpec::Local(text)

@@ -2,7 +2,8 @@
 //! Lease), hosts over SSH or a local child process for `switch = "local"` (`hosts`: the
 //! probes of `crate::probes` and the streamed switch), health from the same sources as the
 //! dashboard (`health`: `kubernetes::poll_once`, `etcd::poll_once`, firing alerts from Mimir),
-//! and here the world, the plan and the manual cordon built from them.
+//! and here the world, the plan (refused when a host's commands cannot be built safely) and
+//! the manual cordon built from them.
 
 mod cluster;
 mod health;
@@ -18,6 +19,7 @@ pub use hosts::{SshHosts, exec_local};
 
 use super::world::{ClusterOps as _, SystemClock, World};
 use crate::base::Env;
+use crate::probes::rebuild::{CommandVars, default_user};
 use crate::sources::ssh::HostsClient;
 
 /// The real world for a command context.
@@ -70,14 +72,24 @@ pub async fn new_plan(
         })?;
     let health = world.health.gather(&[]).await;
     let etcd = health.etcd.and_then(|r| r.ok());
-    super::plan(
+    let plan = super::plan(
         &env.inventory,
         etcd.as_ref(),
         &env.config.upgrade.order,
         only,
         &flake,
         &super::new_run_id(),
-    )
+    )?;
+    // Every host's commands can be built (no inventory value a shell would interpret), before
+    // anything is cordoned.
+    let user = default_user();
+    for e in &plan.entries {
+        if let Some(h) = env.inventory.host(&e.host) {
+            CommandVars::new(&flake, h, &user)
+                .map_err(|e| eyre!("cannot plan the upgrade: {e}"))?;
+        }
+    }
+    Ok(plan)
 }
 
 /// Cordon `node` for the TUI's `c` key: `spec.unschedulable = true` (strategic-merge patch)
