@@ -3,8 +3,9 @@
 //! the recogniser that tells the simulator what it was asked. A round-trip test per probe binds
 //! parser and renderer: `parse(&render(&x)) == x`.
 //!
-//! A lower layer: it uses `model` (the facts types) and nothing of `sources`, `operations`,
-//! `sim`, `app` or `ui`, so all of them may import it.
+//! A lower layer: it uses `model` (the facts types) and `inventory` (a host's values for the
+//! command templates), nothing of `sources`, `operations`, `sim`, `app` or `ui`, so all of them
+//! may import it.
 //!
 //! Read-only probes implement [`Probe`]:
 //! - [`facts::FactsProbe`]: the facts script (`sh -s`, script on stdin) → `HostFacts`;

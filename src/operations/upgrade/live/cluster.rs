@@ -13,9 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use super::super::lock::{LEASE_NAME, LEASE_NAMESPACE};
-use super::super::world::{ClusterOps, DrainPod, Eviction, LeaseRecord, LeaseWrite, NodeStatus};
 use crate::config::KubernetesConfig;
+use crate::operations::upgrade::lock::{LEASE_NAME, LEASE_NAMESPACE};
+use crate::operations::upgrade::world::{
+    ClusterOps, DrainPod, Eviction, LeaseRecord, LeaseWrite, NodeStatus,
+};
 use crate::sources::kubernetes::convert::{self, CORDONED_BY_ANNOTATION};
 
 /// A kube client that does not retry 429s by itself (a PDB-blocked eviction would hang).

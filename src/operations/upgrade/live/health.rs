@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::super::world::{Alert, GateResult, HealthInputs, HealthProvider};
 use crate::config::{KubernetesConfig, MimirConfig};
 use crate::inventory::Inventory;
+use crate::operations::upgrade::world::{Alert, GateResult, HealthInputs, HealthProvider};
 
 /// The same sources as the dashboard.
 pub struct LiveHealth {

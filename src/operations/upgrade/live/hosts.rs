@@ -11,8 +11,8 @@ use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::super::world::{AutoUpgrade, BootState, CommandSpec, HostOps};
 use crate::inventory::Host;
+use crate::operations::upgrade::world::{AutoUpgrade, BootState, CommandSpec, HostOps};
 use crate::probes::Probe;
 use crate::probes::auto_upgrade::{AutoUpgradeProbe, AutoUpgradeState};
 use crate::probes::boot::{BootFacts, BootIdProbe, BootStateProbe};
