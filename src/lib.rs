@@ -3,7 +3,9 @@
 //!
 //! Layers (data flows one way): `sources` (async I/O) → `model` (pure snapshot and `assess`)
 //! → `app`/`ui` (state, keymap, drawing). `operations` run long tasks; `sim` is the simulated
-//! homelab. Only `app`, `ui` and `tui` may use ratatui or crossterm.
+//! homelab. `probes` (every command run on a host over SSH: text, parser, renderer) sits below
+//! `sources`, `operations` and `sim`, which all use it. Only `app`, `ui` and `tui` may use
+//! ratatui or crossterm.
 
 pub mod app;
 pub mod base;
@@ -15,6 +17,7 @@ pub mod logging;
 pub mod model;
 pub mod operations;
 pub mod paths;
+pub mod probes;
 pub mod sim;
 pub mod sources;
 pub mod tui;

@@ -37,6 +37,8 @@ pub struct Api {
     pub token: Arc<String>,
     /// Extra facts for `/sim/v1/state` (e.g. the etcd endpoints).
     pub info: Arc<Value>,
+    /// The SSH commands the hosts received, for `/sim/v1/requests`.
+    pub ssh: Arc<super::ssh::RequestLog>,
 }
 
 type Params = HashMap<String, String>;
@@ -904,7 +906,10 @@ fn control(api: &Api, method: &Method, rest: &[&str], body: Bytes) -> Response {
             s["endpoints"] = (*api.info).clone();
             Ok((200, s))
         }
-        (&Method::GET, ["requests"]) => Ok((200, json!({"requests": world.writes()}))),
+        (&Method::GET, ["requests"]) => Ok((
+            200,
+            json!({"requests": world.writes(), "ssh": api.ssh.all()}),
+        )),
         (&Method::GET, ["scenarios"]) => Ok((200, json!({"scenarios": super::scenario::NAMES}))),
         (&Method::POST, ["faults"]) => parse_json(&body).and_then(|b| {
             let name = b.get("scenario").and_then(Value::as_str).unwrap_or("");

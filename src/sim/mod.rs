@@ -5,13 +5,15 @@
 //! Layout: `store` (objects, versions, watch history), `build` (the initial world),
 //! `world` (controllers: evictions, owners, PDBs, reboots, Longhorn, etcd), `api` (HTTP),
 //! `etcd` (gateway), `table` (kubectl's columns), `select`, `patch`, `tls`, `hosts`,
-//! `scenario`, `ssh` (each host's SSH server: facts, `nixos-rebuild`, `reboot`). Everything binds to 127.0.0.x only.
+//! `scenario`, `ssh` (each host's SSH server, answering the app's `probes`). Everything binds
+//! to 127.0.0.x only.
 //!
 //! Control API (same server and credentials as the Kubernetes API):
 //! - `GET /sim/v1/state`: hosts (up, rebooting, never_returns, unreachable, reboot_needed),
 //!   etcd members and leader, active scenarios, endpoints;
-//! - `GET /sim/v1/requests`: every write the Kubernetes API received (method, path, time,
-//!   status);
+//! - `GET /sim/v1/requests`: every write the Kubernetes API received (`requests`: method,
+//!   path, time, status) and every SSH command the hosts received (`ssh`: host, id, kind,
+//!   mutating, command, time);
 //! - `GET /sim/v1/scenarios`; `POST /sim/v1/faults` `{"scenario": "NAME"}` injects one,
 //!   `DELETE /sim/v1/faults/NAME` clears it;
 //! - `POST /sim/v1/hosts/NAME/reboot`: the host goes NotReady, its etcd member and Longhorn
@@ -288,6 +290,7 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
         world: world.clone(),
         token: Arc::new(token.clone()),
         info: Arc::new(info),
+        ssh: ssh_face.request_log(),
     });
     tokio::spawn(api::serve_tls(
         listener,

@@ -1,7 +1,8 @@
 //! The switch step over the REAL sshd (127.0.0.1:2222 from scripts/test-env.sh): a fake
 //! `nixos-rebuild` in a test-owned directory prints lines and waits for the test to answer
 //! the first one, so the step can only pass when output is streamed live; a failing command
-//! fails the step and leaves the node cordoned. Cluster, health and clock are the fakes.
+//! fails the step and leaves the node cordoned; the read-only probes on a host without NixOS.
+//! Cluster, health and clock are the fakes.
 
 use crate::common::ssh as ssh_support;
 
@@ -206,4 +207,29 @@ async fn probes_over_real_ssh_on_a_host_without_nixos() {
     let a = w.hosts.auto_upgrade(host).await.unwrap();
     assert_ne!(a.running, Some(true));
     assert_eq!(w.hosts.k3s_version(host).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_boot_id_over_real_ssh_is_this_kernels() {
+    let Some(s) = shared() else { return };
+    let mut targets = BTreeMap::new();
+    targets.insert(
+        "instance_4".to_string(),
+        target(
+            "instance_4",
+            &s.host,
+            s.port,
+            &s.user,
+            Some(&s.key),
+            &s.known_hosts,
+        ),
+    );
+    let ssh = HostsClient::with_targets(&SshConfig::default(), settings(), targets);
+    let hosts = SshHosts::new(Arc::new(ssh));
+    let inv = fake::inventory(4);
+    let host = inv.host("instance_4").unwrap();
+    // The test sshd runs on this machine: the same kernel, the same boot.
+    let here = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let got = hosts.boot_id(host).await.unwrap();
+    assert_eq!(got.as_deref(), Some(here.trim()));
 }

@@ -1,14 +1,24 @@
 //! The simulator's SSH face, through the app's own SSH client: facts from every host,
-//! scenarios (`reboot-needed`, `unreachable-host`), a wrong client key refused, and the
-//! upgrade's commands (`nixos-rebuild switch` streaming, `--rollback`, `reboot`) driving the
-//! simulated world.
+//! scenarios (`reboot-needed`, `unreachable-host`), a wrong client key refused, the upgrade's
+//! commands (`nixos-rebuild switch` streaming, `--rollback`, `reboot`) driving the simulated
+//! world, every probe's answer read by its own parser, each command recorded (kind, mutating)
+//! in `/sim/v1/requests`, and inventory values a shell would interpret refused before any
+//! command is built.
 
 use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
+use homeinfra_tui::config::UpgradeConfig;
 use homeinfra_tui::model::host::{HostFacts, SshProblem};
+use homeinfra_tui::probes::auto_upgrade::AutoUpgradeProbe;
+use homeinfra_tui::probes::boot::{BootFacts, BootIdProbe, BootStateProbe};
+use homeinfra_tui::probes::facts::FactsProbe;
+use homeinfra_tui::probes::k3s::K3sVersionProbe;
+use homeinfra_tui::probes::reachable::ReachableProbe;
+use homeinfra_tui::probes::rebuild::CommandVars;
+use homeinfra_tui::probes::{Probe, Reply};
 use homeinfra_tui::sim::{self};
 use homeinfra_tui::sources::ssh::{self, HostsClient, OutputChunk};
 use tokio::sync::mpsc;
@@ -438,5 +448,319 @@ async fn openssh_client_uses_the_written_files() {
     );
     let out = run("no-such-command").output().await.unwrap();
     assert_eq!(out.status.code(), Some(127));
+    h.shutdown().await;
+}
+
+/// Ask `probe` on host `id` through the app's client and read the answer with its parser.
+async fn ask<P: Probe>(client: &HostsClient, id: &str, probe: &P) -> (Reply, P::Output)
+where
+    P::Output: std::fmt::Debug,
+{
+    let reply = client
+        .ask(id, probe, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {e}"));
+    let out = probe
+        .parse(&reply)
+        .unwrap_or_else(|e| panic!("{id}: {e}: {reply:?}"));
+    (reply, out)
+}
+
+/// `GET /sim/v1/requests` as a client of the control API.
+async fn control_requests(h: &sim::SimHandle) -> serde_json::Value {
+    let ca = reqwest::Certificate::from_pem(h.ca_pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!("{}/sim/v1/requests", h.api_url()))
+        .bearer_auth(h.token())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_probe_is_answered_through_its_renderer_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&["reboot-needed"], &dir.path().join("sim")).await;
+    let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
+    let first_cp = h.inventory().control_planes().next().unwrap().id.clone();
+    for host in &h.inventory().hosts.clone() {
+        let id = host.id.as_str();
+        let facts_probe = FactsProbe { sudo: true };
+        let (reply, facts) = ask(&client, id, &facts_probe).await;
+        assert!(reply.success() && reply.stderr.is_empty(), "{reply:?}");
+        assert!(
+            facts.parse_issues.is_empty(),
+            "{id}: {:?}",
+            facts.parse_issues
+        );
+        // What the sim printed is exactly what the renderer prints for what was parsed.
+        assert_eq!(facts_probe.render(&facts), reply, "{id}");
+
+        let (reply, boot) = ask(&client, id, &BootStateProbe).await;
+        assert_eq!(BootStateProbe.render(&boot), reply);
+        assert_eq!(boot, BootFacts::from_facts(&facts), "{id}");
+        assert!(boot.current.complete() && boot.booted.complete());
+        assert_eq!(
+            boot.reboot_needed().0,
+            Some(id == first_cp),
+            "{id}: {boot:?}"
+        );
+
+        let (_, boot_id) = ask(&client, id, &BootIdProbe).await;
+        let boot_id = boot_id.expect("a boot id");
+        let (_, again) = ask(&client, id, &BootIdProbe).await;
+        assert_eq!(
+            again.as_deref(),
+            Some(boot_id.as_str()),
+            "stable within a boot"
+        );
+
+        let (_, au) = ask(&client, id, &AutoUpgradeProbe).await;
+        assert_eq!(au.running(), Some(false));
+        assert!(au.timer_present());
+        let next = au.next_run.unwrap();
+        let in_facts: jiff::Timestamp = facts.upgrade_next_run.as_deref().unwrap().parse().unwrap();
+        assert!(
+            (next - in_facts).get_seconds().abs() <= 5,
+            "{next} vs {in_facts}"
+        );
+
+        let (_, k3s) = ask(&client, id, &K3sVersionProbe).await;
+        let node = h
+            .world()
+            .store
+            .get(&sim::resources::NODES, "", &host.hostname)
+            .unwrap();
+        assert_eq!(
+            k3s.as_deref(),
+            node.pointer("/status/nodeInfo/kubeletVersion")
+                .and_then(|v| v.as_str()),
+            "{id}"
+        );
+        ask(&client, id, &ReachableProbe).await;
+    }
+    // Boot ids differ between hosts.
+    let mut ids = Vec::new();
+    for host in h.inventory().hosts.clone() {
+        ids.push(ask(&client, &host.id, &BootIdProbe).await.1);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), h.inventory().hosts.len());
+
+    // Every one of them recorded, none mutating, with its host.
+    let got = h.ssh().requests();
+    for kind in [
+        "facts",
+        "boot-state",
+        "boot-id",
+        "auto-upgrade",
+        "k3s-version",
+        "reachable",
+    ] {
+        for host in &h.inventory().hosts {
+            assert!(
+                got.iter()
+                    .any(|r| r.kind == kind && r.id == host.id && r.host == host.hostname),
+                "{kind} on {}: {got:#?}",
+                host.id
+            );
+        }
+    }
+    assert!(got.iter().all(|r| !r.mutating), "{got:#?}");
+    let facts = got.iter().find(|r| r.kind == "facts").unwrap();
+    assert_eq!(facts.command, "sh -s", "the script itself is not recorded");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutating_commands_are_recorded_as_mutating() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&[], &dir.path().join("sim")).await;
+    let host = h.inventory().hosts[1].clone();
+    let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
+    let cfg = UpgradeConfig::default();
+    let vars = CommandVars::new("github:homelab/infra", &host, "operator").unwrap();
+    let (_, boot_before) = ask(&client, &host.id, &BootIdProbe).await;
+
+    let switch = vars.fill(&cfg.switch_command);
+    let out = client.run(&host.id, &switch).await.unwrap();
+    assert_eq!(out.exit_status, Some(0), "{}", out.stderr_lossy());
+    let rollback = vars.fill(&cfg.rollback_command);
+    let out = client.run(&host.id, &rollback).await.unwrap();
+    assert_eq!(out.exit_status, Some(0), "{}", out.stderr_lossy());
+    let out = client.run(&host.id, "nixos-rebuild boot").await.unwrap();
+    assert_eq!(out.exit_status, Some(1));
+    let out = client.run(&host.id, "frobnicate --now").await.unwrap();
+    assert_eq!(out.exit_status, Some(127));
+    let out = client.run(&host.id, "hostname").await.unwrap();
+    assert_eq!(out.stdout_lossy().trim(), host.hostname);
+    match client.run(&host.id, &cfg.reboot_command).await {
+        Ok(out) => assert_eq!(out.exit_status, Some(0)),
+        Err(e) => assert_eq!(e.problem, SshProblem::Unreachable, "{e}"),
+    }
+
+    let doc = control_requests(&h).await;
+    let ssh: Vec<(String, String, bool, String)> = doc["ssh"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["kind"].as_str().unwrap().to_string(),
+                r["mutating"].as_bool().unwrap(),
+                r["command"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let id = host.id.clone();
+    let want = [
+        (
+            id.clone(),
+            "boot-id".to_string(),
+            false,
+            "cat /proc/sys/kernel/random/boot_id 2>/dev/null || true".to_string(),
+        ),
+        (id.clone(), "switch".into(), true, switch.clone()),
+        (id.clone(), "rollback".into(), true, rollback.clone()),
+        (
+            id.clone(),
+            "other-rebuild".into(),
+            true,
+            "nixos-rebuild boot".into(),
+        ),
+        (
+            id.clone(),
+            "unknown".into(),
+            true,
+            "frobnicate --now".into(),
+        ),
+        (id.clone(), "shell".into(), false, "hostname".into()),
+        (
+            id.clone(),
+            "reboot".into(),
+            true,
+            cfg.reboot_command.clone(),
+        ),
+    ];
+    assert_eq!(ssh, want);
+    assert!(
+        doc["ssh"][0]["time"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
+    assert_eq!(doc["ssh"][0]["host"], host.hostname.as_str());
+    // The Kubernetes writes are still listed beside them.
+    assert!(doc["requests"].is_array());
+
+    // The reboot gave the host a new boot id.
+    let mut after = None;
+    for _ in 0..400 {
+        if let Ok(r) = client
+            .ask(&host.id, &BootIdProbe, Duration::from_secs(5))
+            .await
+            && let Ok(Some(b)) = BootIdProbe.parse(&r)
+        {
+            after = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = after.expect("the host answers again after its reboot");
+    assert_ne!(Some(after), boot_before);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_values_a_shell_would_read_never_reach_a_command() {
+    use homeinfra_tui::operations::upgrade::engine::StartOptions;
+    use homeinfra_tui::operations::upgrade::{self, RunOutcome, Settings, Step, live};
+
+    common::sim::init_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut inv = sim::hosts::default_inventory();
+    inv.hosts[3].ssh_user = Some("ops;reboot".into());
+    let h = sim::start(
+        sim::SimOptions {
+            inventory: Some(inv),
+            speed: 50.0,
+            ..Default::default()
+        },
+        &dir.path().join("sim"),
+    )
+    .await
+    .unwrap();
+    let env = common::sim::env(&h);
+    assert_eq!(
+        env.inventory.hosts[3].ssh_user.as_deref(),
+        Some("ops;reboot")
+    );
+    let world = live::world(&env).await.unwrap();
+
+    // A new run is refused before anything is touched, naming the host and the field.
+    let e = live::new_plan(&env, &world, &[]).await.unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains(r#"host "instance_4": field "sshUser": "ops;reboot""#),
+        "{msg}"
+    );
+
+    // A plan made anyway (a resumed run, an inventory changed since): the switch step refuses
+    // to build its command and sends nothing.
+    let p = upgrade::plan(
+        &env.inventory,
+        None,
+        &[],
+        &["node4".into()],
+        "github:homelab/infra",
+        "run-unsafe",
+    )
+    .unwrap();
+    let settings = Settings {
+        settle: Duration::ZERO,
+        ..Settings::from_config(&env.config.upgrade)
+    };
+    let (run, mut rx) = upgrade::start(
+        world,
+        env.inventory.clone(),
+        p,
+        settings,
+        StartOptions {
+            holder: "t@x 1 run-unsafe".into(),
+            ..Default::default()
+        },
+    );
+    while rx.recv().await.is_some() {}
+    match run.wait().await {
+        RunOutcome::Failed {
+            node,
+            step,
+            message,
+        } => {
+            assert_eq!((node.as_str(), step), ("node4", Step::Switch));
+            assert!(
+                message.contains(r#"host "instance_4": field "sshUser""#)
+                    && message.contains("refusing to put it into a shell command"),
+                "{message}"
+            );
+        }
+        other => panic!("expected the switch to be refused: {other:?}"),
+    }
+    let sent = h.ssh().requests();
+    assert!(
+        sent.iter().any(|r| r.id == "instance_4"),
+        "the probes ran: {sent:#?}"
+    );
+    assert!(sent.iter().all(|r| !r.mutating), "{sent:#?}");
     h.shutdown().await;
 }

@@ -17,10 +17,10 @@ use super::lock::{self, Acquire};
 use super::world::{CommandSpec, Eviction, HealthInputs, World};
 use super::{
     Control, NodeOutcome, Plan, PlanEntry, RunOutcome, Settings, Step, StepOutcome, UpgradeEvent,
-    fill_template,
 };
 use crate::config::{RebootPolicy, SwitchMode};
 use crate::inventory::{Host, Inventory};
+use crate::probes::rebuild::{CommandVars, default_user};
 
 /// How a run is started.
 #[derive(Debug, Clone, Default)]
@@ -870,27 +870,17 @@ impl Runner {
         }
     }
 
-    fn command(&self, template: &str, entry: &PlanEntry, host: &Host, local: bool) -> CommandSpec {
-        let user = host
-            .ssh_user
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "root".into());
-        let target = format!("{user}@{}", host.ssh_address());
-        let text = fill_template(
-            template,
-            &[
-                ("flake", &self.plan.flake),
-                ("host", &entry.node),
-                ("id", &entry.host),
-                ("target", &target),
-            ],
-        );
-        if local {
+    /// The command from `template` for `host`: its inventory values checked first (a value a
+    /// shell would interpret is refused, naming the host and field).
+    fn command(&self, template: &str, host: &Host, local: bool) -> Result<CommandSpec, String> {
+        let vars =
+            CommandVars::new(&self.plan.flake, host, &default_user()).map_err(|e| e.to_string())?;
+        let text = vars.fill(template);
+        Ok(if local {
             CommandSpec::Local(text)
         } else {
             CommandSpec::Remote(text)
-        }
+        })
     }
 
     /// Run a command, streaming its lines as `Output` events.
@@ -925,10 +915,12 @@ impl Runner {
 
     async fn switch(&mut self, entry: &PlanEntry, host: &Host) -> StepOutcome {
         let cmd = match self.s.switch {
-            SwitchMode::Remote => self.command(&self.s.switch_command.clone(), entry, host, false),
-            SwitchMode::Local => {
-                self.command(&self.s.local_switch_command.clone(), entry, host, true)
-            }
+            SwitchMode::Remote => self.command(&self.s.switch_command.clone(), host, false),
+            SwitchMode::Local => self.command(&self.s.local_switch_command.clone(), host, true),
+        };
+        let cmd = match cmd {
+            Ok(c) => c,
+            Err(message) => return StepOutcome::Failed { message },
         };
         self.emit(UpgradeEvent::Output {
             node: entry.node.clone(),
@@ -1160,7 +1152,16 @@ impl Runner {
     }
 
     async fn rollback(&mut self, entry: &PlanEntry, host: &Host, rebooted: bool) -> StepOutcome {
-        let cmd = self.command(&self.s.rollback_command.clone(), entry, host, false);
+        let cmd = match self.command(&self.s.rollback_command.clone(), host, false) {
+            Ok(c) => c,
+            Err(e) => {
+                return StepOutcome::Failed {
+                    message: format!(
+                        "cannot build the rollback: {e}: the host needs hands-on repair"
+                    ),
+                };
+            }
+        };
         self.emit(UpgradeEvent::Output {
             node: entry.node.clone(),
             line: format!("$ {}", cmd.text()),

@@ -345,15 +345,6 @@ impl Default for Settings {
     }
 }
 
-/// Replace `{name}` placeholders in a command template.
-pub fn fill_template(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = template.to_string();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{k}}}"), v);
-    }
-    out
-}
-
 /// A new run id: `YYYYMMDD-HHMMSS-xxxx` (UTC, 4 random hex digits).
 pub fn new_run_id() -> String {
     let now = jiff::Timestamp::now();

@@ -1,16 +1,16 @@
 //! Hosts over SSH: the russh client (`client`), known_hosts checks (`known_hosts`),
-//! `~/.ssh/config` resolution (`ssh_config`), the facts script (`facts`) and the hardening
-//! posture (`posture`), and the source task that sends `Update::Host` messages.
+//! `~/.ssh/config` resolution (`ssh_config`), and the source task that sends `Update::Host`
+//! messages. What is run on the hosts — the facts script and every other command — is defined
+//! in `crate::probes` (`facts` is re-exported here).
 //!
 //! Entry points for the rest of the app:
 //! - `spawn(cfg, inv, tx)`: the periodic source task (one `Update::Host` per host and refresh).
 //! - `gather_once(cfg, inv, timeout)`: one round for `check`, as `snapshot.hosts`.
-//! - `HostsClient`: run commands on inventory hosts by id (the upgrade's `nixos-rebuild`, with
-//!   live output through `run_streaming`), and each host's connection state for the Hosts pane.
+//! - `HostsClient`: run a probe on an inventory host by id (`ask(id, &probe, timeout)` gives
+//!   the `probes::Reply` to parse), run commands (the upgrade's `nixos-rebuild`, with live
+//!   output through `run_streaming`), and each host's connection state for the Hosts pane.
 //!   A passphrase-protected key (`SshError::locked_keys`) can be unlocked once with
 //!   `client.pool().set_passphrase(path, passphrase)`.
-//! - `facts::render(&HostFacts)`: the block a host prints, for the simulator's SSH face (which
-//!   answers the exec request `facts::COMMAND` = `sh -s`, the script arriving on stdin).
 //!
 //! Supported from `~/.ssh/config`: `Host` blocks with HostName (`%h`), User, Port, IdentityFile,
 //! IdentitiesOnly, UserKnownHostsFile, ProxyJump (chains), Include. `Match` blocks are ignored
@@ -19,10 +19,11 @@
 //! wildcard/negated patterns and `@revoked`; no host certificates.
 
 pub mod client;
-pub mod facts;
 pub mod known_hosts;
-pub mod posture;
 pub mod ssh_config;
+
+/// The facts script and its parser, for callers that knew them here.
+pub use crate::probes::facts;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ use crate::config::SshConfig;
 use crate::inventory::Inventory;
 use crate::model::Sourced;
 use crate::model::host::{HostFacts, SshProblem};
+use crate::probes::facts::FactsProbe;
+use crate::probes::{Probe, Reply};
 use crate::sources::{Update, UpdateTx};
 
 /// SSH access to the inventory's hosts by id: one shared pool, resolved targets.
@@ -109,6 +112,17 @@ impl HostsClient {
         })
     }
 
+    /// Run `probe`'s command (with its stdin) on a host within `timeout`: the reply to parse
+    /// with `probe.parse`.
+    pub async fn ask<P: Probe>(
+        &self,
+        id: &str,
+        probe: &P,
+        timeout: Duration,
+    ) -> Result<Reply, SshError> {
+        ask(&self.pool, self.resolve(id)?, probe, timeout).await
+    }
+
     /// Run a command on a host and collect its output (command timeout from `[ssh]`).
     pub async fn run(&self, id: &str, command: &str) -> Result<CommandOutput, SshError> {
         self.pool.run(self.resolve(id)?, command).await
@@ -148,6 +162,25 @@ impl HostsClient {
     }
 }
 
+/// Run `probe`'s command (with its stdin) on `target` within `timeout`.
+pub async fn ask<P: Probe>(
+    pool: &SshPool,
+    target: &Target,
+    probe: &P,
+    timeout: Duration,
+) -> Result<Reply, SshError> {
+    let stdin = probe.stdin();
+    let out = pool
+        .run_with_stdin(
+            target,
+            &probe.command(),
+            stdin.as_deref().map(str::as_bytes),
+            timeout,
+        )
+        .await?;
+    Ok(out.reply())
+}
+
 /// Run the facts script on `target` and parse it. A script that fails still gives what it
 /// printed, with the failure noted as a parse issue.
 pub async fn gather_host(
@@ -156,26 +189,13 @@ pub async fn gather_host(
     sudo: bool,
     timeout: Duration,
 ) -> Result<HostFacts, SshError> {
-    let script = facts::script(sudo);
-    let out = pool
-        .run_with_stdin(target, facts::COMMAND, Some(script.as_bytes()), timeout)
-        .await?;
-    let mut f = facts::parse(&out.stdout_lossy());
-    if !out.success() {
-        let how = match (out.exit_status, &out.exit_signal) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(sig)) => format!("signal {sig}"),
-            (None, None) => "no exit status".into(),
-        };
-        let err = out.stderr_lossy();
-        let err = err.trim();
-        f.parse_issues.push(if err.is_empty() {
-            format!("the facts script ended with {how}")
-        } else {
-            format!("the facts script ended with {how}: {}", facts::clip(err))
-        });
-    }
-    Ok(f)
+    let probe = FactsProbe { sudo };
+    let reply = ask(pool, target, &probe, timeout).await?;
+    // The facts parser never fails (what it cannot read becomes a parse issue).
+    Ok(probe.parse(&reply).unwrap_or_else(|e| HostFacts {
+        parse_issues: vec![e.message],
+        ..Default::default()
+    }))
 }
 
 /// The periodic source: every `[ssh] refresh_secs`, gather every host's facts and send one

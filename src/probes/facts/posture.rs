@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use crate::model::host::{Fail2ban, Firewall, ListenSocket, Posture, Proto};
 
-use super::facts::{Block, Field, clip};
+use super::parse::{Block, Field};
+use crate::probes::clip;
 
-pub(super) fn fill(b: &Block<'_>, p: &mut Posture, issues: &mut Vec<String>) {
+pub(crate) fn fill(b: &Block<'_>, p: &mut Posture, issues: &mut Vec<String>) {
     p.sshd = sshd(b, issues);
     p.firewall = firewall(b, issues);
     p.fail2ban = fail2ban(b, issues);
@@ -68,12 +69,7 @@ fn firewall(b: &Block<'_>, issues: &mut Vec<String>) -> Option<Firewall> {
                 // flannel add accepting input chains of their own.
                 [hooks, drop_hooks, rules] if v.split_whitespace().count() == 3 => {
                     let active = *drop_hooks > 0;
-                    Some(Some((
-                        active,
-                        format!(
-                            "nftables: {hooks} input hook(s), {drop_hooks} with policy drop, {rules} rule(s)"
-                        ),
-                    )))
+                    Some(Some((active, nft_detail(*hooks, *drop_hooks, *rules))))
                 }
                 _ => {
                     issues.push(format!("unreadable fw.nft: {}", clip(v)));
@@ -103,12 +99,7 @@ fn firewall(b: &Block<'_>, issues: &mut Vec<String>) -> Option<Firewall> {
                 Some((policy, rules, filtering)) => {
                     let policy = policy.unwrap_or("?");
                     let active = matches!(policy, "DROP" | "REJECT") || filtering > 0;
-                    Some(Some((
-                        active,
-                        format!(
-                            "iptables: INPUT policy {policy}, {rules} rule(s), {filtering} filtering"
-                        ),
-                    )))
+                    Some(Some((active, ipt_detail(policy, rules, filtering))))
                 }
                 None => {
                     issues.push(format!("unreadable fw.iptables: {}", clip(v)));
@@ -151,6 +142,41 @@ fn firewall(b: &Block<'_>, issues: &mut Vec<String>) -> Option<Firewall> {
         }
         _ => None,
     }
+}
+
+/// The firewall detail of an nftables ruleset: input hooks, those with policy drop, rules.
+pub fn nft_detail(hooks: u64, drop_hooks: u64, rules: u64) -> String {
+    format!("nftables: {hooks} input hook(s), {drop_hooks} with policy drop, {rules} rule(s)")
+}
+
+/// The counts back from an [`nft_detail`] (for the renderer).
+pub fn nft_counts(detail: &str) -> Option<(u64, u64, u64)> {
+    let rest = detail.strip_prefix("nftables: ")?;
+    let (hooks, rest) = rest.split_once(" input hook(s), ")?;
+    let (drop, rest) = rest.split_once(" with policy drop, ")?;
+    let rules = rest.strip_suffix(" rule(s)")?;
+    Some((hooks.parse().ok()?, drop.parse().ok()?, rules.parse().ok()?))
+}
+
+/// The firewall detail of iptables' INPUT chain: its policy, rules, filtering rules.
+pub fn ipt_detail(policy: &str, rules: u64, filtering: u64) -> String {
+    format!("iptables: INPUT policy {policy}, {rules} rule(s), {filtering} filtering")
+}
+
+/// The policy and counts back from an [`ipt_detail`] (for the renderer).
+pub fn ipt_counts(detail: &str) -> Option<(String, u64, u64)> {
+    let rest = detail.strip_prefix("iptables: INPUT policy ")?;
+    let (policy, rest) = rest.split_once(", ")?;
+    let (rules, rest) = rest.split_once(" rule(s), ")?;
+    let filtering = rest.strip_suffix(" filtering")?;
+    if policy.is_empty() || policy.contains(char::is_whitespace) {
+        return None;
+    }
+    Some((
+        policy.to_string(),
+        rules.parse().ok()?,
+        filtering.parse().ok()?,
+    ))
 }
 
 fn fail2ban(b: &Block<'_>, issues: &mut Vec<String>) -> Option<Fail2ban> {
@@ -250,7 +276,7 @@ pub fn parse_ss_line(line: &str) -> Option<ListenSocket> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::ssh::facts::{BEGIN, END, parse};
+    use crate::probes::facts::{BEGIN, END, parse};
 
     fn block(lines: &[&str]) -> String {
         format!("{BEGIN}\n{}\n{END}\n", lines.join("\n"))

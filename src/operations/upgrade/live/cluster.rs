@@ -1,0 +1,306 @@
+//! Kubernetes for the upgrade through kube-rs: node status, cordon/uncordon with our
+//! annotation, the pods on a node, the Eviction API (429 → the blocking PDB), and the lock's
+//! Lease with optimistic concurrency.
+
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use futures::future::BoxFuture;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::config::KubernetesConfig;
+use crate::operations::upgrade::lock::{LEASE_NAME, LEASE_NAMESPACE};
+use crate::operations::upgrade::world::{
+    ClusterOps, DrainPod, Eviction, LeaseRecord, LeaseWrite, NodeStatus,
+};
+use crate::sources::kubernetes::convert::{self, CORDONED_BY_ANNOTATION};
+
+/// A kube client that does not retry 429s by itself (a PDB-blocked eviction would hang).
+pub async fn drain_client(cfg: &KubernetesConfig) -> Result<kube::Client> {
+    let opts = KubeConfigOptions {
+        context: cfg.context.clone(),
+        ..Default::default()
+    };
+    let mut config = if let Some(path) = &cfg.kubeconfig {
+        let kc = Kubeconfig::read_from(path)
+            .wrap_err_with(|| format!("cannot read kubeconfig {}", path.display()))?;
+        kube::Config::from_custom_kubeconfig(kc, &opts)
+            .await
+            .wrap_err_with(|| format!("kubeconfig {}", path.display()))?
+    } else if cfg.context.is_some() {
+        kube::Config::from_kubeconfig(&opts)
+            .await
+            .wrap_err("kubeconfig")?
+    } else {
+        kube::Config::infer()
+            .await
+            .wrap_err("no Kubernetes config found")?
+    };
+    config.connect_timeout = Some(Duration::from_secs(cfg.timeout_secs.max(1)));
+    config.read_timeout = Some(Duration::from_secs(cfg.timeout_secs.max(1) * 3));
+    config.default_retry = false;
+    kube::Client::try_from(config).wrap_err("cannot create the Kubernetes client")
+}
+
+/// Kubernetes through kube-rs.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: kube::Client,
+}
+
+impl KubeCluster {
+    pub async fn new(cfg: &KubernetesConfig) -> Result<Self> {
+        Ok(Self {
+            client: drain_client(cfg).await?,
+        })
+    }
+
+    pub fn from_client(client: kube::Client) -> Self {
+        Self { client }
+    }
+
+    fn leases(&self) -> Api<Lease> {
+        Api::namespaced(self.client.clone(), LEASE_NAMESPACE)
+    }
+
+    async fn pdb_for(&self, pod: &DrainPod) -> Option<String> {
+        let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let list = api.list(&ListParams::default()).await.ok()?;
+        list.items.iter().find_map(|p| {
+            let sel = p.spec.as_ref()?.selector.as_ref()?;
+            let ml = sel.match_labels.clone().unwrap_or_default();
+            let matches_exprs = sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+            (matches_exprs
+                && !ml.is_empty()
+                && ml.iter().all(|(k, v)| pod.labels.get(k) == Some(v)))
+            .then(|| {
+                format!(
+                    "{}/{}",
+                    pod.namespace,
+                    p.metadata.name.clone().unwrap_or_default()
+                )
+            })
+        })
+    }
+}
+
+fn kube_err(what: &str, e: kube::Error) -> color_eyre::Report {
+    eyre!("Kubernetes API: {what}: {e}")
+}
+
+fn lease_record(l: &Lease) -> LeaseRecord {
+    let spec = l.spec.clone().unwrap_or_default();
+    LeaseRecord {
+        holder: spec.holder_identity.unwrap_or_default(),
+        acquired: spec.acquire_time.map(|t| t.0),
+        renewed: spec.renew_time.map(|t| t.0),
+        duration_secs: spec.lease_duration_seconds.unwrap_or(0),
+        resource_version: l.metadata.resource_version.clone(),
+    }
+}
+
+fn lease_object(rec: &LeaseRecord) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(LEASE_NAME.into()),
+            namespace: Some(LEASE_NAMESPACE.into()),
+            resource_version: rec.resource_version.clone(),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(rec.holder.clone()),
+            acquire_time: rec.acquired.map(MicroTime),
+            renew_time: rec.renewed.map(MicroTime),
+            lease_duration_seconds: Some(rec.duration_secs),
+            ..Default::default()
+        }),
+    }
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 412)
+}
+
+impl ClusterOps for KubeCluster {
+    fn node<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<NodeStatus>> {
+        Box::pin(async move {
+            let api: Api<Node> = Api::all(self.client.clone());
+            let n = api
+                .get(node)
+                .await
+                .map_err(|e| kube_err(&format!("get node {node}"), e))?;
+            let info = convert::node(&n);
+            Ok(NodeStatus {
+                ready: info.ready,
+                unschedulable: info.unschedulable,
+                cordoned_by: info.cordoned_by_run,
+                kubelet_version: info.kubelet_version,
+            })
+        })
+    }
+
+    fn cordon<'a>(&'a self, node: &'a str, run_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let api: Api<Node> = Api::all(self.client.clone());
+            let patch = serde_json::json!({
+                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: run_id}},
+                "spec": {"unschedulable": true}
+            });
+            api.patch(node, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+                .map_err(|e| kube_err(&format!("cordon {node}"), e))?;
+            Ok(())
+        })
+    }
+
+    fn uncordon<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let api: Api<Node> = Api::all(self.client.clone());
+            let patch = serde_json::json!({
+                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: null}},
+                "spec": {"unschedulable": false}
+            });
+            api.patch(node, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+                .map_err(|e| kube_err(&format!("uncordon {node}"), e))?;
+            Ok(())
+        })
+    }
+
+    fn pods_on<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<DrainPod>>> {
+        Box::pin(async move {
+            let api: Api<Pod> = Api::all(self.client.clone());
+            let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+            let list = api
+                .list(&lp)
+                .await
+                .map_err(|e| kube_err(&format!("list pods on {node}"), e))?;
+            Ok(list
+                .items
+                .iter()
+                // Some servers ignore field selectors: filter here too.
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+                .map(drain_pod)
+                .collect())
+        })
+    }
+
+    fn evict<'a>(
+        &'a self,
+        pod: &'a DrainPod,
+        grace_secs: Option<i64>,
+    ) -> BoxFuture<'a, Result<Eviction>> {
+        Box::pin(async move {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+            let mut body = serde_json::json!({
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": pod.name, "namespace": pod.namespace},
+            });
+            if let Some(g) = grace_secs {
+                body["deleteOptions"] = serde_json::json!({"gracePeriodSeconds": g});
+            }
+            let r: std::result::Result<serde_json::Value, kube::Error> = api
+                .create_subresource("eviction", &pod.name, &PostParams::default(), &body)
+                .await;
+            match r {
+                Ok(_) => Ok(Eviction::Accepted),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(Eviction::Gone),
+                Err(kube::Error::Api(s)) if s.code == 429 => Ok(Eviction::Blocked {
+                    pdb: self.pdb_for(pod).await,
+                    message: s.message.clone(),
+                }),
+                Err(e) => Err(kube_err(&format!("evict {}", pod.key()), e)),
+            }
+        })
+    }
+
+    fn get_lease(&self) -> BoxFuture<'_, Result<Option<LeaseRecord>>> {
+        Box::pin(async move {
+            let l = self
+                .leases()
+                .get_opt(LEASE_NAME)
+                .await
+                .map_err(|e| kube_err("read the upgrade lock", e))?;
+            Ok(l.as_ref().map(lease_record))
+        })
+    }
+
+    fn create_lease<'a>(&'a self, rec: &'a LeaseRecord) -> BoxFuture<'a, Result<LeaseWrite>> {
+        Box::pin(async move {
+            let mut obj = lease_object(rec);
+            obj.metadata.resource_version = None;
+            match self.leases().create(&PostParams::default(), &obj).await {
+                Ok(_) => Ok(LeaseWrite::Done),
+                Err(e) if is_conflict(&e) => Ok(LeaseWrite::Conflict),
+                Err(e) => Err(kube_err("create the upgrade lock", e)),
+            }
+        })
+    }
+
+    fn update_lease<'a>(&'a self, rec: &'a LeaseRecord) -> BoxFuture<'a, Result<LeaseWrite>> {
+        Box::pin(async move {
+            let obj = lease_object(rec);
+            match self
+                .leases()
+                .replace(LEASE_NAME, &PostParams::default(), &obj)
+                .await
+            {
+                Ok(_) => Ok(LeaseWrite::Done),
+                Err(e) if is_conflict(&e) => Ok(LeaseWrite::Conflict),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(LeaseWrite::Conflict),
+                Err(e) => Err(kube_err("renew the upgrade lock", e)),
+            }
+        })
+    }
+
+    fn delete_lease<'a>(&'a self, rec: &'a LeaseRecord) -> BoxFuture<'a, Result<LeaseWrite>> {
+        Box::pin(async move {
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: rec.resource_version.clone(),
+                    uid: None,
+                }),
+                ..Default::default()
+            };
+            match self.leases().delete(LEASE_NAME, &dp).await {
+                Ok(_) => Ok(LeaseWrite::Done),
+                Err(e) if is_conflict(&e) => Ok(LeaseWrite::Conflict),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(LeaseWrite::Done),
+                Err(e) => Err(kube_err("release the upgrade lock", e)),
+            }
+        })
+    }
+}
+
+/// A pod as the drain sees it.
+pub fn drain_pod(p: &Pod) -> DrainPod {
+    let row = convert::pod(p);
+    let meta = &p.metadata;
+    let mirror = meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+        || row.owner_kind == "Node";
+    let uses_empty_dir = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|v| v.iter().any(|v| v.empty_dir.is_some()));
+    DrainPod {
+        namespace: row.namespace,
+        name: row.name,
+        // Longhorn's instance managers are pinned to their node like DaemonSet pods: evicted,
+        // they come straight back; Longhorn guards its volumes itself (and so do our guards).
+        daemonset: row.owner_kind == "DaemonSet" || row.owner_kind == "InstanceManager",
+        mirror,
+        uses_empty_dir,
+        deleting: row.deleting,
+        labels: meta.labels.clone().unwrap_or_default(),
+    }
+}

@@ -1,0 +1,116 @@
+//! The real world: Kubernetes through kube-rs (`cluster`: cordon, the Eviction API, the
+//! Lease), hosts over SSH or a local child process for `switch = "local"` (`hosts`: the
+//! probes of `crate::probes` and the streamed switch), health from the same sources as the
+//! dashboard (`health`: `kubernetes::poll_once`, `etcd::poll_once`, firing alerts from Mimir),
+//! and here the world, the plan (refused when a host's commands cannot be built safely) and
+//! the manual cordon built from them.
+
+mod cluster;
+mod health;
+mod hosts;
+
+use std::sync::Arc;
+
+use color_eyre::eyre::{Result, WrapErr, eyre};
+
+pub use cluster::{KubeCluster, drain_client, drain_pod};
+pub use health::LiveHealth;
+pub use hosts::{SshHosts, exec_local};
+
+use super::world::{ClusterOps as _, SystemClock, World};
+use crate::base::Env;
+use crate::probes::rebuild::{CommandVars, default_user};
+use crate::sources::ssh::HostsClient;
+
+/// The real world for a command context.
+pub async fn world(env: &Env) -> Result<World> {
+    let cluster = Arc::new(KubeCluster::new(&env.config.kubernetes).await?);
+    let ssh = Arc::new(
+        HostsClient::new(&env.config.ssh, &env.inventory)
+            .wrap_err("cannot set up SSH to the hosts")?,
+    );
+    let hosts = Arc::new(SshHosts::new(ssh));
+    let health = Arc::new(LiveHealth {
+        kubernetes: env.config.kubernetes.clone(),
+        etcd: env.config.etcd.clone(),
+        mimir: env.config.mimir.clone(),
+        inventory: env.inventory.clone(),
+    });
+    Ok(World {
+        cluster,
+        hosts,
+        health,
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// Where run journals go: `[upgrade] journal_dir`, else `$XDG_STATE_HOME/homeinfra-tui/runs`.
+pub fn journal_dir(cfg: &crate::config::UpgradeConfig) -> Result<std::path::PathBuf> {
+    cfg.journal_dir
+        .clone()
+        .or_else(super::journal::default_dir)
+        .ok_or_else(|| {
+            eyre!("no journal directory: set [upgrade] journal_dir, XDG_STATE_HOME or HOME")
+        })
+}
+
+/// A new run's plan: the flake from `[upgrade] flake` (or `[nix] flake`), the order from the
+/// inventory, `[upgrade] order` and `only`, the etcd leader (from `world`) last.
+pub async fn new_plan(
+    env: &Env,
+    world: &super::world::World,
+    only: &[String],
+) -> Result<super::Plan> {
+    let flake = env
+        .config
+        .upgrade
+        .flake
+        .clone()
+        .or_else(|| env.config.nix.flake.clone())
+        .ok_or_else(|| {
+            eyre!("no flake to build: set [upgrade] flake (or [nix] flake) in the config")
+        })?;
+    let health = world.health.gather(&[]).await;
+    let etcd = health.etcd.and_then(|r| r.ok());
+    let plan = super::plan(
+        &env.inventory,
+        etcd.as_ref(),
+        &env.config.upgrade.order,
+        only,
+        &flake,
+        &super::new_run_id(),
+    )?;
+    // Every host's commands can be built (no inventory value a shell would interpret), before
+    // anything is cordoned.
+    let user = default_user();
+    for e in &plan.entries {
+        if let Some(h) = env.inventory.host(&e.host) {
+            CommandVars::new(&flake, h, &user)
+                .map_err(|e| eyre!("cannot plan the upgrade: {e}"))?;
+        }
+    }
+    Ok(plan)
+}
+
+/// Cordon `node` for the TUI's `c` key: `spec.unschedulable = true` (strategic-merge patch)
+/// and the `homeinfra-tui/cordoned-by: <run_id>` annotation — the engine's own cordon step.
+/// For a manual cordon pass e.g. [`manual_run_id`].
+pub async fn cordon(client: &kube::Client, node: &str, run_id: &str) -> Result<()> {
+    KubeCluster::from_client(client.clone())
+        .cordon(node, run_id)
+        .await
+}
+
+/// Uncordon `node` and drop our annotation (the TUI's `c` key on a cordoned node).
+pub async fn uncordon(client: &kube::Client, node: &str) -> Result<()> {
+    KubeCluster::from_client(client.clone())
+        .uncordon(node)
+        .await
+}
+
+/// The run id recorded for a cordon by hand: `manual-<user>@<machine>`.
+pub fn manual_run_id() -> String {
+    let holder = super::lock::holder_identity("x");
+    let who = holder.split(' ').next().unwrap_or("unknown");
+    format!("manual-{who}")
+}
