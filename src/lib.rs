@@ -17,5 +17,6 @@ pub mod operations;
 pub mod paths;
 pub mod sim;
 pub mod sources;
+pub mod tasks;
 pub mod tui;
 pub mod ui;

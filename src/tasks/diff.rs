@@ -1,26 +1,15 @@
-//! The dashboard's closure diff of one host (drift mode), as a task that streams progress
-//! and can be cancelled (killing nix's process group).
+//! The dashboard's closure diff of one host (drift mode): nix's progress streamed as lines,
+//! cancelled by killing nix's process group. And the flake lock's fingerprint, the diff
+//! cache's key.
 
+use color_eyre::eyre::{Result, eyre};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::closure_diff::{self, Nix, NixCopyFromSsh, Progress, Reporter, SshTarget};
 use crate::config::{NixConfig, SshConfig};
 use crate::inventory::Host;
 use crate::model::closure::ClosureDiff;
-
-/// What the task reports.
-#[derive(Debug, Clone)]
-pub enum DiffEvent {
-    Progress {
-        host: String,
-        line: String,
-    },
-    Done {
-        host: String,
-        result: Result<Box<ClosureDiff>, String>,
-    },
-}
+use crate::operations::closure_diff::{self, Nix, NixCopyFromSsh, Progress, Reporter, SshTarget};
 
 /// Everything one diff needs.
 #[derive(Debug, Clone)]
@@ -32,50 +21,37 @@ pub struct DiffRequest {
     pub ssh: SshConfig,
 }
 
-/// Start the diff; cancel the returned token to stop it.
-pub fn spawn(req: DiffRequest, tx: mpsc::Sender<DiffEvent>) -> CancellationToken {
-    let cancel = CancellationToken::new();
-    let token = cancel.clone();
-    tokio::spawn(async move {
-        let host = req.host.id.clone();
-        let (ptx, mut prx) = mpsc::channel::<Progress>(256);
-        let forward = {
-            let tx = tx.clone();
-            let host = host.clone();
-            tokio::spawn(async move {
-                while let Some(p) = prx.recv().await {
-                    let line = p.to_string();
-                    if tx
-                        .send(DiffEvent::Progress {
-                            host: host.clone(),
-                            line,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            })
-        };
-        let reporter = Reporter::new(ptx);
-        let result = run(&req, &reporter, &token).await;
+/// Compute the diff; every progress line goes to `line` as it comes.
+pub async fn run<F, Fut>(
+    req: &DiffRequest,
+    cancel: &CancellationToken,
+    line: F,
+) -> Result<ClosureDiff, String>
+where
+    F: Fn(String) -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let (ptx, mut prx) = mpsc::channel::<Progress>(256);
+    let reporter = Reporter::new(ptx);
+    let work = async {
+        let r = diff(req, &reporter, cancel).await;
         drop(reporter);
-        let _ = forward.await;
-        let result = result
-            .map(Box::new)
-            .map_err(|e| crate::base::error_chain(&e));
-        let _ = tx.send(DiffEvent::Done { host, result }).await;
-    });
-    cancel
+        r
+    };
+    let forward = async {
+        while let Some(p) = prx.recv().await {
+            line(p.to_string()).await;
+        }
+    };
+    let (result, ()) = tokio::join!(work, forward);
+    result.map_err(|e| crate::base::error_chain(&e))
 }
 
-async fn run(
+async fn diff(
     req: &DiffRequest,
     reporter: &Reporter,
     cancel: &CancellationToken,
-) -> color_eyre::eyre::Result<ClosureDiff> {
-    use color_eyre::eyre::eyre;
+) -> Result<ClosureDiff> {
     let flake = req.nix.flake.clone().ok_or_else(|| {
         eyre!("no flake configured: set `flake = \"...\"` in the [nix] section of the config")
     })?;
@@ -105,7 +81,8 @@ async fn run(
 }
 
 /// A fingerprint of the flake's `flake.lock` when the flake is a local path (the diff cache's
-/// key, with the deployed system); `None` for remote flakes or without a lock file.
+/// key, with the deployed system); `None` for remote flakes or without a lock file. Reads a
+/// file: run it in a task, never in the event loop.
 pub fn lock_fingerprint(nix: &NixConfig) -> Option<String> {
     use std::hash::{Hash, Hasher};
     let flake = nix.flake.as_deref()?;

@@ -13,7 +13,7 @@ use ratatui::widgets::{
 };
 
 use crate::app::panes::{self, Tone};
-use crate::app::{App, Mode, Pane};
+use crate::app::{Action, App, Layer, LayoutFacts, Mode, Pane, TextInput};
 use crate::model::Severity;
 pub use theme::Theme;
 
@@ -98,6 +98,12 @@ pub fn focused_rows(area: Rect, app: &App) -> usize {
 
 /// Draw one frame.
 pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
+    let _ = render(f, app, theme);
+}
+
+/// Draw one frame and report what the state needs to know of its layout: the dashboard,
+/// then every view on the mode stack from the bottom up (help over the diff view shows both).
+pub fn render(f: &mut Frame, app: &App, theme: &Theme) -> LayoutFacts {
     let area = f.area();
     f.render_widget(Block::default().style(theme.base), area);
     let a = areas(area, app);
@@ -109,14 +115,51 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
         draw_pane(f, *rect, app, *pane, theme);
     }
     draw_footer(f, a.footer, app, theme);
-    match &app.mode {
-        Mode::Help => draw_help(f, area, app, theme),
-        Mode::Detail(key) => draw_detail(f, area, app, key, theme),
-        Mode::Diff(host) => diff::draw(f, area, app, host, theme),
-        Mode::Confirm(p) => draw_confirm(f, area, &p.question(), theme),
-        Mode::Upgrade => upgrade::draw(f, area, app, theme),
-        _ => {}
+    let mut overlay_rows = None;
+    for mode in app.modes() {
+        let rows = match mode {
+            Mode::Help => {
+                draw_help(f, area, app, theme);
+                None
+            }
+            Mode::Detail(key) => Some(draw_detail(f, area, app, key, theme)),
+            Mode::Diff(host) => Some(diff::draw(f, area, app, host, theme)),
+            Mode::Confirm(p) => {
+                draw_confirm(f, area, app, &p.question(), theme);
+                None
+            }
+            Mode::Upgrade => {
+                upgrade::draw(f, area, app, theme);
+                None
+            }
+            Mode::Normal | Mode::Filtering => None,
+        };
+        overlay_rows = rows.or(overlay_rows);
     }
+    LayoutFacts {
+        page_rows: focused_rows(area, app),
+        overlay_rows,
+    }
+}
+
+/// A filter as shown: `/text` with the cursor drawn while it is edited.
+pub fn filter_text(t: &TextInput, editing: bool) -> String {
+    if editing {
+        let (before, after) = t.split();
+        format!("/{before}█{after}")
+    } else {
+        format!("/{t}")
+    }
+}
+
+/// `k label` pairs as key and description spans, for a footer or a popup.
+fn hint_spans<'a>(hints: &[(String, &str)], theme: &Theme) -> Vec<Span<'a>> {
+    let mut spans = Vec::new();
+    for (k, label) in hints {
+        spans.push(Span::styled(format!(" {k} "), theme.key));
+        spans.push(Span::styled(format!(" {label}  "), theme.key_desc));
+    }
+    spans
 }
 
 fn tone(theme: &Theme, t: Tone) -> Style {
@@ -191,7 +234,7 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
 fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
     let focused = pane == app.focus;
-    let t = panes::table(app, pane);
+    let t = app.table(pane);
     let st = app.pane(pane);
     let count = if t.header.is_empty() {
         String::new()
@@ -326,20 +369,26 @@ pub fn visible_columns(widths: &[u16], drop_order: &[u8], width: u16) -> Vec<usi
 
 fn draw_footer(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut spans = Vec::new();
-    if app.mode == Mode::Filtering {
+    let filtering_pane = app.mode == Mode::Filtering && !matches!(app.covered(), Mode::Diff(_));
+    if filtering_pane {
         let filter = &app.pane(app.focus).filter;
-        spans.push(Span::styled(format!(" /{filter}█ "), theme.filter));
-        spans.push(Span::styled("  Enter", theme.key));
-        spans.push(Span::styled(" keep  ", theme.key_desc));
-        spans.push(Span::styled("Esc", theme.key));
-        spans.push(Span::styled(" clear ", theme.key_desc));
+        spans.push(Span::styled(
+            format!(" {} ", filter_text(filter, true)),
+            theme.filter,
+        ));
+        let hints = app
+            .keymap
+            .hints(Layer::Input, &[Action::Submit, Action::Back]);
+        for (i, (k, label)) in hints.iter().enumerate() {
+            let lead = if i == 0 { "  " } else { "" };
+            let trail = if i + 1 == hints.len() { " " } else { "  " };
+            spans.push(Span::styled(format!("{lead}{k}"), theme.key));
+            spans.push(Span::styled(format!(" {label}{trail}"), theme.key_desc));
+        }
     } else if let Some((msg, t)) = &app.status {
         spans.push(Span::styled(format!(" {msg} "), tone(theme, *t)));
     } else {
-        for (k, label) in app.keymap.footer() {
-            spans.push(Span::styled(format!(" {k} "), theme.key));
-            spans.push(Span::styled(format!(" {label}  "), theme.key_desc));
-        }
+        spans = hint_spans(&app.keymap.footer(), theme);
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -357,7 +406,7 @@ fn popup(area: Rect, w_pct: u16, h: u16) -> Rect {
 }
 
 fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let rows = app.keymap.help_rows();
+    let rows = app.keymap.help_rows_in(app.help_layer());
     let keyw = rows
         .iter()
         .map(|(k, _)| k.chars().count())
@@ -406,20 +455,28 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     );
 }
 
-fn draw_confirm(f: &mut Frame, area: Rect, question: &str, theme: &Theme) {
-    let w = (question.chars().count() as u16 + 4).max(34);
-    let r = popup_exact(area, w, 5);
+fn draw_confirm(f: &mut Frame, area: Rect, app: &App, question: &[String], theme: &Theme) {
+    let widest = question
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let w = (widest as u16 + 4).max(34);
+    let r = popup_exact(area, w, question.len() as u16 + 4);
     f.render_widget(Clear, r);
-    let lines = vec![
-        Line::from(Span::styled(format!(" {question}"), theme.popup)),
-        Line::from(""),
-        Line::from(vec![
-            Span::styled(" y ", theme.key),
-            Span::styled(" yes   ", theme.key_desc),
-            Span::styled(" any other key ", theme.key),
-            Span::styled(" no", theme.key_desc),
-        ]),
-    ];
+    let mut lines: Vec<Line> = question
+        .iter()
+        .map(|l| Line::from(Span::styled(format!(" {l}"), theme.popup)))
+        .collect();
+    lines.push(Line::from(""));
+    let mut answer = Vec::new();
+    for (k, label) in app.keymap.hints(Layer::Confirm, &[Action::Confirm]) {
+        answer.push(Span::styled(format!(" {k} "), theme.key));
+        answer.push(Span::styled(format!(" {label}   "), theme.key_desc));
+    }
+    answer.push(Span::styled(" any other key ", theme.key));
+    answer.push(Span::styled(" no", theme.key_desc));
+    lines.push(Line::from(answer));
     f.render_widget(
         Paragraph::new(lines).style(theme.popup).block(
             Block::default()
@@ -443,7 +500,8 @@ fn popup_exact(area: Rect, w: u16, h: u16) -> Rect {
     r
 }
 
-fn draw_detail(f: &mut Frame, area: Rect, app: &App, key: &str, theme: &Theme) {
+/// The detail of a row; returns how many lines its body shows.
+fn draw_detail(f: &mut Frame, area: Rect, app: &App, key: &str, theme: &Theme) -> usize {
     let lines = panes::detail(app, app.focus, key);
     let labw = lines
         .iter()
@@ -472,10 +530,15 @@ fn draw_detail(f: &mut Frame, area: Rect, app: &App, key: &str, theme: &Theme) {
                     .borders(Borders::ALL)
                     .border_style(theme.border_focused)
                     .title(Span::styled(
-                        format!(" {} › {key} — Esc back ", app.focus.title()),
+                        format!(
+                            " {} › {key} — {} ",
+                            app.focus.title(),
+                            app.keymap.hint_line(Layer::Dashboard, &[Action::Back])
+                        ),
                         theme.title_focused,
                     )),
             ),
         r,
     );
+    r.height.saturating_sub(2) as usize
 }

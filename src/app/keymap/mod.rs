@@ -1,406 +1,422 @@
-//! Keys as one table of data: key → action, with help text. The same table renders the `?`
-//! help overlay and the footer, and users rebind keys in `[ui.keys]`.
+//! Keys as data, in layers: the dashboard, the diff view, the upgrade view, a question
+//! (`confirm`) and a text field (`input`), plus the `global` keys the first three fall back
+//! to. The defaults are the TOML table `defaults.toml` (embedded); users rebind keys in
+//! `[ui.keys]` (every layer that has the action) and `[ui.keys.<layer>]` (one layer). The
+//! same table renders the `?` help, the footer and every key hint in the views.
+
+mod action;
+mod key;
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::sync::OnceLock;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use serde::{Deserialize, Serialize};
+use crossterm::event::KeyEvent;
+use serde::Deserialize;
 
-/// Everything a key can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Quit,
-    FocusNext,
-    FocusPrev,
-    FocusHosts,
-    FocusNodes,
-    FocusEtcd,
-    FocusLonghorn,
-    FocusMetrics,
-    FocusLogs,
-    FocusFindings,
-    Up,
-    Down,
-    PageUp,
-    PageDown,
-    Top,
-    Bottom,
-    Open,
-    Back,
-    Filter,
-    Help,
-    Refresh,
+pub use action::Action;
+pub use key::Key;
+
+use crate::config::KeyOverride;
+
+/// The default table, embedded in the binary.
+const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// A set of bindings that holds while one kind of view has the keyboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layer {
+    Global,
+    Dashboard,
     Diff,
-    Export,
-    Wrap,
-    Cordon,
-    Confirm,
     Upgrade,
-    Pause,
-    Abort,
-    Skip,
+    Confirm,
+    Input,
 }
 
-impl Action {
-    /// Every action, in the order the help overlay lists them.
-    pub const ALL: &'static [Action] = &[
-        Action::Help,
-        Action::Quit,
-        Action::FocusNext,
-        Action::FocusPrev,
-        Action::FocusHosts,
-        Action::FocusNodes,
-        Action::FocusEtcd,
-        Action::FocusLonghorn,
-        Action::FocusMetrics,
-        Action::FocusLogs,
-        Action::FocusFindings,
-        Action::Up,
-        Action::Down,
-        Action::PageUp,
-        Action::PageDown,
-        Action::Top,
-        Action::Bottom,
-        Action::Open,
-        Action::Back,
-        Action::Filter,
-        Action::Refresh,
-        Action::Diff,
-        Action::Export,
-        Action::Wrap,
-        Action::Cordon,
-        Action::Confirm,
-        Action::Upgrade,
-        Action::Pause,
-        Action::Abort,
-        Action::Skip,
+impl Layer {
+    pub const ALL: [Layer; 6] = [
+        Layer::Global,
+        Layer::Dashboard,
+        Layer::Diff,
+        Layer::Upgrade,
+        Layer::Confirm,
+        Layer::Input,
     ];
 
-    pub fn description(self) -> &'static str {
+    /// The name in the config (`[ui.keys.diff]`).
+    pub fn name(self) -> &'static str {
         match self {
-            Action::Quit => "quit",
-            Action::FocusNext => "next pane",
-            Action::FocusPrev => "previous pane",
-            Action::FocusHosts => "Hosts pane",
-            Action::FocusNodes => "Nodes pane",
-            Action::FocusEtcd => "etcd pane",
-            Action::FocusLonghorn => "Longhorn pane",
-            Action::FocusMetrics => "Metrics pane",
-            Action::FocusLogs => "Logs pane",
-            Action::FocusFindings => "Findings pane",
-            Action::Up => "move up",
-            Action::Down => "move down",
-            Action::PageUp => "page up",
-            Action::PageDown => "page down",
-            Action::Top => "first row",
-            Action::Bottom => "last row",
-            Action::Open => "open / jump to subject",
-            Action::Back => "back / clear filter",
-            Action::Filter => "filter this table",
-            Action::Help => "help",
-            Action::Refresh => "refresh / recompute diff",
-            Action::Diff => "closure diff of host",
-            Action::Export => "export the diff",
-            Action::Wrap => "wrap log lines",
-            Action::Cordon => "cordon / uncordon node",
-            Action::Confirm => "yes (in a question)",
-            Action::Upgrade => "rolling upgrade: plan, run",
-            Action::Pause => "upgrade: pause / resume",
-            Action::Abort => "upgrade: abort safely",
-            Action::Skip => "upgrade: skip the node",
+            Layer::Global => "global",
+            Layer::Dashboard => "dashboard",
+            Layer::Diff => "diff",
+            Layer::Upgrade => "upgrade",
+            Layer::Confirm => "confirm",
+            Layer::Input => "input",
         }
     }
 
-    /// Short label for the footer; `None` keeps the action out of the footer.
-    pub fn footer_label(self) -> Option<&'static str> {
-        match self {
-            Action::Help => Some("help"),
-            Action::Quit => Some("quit"),
-            Action::FocusNext => Some("pane"),
-            Action::Down => Some("move"),
-            Action::Open => Some("open"),
-            Action::Back => Some("back"),
-            Action::Filter => Some("filter"),
-            Action::Refresh => Some("refresh"),
-            Action::Diff => Some("diff"),
-            _ => None,
-        }
+    fn from_name(name: &str) -> Option<Layer> {
+        Layer::ALL.into_iter().find(|l| l.name() == name)
     }
 
-    fn parse(name: &str) -> Result<Action, String> {
-        serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
-            let names: Vec<String> = Action::ALL
-                .iter()
-                .filter_map(|a| serde_json::to_value(a).ok())
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            format!(
-                "\"{name}\" is not an action (actions: {}, or \"none\" to unbind)",
-                names.join(", ")
-            )
-        })
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Keys this layer does not bind fall through to the global layer (help, quit). A
+    /// question and a text field take every key themselves.
+    pub fn falls_back(self) -> bool {
+        matches!(self, Layer::Dashboard | Layer::Diff | Layer::Upgrade)
     }
 }
 
-/// A key with its modifiers, e.g. `ctrl-c`, `G`, `tab`, `pgdn`, `f5`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Key {
-    pub code: KeyCode,
-    pub ctrl: bool,
-    pub alt: bool,
+/// Keys bound to one action in one layer, with its help text and footer label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub keys: Vec<Key>,
+    pub action: Action,
+    pub desc: &'static str,
+    /// The label in the footer and the view titles; `None`: help only.
+    pub hint: Option<&'static str>,
+    /// Another action whose first key the hint shows too (`j/k move`).
+    pub with: Option<Action>,
 }
 
-impl Key {
-    pub const fn plain(code: KeyCode) -> Key {
-        Key {
-            code,
-            ctrl: false,
-            alt: false,
-        }
-    }
-
-    pub const fn ch(c: char) -> Key {
-        Key::plain(KeyCode::Char(c))
-    }
-
-    pub const fn ctrl(c: char) -> Key {
-        Key {
-            code: KeyCode::Char(c),
-            ctrl: true,
-            alt: false,
-        }
-    }
-
-    /// The key of a terminal event. Shift is part of the character (`G`), so it is ignored.
-    pub fn from_event(ev: &KeyEvent) -> Key {
-        let code = match ev.code {
-            KeyCode::Char(c) if ev.modifiers.contains(KeyModifiers::CONTROL) => {
-                KeyCode::Char(c.to_ascii_lowercase())
-            }
-            other => other,
-        };
-        Key {
-            code,
-            ctrl: ev.modifiers.contains(KeyModifiers::CONTROL),
-            alt: ev.modifiers.contains(KeyModifiers::ALT),
-        }
-    }
-
-    /// Parse a key name as written in the config.
-    pub fn parse(s: &str) -> Result<Key, String> {
-        let mut ctrl = false;
-        let mut alt = false;
-        let mut rest = s;
-        loop {
-            let lower = rest.to_ascii_lowercase();
-            if rest.chars().count() > 2
-                && (lower.starts_with("ctrl-") || lower.starts_with("ctrl+"))
-            {
-                ctrl = true;
-                rest = &rest[5..];
-            } else if rest.chars().count() > 2
-                && (lower.starts_with("alt-") || lower.starts_with("alt+"))
-            {
-                alt = true;
-                rest = &rest[4..];
-            } else {
-                break;
-            }
-        }
-        let lower = rest.to_ascii_lowercase();
-        let code = match lower.as_str() {
-            "tab" => KeyCode::Tab,
-            "backtab" | "shift-tab" | "shift+tab" => KeyCode::BackTab,
-            "enter" | "return" => KeyCode::Enter,
-            "esc" | "escape" => KeyCode::Esc,
-            "space" => KeyCode::Char(' '),
-            "up" => KeyCode::Up,
-            "down" => KeyCode::Down,
-            "left" => KeyCode::Left,
-            "right" => KeyCode::Right,
-            "pgup" | "pageup" => KeyCode::PageUp,
-            "pgdn" | "pagedown" => KeyCode::PageDown,
-            "home" => KeyCode::Home,
-            "end" => KeyCode::End,
-            "backspace" => KeyCode::Backspace,
-            "delete" | "del" => KeyCode::Delete,
-            _ => {
-                let mut chars = rest.chars();
-                match (chars.next(), chars.next()) {
-                    (Some(c), None) => KeyCode::Char(if ctrl { c.to_ascii_lowercase() } else { c }),
-                    _ => match lower.strip_prefix('f').and_then(|n| n.parse::<u8>().ok()) {
-                        Some(n) if (1..=12).contains(&n) => KeyCode::F(n),
-                        _ => {
-                            return Err(format!(
-                                "\"{s}\" is not a key (e.g. \"x\", \"G\", \"ctrl-r\", \"tab\", \"pgdn\", \"f5\")"
-                            ));
-                        }
-                    },
-                }
-            }
-        };
-        Ok(Key { code, ctrl, alt })
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.ctrl {
-            f.write_str("Ctrl-")?;
-        }
-        if self.alt {
-            f.write_str("Alt-")?;
-        }
-        match self.code {
-            KeyCode::Char(' ') => f.write_str("Space"),
-            KeyCode::Char(c) => write!(f, "{c}"),
-            KeyCode::Tab => f.write_str("Tab"),
-            KeyCode::BackTab => f.write_str("S-Tab"),
-            KeyCode::Enter => f.write_str("Enter"),
-            KeyCode::Esc => f.write_str("Esc"),
-            KeyCode::Up => f.write_str("↑"),
-            KeyCode::Down => f.write_str("↓"),
-            KeyCode::Left => f.write_str("←"),
-            KeyCode::Right => f.write_str("→"),
-            KeyCode::PageUp => f.write_str("PgUp"),
-            KeyCode::PageDown => f.write_str("PgDn"),
-            KeyCode::Home => f.write_str("Home"),
-            KeyCode::End => f.write_str("End"),
-            KeyCode::Backspace => f.write_str("Bksp"),
-            KeyCode::Delete => f.write_str("Del"),
-            KeyCode::F(n) => write!(f, "F{n}"),
-            other => write!(f, "{other:?}"),
-        }
-    }
-}
-
-/// The key table.
-#[derive(Debug, Clone, PartialEq)]
+/// The key table: per layer, bindings in help order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keymap {
-    bindings: Vec<(Key, Action)>,
+    layers: [Vec<Binding>; 6],
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    global: Vec<RawBinding>,
+    dashboard: Vec<RawBinding>,
+    diff: Vec<RawBinding>,
+    upgrade: Vec<RawBinding>,
+    confirm: Vec<RawBinding>,
+    input: Vec<RawBinding>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    on: Vec<String>,
+    run: String,
+    desc: String,
+    #[serde(default)]
+    hint: Option<String>,
+    #[serde(default)]
+    with: Option<String>,
 }
 
 impl Default for Keymap {
+    /// The embedded table (a unit test proves it parses).
     fn default() -> Self {
-        use Action::*;
-        let b = vec![
-            (Key::ch('?'), Help),
-            (Key::ch('q'), Quit),
-            (Key::ctrl('c'), Quit),
-            (Key::plain(KeyCode::Tab), FocusNext),
-            (Key::plain(KeyCode::BackTab), FocusPrev),
-            (Key::ch('1'), FocusHosts),
-            (Key::ch('2'), FocusNodes),
-            (Key::ch('3'), FocusEtcd),
-            (Key::ch('4'), FocusLonghorn),
-            (Key::ch('5'), FocusMetrics),
-            (Key::ch('6'), FocusLogs),
-            (Key::ch('7'), FocusFindings),
-            (Key::ch('k'), Up),
-            (Key::plain(KeyCode::Up), Up),
-            (Key::ch('j'), Down),
-            (Key::plain(KeyCode::Down), Down),
-            (Key::plain(KeyCode::PageUp), PageUp),
-            (Key::ctrl('b'), PageUp),
-            (Key::plain(KeyCode::PageDown), PageDown),
-            (Key::ctrl('f'), PageDown),
-            (Key::ch('g'), Top),
-            (Key::plain(KeyCode::Home), Top),
-            (Key::ch('G'), Bottom),
-            (Key::plain(KeyCode::End), Bottom),
-            (Key::plain(KeyCode::Enter), Open),
-            (Key::plain(KeyCode::Esc), Back),
-            (Key::ch('/'), Filter),
-            (Key::ch('r'), Refresh),
-            (Key::ch('d'), Diff),
-            (Key::ch('e'), Export),
-            (Key::ch('w'), Wrap),
-            (Key::ch('c'), Cordon),
-            (Key::ch('y'), Confirm),
-            (Key::ch('U'), Upgrade),
-            (Key::ch('p'), Pause),
-            (Key::ch('a'), Abort),
-            (Key::ch('s'), Skip),
-        ];
-        Keymap { bindings: b }
+        static DEFAULT: OnceLock<Keymap> = OnceLock::new();
+        DEFAULT
+            .get_or_init(|| match Keymap::parse(DEFAULTS) {
+                Ok(km) => km,
+                Err(e) => panic!("the embedded key table is broken: {e}"),
+            })
+            .clone()
     }
 }
 
 impl Keymap {
-    /// The defaults with the user's `[ui.keys]` applied: each entry binds a key to an action,
-    /// replacing whatever that key did; `"none"` unbinds it.
-    pub fn with_overrides(overrides: &BTreeMap<String, String>) -> Result<Keymap, String> {
-        let mut km = Keymap::default();
-        for (k, a) in overrides {
-            let key = Key::parse(k).map_err(|e| format!("key \"ui.keys.{k}\": {e}"))?;
-            km.bindings.retain(|(bk, _)| *bk != key);
-            if a != "none" {
-                let action = Action::parse(a).map_err(|e| format!("key \"ui.keys.{k}\": {e}"))?;
-                km.bindings.push((key, action));
+    /// A key table from its TOML text (the format of `defaults.toml`). Its texts live as long
+    /// as the program: this is for the embedded table, parsed once.
+    fn parse(text: &str) -> Result<Keymap, String> {
+        let raw: RawTable = toml::from_str(text).map_err(|e| format!("key table: {e}"))?;
+        let mut km = Keymap {
+            layers: Default::default(),
+        };
+        let lists = [
+            (Layer::Global, raw.global),
+            (Layer::Dashboard, raw.dashboard),
+            (Layer::Diff, raw.diff),
+            (Layer::Upgrade, raw.upgrade),
+            (Layer::Confirm, raw.confirm),
+            (Layer::Input, raw.input),
+        ];
+        for (layer, list) in lists {
+            for b in list {
+                let at = |e: String| format!("key table, layer {}: {e}", layer.name());
+                let action = Action::parse(&b.run).map_err(at)?;
+                let with = b
+                    .with
+                    .as_deref()
+                    .map(Action::parse)
+                    .transpose()
+                    .map_err(at)?;
+                let mut keys = Vec::new();
+                for k in &b.on {
+                    let key = Key::parse(k).map_err(at)?;
+                    check(layer, key, action).map_err(at)?;
+                    keys.push(key);
+                }
+                km.layers[layer.index()].push(Binding {
+                    keys,
+                    action,
+                    desc: b.desc.leak(),
+                    hint: b.hint.map(|h| &*h.leak()),
+                    with,
+                });
             }
         }
         Ok(km)
     }
 
-    pub fn action_for(&self, ev: &KeyEvent) -> Option<Action> {
+    /// The defaults with the user's `[ui.keys]` applied. A `key = "action"` entry binds the
+    /// key to the action in every layer that has the action, and takes it from whatever it did
+    /// anywhere; a `[ui.keys.<layer>]` table does the same in that layer alone (applied after
+    /// the others, so it wins). `"none"` unbinds.
+    pub fn with_overrides(overrides: &BTreeMap<String, KeyOverride>) -> Result<Keymap, String> {
+        let mut km = Keymap::default();
+        for (k, o) in overrides {
+            if let KeyOverride::Action(a) = o {
+                km.rebind_everywhere(k, a)
+                    .map_err(|e| format!("key \"ui.keys.{k}\": {e}"))?;
+            }
+        }
+        for (name, o) in overrides {
+            if let KeyOverride::Layer(table) = o {
+                let layer = Layer::from_name(name).ok_or_else(|| {
+                    let names: Vec<&str> = Layer::ALL.iter().map(|l| l.name()).collect();
+                    format!(
+                        "\"ui.keys.{name}\": \"{name}\" is not a layer (layers: {})",
+                        names.join(", ")
+                    )
+                })?;
+                for (k, a) in table {
+                    km.rebind_in(layer, k, a)
+                        .map_err(|e| format!("key \"ui.keys.{name}.{k}\": {e}"))?;
+                }
+            }
+        }
+        Ok(km)
+    }
+
+    fn rebind_everywhere(&mut self, k: &str, a: &str) -> Result<(), String> {
+        let key = Key::parse(k)?;
+        if a == "none" {
+            for l in Layer::ALL {
+                self.unbind(l, key);
+            }
+            return Ok(());
+        }
+        let action = Action::parse(a)?;
+        let homes: Vec<Layer> = Layer::ALL
+            .into_iter()
+            .filter(|l| self.has(*l, action))
+            // A character is text in a text field: the binding holds everywhere else.
+            .filter(|l| !(*l == Layer::Input && key.is_text()))
+            .collect();
+        if homes.is_empty() {
+            return Err(format!(
+                "{key} cannot run \"{a}\": only the input layer has it, and a character is text there"
+            ));
+        }
+        for l in &homes {
+            check(*l, key, action)?;
+        }
+        for l in Layer::ALL {
+            self.unbind(l, key);
+        }
+        for l in homes {
+            self.bind(l, key, action);
+        }
+        Ok(())
+    }
+
+    fn rebind_in(&mut self, layer: Layer, k: &str, a: &str) -> Result<(), String> {
+        let key = Key::parse(k)?;
+        if a == "none" {
+            self.unbind(layer, key);
+            return Ok(());
+        }
+        let action = Action::parse(a)?;
+        if !self.has(layer, action) {
+            let names: Vec<String> = self.layers[layer.index()]
+                .iter()
+                .map(|b| b.action.name())
+                .collect();
+            return Err(format!(
+                "\"{a}\" is not an action of the {} layer (its actions: {})",
+                layer.name(),
+                names.join(", ")
+            ));
+        }
+        check(layer, key, action)?;
+        self.unbind(layer, key);
+        self.bind(layer, key, action);
+        Ok(())
+    }
+
+    fn has(&self, layer: Layer, action: Action) -> bool {
+        self.layers[layer.index()]
+            .iter()
+            .any(|b| b.action == action)
+    }
+
+    fn unbind(&mut self, layer: Layer, key: Key) {
+        for b in &mut self.layers[layer.index()] {
+            b.keys.retain(|k| *k != key);
+        }
+    }
+
+    fn bind(&mut self, layer: Layer, key: Key, action: Action) {
+        if let Some(b) = self.layers[layer.index()]
+            .iter_mut()
+            .find(|b| b.action == action)
+            && !b.keys.contains(&key)
+        {
+            b.keys.push(key);
+        }
+    }
+
+    fn find(&self, layer: Layer, key: Key) -> Option<Action> {
+        self.layers[layer.index()]
+            .iter()
+            .find(|b| b.keys.contains(&key))
+            .map(|b| b.action)
+    }
+
+    /// The action of a key in a layer (falling back to the global keys where the layer does).
+    pub fn lookup(&self, layer: Layer, ev: &KeyEvent) -> Option<Action> {
         let key = Key::from_event(ev);
-        self.bindings
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, a)| *a)
+        self.find(layer, key).or_else(|| {
+            layer
+                .falls_back()
+                .then(|| self.find(Layer::Global, key))
+                .flatten()
+        })
     }
 
-    /// Keys bound to an action, in table order.
-    pub fn keys_for(&self, action: Action) -> Vec<Key> {
-        self.bindings
+    /// The action of a key on the dashboard.
+    pub fn action_for(&self, ev: &KeyEvent) -> Option<Action> {
+        self.lookup(Layer::Dashboard, ev)
+    }
+
+    /// The bindings of one layer, in help order.
+    pub fn bindings(&self, layer: Layer) -> &[Binding] {
+        &self.layers[layer.index()]
+    }
+
+    /// Keys bound to an action in a layer (or in the global layer it falls back to).
+    pub fn keys_for(&self, layer: Layer, action: Action) -> Vec<Key> {
+        let own: Vec<Key> = self.layers[layer.index()]
             .iter()
-            .filter(|(_, a)| *a == action)
-            .map(|(k, _)| *k)
+            .filter(|b| b.action == action)
+            .flat_map(|b| b.keys.iter().copied())
+            .collect();
+        if own.is_empty() && layer.falls_back() && !self.has(layer, action) {
+            return self.keys_for(Layer::Global, action);
+        }
+        own
+    }
+
+    /// The bindings that hold in a layer: the global ones first where it falls back to them.
+    fn visible(&self, layer: Layer) -> impl Iterator<Item = &Binding> {
+        let global: &[Binding] = if layer.falls_back() {
+            &self.layers[Layer::Global.index()]
+        } else {
+            &[]
+        };
+        global
+            .iter()
+            .filter(move |g| !self.has(layer, g.action))
+            .chain(self.layers[layer.index()].iter())
+            .filter(|b| !b.keys.is_empty())
+    }
+
+    /// `(keys, description)` of every binding that holds in a layer, in help order.
+    pub fn help_rows_in(&self, layer: Layer) -> Vec<(String, &'static str)> {
+        self.visible(layer)
+            .map(|b| {
+                let names: Vec<String> = b.keys.iter().map(Key::to_string).collect();
+                (names.join(" "), b.desc)
+            })
             .collect()
     }
 
-    /// `(keys, description)` for every bound action, in help order.
+    /// The dashboard's help rows.
     pub fn help_rows(&self) -> Vec<(String, &'static str)> {
-        Action::ALL
+        self.help_rows_in(Layer::Dashboard)
+    }
+
+    fn hint_of(&self, layer: Layer, b: &Binding) -> Option<(String, &'static str)> {
+        let label = b.hint?;
+        let first = b.keys.first()?;
+        let name = match b
+            .with
+            .and_then(|w| self.keys_for(layer, w).first().copied())
+        {
+            Some(other) => format!("{first}/{other}"),
+            None => first.to_string(),
+        };
+        Some((name, label))
+    }
+
+    /// `(first key, label)` of every hinted binding that holds in a layer: the footer.
+    pub fn footer_in(&self, layer: Layer) -> Vec<(String, &'static str)> {
+        self.visible(layer)
+            .filter_map(|b| self.hint_of(layer, b))
+            .collect()
+    }
+
+    /// The dashboard's footer.
+    pub fn footer(&self) -> Vec<(String, &'static str)> {
+        self.footer_in(Layer::Dashboard)
+    }
+
+    /// `(first key, label)` for these actions of a layer, in this order; unbound ones are left
+    /// out (a view title lists what applies to its state).
+    pub fn hints(&self, layer: Layer, actions: &[Action]) -> Vec<(String, &'static str)> {
+        actions
             .iter()
             .filter_map(|a| {
-                let keys = self.keys_for(*a);
-                (!keys.is_empty()).then(|| {
-                    let names: Vec<String> = keys.iter().map(Key::to_string).collect();
-                    (names.join(" "), a.description())
-                })
+                let b = self
+                    .visible(layer)
+                    .find(|b| b.action == *a && b.hint.is_some())?;
+                self.hint_of(layer, b)
             })
             .collect()
     }
 
-    /// `(first key, label)` for the footer.
-    pub fn footer(&self) -> Vec<(String, &'static str)> {
-        Action::ALL
+    /// `k label · k label`, for a view's title.
+    pub fn hint_line(&self, layer: Layer, actions: &[Action]) -> String {
+        self.hints(layer, actions)
             .iter()
-            .filter_map(|a| {
-                let label = a.footer_label()?;
-                let key = self.keys_for(*a).into_iter().next()?;
-                let name = if *a == Action::Down {
-                    // "j/k" reads better than one direction.
-                    match self.keys_for(Action::Up).first() {
-                        Some(up) => format!("{key}/{up}"),
-                        None => key.to_string(),
-                    }
-                } else {
-                    key.to_string()
-                };
-                Some((name, label))
-            })
-            .collect()
+            .map(|(k, l)| format!("{k} {l}"))
+            .collect::<Vec<_>>()
+            .join(" · ")
     }
+}
+
+/// What a layer refuses to bind: a character in a text field (it is typed), and anything but a
+/// character as the yes to a question (Enter, Space and the like are pressed by habit).
+fn check(layer: Layer, key: Key, action: Action) -> Result<(), String> {
+    if layer == Layer::Input && key.is_text() {
+        return Err(format!(
+            "{key} is text in the input layer: bind a named key or one with Ctrl or Alt"
+        ));
+    }
+    if layer == Layer::Confirm
+        && action == Action::Confirm
+        && !(key.is_text() && key.code != crossterm::event::KeyCode::Char(' '))
+    {
+        return Err(format!(
+            "{key} cannot say yes to a question: only a character key can (Enter, Space and the like are pressed by habit)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossterm::event::KeyEventKind;
+    use crossterm::event::{KeyCode, KeyEventKind, KeyModifiers};
 
     fn ev(code: KeyCode, m: KeyModifiers) -> KeyEvent {
         KeyEvent {
@@ -408,6 +424,37 @@ mod tests {
             modifiers: m,
             kind: KeyEventKind::Press,
             state: crossterm::event::KeyEventState::NONE,
+        }
+    }
+
+    fn flat(pairs: &[(&str, &str)]) -> BTreeMap<String, KeyOverride> {
+        pairs
+            .iter()
+            .map(|(k, a)| (k.to_string(), KeyOverride::Action(a.to_string())))
+            .collect()
+    }
+
+    fn layer(o: &mut BTreeMap<String, KeyOverride>, name: &str, pairs: &[(&str, &str)]) {
+        o.insert(
+            name.to_string(),
+            KeyOverride::Layer(
+                pairs
+                    .iter()
+                    .map(|(k, a)| (k.to_string(), a.to_string()))
+                    .collect(),
+            ),
+        );
+    }
+
+    #[test]
+    fn the_embedded_table_parses_and_every_action_has_a_layer() {
+        let km = Keymap::parse(DEFAULTS).unwrap();
+        assert_eq!(km, Keymap::default());
+        for a in Action::ALL {
+            assert!(
+                Layer::ALL.iter().any(|l| km.has(*l, *a)),
+                "{a:?} is bound in no layer"
+            );
         }
     }
 
@@ -441,11 +488,28 @@ mod tests {
     }
 
     #[test]
+    fn layers_give_keys_their_meaning() {
+        let km = Keymap::default();
+        let r = ev(KeyCode::Char('r'), KeyModifiers::NONE);
+        let enter = ev(KeyCode::Enter, KeyModifiers::NONE);
+        let y = ev(KeyCode::Char('y'), KeyModifiers::NONE);
+        let q = ev(KeyCode::Char('q'), KeyModifiers::NONE);
+        assert_eq!(km.lookup(Layer::Diff, &r), Some(Action::Refresh));
+        assert_eq!(km.lookup(Layer::Upgrade, &y), Some(Action::Start));
+        assert_eq!(km.lookup(Layer::Dashboard, &y), None);
+        // a question knows only its yes; Enter is not one
+        assert_eq!(km.lookup(Layer::Confirm, &y), Some(Action::Confirm));
+        assert_eq!(km.lookup(Layer::Confirm, &enter), None);
+        assert_eq!(km.lookup(Layer::Confirm, &q), None, "no fallback to quit");
+        // the global keys hold in the views, not while typing
+        assert_eq!(km.lookup(Layer::Diff, &q), Some(Action::Quit));
+        assert_eq!(km.lookup(Layer::Input, &q), None);
+        assert_eq!(km.lookup(Layer::Input, &enter), Some(Action::Submit));
+    }
+
+    #[test]
     fn overrides_replace_and_unbind() {
-        let mut o = BTreeMap::new();
-        o.insert("x".to_string(), "quit".to_string());
-        o.insert("q".to_string(), "none".to_string());
-        o.insert("ctrl-r".to_string(), "refresh".to_string());
+        let o = flat(&[("x", "quit"), ("q", "none"), ("ctrl-r", "refresh")]);
         let km = Keymap::with_overrides(&o).unwrap();
         assert_eq!(
             km.action_for(&ev(KeyCode::Char('x'), KeyModifiers::NONE)),
@@ -459,28 +523,99 @@ mod tests {
             km.action_for(&ev(KeyCode::Char('r'), KeyModifiers::CONTROL)),
             Some(Action::Refresh)
         );
+        // an entry of [ui.keys] holds in every layer that has the action
+        assert_eq!(
+            km.lookup(Layer::Diff, &ev(KeyCode::Char('r'), KeyModifiers::CONTROL)),
+            Some(Action::Refresh)
+        );
         let help = km.help_rows();
         assert!(help.contains(&("Ctrl-c x".to_string(), "quit")), "{help:?}");
     }
 
     #[test]
-    fn bad_overrides_name_the_key() {
+    fn a_layer_table_changes_that_layer_and_its_hints_only() {
         let mut o = BTreeMap::new();
-        o.insert("x".to_string(), "explode".to_string());
-        let err = Keymap::with_overrides(&o).unwrap_err();
+        layer(&mut o, "diff", &[("x", "export"), ("e", "none")]);
+        layer(&mut o, "upgrade", &[("P", "pause")]);
+        let km = Keymap::with_overrides(&o).unwrap();
+        let x = ev(KeyCode::Char('x'), KeyModifiers::NONE);
+        assert_eq!(km.lookup(Layer::Diff, &x), Some(Action::Export));
+        assert_eq!(km.lookup(Layer::Dashboard, &x), None);
+        let d = Keymap::default();
+        assert_eq!(
+            d.hint_line(Layer::Diff, &[Action::Back, Action::Export]),
+            "Esc back · e export"
+        );
+        assert_eq!(
+            km.hint_line(Layer::Diff, &[Action::Back, Action::Export]),
+            "Esc back · x export"
+        );
+        assert_eq!(
+            km.hint_line(Layer::Upgrade, &[Action::Pause]),
+            "p pause",
+            "the first key is the hint's"
+        );
+        let help = km.help_rows_in(Layer::Diff);
+        assert_eq!(help[0], ("?".to_string(), "help"), "the global keys first");
+        assert!(help.contains(&("x".to_string(), "export the diff as text")));
+        assert!(!km.help_rows().iter().any(|(_, d)| d.contains("export")));
+    }
+
+    #[test]
+    fn bad_overrides_name_the_key() {
+        let err = Keymap::with_overrides(&flat(&[("x", "explode")])).unwrap_err();
         assert!(
             err.starts_with(
                 "key \"ui.keys.x\": \"explode\" is not an action (actions: help, quit,"
             ),
             "{err}"
         );
-        let mut o = BTreeMap::new();
-        o.insert("hyper-x".to_string(), "quit".to_string());
-        let err = Keymap::with_overrides(&o).unwrap_err();
+        let err = Keymap::with_overrides(&flat(&[("hyper-x", "quit")])).unwrap_err();
         assert!(
             err.starts_with("key \"ui.keys.hyper-x\": \"hyper-x\" is not a key"),
             "{err}"
         );
+        let mut o = BTreeMap::new();
+        layer(&mut o, "diff", &[("x", "cordon")]);
+        let err = Keymap::with_overrides(&o).unwrap_err();
+        assert!(
+            err.starts_with(
+                "key \"ui.keys.diff.x\": \"cordon\" is not an action of the diff layer (its actions: back,"
+            ),
+            "{err}"
+        );
+        let mut o = BTreeMap::new();
+        layer(&mut o, "popup", &[("x", "quit")]);
+        let err = Keymap::with_overrides(&o).unwrap_err();
+        assert!(
+            err.contains("\"popup\" is not a layer (layers: global,"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn enter_can_never_say_yes_and_text_is_never_a_binding_while_typing() {
+        let mut o = BTreeMap::new();
+        layer(&mut o, "confirm", &[("enter", "confirm")]);
+        let err = Keymap::with_overrides(&o).unwrap_err();
+        assert!(err.contains("Enter cannot say yes to a question"), "{err}");
+        let err = Keymap::with_overrides(&flat(&[("space", "confirm")])).unwrap_err();
+        assert!(err.contains("Space cannot say yes"), "{err}");
+        // another letter may (a keyboard layout)
+        let mut o = BTreeMap::new();
+        layer(&mut o, "confirm", &[("j", "confirm")]);
+        let km = Keymap::with_overrides(&o).unwrap();
+        let j = ev(KeyCode::Char('j'), KeyModifiers::NONE);
+        assert_eq!(km.lookup(Layer::Confirm, &j), Some(Action::Confirm));
+        let mut o = BTreeMap::new();
+        layer(&mut o, "input", &[("x", "clear")]);
+        let err = Keymap::with_overrides(&o).unwrap_err();
+        assert!(err.contains("x is text in the input layer"), "{err}");
+        // a flat entry skips the text field: K moves up in the tables, and is typed in a filter
+        let km = Keymap::with_overrides(&flat(&[("K", "up")])).unwrap();
+        let k = ev(KeyCode::Char('K'), KeyModifiers::SHIFT);
+        assert_eq!(km.lookup(Layer::Dashboard, &k), Some(Action::Up));
+        assert_eq!(km.lookup(Layer::Input, &k), None);
     }
 
     #[test]
@@ -503,5 +638,10 @@ mod tests {
         let f = Keymap::default().footer();
         assert_eq!(f[0], ("?".to_string(), "help"));
         assert!(f.contains(&("j/k".to_string(), "move")), "{f:?}");
+        let input = Keymap::default().footer_in(Layer::Input);
+        assert_eq!(
+            input,
+            vec![("Enter".to_string(), "keep"), ("Esc".to_string(), "clear")]
+        );
     }
 }
