@@ -2,8 +2,11 @@
 //! NixOS + k3s + Longhorn homelab.
 //!
 //! Layers (data flows one way): `sources` (async I/O) → `model` (pure snapshot and `assess`)
-//! → `app`/`ui` (state, keymap, drawing). `operations` run long tasks; `sim` is the simulated
-//! homelab. Only `app`, `ui` and `tui` may use ratatui or crossterm.
+//! → `app`/`ui` (state, keymap, drawing). `operations` are the long operations (closure diff,
+//! rolling upgrade); `tasks` is the dashboard's registry that runs them (and the sources) and
+//! answers with messages; `tui` is the event loop; `sim` is the simulated homelab. Only `app`,
+//! `ui`, `tui` and `commands::dashboard` may use ratatui or crossterm; `tasks` never imports
+//! `app` or `ui`.
 
 pub mod app;
 pub mod base;

@@ -138,7 +138,10 @@ pub async fn event_loop(
             Effect::Redraw => dirty = true,
             Effect::Quit => return Ok(()),
             Effect::Fail(e) => return Err(eyre!(e)),
-            Effect::Refresh => registry.refresh_sources(),
+            Effect::Refresh => {
+                registry.refresh_sources();
+                dirty = true;
+            }
             Effect::Start(task) => {
                 registry.start(task);
                 dirty = true;

@@ -85,8 +85,9 @@ impl App {
             return;
         }
         if self.focus != Pane::Nodes {
+            let hint = self.key_hint(Action::FocusNodes);
             self.status = Some((
-                "cordon: select a node in the Nodes pane (2)".into(),
+                format!("cordon: select a node in the Nodes pane{hint}"),
                 Tone::Warning,
             ));
             return;
@@ -106,6 +107,14 @@ impl App {
         } else {
             Pending::Cordon { node }
         }));
+    }
+
+    /// ` (2)`: the dashboard key of an action, for a message; empty when it is unbound.
+    pub(super) fn key_hint(&self, action: Action) -> String {
+        match self.keymap.keys_for(Layer::Dashboard, action).first() {
+            Some(k) => format!(" ({k})"),
+            None => String::new(),
+        }
     }
 
     /// Focus another pane: back to the dashboard itself.

@@ -141,8 +141,9 @@ impl App {
     /// the last diff still holds or a new one runs.
     pub(super) fn open_diff(&mut self) -> Effect {
         if self.focus != super::Pane::Hosts {
+            let hint = self.key_hint(super::Action::FocusHosts);
             self.status = Some((
-                "closure diffs: select a host in the Hosts pane (1)".into(),
+                format!("closure diffs: select a host in the Hosts pane{hint}"),
                 Tone::Warning,
             ));
             return Effect::Redraw;

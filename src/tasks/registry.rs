@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::upgrade::UpgradeBackend;
-use super::{Job, Policy, Task, TaskEvent, TaskId, TaskKey, TaskMsg, change, diff, export};
+use super::{
+    Job, Policy, Task, TaskEvent, TaskId, TaskKey, TaskKind, TaskMsg, change, diff, export,
+};
 use crate::base::Env;
 use crate::operations::upgrade::Control;
 use crate::sources::{self, Update};
@@ -110,8 +112,11 @@ where
     handle
 }
 
+/// The record of a running task: what it is, how to stop it, where its run's controls go.
 struct Running {
     id: TaskId,
+    kind: TaskKind,
+    title: String,
     cancel: CancellationToken,
     controls: Option<mpsc::Sender<Control>>,
 }
@@ -220,8 +225,8 @@ where
                     return;
                 };
                 let next = self.slots.get_mut(&key).and_then(|slot| {
-                    if slot.running.as_ref().is_some_and(|r| r.id == id) {
-                        slot.running = None;
+                    if let Some(r) = slot.running.take_if(|r| r.id == id) {
+                        tracing::debug!(task = %r.id, kind = ?r.kind, title = %r.title, "task ended");
                     }
                     slot.waiting.take()
                 });
@@ -273,9 +278,13 @@ where
             setup: self.setup.clone(),
             cancel: cancel.clone(),
         };
+        let (kind, title) = (task.job.kind(), task.job.title());
+        tracing::debug!(task = %task.id, ?kind, %title, "task started");
         self.keys.insert(task.id, key.clone());
         self.slots.entry(key).or_default().running = Some(Running {
             id: task.id,
+            kind,
+            title,
             cancel,
             controls: None,
         });
@@ -341,7 +350,7 @@ where
                     () = self.cancel.cancelled() => TaskEvent::Cancelled,
                 }
             }
-            Job::StartUpgrade { plan } => self.follow(plan).await,
+            Job::StartUpgrade { plan } => self.start_run(plan).await,
             Job::Cordon { node } => self.change(change::Change::Cordon, &node).await,
             Job::Uncordon { node } => self.change(change::Change::Uncordon, &node).await,
             Job::ExportDiff { host, diff, stamp } => {
@@ -365,17 +374,21 @@ where
         }
     }
 
-    /// Start a run, then pass its events on until they end (or the task is cancelled: then
-    /// the dashboard stops following; the run goes on).
-    async fn follow(&self, plan: crate::operations::upgrade::Plan) -> TaskEvent {
+    /// Start a run, then follow it.
+    async fn start_run(&self, plan: crate::operations::upgrade::Plan) -> TaskEvent {
         let started = tokio::select! {
             r = self.setup.upgrades.start(plan) => r,
             () = self.cancel.cancelled() => return TaskEvent::Cancelled,
         };
-        let mut link = match started {
-            Ok(link) => link,
-            Err(e) => return TaskEvent::UpgradeStarted(Err(e)),
-        };
+        match started {
+            Ok(link) => self.follow(link).await,
+            Err(e) => TaskEvent::UpgradeStarted(Err(e)),
+        }
+    }
+
+    /// Pass a run's events on until they end (or the task is cancelled: then the dashboard
+    /// stops following; the run goes on). Any backend's link, started or attached to.
+    async fn follow(&self, mut link: super::upgrade::RunLink) -> TaskEvent {
         // Controls first: the app may send one as soon as it hears the run started.
         let _ = self
             .orders

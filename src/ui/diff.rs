@@ -14,7 +14,7 @@ use crate::model::closure::{Bump, ChangeKind, ClosureDiff, PackageChange, Signed
 
 /// Draw the view; returns how many lines its body shows (for paging).
 pub fn draw(f: &mut Frame, area: Rect, app: &App, host: &str, theme: &Theme) -> usize {
-    let r = super::popup_exact(
+    let r = super::popups::popup_exact(
         area,
         area.width.saturating_sub(4).max(20),
         area.height.saturating_sub(2).max(5),
@@ -66,10 +66,11 @@ fn draw_log(f: &mut Frame, area: Rect, view: &DiffView, app: &App, theme: &Theme
         _ => 0,
     };
     let head = if view.running {
-        Span::styled(
-            format!("building… {elapsed} s — Esc cancels"),
-            theme.warning,
-        )
+        let stop = match app.keymap.keys_for(Layer::Diff, Action::Back).first() {
+            Some(k) => format!(" — {k} cancels"),
+            None => String::new(),
+        };
+        Span::styled(format!("building… {elapsed} s{stop}"), theme.warning)
     } else {
         Span::styled(format!("nix output ({elapsed} s)"), theme.muted)
     };

@@ -11,7 +11,7 @@ use crate::app::{Action, App, Layer};
 use crate::operations::upgrade::progress::{NodeState, StepState};
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let r = super::popup_exact(
+    let r = super::popups::popup_exact(
         area,
         area.width.saturating_sub(2).max(20),
         area.height.saturating_sub(2).max(5),
@@ -25,7 +25,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             hints(&[Action::Back]),
             hints(&[Action::Pause, Action::Abort, Action::Refresh, Action::Skip])
         )
-    } else if v.progress.is_some() || v.starting {
+    } else if v.starting {
+        format!(" — {} ", hints(&[Action::Back]))
+    } else if v.progress.is_some() {
         format!(" — {} ", hints(&[Action::Back, Action::Upgrade]))
     } else {
         format!(" — {} ", hints(&[Action::Start, Action::Back]))
