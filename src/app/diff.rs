@@ -275,7 +275,11 @@ impl App {
                     return Effect::None;
                 };
                 match ev {
-                    TaskEvent::Progress(line) => view.push_log(line),
+                    // Progress shows in the view only; the Hosts pane's badge stays.
+                    TaskEvent::Progress(line) => {
+                        view.push_log(line);
+                        return Effect::Redraw;
+                    }
                     TaskEvent::Diff(result) => view.finish(now, result),
                     other if other.is_final() => view.stopped(now),
                     _ => return Effect::None,

@@ -313,9 +313,10 @@ impl App {
                     None => self.on_action(a),
                     Some(h) => {
                         if let Some(v) = self.diffs.get_mut(h) {
+                            let last = v.rows().len().max(v.log.len()).saturating_sub(1);
                             v.scroll = match a {
                                 Action::Up => v.scroll.saturating_sub(1),
-                                _ => v.scroll + 1,
+                                _ => (v.scroll + 1).min(last),
                             };
                         }
                         Effect::Redraw

@@ -3,6 +3,7 @@
 //! owns it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
@@ -18,7 +19,8 @@ pub(super) enum Purpose {
     Recompute(String),
     Diff(String),
     Plan,
-    Run(Plan),
+    /// Start (then follow) the run of this plan.
+    Run(Arc<Plan>),
     Change,
     Export,
 }

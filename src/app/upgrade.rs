@@ -210,7 +210,9 @@ impl App {
     /// The operator said yes to starting this plan.
     pub(super) fn start_upgrade(&mut self, plan: Plan) -> Effect {
         let job = Job::StartUpgrade { plan: plan.clone() };
-        let task = self.tasks.begin(job, Purpose::Run(plan), self.now);
+        let task = self
+            .tasks
+            .begin(job, Purpose::Run(std::sync::Arc::new(plan)), self.now);
         self.upgrade.run_task = Some(task.id);
         self.upgrade.starting = true;
         Effect::Start(task)
