@@ -1,6 +1,9 @@
 //! What every layer may use, and nothing else: the loaded environment of a run (config,
 //! inventory, whether the network may be used), the one-line error chain for users, and the
-//! colour choice. A leaf: it imports only `config` and `inventory`, never a front-end.
+//! colour choice; the bounded [`ring::Ring`] every log uses. A leaf: it imports only
+//! `config` and `inventory`, never a front-end.
+
+pub mod ring;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

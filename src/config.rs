@@ -321,10 +321,46 @@ impl Default for UpgradeConfig {
 pub struct UiConfig {
     /// Theme name (built in or in `themes/`) or a path to a theme file.
     pub theme: Option<String>,
-    /// Key overrides: key (e.g. `"x"`, `"ctrl-r"`, `"F5"`) → action name (e.g. `"refresh"`).
-    pub keys: BTreeMap<String, String>,
+    /// Key overrides: key (e.g. `"x"`, `"ctrl-r"`, `"F5"`) → action name (e.g. `"refresh"`)
+    /// in every layer, or a `[ui.keys.<layer>]` table of them for one layer.
+    pub keys: BTreeMap<String, KeyOverride>,
     /// Clock tick.
     pub tick_ms: u64,
+}
+
+/// One entry of `[ui.keys]`: `key = "action"` (every layer that has the action), or a
+/// `[ui.keys.<layer>]` table of `key = "action"` for that layer alone.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum KeyOverride {
+    Action(String),
+    Layer(BTreeMap<String, String>),
+}
+
+impl<'de> Deserialize<'de> for KeyOverride {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KeyOverride;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an action name (e.g. \"quit\") or a table of key = \"action\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyOverride, E> {
+                Ok(KeyOverride::Action(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyOverride, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    out.insert(k, v);
+                }
+                Ok(KeyOverride::Layer(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for UiConfig {
@@ -535,8 +571,21 @@ mod tests {
             Some("http://127.0.0.1:9009/prometheus")
         );
         assert_eq!(c.mimir.refresh_secs, 15);
-        assert_eq!(c.ui.keys.get("x").map(String::as_str), Some("quit"));
+        assert_eq!(
+            c.ui.keys.get("x"),
+            Some(&KeyOverride::Action("quit".into()))
+        );
         assert_eq!(c.loki, LokiConfig::default());
+    }
+
+    #[test]
+    fn key_overrides_per_layer_are_tables() {
+        let c = p("[ui.keys]\nx = \"quit\"\n[ui.keys.diff]\nE = \"export\"\n").unwrap();
+        let mut diff = BTreeMap::new();
+        diff.insert("E".to_string(), "export".to_string());
+        assert_eq!(c.ui.keys.get("diff"), Some(&KeyOverride::Layer(diff)));
+        let err = p("[ui.keys]\nx = 3\n").unwrap_err().0;
+        assert!(err.contains("an action name"), "{err}");
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! NixOS + k3s + Longhorn homelab.
 //!
 //! Layers (data flows one way): `sources` (async I/O) → `model` (pure snapshot and `assess`)
-//! → `app`/`ui` (state, keymap, drawing). `operations` run long tasks; `sim` is the simulated
-//! homelab. `probes` (every command run on a host over SSH: text, parser, renderer) sits below
-//! `sources`, `operations` and `sim`, which all use it. Only `app`, `ui` and `tui` may use
-//! ratatui or crossterm.
+//! → `app`/`ui` (state, keymap, drawing). `operations` are the long operations (closure diff,
+//! rolling upgrade); `tasks` is the dashboard's registry that runs them (and the sources) and
+//! answers with messages; `tui` is the event loop; `sim` is the simulated homelab. `probes`
+//! (every command run on a host over SSH: text, parser, renderer) sits below `sources`,
+//! `operations` and `sim`, which all use it. Only `app`, `ui`, `tui` and `commands::dashboard`
+//! may use ratatui or crossterm; `tasks` never imports `app` or `ui`.
 
 pub mod app;
 pub mod base;
@@ -20,5 +22,6 @@ pub mod paths;
 pub mod probes;
 pub mod sim;
 pub mod sources;
+pub mod tasks;
 pub mod tui;
 pub mod ui;

@@ -28,6 +28,18 @@ fn key(app: &mut App, c: KeyCode) -> Effect {
     app.update(Msg::Key(KeyEvent::new(c, KeyModifiers::NONE)))
 }
 
+/// The task an effect hands to the registry.
+fn task(e: &Effect) -> &crate::tasks::Task {
+    match e {
+        Effect::Start(t) => t,
+        other => panic!("expected a task, got {other:?}"),
+    }
+}
+
+fn reply(app: &mut App, id: crate::tasks::TaskId, event: crate::tasks::TaskEvent) -> Effect {
+    app.update(Msg::Task(crate::tasks::TaskMsg { id, event }))
+}
+
 #[test]
 fn focus_cycles_with_tab_and_digits() {
     let mut a = app();
@@ -171,6 +183,7 @@ fn source_update_reassesses_and_findings_jump_to_subject() {
         "node3",
         "m",
     )];
+    a.invalidate();
     key(&mut a, KeyCode::Char('7'));
     key(&mut a, KeyCode::Enter);
     assert_eq!(a.focus, Pane::Hosts);
@@ -227,18 +240,16 @@ fn host_detail_shows_facts_and_posture_and_scrolls() {
 
 #[test]
 fn diff_cache_is_keyed_by_deployed_system_and_lock() {
-    use crate::operations::diff_task::DiffEvent;
+    use crate::tasks::{Job, TaskEvent};
     let mut a = app();
     assert!(!a.diff_is_fresh("instance_1", Some("l1")));
-    a.diff_started("instance_1", Some("l1".into()));
+    let started = a.start_diff("instance_1", Some("l1".into()));
+    let id = task(&started).id;
     assert!(
         a.diff_is_fresh("instance_1", Some("l2")),
         "a running diff is not restarted"
     );
-    a.update(Msg::Diff(DiffEvent::Done {
-        host: "instance_1".into(),
-        result: Err("boom".into()),
-    }));
+    reply(&mut a, id, TaskEvent::Diff(Err("boom".into())));
     assert!(a.diff_is_fresh("instance_1", Some("l1")));
     assert!(
         !a.diff_is_fresh("instance_1", Some("l2")),
@@ -255,12 +266,28 @@ fn diff_cache_is_keyed_by_deployed_system_and_lock() {
     );
     a.snapshot.hosts.insert("instance_1".into(), src);
     assert!(!a.diff_is_fresh("instance_1", Some("l1")));
-    // d on a host opens the view and asks the loop to decide
+    // d on a host opens the view and reads the lock (a task) before deciding
+    let opened = key(&mut a, KeyCode::Char('d'));
+    let read = task(&opened);
     assert_eq!(
-        key(&mut a, KeyCode::Char('d')),
-        Effect::OpenDiff("instance_1".into())
+        read.job,
+        Job::LockFingerprint {
+            host: "instance_1".into()
+        }
     );
     assert_eq!(a.mode, Mode::Diff("instance_1".into()));
+    // stale: the diff runs, against the deployed system, with the lock it was read with
+    let read = read.id;
+    let run = reply(&mut a, read, TaskEvent::Lock(Some("l1".into())));
+    assert_eq!(
+        task(&run).job,
+        Job::Diff {
+            host: "instance_1".into(),
+            deployed: Some("/nix/store/x".into())
+        }
+    );
+    assert!(a.diffs["instance_1"].running);
+    assert!(a.diff_is_fresh("instance_1", Some("l1")));
 }
 
 #[test]
@@ -270,31 +297,32 @@ fn lock_fingerprint_follows_the_lock_file() {
         flake: Some(dir.path().display().to_string()),
         ..Default::default()
     };
-    assert_eq!(crate::operations::diff_task::lock_fingerprint(&nix), None);
+    assert_eq!(crate::tasks::diff::lock_fingerprint(&nix), None);
     std::fs::write(dir.path().join("flake.lock"), "{\"a\":1}").unwrap();
-    let one = crate::operations::diff_task::lock_fingerprint(&nix).unwrap();
+    let one = crate::tasks::diff::lock_fingerprint(&nix).unwrap();
     std::fs::write(dir.path().join("flake.lock"), "{\"a\":2}").unwrap();
-    let two = crate::operations::diff_task::lock_fingerprint(&nix).unwrap();
+    let two = crate::tasks::diff::lock_fingerprint(&nix).unwrap();
     assert_ne!(one, two);
     let remote = crate::config::NixConfig {
         flake: Some("github:me/infra".into()),
         ..Default::default()
     };
-    assert_eq!(
-        crate::operations::diff_task::lock_fingerprint(&remote),
-        None
-    );
+    assert_eq!(crate::tasks::diff::lock_fingerprint(&remote), None);
 }
 
 #[test]
 fn upgrade_plans_all_hosts_or_the_filtered_ones() {
+    use crate::tasks::{Job, TaskEvent};
     let mut a = app();
-    assert_eq!(key(&mut a, KeyCode::Char('U')), Effect::PlanUpgrade(vec![]));
+    let plan = key(&mut a, KeyCode::Char('U'));
+    assert_eq!(task(&plan).job, Job::PlanUpgrade { only: vec![] });
     assert_eq!(a.mode, Mode::Upgrade);
     // the plan arrives (here: a refusal), the operator leaves the view
-    a.update(Msg::Upgrade(
-        crate::operations::upgrade_task::UpgradeMsg::Planned(Err("lock held".into())),
-    ));
+    reply(
+        &mut a,
+        task(&plan).id,
+        TaskEvent::Planned(Err("lock held".into())),
+    );
     assert!(!a.upgrade.planning);
     key(&mut a, KeyCode::Esc);
     assert_eq!(a.mode, Mode::Normal);
@@ -304,12 +332,14 @@ fn upgrade_plans_all_hosts_or_the_filtered_ones() {
     }
     key(&mut a, KeyCode::Enter);
     assert_eq!(
-        key(&mut a, KeyCode::Char('U')),
-        Effect::PlanUpgrade(vec![
-            "instance_1".into(),
-            "instance_2".into(),
-            "instance_3".into()
-        ])
+        task(&key(&mut a, KeyCode::Char('U'))).job,
+        Job::PlanUpgrade {
+            only: vec![
+                "instance_1".into(),
+                "instance_2".into(),
+                "instance_3".into()
+            ]
+        }
     );
     // read-only refuses, visibly
     let mut ro = app();
@@ -318,3 +348,6 @@ fn upgrade_plans_all_hosts_or_the_filtered_ones() {
     assert_eq!(ro.mode, Mode::Normal);
     assert!(ro.status.as_ref().unwrap().0.contains("read-only"));
 }
+
+mod layers;
+mod views;

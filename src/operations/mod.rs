@@ -1,7 +1,6 @@
 //! Operations that change things or take long: closure diffs, cordon, the rolling upgrade.
-//! Each runs as a task and streams progress events; nothing here draws.
+//! Each streams progress events; the dashboard runs them through its task registry
+//! (`crate::tasks`), the headless commands directly. Nothing here draws.
 
 pub mod closure_diff;
-pub mod diff_task;
 pub mod upgrade;
-pub mod upgrade_task;

@@ -8,21 +8,30 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::Theme;
-use crate::app::App;
 use crate::app::diff::{DiffLine, DiffView};
+use crate::app::{Action, App, Layer, Mode};
 use crate::model::closure::{Bump, ChangeKind, ClosureDiff, PackageChange, SignedSize};
 
-pub fn draw(f: &mut Frame, area: Rect, app: &App, host: &str, theme: &Theme) {
-    let r = super::popup_exact(
+/// Draw the view; returns how many lines its body shows (for paging).
+pub fn draw(f: &mut Frame, area: Rect, app: &App, host: &str, theme: &Theme) -> usize {
+    let r = super::popups::popup_exact(
         area,
         area.width.saturating_sub(4).max(20),
         area.height.saturating_sub(2).max(5),
     );
     f.render_widget(Clear, r);
-    let view = app.diffs.get(host).cloned().unwrap_or_default();
-    let title = format!(
-        " Closure diff › {host} (deployed → flake) — Esc back · / filter · e export · r recompute "
+    let empty = DiffView::default();
+    let view = app.diffs.get(host).unwrap_or(&empty);
+    let keys = app.keymap.hint_line(
+        Layer::Diff,
+        &[
+            Action::Back,
+            Action::Filter,
+            Action::Export,
+            Action::Refresh,
+        ],
     );
+    let title = format!(" Closure diff › {host} (deployed → flake) — {keys} ");
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(theme.border_focused)
@@ -30,8 +39,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, host: &str, theme: &Theme) {
         .style(theme.popup);
     let inner = block.inner(r);
     f.render_widget(block, r);
+    let editing = app.mode == Mode::Filtering && *app.covered() == Mode::Diff(host.to_string());
     match &view.result {
-        Some(Ok(d)) => draw_result(f, inner, &view, d, theme),
+        Some(Ok(d)) => draw_result(f, inner, view, d, editing, theme),
         Some(Err(e)) => {
             let [top, rest] =
                 Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(inner);
@@ -43,23 +53,24 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, host: &str, theme: &Theme) {
                 .wrap(Wrap { trim: false }),
                 top,
             );
-            draw_log(f, rest, &view, app, theme);
+            draw_log(f, rest, view, app, theme)
         }
-        None => draw_log(f, inner, &view, app, theme),
+        None => draw_log(f, inner, view, app, theme),
     }
 }
 
-fn draw_log(f: &mut Frame, area: Rect, view: &DiffView, app: &App, theme: &Theme) {
+fn draw_log(f: &mut Frame, area: Rect, view: &DiffView, app: &App, theme: &Theme) -> usize {
     let elapsed = match (view.started, view.finished) {
         (Some(s), Some(e)) => e.as_second() - s.as_second(),
         (Some(s), None) => app.now.as_second() - s.as_second(),
         _ => 0,
     };
     let head = if view.running {
-        Span::styled(
-            format!("building… {elapsed} s — Esc cancels"),
-            theme.warning,
-        )
+        let stop = match app.keymap.keys_for(Layer::Diff, Action::Back).first() {
+            Some(k) => format!(" — {k} cancels"),
+            None => String::new(),
+        };
+        Span::styled(format!("building… {elapsed} s{stop}"), theme.warning)
     } else {
         Span::styled(format!("nix output ({elapsed} s)"), theme.muted)
     };
@@ -67,14 +78,13 @@ fn draw_log(f: &mut Frame, area: Rect, view: &DiffView, app: &App, theme: &Theme
     f.render_widget(Paragraph::new(head), h);
     // Follow the tail while running.
     let height = body.height as usize;
-    let start = view.log.len().saturating_sub(height);
     let lines: Vec<Line> = view
         .log
-        .iter()
-        .skip(start)
+        .tail(height)
         .map(|l| Line::raw(l.clone()))
         .collect();
     f.render_widget(Paragraph::new(lines).style(theme.popup), body);
+    height
 }
 
 fn bump_style(theme: &Theme, c: &PackageChange) -> Style {
@@ -89,7 +99,14 @@ fn bump_style(theme: &Theme, c: &PackageChange) -> Style {
     }
 }
 
-fn draw_result(f: &mut Frame, area: Rect, view: &DiffView, d: &ClosureDiff, theme: &Theme) {
+fn draw_result(
+    f: &mut Frame,
+    area: Rect,
+    view: &DiffView,
+    d: &ClosureDiff,
+    editing: bool,
+    theme: &Theme,
+) -> usize {
     let [summary, filter, body] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Length(1),
@@ -146,10 +163,16 @@ fn draw_result(f: &mut Frame, area: Rect, view: &DiffView, d: &ClosureDiff, them
         ]),
         summary,
     );
-    let ftext = if view.filtering {
-        Span::styled(format!(" /{}█ ", view.filter), theme.filter)
+    let ftext = if editing {
+        Span::styled(
+            format!(" {} ", super::filter_text(&view.filter, true)),
+            theme.filter,
+        )
     } else if !view.filter.is_empty() {
-        Span::styled(format!(" /{} ", view.filter), theme.muted)
+        Span::styled(
+            format!(" {} ", super::filter_text(&view.filter, false)),
+            theme.muted,
+        )
     } else {
         Span::raw("")
     };
@@ -201,4 +224,5 @@ fn draw_result(f: &mut Frame, area: Rect, view: &DiffView, d: &ClosureDiff, them
     } else {
         f.render_widget(Paragraph::new(lines), body);
     }
+    body.height as usize
 }

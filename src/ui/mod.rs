@@ -1,19 +1,18 @@
 //! Drawing: pure functions of the app state into a ratatui frame.
 
 mod diff;
+mod popups;
 pub mod theme;
 mod upgrade;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Block, BorderType, Borders, Clear, Paragraph, Row, Table, TableState, Wrap,
-};
+use ratatui::widgets::{Block, BorderType, Borders, Paragraph, Row, Table, TableState, Wrap};
 
-use crate::app::panes::{self, Tone};
-use crate::app::{App, Mode, Pane};
+use crate::app::panes::Tone;
+use crate::app::{Action, App, Layer, LayoutFacts, Mode, Pane, TextInput};
 use crate::model::Severity;
 pub use theme::Theme;
 
@@ -98,6 +97,12 @@ pub fn focused_rows(area: Rect, app: &App) -> usize {
 
 /// Draw one frame.
 pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
+    let _ = render(f, app, theme);
+}
+
+/// Draw one frame and report what the state needs to know of its layout: the dashboard,
+/// then every view on the mode stack from the bottom up (help over the diff view shows both).
+pub fn render(f: &mut Frame, app: &App, theme: &Theme) -> LayoutFacts {
     let area = f.area();
     f.render_widget(Block::default().style(theme.base), area);
     let a = areas(area, app);
@@ -109,14 +114,51 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
         draw_pane(f, *rect, app, *pane, theme);
     }
     draw_footer(f, a.footer, app, theme);
-    match &app.mode {
-        Mode::Help => draw_help(f, area, app, theme),
-        Mode::Detail(key) => draw_detail(f, area, app, key, theme),
-        Mode::Diff(host) => diff::draw(f, area, app, host, theme),
-        Mode::Confirm(p) => draw_confirm(f, area, &p.question(), theme),
-        Mode::Upgrade => upgrade::draw(f, area, app, theme),
-        _ => {}
+    let mut overlay_rows = None;
+    for mode in app.modes() {
+        let rows = match mode {
+            Mode::Help => {
+                popups::help(f, area, app, theme);
+                None
+            }
+            Mode::Detail(key) => Some(popups::detail(f, area, app, key, theme)),
+            Mode::Diff(host) => Some(diff::draw(f, area, app, host, theme)),
+            Mode::Confirm(p) => {
+                popups::confirm(f, area, app, &p.question(), theme);
+                None
+            }
+            Mode::Upgrade => {
+                upgrade::draw(f, area, app, theme);
+                None
+            }
+            Mode::Normal | Mode::Filtering => None,
+        };
+        overlay_rows = rows.or(overlay_rows);
     }
+    LayoutFacts {
+        page_rows: focused_rows(area, app),
+        overlay_rows,
+    }
+}
+
+/// A filter as shown: `/text` with the cursor drawn while it is edited.
+pub fn filter_text(t: &TextInput, editing: bool) -> String {
+    if editing {
+        let (before, after) = t.split();
+        format!("/{before}█{after}")
+    } else {
+        format!("/{t}")
+    }
+}
+
+/// `k label` pairs as key and description spans, for a footer or a popup.
+fn hint_spans<'a>(hints: &[(String, &str)], theme: &Theme) -> Vec<Span<'a>> {
+    let mut spans = Vec::new();
+    for (k, label) in hints {
+        spans.push(Span::styled(format!(" {k} "), theme.key));
+        spans.push(Span::styled(format!(" {label}  "), theme.key_desc));
+    }
+    spans
 }
 
 fn tone(theme: &Theme, t: Tone) -> Style {
@@ -191,7 +233,7 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
 fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
     let focused = pane == app.focus;
-    let t = panes::table(app, pane);
+    let t = app.table(pane);
     let st = app.pane(pane);
     let count = if t.header.is_empty() {
         String::new()
@@ -326,156 +368,26 @@ pub fn visible_columns(widths: &[u16], drop_order: &[u8], width: u16) -> Vec<usi
 
 fn draw_footer(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut spans = Vec::new();
-    if app.mode == Mode::Filtering {
+    let filtering_pane = app.mode == Mode::Filtering && !matches!(app.covered(), Mode::Diff(_));
+    if filtering_pane {
         let filter = &app.pane(app.focus).filter;
-        spans.push(Span::styled(format!(" /{filter}█ "), theme.filter));
-        spans.push(Span::styled("  Enter", theme.key));
-        spans.push(Span::styled(" keep  ", theme.key_desc));
-        spans.push(Span::styled("Esc", theme.key));
-        spans.push(Span::styled(" clear ", theme.key_desc));
+        spans.push(Span::styled(
+            format!(" {} ", filter_text(filter, true)),
+            theme.filter,
+        ));
+        let hints = app
+            .keymap
+            .hints(Layer::Input, &[Action::Submit, Action::Back]);
+        for (i, (k, label)) in hints.iter().enumerate() {
+            let lead = if i == 0 { "  " } else { "" };
+            let trail = if i + 1 == hints.len() { " " } else { "  " };
+            spans.push(Span::styled(format!("{lead}{k}"), theme.key));
+            spans.push(Span::styled(format!(" {label}{trail}"), theme.key_desc));
+        }
     } else if let Some((msg, t)) = &app.status {
         spans.push(Span::styled(format!(" {msg} "), tone(theme, *t)));
     } else {
-        for (k, label) in app.keymap.footer() {
-            spans.push(Span::styled(format!(" {k} "), theme.key));
-            spans.push(Span::styled(format!(" {label}  "), theme.key_desc));
-        }
+        spans = hint_spans(&app.keymap.footer(), theme);
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
-}
-
-fn popup(area: Rect, w_pct: u16, h: u16) -> Rect {
-    let w = (area.width * w_pct / 100).max(40.min(area.width));
-    let h = h.min(area.height.saturating_sub(2)).max(3.min(area.height));
-    let [v] = Layout::vertical([Constraint::Length(h)])
-        .flex(Flex::Center)
-        .areas(area);
-    let [r] = Layout::horizontal([Constraint::Length(w)])
-        .flex(Flex::Center)
-        .areas(v);
-    r
-}
-
-fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let rows = app.keymap.help_rows();
-    let keyw = rows
-        .iter()
-        .map(|(k, _)| k.chars().count())
-        .max()
-        .unwrap_or(4);
-    // As many columns as needed to fit the screen's height; descriptions shrink (with an
-    // ellipsis) when the columns would not fit its width.
-    let fit = area.height.saturating_sub(4).max(1) as usize;
-    let cols = rows.len().div_ceil(fit).max(1);
-    let room = (area.width.saturating_sub(2) as usize / cols).saturating_sub(keyw + 4);
-    let descw = rows
-        .iter()
-        .map(|(_, d)| d.chars().count())
-        .max()
-        .unwrap_or(10)
-        .min(room.max(8));
-    let per_col = rows.len().div_ceil(cols);
-    let colw = keyw + descw + 4;
-    let r = popup_exact(area, (colw * cols + 2) as u16, per_col as u16 + 2);
-    let lines: Vec<Line> = (0..per_col)
-        .map(|i| {
-            let mut spans = Vec::new();
-            for c in 0..cols {
-                if let Some((k, d)) = rows.get(c * per_col + i) {
-                    spans.push(Span::styled(format!(" {k:>keyw$} "), theme.title_focused));
-                    let d: String = if d.chars().count() > descw {
-                        d.chars().take(descw - 1).chain(['…']).collect()
-                    } else {
-                        d.to_string()
-                    };
-                    spans.push(Span::styled(format!(" {d:<descw$} "), theme.popup));
-                }
-            }
-            Line::from(spans)
-        })
-        .collect();
-    f.render_widget(Clear, r);
-    f.render_widget(
-        Paragraph::new(lines).style(theme.popup).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(theme.border_focused)
-                .title(Span::styled(" Keys — any key closes ", theme.title_focused)),
-        ),
-        r,
-    );
-}
-
-fn draw_confirm(f: &mut Frame, area: Rect, question: &str, theme: &Theme) {
-    let w = (question.chars().count() as u16 + 4).max(34);
-    let r = popup_exact(area, w, 5);
-    f.render_widget(Clear, r);
-    let lines = vec![
-        Line::from(Span::styled(format!(" {question}"), theme.popup)),
-        Line::from(""),
-        Line::from(vec![
-            Span::styled(" y ", theme.key),
-            Span::styled(" yes   ", theme.key_desc),
-            Span::styled(" any other key ", theme.key),
-            Span::styled(" no", theme.key_desc),
-        ]),
-    ];
-    f.render_widget(
-        Paragraph::new(lines).style(theme.popup).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(theme.warning)
-                .title(Span::styled(" Confirm ", theme.warning)),
-        ),
-        r,
-    );
-}
-
-fn popup_exact(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    let [v] = Layout::vertical([Constraint::Length(h)])
-        .flex(Flex::Center)
-        .areas(area);
-    let [r] = Layout::horizontal([Constraint::Length(w)])
-        .flex(Flex::Center)
-        .areas(v);
-    r
-}
-
-fn draw_detail(f: &mut Frame, area: Rect, app: &App, key: &str, theme: &Theme) {
-    let lines = panes::detail(app, app.focus, key);
-    let labw = lines
-        .iter()
-        .map(|(l, _)| l.chars().count())
-        .max()
-        .unwrap_or(4)
-        .min(40);
-    let r = popup(area, 80, lines.len() as u16 + 2);
-    let text: Vec<Line> = lines
-        .iter()
-        .map(|(l, v)| {
-            Line::from(vec![
-                Span::styled(format!(" {l:<labw$} "), theme.table_header),
-                Span::styled(v.clone(), theme.popup),
-            ])
-        })
-        .collect();
-    f.render_widget(Clear, r);
-    f.render_widget(
-        Paragraph::new(text)
-            .style(theme.popup)
-            .wrap(Wrap { trim: false })
-            .scroll((app.detail_scroll.min(u16::MAX as usize) as u16, 0))
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(theme.border_focused)
-                    .title(Span::styled(
-                        format!(" {} › {key} — Esc back ", app.focus.title()),
-                        theme.title_focused,
-                    )),
-            ),
-        r,
-    );
 }

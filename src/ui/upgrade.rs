@@ -7,23 +7,30 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::Theme;
-use crate::app::App;
+use crate::app::{Action, App, Layer};
 use crate::operations::upgrade::progress::{NodeState, StepState};
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let r = super::popup_exact(
+    let r = super::popups::popup_exact(
         area,
         area.width.saturating_sub(2).max(20),
         area.height.saturating_sub(2).max(5),
     );
     f.render_widget(Clear, r);
     let v = &app.upgrade;
+    let hints = |actions: &[Action]| app.keymap.hint_line(Layer::Upgrade, actions);
     let keys = if v.running() {
-        " — Esc dashboard (the run goes on) · p pause · a abort · r retry · s skip "
+        format!(
+            " — {} (the run goes on) · {} ",
+            hints(&[Action::Back]),
+            hints(&[Action::Pause, Action::Abort, Action::Refresh, Action::Skip])
+        )
+    } else if v.starting {
+        format!(" — {} ", hints(&[Action::Back]))
     } else if v.progress.is_some() {
-        " — Esc back · U plan again "
+        format!(" — {} ", hints(&[Action::Back, Action::Upgrade]))
     } else {
-        " — y start · Esc cancel "
+        format!(" — {} ", hints(&[Action::Start, Action::Back]))
     };
     let block = Block::default()
         .borders(Borders::ALL)
@@ -39,6 +46,19 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         draw_run(f, inner, app, p, theme);
         return;
     }
+    if v.starting {
+        let line = Line::from(Span::styled(
+            "starting the run: connecting to the cluster and the hosts, taking the lock…",
+            theme.warning,
+        ));
+        f.render_widget(Paragraph::new(line), inner);
+        return;
+    }
+    let start_key = app
+        .keymap
+        .keys_for(Layer::Upgrade, Action::Start)
+        .first()
+        .map_or_else(|| "start (unbound)".to_string(), |k| k.to_string());
     let lines: Vec<Line> = match &v.planned {
         None => vec![Line::from(Span::styled(
             "computing the plan and every guard's verdict…",
@@ -100,7 +120,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             }
             out.push(Line::from(""));
             out.push(Line::from(Span::styled(
-                "Dry run: nothing has changed. y starts the run (you will be asked once more).",
+                format!(
+                    "Dry run: nothing has changed. {start_key} starts the run (you will be asked once more)."
+                ),
                 theme.info,
             )));
             out
@@ -181,19 +203,12 @@ fn draw_run(
     }
     f.render_widget(Paragraph::new(lines), top);
     // The current node's output, else the run's log.
-    let (title, body): (String, Vec<String>) = match p.current() {
-        Some(n) if !n.output.is_empty() => (
-            format!(" output of {} ", n.node),
-            n.output.iter().cloned().collect(),
-        ),
-        _ => (
-            " run log ".into(),
-            app.upgrade.log.iter().cloned().collect(),
-        ),
+    let (title, body) = match p.current() {
+        Some(n) if !n.output.is_empty() => (format!(" output of {} ", n.node), &n.output),
+        _ => (" run log ".to_string(), &app.upgrade.log),
     };
     let h = bottom.height.saturating_sub(2) as usize;
-    let start = body.len().saturating_sub(h);
-    let text: Vec<Line> = body[start..].iter().map(|l| Line::raw(l.clone())).collect();
+    let text: Vec<Line> = body.tail(h).map(|l| Line::raw(l.clone())).collect();
     f.render_widget(
         Paragraph::new(text).block(
             Block::default()

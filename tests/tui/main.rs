@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod event_loop;
 mod observe_panes;
 mod tui_e2e;
 mod tui_snapshots;

@@ -117,23 +117,27 @@ fn sample_diff() -> homeinfra_tui::model::closure::ClosureDiff {
 
 #[test]
 fn diff_view_progress_result_and_filter() {
-    use homeinfra_tui::operations::diff_task::DiffEvent;
+    use homeinfra_tui::app::Effect;
+    use homeinfra_tui::tasks::{TaskEvent, TaskMsg};
     let mut a = app();
-    a.diff_started("instance_1", None);
-    a.mode = homeinfra_tui::app::Mode::Diff("instance_1".into());
+    let Effect::Start(task) = a.start_diff("instance_1", None) else {
+        panic!("the diff is a task");
+    };
+    let id = task.id;
+    a.push(homeinfra_tui::app::Mode::Diff("instance_1".into()));
     for l in [
         "[0.0s] instance_1: deployed system /nix/store/aaaa",
         "[0.4s] building the target system of instance_1",
     ] {
-        a.update(Msg::Diff(DiffEvent::Progress {
-            host: "instance_1".into(),
-            line: l.into(),
+        a.update(Msg::Task(TaskMsg {
+            id,
+            event: TaskEvent::Progress(l.into()),
         }));
     }
     insta::assert_snapshot!("diff_running_80x24", render(&a, 80, 24));
-    a.update(Msg::Diff(DiffEvent::Done {
-        host: "instance_1".into(),
-        result: Ok(Box::new(sample_diff())),
+    a.update(Msg::Task(TaskMsg {
+        id,
+        event: TaskEvent::Diff(Ok(Box::new(sample_diff()))),
     }));
     insta::assert_snapshot!("diff_done_100x30", render(&a, 100, 30));
     keys(&mut a, "/k3s\n");
@@ -144,4 +148,65 @@ fn diff_view_progress_result_and_filter() {
     let t = homeinfra_tui::app::panes::table(&a, homeinfra_tui::app::Pane::Hosts);
     let state = &t.rows[0].cells.last().unwrap().text;
     assert_eq!(state, "pending: 6 changes, reboot");
+}
+
+#[test]
+fn hints_and_help_follow_the_layered_keymap() {
+    use homeinfra_tui::app::{Effect, Mode};
+    use homeinfra_tui::config::KeyOverride;
+    use homeinfra_tui::tasks::{TaskEvent, TaskMsg};
+    let diff_keys = |app: &mut App| {
+        let Effect::Start(task) = app.start_diff("instance_1", None) else {
+            panic!("the diff is a task");
+        };
+        app.update(Msg::Task(TaskMsg {
+            id: task.id,
+            event: TaskEvent::Diff(Ok(Box::new(sample_diff()))),
+        }));
+        app.push(Mode::Diff("instance_1".into()));
+    };
+    let mut a = app();
+    diff_keys(&mut a);
+    let title = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("Closure diff"))
+            .unwrap_or("")
+            .to_string()
+    };
+    let plain = render(&a, 120, 30);
+    assert!(
+        title(&plain).contains("— Esc back · / filter · e export · r recompute"),
+        "{plain}"
+    );
+    let mut o = std::collections::BTreeMap::new();
+    o.insert(
+        "diff".to_string(),
+        KeyOverride::Layer(
+            [
+                ("x".to_string(), "export".to_string()),
+                ("e".to_string(), "none".to_string()),
+                ("F5".to_string(), "refresh".to_string()),
+                ("r".to_string(), "none".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        ),
+    );
+    let mut b = app();
+    b.keymap = Keymap::with_overrides(&o).unwrap();
+    diff_keys(&mut b);
+    let rebound = render(&b, 120, 30);
+    assert!(
+        title(&rebound).contains("— Esc back · / filter · x export · d recompute"),
+        "the first key left: {rebound}"
+    );
+    // ? in the diff view lists the diff view's keys and the global ones
+    keys(&mut b, "?");
+    let help = render(&b, 120, 30);
+    assert!(help.contains("export the diff as text"), "{help}");
+    assert!(help.contains("d F5"), "{help}");
+    assert!(help.contains("quit"), "{help}");
+    assert!(!help.contains("cordon"), "not the dashboard's: {help}");
+    keys(&mut b, "j");
+    assert_eq!(b.mode, Mode::Diff("instance_1".into()));
 }

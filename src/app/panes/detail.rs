@@ -1,6 +1,6 @@
 //! The detail view of a row.
 
-use super::{App, Pane, table};
+use super::{App, Pane};
 
 /// Detail lines (label, value) of a row, plus the findings about it.
 pub fn detail(app: &App, pane: Pane, key: &str) -> Vec<(String, String)> {
@@ -28,7 +28,7 @@ pub fn detail(app: &App, pane: Pane, key: &str) -> Vec<(String, String)> {
         out.push(("ssh".into(), ssh));
         host_facts(app, key, &mut out);
     } else {
-        let t = table(app, pane);
+        let t = app.table(pane);
         if let Some(r) = t.rows.iter().find(|r| r.key == key) {
             for (h, c) in t.header.iter().zip(&r.cells) {
                 out.push((h.to_lowercase(), c.text.clone()));

@@ -2,12 +2,11 @@
 //! steps (done / running / waiting / failed, durations), the running step's latest output
 //! (bounded), the last guard verdicts and what the run waits for. Pure; no drawing.
 
-use std::collections::VecDeque;
-
 use serde::Serialize;
 
 use super::guards::GuardVerdict;
 use super::{NodeOutcome, Plan, RunOutcome, Step, StepOutcome, UpgradeEvent};
+use crate::base::ring::Ring;
 
 /// Output lines kept per node.
 pub const OUTPUT_LINES: usize = 500;
@@ -50,7 +49,7 @@ pub struct NodeProgress {
     pub verdicts: Vec<GuardVerdict>,
     /// What it waits for now (`what`, `detail`).
     pub waiting: Option<(String, String)>,
-    pub output: VecDeque<String>,
+    pub output: Ring<String>,
     pub notices: Vec<String>,
 }
 
@@ -77,7 +76,7 @@ impl RunProgress {
                     steps: Vec::new(),
                     verdicts: Vec::new(),
                     waiting: None,
-                    output: VecDeque::new(),
+                    output: Ring::new(OUTPUT_LINES),
                     notices: Vec::new(),
                 })
                 .collect(),
@@ -132,10 +131,7 @@ impl RunProgress {
             }
             UpgradeEvent::Output { node, line } => {
                 if let Some(n) = self.node_mut(node) {
-                    if n.output.len() >= OUTPUT_LINES {
-                        n.output.pop_front();
-                    }
-                    n.output.push_back(line.clone());
+                    n.output.push(line.clone());
                 }
             }
             UpgradeEvent::StepFinished {

@@ -1,0 +1,125 @@
+//! Derived state is rebuilt when its inputs change, not per key or per frame.
+
+use std::sync::Arc;
+
+use crossterm::event::KeyCode;
+
+use super::*;
+use crate::model::metrics::LogsState;
+
+fn builds(a: &App, p: Pane) -> usize {
+    a.views.builds.get()[p.index()]
+}
+
+#[test]
+fn moving_does_not_rebuild_the_table() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('j'));
+    let hosts = builds(&a, Pane::Hosts);
+    assert!(hosts >= 1);
+    for c in "jjkkGg".chars() {
+        key(&mut a, KeyCode::Char(c));
+    }
+    // and drawing reads the same table
+    let _ = a.table(Pane::Hosts);
+    let _ = a.table(Pane::Hosts);
+    assert_eq!(
+        builds(&a, Pane::Hosts),
+        hosts,
+        "j/k only move the selection"
+    );
+    assert_eq!(a.pane(Pane::Hosts).selected, 0);
+    // a change of what it shows rebuilds it, once
+    a.update(Msg::Update(Update::Host {
+        id: "instance_1".into(),
+        result: Err("connection refused".into()),
+    }));
+    let _ = a.table(Pane::Hosts);
+    let _ = a.table(Pane::Hosts);
+    assert_eq!(builds(&a, Pane::Hosts), hosts + 1);
+    // so does its filter
+    for c in "/sat".chars() {
+        key(&mut a, KeyCode::Char(c));
+    }
+    let n = builds(&a, Pane::Hosts);
+    assert_eq!(a.table(Pane::Hosts).rows.len(), 1);
+    let _ = a.table(Pane::Hosts);
+    assert_eq!(builds(&a, Pane::Hosts), n + 1, "once for the new filter");
+}
+
+#[test]
+fn the_logs_pane_follows_the_hosts_selection() {
+    let mut a = app();
+    let first = a.table(Pane::Logs).subtitle.clone();
+    let n = builds(&a, Pane::Logs);
+    let _ = a.table(Pane::Logs);
+    assert_eq!(builds(&a, Pane::Logs), n);
+    key(&mut a, KeyCode::Char('j'));
+    let second = a.table(Pane::Logs).subtitle.clone();
+    assert_ne!(first, second, "another host's lines");
+    assert_eq!(builds(&a, Pane::Logs), n + 1);
+    // a Loki refresh rebuilds the Logs pane and nothing else
+    let hosts = builds(&a, Pane::Hosts);
+    let etcd = builds(&a, Pane::Etcd);
+    let _ = a.table(Pane::Etcd);
+    let etcd = builds(&a, Pane::Etcd).max(etcd);
+    a.update(Msg::Update(Update::Logs(Ok(
+        Arc::new(LogsState::default()),
+    ))));
+    let _ = (
+        a.table(Pane::Hosts),
+        a.table(Pane::Etcd),
+        a.table(Pane::Logs),
+    );
+    assert_eq!(builds(&a, Pane::Hosts), hosts);
+    assert_eq!(builds(&a, Pane::Etcd), etcd);
+    assert_eq!(builds(&a, Pane::Logs), n + 2);
+}
+
+#[test]
+fn log_lines_do_not_run_assess_but_a_change_of_loki_s_health_does() {
+    let mut a = app();
+    a.snapshot.loki = crate::model::Sourced::configured();
+    a.update(Msg::Update(Update::Logs(Ok(
+        Arc::new(LogsState::default()),
+    ))));
+    let runs = a.views.assessments.get();
+    for _ in 0..3 {
+        a.update(Msg::Update(Update::Logs(Ok(
+            Arc::new(LogsState::default()),
+        ))));
+    }
+    assert_eq!(a.views.assessments.get(), runs, "lines are not assessed");
+    a.update(Msg::Update(Update::Logs(Err("connection refused".into()))));
+    assert_eq!(a.views.assessments.get(), runs + 1);
+    assert!(
+        a.findings
+            .iter()
+            .any(|f| f.code == "source.loki.unreachable"),
+        "{:?}",
+        a.findings
+    );
+    // every other source is assessed on each update
+    a.update(Msg::Update(Update::Etcd(Err("refused".into()))));
+    assert_eq!(a.views.assessments.get(), runs + 2);
+    // the clock alone: looked at again every few seconds, not every tick
+    let t = a.now.as_second();
+    a.update(Msg::Tick(jiff::Timestamp::from_second(t + 1).unwrap()));
+    assert_eq!(a.views.assessments.get(), runs + 2);
+    a.update(Msg::Tick(
+        jiff::Timestamp::from_second(t + crate::app::views::RECHECK_SECS).unwrap(),
+    ));
+    assert_eq!(a.views.assessments.get(), runs + 3);
+}
+
+#[test]
+fn the_renderer_s_layout_sets_the_page() {
+    let mut a = app();
+    a.update(Msg::Layout(LayoutFacts {
+        page_rows: 2,
+        overlay_rows: None,
+    }));
+    key(&mut a, KeyCode::PageDown);
+    assert_eq!(a.pane(Pane::Hosts).selected, 2);
+    assert_eq!(a.page_rows, 2);
+}

@@ -1,0 +1,228 @@
+//! The task registry: every long task of the dashboard — closure diffs, reading the flake
+//! lock, the upgrade plan, the upgrade run, cordon and uncordon, diff exports — as a record
+//! with an id, a kind, a title and a cancel handle. Nothing here draws or touches the app's
+//! state: the app asks for a [`Job`] (data) under an id it chose, the registry runs it, and
+//! every result, progress line and upgrade event comes back as a [`TaskMsg`] in the app's
+//! one inbox.
+//!
+//! Coalescing (like gitui's `AsyncSingleJob`): per [`TaskKey`] at most one task runs and one
+//! waits; a newer request replaces the waiting one (it reports [`TaskEvent::Superseded`]). A
+//! diff restarts (the running one is cancelled first); an upgrade run is single (a second is
+//! refused while one is followed).
+//!
+//! The upgrade run is "a source of [`UpgradeEvent`]s plus a sender of [`Control`]s"
+//! ([`upgrade::RunLink`]), produced by an [`upgrade::UpgradeBackend`]: today the engine in
+//! this process ([`upgrade::InProcess`]); an engine process the dashboard attaches to (its
+//! journal and control socket) is another backend, and nothing else changes.
+//!
+//! Layering: this module uses `operations`, `sources`, `model` and `base`; it never imports
+//! `app`, `ui` or a terminal crate (the inbox's message type is a parameter).
+
+pub mod diff;
+pub mod upgrade;
+
+mod change;
+mod export;
+mod registry;
+
+use std::path::PathBuf;
+
+use crate::model::closure::ClosureDiff;
+use crate::operations::upgrade::{Control, Plan, UpgradeEvent};
+pub use registry::{Registry, Setup};
+pub use upgrade::Planned;
+
+/// A task's id, chosen by the app when it asks for the job (unique per run of the app).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId(pub u64);
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What coalesces: per key at most one task runs and one waits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TaskKey {
+    /// The flake lock's fingerprint, read for this host's diff view.
+    Lock(String),
+    Diff(String),
+    Plan,
+    Upgrade,
+    /// A cordon or uncordon of this node.
+    Change(String),
+    Export(String),
+}
+
+/// How a new request meets a running task of the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Wait behind it (newest waiting request wins).
+    Coalesce,
+    /// Cancel it, then run (newest waiting request wins).
+    Restart,
+    /// Refuse while it runs.
+    Single,
+}
+
+impl TaskKey {
+    pub fn policy(&self) -> Policy {
+        match self {
+            TaskKey::Diff(_) => Policy::Restart,
+            TaskKey::Upgrade => Policy::Single,
+            _ => Policy::Coalesce,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    Lock,
+    Diff,
+    Plan,
+    Upgrade,
+    Change,
+    Export,
+}
+
+/// What a task does. Plain data: the app builds it, the registry runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Fingerprint the flake's `flake.lock` (the diff cache's key): file I/O, so a task.
+    LockFingerprint {
+        host: String,
+    },
+    /// The closure diff of a host (its deployed system against what the flake builds).
+    Diff {
+        host: String,
+        deployed: Option<String>,
+    },
+    /// The upgrade plan of these hosts (empty: all) with every guard's verdict (a dry run).
+    PlanUpgrade {
+        only: Vec<String>,
+    },
+    /// Start the confirmed plan, then follow the run: events and controls.
+    StartUpgrade {
+        plan: Plan,
+    },
+    Cordon {
+        node: String,
+    },
+    Uncordon {
+        node: String,
+    },
+    /// Write a host's diff as text under `$XDG_STATE_HOME/homeinfra-tui/diffs/`.
+    ExportDiff {
+        host: String,
+        diff: Box<ClosureDiff>,
+        /// The file name's time stamp (`20240101-120000`, the app's clock and zone).
+        stamp: String,
+    },
+}
+
+impl Job {
+    pub fn key(&self) -> TaskKey {
+        match self {
+            Job::LockFingerprint { host } => TaskKey::Lock(host.clone()),
+            Job::Diff { host, .. } => TaskKey::Diff(host.clone()),
+            Job::PlanUpgrade { .. } => TaskKey::Plan,
+            Job::StartUpgrade { .. } => TaskKey::Upgrade,
+            Job::Cordon { node } | Job::Uncordon { node } => TaskKey::Change(node.clone()),
+            Job::ExportDiff { host, .. } => TaskKey::Export(host.clone()),
+        }
+    }
+
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Job::LockFingerprint { .. } => TaskKind::Lock,
+            Job::Diff { .. } => TaskKind::Diff,
+            Job::PlanUpgrade { .. } => TaskKind::Plan,
+            Job::StartUpgrade { .. } => TaskKind::Upgrade,
+            Job::Cordon { .. } | Job::Uncordon { .. } => TaskKind::Change,
+            Job::ExportDiff { .. } => TaskKind::Export,
+        }
+    }
+
+    /// What the task is, in a few words.
+    pub fn title(&self) -> String {
+        match self {
+            Job::LockFingerprint { .. } => "read the flake lock".into(),
+            Job::Diff { host, .. } => format!("closure diff of {host}"),
+            Job::PlanUpgrade { only } if only.is_empty() => "plan the upgrade of every host".into(),
+            Job::PlanUpgrade { only } => format!("plan the upgrade of {}", only.join(", ")),
+            Job::StartUpgrade { plan } => format!("rolling upgrade {}", plan.run_id),
+            Job::Cordon { node } => format!("cordon {node}"),
+            Job::Uncordon { node } => format!("uncordon {node}"),
+            Job::ExportDiff { host, .. } => format!("export the diff of {host}"),
+        }
+    }
+
+    /// Whether the job changes the cluster or a host (refused in read-only mode).
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Job::StartUpgrade { .. } | Job::Cordon { .. } | Job::Uncordon { .. }
+        )
+    }
+}
+
+/// A job under the id the app gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: TaskId,
+    pub job: Job,
+}
+
+/// What a task reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEvent {
+    /// A line of progress (nix's output while a diff builds).
+    Progress(String),
+    /// The flake lock's fingerprint (`None`: a remote flake, or no lock file).
+    Lock(Option<String>),
+    Diff(Result<Box<ClosureDiff>, String>),
+    Planned(Result<Box<Planned>, String>),
+    /// The run takes controls now (its run id), or why it could not start.
+    UpgradeStarted(Result<String, String>),
+    /// One event of the run the task follows.
+    Upgrade(Box<UpgradeEvent>),
+    /// The run's events ended (the run finished, or the link to it went away).
+    UpgradeEnded,
+    /// The run took this control.
+    ControlSent(Control),
+    ControlRefused {
+        control: Control,
+        reason: String,
+    },
+    /// A cordon or uncordon is done (what happened, for the footer), or why not.
+    Changed(Result<String, String>),
+    /// The diff is written to this file, or why not.
+    Exported(Result<PathBuf, String>),
+    Cancelled,
+    /// A newer request of the same key replaced it before it ran.
+    Superseded,
+    /// The registry would not run it (read-only mode, a run already under way).
+    Refused(String),
+}
+
+impl TaskEvent {
+    /// The task's last message: nothing more comes under its id.
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            TaskEvent::Progress(_)
+                | TaskEvent::UpgradeStarted(Ok(_))
+                | TaskEvent::Upgrade(_)
+                | TaskEvent::ControlSent(_)
+                | TaskEvent::ControlRefused { .. }
+        )
+    }
+}
+
+/// A message from a task to the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskMsg {
+    pub id: TaskId,
+    pub event: TaskEvent,
+}
