@@ -30,6 +30,7 @@ pub mod scenario;
 pub mod select;
 pub mod ssh;
 pub mod store;
+pub mod sync;
 pub mod table;
 pub mod tls;
 pub mod world;

@@ -2,6 +2,13 @@
 //! keyed by resource, namespace and name, versioned by one global resourceVersion counter.
 //! Every change is broadcast to watchers and kept in a bounded history so a watch can resume
 //! from a recent resourceVersion (older ones get 410 Gone, like etcd compaction).
+//!
+//! The store is here; `error` (API errors as `Status`), `change` (watch events) and `object`
+//! (an object's index, names, timestamps) are what it hands out.
+
+mod change;
+mod error;
+mod object;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,213 +17,16 @@ use axum::body::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+pub use self::change::{Change, ChangeRx, EventType};
+pub use self::error::ApiError;
+pub use self::object::{
+    Meta, controller_of, is_ready, name_of, namespace_of, now, parse, short_suffix, timestamp,
+};
+use self::object::{encode, make_uid};
 use super::resources::Resource;
 
 /// How many past changes a watch can resume from.
 const HISTORY: usize = 10_000;
-
-/// A Kubernetes API error, rendered as a `Status` object.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub code: u16,
-    pub reason: &'static str,
-    pub message: String,
-    pub details: Option<Value>,
-}
-
-impl ApiError {
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason,
-            message: message.into(),
-            details: None,
-        }
-    }
-
-    pub fn not_found(res: &Resource, name: &str) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("{} \"{name}\" not found", res.qualified()),
-        )
-        .with_details(json!({"name": name, "group": res.group, "kind": res.plural}))
-    }
-
-    pub fn already_exists(res: &Resource, name: &str) -> Self {
-        Self::new(
-            409,
-            "AlreadyExists",
-            format!("{} \"{name}\" already exists", res.qualified()),
-        )
-        .with_details(json!({"name": name, "group": res.group, "kind": res.plural}))
-    }
-
-    pub fn conflict(res: &Resource, name: &str) -> Self {
-        Self::new(
-            409,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; \
-                 please apply your changes to the latest version and try again",
-                res.qualified()
-            ),
-        )
-        .with_details(json!({"name": name, "group": res.group, "kind": res.plural}))
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
-    }
-
-    pub fn invalid(res: &Resource, name: &str, field: &str, message: &str) -> Self {
-        Self::new(
-            422,
-            "Invalid",
-            format!("{} \"{name}\" is invalid: {field}: {message}", res.kind),
-        )
-        .with_details(json!({"name": name, "group": res.group, "kind": res.kind,
-            "causes": [{"reason": "FieldValueInvalid", "message": message, "field": field}]}))
-    }
-
-    pub fn gone(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
-    }
-
-    pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
-        self
-    }
-
-    /// The `Status` body the real API server sends.
-    pub fn status(&self) -> Value {
-        let mut v = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(d) = &self.details {
-            v["details"] = d.clone();
-        }
-        v
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
-/// One change, as watchers see it. Objects are kept serialized (compact; written to
-/// watchers as they are) and parsed only when a filter or controller needs them.
-#[derive(Debug)]
-pub struct Change {
-    pub rv: u64,
-    pub resource: Resource,
-    pub kind: EventType,
-    pub namespace: String,
-    pub name: String,
-    pub object: Bytes,
-    /// The object before a modification or deletion (for selector transitions).
-    pub old: Option<Bytes>,
-}
-
-impl Change {
-    pub fn value(&self) -> Value {
-        parse(&self.object)
-    }
-
-    pub fn old_value(&self) -> Option<Value> {
-        self.old.as_deref().map(parse)
-    }
-}
-
-/// A receiver of store changes.
-pub type ChangeRx = broadcast::Receiver<Arc<Change>>;
-
-/// What controllers and selectors need of an object, kept beside its JSON so that big
-/// lists are filtered and counted without parsing every object.
-#[derive(Debug, Clone, Default)]
-pub struct Meta {
-    pub namespace: String,
-    pub name: String,
-    /// `{"metadata": {"labels": ...}}`: what label selectors look at.
-    pub labels: Value,
-    /// `spec.nodeName`.
-    pub node: Option<String>,
-    /// `status.phase`.
-    pub phase: Option<String>,
-    /// The controller owner's (kind, name).
-    pub owner: Option<(String, String)>,
-    /// Ready condition True and not being deleted.
-    pub ready: bool,
-    pub deleting: bool,
-    /// `spec.unschedulable` (nodes).
-    pub unschedulable: bool,
-}
-
-impl Meta {
-    pub fn of(v: &Value) -> Self {
-        let ready = v
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .is_some_and(|c| c["status"] == "True");
-        let deleting = v.pointer("/metadata/deletionTimestamp").is_some();
-        let owner = v
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .and_then(|o| o.iter().find(|o| o["controller"] == true))
-            .map(|o| {
-                (
-                    o["kind"].as_str().unwrap_or("").to_string(),
-                    o["name"].as_str().unwrap_or("").to_string(),
-                )
-            });
-        Self {
-            namespace: namespace_of(v).to_string(),
-            name: name_of(v).to_string(),
-            labels: json!({"metadata": {"labels": v.pointer("/metadata/labels").cloned().unwrap_or(Value::Null)}}),
-            node: v
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            phase: v
-                .pointer("/status/phase")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            owner,
-            ready: ready && !deleting,
-            deleting,
-            unschedulable: v.pointer("/spec/unschedulable") == Some(&Value::Bool(true)),
-        }
-    }
-
-    /// The fields an indexed field selector can look at.
-    pub fn selectable(&self) -> Value {
-        json!({
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": {"nodeName": self.node},
-            "status": {"phase": self.phase},
-        })
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -236,15 +46,6 @@ impl Entry {
 /// Objects by (namespace, name), serialized, with their index.
 type Objects = BTreeMap<(String, String), Entry>;
 
-/// Parse a stored object (always valid JSON: the store wrote it).
-pub fn parse(b: &[u8]) -> Value {
-    serde_json::from_slice(b).unwrap_or(Value::Null)
-}
-
-fn encode(v: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
-}
-
 struct Inner {
     rv: u64,
     uid: u64,
@@ -256,28 +57,6 @@ struct Inner {
 pub struct Store {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Arc<Change>>,
-}
-
-/// `metadata.namespace` or "".
-pub fn namespace_of(v: &Value) -> &str {
-    v.pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
-pub fn name_of(v: &Value) -> &str {
-    v.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
-/// Seconds-precision RFC 3339 time, as Kubernetes writes it.
-pub fn timestamp(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-pub fn now() -> String {
-    timestamp(jiff::Timestamp::now())
 }
 
 impl Default for Store {
@@ -302,7 +81,7 @@ impl Store {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves consistent data (every write is one insert).
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        super::sync::lock(&self.inner)
     }
 
     /// The current resourceVersion.
@@ -638,31 +417,6 @@ impl Store {
             .front()
             .map_or(inner.rv, |c| c.rv.saturating_sub(1))
     }
-}
-
-fn make_uid(n: u64) -> String {
-    // Deterministic, unique, UUID-shaped.
-    let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        (h >> 32) as u32,
-        (h >> 16) as u16,
-        (h & 0xfff) as u16,
-        (n & 0xfff) as u16,
-        n & 0xffff_ffff_ffff
-    )
-}
-
-/// Five lowercase alphanumerics, as generateName uses.
-pub fn short_suffix(n: u64) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut x = n.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5bd1_e995;
-    let mut s = String::with_capacity(5);
-    for _ in 0..5 {
-        s.push(ALPHABET[(x % ALPHABET.len() as u64) as usize] as char);
-        x /= ALPHABET.len() as u64;
-    }
-    s
 }
 
 #[cfg(test)]
