@@ -1,9 +1,10 @@
-//! Server-side `Table` responses (`Accept: application/json;as=Table;g=meta.k8s.io;v=v1`),
-//! which give kubectl its familiar columns.
+//! kubectl's columns per resource (what `kubectl get` prints for nodes, pods, workloads,
+//! Longhorn's CRDs, ...) and the cells of one object's row.
 
 use serde_json::{Value, json};
 
-use super::resources::Resource;
+use super::Cells;
+use crate::sim::resources::Resource;
 
 /// kubectl's short human durations: 45s, 5m3s, 47m, 3h12m, 26h, 4d2h, 41d, 2y30d.
 pub fn human_age(secs: i64) -> String {
@@ -40,6 +41,7 @@ pub fn human_age(secs: i64) -> String {
     }
 }
 
+/// The age of a `creationTimestamp`.
 fn age_of(ts: Option<&str>) -> String {
     let Some(t) = ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
         return "<unknown>".into();
@@ -47,14 +49,17 @@ fn age_of(ts: Option<&str>) -> String {
     human_age(jiff::Timestamp::now().as_second() - t.as_second())
 }
 
+/// One column definition.
 fn col(name: &str, ty: &str, format: &str, priority: i32, description: &str) -> Value {
     json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
 }
 
+/// The string at `ptr` (empty when absent).
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
+/// `<none>` for an empty cell.
 fn or_none(x: &str) -> String {
     if x.is_empty() {
         "<none>".into()
@@ -160,6 +165,7 @@ fn pod_cells(p: &Value) -> Vec<Value> {
     ]
 }
 
+/// An int-or-string field as kubectl prints it.
 fn int_or_str(v: Option<&Value>) -> String {
     match v {
         Some(Value::Number(n)) => n.to_string(),
@@ -168,10 +174,8 @@ fn int_or_str(v: Option<&Value>) -> String {
     }
 }
 
-/// Column definitions and a row builder for one resource.
-type Cells = fn(&Value) -> Vec<Value>;
-
-fn columns(res: &Resource) -> (Vec<Value>, Cells) {
+/// The column definitions of `res` and its row builder.
+pub(super) fn columns(res: &Resource) -> (Vec<Value>, Cells) {
     let name = col(
         "Name",
         "string",
@@ -602,112 +606,5 @@ fn columns(res: &Resource) -> (Vec<Value>, Cells) {
                 )),
             ]
         }),
-    }
-}
-
-/// Does the Accept header ask for a Table?
-pub fn wants_table(accept: &str) -> bool {
-    accept.split(',').any(|part| {
-        let p: Vec<&str> = part.split(';').map(str::trim).collect();
-        p.contains(&"as=Table") && p.iter().any(|x| x.starts_with("g=meta.k8s.io"))
-    })
-}
-
-/// The same Table, written row by row: one parsed object alive at a time.
-pub fn write_table(
-    res: &Resource,
-    items: impl Iterator<Item = Value>,
-    resource_version: &str,
-    include_object: &str,
-    cont: Option<&str>,
-) -> Vec<u8> {
-    let (defs, cells) = columns(res);
-    let mut meta = json!({"resourceVersion": resource_version});
-    if let Some(c) = cont {
-        meta["continue"] = json!(c);
-    }
-    let mut out = Vec::with_capacity(64 * 1024);
-    out.extend_from_slice(b"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":");
-    let _ = serde_json::to_writer(&mut out, &meta);
-    out.extend_from_slice(b",\"columnDefinitions\":");
-    let _ = serde_json::to_writer(&mut out, &defs);
-    out.extend_from_slice(b",\"rows\":[");
-    for (i, o) in items.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let _ = serde_json::to_writer(&mut out, &row(&o, cells, include_object));
-    }
-    out.extend_from_slice(b"]}");
-    out
-}
-
-fn row(o: &Value, cells: Cells, include_object: &str) -> Value {
-    let object = match include_object {
-        "None" => Value::Null,
-        "Object" => o.clone(),
-        _ => {
-            let mut meta = o.get("metadata").cloned().unwrap_or_else(|| json!({}));
-            if let Some(m) = meta.as_object_mut() {
-                m.remove("managedFields");
-            }
-            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
-        }
-    };
-    let mut row = json!({"cells": cells(o)});
-    if !object.is_null() {
-        row["object"] = object;
-    }
-    row
-}
-
-/// A `meta.k8s.io/v1` Table for `items`. `include_object`: "None", "Metadata" (default) or
-/// "Object".
-pub fn table(
-    res: &Resource,
-    items: &[&Value],
-    resource_version: &str,
-    include_object: &str,
-    cont: Option<&str>,
-) -> Value {
-    let (defs, cells) = columns(res);
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| row(o, cells, include_object))
-        .collect();
-    let mut meta = json!({"resourceVersion": resource_version});
-    if let Some(c) = cont {
-        meta["continue"] = json!(c);
-    }
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": meta,
-        "columnDefinitions": defs,
-        "rows": rows,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_like_kubectl() {
-        assert_eq!(human_age(45), "45s");
-        assert_eq!(human_age(5 * 60 + 3), "5m3s");
-        assert_eq!(human_age(47 * 60), "47m");
-        assert_eq!(human_age(3 * 3600 + 12 * 60), "3h12m");
-        assert_eq!(human_age(26 * 3600), "26h");
-        assert_eq!(human_age(4 * 86_400 + 2 * 3600), "4d2h");
-        assert_eq!(human_age(41 * 86_400), "41d");
-    }
-
-    #[test]
-    fn accept_header() {
-        assert!(wants_table(
-            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
-        ));
-        assert!(!wants_table("application/json"));
     }
 }
