@@ -17,5 +17,7 @@ pub mod operations;
 pub mod paths;
 pub mod sim;
 pub mod sources;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod tui;
 pub mod ui;

@@ -1,4 +1,5 @@
-//! An in-memory cluster, hosts, health and virtual clock for tests and the benchmark.
+//! An in-memory cluster, hosts, health and virtual clock for tests and the benchmark (feature
+//! `test-util`: never in the release build).
 //! Every operation is recorded in [`FakeWorld::log`]; delays are virtual (sleeping advances the
 //! clock at once), so timeouts of minutes take microseconds. Faults are plain fields.
 
@@ -15,7 +16,7 @@ use super::world::{
     Alert, AutoUpgrade, BootState, ClusterOps, CommandSpec, DrainPod, Eviction, GateResult,
     HealthInputs, HealthProvider, HostOps, LeaseRecord, LeaseWrite, NodeStatus, World,
 };
-use crate::inventory::{Host, Inventory, Role};
+use crate::inventory::{Host, Inventory};
 use crate::model::cluster::{ClusterState, LonghornState, NodeInfo, Replica, Volume};
 use crate::model::etcd::{EtcdMember, EtcdState};
 
@@ -636,35 +637,7 @@ impl super::world::Clock for FakeWorld {
 }
 
 /// A test inventory: `n` hosts, the first three control planes (`init`, `server`, `server`),
-/// the rest agents; loopback-free documentation addresses are never contacted (fakes only).
+/// the rest agents (see [`crate::testing::cluster`]).
 pub fn inventory(n: usize) -> Inventory {
-    let hosts = (0..n)
-        .map(|i| {
-            let role = match i {
-                0 => Role::Init,
-                1 | 2 => Role::Server,
-                _ => Role::Agent,
-            };
-            Host {
-                id: format!("instance_{}", i + 1),
-                hostname: format!("node{}", i + 1),
-                system: "x86_64-linux".into(),
-                profile: "cloud".into(),
-                role,
-                region: "eu".into(),
-                zone: "a".into(),
-                ip: std::net::Ipv4Addr::new(192, 0, 2, (i + 10) as u8),
-                gateway: std::net::Ipv4Addr::new(192, 0, 2, 1),
-                mask_length: 24,
-                ssh_host: None,
-                ssh_user: None,
-                ssh_port: None,
-            }
-        })
-        .collect();
-    Inventory {
-        path: "hosts.json".into(),
-        hosts,
-        warnings: Vec::new(),
-    }
+    crate::testing::cluster(n)
 }

@@ -10,19 +10,8 @@ use crate::model::host::{Firewall, Posture};
 
 fn host(id: &str, role: Role) -> Host {
     Host {
-        id: id.into(),
         hostname: format!("{id}-name"),
-        system: "x86_64-linux".into(),
-        profile: "p".into(),
-        role,
-        region: "r".into(),
-        zone: "z".into(),
-        ip: "192.0.2.10".parse().unwrap(),
-        gateway: "192.0.2.1".parse().unwrap(),
-        mask_length: 24,
-        ssh_host: None,
-        ssh_user: None,
-        ssh_port: None,
+        ..crate::testing::host(id, role, [192, 0, 2, 10])
     }
 }
 

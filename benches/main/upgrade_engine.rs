@@ -1,21 +1,21 @@
 //! The upgrade engine's own overhead: a whole rolling run against the in-memory fake world,
 //! every delay zero (the virtual clock jumps), per node. Target: < 1 s per node.
-//! `cargo bench --bench upgrade_engine`
+//! `cargo bench --bench main -- upgrade_run`
 
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use homeinfra_tui::operations::upgrade::engine::StartOptions;
-use homeinfra_tui::operations::upgrade::fake::{self, FakeWorld};
 use homeinfra_tui::operations::upgrade::{RunOutcome, Settings, plan, start};
+use homeinfra_tui::testing::{self, fake::FakeWorld};
 
 fn run_once(rt: &tokio::runtime::Runtime, nodes: usize, journal: Option<&std::path::Path>) {
     rt.block_on(async {
-        let inv = fake::inventory(nodes);
+        let inv = testing::cluster(nodes);
         let fw = FakeWorld::healthy(&inv);
         let etcd = fw.state().etcd.clone();
         let run_id = format!("bench-{}", rand_suffix());
-        let p = plan(&inv, etcd.as_ref(), &[], &[], "github:me/infra", &run_id).unwrap();
+        let p = plan(&inv, etcd.as_ref(), &[], &[], testing::FLAKE, &run_id).unwrap();
         let s = Settings {
             settle: Duration::ZERO,
             time_zone: jiff::tz::TimeZone::UTC,
@@ -44,7 +44,8 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-fn bench(c: &mut Criterion) {
+/// The upgrade-engine benchmarks.
+pub fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -66,6 +67,3 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 }
-
-criterion_group!(benches, bench);
-criterion_main!(benches);

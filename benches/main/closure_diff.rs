@@ -1,11 +1,11 @@
 //! Parse + classify a 5,000-line `nix store diff-closures` output (target: < 10 ms).
 //!
-//! `cargo bench --bench closure_diff`
+//! `cargo bench --bench main -- closure_diff`
 
 use std::fmt::Write;
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 use homeinfra_tui::model::closure::BootLink;
 use homeinfra_tui::operations::closure_diff::{classify, parse};
 
@@ -54,7 +54,8 @@ fn synthetic_diff(lines: usize) -> String {
     out
 }
 
-fn bench(c: &mut Criterion) {
+/// The closure-diff benchmarks.
+pub fn bench(c: &mut Criterion) {
     let text = synthetic_diff(5_000);
     assert_eq!(text.lines().count(), 5_000);
     let links: Vec<BootLink> = ["kernel", "initrd", "kernel-modules"]
@@ -68,7 +69,8 @@ fn bench(c: &mut Criterion) {
     let check = classify::classify(parse::parse(&text), classify::Context::default());
     assert_eq!(check.totals.changes + check.unparsed.len(), 5_000);
 
-    c.bench_function("parse+classify 5000 lines", |b| {
+    let mut g = c.benchmark_group("closure_diff");
+    g.bench_function("parse+classify 5000 lines", |b| {
         b.iter(|| {
             let parsed = parse::parse(black_box(&text));
             let ctx = classify::Context {
@@ -81,10 +83,8 @@ fn bench(c: &mut Criterion) {
             black_box(classify::classify(parsed, ctx))
         })
     });
-    c.bench_function("parse only 5000 lines", |b| {
+    g.bench_function("parse only 5000 lines", |b| {
         b.iter(|| black_box(parse::parse(black_box(&text))))
     });
+    g.finish();
 }
-
-criterion_group!(benches, bench);
-criterion_main!(benches);
