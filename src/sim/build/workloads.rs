@@ -292,46 +292,31 @@ pub(super) fn populate(
         };
         let tmpl = owner["spec"]["template"].clone();
         let owner_name = name_of(&owner).to_string();
-        match wl.kind {
-            WorkloadKind::DaemonSet => {
-                for (i, h) in hosts.iter().enumerate() {
-                    let pod_name = format!("{owner_name}-{}", ids.suffix());
-                    let ip = ids.pod_ip(i);
-                    let p = pod_from_template(
-                        &tmpl,
-                        wl.ns,
-                        &pod_name,
-                        &owner,
-                        Some((&h.hostname, &h.ip.to_string())),
-                        &ip,
-                        created,
-                    );
-                    store.create(&PODS, p)?;
-                }
-            }
-            _ => {
-                for r in 0..wl.replicas {
-                    let pod_name = if wl.kind == WorkloadKind::StatefulSet {
-                        format!("{owner_name}-{r}")
-                    } else {
-                        format!("{owner_name}-{}", ids.suffix())
-                    };
-                    let i = cursor % hosts.len();
-                    cursor += 1;
-                    let h = &hosts[i];
-                    let ip = ids.pod_ip(i);
-                    let p = pod_from_template(
-                        &tmpl,
-                        wl.ns,
-                        &pod_name,
-                        &owner,
-                        Some((&h.hostname, &h.ip.to_string())),
-                        &ip,
-                        created,
-                    );
-                    store.create(&PODS, p)?;
-                }
-            }
+        // DaemonSets: one pod per host; the others spread over the hosts in turn.
+        for r in 0..desired {
+            let pod_name = if wl.kind == WorkloadKind::StatefulSet {
+                format!("{owner_name}-{r}")
+            } else {
+                format!("{owner_name}-{}", ids.suffix())
+            };
+            let i = if wl.kind == WorkloadKind::DaemonSet {
+                r
+            } else {
+                cursor += 1;
+                (cursor - 1) % hosts.len()
+            };
+            let h = &hosts[i];
+            let ip = ids.pod_ip(i);
+            let p = pod_from_template(
+                &tmpl,
+                wl.ns,
+                &pod_name,
+                &owner,
+                Some((&h.hostname, &h.ip.to_string())),
+                &ip,
+                created,
+            );
+            store.create(&PODS, p)?;
         }
         if let Some((pdb_name, min, max)) = wl.pdb {
             let mut spec = json!({"selector": {"matchLabels": labels}});

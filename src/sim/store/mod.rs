@@ -25,6 +25,15 @@ pub use self::object::{
 use self::object::{encode, make_uid};
 use super::resources::Resource;
 
+/// The namespace `obj` is stored under: its own for namespaced resources, else "".
+fn object_namespace(res: &Resource, obj: &Value) -> String {
+    if res.namespaced {
+        namespace_of(obj).to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// How many past changes a watch can resume from.
 const HISTORY: usize = 10_000;
 
@@ -151,6 +160,42 @@ impl Store {
         (items, inner.rv)
     }
 
+    /// Store `obj` under `key` at `rv` and tell watchers (`old`: what it replaces).
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        inner: &mut Inner,
+        tx: &broadcast::Sender<Arc<Change>>,
+        res: &Resource,
+        key: (String, String),
+        obj: &Value,
+        rv: u64,
+        kind: EventType,
+        old: Option<Bytes>,
+    ) {
+        let entry = Entry::new(obj);
+        let object = entry.bytes.clone();
+        inner
+            .objects
+            .entry(*res)
+            .or_default()
+            .insert(key.clone(), entry);
+        let (namespace, name) = key;
+        Self::record(
+            inner,
+            tx,
+            Change {
+                rv,
+                resource: *res,
+                kind,
+                namespace,
+                name,
+                object,
+                old,
+            },
+        );
+    }
+
+    /// Keep `change` in the history and send it to the watchers.
     fn record(inner: &mut Inner, tx: &broadcast::Sender<Arc<Change>>, change: Change) {
         let change = Arc::new(change);
         inner.history.push_back(change.clone());
@@ -162,11 +207,7 @@ impl Store {
 
     /// Create an object: fills uid, creationTimestamp, resourceVersion, generation.
     pub fn create(&self, res: &Resource, mut obj: Value) -> Result<Arc<Value>, ApiError> {
-        let ns = if res.namespaced {
-            namespace_of(&obj).to_string()
-        } else {
-            String::new()
-        };
+        let ns = object_namespace(res, &obj);
         let mut name = name_of(&obj).to_string();
         let mut inner = self.lock();
         if name.is_empty() {
@@ -222,25 +263,15 @@ impl Store {
             }
             meta["generation"] = json!(1);
         }
-        let entry = Entry::new(&obj);
-        let bytes = entry.bytes.clone();
-        inner
-            .objects
-            .entry(*res)
-            .or_default()
-            .insert(key.clone(), entry);
-        Self::record(
+        Self::put(
             &mut inner,
             &self.tx,
-            Change {
-                rv,
-                resource: *res,
-                kind: EventType::Added,
-                namespace: key.0,
-                name: key.1,
-                object: bytes,
-                old: None,
-            },
+            res,
+            key,
+            &obj,
+            rv,
+            EventType::Added,
+            None,
         );
         Ok(Arc::new(obj))
     }
@@ -248,11 +279,7 @@ impl Store {
     /// Replace an object. When the new object carries a resourceVersion it must match the
     /// stored one (optimistic concurrency, 409 otherwise). Identity fields are kept.
     pub fn update(&self, res: &Resource, mut obj: Value) -> Result<Arc<Value>, ApiError> {
-        let ns = if res.namespaced {
-            namespace_of(&obj).to_string()
-        } else {
-            String::new()
-        };
+        let ns = object_namespace(res, &obj);
         let name = name_of(&obj).to_string();
         let mut inner = self.lock();
         let key = (ns, name.clone());
@@ -302,25 +329,15 @@ impl Store {
             });
             meta["resourceVersion"] = json!(rv.to_string());
         }
-        let entry = Entry::new(&obj);
-        let bytes = entry.bytes.clone();
-        inner
-            .objects
-            .entry(*res)
-            .or_default()
-            .insert(key.clone(), entry);
-        Self::record(
+        Self::put(
             &mut inner,
             &self.tx,
-            Change {
-                rv,
-                resource: *res,
-                kind: EventType::Modified,
-                namespace: key.0,
-                name: key.1,
-                object: bytes,
-                old: Some(old_bytes),
-            },
+            res,
+            key,
+            &obj,
+            rv,
+            EventType::Modified,
+            Some(old_bytes),
         );
         Ok(Arc::new(obj))
     }

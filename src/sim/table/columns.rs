@@ -41,6 +41,14 @@ pub fn human_age(secs: i64) -> String {
     }
 }
 
+/// An object's age, from its `creationTimestamp`.
+fn age_cell(o: &Value) -> String {
+    age_of(
+        o.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str),
+    )
+}
+
 /// The age of a `creationTimestamp`.
 fn age_of(ts: Option<&str>) -> String {
     let Some(t) = ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
@@ -111,10 +119,7 @@ fn node_cells(n: &Value) -> Vec<Value> {
         } else {
             roles.join(",")
         }),
-        json!(age_of(
-            n.pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str)
-        )),
+        json!(age_cell(n)),
         json!(s(n, "/status/nodeInfo/kubeletVersion")),
         json!(addr("InternalIP")),
         json!(addr("ExternalIP")),
@@ -154,10 +159,7 @@ fn pod_cells(p: &Value) -> Vec<Value> {
         json!(format!("{ready}/{total}")),
         json!(status),
         json!(restarts.to_string()),
-        json!(age_of(
-            p.pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str)
-        )),
+        json!(age_cell(p)),
         json!(or_none(s(p, "/status/podIP"))),
         json!(or_none(s(p, "/spec/nodeName"))),
         json!("<none>"),
@@ -328,10 +330,7 @@ pub(super) fn columns(res: &Resource) -> (Vec<Value>, Cells) {
                             .and_then(Value::as_i64)
                             .unwrap_or(0)
                     ),
-                    json!(age_of(
-                        b.pointer("/metadata/creationTimestamp")
-                            .and_then(Value::as_str)
-                    )),
+                    json!(age_cell(b)),
                 ]
             },
         ),
@@ -345,10 +344,7 @@ pub(super) fn columns(res: &Resource) -> (Vec<Value>, Cells) {
                 vec![
                     json!(s(l, "/metadata/name")),
                     json!(s(l, "/spec/holderIdentity")),
-                    json!(age_of(
-                        l.pointer("/metadata/creationTimestamp")
-                            .and_then(Value::as_str)
-                    )),
+                    json!(age_cell(l)),
                 ]
             },
         ),
@@ -389,10 +385,7 @@ pub(super) fn columns(res: &Resource) -> (Vec<Value>, Cells) {
                     )),
                     json!(n("/status/updatedReplicas")),
                     json!(n("/status/availableReplicas")),
-                    json!(age_of(
-                        d.pointer("/metadata/creationTimestamp")
-                            .and_then(Value::as_str)
-                    )),
+                    json!(age_cell(d)),
                 ]
             },
         ),
@@ -446,10 +439,7 @@ pub(super) fn columns(res: &Resource) -> (Vec<Value>, Cells) {
                     ),
                     json!(s(v, "/spec/size")),
                     json!(s(v, "/status/currentNodeID")),
-                    json!(age_of(
-                        v.pointer("/metadata/creationTimestamp")
-                            .and_then(Value::as_str)
-                    )),
+                    json!(age_cell(v)),
                 ]
             },
         ),
@@ -561,10 +551,7 @@ pub(super) fn columns(res: &Resource) -> (Vec<Value>, Cells) {
                             .and_then(Value::as_bool)
                             .unwrap_or(false)
                     ),
-                    json!(age_of(
-                        x.pointer("/metadata/creationTimestamp")
-                            .and_then(Value::as_str)
-                    )),
+                    json!(age_cell(x)),
                 ]
             },
         ),
@@ -590,21 +577,12 @@ pub(super) fn columns(res: &Resource) -> (Vec<Value>, Cells) {
                     json!(s(r, "/status/currentState")),
                     json!(s(r, "/spec/nodeID")),
                     json!(s(r, "/spec/diskID")),
-                    json!(age_of(
-                        r.pointer("/metadata/creationTimestamp")
-                            .and_then(Value::as_str)
-                    )),
+                    json!(age_cell(r)),
                 ]
             },
         ),
         _ => (vec![name, age], |o| {
-            vec![
-                json!(s(o, "/metadata/name")),
-                json!(age_of(
-                    o.pointer("/metadata/creationTimestamp")
-                        .and_then(Value::as_str)
-                )),
-            ]
+            vec![json!(s(o, "/metadata/name")), json!(age_cell(o))]
         }),
     }
 }

@@ -6,8 +6,9 @@ use std::path::Path;
 use color_eyre::eyre::{Result, eyre};
 
 use super::refused;
+use super::steps::verdicts;
 use crate::inventory::Inventory;
-use crate::operations::upgrade::guards::{self, GuardInputs, GuardVerdict};
+use crate::operations::upgrade::guards::GuardVerdict;
 use crate::operations::upgrade::journal::{self, Journal};
 use crate::operations::upgrade::lock;
 use crate::operations::upgrade::world::World;
@@ -21,26 +22,10 @@ pub async fn dry_run(
     s: &Settings,
 ) -> Vec<(PlanEntry, Vec<GuardVerdict>)> {
     let health = world.health.gather(&s.gates).await;
-    let now = world.clock.now();
     let mut out = Vec::new();
     for e in &plan.entries {
         let verdicts = match inv.host(&e.host) {
-            Some(h) => {
-                let au = world
-                    .hosts
-                    .auto_upgrade(h)
-                    .await
-                    .map_err(|e| format!("{e:#}"));
-                guards::evaluate(&GuardInputs {
-                    entry: e,
-                    host: h,
-                    run_id: &plan.run_id,
-                    health: &health,
-                    auto_upgrade: &au,
-                    settings: s,
-                    now,
-                })
-            }
+            Some(h) => verdicts(world, e, h, &plan.run_id, &health, s).await,
             None => vec![unknown_host(e)],
         };
         out.push((e.clone(), verdicts));

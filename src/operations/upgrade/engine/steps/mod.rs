@@ -10,3 +10,5 @@ mod rollback;
 mod settle;
 mod switch;
 mod wait_healthy;
+
+pub(super) use self::guards::verdicts;
