@@ -23,5 +23,7 @@ pub mod probes;
 pub mod sim;
 pub mod sources;
 pub mod tasks;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod tui;
 pub mod ui;

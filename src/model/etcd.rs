@@ -362,19 +362,8 @@ mod tests {
     #[test]
     fn member_on_host_and_labels() {
         let host: Host = Host {
-            id: "instance_1".into(),
             hostname: "node1".into(),
-            system: "x86_64-linux".into(),
-            profile: "p".into(),
-            role: crate::inventory::Role::Init,
-            region: "r".into(),
-            zone: "z".into(),
-            ip: "192.0.2.11".parse().unwrap(),
-            gateway: "192.0.2.1".parse().unwrap(),
-            mask_length: 24,
-            ssh_host: None,
-            ssh_user: None,
-            ssh_port: None,
+            ..crate::testing::host("instance_1", crate::inventory::Role::Init, [192, 0, 2, 11])
         };
         let mut m = member(0xabc, "node1-1a2b3c4d", true);
         assert!(m.is_on_host(&host));

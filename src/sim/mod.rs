@@ -5,8 +5,9 @@
 //! Layout: `store` (objects, versions, watch history), `build` (the initial world),
 //! `world` (controllers: evictions, owners, PDBs, reboots, Longhorn, etcd), `api` (HTTP),
 //! `etcd` (gateway), `table` (kubectl's columns), `select`, `patch`, `tls`, `hosts`,
-//! `scenario`, `ssh` (each host's SSH server, answering the app's `probes`). Everything binds
-//! to 127.0.0.x only.
+//! `scenario`, `ssh` (each host's SSH server, answering the app's `probes`), `promql` and
+//! `loki` (the Prometheus and Loki faces), `observe` (mounting them), `sync` (poison-tolerant
+//! locks). Everything binds to 127.0.0.x only.
 //!
 //! Control API (same server and credentials as the Kubernetes API):
 //! - `GET /sim/v1/state`: hosts (up, rebooting, never_returns, unreachable, reboot_needed),
@@ -32,6 +33,7 @@ pub mod scenario;
 pub mod select;
 pub mod ssh;
 pub mod store;
+pub mod sync;
 pub mod table;
 pub mod tls;
 pub mod world;

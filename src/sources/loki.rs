@@ -11,10 +11,9 @@ use std::time::Duration;
 use color_eyre::eyre::{Result, eyre};
 use futures::StreamExt;
 use serde::Deserialize;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
-use super::mimir::{http_client, root_cause, url_origin};
+use super::http::{http_client, root_cause, url_origin};
+use super::refresh::{self, Backoff, RefreshHandle};
 use super::{Update, UpdateTx};
 use crate::config::LokiConfig;
 use crate::inventory::{Host, Inventory};
@@ -259,30 +258,18 @@ impl Loki {
     }
 }
 
+/// Now, in unix nanoseconds.
 fn now_ns() -> i128 {
     jiff::Timestamp::now().as_nanosecond()
 }
 
 /// The running Loki source.
-#[derive(Debug)]
-pub struct LokiHandle {
-    pub task: JoinHandle<()>,
-    wake: Arc<Notify>,
-}
-
-impl LokiHandle {
-    /// Refresh as soon as the current round is done; repeated calls coalesce.
-    pub fn refresh_now(&self) {
-        self.wake.notify_one();
-    }
-}
+pub type LokiHandle = RefreshHandle;
 
 /// Run the Loki source: a refresh every `refresh_secs` (backing off up to 4× on failure), each
 /// sending `Update::Logs` with the whole bounded state.
 pub fn spawn(cfg: LokiConfig, inv: Arc<Inventory>, tx: UpdateTx) -> LokiHandle {
-    let wake = Arc::new(Notify::new());
-    let w = wake.clone();
-    let task = tokio::spawn(async move {
+    refresh::spawn(move |wake| async move {
         let loki = match Loki::new(&cfg) {
             Ok(l) => l,
             Err(e) => {
@@ -290,23 +277,18 @@ pub fn spawn(cfg: LokiConfig, inv: Arc<Inventory>, tx: UpdateTx) -> LokiHandle {
                 return;
             }
         };
-        let base = Duration::from_secs(cfg.refresh_secs.max(1));
+        let mut pace = Backoff::new(Duration::from_secs(cfg.refresh_secs.max(1)));
         let mut state = LogsState::default();
-        let mut failures = 0u32;
         loop {
             let r = loki.refresh(&inv, &mut state, now_ns()).await;
-            failures = if r.is_ok() { 0 } else { (failures + 1).min(2) };
+            let ok = r.is_ok();
             let msg = r.map(|()| Arc::new(state.clone()));
             if tx.send(Update::Logs(msg)).await.is_err() {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(base * (1 << failures)) => {}
-                _ = w.notified() => {}
-            }
+            pace.wait(ok, &wake).await;
         }
-    });
-    LokiHandle { task, wake }
+    })
 }
 
 /// One refresh for `check`, bounded by `timeout`.

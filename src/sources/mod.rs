@@ -2,9 +2,11 @@
 //! `Update` messages to the one inbox. Nothing here draws.
 
 pub mod etcd;
+pub mod http;
 pub mod kubernetes;
 pub mod loki;
 pub mod mimir;
+pub mod refresh;
 pub mod ssh;
 
 use std::sync::Arc;

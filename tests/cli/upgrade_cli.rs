@@ -5,10 +5,12 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use homeinfra_tui::inventory::Role;
 use homeinfra_tui::operations::upgrade::journal::{self, Journal};
-use homeinfra_tui::operations::upgrade::{Plan, PlanEntry, RunOutcome, UpgradeEvent};
+use homeinfra_tui::operations::upgrade::{RunOutcome, UpgradeEvent};
 use homeinfra_tui::operations::upgrade::{cordon, live};
 use homeinfra_tui::sim::{self, SimOptions};
+use homeinfra_tui::testing;
 
 fn bin(dir: &Path, state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"))
@@ -157,19 +159,11 @@ async fn headless_upgrade_against_the_sim() {
     cordon(&client, "node2", "run-z").await.unwrap();
     c.cordon("node3", "someone-else").await.unwrap();
     let mut j = Journal::open(&runs, "run-z").unwrap();
-    let plan = Plan {
-        run_id: "run-z".into(),
-        flake: "f".into(),
-        entries: ["node2", "node3"]
-            .iter()
-            .map(|n| PlanEntry {
-                host: n.replace("node", "instance_"),
-                node: n.to_string(),
-                role: homeinfra_tui::inventory::Role::Server,
-                etcd_leader: false,
-            })
-            .collect(),
-    };
+    let plan = testing::plan(
+        "run-z",
+        ["node2", "node3"]
+            .map(|n| testing::entry(&n.replace("node", "instance_"), n, Role::Server)),
+    );
     j.append(
         jiff::Timestamp::now(),
         &UpgradeEvent::RunStarted {

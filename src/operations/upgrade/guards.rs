@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::world::{AutoUpgrade, HealthInputs};
 use super::{PlanEntry, Settings};
+pub use crate::config::parse_window;
 use crate::inventory::Host;
 use crate::model::cluster::ClusterState;
 
@@ -389,17 +390,6 @@ fn gates(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
             )),
         }
     }
-}
-
-/// Parse `"HH:MM-HH:MM"` into minutes since midnight.
-pub fn parse_window(s: &str) -> Option<(u32, u32)> {
-    let (a, b) = s.trim().split_once('-')?;
-    let hm = |t: &str| -> Option<u32> {
-        let (h, m) = t.trim().split_once(':')?;
-        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60).then_some(h * 60 + m)
-    };
-    Some((hm(a)?, hm(b)?))
 }
 
 /// Is `minute` (since midnight) inside the window? Windows may wrap past midnight.

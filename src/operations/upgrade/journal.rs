@@ -228,24 +228,12 @@ pub fn failed_message(o: &StepOutcome) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::inventory::Role;
-    use crate::operations::upgrade::PlanEntry;
+    use crate::testing::{entry, plan};
 
     #[test]
     fn torn_last_line_is_ignored_and_resume_point_found() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = Plan {
-            run_id: "r1".into(),
-            flake: "f".into(),
-            entries: ["a", "b"]
-                .iter()
-                .map(|n| PlanEntry {
-                    host: n.to_string(),
-                    node: n.to_string(),
-                    role: Role::Agent,
-                    etcd_leader: false,
-                })
-                .collect(),
-        };
+        let plan = plan("r1", ["a", "b"].map(|n| entry(n, n, Role::Agent)));
         let t = Timestamp::from_second(1_800_000_000).unwrap();
         let mut j = Journal::open(dir.path(), "r1").unwrap();
         j.append(

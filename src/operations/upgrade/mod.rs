@@ -3,7 +3,8 @@
 //!
 //! UI-independent. The engine talks to the outside world only through the traits of
 //! [`world`] (cluster, hosts, health, clock), so it runs the same against the real cluster
-//! ([`live`]), the in-memory fakes of [`fake`] (tests, benchmark) and the simulator.
+//! ([`live`]), the in-memory fakes of `fake` (tests and benchmarks only: feature `test-util`)
+//! and the simulator.
 //!
 //! Entry points for the TUI and the headless command:
 //! - [`plan()`]: the order of the run (agents, then servers, the etcd leader last).
@@ -16,9 +17,9 @@
 //! - [`journal`]: unfinished runs, resume points; [`abandon`]: undo only our cordons.
 
 pub mod engine;
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod guards;
-
 pub mod journal;
 pub mod live;
 pub mod lock;

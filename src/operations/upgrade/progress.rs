@@ -223,23 +223,11 @@ impl RunProgress {
 mod tests {
     use super::*;
     use crate::inventory::Role;
-    use crate::operations::upgrade::PlanEntry;
+    use crate::testing::{entry, plan};
 
     #[test]
     fn folds_a_node() {
-        let plan = Plan {
-            run_id: "r".into(),
-            flake: "f".into(),
-            entries: ["a", "b"]
-                .iter()
-                .map(|n| PlanEntry {
-                    host: n.to_string(),
-                    node: n.to_string(),
-                    role: Role::Agent,
-                    etcd_leader: false,
-                })
-                .collect(),
-        };
+        let plan = plan("r", ["a", "b"].map(|n| entry(n, n, Role::Agent)));
         let mut p = RunProgress::new(&plan);
         let node = || "a".to_string();
         p.apply(&UpgradeEvent::StepStarted {

@@ -48,9 +48,7 @@ pub(super) struct SimHost {
     pub(super) quirks: Mutex<Quirks>,
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(super) use crate::sim::sync::lock;
 
 pub(super) fn random_key() -> PrivateKey {
     use rand::RngCore as _;

@@ -1,0 +1,27 @@
+//! Every benchmark in one binary (one link for `cargo test --all-targets`), one module per
+//! subject: `closure_diff` (parse + classify), `upgrade_engine` (a whole run against the fake
+//! world), `metrics_refresh` (a Mimir refresh at 200 hosts against the sim's face).
+//!
+//! `cargo bench --bench main` runs them all; `cargo bench --bench main -- metrics_refresh`
+//! (or `closure_diff`, `upgrade_run`) one group.
+
+#[path = "main/closure_diff.rs"]
+mod closure_diff;
+#[path = "main/metrics_refresh.rs"]
+mod metrics_refresh;
+#[path = "main/upgrade_engine.rs"]
+mod upgrade_engine;
+
+use criterion::Criterion;
+
+fn main() {
+    // The metrics benchmark runs the sim's Prometheus face in a child: this binary again.
+    if std::env::args().any(|a| a == metrics_refresh::SERVE_FLAG) {
+        return metrics_refresh::serve();
+    }
+    let mut c = Criterion::default().configure_from_args();
+    closure_diff::bench(&mut c);
+    upgrade_engine::bench(&mut c);
+    metrics_refresh::bench(&mut c);
+    c.final_summary();
+}

@@ -1,0 +1,227 @@
+//! The TOML configuration file. Every section is optional with defaults in code; unknown keys
+//! and wrong types are errors naming the file, the line and the key.
+//!
+//! Here: the whole [`Config`], loading and checking it. The sections are in `sources`,
+//! `upgrade` and `ui`; `errors` writes the messages.
+
+mod errors;
+mod sources;
+mod ui;
+mod upgrade;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use self::errors::describe;
+pub use self::sources::{
+    EtcdConfig, HttpAuth, K3S_ETCD_TLS_DIR, KubernetesConfig, LokiConfig, MimirConfig, NixConfig,
+    SshConfig,
+};
+pub use self::ui::{KeyOverride, Thresholds, UiConfig};
+pub use self::upgrade::{RebootPolicy, SwitchMode, UpgradeConfig, parse_window};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub kubernetes: KubernetesConfig,
+    pub etcd: EtcdConfig,
+    pub mimir: MimirConfig,
+    pub loki: LokiConfig,
+    pub ssh: SshConfig,
+    pub nix: NixConfig,
+    pub upgrade: UpgradeConfig,
+    pub ui: UiConfig,
+    pub thresholds: Thresholds,
+}
+
+/// A configuration that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the default config lives: `$XDG_CONFIG_HOME/homeinfra-tui/config.toml`.
+pub fn default_path() -> Option<PathBuf> {
+    crate::paths::config_home().map(|d| d.join("homeinfra-tui").join("config.toml"))
+}
+
+/// Load the configuration: an explicit file must exist; the default file may be absent.
+pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    let (path, must_exist) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => match default_path() {
+            Some(p) => (p, false),
+            None => return Ok((Config::default(), None)),
+        },
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&path, &text).map(|c| (c, Some(path))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+            Ok((Config::default(), None))
+        }
+        Err(e) => Err(ConfigError(format!(
+            "{}: cannot read config: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Parse config text; `path` is used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let config: Config = toml::from_str(text).map_err(|e| describe(path, text, &e))?;
+    config.validate(path)?;
+    Ok(config)
+}
+
+impl Config {
+    /// What serde cannot check: URL schemes, the maintenance window's form.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let file = path.display();
+        for (section, url) in [("mimir", &self.mimir.url), ("loki", &self.loki.url)] {
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return Err(ConfigError(format!(
+                    "{file}: key \"{section}.url\": \"{u}\" must start with http:// or https://"
+                )));
+            }
+        }
+        for e in &self.etcd.endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "{file}: key \"etcd.endpoints\": \"{e}\" must start with http:// or https://"
+                )));
+            }
+        }
+        if let Some(w) = &self.upgrade.maintenance_window
+            && !w.is_empty()
+            && parse_window(w).is_none()
+        {
+            return Err(ConfigError(format!(
+                "{file}: key \"upgrade.maintenance_window\": \"{w}\" is not of the form \"HH:MM-HH:MM\""
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("config.toml"), text)
+    }
+
+    #[test]
+    fn empty_is_defaults() {
+        assert_eq!(p("").unwrap(), Config::default());
+        assert_eq!(Config::default().mimir.refresh_secs, 15);
+        assert_eq!(Config::default().thresholds.etcd_fsync_p99_warning_ms, 10.0);
+    }
+
+    #[test]
+    fn partial_sections_keep_other_defaults() {
+        let c = p("[mimir]\nurl = \"http://127.0.0.1:9009/prometheus\"\ntenant = \"homelab\"\n[ui.keys]\nx = \"quit\"\n").unwrap();
+        assert_eq!(
+            c.mimir.url.as_deref(),
+            Some("http://127.0.0.1:9009/prometheus")
+        );
+        assert_eq!(c.mimir.refresh_secs, 15);
+        assert_eq!(
+            c.ui.keys.get("x"),
+            Some(&KeyOverride::Action("quit".into()))
+        );
+        assert_eq!(c.loki, LokiConfig::default());
+    }
+
+    #[test]
+    fn key_overrides_per_layer_are_tables() {
+        let c = p("[ui.keys]\nx = \"quit\"\n[ui.keys.diff]\nE = \"export\"\n").unwrap();
+        let mut diff = std::collections::BTreeMap::new();
+        diff.insert("E".to_string(), "export".to_string());
+        assert_eq!(c.ui.keys.get("diff"), Some(&KeyOverride::Layer(diff)));
+        let err = p("[ui.keys]\nx = 3\n").unwrap_err().0;
+        assert!(err.contains("an action name"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = p("[ssh]\nuser = \"ops\"\nprot = 22\n").unwrap_err().0;
+        assert!(
+            err.starts_with("config.toml:3:1: key \"ssh.prot\": unknown field `prot`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let err = p("[grafana]\nurl = \"x\"\n").unwrap_err().0;
+        assert!(err.starts_with("config.toml:1:"), "{err}");
+        assert!(err.contains("unknown field `grafana`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let err = p("[etcd]\n# comment\ntimeout_ms = \"fast\"\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            err.starts_with(
+                "config.toml:3:14: key \"etcd.timeout_ms\": invalid type: string \"fast\""
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = p("[ui\ntheme = 1").unwrap_err().0;
+        assert!(err.starts_with("config.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn bad_enum_value() {
+        let err = p("[upgrade]\nreboot = \"sometimes\"\n").unwrap_err().0;
+        assert!(
+            err.starts_with(
+                "config.toml:2:10: key \"upgrade.reboot\": unknown variant `sometimes`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn semantic_checks() {
+        let err = p("[mimir]\nurl = \"mimir:9009\"\n").unwrap_err().0;
+        assert_eq!(
+            err,
+            "config.toml: key \"mimir.url\": \"mimir:9009\" must start with http:// or https://"
+        );
+        let err = p("[upgrade]\nmaintenance_window = \"1-5\"\n")
+            .unwrap_err()
+            .0;
+        assert!(err.contains("upgrade.maintenance_window"), "{err}");
+        assert_eq!(parse_window("01:00-05:30"), Some((60, 330)));
+        assert_eq!(parse_window("25:00-05:30"), None);
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error_but_default_is_not() {
+        let err = load(Some(Path::new("/nonexistent/homeinfra.toml")))
+            .unwrap_err()
+            .0;
+        assert!(
+            err.starts_with("/nonexistent/homeinfra.toml: cannot read config:"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! The sections of the data sources: `[kubernetes]`, `[etcd]`, `[mimir]`, `[loki]` (with the
+//! credentials they share), `[ssh]` and `[nix]`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Turn the Kubernetes sources off entirely.
+    pub enabled: bool,
+    /// A kubeconfig file (else `KUBECONFIG`, `~/.kube/config` or in-cluster, as kubectl).
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (else the current one).
+    pub context: Option<String>,
+    /// Namespace of Longhorn's resources.
+    pub longhorn_namespace: String,
+    /// Per-request timeout.
+    pub timeout_secs: u64,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            kubeconfig: None,
+            context: None,
+            longhorn_namespace: "longhorn-system".into(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdConfig {
+    pub enabled: bool,
+    /// Client URLs of the members; default `https://<ip>:2379` of every init/server host.
+    pub endpoints: Vec<String>,
+    /// Metrics URLs of the members; default `http://<ip>:2381/metrics` of every init/server host.
+    pub metrics_urls: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Timeout per call and endpoint.
+    pub timeout_ms: u64,
+    pub refresh_secs: u64,
+}
+
+/// Where k3s keeps the etcd client certificates.
+pub const K3S_ETCD_TLS_DIR: &str = "/var/lib/rancher/k3s/server/tls/etcd";
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            endpoints: Vec::new(),
+            metrics_urls: Vec::new(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            timeout_ms: 1000,
+            refresh_secs: 5,
+        }
+    }
+}
+
+/// Credentials shared by Mimir and Loki. Secrets come from files or environment variables,
+/// never from the config text itself.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpAuth {
+    pub basic_auth_user: Option<String>,
+    pub basic_auth_password_file: Option<PathBuf>,
+    pub basic_auth_password_env: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MimirConfig {
+    /// Base URL including Mimir's `/prometheus` prefix.
+    pub url: Option<String>,
+    /// Sent as `X-Scope-OrgID`.
+    pub tenant: Option<String>,
+    #[serde(flatten)]
+    pub auth: HttpAuth,
+    pub timeout_secs: u64,
+    pub refresh_secs: u64,
+    /// Label that maps series to inventory hosts.
+    pub host_label: String,
+    /// PromQL overrides, by query name.
+    pub queries: BTreeMap<String, String>,
+}
+
+impl Default for MimirConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            tenant: None,
+            auth: HttpAuth::default(),
+            timeout_secs: 10,
+            refresh_secs: 15,
+            host_label: "instance".into(),
+            queries: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LokiConfig {
+    pub url: Option<String>,
+    pub tenant: Option<String>,
+    #[serde(flatten)]
+    pub auth: HttpAuth,
+    /// LogQL per host; `{hostname}` and `{id}` are replaced.
+    pub query_template: String,
+    pub lines: usize,
+    pub timeout_secs: u64,
+    pub refresh_secs: u64,
+    /// How far back to look.
+    pub window_mins: u64,
+}
+
+impl Default for LokiConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            tenant: None,
+            auth: HttpAuth::default(),
+            query_template: r#"{host="{hostname}"} |~ "(?i)(error|fail|panic)""#.into(),
+            lines: 200,
+            timeout_secs: 10,
+            refresh_secs: 30,
+            window_mins: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshConfig {
+    pub enabled: bool,
+    pub user: Option<String>,
+    pub port: u16,
+    pub identity_files: Vec<PathBuf>,
+    /// An extra known_hosts file, checked after `~/.ssh/known_hosts` and
+    /// `/etc/ssh/ssh_known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// Trust unknown host keys on first use (OpenSSH's `accept-new`).
+    pub accept_new: bool,
+    /// Use `sudo -n` for what needs root.
+    pub sudo: bool,
+    /// Read `~/.ssh/config`.
+    pub use_ssh_config: bool,
+    pub connect_timeout_secs: u64,
+    pub command_timeout_secs: u64,
+    pub keepalive_secs: u64,
+    pub max_concurrency: usize,
+    pub refresh_secs: u64,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            user: None,
+            port: 22,
+            identity_files: Vec::new(),
+            known_hosts: None,
+            accept_new: false,
+            sudo: true,
+            use_ssh_config: true,
+            connect_timeout_secs: 5,
+            command_timeout_secs: 30,
+            keepalive_secs: 15,
+            max_concurrency: 8,
+            refresh_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NixConfig {
+    /// The flake holding `nixosConfigurations.<host>` (a path or flake reference).
+    pub flake: Option<String>,
+    /// The `nix` binary.
+    pub nix: String,
+    /// Where cached diffs are kept (default under `$XDG_CACHE_HOME`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for NixConfig {
+    fn default() -> Self {
+        Self {
+            flake: None,
+            nix: "nix".into(),
+            cache_dir: None,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The `[ui]` section (theme, key overrides, clock) and `[thresholds]` (what `assess` calls
+//! a warning or critical).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `[ui]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Theme name (built in or in `themes/`) or a path to a theme file.
+    pub theme: Option<String>,
+    /// Key overrides: key (e.g. `"x"`, `"ctrl-r"`, `"F5"`) → action name (e.g. `"refresh"`)
+    /// in every layer, or a `[ui.keys.<layer>]` table of them for one layer.
+    pub keys: BTreeMap<String, KeyOverride>,
+    /// Clock tick.
+    pub tick_ms: u64,
+}
+
+/// One entry of `[ui.keys]`: `key = "action"` (every layer that has the action), or a
+/// `[ui.keys.<layer>]` table of `key = "action"` for that layer alone.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum KeyOverride {
+    Action(String),
+    Layer(BTreeMap<String, String>),
+}
+
+impl<'de> Deserialize<'de> for KeyOverride {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KeyOverride;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an action name (e.g. \"quit\") or a table of key = \"action\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyOverride, E> {
+                Ok(KeyOverride::Action(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyOverride, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    out.insert(k, v);
+                }
+                Ok(KeyOverride::Layer(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            theme: None,
+            keys: BTreeMap::new(),
+            tick_ms: 1000,
+        }
+    }
+}
+
+/// Health thresholds used by `assess`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    pub etcd_fsync_p99_warning_ms: f64,
+    pub etcd_fsync_p99_critical_ms: f64,
+    pub etcd_commit_p99_warning_ms: f64,
+    pub etcd_commit_p99_critical_ms: f64,
+    pub etcd_db_quota_warning_pct: f64,
+    pub etcd_db_quota_critical_pct: f64,
+    pub etcd_leader_changes_warning: u64,
+    pub etcd_leader_changes_window_mins: u64,
+    pub longhorn_min_replicas: u32,
+    pub longhorn_disk_warning_pct: f64,
+    /// Backup is stale when older than this many times its recurring job interval.
+    pub longhorn_backup_interval_factor: f64,
+    pub host_disk_warning_pct: f64,
+    pub host_disk_critical_pct: f64,
+    /// Data older than this many refresh intervals is reported as stale.
+    pub stale_after_secs: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            etcd_fsync_p99_warning_ms: 10.0,
+            etcd_fsync_p99_critical_ms: 100.0,
+            etcd_commit_p99_warning_ms: 25.0,
+            etcd_commit_p99_critical_ms: 250.0,
+            etcd_db_quota_warning_pct: 80.0,
+            etcd_db_quota_critical_pct: 95.0,
+            etcd_leader_changes_warning: 4,
+            etcd_leader_changes_window_mins: 15,
+            longhorn_min_replicas: 2,
+            longhorn_disk_warning_pct: 85.0,
+            longhorn_backup_interval_factor: 2.0,
+            host_disk_warning_pct: 85.0,
+            host_disk_critical_pct: 95.0,
+            stale_after_secs: 120,
+        }
+    }
+}

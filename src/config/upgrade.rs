@@ -1,0 +1,116 @@
+//! The `[upgrade]` section: how the rolling upgrade switches, reboots, waits and guards, and
+//! its maintenance window.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// When the upgrade reboots a host whose boot files changed.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RebootPolicy {
+    Auto,
+    Ask,
+    Never,
+}
+
+/// Where `nixos-rebuild switch` runs.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchMode {
+    /// `sudo nixos-rebuild switch --flake <flake>#<host>` on the host over SSH.
+    Remote,
+    /// `nixos-rebuild switch --flake <path>#<host> --target-host ... --use-remote-sudo` here.
+    Local,
+}
+
+/// `[upgrade]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpgradeConfig {
+    /// Flake reference the hosts can reach; defaults to `[nix] flake`.
+    pub flake: Option<String>,
+    pub switch: SwitchMode,
+    pub reboot: RebootPolicy,
+    /// Host ids in the order to upgrade; default agents, then servers, the etcd leader last.
+    pub order: Vec<String>,
+    pub drain_timeout_secs: u64,
+    pub eviction_grace_secs: Option<i64>,
+    pub delete_emptydir_data: bool,
+    pub switch_timeout_secs: u64,
+    pub reboot_timeout_secs: u64,
+    pub ready_timeout_secs: u64,
+    pub etcd_timeout_secs: u64,
+    pub longhorn_timeout_secs: u64,
+    pub settle_secs: u64,
+    /// Refuse while an alert of at least this severity fires.
+    pub block_on_alert_severity: String,
+    /// Extra PromQL gates: the upgrade refuses while any returns a series.
+    pub gates: Vec<String>,
+    /// `"HH:MM-HH:MM"` local time (e.g. `"01:00-05:00"`); empty = any time.
+    pub maintenance_window: Option<String>,
+    /// Where run journals are kept (default `$XDG_STATE_HOME/homeinfra-tui/runs`).
+    pub journal_dir: Option<PathBuf>,
+    /// Switch command run on the host over SSH (`switch = "remote"`); `{flake}`, `{host}`
+    /// (hostname) and `{id}` (inventory id) are replaced.
+    pub switch_command: String,
+    /// Switch command run here (`switch = "local"`); also `{target}` (`user@address`).
+    pub local_switch_command: String,
+    /// Rollback command run on the host when it does not come back healthy.
+    pub rollback_command: String,
+    /// Reboot command run on the host.
+    pub reboot_command: String,
+    /// How often the wait loops (drain, reboot, health) look again.
+    pub poll_secs: u64,
+    /// An etcd member counts as caught up below this raft index lag.
+    pub etcd_max_lag: u64,
+    /// `nixos-upgrade.timer` due within this many seconds counts as "due during the run".
+    pub auto_upgrade_horizon_secs: u64,
+    /// Duration of the upgrade lock's Lease (renewed at a third of it).
+    pub lock_duration_secs: u64,
+}
+
+impl Default for UpgradeConfig {
+    fn default() -> Self {
+        Self {
+            flake: None,
+            switch: SwitchMode::Remote,
+            reboot: RebootPolicy::Auto,
+            order: Vec::new(),
+            drain_timeout_secs: 600,
+            eviction_grace_secs: None,
+            delete_emptydir_data: true,
+            switch_timeout_secs: 1800,
+            reboot_timeout_secs: 600,
+            ready_timeout_secs: 600,
+            etcd_timeout_secs: 300,
+            longhorn_timeout_secs: 1800,
+            settle_secs: 30,
+            block_on_alert_severity: "critical".into(),
+            gates: Vec::new(),
+            maintenance_window: None,
+            journal_dir: None,
+            switch_command: "sudo nixos-rebuild switch --flake {flake}#{host}".into(),
+            local_switch_command:
+                "nixos-rebuild switch --flake {flake}#{host} --target-host {target} --use-remote-sudo"
+                    .into(),
+            rollback_command: "sudo nixos-rebuild switch --rollback".into(),
+            reboot_command: "sudo systemctl reboot".into(),
+            poll_secs: 5,
+            etcd_max_lag: 1000,
+            auto_upgrade_horizon_secs: 3 * 3600,
+            lock_duration_secs: 60,
+        }
+    }
+}
+
+/// Parse `"HH:MM-HH:MM"` into minutes since midnight.
+pub fn parse_window(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.trim().split_once('-')?;
+    let hm = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    Some((hm(a)?, hm(b)?))
+}

@@ -1,0 +1,290 @@
+//! The runner: one task per run, driving each node through its steps, emitting events,
+//! obeying controls, journaling, holding the lock.
+//!
+//! Here: starting a run, its handle, the runner's loop over the nodes and the lock renewal.
+//! `preflight` (dry run, refusals, abandon), `controls` (pause, abort, skip, questions),
+//! `node` (one node's step machine) and `steps` (one file per step) hold the rest.
+
+mod controls;
+mod node;
+mod preflight;
+mod steps;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use self::preflight::{abandon, dry_run, preflight};
+use super::journal::Journal;
+use super::lock::{self, Acquire};
+use super::world::World;
+use super::{Control, NodeOutcome, Plan, RunOutcome, Settings, Step, UpgradeEvent};
+use crate::inventory::Inventory;
+
+/// How a run is started.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// `user@machine pid run-id` (see [`lock::holder_identity`]).
+    pub holder: String,
+    /// Take over a stale lock.
+    pub force_unlock: bool,
+    /// Where the journal goes; `None`: no journal (tests only).
+    pub journal_dir: Option<PathBuf>,
+    /// On a refusal, a failed step or a reboot question, wait for the operator (Retry, Skip,
+    /// Abort, Approve) instead of stopping. The TUI sets this; the headless command does not.
+    pub interactive: bool,
+    /// Go on from this plan index and step (from [`RunSummary::resume_at`](super::journal::RunSummary::resume_at)).
+    pub resume: Option<(usize, Step)>,
+}
+
+/// A running upgrade: send controls, wait for the outcome.
+pub struct UpgradeHandle {
+    run_id: String,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<RunOutcome>,
+}
+
+impl UpgradeHandle {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Send a control (already confirmed by the operator). False when the run has ended.
+    pub async fn send(&self, c: Control) -> bool {
+        self.control.send(c).await.is_ok()
+    }
+
+    /// Send without waiting (from a UI event loop). False when the run ended or is flooded.
+    pub fn try_send(&self, c: Control) -> bool {
+        self.control.try_send(c).is_ok()
+    }
+
+    /// A sender of controls that outlives the handle.
+    pub fn controls(&self) -> mpsc::Sender<Control> {
+        self.control.clone()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Wait for the run to end.
+    pub async fn wait(self) -> RunOutcome {
+        match self.task.await {
+            Ok(o) => o,
+            Err(e) => RunOutcome::Aborted {
+                reason: format!("the upgrade task ended abnormally: {e}"),
+            },
+        }
+    }
+
+    /// Stop the task at once, like `kill -9` (tests of resume; never for operators: use Abort).
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+/// Spawn a run of `plan`. Events arrive on the receiver in order; the last is `RunFinished`.
+pub fn start(
+    world: World,
+    inventory: Inventory,
+    plan: Plan,
+    settings: Settings,
+    opts: StartOptions,
+) -> (UpgradeHandle, mpsc::Receiver<UpgradeEvent>) {
+    let (etx, erx) = mpsc::channel(4096);
+    let (ctx, crx) = mpsc::channel(64);
+    let run_id = plan.run_id.clone();
+    let runner = Runner {
+        w: world,
+        inv: inventory,
+        plan,
+        s: settings,
+        opts,
+        tx: etx,
+        ctl: crx,
+        journal: None,
+        pause: false,
+        abort: None,
+        skip: HashSet::new(),
+        lock_lost: Arc::new(Mutex::new(None)),
+    };
+    let task = tokio::spawn(runner.run());
+    (
+        UpgradeHandle {
+            run_id,
+            control: ctx,
+            task,
+        },
+        erx,
+    )
+}
+
+/// How one node ended: done (upgraded or skipped), or the whole run stops.
+enum NodeResult {
+    Done(NodeOutcome),
+    Stop(RunOutcome),
+}
+
+/// The state of one run, owned by its task.
+struct Runner {
+    w: World,
+    inv: Inventory,
+    plan: Plan,
+    s: Settings,
+    opts: StartOptions,
+    tx: mpsc::Sender<UpgradeEvent>,
+    ctl: mpsc::Receiver<Control>,
+    journal: Option<Journal>,
+    pause: bool,
+    abort: Option<String>,
+    skip: HashSet<String>,
+    lock_lost: Arc<Mutex<Option<String>>>,
+}
+
+/// Whole seconds, for messages.
+fn secs(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+/// The time from `from` to `to` (zero when the clock went back).
+fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
+    let d = to.duration_since(from);
+    Duration::try_from(d).unwrap_or_default()
+}
+
+impl Runner {
+    async fn run(mut self) -> RunOutcome {
+        let outcome = self.run_inner().await;
+        if let Err(e) = lock::release(self.w.cluster.as_ref(), &self.plan.run_id).await {
+            self.notice(None, format!("could not release the upgrade lock: {e:#}"))
+                .await;
+        }
+        self.emit(UpgradeEvent::RunFinished {
+            outcome: outcome.clone(),
+        })
+        .await;
+        outcome
+    }
+
+    async fn run_inner(&mut self) -> RunOutcome {
+        let run_id = self.plan.run_id.clone();
+        // Another live run holds the lock, or an unfinished run must be resumed or abandoned.
+        if self.opts.resume.is_none()
+            && let Some(dir) = self.opts.journal_dir.clone()
+            && let Some(refusal) = preflight(&self.w, &dir, &run_id).await
+        {
+            return refusal;
+        }
+        // The lock.
+        let held = match lock::acquire(
+            self.w.cluster.as_ref(),
+            &self.opts.holder,
+            &run_id,
+            self.s.lock_duration,
+            self.w.clock.now(),
+            self.opts.force_unlock,
+        )
+        .await
+        {
+            Ok(Acquire::Acquired(rec)) => rec,
+            Ok(Acquire::Held(h)) => return refused(None, "lock", h.to_string()),
+            Err(e) => return refused(None, "lock", format!("{e:#}")),
+        };
+        // The journal.
+        if let Some(dir) = self.opts.journal_dir.clone() {
+            match Journal::open(&dir, &run_id) {
+                Ok(j) => self.journal = Some(j),
+                Err(e) => return refused(None, "journal", format!("{e:#}")),
+            }
+        }
+        let resumed_at = self
+            .opts
+            .resume
+            .and_then(|(i, s)| self.plan.entries.get(i).map(|e| (e.node.clone(), s)));
+        self.emit(UpgradeEvent::RunStarted {
+            run_id: run_id.clone(),
+            plan: self.plan.clone(),
+            resumed_at,
+        })
+        .await;
+        // Renew the lock while the nodes run; a lost lock aborts at the next safe point.
+        let renewer = renew_loop(
+            self.w.clone(),
+            held,
+            self.s.lock_duration,
+            self.lock_lost.clone(),
+        );
+        tokio::select! {
+            o = self.run_nodes() => o,
+            _ = renewer => RunOutcome::Aborted { reason: "the lock renewal ended".into() },
+        }
+    }
+
+    async fn run_nodes(&mut self) -> RunOutcome {
+        let (first, first_step) = self.opts.resume.unwrap_or((0, Step::Guards));
+        for idx in first..self.plan.entries.len() {
+            let from = if idx == first {
+                first_step
+            } else {
+                Step::Guards
+            };
+            match self
+                .run_node(idx, from, idx == first && self.opts.resume.is_some())
+                .await
+            {
+                NodeResult::Stop(o) => return o,
+                NodeResult::Done(outcome) => {
+                    let node = self.plan.entries[idx].node.clone();
+                    self.emit(UpgradeEvent::NodeDone { node, outcome }).await;
+                }
+            }
+            self.poll_controls().await;
+            if let Some(r) = self.abort.clone() {
+                return RunOutcome::Aborted { reason: r };
+            }
+            if self.pause && idx + 1 < self.plan.entries.len() {
+                let node = self.plan.entries[idx].node.clone();
+                if let Some(o) = self.paused(&node).await {
+                    return o;
+                }
+            }
+        }
+        RunOutcome::Completed
+    }
+}
+
+/// A refusal by `guard`.
+fn refused(node: Option<String>, guard: &str, message: String) -> RunOutcome {
+    RunOutcome::Refused {
+        node,
+        guard: guard.to_string(),
+        message,
+    }
+}
+
+/// Renew the lock every third of its duration; on a failure, record why and stop renewing
+/// (the run aborts at its next safe point). Never returns.
+async fn renew_loop(
+    w: World,
+    mut held: super::world::LeaseRecord,
+    duration: Duration,
+    lost: Arc<Mutex<Option<String>>>,
+) {
+    let every = (duration / 3).max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = lock::renew(w.cluster.as_ref(), &mut held, w.clock.now()).await {
+            if let Ok(mut g) = lost.lock() {
+                *g = Some(format!("lost the upgrade lock: {e:#}"));
+            }
+            break;
+        }
+    }
+    std::future::pending::<()>().await
+}

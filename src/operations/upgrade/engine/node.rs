@@ -1,0 +1,230 @@
+//! One node's run through its steps: abort points, failures (rollback after a failed reboot
+//! or health wait, the operator's retry/skip/abort), and resuming an interrupted node from its
+//! real state.
+
+use super::{NodeResult, Runner, elapsed, refused};
+use crate::operations::upgrade::guards::GuardVerdict;
+use crate::operations::upgrade::{
+    Control, NodeOutcome, PlanEntry, RunOutcome, Step, StepOutcome, UpgradeEvent,
+};
+
+impl Runner {
+    /// Run the `idx`-th node of the plan from `from`.
+    pub(super) async fn run_node(&mut self, idx: usize, from: Step, resuming: bool) -> NodeResult {
+        let entry = self.plan.entries[idx].clone();
+        let node = entry.node.clone();
+        let Some(host) = self.inv.host(&entry.host).cloned() else {
+            return NodeResult::Stop(refused(
+                Some(node),
+                "node-missing",
+                format!("{} is not a host of the inventory", entry.host),
+            ));
+        };
+        let mut step = from;
+        if resuming {
+            step = self.resume_check(&entry, step).await;
+        }
+        let mut rebooted = false;
+        loop {
+            self.poll_controls().await;
+            if step == Step::Guards && self.skip.contains(&node) {
+                return NodeResult::Done(NodeOutcome::Skipped {
+                    reason: "skipped by the operator".into(),
+                });
+            }
+            if let Some(reason) = self.abort.clone() {
+                match step {
+                    Step::Guards | Step::Cordon => {
+                        return NodeResult::Stop(RunOutcome::Aborted { reason });
+                    }
+                    Step::Drain | Step::Switch => {
+                        // Nothing changed on the host yet: undo our cordon.
+                        self.undo_cordon(&node).await;
+                        return NodeResult::Stop(RunOutcome::Aborted { reason });
+                    }
+                    _ => {} // finish the node first
+                }
+            }
+            let started = self.w.clock.now();
+            self.emit(UpgradeEvent::StepStarted {
+                node: node.clone(),
+                step,
+            })
+            .await;
+            let mut refusal: Option<GuardVerdict> = None;
+            let outcome = match step {
+                Step::Guards => {
+                    let v = self.guards(&entry, &host).await;
+                    let failed: Vec<&GuardVerdict> = v.iter().filter(|v| !v.pass).collect();
+                    let o = if failed.is_empty() {
+                        StepOutcome::ok()
+                    } else {
+                        refusal = Some(failed[0].clone());
+                        StepOutcome::Failed {
+                            message: failed
+                                .iter()
+                                .map(|v| v.line())
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        }
+                    };
+                    self.emit(UpgradeEvent::GuardVerdicts {
+                        node: node.clone(),
+                        verdicts: v,
+                    })
+                    .await;
+                    o
+                }
+                Step::Cordon => self.cordon(&node).await,
+                Step::Drain => self.drain(&node).await,
+                Step::Switch => self.switch(&entry, &host).await,
+                Step::Reboot => {
+                    let o = self.reboot(&node, &host).await;
+                    if matches!(o, StepOutcome::Ok { .. }) {
+                        rebooted = true;
+                    }
+                    o
+                }
+                Step::WaitHealthy => self.wait_healthy(&entry, &host).await,
+                Step::Rollback => self.rollback(&entry, &host, rebooted).await,
+                Step::Uncordon => self.uncordon(&node).await,
+                Step::Settle => self.settle(&node).await,
+            };
+            let duration_ms = elapsed(started, self.w.clock.now()).as_millis() as u64;
+            self.emit(UpgradeEvent::StepFinished {
+                node: node.clone(),
+                step,
+                outcome: outcome.clone(),
+                duration_ms,
+            })
+            .await;
+            let StepOutcome::Failed { message } = outcome else {
+                match step.next() {
+                    Some(n) => {
+                        step = n;
+                        continue;
+                    }
+                    None => return NodeResult::Done(NodeOutcome::Upgraded),
+                }
+            };
+            // A failure.
+            match step {
+                Step::Rollback => {
+                    return NodeResult::Stop(RunOutcome::Failed {
+                        node: node.clone(),
+                        step: Step::WaitHealthy,
+                        message: format!(
+                            "{node} did not come back healthy and was rolled back; it stays cordoned: {message}. \
+                             Investigate, then `homeinfra-tui upgrade --abandon {}` to uncordon it",
+                            self.plan.run_id
+                        ),
+                    });
+                }
+                Step::WaitHealthy | Step::Reboot => {
+                    self.notice(
+                        Some(node.clone()),
+                        format!("{step} failed: {message}; rolling back"),
+                    )
+                    .await;
+                    step = Step::Rollback;
+                    continue;
+                }
+                _ => {}
+            }
+            if self.abort.is_some() && step == Step::Drain {
+                self.undo_cordon(&node).await;
+                return NodeResult::Stop(RunOutcome::Aborted {
+                    reason: self.abort.clone().unwrap_or_default(),
+                });
+            }
+            let stop = match &refusal {
+                Some(v) => refused(Some(node.clone()), &v.guard, message.clone()),
+                None => RunOutcome::Failed {
+                    node: node.clone(),
+                    step,
+                    message: if step > Step::Cordon && step < Step::Uncordon {
+                        format!("{message} — {node} stays cordoned")
+                    } else {
+                        message.clone()
+                    },
+                },
+            };
+            if !self.opts.interactive {
+                return NodeResult::Stop(stop);
+            }
+            loop {
+                match self
+                    .ask(
+                        &node,
+                        "operator",
+                        format!("{step} failed: {message} — retry, skip or abort"),
+                    )
+                    .await
+                {
+                    Control::Retry => break,
+                    Control::Skip { .. } if step <= Step::Cordon => {
+                        if step == Step::Cordon {
+                            self.undo_cordon(&node).await;
+                        }
+                        return NodeResult::Done(NodeOutcome::Skipped {
+                            reason: format!("skipped by the operator after: {message}"),
+                        });
+                    }
+                    Control::Skip { .. } => {
+                        self.notice(
+                            Some(node.clone()),
+                            "cannot skip a node this run has already drained: retry or abort"
+                                .into(),
+                        )
+                        .await
+                    }
+                    Control::Abort => return NodeResult::Stop(stop),
+                    other => {
+                        self.notice(Some(node.clone()), format!("{other:?} does nothing now"))
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resuming: re-check the real state of the interrupted node.
+    pub(super) async fn resume_check(&mut self, entry: &PlanEntry, step: Step) -> Step {
+        let node = &entry.node;
+        if step <= Step::Cordon {
+            return Step::Guards;
+        }
+        if step == Step::Rollback {
+            return step;
+        }
+        match self.w.cluster.node(node).await {
+            Ok(st) if st.cordoned_by.as_deref() == Some(self.plan.run_id.as_str()) => {
+                self.notice(
+                    Some(node.clone()),
+                    format!("resuming: {node} is cordoned by this run; going on with {step}"),
+                )
+                .await;
+                step
+            }
+            Ok(_) if step >= Step::Uncordon => step,
+            Ok(_) => {
+                self.notice(
+                    Some(node.clone()),
+                    format!("resuming: {node} is no longer cordoned by this run; starting it over from the guards"),
+                )
+                .await;
+                Step::Guards
+            }
+            Err(e) => {
+                self.notice(
+                    Some(node.clone()),
+                    format!(
+                        "resuming: cannot read {node}: {e:#}; starting it over from the guards"
+                    ),
+                )
+                .await;
+                Step::Guards
+            }
+        }
+    }
+}

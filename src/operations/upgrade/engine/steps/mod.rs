@@ -1,0 +1,14 @@
+//! The steps of a node's upgrade, one file per step (or pair of steps), each a method of
+//! the runner returning a [`StepOutcome`](crate::operations::upgrade::StepOutcome):
+//! guards → cordon → drain → switch → reboot → wait-healthy → (rollback) → uncordon → settle.
+
+mod cordon;
+mod drain;
+mod guards;
+mod reboot;
+mod rollback;
+mod settle;
+mod switch;
+mod wait_healthy;
+
+pub(super) use self::guards::verdicts;

@@ -1,0 +1,148 @@
+//! The fake hosts: commands (the switch, with its output lines and generations; rollback),
+//! boot state and reboots (down for some probes, then the new boot), auto-upgrade state, k3s.
+
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, eyre};
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use super::{FakeHost, FakeState, FakeWorld};
+use crate::inventory::Host;
+use crate::operations::upgrade::world::{AutoUpgrade, BootState, CommandSpec, HostOps};
+
+/// The fake state of `host`.
+fn host_of<'a>(st: &'a mut FakeState, host: &Host) -> Result<&'a mut FakeHost> {
+    st.hosts
+        .get_mut(&host.id)
+        .ok_or_else(|| eyre!("fake: no host {}", host.id))
+}
+
+impl HostOps for FakeWorld {
+    fn exec<'a>(
+        &'a self,
+        host: &'a Host,
+        command: &'a CommandSpec,
+        _timeout: Duration,
+        lines: mpsc::UnboundedSender<String>,
+    ) -> BoxFuture<'a, Result<Option<u32>>> {
+        Box::pin(async move {
+            self.checkpoint("exec").await;
+            let mut st = self.state();
+            let text = command.text().to_string();
+            let rollback = text.contains("--rollback");
+            let node = host.hostname.clone();
+            let h = host_of(&mut st, host)?;
+            if rollback {
+                if h.generations.len() > 1 {
+                    h.generations.pop();
+                }
+                h.current = h.generations.last().cloned().unwrap_or_default();
+                h.current_kernel = h.booted_kernel.clone();
+                h.k3s = h.old_k3s.clone();
+                let old = h.k3s.clone();
+                let _ = lines.send("switching to the previous generation".into());
+                st.log.push(format!("rollback {}", host.id));
+                if let Some(n) = st.nodes.get_mut(&node) {
+                    n.kubelet_version = old;
+                }
+                return Ok(Some(0));
+            }
+            for l in &h.switch_lines {
+                let _ = lines.send(l.clone());
+            }
+            if h.fail_switch {
+                let _ = lines.send("error: builder for '/nix/store/x.drv' failed".into());
+                st.log.push(format!("switch-failed {}", host.id));
+                return Ok(Some(1));
+            }
+            let next = format!(
+                "/nix/store/bbbb-nixos-system-{}-{}",
+                host.hostname,
+                h.generations.len() + 1
+            );
+            h.generations.push(next.clone());
+            h.current = next;
+            if h.kernel_changes {
+                h.current_kernel = "/nix/store/k2-linux-6.6.8/bzImage".into();
+            }
+            h.k3s = h.new_k3s.clone();
+            let new_k3s = h.k3s.clone();
+            st.log.push(format!("switch {}", host.id));
+            // The switch restarts k3s with the new package.
+            if let Some(n) = st.nodes.get_mut(&node) {
+                n.kubelet_version = new_k3s;
+            }
+            Ok(Some(0))
+        })
+    }
+
+    fn boot_state<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<BootState>> {
+        Box::pin(async move {
+            self.checkpoint("boot").await;
+            let mut st = self.state();
+            let h = host_of(&mut st, host)?;
+            let needed = h.current_kernel != h.booted_kernel;
+            Ok(BootState {
+                booted_system: Some(h.booted.clone()),
+                current_system: Some(h.current.clone()),
+                reboot_needed: Some(needed),
+                reasons: if needed {
+                    vec!["kernel".into()]
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+    }
+
+    fn reboot<'a>(&'a self, host: &'a Host, _command: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.checkpoint("reboot").await;
+            let mut st = self.state();
+            let node = host.hostname.clone();
+            let h = host_of(&mut st, host)?;
+            h.booted = h.current.clone();
+            h.booted_kernel = h.current_kernel.clone();
+            h.down_probes = 1;
+            let k3s = h.k3s.clone();
+            if let Some(n) = st.nodes.get_mut(&node) {
+                n.ready = false;
+                n.not_ready_reads = 2;
+                n.kubelet_version = k3s;
+            }
+            st.log.push(format!("reboot {}", host.id));
+            Ok(())
+        })
+    }
+
+    fn reachable<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.checkpoint("reachable").await;
+            let mut st = self.state();
+            match st.hosts.get_mut(&host.id) {
+                Some(h) if h.down_probes > 0 => {
+                    h.down_probes -= 1;
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        })
+    }
+
+    fn auto_upgrade<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<AutoUpgrade>> {
+        Box::pin(async move {
+            self.checkpoint("auto-upgrade").await;
+            let mut st = self.state();
+            Ok(host_of(&mut st, host)?.auto_upgrade.clone())
+        })
+    }
+
+    fn k3s_version<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            let mut st = self.state();
+            Ok(Some(host_of(&mut st, host)?.k3s.clone()))
+        })
+    }
+}

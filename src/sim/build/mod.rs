@@ -1,0 +1,108 @@
+//! The initial world built from the (loopback) inventory: namespaces, nodes and their leases
+//! here; `nodes` (Node objects, conditions), `workloads` (owners, their pods, PDBs), `pods`
+//! (pods from templates, running statuses), `longhorn` (instance managers, volumes, replicas,
+//! backups, settings).
+
+mod longhorn;
+mod nodes;
+mod pods;
+mod workloads;
+
+use serde_json::json;
+
+pub use self::longhorn::{
+    disk_id, instance_manager_name, instance_manager_pod, replica_object, volume_name,
+    volume_object,
+};
+pub use self::nodes::{PER_NODE_PODS, boot_id, node_conditions, node_conditions_at, node_object};
+pub use self::pods::{pod_from_template, running_status};
+pub use self::workloads::{Workload, WorkloadKind, workloads};
+use super::resources::*;
+use super::store::{ApiError, Store, now, short_suffix, timestamp};
+use crate::inventory::Inventory;
+
+pub const K3S_VERSION: &str = "v1.31.4+k3s1";
+pub const LONGHORN_NS: &str = "longhorn-system";
+
+/// Counters used while building: pod ips and name suffixes.
+pub struct Ids {
+    pub next: u64,
+}
+
+impl Ids {
+    /// A fresh name suffix (`-xxxxx`, as generated names have).
+    pub fn suffix(&mut self) -> String {
+        self.next += 1;
+        short_suffix(self.next)
+    }
+
+    /// A fresh pod IP on the `node_index`-th node's subnet.
+    pub fn pod_ip(&mut self, node_index: usize) -> String {
+        self.next += 1;
+        format!("10.42.{}.{}", node_index % 256, (self.next % 250) + 2)
+    }
+}
+
+/// Create everything, born 41 days ago.
+pub fn populate(store: &Store, inv: &Inventory, ids: &mut Ids) -> Result<(), ApiError> {
+    let created = timestamp(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 41));
+    let hosts = &inv.hosts;
+    for ns in [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        LONGHORN_NS,
+        "monitoring",
+        "apps",
+    ] {
+        store.create(
+            &NAMESPACES,
+            json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns},
+            "creationTimestamp": created}, "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"}}),
+        )?;
+    }
+    for crd in longhorn_crds() {
+        store.create(&CRDS, crd)?;
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        store.create(&NODES, node_object(h, i, &created))?;
+        store.create(&LEASES, json!({"metadata": {"name": h.hostname, "namespace": "kube-node-lease", "creationTimestamp": created},
+            "spec": {"holderIdentity": h.hostname, "leaseDurationSeconds": 40, "renewTime": format!("{}.000000Z", now().trim_end_matches('Z'))}}))?;
+    }
+    let leader = inv
+        .control_planes()
+        .next()
+        .map_or("", |h| h.hostname.as_str());
+    for l in [
+        "k3s",
+        "k3s-etcd",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "k3s-cloud-controller-manager",
+    ] {
+        store.create(&LEASES, json!({"metadata": {"name": l, "namespace": "kube-system", "creationTimestamp": created},
+            "spec": {"holderIdentity": leader, "leaseDurationSeconds": 15, "leaseTransitions": 0,
+                "acquireTime": format!("{}.000000Z", created.trim_end_matches('Z')),
+                "renewTime": format!("{}.000000Z", now().trim_end_matches('Z'))}}))?;
+    }
+    workloads::populate(store, hosts, &created, ids)?;
+    // One instance manager per node.
+    for (i, h) in hosts.iter().enumerate() {
+        let ip = ids.pod_ip(i);
+        store.create(&PODS, instance_manager_pod(h, &ip, &created))?;
+    }
+    longhorn::populate(store, inv, &created)?;
+    Ok(())
+}
+
+/// FNV-1a: short stable ids from names.
+pub fn fnv(s: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}

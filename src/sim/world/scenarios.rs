@@ -1,0 +1,230 @@
+//! Scenarios (faults) turned on and off, at start or at runtime through `/sim/v1/faults`.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{SimState, World};
+use crate::inventory::Role;
+use crate::sim::build::{self, LONGHORN_NS};
+use crate::sim::resources::*;
+use crate::sim::scenario::{Scenario, UnknownScenario};
+use crate::sim::store::{ApiError, name_of, now, timestamp};
+use crate::sim::sync::lock;
+
+impl World {
+    pub(super) fn last_host(&self) -> Option<String> {
+        self.inventory.hosts.last().map(|h| h.hostname.clone())
+    }
+
+    pub(super) fn agent_or_last(&self) -> Option<String> {
+        self.inventory
+            .hosts
+            .iter()
+            .rev()
+            .find(|h| h.role == Role::Agent)
+            .or(self.inventory.hosts.last())
+            .map(|h| h.hostname.clone())
+    }
+
+    /// Turn a scenario on (at start or at runtime).
+    pub fn apply_scenario(self: &Arc<Self>, sc: &Scenario) -> Result<(), ApiError> {
+        lock(&self.state).scenarios.insert(sc.to_string());
+        match sc {
+            Scenario::Healthy => {}
+            Scenario::DegradedVolume => {
+                let vol = build::volume_name(0);
+                let (replicas, _) = self.store.list(&LH_REPLICAS, Some(LONGHORN_NS));
+                if let Some(r) = replicas.iter().rfind(|r| {
+                    r.pointer("/spec/volumeName").and_then(Value::as_str) == Some(vol.as_str())
+                }) {
+                    lock(&self.state)
+                        .stuck_replicas
+                        .insert(name_of(r).to_string());
+                }
+                self.reconcile_longhorn();
+            }
+            Scenario::LastReplica => {
+                let Some(cp) = self
+                    .inventory
+                    .control_planes()
+                    .next()
+                    .map(|h| h.hostname.clone())
+                else {
+                    return Ok(());
+                };
+                let vname = build::volume_name(9000);
+                if self.store.get(&LH_VOLUMES, LONGHORN_NS, &vname).is_none() {
+                    let vol = build::volume_object(&vname, 1, 5, &cp, ("apps", "scratch"), None);
+                    self.store.create(&LH_VOLUMES, vol)?;
+                    self.store.create(
+                        &LH_REPLICAS,
+                        build::replica_object(&vname, &cp, &build::disk_id(&cp), 0, &now()),
+                    )?;
+                }
+                self.reconcile_longhorn();
+            }
+            Scenario::EtcdMemberDown => {
+                self.with_etcd(|etcd, hosts| {
+                    if let Some(m) = etcd.members.last_mut() {
+                        m.stopped = true;
+                    }
+                    Self::elect(etcd, hosts);
+                });
+            }
+            Scenario::SlowDisk => {
+                self.with_etcd(|etcd, _| {
+                    let i = 1.min(etcd.members.len().saturating_sub(1));
+                    if let Some(m) = etcd.members.get_mut(i) {
+                        m.set_slow_disk(true);
+                    }
+                });
+            }
+            Scenario::NodeNeverReturns(h) => {
+                let name = h.clone().or_else(|| self.last_host());
+                let mut s = lock(&self.state);
+                match name.and_then(|n| s.hosts.values_mut().find(|x| x.hostname == n || x.id == n))
+                {
+                    Some(hs) => hs.never_returns = true,
+                    None => {
+                        return Err(ApiError::bad_request(format!(
+                            "node-never-returns: no host \"{}\"",
+                            h.clone().unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+            Scenario::PdbBlocks => {
+                if self.store.get(&PDBS, "apps", "postgres").is_none() {
+                    self.store.create(&PDBS, json!({"metadata": {"name": "postgres", "namespace": "apps"},
+                        "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "postgres"}}}}))?;
+                }
+                lock(&self.state).dirty.insert("apps".into());
+                self.recompute_dirty();
+            }
+            Scenario::RebootNeeded => {
+                let mut s = lock(&self.state);
+                if let Some(h) = self.inventory.control_planes().next()
+                    && let Some(hs) = s.hosts.get_mut(&h.hostname)
+                {
+                    hs.reboot_needed = true;
+                }
+            }
+            Scenario::StaleBackup => {
+                let vol = build::volume_name(0);
+                let old =
+                    timestamp(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 6));
+                let _ = self.store.modify(&LH_VOLUMES, LONGHORN_NS, &vol, |v| {
+                    v["status"]["lastBackupAt"] = json!(old);
+                });
+                let (backups, _) = self.store.list(&LH_BACKUPS, Some(LONGHORN_NS));
+                for b in backups.iter().filter(|b| {
+                    b.pointer("/status/volumeName").and_then(Value::as_str) == Some(vol.as_str())
+                }) {
+                    let _ = self
+                        .store
+                        .modify(&LH_BACKUPS, LONGHORN_NS, name_of(b), |b| {
+                            b["status"]["backupCreatedAt"] = json!(old);
+                            b["status"]["snapshotCreatedAt"] = json!(old);
+                        });
+                }
+            }
+            Scenario::UnreachableHost => {
+                let Some(name) = self.agent_or_last() else {
+                    return Ok(());
+                };
+                {
+                    let mut s = lock(&self.state);
+                    let SimState { hosts, etcd, .. } = &mut *s;
+                    if let Some(hs) = hosts.get_mut(&name) {
+                        hs.unreachable = true;
+                        hs.up = false;
+                    }
+                    Self::elect(etcd, hosts);
+                }
+                self.set_node_ready(&name, None);
+                self.reconcile_longhorn();
+            }
+        }
+        self.recompute_dirty();
+        Ok(())
+    }
+
+    /// Turn a scenario off at runtime.
+    pub fn clear_scenario(self: &Arc<Self>, name: &str) -> Result<(), ApiError> {
+        let sc: Scenario = name
+            .parse()
+            .map_err(|e: UnknownScenario| ApiError::bad_request(e.to_string()))?;
+        {
+            let mut s = lock(&self.state);
+            s.scenarios
+                .retain(|x| x.split('=').next() != Some(sc.name()));
+        }
+        match sc {
+            Scenario::Healthy | Scenario::StaleBackup => {}
+            Scenario::DegradedVolume => lock(&self.state).stuck_replicas.clear(),
+            Scenario::LastReplica => {
+                let vname = build::volume_name(9000);
+                let (replicas, _) = self.store.list(&LH_REPLICAS, Some(LONGHORN_NS));
+                for r in replicas.iter().filter(|r| {
+                    r.pointer("/spec/volumeName").and_then(Value::as_str) == Some(vname.as_str())
+                }) {
+                    let _ = self.store.delete(&LH_REPLICAS, LONGHORN_NS, name_of(r));
+                }
+                let _ = self.store.delete(&LH_VOLUMES, LONGHORN_NS, &vname);
+            }
+            Scenario::EtcdMemberDown => self.with_etcd(|etcd, hosts| {
+                for m in etcd.members.iter_mut() {
+                    m.stopped = false;
+                }
+                Self::elect(etcd, hosts);
+            }),
+            Scenario::SlowDisk => self.with_etcd(|etcd, _| {
+                for m in etcd.members.iter_mut() {
+                    m.set_slow_disk(false);
+                }
+            }),
+            Scenario::NodeNeverReturns(_) => {
+                let stranded: Vec<String> = {
+                    let mut s = lock(&self.state);
+                    let mut out = Vec::new();
+                    for h in s.hosts.values_mut() {
+                        if h.never_returns && h.rebooting {
+                            out.push(h.hostname.clone());
+                        }
+                        h.never_returns = false;
+                    }
+                    out
+                };
+                for h in stranded {
+                    self.host_returns(&h);
+                }
+            }
+            Scenario::PdbBlocks => {
+                let _ = self.store.delete(&PDBS, "apps", "postgres");
+            }
+            Scenario::RebootNeeded => {
+                for h in lock(&self.state).hosts.values_mut() {
+                    h.reboot_needed = false;
+                }
+            }
+            Scenario::UnreachableHost => {
+                let back: Vec<String> = {
+                    let mut s = lock(&self.state);
+                    let mut out = Vec::new();
+                    for h in s.hosts.values_mut().filter(|h| h.unreachable) {
+                        h.unreachable = false;
+                        out.push(h.hostname.clone());
+                    }
+                    out
+                };
+                for h in back {
+                    self.host_returns(&h);
+                }
+            }
+        }
+        self.reconcile_longhorn();
+        self.recompute_dirty();
+        Ok(())
+    }
+}

@@ -1,0 +1,286 @@
+//! Mimir (or any Prometheus-compatible API): per-host CPU, memory, root filesystem and network
+//! history, etcd latency per member, and firing alerts.
+//!
+//! All PromQL lives in [`DEFAULT_QUERIES`]; `[mimir] queries` overrides any of them by name.
+//! One refresh runs every query once, concurrently; the next refresh starts only after the
+//! previous one finished, so a query is never in flight twice. Credentials go into the HTTP
+//! client's default headers (marked sensitive) and never into messages.//!
+//! The client and the source task are here; `queries` (the PromQL), `error` (failures sorted
+//! for the pane), `hosts` (series → hosts) and `apply` (answers → state) hold the rest; the HTTP
+//! client is [`super::http`]'s.
+
+mod apply;
+mod error;
+mod hosts;
+mod queries;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, eyre};
+use prometheus_http_query::response::Data;
+
+use self::apply::apply;
+pub use self::error::{QueryError, UNAUTHORIZED};
+pub use self::hosts::{HostIndex, strip_port};
+pub use self::queries::{
+    DEFAULT_QUERIES, QueryDef, QueryKind, RANGE_SECS, STEP_SECS, effective_queries,
+};
+use super::http::{http_client, url_origin};
+use super::refresh::{self, Backoff, RefreshHandle};
+use super::{Update, UpdateTx};
+use crate::config::MimirConfig;
+use crate::inventory::Inventory;
+use crate::model::Sourced;
+use crate::model::metrics::{HostMetrics, MetricsState};
+
+/// A Mimir client with the effective queries.
+#[derive(Clone)]
+pub struct Mimir {
+    client: prometheus_http_query::Client,
+    origin: String,
+    queries: Arc<Vec<(QueryDef, String)>>,
+    host_label: String,
+}
+
+impl std::fmt::Debug for Mimir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mimir")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mimir {
+    /// Build from `[mimir]`; fails when no URL is set, a secret file is unreadable or a query
+    /// override has an unknown name.
+    pub fn new(cfg: &MimirConfig) -> Result<Self> {
+        let url = cfg
+            .url
+            .as_deref()
+            .ok_or_else(|| eyre!("[mimir] url is not set"))?;
+        // prometheus-http-query breaks on a trailing slash (`/prometheus//api/v1/query`).
+        let url = url.trim_end_matches('/');
+        let http = http_client(
+            "mimir",
+            cfg.tenant.as_deref(),
+            &cfg.auth,
+            Duration::from_secs(cfg.timeout_secs.max(1)),
+        )?;
+        let client = prometheus_http_query::Client::from(http, url)
+            .map_err(|e| eyre!("[mimir] url: {e}"))?;
+        Ok(Self {
+            client,
+            origin: url_origin(url),
+            queries: Arc::new(effective_queries(cfg)?),
+            host_label: cfg.host_label.clone(),
+        })
+    }
+
+    /// The effective queries: defaults with the overrides applied.
+    pub fn queries(&self) -> &[(QueryDef, String)] {
+        &self.queries
+    }
+
+    /// Ask the server to evaluate every query once. An invalid query is an error naming the
+    /// query and Prometheus's message. When the server cannot be asked, queries are checked with
+    /// the local parser instead (and the server's state is left to the pane).
+    pub async fn validate(&self) -> Result<()> {
+        let checks = self.queries.iter().map(|(def, promql)| async move {
+            let r = self.client.query(promql).get().await;
+            (def.name, promql, r)
+        });
+        for (name, promql, r) in futures::future::join_all(checks).await {
+            match r.map_err(|e| QueryError::from_lib(e, &self.origin)) {
+                Ok(_) => {}
+                Err(QueryError::Prometheus {
+                    bad_data: true,
+                    message,
+                }) => {
+                    return Err(eyre!(
+                        "[mimir] query \"{name}\" is invalid: {message} (query: {promql})"
+                    ));
+                }
+                Err(_) => {
+                    if let Err(message) = promql_parser::parser::parse(promql) {
+                        return Err(eyre!(
+                            "[mimir] query \"{name}\" is invalid: {message} (query: {promql})"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Run one query at `now`.
+    async fn run_one(&self, def: QueryDef, promql: &str, now: i64) -> Result<Data, QueryError> {
+        let r = match def.kind {
+            QueryKind::HostRange => {
+                self.client
+                    .query_range(promql, now - RANGE_SECS, now, STEP_SECS as f64)
+                    .get()
+                    .await
+            }
+            QueryKind::EtcdInstant | QueryKind::Alerts => {
+                self.client.query(promql).at(now).get().await
+            }
+        };
+        r.map(|res| res.into_inner().0)
+            .map_err(|e| QueryError::from_lib(e, &self.origin))
+    }
+
+    /// One refresh at `now` (unix seconds): every query once, concurrently.
+    pub async fn refresh(&self, inv: &Inventory, now: i64) -> Result<MetricsState, String> {
+        let runs = self
+            .queries
+            .iter()
+            .map(|(def, promql)| async move { (*def, self.run_one(*def, promql, now).await) });
+        let results = futures::future::join_all(runs).await;
+        let index = HostIndex::new(inv);
+        let mut state = MetricsState {
+            at: now,
+            hosts: inv
+                .hosts
+                .iter()
+                .map(|h| (h.id.clone(), HostMetrics::default()))
+                .collect(),
+            ..Default::default()
+        };
+        let mut unmapped = std::collections::BTreeSet::new();
+        let mut first_error: Option<QueryError> = None;
+        let mut ok = 0usize;
+        for (def, r) in results {
+            match r {
+                Ok(data) => {
+                    ok += 1;
+                    apply(
+                        &mut state,
+                        def,
+                        data,
+                        &index,
+                        &self.host_label,
+                        now,
+                        &mut unmapped,
+                    );
+                }
+                Err(e) => {
+                    if matches!(e, QueryError::Unauthorized) {
+                        return Err(UNAUTHORIZED.to_string());
+                    }
+                    state.query_errors.insert(def.name.to_string(), e.message());
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if ok == 0
+            && let Some(e) = first_error
+        {
+            return Err(e.message());
+        }
+        state.unmapped = unmapped.into_iter().collect();
+        Ok(state)
+    }
+}
+
+pub use crate::model::assess::alert_findings;
+
+/// For startup: build the client and have the server check every query. An invalid override
+/// is an error naming the query and Prometheus's message; an unreachable server is not (the
+/// pane reports it), but then the queries are still checked by the local parser.
+pub async fn check_config(cfg: &MimirConfig) -> Result<()> {
+    Mimir::new(cfg)?.validate().await
+}
+
+/// The running Mimir source.
+pub type MimirHandle = RefreshHandle;
+
+/// Now, in unix seconds.
+fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Run the Mimir source: one refresh every `refresh_secs` (backing off up to 4× on failure),
+/// each sending `Update::Metrics`. A config problem is sent once as an error and ends the task.
+pub fn spawn(cfg: MimirConfig, inv: Arc<Inventory>, tx: UpdateTx) -> MimirHandle {
+    refresh::spawn(move |wake| async move {
+        let mimir = match Mimir::new(&cfg) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = tx.send(Update::Metrics(Err(format!("{e}")))).await;
+                return;
+            }
+        };
+        // An invalid query override is a configuration error: said once, then the task ends.
+        if let Err(e) = mimir.validate().await {
+            let _ = tx.send(Update::Metrics(Err(format!("{e}")))).await;
+            return;
+        }
+        let mut pace = Backoff::new(Duration::from_secs(cfg.refresh_secs.max(1)));
+        loop {
+            let r = mimir.refresh(&inv, unix_now()).await.map(Arc::new);
+            let ok = r.is_ok();
+            if tx.send(Update::Metrics(r)).await.is_err() {
+                return;
+            }
+            pace.wait(ok, &wake).await;
+        }
+    })
+}
+
+/// One refresh for `check`, bounded by `timeout`.
+pub async fn gather_once(
+    cfg: &MimirConfig,
+    inv: &Inventory,
+    timeout: Duration,
+) -> Sourced<Arc<MetricsState>> {
+    if cfg.url.is_none() {
+        return Sourced::not_configured("Mimir: not configured — set [mimir] url");
+    }
+    let mut s = Sourced::configured();
+    let now = jiff::Timestamp::now();
+    let r = match Mimir::new(cfg) {
+        Ok(m) => match tokio::time::timeout(timeout, m.refresh(inv, now.as_second())).await {
+            Ok(r) => r.map(Arc::new),
+            Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+        },
+        Err(e) => Err(format!("{e}")),
+    };
+    s.record(r, now);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::Severity;
+    use crate::model::metrics::Alert;
+
+    #[test]
+    fn alerts_become_findings() {
+        let st = MetricsState {
+            alerts: vec![
+                Alert {
+                    name: "NodeDown".into(),
+                    severity: "critical".into(),
+                    host: Some("instance_1".into()),
+                    labels: BTreeMap::new(),
+                },
+                Alert {
+                    name: "Watchdog".into(),
+                    severity: "none".into(),
+                    host: None,
+                    labels: BTreeMap::new(),
+                },
+            ],
+            ..Default::default()
+        };
+        let f = alert_findings(&st);
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert_eq!(f[0].subject, "instance_1");
+        assert_eq!(f[0].code, "alert.NodeDown");
+        assert_eq!(f[1].severity, Severity::Info);
+    }
+}
