@@ -42,3 +42,21 @@ pub fn skip_or_fail(reason: &str) {
 }
 pub mod sim;
 pub mod ssh;
+
+/// An inventory host reached over SSH at 127.0.0.1:`port` as `user`, hostname `<id>-host`.
+pub fn ssh_host(
+    id: &str,
+    role: homeinfra_tui::inventory::Role,
+    ip: std::net::Ipv4Addr,
+    port: u16,
+    user: &str,
+) -> homeinfra_tui::inventory::Host {
+    homeinfra_tui::inventory::Host {
+        hostname: format!("{id}-host"),
+        profile: "test".into(),
+        ssh_host: Some("127.0.0.1".into()),
+        ssh_user: Some(user.into()),
+        ssh_port: Some(port),
+        ..homeinfra_tui::testing::host(id, role, ip)
+    }
+}

@@ -126,21 +126,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn inv_host(id: &str, role: Role, port: u16, user: &str) -> Host {
-    Host {
-        id: id.into(),
-        hostname: format!("{id}-host"),
-        system: "x86_64-linux".into(),
-        profile: "test".into(),
-        role,
-        region: "r".into(),
-        zone: "z".into(),
-        ip: "192.0.2.50".parse().expect("ip"),
-        gateway: "192.0.2.1".parse().expect("gw"),
-        mask_length: 24,
-        ssh_host: Some("127.0.0.1".into()),
-        ssh_user: Some(user.into()),
-        ssh_port: Some(port),
-    }
+    common::ssh_host(id, role, [192, 0, 2, 50].into(), port, user)
 }
 
 /// Gather facts from `sshd` as `user` through the public client API.

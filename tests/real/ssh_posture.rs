@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use homeinfra_tui::config::Thresholds;
-use homeinfra_tui::inventory::{Host, Inventory, Role};
+use homeinfra_tui::inventory::{Inventory, Role};
 use homeinfra_tui::model::host::{Fail2ban, HostFacts};
 use homeinfra_tui::model::{self, Severity, Snapshot, Sourced};
 use homeinfra_tui::sources::ssh::facts;
@@ -109,21 +109,7 @@ fn fail2ban_setup(dir: &Path, bans: &[&str]) -> (String, String) {
 }
 
 fn findings(f: HostFacts) -> Vec<(String, Severity)> {
-    let h = Host {
-        id: "n1".into(),
-        hostname: "n1".into(),
-        system: "x86_64-linux".into(),
-        profile: "p".into(),
-        role: Role::Agent,
-        region: "r".into(),
-        zone: "z".into(),
-        ip: "192.0.2.5".parse().unwrap(),
-        gateway: "192.0.2.1".parse().unwrap(),
-        mask_length: 24,
-        ssh_host: None,
-        ssh_user: None,
-        ssh_port: None,
-    };
+    let h = homeinfra_tui::testing::host("n1", Role::Agent, [192, 0, 2, 5]);
     let mut s = Sourced::configured();
     s.record(Ok(f), jiff::Timestamp::now());
     let snap = Snapshot {

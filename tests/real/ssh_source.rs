@@ -13,21 +13,7 @@ use homeinfra_tui::sources::ssh;
 use ssh_support::*;
 
 fn host(id: &str, role: Role, ip: &str, port: u16, user: &str) -> Host {
-    Host {
-        id: id.into(),
-        hostname: format!("{id}-host"),
-        system: "x86_64-linux".into(),
-        profile: "test".into(),
-        role,
-        region: "r".into(),
-        zone: "z".into(),
-        ip: ip.parse().expect("ip"),
-        gateway: "192.0.2.1".parse().expect("gw"),
-        mask_length: 24,
-        ssh_host: Some("127.0.0.1".into()),
-        ssh_user: Some(user.into()),
-        ssh_port: Some(port),
-    }
+    crate::common::ssh_host(id, role, ip.parse().expect("ip"), port, user)
 }
 
 fn setup() -> Option<(SshConfig, Inventory)> {

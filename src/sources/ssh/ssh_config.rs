@@ -374,19 +374,8 @@ mod tests {
 
     fn host(id: &str, hostname: &str) -> Host {
         Host {
-            id: id.into(),
             hostname: hostname.into(),
-            system: "x86_64-linux".into(),
-            profile: "server".into(),
-            role: Role::Server,
-            region: "r".into(),
-            zone: "z".into(),
-            ip: "192.0.2.11".parse().unwrap(),
-            gateway: "192.0.2.1".parse().unwrap(),
-            mask_length: 24,
-            ssh_host: None,
-            ssh_user: None,
-            ssh_port: None,
+            ..crate::testing::host(id, Role::Server, [192, 0, 2, 11])
         }
     }
 
