@@ -60,10 +60,29 @@ pub enum Command {
     Diff(DiffArgs),
     /// Headless guarded rolling upgrade.
     Upgrade(UpgradeArgs),
+    /// The config file: a commented starting point, a check of yours, its JSON Schema.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Shell completions for bash, zsh or fish, on standard output.
     Completions(CompletionsArgs),
     /// The manual page (roff), on standard output: `homeinfra-tui man | man -l -`.
     Man,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a complete, commented config.toml: every section and key with its default and
+    /// why, filled from what is found (the kubeconfig's context, the inventory's etcd members,
+    /// Longhorn's namespace when the cluster answers). Uses --kubeconfig, --context, --hosts.
+    Init,
+    /// Check a config file (default: the one the dashboard would read) and print the effective
+    /// configuration, defaults included, with secrets redacted.
+    Check {
+        /// The file to check (default: --config, else $XDG_CONFIG_HOME/homeinfra-tui/config.toml).
+        file: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of the config file (for editors: taplo, Even Better TOML).
+    Schema,
 }
 
 #[derive(Debug, Clone, Args)]

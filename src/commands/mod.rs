@@ -3,6 +3,8 @@
 //! Nothing but `main` imports this module.
 
 pub mod check;
+
+pub mod config_file;
 pub mod dashboard;
 pub mod diff;
 pub mod docs;
@@ -95,6 +97,7 @@ async fn run(cli: Cli) -> Result<u8> {
             let loaded = load(&global)?;
             upgrade::run(loaded, &args).await
         }
+        Command::Config(c) => config_file::run(&global, &c).await,
         Command::Completions(args) => docs::completions(args.shell),
         Command::Man => docs::man(),
     }

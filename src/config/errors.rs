@@ -49,3 +49,51 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         _ => key.to_string(),
     })
 }
+
+/// `file:line:1: key "section.key": message` for a value serde accepted but the program
+/// cannot use (the line of the key in `text`; without it, `file: key ...`).
+pub(crate) fn at_key(path: &Path, text: &str, dotted: &str, msg: &str) -> ConfigError {
+    let file = path.display();
+    match line_of_key(text, dotted) {
+        Some(line) => ConfigError(format!("{file}:{line}:1: key \"{dotted}\": {msg}")),
+        None => ConfigError(format!("{file}: key \"{dotted}\": {msg}")),
+    }
+}
+
+/// The 1-based line where `section.key` (or `key` at the top) is set.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut table = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') && !t.starts_with("[[") {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        let Some((k, _)) = t.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().trim_matches('"');
+        let full = if table.is_empty() {
+            k.to_string()
+        } else {
+            format!("{table}.{k}")
+        };
+        if full == dotted || (table == section && k == key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// A URL fit for a message: userinfo (`user:secret@`) replaced by `REDACTED@`. Anything that is
+/// not a URL with userinfo comes back as it is.
+pub fn redact_url(s: &str) -> String {
+    if let Some((scheme, rest)) = s.split_once("://")
+        && let Some(at) = rest.find('@')
+        && !rest[..at].contains('/')
+    {
+        return format!("{scheme}://REDACTED@{}", &rest[at + 1..]);
+    }
+    s.to_string()
+}

@@ -11,9 +11,11 @@ mod upgrade;
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use self::errors::describe;
+pub use self::errors::redact_url;
+pub(crate) use self::errors::{at_key, describe};
 pub use self::sources::{
     EtcdConfig, HttpAuth, K3S_ETCD_TLS_DIR, KubernetesConfig, LokiConfig, MimirConfig, NixConfig,
     SshConfig,
@@ -22,17 +24,26 @@ pub use self::ui::{KeyOverride, Thresholds, UiConfig};
 pub use self::upgrade::{RebootPolicy, SwitchMode, UpgradeConfig, parse_window};
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The Kubernetes API (nodes, pods, PDBs, Longhorn's resources), through the kubeconfig.
     pub kubernetes: KubernetesConfig,
+    /// k3s's embedded etcd: each member's JSON gateway and metrics.
     pub etcd: EtcdConfig,
+    /// Mimir (or any Prometheus API): per-host metrics, etcd latency, firing alerts.
     pub mimir: MimirConfig,
+    /// Loki: recent error lines per host.
     pub loki: LokiConfig,
+    /// The hosts over SSH: NixOS facts, reboot needed, hardening posture; the upgrade's switch.
     pub ssh: SshConfig,
+    /// Nix and the flake: closure diffs (what an update changes).
     pub nix: NixConfig,
+    /// The guarded rolling upgrade.
     pub upgrade: UpgradeConfig,
+    /// The dashboard: theme, keys, clock.
     pub ui: UiConfig,
+    /// What the health rules call a warning or critical.
     pub thresholds: Thresholds,
 }
 
@@ -77,37 +88,48 @@ pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), Config
 /// Parse config text; `path` is used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let config: Config = toml::from_str(text).map_err(|e| describe(path, text, &e))?;
-    config.validate(path)?;
+    config.validate(path, text)?;
     Ok(config)
 }
 
 impl Config {
     /// What serde cannot check: URL schemes, the maintenance window's form.
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let file = path.display();
-        for (section, url) in [("mimir", &self.mimir.url), ("loki", &self.loki.url)] {
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        for (key, url) in [("mimir.url", &self.mimir.url), ("loki.url", &self.loki.url)] {
             if let Some(u) = url
-                && !(u.starts_with("http://") || u.starts_with("https://"))
+                && !http(u)
             {
-                return Err(ConfigError(format!(
-                    "{file}: key \"{section}.url\": \"{u}\" must start with http:// or https://"
-                )));
+                let shown = redact_url(u);
+                return Err(at_key(
+                    path,
+                    text,
+                    key,
+                    &format!("\"{shown}\" must start with http:// or https://"),
+                ));
             }
         }
         for e in &self.etcd.endpoints {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(ConfigError(format!(
-                    "{file}: key \"etcd.endpoints\": \"{e}\" must start with http:// or https://"
-                )));
+            if !http(e) {
+                let shown = redact_url(e);
+                return Err(at_key(
+                    path,
+                    text,
+                    "etcd.endpoints",
+                    &format!("\"{shown}\" must start with http:// or https://"),
+                ));
             }
         }
         if let Some(w) = &self.upgrade.maintenance_window
             && !w.is_empty()
             && parse_window(w).is_none()
         {
-            return Err(ConfigError(format!(
-                "{file}: key \"upgrade.maintenance_window\": \"{w}\" is not of the form \"HH:MM-HH:MM\""
-            )));
+            return Err(at_key(
+                path,
+                text,
+                "upgrade.maintenance_window",
+                &format!("\"{w}\" is not of the form \"HH:MM-HH:MM\""),
+            ));
         }
         Ok(())
     }
@@ -204,7 +226,7 @@ mod tests {
         let err = p("[mimir]\nurl = \"mimir:9009\"\n").unwrap_err().0;
         assert_eq!(
             err,
-            "config.toml: key \"mimir.url\": \"mimir:9009\" must start with http:// or https://"
+            "config.toml:2:1: key \"mimir.url\": \"mimir:9009\" must start with http:// or https://"
         );
         let err = p("[upgrade]\nmaintenance_window = \"1-5\"\n")
             .unwrap_err()

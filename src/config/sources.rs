@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// Turn the Kubernetes sources off entirely.
@@ -33,19 +34,24 @@ impl Default for KubernetesConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EtcdConfig {
+    /// Poll etcd at all (off for a cluster without embedded etcd).
     pub enabled: bool,
     /// Client URLs of the members; default `https://<ip>:2379` of every init/server host.
     pub endpoints: Vec<String>,
     /// Metrics URLs of the members; default `http://<ip>:2381/metrics` of every init/server host.
     pub metrics_urls: Vec<String>,
+    /// CA of the members' certificates; default k3s's `server-ca.crt` when present.
     pub ca_file: Option<PathBuf>,
+    /// Client certificate; default k3s's `client.crt` under its etcd TLS directory when present.
     pub cert_file: Option<PathBuf>,
+    /// Key of the client certificate; default k3s's `client.key` when present.
     pub key_file: Option<PathBuf>,
     /// Timeout per call and endpoint.
     pub timeout_ms: u64,
+    /// How often the members are polled.
     pub refresh_secs: u64,
 }
 
@@ -69,17 +75,22 @@ impl Default for EtcdConfig {
 
 /// Credentials shared by Mimir and Loki. Secrets come from files or environment variables,
 /// never from the config text itself.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpAuth {
+    /// Basic auth user name.
     pub basic_auth_user: Option<String>,
+    /// File holding the basic auth password (read at start; never logged).
     pub basic_auth_password_file: Option<PathBuf>,
+    /// Environment variable holding the basic auth password.
     pub basic_auth_password_env: Option<String>,
+    /// File holding a bearer token, sent as `Authorization: Bearer`.
     pub bearer_token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for this server, besides the system roots.
     pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MimirConfig {
     /// Base URL including Mimir's `/prometheus` prefix.
@@ -88,7 +99,9 @@ pub struct MimirConfig {
     pub tenant: Option<String>,
     #[serde(flatten)]
     pub auth: HttpAuth,
+    /// Per-request timeout.
     pub timeout_secs: u64,
+    /// How often metrics and alerts are queried.
     pub refresh_secs: u64,
     /// Label that maps series to inventory hosts.
     pub host_label: String,
@@ -110,17 +123,22 @@ impl Default for MimirConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LokiConfig {
+    /// Base URL of Loki's HTTP API (`/loki/api/v1/...` is appended).
     pub url: Option<String>,
+    /// Sent as `X-Scope-OrgID`.
     pub tenant: Option<String>,
     #[serde(flatten)]
     pub auth: HttpAuth,
     /// LogQL per host; `{hostname}` and `{id}` are replaced.
     pub query_template: String,
+    /// Most recent lines kept per host.
     pub lines: usize,
+    /// Per-request timeout.
     pub timeout_secs: u64,
+    /// How often logs are queried.
     pub refresh_secs: u64,
     /// How far back to look.
     pub window_mins: u64,
@@ -141,12 +159,16 @@ impl Default for LokiConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SshConfig {
+    /// Read host facts over SSH at all.
     pub enabled: bool,
+    /// Login user (else `sshUser` of the host, `~/.ssh/config`, then `$USER`).
     pub user: Option<String>,
+    /// Port (else `sshPort` of the host or `~/.ssh/config`).
     pub port: u16,
+    /// Private keys to try after the SSH agent.
     pub identity_files: Vec<PathBuf>,
     /// An extra known_hosts file, checked after `~/.ssh/known_hosts` and
     /// `/etc/ssh/ssh_known_hosts`.
@@ -157,10 +179,15 @@ pub struct SshConfig {
     pub sudo: bool,
     /// Read `~/.ssh/config`.
     pub use_ssh_config: bool,
+    /// Timeout to connect and authenticate.
     pub connect_timeout_secs: u64,
+    /// Timeout of one command (the facts script).
     pub command_timeout_secs: u64,
+    /// Keepalive interval on open connections.
     pub keepalive_secs: u64,
+    /// Hosts read at the same time.
     pub max_concurrency: usize,
+    /// How often host facts are read.
     pub refresh_secs: u64,
 }
 
@@ -184,7 +211,7 @@ impl Default for SshConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NixConfig {
     /// The flake holding `nixosConfigurations.<host>` (a path or flake reference).

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `[ui]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct UiConfig {
     /// Theme name (built in or in `themes/`) or a path to a theme file.
@@ -20,7 +21,7 @@ pub struct UiConfig {
 
 /// One entry of `[ui.keys]`: `key = "action"` (every layer that has the action), or a
 /// `[ui.keys.<layer>]` table of `key = "action"` for that layer alone.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum KeyOverride {
     Action(String),
@@ -64,22 +65,34 @@ impl Default for UiConfig {
 }
 
 /// Health thresholds used by `assess`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
+    /// WAL fsync p99 above this is a warning (etcd advises under 10 ms).
     pub etcd_fsync_p99_warning_ms: f64,
+    /// WAL fsync p99 above this is critical.
     pub etcd_fsync_p99_critical_ms: f64,
+    /// Backend commit p99 above this is a warning.
     pub etcd_commit_p99_warning_ms: f64,
+    /// Backend commit p99 above this is critical.
     pub etcd_commit_p99_critical_ms: f64,
+    /// DB size above this share of the quota is a warning.
     pub etcd_db_quota_warning_pct: f64,
+    /// DB size above this share of the quota is critical.
     pub etcd_db_quota_critical_pct: f64,
+    /// This many leader changes within the window is a warning.
     pub etcd_leader_changes_warning: u64,
+    /// The window for counting leader changes.
     pub etcd_leader_changes_window_mins: u64,
+    /// Volumes configured with fewer replicas are a warning.
     pub longhorn_min_replicas: u32,
+    /// A Longhorn disk fuller than this is a warning.
     pub longhorn_disk_warning_pct: f64,
     /// Backup is stale when older than this many times its recurring job interval.
     pub longhorn_backup_interval_factor: f64,
+    /// A host's root filesystem fuller than this is a warning.
     pub host_disk_warning_pct: f64,
+    /// A host's root filesystem fuller than this is critical.
     pub host_disk_critical_pct: f64,
     /// Data older than this many refresh intervals is reported as stale.
     pub stale_after_secs: u64,

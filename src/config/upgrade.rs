@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// When the upgrade reboots a host whose boot files changed.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RebootPolicy {
     Auto,
@@ -15,7 +16,7 @@ pub enum RebootPolicy {
 }
 
 /// Where `nixos-rebuild switch` runs.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SwitchMode {
     /// `sudo nixos-rebuild switch --flake <flake>#<host>` on the host over SSH.
@@ -25,23 +26,34 @@ pub enum SwitchMode {
 }
 
 /// `[upgrade]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpgradeConfig {
     /// Flake reference the hosts can reach; defaults to `[nix] flake`.
     pub flake: Option<String>,
+    /// `remote`: `nixos-rebuild switch` on the host over SSH; `local`: here, with `--target-host`.
     pub switch: SwitchMode,
+    /// `auto`: reboot when kernel, initrd or modules changed; `ask`: ask first; `never`.
     pub reboot: RebootPolicy,
     /// Host ids in the order to upgrade; default agents, then servers, the etcd leader last.
     pub order: Vec<String>,
+    /// Give up a drain (the node stays cordoned) after this long.
     pub drain_timeout_secs: u64,
+    /// Grace period for evicted pods (default: each pod's own).
     pub eviction_grace_secs: Option<i64>,
+    /// Evict pods with emptyDir volumes (their data is lost).
     pub delete_emptydir_data: bool,
+    /// Give up the switch after this long.
     pub switch_timeout_secs: u64,
+    /// How long a rebooting host may stay away.
     pub reboot_timeout_secs: u64,
+    /// How long the node may take to be Ready again.
     pub ready_timeout_secs: u64,
+    /// How long its etcd member may take to be healthy and caught up.
     pub etcd_timeout_secs: u64,
+    /// How long Longhorn may take to rebuild replicas after the node.
     pub longhorn_timeout_secs: u64,
+    /// Soak time after each node before the next one starts.
     pub settle_secs: u64,
     /// Refuse while an alert of at least this severity fires.
     pub block_on_alert_severity: String,

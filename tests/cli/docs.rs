@@ -10,6 +10,7 @@ const SUBCOMMANDS: &[&str] = &[
     "check",
     "diff",
     "upgrade",
+    "config",
     "completions",
     "man",
 ];

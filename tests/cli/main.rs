@@ -4,6 +4,7 @@
 mod common;
 
 mod cli_errors;
+mod config_cmd;
 mod docs;
 mod sim_command;
 mod upgrade_cli;
