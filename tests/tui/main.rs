@@ -5,5 +5,6 @@ mod common;
 
 mod event_loop;
 mod observe_panes;
+mod readme_keys;
 mod tui_e2e;
 mod tui_snapshots;
