@@ -6,9 +6,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DiffArgs, DiffMode, GlobalArgs};
+use crate::config::ClosureSourceKind;
 use crate::model::closure::ClosureDiff;
 use crate::operations::closure_diff::{
-    self as cd, Nix, NixCopyFromSsh, Progress, Reporter, SshTarget,
+    self as cd, ChangeSummary, Nix, Progress, Reporter, SshTarget,
 };
 
 /// What `diff --json` prints: the classified diff plus what it was computed from.
@@ -19,6 +20,8 @@ pub struct Document<'a> {
     pub host: Option<&'a str>,
     pub up_to_date: bool,
     pub badge: String,
+    /// What the change means for the node (the upgrade plan shows the same).
+    pub summary: ChangeSummary,
     /// `update` mode: what `nix flake update` reported.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub lock_changes: &'a [String],
@@ -54,6 +57,7 @@ pub async fn run(global: &GlobalArgs, args: &DiffArgs) -> Result<u8> {
             host: host.as_deref(),
             up_to_date: diff.is_up_to_date(),
             badge: diff.badge(),
+            summary: ChangeSummary::of(&diff),
             lock_changes: &lock_changes,
             diff: &diff,
         };
@@ -80,11 +84,16 @@ async fn compute(
     if let (Some(from), Some(to)) = (&args.from, &args.to) {
         // Two store paths: no inventory needed.
         let (config, _) = crate::config::load(global.config.as_deref()).map_err(|e| eyre!(e))?;
-        let mut nix = Nix::from_config(&config.nix);
-        nix.offline = global.offline;
         let from = from.to_string_lossy();
         let to = to.to_string_lossy();
-        let diff = cd::diff_paths(&nix, &from, &to, reporter, cancel).await?;
+        let diff = if config.nix.closure_source == ClosureSourceKind::Sim {
+            let source = cd::source_for(&config.nix, &config.ssh, global.offline)?;
+            cd::diff_with(source.as_ref(), &from, &to, reporter, cancel).await?
+        } else {
+            let mut nix = Nix::from_config(&config.nix);
+            nix.offline = global.offline;
+            cd::diff_paths(&nix, &from, &to, reporter, cancel).await?
+        };
         return Ok(("paths", None, diff, Vec::new()));
     }
     let ctx = super::load(global)?.env;
@@ -101,10 +110,16 @@ async fn compute(
     let flake = ctx.config.nix.flake.clone().ok_or_else(|| {
         eyre!("no flake configured: set `flake = \"...\"` in the [nix] section of the config file")
     })?;
-    let mut nix = Nix::from_config(&ctx.config.nix);
-    nix.offline = global.offline;
+    let sim = ctx.config.nix.closure_source == ClosureSourceKind::Sim;
     match args.mode {
+        DiffMode::Update if sim => Err(eyre!(
+            "update mode runs `nix flake update`: the simulator's store answers drift mode \
+             (`diff {}`) only",
+            host.id
+        )),
         DiffMode::Update => {
+            let mut nix = Nix::from_config(&ctx.config.nix);
+            nix.offline = global.offline;
             let out = cd::update_diff(&nix, &flake, &host.id, reporter, cancel).await?;
             Ok(("update", Some(host.id), out.diff, out.lock_changes))
         }
@@ -120,19 +135,34 @@ async fn compute(
                     "drift mode needs SSH, which is disabled in the config"
                 ));
             }
-            let target = SshTarget::for_host(&host, &ctx.config.ssh);
-            reporter
-                .step(format!(
-                    "reading /run/current-system on {}",
-                    target.store_uri()
-                ))
-                .await;
-            let deployed =
+            let deployed = if sim {
+                // The simulated hosts answer the app's own SSH client: the deployed system
+                // from the host's facts, as the dashboard reads it.
+                reporter
+                    .step(format!("reading the facts of {} over SSH", host.id))
+                    .await;
+                let client = crate::sources::ssh::HostsClient::new(&ctx.config.ssh, &ctx.inventory)
+                    .wrap_err("cannot set up SSH to the hosts")?;
+                let facts = client
+                    .facts(&host.id)
+                    .await
+                    .map_err(|e| eyre!("reading the facts of {}: {e}", host.id))?;
+                facts
+                    .current_system
+                    .ok_or_else(|| eyre!("{} did not say which system it runs", host.id))?
+            } else {
+                let target = SshTarget::for_host(&host, &ctx.config.ssh);
+                reporter
+                    .step(format!(
+                        "reading /run/current-system on {}",
+                        target.store_uri()
+                    ))
+                    .await;
                 cd::deployed_system_via_ssh(&target, "/run/current-system", reporter, cancel)
-                    .await?;
-            let source = NixCopyFromSsh { target };
-            let diff = cd::drift_diff(&nix, &deployed, &source, &flake, &host.id, reporter, cancel)
-                .await?;
+                    .await?
+            };
+            let source = cd::source_for(&ctx.config.nix, &ctx.config.ssh, global.offline)?;
+            let diff = cd::drift_with(source.as_ref(), &host, &deployed, reporter, cancel).await?;
             Ok(("drift", Some(host.id), diff, Vec::new()))
         }
     }

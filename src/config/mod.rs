@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 pub use self::errors::redact_url;
 pub(crate) use self::errors::{at_key, describe};
 pub use self::sources::{
-    EtcdConfig, HttpAuth, K3S_ETCD_TLS_DIR, KubernetesConfig, LokiConfig, MimirConfig, NixConfig,
-    SshConfig,
+    ClosureSourceKind, EtcdConfig, HttpAuth, K3S_ETCD_TLS_DIR, KubernetesConfig, LokiConfig,
+    MimirConfig, NixConfig, SshConfig,
 };
 pub use self::ui::{KeyOverride, Thresholds, UiConfig};
 pub use self::upgrade::{RebootPolicy, SwitchMode, UpgradeConfig, parse_window};
@@ -118,6 +118,21 @@ impl Config {
                     "etcd.endpoints",
                     &format!("\"{shown}\" must start with http:// or https://"),
                 ));
+            }
+        }
+        if self.nix.closure_source == ClosureSourceKind::Sim {
+            let url = self.nix.sim_url.as_deref().unwrap_or("");
+            // The simulator binds loopback only: anything else is not a simulator.
+            let loopback = [
+                "https://127.",
+                "http://127.",
+                "https://localhost",
+                "http://localhost",
+            ];
+            if !loopback.iter().any(|p| url.starts_with(p)) {
+                return Err(ConfigError(format!(
+                    "{file}: key \"nix.sim_url\": closure_source = \"sim\" needs the simulator's URL on loopback (https://127.0.0.1:PORT, written by `homeinfra-tui sim`), not \"{url}\""
+                )));
             }
         }
         if let Some(w) = &self.upgrade.maintenance_window

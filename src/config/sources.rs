@@ -211,6 +211,17 @@ impl Default for SshConfig {
     }
 }
 
+/// Where closure data (diffs, boot links, sizes, the flake's systems) comes from.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClosureSourceKind {
+    /// Run `nix` here (a real cluster).
+    #[default]
+    Nix,
+    /// Ask the simulated homelab's store (written by `homeinfra-tui sim`; no nix needed).
+    Sim,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NixConfig {
@@ -220,6 +231,19 @@ pub struct NixConfig {
     pub nix: String,
     /// Where cached diffs are kept (default under `$XDG_CACHE_HOME`).
     pub cache_dir: Option<PathBuf>,
+    /// `nix` (default) or `sim`: the simulator's store answers (its control API at `sim_url`).
+    pub closure_source: ClosureSourceKind,
+    /// The simulator's control API (`https://127.0.0.1:PORT`), with `closure_source = "sim"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_url: Option<String>,
+    /// The CA certificate of the simulator's API (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_ca_file: Option<PathBuf>,
+    /// A file holding the simulator's bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_token_file: Option<PathBuf>,
+    /// How many closure diffs (or evaluations) run at once for a plan or the fleet's drift.
+    pub concurrency: usize,
 }
 
 impl Default for NixConfig {
@@ -228,6 +252,11 @@ impl Default for NixConfig {
             flake: None,
             nix: "nix".into(),
             cache_dir: None,
+            closure_source: ClosureSourceKind::Nix,
+            sim_url: None,
+            sim_ca_file: None,
+            sim_token_file: None,
+            concurrency: 8,
         }
     }
 }

@@ -18,7 +18,11 @@
 //! - `GET /sim/v1/scenarios`; `POST /sim/v1/faults` `{"scenario": "NAME"}` injects one,
 //!   `DELETE /sim/v1/faults/NAME` clears it;
 //! - `POST /sim/v1/hosts/NAME/reboot`: the host goes NotReady, its etcd member and Longhorn
-//!   replicas stop, and it comes back (unless `node-never-returns`), replicas rebuild.
+//!   replicas stop, and it comes back (unless `node-never-returns`), replicas rebuild;
+//! - `/sim/v1/nix/...`: the simulated store and flake (`systems`): each host's system
+//!   evaluated or built, and for two systems the text of `nix store diff-closures`, their boot
+//!   links and `nix path-info -S --json` (`api::nix`). The config `sim` writes says
+//!   `[nix] closure_source = "sim"`, so the app diffs closures without nix.
 
 pub mod api;
 pub mod build;
@@ -34,6 +38,7 @@ pub mod select;
 pub mod ssh;
 pub mod store;
 pub mod sync;
+pub mod systems;
 pub mod table;
 pub mod tls;
 pub mod world;
@@ -222,6 +227,7 @@ pub fn kubeconfig_text(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str
 /// The app's config pointing every source at the sim.
 pub fn config_text(
     dir: &Path,
+    api_url: &str,
     etcd_urls: &[String],
     faces: Option<(&str, &str)>,
     ssh: Option<&crate::config::SshConfig>,
@@ -237,6 +243,11 @@ pub fn config_text(
         c.loki.url = Some(loki.to_string());
         c.loki.tenant = Some("homelab".into());
     }
+    // Closures come from the simulator's store (its control API): no nix needed.
+    c.nix.closure_source = crate::config::ClosureSourceKind::Sim;
+    c.nix.sim_url = Some(api_url.to_string());
+    c.nix.sim_ca_file = Some(dir.join("ca.crt"));
+    c.nix.sim_token_file = Some(dir.join("token"));
     c.kubernetes.kubeconfig = Some(dir.join("kubeconfig"));
     c.kubernetes.context = Some("homeinfra-sim".into());
     c.etcd.endpoints = etcd_urls.to_vec();
@@ -318,6 +329,7 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
         &dir.join("config.toml"),
         &config_text(
             &dir,
+            &api_url,
             &etcd_urls,
             Some((&faces.mimir_url, &faces.loki_url)),
             Some(&ssh_face.client_config()),

@@ -25,6 +25,19 @@ pub enum Scenario {
     StaleBackup,
     /// A host answers nothing: its node goes Unknown.
     UnreachableHost,
+    /// The flake's lock brings the next k3s minor (1.31 → 1.32) to servers and agents.
+    K3sMinorBump,
+    /// The flake's lock brings a k3s two minors ahead (1.31 → 1.33).
+    K3sSkipMinor,
+    /// The flake's lock brings an older k3s minor (1.31 → 1.30).
+    K3sDowngrade,
+    /// The flake's lock brings only a new kernel: every host needs a reboot, nothing else.
+    KernelUpdate,
+    /// One host (the last agent) already runs the flake's system: nothing to do there.
+    NoChange,
+    /// One host (the second) runs a system the flake no longer builds (deployed by hand from
+    /// an edited configuration: extra packages, a firewall port opened).
+    DriftedHost,
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -39,6 +52,12 @@ pub const NAMES: &[&str] = &[
     "reboot-needed",
     "stale-backup",
     "unreachable-host",
+    "k3s-minor-bump",
+    "k3s-skip-minor",
+    "k3s-downgrade",
+    "kernel-update",
+    "no-change",
+    "drifted-host",
 ];
 
 impl Scenario {
@@ -54,6 +73,12 @@ impl Scenario {
             Scenario::RebootNeeded => "reboot-needed",
             Scenario::StaleBackup => "stale-backup",
             Scenario::UnreachableHost => "unreachable-host",
+            Scenario::K3sMinorBump => "k3s-minor-bump",
+            Scenario::K3sSkipMinor => "k3s-skip-minor",
+            Scenario::K3sDowngrade => "k3s-downgrade",
+            Scenario::KernelUpdate => "kernel-update",
+            Scenario::NoChange => "no-change",
+            Scenario::DriftedHost => "drifted-host",
         }
     }
 }
@@ -105,6 +130,12 @@ impl FromStr for Scenario {
             "reboot-needed" => Scenario::RebootNeeded,
             "stale-backup" => Scenario::StaleBackup,
             "unreachable-host" => Scenario::UnreachableHost,
+            "k3s-minor-bump" => Scenario::K3sMinorBump,
+            "k3s-skip-minor" => Scenario::K3sSkipMinor,
+            "k3s-downgrade" => Scenario::K3sDowngrade,
+            "kernel-update" => Scenario::KernelUpdate,
+            "no-change" => Scenario::NoChange,
+            "drifted-host" => Scenario::DriftedHost,
             _ => return Err(UnknownScenario(s.to_string())),
         };
         if arg.is_some() {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{NixConfig, SshConfig};
 use crate::inventory::Host;
 use crate::model::closure::ClosureDiff;
-use crate::operations::closure_diff::{self, Nix, NixCopyFromSsh, Progress, Reporter, SshTarget};
+use crate::operations::closure_diff::{self, Progress, Reporter};
 
 /// Everything one diff needs.
 #[derive(Debug, Clone)]
@@ -52,44 +52,31 @@ async fn diff(
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<ClosureDiff> {
-    let flake = req.nix.flake.clone().ok_or_else(|| {
-        eyre!("no flake configured: set `flake = \"...\"` in the [nix] section of the config")
-    })?;
+    if req.nix.flake.is_none() {
+        return Err(eyre!(
+            "no flake configured: set `flake = \"...\"` in the [nix] section of the config"
+        ));
+    }
     let deployed = req.deployed.clone().ok_or_else(|| {
         eyre!(
             "the deployed system of {} is not known yet: its SSH facts have not arrived",
             req.host.id
         )
     })?;
-    let nix = Nix::from_config(&req.nix);
-    let source = NixCopyFromSsh {
-        target: SshTarget::for_host(&req.host, &req.ssh),
-    };
+    let source = closure_diff::source_for(&req.nix, &req.ssh, false)?;
     reporter
-        .step(format!("{}: deployed system {deployed}", req.host.id))
+        .step(format!(
+            "{}: deployed system {deployed} ({})",
+            req.host.id,
+            source.describe()
+        ))
         .await;
-    closure_diff::drift_diff(
-        &nix,
-        &deployed,
-        &source,
-        &flake,
-        &req.host.id,
-        reporter,
-        cancel,
-    )
-    .await
+    closure_diff::drift_with(source.as_ref(), &req.host, &deployed, reporter, cancel).await
 }
 
 /// A fingerprint of the flake's `flake.lock` when the flake is a local path (the diff cache's
 /// key, with the deployed system); `None` for remote flakes or without a lock file. Reads a
 /// file: run it in a task, never in the event loop.
 pub fn lock_fingerprint(nix: &NixConfig) -> Option<String> {
-    use std::hash::{Hash, Hasher};
-    let flake = nix.flake.as_deref()?;
-    let path = flake.strip_prefix("path:").unwrap_or(flake);
-    let dir = std::path::Path::new(path.split(['?', '#']).next().unwrap_or(path));
-    let text = std::fs::read(dir.join("flake.lock")).ok()?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    Some(format!("{:016x}", h.finish()))
+    closure_diff::lock_fingerprint(nix.flake.as_deref()?)
 }

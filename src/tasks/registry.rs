@@ -326,9 +326,16 @@ where
         let env = &self.setup.env;
         match job {
             Job::LockFingerprint { .. } => {
-                let nix = env.config.nix.clone();
-                let read = tokio::task::spawn_blocking(move || diff::lock_fingerprint(&nix));
-                TaskEvent::Lock(read.await.ok().flatten())
+                // The source knows its lock: a local flake's `flake.lock`, the simulator's
+                // flake revision.
+                match crate::operations::closure_diff::source_for(
+                    &env.config.nix,
+                    &env.config.ssh,
+                    env.offline,
+                ) {
+                    Ok(source) => TaskEvent::Lock(source.lock_fingerprint().await),
+                    Err(_) => TaskEvent::Lock(None),
+                }
             }
             Job::Diff { host, deployed } => {
                 let Some(h) = env.inventory.host(&host).cloned() else {

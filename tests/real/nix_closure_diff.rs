@@ -12,7 +12,7 @@ use std::process::Command;
 
 use homeinfra_tui::model::closure::{Bump, ChangeKind, ClosureDiff, PackageChange};
 use homeinfra_tui::operations::closure_diff::{
-    self, ClosureSource, Nix, NixCopyFromSsh, Reporter, SshTarget,
+    self, FetchClosure, Nix, NixCopyFromSsh, Reporter, SshTarget,
 };
 use tokio_util::sync::CancellationToken;
 

@@ -21,8 +21,8 @@ use crate::model::closure::ClosureDiff;
 /// closure *to* the host, which needs a trusted nix user there, fills the host's disk, and
 /// relies on the host's nix version for the output format and `nix-command`. Usually only the
 /// paths that drifted have to be transferred; everything else is already in the local store.
-/// The lead connects the SSH client by implementing this trait (or uses [`NixCopyFromSsh`]).
-pub trait ClosureSource: Send + Sync {
+/// [`super::NixClosures`] uses [`NixCopyFromSsh`]; the simulator's store needs no fetch.
+pub trait FetchClosure: Send + Sync {
     /// For progress messages: "node1 (ssh://operator@node1)".
     fn describe(&self) -> String;
 
@@ -40,7 +40,7 @@ pub trait ClosureSource: Send + Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalStore;
 
-impl ClosureSource for LocalStore {
+impl FetchClosure for LocalStore {
     fn describe(&self) -> String {
         "the local store".into()
     }
@@ -124,7 +124,7 @@ pub struct NixCopyFromSsh {
     pub target: SshTarget,
 }
 
-impl ClosureSource for NixCopyFromSsh {
+impl FetchClosure for NixCopyFromSsh {
     fn describe(&self) -> String {
         self.target.store_uri()
     }
@@ -197,7 +197,7 @@ pub async fn deployed_system_via_ssh(
 pub async fn drift_diff(
     nix: &Nix,
     deployed: &str,
-    source: &dyn ClosureSource,
+    source: &dyn FetchClosure,
     flake: &str,
     host: &str,
     reporter: &Reporter,

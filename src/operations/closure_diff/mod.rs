@@ -14,40 +14,50 @@
 //!
 //! ```text
 //! let (tx, rx) = tokio::sync::mpsc::channel(256);        // rx → diff view, live
-//! let nix = Nix::from_config(&config.nix);
+//! let source = source_for(&config.nix, &config.ssh, offline)?;   // nix here, or the sim
 //! let deployed = facts.current_system;                   // from the SSH host facts
-//! let source = NixCopyFromSsh { target: SshTarget::for_host(&host, &config.ssh) };
-//! let diff = drift_diff(&nix, &deployed, &source, &flake, &host.id,
+//! let diff = drift_with(source.as_ref(), &host, &deployed,
 //!                       &Reporter::new(tx), &cancel).await?;   // model::closure::ClosureDiff
 //! // or: update_diff(&nix, &flake, &host.id, ...).await?.diff
-//! // e: render::to_text(&diff, false); badge: diff.badge(); upgrade: diff.reboot.required
+//! // e: render::to_text(&diff, false); badge: diff.badge(); plan: ChangeSummary::of(&diff)
 //! ```
 //!
 //! Here: [`diff_paths`]. `store` (store paths, boot links, sizes), `build` (a host's system
 //! from a flake), `update` (the update mode), `drift` (the drift mode and where the deployed
-//! closure comes from) hold the rest.
+//! closure comes from), `source` (a [`ClosureSource`]: nix here, or the simulator's store
+//! in `sim_store`; the same parser and classifier on both), `nixtext` (nix's output formats,
+//! written), `summary` (what a diff means for a node), `fleet` (is each host running what
+//! the flake builds now?) hold the rest.
 
 mod build;
 pub mod classify;
 mod drift;
+pub mod fleet;
 pub mod nix;
+pub mod nixtext;
 pub mod parse;
 pub mod render;
+mod sim_store;
+mod source;
 mod store;
+pub mod summary;
 mod update;
-
-use std::path::Path;
 
 use color_eyre::eyre::Result;
 use tokio_util::sync::CancellationToken;
 
 pub use self::build::{build_toplevel, toplevel_installable};
 pub use self::drift::{
-    ClosureSource, LocalStore, NixCopyFromSsh, SshTarget, deployed_system_via_ssh, drift_diff,
+    FetchClosure, LocalStore, NixCopyFromSsh, SshTarget, deployed_system_via_ssh, drift_diff,
 };
 pub use self::nix::{Cancelled, Nix, Progress, Reporter};
-use self::store::resolve_store_path;
+pub use self::sim_store::SimClosures;
+pub use self::source::{
+    ClosureSource, NixClosures, RawDiff, classify_raw, diff_with, drift_with, lock_fingerprint,
+    source_for,
+};
 pub use self::store::{closure_sizes, read_boot_links};
+pub use self::summary::ChangeSummary;
 pub use self::update::{UpdateOutcome, update_diff};
 use crate::model::closure::ClosureDiff;
 
@@ -59,25 +69,10 @@ pub async fn diff_paths(
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<ClosureDiff> {
-    let old = resolve_store_path(old).await?;
-    let new = resolve_store_path(new).await?;
-    reporter
-        .step(format!("nix store diff-closures {old} {new}"))
-        .await;
-    let output = nix
-        .run(["store", "diff-closures", &old, &new], reporter, cancel)
-        .await?;
-    let parsed = parse::parse(&output);
-    let boot_links = read_boot_links(Path::new(&old), Path::new(&new)).await;
-    reporter.step("nix path-info -S (closure sizes)").await;
-    let sizes = closure_sizes(nix, &[&old, &new], reporter, cancel).await?;
-    let size_of = |p: &str| sizes.iter().find(|(path, _)| path == p).map(|(_, s)| *s);
-    let ctx = classify::Context {
-        old_closure_size: size_of(&old),
-        new_closure_size: size_of(&new),
-        old_path: old,
-        new_path: new,
-        boot_links: Some(boot_links),
+    let here = NixClosures {
+        nix: nix.clone(),
+        flake: None,
+        ssh: crate::config::SshConfig::default(),
     };
-    Ok(classify::classify(parsed, ctx))
+    diff_with(&here, old, new, reporter, cancel).await
 }

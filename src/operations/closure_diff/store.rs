@@ -58,7 +58,7 @@ pub async fn closure_sizes(
 }
 
 /// The (path, closure size) pairs of `nix path-info -S --json`'s output.
-fn parse_path_info(json: &str) -> Result<Vec<(String, u64)>> {
+pub(crate) fn parse_path_info(json: &str) -> Result<Vec<(String, u64)>> {
     let value: serde_json::Value =
         serde_json::from_str(json).wrap_err("`nix path-info --json` printed invalid JSON")?;
     let size = |v: &serde_json::Value| v.get("closureSize").and_then(|s| s.as_u64());

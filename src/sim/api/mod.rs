@@ -5,6 +5,7 @@
 //! layer only translates.
 
 mod control;
+mod nix;
 mod read;
 mod watch;
 mod write;
@@ -181,6 +182,7 @@ async fn dispatch(
             None => not_found_path(path),
         },
         ["apis", group, version] => discovery(group, version),
+        ["sim", "v1", "nix", rest @ ..] => nix::nix(api, method, rest, params, body),
         ["sim", "v1", rest @ ..] => control::control(api, method, rest, body),
         ["api", "v1", rest @ ..] => {
             resource_request(api, "", "v1", rest, method, params, headers, body).await

@@ -1,6 +1,6 @@
-//! One simulated host's system, as its SSH face shows it: NixOS generations (current,
-//! booted, rollback target) with store paths that look like Nix's, the world's reboots noticed,
-//! and the state every probe renders from (facts, boot state, boot id, auto-upgrade, k3s).
+//! One simulated host, as its SSH face shows it: its NixOS generations (kept by the world,
+//! `crate::sim::systems`), the world's reboots noticed (uptime, boot id), and the state every
+//! probe renders from (facts, boot state, boot id, auto-upgrade, k3s).
 
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
@@ -11,24 +11,14 @@ use russh::keys::ssh_key::private::Ed25519Keypair;
 
 use super::Quirks;
 use crate::inventory::{Host, Role};
-use crate::model::host::{BootFiles, Fail2ban, Firewall, HostFacts, ListenSocket, Posture, Proto};
+use crate::model::host::{Fail2ban, Firewall, HostFacts, ListenSocket, Posture, Proto};
 use crate::probes::auto_upgrade::AutoUpgradeState;
 use crate::probes::facts::posture::nft_detail;
 use crate::sim::World;
-
-/// One generation of a host's NixOS system.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Generation {
-    pub(super) number: u64,
-    pub(super) version: String,
-    pub(super) kernel: String,
-}
+use crate::sim::systems::{HostSystems, Pins, System};
 
 #[derive(Debug)]
 pub(super) struct SysState {
-    pub(super) generations: Vec<Generation>,
-    pub(super) current: usize,
-    pub(super) booted: Generation,
     /// The world's boot count last seen (a change means the host rebooted).
     seen_boots: u32,
     boot_at: Instant,
@@ -57,43 +47,11 @@ pub(super) fn random_key() -> PrivateKey {
     PrivateKey::from(Ed25519Keypair::from_seed(&seed))
 }
 
-/// A Nix-store-looking hash (32 chars of Nix's base32 alphabet) derived from `s`.
-pub(super) fn store_hash(s: &str) -> String {
-    const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut out = String::with_capacity(32);
-    for i in 0..32u64 {
-        for b in s.bytes().chain(i.to_le_bytes()) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        out.push(ALPHABET[(h >> 59) as usize % 32] as char);
-    }
-    out
-}
-
-pub(super) const VERSIONS: [&str; 3] = [
-    "25.05.20251102.a1b2c3d",
-    "25.05.20251119.e4f5a6b",
-    "25.05.20251124.c7d8e9f",
-];
-pub(super) const KERNELS: [&str; 3] = ["6.12.55", "6.12.58", "6.12.60"];
+pub(super) use crate::sim::systems::store_hash;
 
 impl SimHost {
-    /// The `index`-th host of the world as installed: the last auto-upgrade's generation, and
-    /// the one before it (same kernel), so a rollback has somewhere to go.
+    /// The `index`-th host of the world.
     pub(super) fn new(index: usize, h: &Host, boots: u32) -> Self {
-        let number = 40 + (index as u64 % 7);
-        let older = Generation {
-            number: number - 1,
-            version: VERSIONS[0].into(),
-            kernel: KERNELS[0].into(),
-        };
-        let first = Generation {
-            number,
-            version: VERSIONS[1].into(),
-            kernel: KERNELS[0].into(),
-        };
         Self {
             id: h.id.clone(),
             hostname: h.hostname.clone(),
@@ -102,9 +60,6 @@ impl SimHost {
             ip: h.ip,
             key: random_key(),
             sys: Mutex::new(SysState {
-                generations: vec![older, first.clone()],
-                current: 1,
-                booted: first,
                 seen_boots: boots,
                 boot_at: Instant::now(),
                 base_uptime: 3.0 * 86_400.0 + index as f64 * 3_719.0,
@@ -113,40 +68,20 @@ impl SimHost {
         }
     }
 
-    pub(super) fn system_path(&self, g: &Generation) -> String {
-        let name = format!("nixos-system-{}-{}", self.hostname, g.version);
-        format!(
-            "/nix/store/{}-{name}",
-            store_hash(&format!("{name}/{}", g.number))
-        )
+    /// The host's generations, as the world keeps them.
+    pub(super) fn systems(&self, world: &World) -> HostSystems {
+        world
+            .host_systems(&self.hostname)
+            .unwrap_or_else(|| HostSystems::installed(self.index, &self.hostname, self.role))
     }
 
-    fn boot_files(g: &Generation) -> BootFiles {
-        let k = &g.kernel;
-        BootFiles {
-            kernel: Some(format!(
-                "/nix/store/{}-linux-{k}/bzImage",
-                store_hash(&format!("linux-{k}"))
-            )),
-            initrd: Some(format!(
-                "/nix/store/{}-initrd-linux-{k}/initrd",
-                store_hash(&format!("initrd-{k}"))
-            )),
-            kernel_modules: Some(format!(
-                "/nix/store/{}-linux-{k}-modules",
-                store_hash(&format!("modules-{k}"))
-            )),
-        }
-    }
-
-    /// Notice a reboot done by the world: the current system is now the booted one.
+    /// Notice a reboot done by the world (uptime and boot id start again).
     pub(super) fn sync(&self, world: &World) -> MutexGuard<'_, SysState> {
         let mut s = lock(&self.sys);
         if let Some(h) = world.host(&self.hostname)
             && h.boots != s.seen_boots
         {
             s.seen_boots = h.boots;
-            s.booted = s.generations[s.current].clone();
             s.boot_at = Instant::now();
             s.base_uptime = 0.0;
         }
@@ -154,26 +89,31 @@ impl SimHost {
     }
 
     pub(super) fn current_path(&self, world: &World) -> String {
-        let s = self.sync(world);
-        self.system_path(&s.generations[s.current])
+        self.systems(world).current().system.path()
     }
 
     pub(super) fn facts(&self, world: &World) -> HostFacts {
         let reboot_flag = world.host(&self.hostname).is_some_and(|h| h.reboot_needed);
         let quirks = lock(&self.quirks).clone();
-        let s = self.sync(world);
-        let current = s.generations[s.current].clone();
+        let systems = self.systems(world);
+        let current = systems.current().clone();
+        let mut booted_path = systems.booted.path();
+        let mut booted_boot = systems.booted.boot_files();
         // The `reboot-needed` scenario: the host booted an older kernel than its current one.
-        let booted = if reboot_flag && s.booted.kernel == current.kernel {
-            Generation {
-                number: current.number.saturating_sub(1),
-                version: VERSIONS[0].into(),
-                kernel: "6.12.41".into(),
-            }
-        } else {
-            s.booted.clone()
-        };
+        if reboot_flag && booted_boot == current.system.boot_files() {
+            let older = System {
+                pins: Pins {
+                    kernel: "6.12.41".into(),
+                    ..Pins::older()
+                },
+                ..(*current.system).clone()
+            };
+            booted_path = older.path();
+            booted_boot = older.boot_files();
+        }
+        let s = self.sync(world);
         let uptime = s.base_uptime + s.boot_at.elapsed().as_secs_f64() * world.speed;
+        drop(s);
         let i = self.index as f64;
         let cp = self.role.is_control_plane();
         let mut listening = vec![
@@ -205,11 +145,11 @@ impl SimHost {
         let last = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(4);
         let mut f = HostFacts {
             hostname: Some(self.hostname.clone()),
-            nixos_version: Some(current.version.clone()),
-            current_system: Some(self.system_path(&current)),
-            booted_system: Some(self.system_path(&booted)),
-            current_boot: Self::boot_files(&current),
-            booted_boot: Self::boot_files(&booted),
+            nixos_version: Some(current.system.pins.nixos.clone()),
+            current_system: Some(current.system.path()),
+            booted_system: Some(booted_path),
+            current_boot: current.system.boot_files(),
+            booted_boot,
             generation: Some(current.number),
             uptime_secs: Some(uptime as u64),
             // As the script prints them (two decimals, whole percent).
@@ -284,17 +224,9 @@ impl SimHost {
         )
     }
 
-    /// The k3s the host runs: its node's kubelet version (the build's when the node is gone).
+    /// The k3s the host runs: its current system's.
     pub(super) fn k3s_version(&self, world: &World) -> String {
-        world
-            .store
-            .get(&crate::sim::resources::NODES, "", &self.hostname)
-            .and_then(|n| {
-                n.pointer("/status/nodeInfo/kubeletVersion")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| crate::sim::build::K3S_VERSION.to_string())
+        self.systems(world).current().system.kubelet_version()
     }
 }
 

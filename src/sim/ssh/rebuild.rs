@@ -3,34 +3,30 @@
 
 use super::SSH_USER;
 use super::answer::Out;
-use super::host::{Generation, KERNELS, SimHost, VERSIONS, lock, store_hash};
+use super::host::{SimHost, lock, store_hash};
 use crate::sim::World;
 
-/// `nixos-rebuild switch`: streams build and activation lines (time scaled) and makes a new
-/// generation current; a host's first switch brings a newer kernel (reboot needed). Fails
-/// (exit 1, nothing changed) with the `switch_fails` quirk.
+/// `nixos-rebuild switch`: streams build and activation lines (time scaled) and makes the
+/// flake's system for the host current (`crate::sim::systems`: the default lock brings a
+/// newer kernel, so a host's first switch needs a reboot, a second one changes nothing); k3s
+/// restarts with the new system's version. Fails (exit 1, nothing changed) with the
+/// `switch_fails` quirk.
 pub(super) async fn switch(world: &World, host: &SimHost, out: &Out<'_>) -> u32 {
-    let (next, path) = {
-        let s = host.sync(world);
-        let number = s.generations.iter().map(|g| g.number).max().unwrap_or(0) + 1;
-        // The flake's system: a newer release with a newer kernel than the one installed at
-        // start (so a host's first switch needs a reboot, a second one does not).
-        let version = VERSIONS[2].to_string();
-        let kernel = KERNELS[1].to_string();
-        let g = Generation {
-            number,
-            version,
-            kernel,
-        };
-        let path = host.system_path(&g);
-        (g, path)
+    let Some(target) = world.flake_system(&host.hostname) else {
+        out.stderr(format!(
+            "error: flake does not provide attribute 'nixosConfigurations.{}'\n",
+            host.hostname
+        ))
+        .await;
+        return 1;
     };
+    let path = target.path();
     let step = world.delay(0.25);
     let drv = format!(
         "/nix/store/{}-nixos-system-{}-{}.drv",
         store_hash(&path),
         host.hostname,
-        next.version
+        target.pins.nixos
     );
     out.stderr("building the system configuration...\n").await;
     tokio::time::sleep(step).await;
@@ -52,16 +48,7 @@ pub(super) async fn switch(world: &World, host: &SimHost, out: &Out<'_>) -> u32 
     out.stderr("activating the configuration...\nsetting up /etc...\n")
         .await;
     tokio::time::sleep(step).await;
-    {
-        let mut s = host.sync(world);
-        s.generations.push(next.clone());
-        s.current = s.generations.len() - 1;
-        let differs = s.booted.kernel != next.kernel;
-        drop(s);
-        if differs {
-            world.set_reboot_needed(&host.hostname, true);
-        }
-    }
+    world.switch_to_flake(&host.hostname);
     out.stderr(format!(
         "reloading user units for {SSH_USER}...\nrestarting sysinit-reactivation.target\n"
     ))
@@ -74,19 +61,7 @@ pub(super) async fn switch(world: &World, host: &SimHost, out: &Out<'_>) -> u32 
 /// `nixos-rebuild switch --rollback`: back to the previous generation (exit 1 when there is
 /// none); reboot needed when its kernel is not the booted one.
 pub(super) async fn rollback(world: &World, host: &SimHost, out: &Out<'_>) -> u32 {
-    let back = {
-        let mut s = host.sync(world);
-        if s.current == 0 {
-            None
-        } else {
-            let from = s.generations[s.current].number;
-            s.current -= 1;
-            let g = s.generations[s.current].clone();
-            let differs = s.booted.kernel != g.kernel;
-            Some((from, g, differs))
-        }
-    };
-    let Some((from, g, differs)) = back else {
+    let Some((from, g)) = world.rollback_host(&host.hostname) else {
         out.stderr("error: no previous generation to roll back to\n")
             .await;
         return 1;
@@ -100,6 +75,5 @@ pub(super) async fn rollback(world: &World, host: &SimHost, out: &Out<'_>) -> u3
     out.stderr("activating the configuration...\nsetting up /etc...\n")
         .await;
     tokio::time::sleep(world.delay(0.25)).await;
-    world.set_reboot_needed(&host.hostname, differs);
     0
 }

@@ -37,18 +37,18 @@ pub(super) fn answer(world: &World, host: &SimHost, cmd: &Command) -> Reply {
     match cmd {
         Command::Nothing => Reply::ok(""),
         Command::Hostname => Reply::ok(format!("{}\n", host.hostname)),
-        Command::NixosVersion => {
-            let s = host.sync(world);
-            Reply::ok(format!("{}\n", s.generations[s.current].version))
-        }
+        Command::NixosVersion => Reply::ok(format!(
+            "{}\n",
+            host.systems(world).current().system.pins.nixos
+        )),
         Command::Readlink(path) => {
             let answer = match path.trim_end_matches('/') {
                 "/run/current-system" => Some(host.current_path(world)),
                 "/run/booted-system" => host.facts(world).booted_system,
-                "/nix/var/nix/profiles/system" => {
-                    let s = host.sync(world);
-                    Some(format!("system-{}-link", s.generations[s.current].number))
-                }
+                "/nix/var/nix/profiles/system" => Some(format!(
+                    "system-{}-link",
+                    host.systems(world).current().number
+                )),
                 _ => None,
             };
             match answer {

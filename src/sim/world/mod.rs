@@ -6,7 +6,8 @@
 //! `scheduling` (placing and recreating pods), `eviction` (graceful deletion, the eviction
 //! subresource), `status` (PDB and owner statuses), `nodes` (readiness, cordon taints,
 //! reboots, leases), `longhorn` (replicas, volumes, last-replica PDBs), `etcd` (members,
-//! elections, metrics), `scenarios` (faults) and `controllers` (the loop that drives them).
+//! elections, metrics), `scenarios` (faults), `systems` (each host's NixOS generations and the
+//! flake that builds them) and `controllers` (the loop that drives them).
 
 mod controllers;
 mod etcd;
@@ -16,6 +17,7 @@ mod nodes;
 mod scenarios;
 mod scheduling;
 mod status;
+mod systems;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -105,6 +107,8 @@ pub struct World {
     pub speed: f64,
     pub timing: Timing,
     state: Mutex<SimState>,
+    /// The hosts' NixOS systems, the flake, the store (see `crate::sim::systems`).
+    systems: Mutex<systems::SystemsState>,
     writes: Mutex<VecDeque<WriteRecord>>,
     evictions: Mutex<()>,
 }
@@ -181,12 +185,14 @@ impl World {
                 .collect(),
             ..Default::default()
         };
+        let systems = systems::SystemsState::new(&inventory);
         let world = Arc::new(Self {
             store,
             inventory,
             speed: if speed > 0.0 { speed } else { 1.0 },
             timing: Timing::default(),
             state: Mutex::new(state),
+            systems: Mutex::new(systems),
             writes: Mutex::new(VecDeque::new()),
             evictions: Mutex::new(()),
         });

@@ -159,6 +159,7 @@ impl World {
                 n["status"]["nodeInfo"]["bootID"] = json!(build::boot_id(index, boots));
             });
         }
+        self.boot_current(name);
         self.set_node_ready(name, Some(true));
         // The instance manager comes back with the node.
         let im = build::instance_manager_name(name);

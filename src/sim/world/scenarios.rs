@@ -11,6 +11,7 @@ use crate::sim::resources::*;
 use crate::sim::scenario::{Scenario, UnknownScenario};
 use crate::sim::store::{ApiError, name_of, now, timestamp};
 use crate::sim::sync::lock;
+use crate::sim::systems::{self, Pins, System};
 
 impl World {
     pub(super) fn last_host(&self) -> Option<String> {
@@ -25,6 +26,21 @@ impl World {
             .find(|h| h.role == Role::Agent)
             .or(self.inventory.hosts.last())
             .map(|h| h.hostname.clone())
+    }
+
+    /// The host of `drifted-host`: the second one (the first when there is one).
+    pub(super) fn drift_host(&self) -> Option<String> {
+        self.inventory
+            .hosts
+            .get(1)
+            .or(self.inventory.hosts.first())
+            .map(|h| h.hostname.clone())
+    }
+
+    /// The flake's lock with another k3s.
+    fn pin_k3s(&self, k3s: &str) {
+        let pins = self.flake_pins().with_k3s(k3s);
+        self.set_flake_pins(pins);
     }
 
     /// Turn a scenario on (at start or at runtime).
@@ -145,6 +161,31 @@ impl World {
                 self.set_node_ready(&name, None);
                 self.reconcile_longhorn();
             }
+            Scenario::K3sMinorBump => self.pin_k3s(systems::K3S_NEXT_MINOR),
+            Scenario::K3sSkipMinor => self.pin_k3s(systems::K3S_SKIP_MINOR),
+            Scenario::K3sDowngrade => self.pin_k3s(systems::K3S_OLDER_MINOR),
+            Scenario::KernelUpdate => {
+                let k3s = self.flake_pins().k3s;
+                self.set_flake_pins(Pins::kernel_only().with_k3s(&k3s));
+            }
+            Scenario::NoChange => {
+                if let Some(name) = self.agent_or_last()
+                    && let Some(target) = self.flake_system(&name)
+                {
+                    self.deploy_and_boot(&name, (*target).clone());
+                }
+            }
+            Scenario::DriftedHost => {
+                if let Some(name) = self.drift_host()
+                    && let Some(target) = self.flake_system(&name)
+                {
+                    let hand = System {
+                        config: 1,
+                        ..(*target).clone()
+                    };
+                    self.deploy_and_boot(&name, hand);
+                }
+            }
         }
         self.recompute_dirty();
         Ok(())
@@ -161,7 +202,18 @@ impl World {
                 .retain(|x| x.split('=').next() != Some(sc.name()));
         }
         match sc {
-            Scenario::Healthy | Scenario::StaleBackup => {}
+            // A deployed system stays deployed: clearing these only forgets the name.
+            Scenario::Healthy
+            | Scenario::StaleBackup
+            | Scenario::NoChange
+            | Scenario::DriftedHost => {}
+            Scenario::K3sMinorBump | Scenario::K3sSkipMinor | Scenario::K3sDowngrade => {
+                self.pin_k3s(&Pins::deployed().k3s);
+            }
+            Scenario::KernelUpdate => {
+                let k3s = self.flake_pins().k3s;
+                self.set_flake_pins(Pins::routine_bump().with_k3s(&k3s));
+            }
             Scenario::DegradedVolume => lock(&self.state).stuck_replicas.clear(),
             Scenario::LastReplica => {
                 let vname = build::volume_name(9000);

@@ -1,0 +1,188 @@
+//! Each host's NixOS generations and the flake that builds them, as the world keeps them: the
+//! SSH face's `nixos-rebuild switch` activates the flake's system for the host, a rollback
+//! goes back a generation, a reboot boots the current one; the node's kubelet version follows
+//! the k3s of the system that runs. The control API's store (`/sim/v1/nix/...`) reads the
+//! same state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::World;
+use crate::inventory::Inventory;
+use crate::sim::resources::NODES;
+use crate::sim::sync::lock;
+use crate::sim::systems::{Flake, Generation, HostSystems, Pins, Store, System};
+
+/// The systems part of the world.
+#[derive(Debug)]
+pub(super) struct SystemsState {
+    flake: Flake,
+    store: Store,
+    /// By hostname.
+    hosts: BTreeMap<String, HostSystems>,
+}
+
+impl SystemsState {
+    pub(super) fn new(inv: &Inventory) -> Self {
+        let mut store = Store::default();
+        let mut hosts = BTreeMap::new();
+        for (i, h) in inv.hosts.iter().enumerate() {
+            let mut hs = HostSystems::installed(i, &h.hostname, h.role);
+            for g in &mut hs.generations {
+                g.system = store.add((*g.system).clone());
+            }
+            hs.booted = hs.current().system.clone();
+            hosts.insert(h.hostname.clone(), hs);
+        }
+        let mut s = Self {
+            flake: Flake::default(),
+            store,
+            hosts,
+        };
+        s.register_targets(inv);
+        s
+    }
+
+    /// The flake's systems are in the store (they are "built" on demand, instantly).
+    fn register_targets(&mut self, inv: &Inventory) {
+        for h in &inv.hosts {
+            self.store
+                .add(System::of(&h.hostname, h.role, &self.flake.pins));
+        }
+    }
+}
+
+impl World {
+    /// The hostname of a host given by hostname or inventory id.
+    fn hostname_of(&self, host: &str) -> Option<String> {
+        self.inventory
+            .by_name(host)
+            .or_else(|| self.inventory.host(host))
+            .map(|h| h.hostname.clone())
+    }
+
+    /// A host's generations (by hostname or id).
+    pub fn host_systems(&self, host: &str) -> Option<HostSystems> {
+        let name = self.hostname_of(host)?;
+        lock(&self.systems).hosts.get(&name).cloned()
+    }
+
+    /// What the flake builds for a host now.
+    pub fn flake_system(&self, host: &str) -> Option<Arc<System>> {
+        let h = self
+            .inventory
+            .by_name(host)
+            .or_else(|| self.inventory.host(host))?;
+        let mut s = lock(&self.systems);
+        let sys = System::of(&h.hostname, h.role, &s.flake.pins);
+        Some(s.store.add(sys))
+    }
+
+    /// The flake's lock fingerprint (changes with every new lock).
+    pub fn flake_fingerprint(&self) -> String {
+        lock(&self.systems).flake.fingerprint()
+    }
+
+    /// A system of the simulated store by its path.
+    pub fn store_system(&self, path: &str) -> Option<Arc<System>> {
+        lock(&self.systems).store.get(path)
+    }
+
+    /// Pin another lock in the flake (scenarios).
+    pub(super) fn set_flake_pins(&self, pins: Pins) {
+        let mut s = lock(&self.systems);
+        s.flake.set(pins);
+        let inv = self.inventory.clone();
+        s.register_targets(&inv);
+    }
+
+    /// The flake's lock now.
+    pub(super) fn flake_pins(&self) -> Pins {
+        lock(&self.systems).flake.pins.clone()
+    }
+
+    /// `nixos-rebuild switch`: the flake's system becomes current (a new generation unless it
+    /// already is); k3s restarts with its version. Returns the system and whether the host
+    /// changed.
+    pub fn switch_to_flake(&self, host: &str) -> Option<(Arc<System>, bool)> {
+        let target = self.flake_system(host)?;
+        let name = self.hostname_of(host)?;
+        let (changed, reboot) = {
+            let mut s = lock(&self.systems);
+            let hs = s.hosts.get_mut(&name)?;
+            let changed = hs.activate(target.clone());
+            (changed, hs.reboot_needed())
+        };
+        if changed {
+            self.set_reboot_needed(&name, reboot);
+        }
+        self.sync_kubelet(&name);
+        Some((target, changed))
+    }
+
+    /// `nixos-rebuild switch --rollback`: the previous generation becomes current (`None`:
+    /// there is none). Returns the generation left and the one now current.
+    pub fn rollback_host(&self, host: &str) -> Option<(u64, Generation)> {
+        let name = self.hostname_of(host)?;
+        let (back, reboot) = {
+            let mut s = lock(&self.systems);
+            let hs = s.hosts.get_mut(&name)?;
+            let back = hs.rollback()?;
+            (back, hs.reboot_needed())
+        };
+        self.set_reboot_needed(&name, reboot);
+        self.sync_kubelet(&name);
+        Some(back)
+    }
+
+    /// The host booted: its current system is the booted one now.
+    pub(super) fn boot_current(&self, host: &str) {
+        if let Some(hs) = lock(&self.systems).hosts.get_mut(host) {
+            hs.booted = hs.current().system.clone();
+        }
+        self.sync_kubelet(host);
+    }
+
+    /// Make `system` the host's current and booted one, as if deployed and rebooted earlier
+    /// (scenarios `no-change`, `drifted-host`).
+    pub(super) fn deploy_and_boot(&self, host: &str, system: System) {
+        {
+            let mut s = lock(&self.systems);
+            let system = s.store.add(system);
+            if let Some(hs) = s.hosts.get_mut(host) {
+                hs.activate(system.clone());
+                hs.booted = system;
+            }
+        }
+        self.set_reboot_needed(host, false);
+        self.sync_kubelet(host);
+    }
+
+    /// The node reports the kubelet of the k3s its host runs.
+    fn sync_kubelet(&self, host: &str) {
+        let Some(version) = lock(&self.systems)
+            .hosts
+            .get(host)
+            .map(|hs| hs.current().system.kubelet_version())
+        else {
+            return;
+        };
+        let differs = self
+            .store
+            .get(&NODES, "", host)
+            .and_then(|n| {
+                n.pointer("/status/nodeInfo/kubeletVersion")
+                    .and_then(|v| v.as_str())
+                    .map(|v| v != version)
+            })
+            .unwrap_or(false);
+        if differs {
+            let _ = self.store.modify(&NODES, "", host, |n| {
+                n["status"]["nodeInfo"]["kubeletVersion"] = json!(version);
+                n["status"]["nodeInfo"]["kubeProxyVersion"] = json!(version);
+            });
+        }
+    }
+}
