@@ -133,26 +133,31 @@ pub async fn event_loop(
                 continue;
             }
         };
-        match app.update(msg) {
-            Effect::None => {}
-            Effect::Redraw => dirty = true,
-            Effect::Quit => return Ok(()),
-            Effect::Fail(e) => return Err(eyre!(e)),
-            Effect::Refresh => {
-                registry.refresh_sources();
-                dirty = true;
-            }
-            Effect::Start(task) => {
-                registry.start(task);
-                dirty = true;
-            }
-            Effect::Cancel(key) => {
-                registry.cancel(key);
-                dirty = true;
-            }
-            Effect::Control { task, control } => {
-                registry.control(task, control);
-                dirty = true;
+        let mut effects = vec![app.update(msg)];
+        while let Some(effect) = effects.pop() {
+            match effect {
+                Effect::None => {}
+                Effect::Redraw => dirty = true,
+                Effect::Quit => return Ok(()),
+                Effect::Fail(e) => return Err(eyre!(e)),
+                Effect::Refresh => {
+                    registry.refresh_sources();
+                    dirty = true;
+                }
+                Effect::Start(task) => {
+                    registry.start(task);
+                    dirty = true;
+                }
+                Effect::Cancel(key) => {
+                    registry.cancel(key);
+                    dirty = true;
+                }
+                Effect::Control { task, control } => {
+                    registry.control(task, control);
+                    dirty = true;
+                }
+                // In order: the last is popped first.
+                Effect::Many(list) => effects.extend(list.into_iter().rev()),
             }
         }
         if dirty && last_draw.elapsed() >= MIN_FRAME {

@@ -14,7 +14,14 @@ impl App {
         let focus = self.focus;
         match action {
             Action::Quit => return Effect::Quit,
-            Action::Refresh => return Effect::Refresh,
+            Action::Refresh => {
+                // Poll the sources, and look at the flake's systems again (only evaluated
+                // when its lock changed).
+                return match self.start_drift() {
+                    e @ Effect::Start(_) => Effect::Many(vec![Effect::Refresh, e]),
+                    _ => Effect::Refresh,
+                };
+            }
             Action::Help => self.push(Mode::Help),
             Action::FocusNext => self.set_focus(focus.next()),
             Action::FocusPrev => self.set_focus(focus.prev()),

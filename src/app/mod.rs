@@ -5,6 +5,7 @@
 
 mod dashboard;
 pub mod diff;
+pub mod drift;
 pub mod input;
 pub mod keymap;
 pub mod modes;
@@ -64,6 +65,8 @@ pub struct App {
     pub overlay_rows: Option<usize>,
     /// Closure diffs by host id.
     pub diffs: BTreeMap<String, DiffView>,
+    /// The flake's system of every host (fleet drift).
+    pub drift: drift::DriftView,
     /// A short message for the footer (export done, action refused, ...).
     pub status: Option<(String, Tone)>,
     /// Wrap long lines in the Logs pane.
@@ -106,6 +109,7 @@ impl App {
             page_rows: 10,
             overlay_rows: None,
             diffs: BTreeMap::new(),
+            drift: drift::DriftView::default(),
             status: None,
             wrap_logs: false,
             detail_scroll: 0,
@@ -143,8 +147,13 @@ impl App {
                 }
             }
             Msg::Update(u) => {
+                let facts = matches!(&u, Update::Host { result: Ok(_), .. });
                 self.apply(u);
-                Effect::Redraw
+                // The first facts say what the hosts run: time to see what the flake builds.
+                match facts.then(|| self.drift_on_facts()) {
+                    Some(e @ Effect::Start(_)) => Effect::Many(vec![Effect::Redraw, e]),
+                    _ => Effect::Redraw,
+                }
             }
             Msg::Task(m) => self.on_task(m),
             Msg::Layout(f) => {
@@ -226,6 +235,7 @@ impl App {
                 self.on_diff_task(id, &purpose, event)
             }
             Purpose::Plan | Purpose::Run(_) => self.on_upgrade_task(id, &purpose, event),
+            Purpose::Drift => self.on_drift_task(id, event),
             Purpose::Change => match event {
                 TaskEvent::Changed(Ok(what)) => {
                     self.status = Some((what, Tone::Ok));

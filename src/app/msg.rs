@@ -72,4 +72,6 @@ pub enum Effect {
         task: TaskId,
         control: Control,
     },
+    /// Several of the above, in order.
+    Many(Vec<Effect>),
 }

@@ -23,6 +23,8 @@ pub(super) enum Purpose {
     Run(Arc<Plan>),
     Change,
     Export,
+    /// The flake's systems, for fleet drift.
+    Drift,
 }
 
 /// One task the app started and has not heard the last of.

@@ -3,6 +3,8 @@
 
 use crate::base::ring::Ring;
 use crate::config::RebootPolicy;
+use crate::operations::closure_diff::summary::Verdict;
+use crate::operations::upgrade::forecast::Forecast;
 use crate::operations::upgrade::progress::RunProgress;
 use crate::operations::upgrade::text::format_event;
 use crate::operations::upgrade::{Control, Plan, UpgradeEvent};
@@ -91,7 +93,27 @@ impl UpgradeView {
             })
             .unwrap_or_default();
         let paused = if self.paused { " · paused" } else { "" };
-        Some(format!("upgrade {done}/{total}{step}{paused}"))
+        let eta = self
+            .eta()
+            .map(|e| format!(" · ETA {e}"))
+            .unwrap_or_default();
+        Some(format!("upgrade {done}/{total}{step}{paused}{eta}"))
+    }
+
+    /// The plan's forecast, when the plan came with one.
+    pub fn forecast(&self) -> Option<&Forecast> {
+        self.planned
+            .as_ref()
+            .and_then(|p| p.as_ref().ok())
+            .and_then(|p| p.forecast.as_ref())
+    }
+
+    /// Time left in the run (`12m`), from earlier runs' step times; `None` when unknown.
+    pub fn eta(&self) -> Option<String> {
+        let p = self.progress.as_ref().filter(|p| !p.is_finished())?;
+        let f = self.forecast()?;
+        let left = f.estimates.remaining(p, &f.reboot_map())?;
+        Some(crate::operations::upgrade::eta::short(left))
     }
 }
 
@@ -138,13 +160,23 @@ impl App {
             .collect()
     }
 
-    /// Per node of a plan: will it reboot? The reboot policy says never, or a fresh closure
-    /// diff of its host says so; otherwise the engine decides after the switch.
+    /// Per node of a plan: will it reboot? The plan's forecast (each node's diff) says so;
+    /// without one, the reboot policy says never, or a fresh closure diff of its host says so;
+    /// otherwise the engine decides after the switch.
     pub fn reboot_forecast(&self, plan: &Plan) -> Vec<String> {
         let policy = self.config.upgrade.reboot;
+        let forecast = self.upgrade.forecast();
         plan.entries
             .iter()
             .map(|e| {
+                // The plan's own diff of the node says it best.
+                if let Some(n) = forecast.and_then(|f| f.node(&e.node)) {
+                    return match n.reboot.will {
+                        Verdict::Yes => format!("reboots ({})", n.reboot.why),
+                        Verdict::No => format!("no reboot ({})", n.reboot.why),
+                        Verdict::Unknown => format!("reboot: {}", n.reboot.why),
+                    };
+                }
                 if policy == RebootPolicy::Never {
                     return "no reboot (reboot = \"never\")".to_string();
                 }
@@ -181,6 +213,19 @@ impl App {
             Action::Back => self.pop(),
             Action::Start if self.upgrade.progress.is_none() && !self.upgrade.starting => {
                 if let Some(Ok(p)) = &self.upgrade.planned {
+                    // The k3s skew guards refuse the whole plan; an empty one has nothing to do.
+                    if let Some(r) = p.forecast.as_ref().and_then(|f| f.refusals.first()) {
+                        self.status = Some((format!("refused: {}", r.line()), Tone::Critical));
+                        return Effect::Redraw;
+                    }
+                    if p.plan.entries.is_empty() {
+                        self.status = Some((
+                            "nothing to upgrade: every node already runs what the flake builds"
+                                .into(),
+                            Tone::Ok,
+                        ));
+                        return Effect::Redraw;
+                    }
                     let plan = p.plan.clone();
                     let reboots = self.reboot_forecast(&plan);
                     self.push(Mode::Confirm(Pending::StartUpgrade { plan, reboots }));

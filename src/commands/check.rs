@@ -24,7 +24,8 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));
     let snapshot = crate::sources::gather_once(&ctx, timeout).await;
     let now = jiff::Timestamp::now();
-    let findings = model::assess(&snapshot, &ctx.inventory, &ctx.config.thresholds, now);
+    let mut findings = model::assess(&snapshot, &ctx.inventory, &ctx.config.thresholds, now);
+    findings.extend(drift(&ctx, &snapshot, timeout).await);
     let status = Status::of(&findings);
     if args.json {
         println!("{}", to_json(status, &findings));
@@ -35,6 +36,64 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
         );
     }
     Ok(status.exit_code() as u8)
+}
+
+/// Fleet drift, when a flake is configured: each host's deployed system (from the facts just
+/// gathered) against what the flake builds for it now (evaluated, not built; within the
+/// check's timeout).
+async fn drift(
+    ctx: &crate::base::Env,
+    snapshot: &model::Snapshot,
+    timeout: std::time::Duration,
+) -> Vec<Finding> {
+    use crate::operations::closure_diff::{Reporter, fleet, source_for};
+    if ctx.config.nix.flake.is_none() || ctx.offline {
+        return Vec::new();
+    }
+    let targets = match source_for(&ctx.config.nix, &ctx.config.ssh, ctx.offline) {
+        Ok(source) => {
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let silent = Reporter::silent();
+            let eval = fleet::eval_targets(
+                source,
+                &ctx.inventory.hosts,
+                ctx.config.nix.concurrency,
+                &silent,
+                &cancel,
+            );
+            match tokio::time::timeout(timeout, eval).await {
+                Ok(t) => t,
+                Err(_) => {
+                    cancel.cancel();
+                    return vec![Finding::new(
+                        Severity::Info,
+                        "host.drift_unknown",
+                        "nix",
+                        format!(
+                            "the flake's systems were not evaluated within {} s",
+                            timeout.as_secs()
+                        ),
+                    )];
+                }
+            }
+        }
+        Err(e) => {
+            return vec![Finding::new(
+                Severity::Info,
+                "host.drift_unknown",
+                "nix",
+                format!("cannot evaluate the flake's systems: {}", error_chain(&e)),
+            )];
+        }
+    };
+    let deployed = |id: &str| {
+        snapshot
+            .hosts
+            .get(id)
+            .and_then(|s| s.data.as_ref())
+            .and_then(|f| f.current_system.clone())
+    };
+    fleet::findings(&ctx.inventory.hosts, &deployed, &targets)
 }
 
 /// A config or inventory that cannot be loaded: "could not check" (exit 3).

@@ -13,7 +13,7 @@ use crate::operations::upgrade::text::{
     EXIT_FAILED, EXIT_OK, EXIT_REFUSED, exit_code, format_event, format_outcome,
 };
 use crate::operations::upgrade::{
-    Control, Plan, PlanEntry, RunOutcome, Settings, UpgradeEvent, journal, live, lock,
+    Control, Plan, PlanEntry, RunOutcome, Settings, UpgradeEvent, forecast, journal, live, lock,
 };
 
 fn print_plan(p: &Plan) {
@@ -114,7 +114,7 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
         return Ok(EXIT_OK);
     }
 
-    let (the_plan, resume) = if let Some(run_id) = &args.resume {
+    let (the_plan, resume, forecast) = if let Some(run_id) = &args.resume {
         let sum = journal::summarize(&journal::path_of(&journal_dir, run_id))?;
         if let Some(o) = &sum.finished {
             return Err(eyre!(
@@ -125,7 +125,7 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
         let Some(at) = sum.resume_at else {
             return Err(eyre!("run {run_id} has no node left to run"));
         };
-        (sum.plan, Some(at))
+        (sum.plan, Some(at), None)
     } else {
         if let Some(RunOutcome::Refused { guard, message, .. }) =
             engine::preflight(&world, &journal_dir, "").await
@@ -133,21 +133,33 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
             return Ok(refuse(args.json, &guard, message));
         }
         let p = live::new_plan(&ctx, &world, &args.only).await?;
-        (p, None)
+        // Each node's closure diff, the order that follows it, the k3s skew guards (progress
+        // on stderr).
+        let progress = |line: String| eprintln!("{line}");
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (p, f) = forecast::for_env(&ctx, &world, &p, &progress, &cancel).await?;
+        (p, None, Some(f))
     };
 
+    let skew_ok = forecast.as_ref().is_none_or(|f| f.refusals.is_empty());
     if args.dry_run {
         let verdicts = engine::dry_run(&world, &ctx.inventory, &the_plan, &settings).await;
-        let all_pass = verdicts.iter().all(|(_, v)| v.iter().all(|v| v.pass));
+        let all_pass = verdicts.iter().all(|(_, v)| v.iter().all(|v| v.pass)) && skew_ok;
         if args.json {
             let doc = serde_json::json!({
                 "plan": the_plan,
                 "verdicts": verdicts.iter().map(|(e, v)| serde_json::json!({"node": e.node, "verdicts": v})).collect::<Vec<_>>(),
                 "would_start": all_pass,
+                "forecast": forecast,
             });
             println!("{}", serde_json::to_string(&doc)?);
         } else {
             print_plan(&the_plan);
+            if let Some(f) = &forecast {
+                for line in forecast::text(f) {
+                    println!("{line}");
+                }
+            }
             for (e, vs) in &verdicts {
                 println!("{}:", e.node);
                 for v in vs {
@@ -169,8 +181,28 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
         return Ok(if all_pass { EXIT_OK } else { EXIT_REFUSED });
     }
 
+    if let Some(f) = &forecast {
+        if !f.refusals.is_empty() {
+            let lines: Vec<String> = f.refusals.iter().map(|r| r.line()).collect();
+            return Ok(refuse(args.json, &f.refusals[0].guard, lines.join("; ")));
+        }
+        if the_plan.entries.is_empty() {
+            let o = "nothing to upgrade: every planned node already runs what the flake builds";
+            if args.json {
+                println!("{}", serde_json::json!({"nothing_to_do": o, "forecast": f}));
+            } else {
+                println!("{o}");
+            }
+            return Ok(EXIT_OK);
+        }
+    }
     if !args.yes {
         print_plan(&the_plan);
+        if let Some(f) = &forecast {
+            for line in forecast::text(f) {
+                println!("{line}");
+            }
+        }
         let q = format!(
             "{} the upgrade of {} node(s)?",
             if resume.is_some() { "Resume" } else { "Start" },

@@ -135,6 +135,15 @@ impl Config {
                 )));
             }
         }
+        for g in &self.upgrade.skip_guards {
+            if !upgrade::SKIPPABLE_GUARDS.iter().any(|(n, _)| n == g) {
+                let names: Vec<&str> = upgrade::SKIPPABLE_GUARDS.iter().map(|(n, _)| *n).collect();
+                return Err(ConfigError(format!(
+                    "{file}: key \"upgrade.skip_guards\": \"{g}\" is not a guard that can be skipped (valid: {})",
+                    names.join(", ")
+                )));
+            }
+        }
         if let Some(w) = &self.upgrade.maintenance_window
             && !w.is_empty()
             && parse_window(w).is_none()
@@ -242,6 +251,20 @@ mod tests {
         assert_eq!(
             err,
             "config.toml:2:1: key \"mimir.url\": \"mimir:9009\" must start with http:// or https://"
+        );
+        let err = p("[upgrade]\nskip_guards = [\"k3s-skwe\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"upgrade.skip_guards\": \"k3s-skwe\" is not a guard that can be skipped (valid: k3s-skew)"),
+            "{err}"
+        );
+        assert_eq!(
+            p("[upgrade]\nskip_guards = [\"k3s-skew\"]\n")
+                .unwrap()
+                .upgrade
+                .skip_guards,
+            ["k3s-skew"]
         );
         let err = p("[upgrade]\nmaintenance_window = \"1-5\"\n")
             .unwrap_err()

@@ -80,7 +80,16 @@ pub struct UpgradeConfig {
     pub auto_upgrade_horizon_secs: u64,
     /// Duration of the upgrade lock's Lease (renewed at a third of it).
     pub lock_duration_secs: u64,
+    /// Guards the operator says cannot apply here, skipped and shown as skipped in every plan:
+    /// `"k3s-skew"` (the hosts' deployed systems cannot be diffed, so the k3s version change
+    /// of the plan is not checked: no skip, downgrade or agent-ahead refusal; the cluster's
+    /// mixed minors are still checked). Without this, a guard that cannot see its data
+    /// refuses.
+    pub skip_guards: Vec<String>,
 }
+
+/// The names `[upgrade] skip_guards` takes, and the guards each one skips.
+pub const SKIPPABLE_GUARDS: &[(&str, &[&str])] = &[("k3s-skew", &["k3s-skew"])];
 
 impl Default for UpgradeConfig {
     fn default() -> Self {
@@ -112,6 +121,7 @@ impl Default for UpgradeConfig {
             etcd_max_lag: 1000,
             auto_upgrade_horizon_secs: 3 * 3600,
             lock_duration_secs: 60,
+            skip_guards: Vec::new(),
         }
     }
 }

@@ -102,6 +102,35 @@ impl Pins {
         }
     }
 
+    /// `nix flake update` to the next nixpkgs revision: a newer NixOS revision and the
+    /// kernel's next patch (a reboot), the rest as pinned.
+    pub fn next_revision(&self) -> Pins {
+        let mut parts: Vec<String> = self.nixos.split('.').map(str::to_string).collect();
+        if let Some(date) = parts.get_mut(2) {
+            *date = date
+                .parse::<u64>()
+                .map_or_else(|_| date.clone(), |d| (d + 1).to_string());
+        }
+        if let Some(rev) = parts.get_mut(3) {
+            // A short hex revision derived from the previous one (FNV-1a).
+            let h = rev.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            *rev = format!("{:07x}", h & 0xfff_ffff);
+        }
+        let mut k: Vec<String> = self.kernel.split('.').map(str::to_string).collect();
+        if let Some(patch) = k.last_mut() {
+            *patch = patch
+                .parse::<u64>()
+                .map_or_else(|_| patch.clone(), |p| (p + 1).to_string());
+        }
+        Pins {
+            nixos: parts.join("."),
+            kernel: k.join("."),
+            ..self.clone()
+        }
+    }
+
     /// The same lock with another k3s.
     pub fn with_k3s(&self, k3s: &str) -> Pins {
         Pins {
@@ -446,6 +475,17 @@ mod tests {
         let line = p.lines.iter().find(|l| l.name == "k3s").unwrap();
         assert_eq!(line.old, ["1.31.4+k3s1"]);
         assert_eq!(line.new, ["1.32.3+k3s1"]);
+    }
+
+    #[test]
+    fn a_flake_update_brings_the_next_kernel_patch() {
+        let a = Pins::routine_bump();
+        let b = a.next_revision();
+        assert_eq!(b.kernel, "6.12.59");
+        assert!(b.nixos.starts_with("25.05.20251125."), "{}", b.nixos);
+        assert_ne!(b.nixos, a.nixos);
+        assert_eq!(b.k3s, a.k3s);
+        assert_ne!(b.next_revision().nixos, b.nixos);
     }
 
     #[test]

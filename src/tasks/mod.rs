@@ -1,5 +1,6 @@
 //! The task registry: every long task of the dashboard — closure diffs, reading the flake
-//! lock, the upgrade plan, the upgrade run, cordon and uncordon, diff exports — as a record
+//! lock, the fleet's drift, the upgrade plan, the upgrade run, cordon and uncordon, diff
+//! exports — as a record
 //! with an id, a kind, a title and a cancel handle. Nothing here draws or touches the app's
 //! state: the app asks for a [`Job`] (data) under an id it chose, the registry runs it, and
 //! every result, progress line and upgrade event comes back as a [`TaskMsg`] in the app's
@@ -28,6 +29,7 @@ mod registry;
 use std::path::PathBuf;
 
 use crate::model::closure::ClosureDiff;
+use crate::operations::closure_diff::fleet::FleetTargets;
 use crate::operations::upgrade::{Control, Plan, UpgradeEvent};
 pub use registry::{Registry, Setup};
 pub use upgrade::Planned;
@@ -53,6 +55,8 @@ pub enum TaskKey {
     /// A cordon or uncordon of this node.
     Change(String),
     Export(String),
+    /// The flake's system of every host (fleet drift).
+    Drift,
 }
 
 /// How a new request meets a running task of the same key.
@@ -84,6 +88,7 @@ pub enum TaskKind {
     Upgrade,
     Change,
     Export,
+    Drift,
 }
 
 /// What a task does. Plain data: the app builds it, the registry runs it.
@@ -112,6 +117,11 @@ pub enum Job {
     Uncordon {
         node: String,
     },
+    /// Evaluate every host's system from the flake (no build), for fleet drift; nothing is
+    /// evaluated when the lock's fingerprint is still `known`.
+    Drift {
+        known: Option<String>,
+    },
     /// Write a host's diff as text under `$XDG_STATE_HOME/homeinfra-tui/diffs/`.
     ExportDiff {
         host: String,
@@ -130,6 +140,7 @@ impl Job {
             Job::StartUpgrade { .. } => TaskKey::Upgrade,
             Job::Cordon { node } | Job::Uncordon { node } => TaskKey::Change(node.clone()),
             Job::ExportDiff { host, .. } => TaskKey::Export(host.clone()),
+            Job::Drift { .. } => TaskKey::Drift,
         }
     }
 
@@ -141,6 +152,7 @@ impl Job {
             Job::StartUpgrade { .. } => TaskKind::Upgrade,
             Job::Cordon { .. } | Job::Uncordon { .. } => TaskKind::Change,
             Job::ExportDiff { .. } => TaskKind::Export,
+            Job::Drift { .. } => TaskKind::Drift,
         }
     }
 
@@ -155,6 +167,7 @@ impl Job {
             Job::Cordon { node } => format!("cordon {node}"),
             Job::Uncordon { node } => format!("uncordon {node}"),
             Job::ExportDiff { host, .. } => format!("export the diff of {host}"),
+            Job::Drift { .. } => "evaluate the flake's systems (fleet drift)".into(),
         }
     }
 
@@ -199,6 +212,9 @@ pub enum TaskEvent {
     Changed(Result<String, String>),
     /// The diff is written to this file, or why not.
     Exported(Result<PathBuf, String>),
+    /// The flake's systems (`Ok(None)`: the lock did not change since the last time), or
+    /// why they could not be evaluated at all.
+    Drift(Result<Option<Box<FleetTargets>>, String>),
     Cancelled,
     /// A newer request of the same key replaced it before it ran.
     Superseded,

@@ -351,15 +351,25 @@ where
                 TaskEvent::Diff(r.map(Box::new))
             }
             Job::PlanUpgrade { only } => {
-                let plan = self.setup.upgrades.plan(only);
+                // Each node's diff reports as it finishes.
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let plan = self.setup.upgrades.plan_with_progress(only, tx);
+                let forward = async {
+                    while let Some(line) = rx.recv().await {
+                        self.post(TaskEvent::Progress(line)).await;
+                    }
+                    std::future::pending::<()>().await
+                };
                 tokio::select! {
                     r = plan => TaskEvent::Planned(r.map(Box::new)),
+                    () = forward => TaskEvent::Cancelled,
                     () = self.cancel.cancelled() => TaskEvent::Cancelled,
                 }
             }
             Job::StartUpgrade { plan } => self.start_run(plan).await,
             Job::Cordon { node } => self.change(change::Change::Cordon, &node).await,
             Job::Uncordon { node } => self.change(change::Change::Uncordon, &node).await,
+            Job::Drift { known } => self.drift(known).await,
             Job::ExportDiff { host, diff, stamp } => {
                 let write = tokio::task::spawn_blocking(move || {
                     let dir = crate::paths::app_state_dir();
@@ -371,6 +381,36 @@ where
                 TaskEvent::Exported(r)
             }
         }
+    }
+
+    /// Every host's system from the flake (no build), unless the lock is still `known`.
+    async fn drift(&self, known: Option<String>) -> TaskEvent {
+        use crate::operations::closure_diff::{Progress, Reporter, fleet, source_for};
+        let env = &self.setup.env;
+        let source = match source_for(&env.config.nix, &env.config.ssh, env.offline) {
+            Ok(s) => s,
+            Err(e) => return TaskEvent::Drift(Err(crate::base::error_chain(&e))),
+        };
+        let fingerprint = source.lock_fingerprint().await;
+        if fingerprint.is_some() && fingerprint == known {
+            return TaskEvent::Drift(Ok(None));
+        }
+        let (tx, mut rx) = mpsc::channel::<Progress>(64);
+        let reporter = Reporter::new(tx);
+        let hosts = env.inventory.hosts.clone();
+        let concurrency = env.config.nix.concurrency;
+        let work = async {
+            let t = fleet::eval_targets(source, &hosts, concurrency, &reporter, &self.cancel).await;
+            drop(reporter);
+            t
+        };
+        let forward = async {
+            while let Some(p) = rx.recv().await {
+                self.post(TaskEvent::Progress(p.to_string())).await;
+            }
+        };
+        let (targets, ()) = tokio::join!(work, forward);
+        TaskEvent::Drift(Ok(Some(Box::new(targets))))
     }
 
     async fn change(&self, change: change::Change, node: &str) -> TaskEvent {

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::base::Env;
 use crate::operations::upgrade::engine::{self, StartOptions};
+use crate::operations::upgrade::forecast::{self, Forecast};
 use crate::operations::upgrade::guards::GuardVerdict;
 use crate::operations::upgrade::{Control, Plan, PlanEntry, Settings, UpgradeEvent, live, lock};
 
@@ -24,6 +25,9 @@ pub struct Planned {
     pub verdicts: Vec<(PlanEntry, Vec<GuardVerdict>)>,
     /// Who holds the upgrade lock, when someone does.
     pub lock: Option<String>,
+    /// What each node goes through, the order rule, the skew refusals, the ETA (`None`: not
+    /// computed by this backend).
+    pub forecast: Option<Forecast>,
 }
 
 /// A run the dashboard follows: where its events come from, where its controls go. Dropping
@@ -39,6 +43,15 @@ pub struct RunLink {
 pub trait UpgradeBackend: Send + Sync + 'static {
     /// The plan of these hosts (empty: all) and its dry run, or why there is none.
     fn plan(&self, only: Vec<String>) -> BoxFuture<'static, Result<Planned, String>>;
+    /// The same, with a line of progress per node diffed on `progress`.
+    fn plan_with_progress(
+        &self,
+        only: Vec<String>,
+        progress: mpsc::UnboundedSender<String>,
+    ) -> BoxFuture<'static, Result<Planned, String>> {
+        drop(progress);
+        self.plan(only)
+    }
     /// Start a confirmed plan; resolves once the run takes controls. It may take a while
     /// (kube and SSH clients are built): the registry awaits it in the task, never the UI.
     fn start(&self, plan: Plan) -> BoxFuture<'static, Result<RunLink, String>>;
@@ -57,9 +70,18 @@ impl InProcess {
 
 impl UpgradeBackend for InProcess {
     fn plan(&self, only: Vec<String>) -> BoxFuture<'static, Result<Planned, String>> {
+        let (tx, _) = mpsc::unbounded_channel();
+        self.plan_with_progress(only, tx)
+    }
+
+    fn plan_with_progress(
+        &self,
+        only: Vec<String>,
+        progress: mpsc::UnboundedSender<String>,
+    ) -> BoxFuture<'static, Result<Planned, String>> {
         let env = self.env.clone();
         Box::pin(async move {
-            prepare(&env, &only)
+            prepare(&env, &only, progress)
                 .await
                 .map_err(|e| crate::base::error_chain(&e))
         })
@@ -75,7 +97,11 @@ impl UpgradeBackend for InProcess {
     }
 }
 
-async fn prepare(env: &Env, only: &[String]) -> Result<Planned> {
+async fn prepare(
+    env: &Env,
+    only: &[String],
+    progress: mpsc::UnboundedSender<String>,
+) -> Result<Planned> {
     let journal_dir = live::journal_dir(&env.config.upgrade)?;
     let world = live::world(env).await?;
     if let Some(crate::operations::upgrade::RunOutcome::Refused { message, .. }) =
@@ -84,6 +110,11 @@ async fn prepare(env: &Env, only: &[String]) -> Result<Planned> {
         return Err(eyre!(message));
     }
     let p = live::new_plan(env, &world, only).await?;
+    let report = move |line: String| {
+        let _ = progress.send(line);
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (p, f) = forecast::for_env(env, &world, &p, &report, &cancel).await?;
     let settings = Settings::from_config(&env.config.upgrade);
     let verdicts = engine::dry_run(&world, &env.inventory, &p, &settings).await;
     let lock = lock::current(world.cluster.as_ref(), world.clock.now())
@@ -95,6 +126,7 @@ async fn prepare(env: &Env, only: &[String]) -> Result<Planned> {
         plan: p,
         verdicts,
         lock,
+        forecast: Some(f),
     })
 }
 

@@ -60,21 +60,34 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .first()
         .map_or_else(|| "start (unbound)".to_string(), |k| k.to_string());
     let lines: Vec<Line> = match &v.planned {
-        None => vec![Line::from(Span::styled(
-            "computing the plan and every guard's verdict…",
-            theme.muted,
-        ))],
+        None => {
+            let mut out = vec![Line::from(Span::styled(
+                "computing the plan and every guard's verdict…",
+                theme.muted,
+            ))];
+            // The latest node diffed (`diff 3/4: node2 — ...`).
+            if let Some(line) = app
+                .tasks
+                .iter()
+                .find(|(id, _)| Some(*id) == v.plan_task)
+                .and_then(|(_, r)| r.progress.clone())
+            {
+                out.push(Line::from(Span::styled(line, theme.muted)));
+            }
+            out
+        }
         Some(Err(e)) => vec![Line::from(Span::styled(
             format!("no upgrade possible: {e}"),
             theme.critical,
         ))],
         Some(Ok(p)) => {
+            let order = match &p.forecast {
+                Some(f) => f.order.reason.clone(),
+                None => "agents first, the etcd leader last".into(),
+            };
             let mut out = vec![
                 Line::from(Span::styled(
-                    format!(
-                        "run {} · flake {} · agents first, the etcd leader last",
-                        p.plan.run_id, p.plan.flake
-                    ),
+                    format!("run {} · flake {} · {order}", p.plan.run_id, p.plan.flake),
                     theme.muted,
                 )),
                 Line::from(Span::styled(
@@ -117,6 +130,32 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                         theme.critical,
                     )));
                 }
+                if let Some(n) = p.forecast.as_ref().and_then(|f| f.node(&e.node)) {
+                    forecast_lines(n, theme, &mut out);
+                }
+            }
+            if let Some(f) = &p.forecast {
+                for sk in &f.skipped {
+                    out.push(Line::from(Span::styled(
+                        format!("–  {} skipped: {}", sk.node, sk.reason),
+                        theme.muted,
+                    )));
+                }
+                out.push(Line::from(Span::styled(
+                    if f.reboots.is_empty() {
+                        "reboots: none".to_string()
+                    } else {
+                        format!("reboots: {}", f.reboots.join(", "))
+                    },
+                    theme.info,
+                )));
+                out.push(Line::from(Span::styled(f.eta_line(), theme.muted)));
+                for r in &f.refusals {
+                    out.push(Line::from(Span::styled(
+                        format!("✗ REFUSED {}", r.line()),
+                        theme.critical,
+                    )));
+                }
             }
             out.push(Line::from(""));
             out.push(Line::from(Span::styled(
@@ -129,6 +168,34 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         }
     };
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+/// What a planned node goes through: its diff in one line, its reboot, its estimate.
+fn forecast_lines(
+    n: &crate::operations::upgrade::forecast::NodeForecast,
+    theme: &Theme,
+    out: &mut Vec<Line<'static>>,
+) {
+    let (text, style) = match (&n.summary, &n.error) {
+        (Some(s), _) if !s.risks.is_empty() => (s.line(), theme.warning),
+        (Some(s), _) => (s.line(), theme.muted),
+        (None, Some(e)) => (format!("diff failed: {e}"), theme.critical),
+        (None, None) => ("not diffed".to_string(), theme.muted),
+    };
+    out.push(Line::from(Span::styled(format!("     {text}"), style)));
+    let eta = n
+        .estimate_secs
+        .map(|s| {
+            format!(
+                " · ~{}",
+                crate::operations::upgrade::eta::short(std::time::Duration::from_secs(s))
+            )
+        })
+        .unwrap_or_default();
+    out.push(Line::from(Span::styled(
+        format!("     reboot: {} — {}{eta}", n.reboot.will, n.reboot.why),
+        theme.muted,
+    )));
 }
 
 fn draw_run(

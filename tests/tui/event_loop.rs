@@ -45,6 +45,7 @@ impl UpgradeBackend for SlowStart {
                 },
                 verdicts: vec![],
                 lock: None,
+                forecast: None,
             })
         })
     }

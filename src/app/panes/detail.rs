@@ -26,6 +26,9 @@ pub fn detail(app: &App, pane: Pane, key: &str) -> Vec<(String, String)> {
             h.ssh_port.unwrap_or(app.config.ssh.port)
         );
         out.push(("ssh".into(), ssh));
+        if let Some(d) = app.drift_of_host(key) {
+            out.push(("drift".into(), format!("{}: {}", d.state, d.detail)));
+        }
         host_facts(app, key, &mut out);
     } else {
         let t = app.table(pane);

@@ -28,7 +28,7 @@ pub(super) fn table(app: &App) -> Table {
         .map(|h| row(app, h, &marks))
         .collect();
     Table {
-        drop_order: vec![0, 5, 4, 6, 3, 2, 1, 7, 0],
+        drop_order: vec![0, 6, 5, 7, 4, 3, 1, 2, 8, 0],
         ..Table::new(
             vec![
                 "ID",
@@ -37,11 +37,12 @@ pub(super) fn table(app: &App) -> Table {
                 "REGION/ZONE",
                 "IP",
                 "NIXOS",
+                "DRIFT",
                 "GEN",
                 "UP",
                 "STATE",
             ],
-            vec![12, 10, 6, 13, 15, 11, 4, 5, 14],
+            vec![12, 10, 6, 13, 15, 11, 7, 4, 5, 14],
             rows,
         )
     }
@@ -78,6 +79,7 @@ fn row(app: &App, h: &Host, marks: &Marks) -> Row {
                     .map(short_version)
                     .unwrap_or_else(dash),
             ),
+            drift_cell(app, h),
             Cell::new(
                 facts
                     .and_then(|f| f.generation)
@@ -92,6 +94,23 @@ fn row(app: &App, h: &Host, marks: &Marks) -> Row {
             ),
             state(app, h, src, posture),
         ],
+    }
+}
+
+/// `in sync`, `drifted`, `update`, `unknown` (why: in the detail view); `–` without a flake.
+fn drift_cell(app: &App, h: &Host) -> Cell {
+    use crate::operations::closure_diff::fleet::DriftState;
+    match app.drift_of_host(&h.id) {
+        None => Cell::toned("–", Tone::Muted),
+        Some(d) => {
+            let tone = match d.state {
+                DriftState::InSync => Tone::Ok,
+                DriftState::Drifted => Tone::Warning,
+                DriftState::Update => Tone::Info,
+                DriftState::Unknown => Tone::Muted,
+            };
+            Cell::toned(d.state.as_str(), tone)
+        }
     }
 }
 

@@ -35,6 +35,7 @@ fn planned(a: &mut App, plan: Plan) {
             plan,
             verdicts: vec![],
             lock: None,
+            forecast: None,
         }))),
     );
     assert_eq!(a.mode, Mode::Upgrade);

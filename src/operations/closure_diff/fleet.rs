@@ -48,17 +48,24 @@ pub async fn eval_targets(
 ) -> FleetTargets {
     let fingerprint = source.lock_fingerprint().await;
     let total = hosts.len();
-    let results: Vec<(String, Result<String, String>)> = futures::stream::iter(hosts.iter())
+    type Evaluated = (String, Result<String, String>);
+    // Boxed one by one: a stream of borrowing async closures is not `Send` for every lifetime.
+    let jobs: Vec<futures::future::BoxFuture<'_, Evaluated>> = hosts
+        .iter()
         .map(|h| {
             let source = source.clone();
-            async move {
+            let f: futures::future::BoxFuture<'_, Evaluated> = Box::pin(async move {
+                let silent = Reporter::silent();
                 let r = source
-                    .eval_toplevel(&h.id, &Reporter::silent(), cancel)
+                    .eval_toplevel(&h.id, &silent, cancel)
                     .await
                     .map_err(|e| crate::base::error_chain(&e));
                 (h.id.clone(), r)
-            }
+            });
+            f
         })
+        .collect();
+    let results: Vec<Evaluated> = futures::stream::iter(jobs)
         .buffer_unordered(concurrency.max(1))
         .enumerate()
         .then(|(i, r)| async move {
@@ -171,6 +178,33 @@ pub fn drift_of(
             detail: format!("runs {deployed}, which the flake does not build: it builds {target}"),
         },
     }
+}
+
+/// Findings for `check`: a drifted host is a warning (`host.drifted`), a pending update and
+/// an unknown state are information (`host.update_pending`, `host.drift_unknown`).
+pub fn findings(
+    hosts: &[Host],
+    deployed: &dyn Fn(&str) -> Option<String>,
+    targets: &FleetTargets,
+) -> Vec<crate::model::Finding> {
+    use crate::model::{Finding, Severity};
+    hosts
+        .iter()
+        .filter_map(|h| {
+            let d = drift_of(
+                &h.hostname,
+                deployed(&h.id).as_deref(),
+                targets.targets.get(&h.id),
+            );
+            let (severity, code) = match d.state {
+                DriftState::InSync => return None,
+                DriftState::Drifted => (Severity::Warning, "host.drifted"),
+                DriftState::Update => (Severity::Info, "host.update_pending"),
+                DriftState::Unknown => (Severity::Info, "host.drift_unknown"),
+            };
+            Some(Finding::new(severity, code, &h.id, d.detail))
+        })
+        .collect()
 }
 
 #[cfg(test)]

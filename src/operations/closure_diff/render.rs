@@ -151,7 +151,9 @@ pub fn to_text(diff: &ClosureDiff, colour: bool) -> String {
     } else {
         paint(colour, "1;32", "no reboot")
     };
-    let _ = writeln!(out, "{verdict}: {}", diff.reboot.reason);
+    // The reason may say "no reboot: ..." itself.
+    let reason = diff.reboot.reason.trim_start_matches("no reboot: ");
+    let _ = writeln!(out, "{verdict}: {reason}");
     out
 }
 

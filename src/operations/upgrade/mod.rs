@@ -7,7 +7,9 @@
 //! and the simulator.
 //!
 //! Entry points for the TUI and the headless command:
-//! - [`plan()`]: the order of the run (agents, then servers, the etcd leader last).
+//! - [`plan()`]: the order of the run (agents, then servers, the etcd leader last);
+//!   [`forecast`]: what each node goes through (its closure diff), the order that follows the
+//!   change and the k3s skew guards ([`skew`]), the time per node ([`eta`]).
 //! - [`dry_run`]: every guard's verdict per planned node, touching nothing.
 //! - [`start`]: spawn the runner; returns an [`UpgradeHandle`] (pause, abort, retry, skip,
 //!   approve) and a receiver of [`UpgradeEvent`]s (serde-serializable, one per line in JSON).
@@ -17,14 +19,17 @@
 //! - [`journal`]: unfinished runs, resume points; [`abandon`]: undo only our cordons.
 
 pub mod engine;
+pub mod eta;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
+pub mod forecast;
 pub mod guards;
 pub mod journal;
 pub mod live;
 pub mod lock;
 pub mod plan;
 pub mod progress;
+pub mod skew;
 pub mod text;
 pub mod world;
 

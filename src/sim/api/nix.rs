@@ -3,6 +3,8 @@
 //!
 //! - `GET lock` → `{"fingerprint"}`: the flake's lock (it changes with the k3s and kernel
 //!   scenarios);
+//! - `POST update` → `{"fingerprint"}`: `nix flake update` — the lock moves to the next
+//!   nixpkgs revision (a new kernel patch), so every host has an update again;
 //! - `GET toplevel/HOST?build=true|false` → `{"path", "log"}`: the host's
 //!   `system.build.toplevel` with the flake's lock, evaluated or built (a build log);
 //! - `GET path?path=P` → `{"path", "valid"}`: a store path the store has (else 404);
@@ -58,6 +60,7 @@ pub(super) fn nix(
                 ),
             )),
         },
+        (&Method::POST, ["update"]) => Ok(json!({"fingerprint": world.flake_update()})),
         (&Method::GET, ["path"]) => {
             let path = params.get("path").map(String::as_str).unwrap_or("");
             lookup(world, path).map(|_| json!({"path": path, "valid": true}))

@@ -98,6 +98,14 @@ impl World {
         s.register_targets(&inv);
     }
 
+    /// `nix flake update`: the flake's lock moves to the next nixpkgs revision (a new kernel
+    /// patch: every host has an update that reboots). Returns the new lock's fingerprint.
+    pub fn flake_update(&self) -> String {
+        let next = self.flake_pins().next_revision();
+        self.set_flake_pins(next);
+        self.flake_fingerprint()
+    }
+
     /// The flake's lock now.
     pub(super) fn flake_pins(&self) -> Pins {
         lock(&self.systems).flake.pins.clone()

@@ -66,6 +66,7 @@ impl UpgradeBackend for Arc<Fake> {
                 plan: plan(&only.join(",")),
                 verdicts: vec![],
                 lock: None,
+                forecast: None,
             })
         })
     }
@@ -239,6 +240,7 @@ async fn one_runs_one_waits_the_newest_request_wins() {
                 plan: plan(who),
                 verdicts: vec![],
                 lock: None,
+                forecast: None,
             }))),
         )
     };
