@@ -130,18 +130,29 @@ impl Config {
                 "http://localhost",
             ];
             if !loopback.iter().any(|p| url.starts_with(p)) {
-                return Err(ConfigError(format!(
-                    "{file}: key \"nix.sim_url\": closure_source = \"sim\" needs the simulator's URL on loopback (https://127.0.0.1:PORT, written by `homeinfra-tui sim`), not \"{url}\""
-                )));
+                return Err(at_key(
+                    path,
+                    text,
+                    "nix.sim_url",
+                    &format!(
+                        "closure_source = \"sim\" needs the simulator's URL on loopback (https://127.0.0.1:PORT, written by `homeinfra-tui sim`), not \"{}\"",
+                        redact_url(url)
+                    ),
+                ));
             }
         }
         for g in &self.upgrade.skip_guards {
             if !upgrade::SKIPPABLE_GUARDS.iter().any(|(n, _)| n == g) {
                 let names: Vec<&str> = upgrade::SKIPPABLE_GUARDS.iter().map(|(n, _)| *n).collect();
-                return Err(ConfigError(format!(
-                    "{file}: key \"upgrade.skip_guards\": \"{g}\" is not a guard that can be skipped (valid: {})",
-                    names.join(", ")
-                )));
+                return Err(at_key(
+                    path,
+                    text,
+                    "upgrade.skip_guards",
+                    &format!(
+                        "\"{g}\" is not a guard that can be skipped (valid: {})",
+                        names.join(", ")
+                    ),
+                ));
             }
         }
         if let Some(w) = &self.upgrade.maintenance_window
