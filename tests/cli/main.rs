@@ -4,6 +4,7 @@
 mod common;
 
 mod cli_errors;
+mod closure_plans;
 mod config_cmd;
 mod docs;
 mod sim_command;
