@@ -1,9 +1,10 @@
 //! Every benchmark in one binary (one link for `cargo test --all-targets`), one module per
 //! subject: `closure_diff` (parse + classify), `upgrade_engine` (a whole run against the fake
-//! world), `metrics_refresh` (a Mimir refresh at 200 hosts against the sim's face).
+//! world), `metrics_refresh` (a Mimir refresh at 200 hosts against the sim's face), `upgrade_plan`
+//! (the plan of 200 simulated nodes with their closure diffs).
 //!
 //! `cargo bench --bench main` runs them all; `cargo bench --bench main -- metrics_refresh`
-//! (or `closure_diff`, `upgrade_run`) one group.
+//! (or `closure_diff`, `upgrade_run`, `upgrade_plan`) one group.
 
 #[path = "main/closure_diff.rs"]
 mod closure_diff;
@@ -11,6 +12,8 @@ mod closure_diff;
 mod metrics_refresh;
 #[path = "main/upgrade_engine.rs"]
 mod upgrade_engine;
+#[path = "main/upgrade_plan.rs"]
+mod upgrade_plan;
 
 use criterion::Criterion;
 
@@ -22,6 +25,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     closure_diff::bench(&mut c);
     upgrade_engine::bench(&mut c);
+    upgrade_plan::bench(&mut c);
     metrics_refresh::bench(&mut c);
     c.final_summary();
 }
