@@ -36,6 +36,7 @@ pub mod auto_upgrade;
 pub mod boot;
 pub mod facts;
 pub mod k3s;
+pub mod nixtext;
 pub mod reachable;
 pub mod rebuild;
 pub mod words;

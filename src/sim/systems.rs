@@ -11,14 +11,14 @@
 //! - [`HostSystems`]: a host's generations, the current and the booted one.
 //!
 //! The store the control API serves (`/sim/v1/nix/...`) answers from here through nix's own
-//! formats ([`crate::operations::closure_diff::nixtext`]).
+//! formats ([`crate::probes::nixtext`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::inventory::Role;
 use crate::model::host::BootFiles;
-use crate::operations::closure_diff::nixtext::{PathInfo, StoreItem};
+use crate::probes::nixtext::{PathInfo, StoreItem};
 
 /// A Nix-store-looking hash (32 chars of Nix's base32 alphabet) derived from `s`.
 pub fn store_hash(s: &str) -> String {
@@ -427,8 +427,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operations::closure_diff::nixtext::diff_closures;
     use crate::operations::closure_diff::parse::parse;
+    use crate::probes::nixtext::diff_closures;
 
     #[test]
     fn paths_follow_what_makes_the_system() {

@@ -37,11 +37,16 @@ impl Tmux {
     /// Start the dashboard in a new session; the shell prints a marker before and the exit
     /// code after, so we can see the main screen come back.
     fn start(&self, name: &str, extra: &str) {
+        self.start_env(name, "", extra);
+    }
+
+    /// The same with extra `VAR=value` settings for the dashboard's environment.
+    fn start_env(&self, name: &str, vars: &str, extra: &str) {
         let bin = env!("CARGO_BIN_EXE_homeinfra-tui");
         let hosts = Path::new(env!("CARGO_MANIFEST_DIR")).join("hosts.json");
         let d = self.dir.path().display();
         let script = format!(
-            "printf 'BEFORE-MARKER\\n'; sh -c 'echo $$ > {d}/{name}.pid; exec env XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state HOME={d} {bin} --hosts {hosts} {extra}'; echo EXIT=$?; sleep 60",
+            "printf 'BEFORE-MARKER\\n'; sh -c 'echo $$ > {d}/{name}.pid; exec env {vars} XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state HOME={d} {bin} --hosts {hosts} {extra}'; echo EXIT=$?; sleep 60",
             hosts = hosts.display()
         );
         self.cmd(&[
@@ -237,6 +242,29 @@ fn demo_shows_the_simulated_cluster() {
     t.wait_for("d", "3/3 healthy");
     t.keys("d", &["q"]);
     t.assert_restored("d", "EXIT=0");
+}
+
+/// Without nix anywhere on `PATH`: the Hosts pane's DRIFT column shows the drifted host and
+/// the others' pending update, and `d` shows the classified closure diff.
+#[test]
+fn demo_without_nix_shows_drift_and_diffs() {
+    let Some(t) = Tmux::new() else { return };
+    let empty = t.dir.path().join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    t.start_env(
+        "n",
+        &format!("PATH={}", empty.display()),
+        "demo --scenario drifted-host",
+    );
+    t.wait_for("n", "demo (simulated homelab)");
+    let s = t.wait_for("n", "drifted");
+    assert!(s.contains("DRIFT") && s.contains("update"), "{s}");
+    // The first host is selected: its diff, classified.
+    t.keys("n", &["d"]);
+    let s = t.wait_for("n", "Reboot required");
+    assert!(s.contains("Service restarts"), "{s}");
+    assert!(!s.contains("cannot run"), "{s}");
+    t.keys("n", &["q"]);
 }
 
 #[test]

@@ -34,12 +34,13 @@ pub mod classify;
 mod drift;
 pub mod fleet;
 pub mod nix;
-pub mod nixtext;
+/// nix's output formats live with the probes (the simulator writes them too).
+pub use crate::probes::nixtext;
 pub mod parse;
 pub mod render;
 mod sim_store;
 mod source;
-mod store;
+pub(crate) mod store;
 pub mod summary;
 mod update;
 

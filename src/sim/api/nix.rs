@@ -11,7 +11,7 @@
 //! - `POST diff {"old","new"}` → `{"old","new","diff_closures","boot_links","path_info"}`:
 //!   the text `nix store diff-closures OLD NEW` prints, both systems' boot links, and the
 //!   text of `nix path-info -S --json OLD NEW` — written by
-//!   `crate::operations::closure_diff::nixtext`, read by the app's own parsers.
+//!   `crate::probes::nixtext`, read by the app's own parsers.
 
 use axum::body::Bytes;
 use axum::http::Method;
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::{Api, Params, error_response, json_response, parse_json};
 use crate::model::closure::BootLink;
-use crate::operations::closure_diff::nixtext;
+use crate::probes::nixtext;
 use crate::sim::store::ApiError;
 use crate::sim::systems::System;
 

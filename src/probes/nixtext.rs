@@ -2,7 +2,7 @@
 //! (Nix 2.8's algorithm: paths grouped by package name, versions only on one side, the NAR
 //! size delta shown from 8 KiB, ANSI-coloured sizes, sorted by name) and the output of
 //! `nix path-info -S --json` (2.8's array form). The simulator answers through these, and the
-//! tests below bind them to the parsers ([`super::parse::parse`], [`super::store`]), so the
+//! tests below bind them to the parsers ([`crate::operations::closure_diff::parse::parse`], `closure_diff::store`), so the
 //! text the app reads in a demo is the text real nix would print.
 
 use std::collections::{BTreeMap, BTreeSet};
