@@ -1,19 +1,22 @@
 //! `homeinfra-tui upgrade`: the same engine without a screen. One line per event (or JSON
 //! lines with `--json`); asks before starting unless `--yes`; exit status 0 done, 1 failed or
-//! aborted, 2 refused, 3 could not run.
+//! aborted, 2 refused, 3 could not run. The run itself goes on in [`super::engine`]: in this
+//! process (serving the run's control socket), or detached from the terminal (`--detach`);
+//! `--attach RUN` follows one from elsewhere.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::ffi::OsString;
+use std::io::IsTerminal;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use super::Loaded;
+use super::engine::{self as engine_process, Flags, Out, Run};
 use crate::cli::UpgradeArgs;
-use crate::operations::upgrade::engine::{self, StartOptions};
-use crate::operations::upgrade::text::{
-    EXIT_FAILED, EXIT_OK, EXIT_REFUSED, exit_code, format_event, format_outcome,
-};
+use crate::operations::upgrade::engine;
+use crate::operations::upgrade::process::{EngineCommand, load_plan, write_plan};
+use crate::operations::upgrade::text::{EXIT_OK, EXIT_REFUSED, format_outcome};
 use crate::operations::upgrade::{
-    Control, Plan, PlanEntry, RunOutcome, Settings, UpgradeEvent, journal, live, lock,
+    Plan, PlanEntry, RunOutcome, Settings, UpgradeEvent, journal, live, lock,
 };
 
 fn print_plan(p: &Plan) {
@@ -33,41 +36,41 @@ fn entry_line(e: &PlanEntry) -> String {
     )
 }
 
-/// Ask a yes/no question on the terminal (default no).
-async fn confirm(question: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        print!("{question} [y/N] ");
-        let _ = std::io::stdout().flush();
-        let mut line = String::new();
-        if std::io::stdin().lock().read_line(&mut line).is_err() {
-            return false;
-        }
-        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-    })
-    .await
-    .unwrap_or(false)
+fn refuse(json: bool, guard: &str, message: String) -> u8 {
+    engine_process::refuse(&mut Out::new(json), guard, message)
 }
 
-fn refuse(json: bool, guard: &str, message: String) -> u8 {
-    let o = RunOutcome::Refused {
-        node: None,
-        guard: guard.into(),
-        message,
-    };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(&UpgradeEvent::RunFinished { outcome: o.clone() })
-                .unwrap_or_default()
-        );
-    } else {
-        eprintln!("{}", format_outcome(&o));
+/// `--attach RUN`: needs the config (for the journal directory), not the inventory.
+pub async fn attach(loaded: &super::ConfigOnly, args: &UpgradeArgs, run_id: &str) -> Result<u8> {
+    let journal_dir = live::journal_dir(&loaded.config.upgrade)?;
+    engine_process::attach(
+        &journal_dir,
+        run_id,
+        args.json,
+        args.abort,
+        loaded.read_only,
+    )
+    .await
+}
+
+/// The `upgrade` flags a detached engine gets for `args` (it never asks: `--yes`).
+fn engine_flags(args: &UpgradeArgs) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec!["--yes".into()];
+    if args.force_unlock {
+        v.push("--force-unlock".into());
     }
-    EXIT_REFUSED
+    if args.wait_for_operator {
+        v.push("--wait-for-operator".into());
+    }
+    if let Some(pid) = args.stop_with_pid {
+        v.push("--stop-with-pid".into());
+        v.push(pid.to_string().into());
+    }
+    v
 }
 
 /// Run the command.
-pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
+pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand) -> Result<u8> {
     let Loaded {
         env: ctx,
         read_only,
@@ -96,6 +99,28 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
         ));
     }
     let settings = Settings::from_config(&ctx.config.upgrade);
+
+    // `--detach` of a plan already confirmed (the dashboard's) or of a resume: the engine
+    // builds its own clients; here only the files are checked.
+    if args.detach && (args.plan.is_some() || args.resume.is_some()) && args.yes {
+        let (run_id, mut child): (String, Vec<OsString>) = if let Some(run_id) = &args.resume {
+            let sum = journal::summarize(&journal::path_of(&journal_dir, run_id))?;
+            if let Some(o) = &sum.finished {
+                return Err(eyre!(
+                    "run {run_id} already finished ({}); nothing to resume",
+                    format_outcome(o)
+                ));
+            }
+            (run_id.clone(), vec!["--resume".into(), run_id.into()])
+        } else {
+            let file = args.plan.clone().unwrap_or_default();
+            let p = load_plan(&file, &ctx.inventory, &journal_dir)?;
+            let file = std::fs::canonicalize(&file).unwrap_or(file);
+            (p.run_id, vec!["--plan".into(), file.into_os_string()])
+        };
+        child.extend(engine_flags(args));
+        return engine_process::detach(engine_cmd, &journal_dir, &run_id, child, args.json).await;
+    }
     let world = live::world(&ctx).await?;
 
     if let Some(run_id) = &args.abandon {
@@ -126,6 +151,8 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
             return Err(eyre!("run {run_id} has no node left to run"));
         };
         (sum.plan, Some(at))
+    } else if let Some(file) = &args.plan {
+        (load_plan(file, &ctx.inventory, &journal_dir)?, None)
     } else {
         if let Some(RunOutcome::Refused { guard, message, .. }) =
             engine::preflight(&world, &journal_dir, "").await
@@ -176,7 +203,7 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
             if resume.is_some() { "Resume" } else { "Start" },
             the_plan.entries.len()
         );
-        if !confirm(q).await {
+        if !engine_process::confirm(q).await {
             return Ok(refuse(
                 args.json,
                 "confirmation",
@@ -185,52 +212,40 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
         }
     }
 
-    let run_id = the_plan.run_id.clone();
-    let opts = StartOptions {
-        holder: lock::holder_identity(&run_id),
-        force_unlock: args.force_unlock,
-        journal_dir: Some(journal_dir.clone()),
-        interactive: false,
-        resume,
-    };
-    let (handle, mut events) =
-        engine::start(world, ctx.inventory.clone(), the_plan, settings, opts);
-    let mut interrupted = false;
-    let mut outcome = None;
-    loop {
-        tokio::select! {
-            ev = events.recv() => {
-                let Some(ev) = ev else { break };
-                if args.json {
-                    println!("{}", serde_json::to_string(&ev)?);
-                } else {
-                    println!("{}", format_event(&ev));
-                }
-                if let UpgradeEvent::Waiting { what, detail, .. } = &ev
-                    && what == "confirm-reboot"
-                {
-                    let yes = args.yes || confirm(detail.clone()).await;
-                    handle.send(if yes { Control::Approve } else { Control::Decline }).await;
-                }
-                if let UpgradeEvent::RunFinished { outcome: o } = ev {
-                    outcome = Some(o);
-                }
+    if args.detach {
+        let mut child: Vec<OsString> = match &args.resume {
+            Some(run_id) => vec!["--resume".into(), run_id.into()],
+            None => {
+                let path = write_plan(&journal_dir, &the_plan)?;
+                vec!["--plan".into(), path.into_os_string()]
             }
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                interrupted = true;
-                eprintln!("interrupt: aborting at the next safe point (journal: run {run_id}); interrupt again to stop at once");
-                handle.send(Control::Abort).await;
-            }
-            _ = tokio::signal::ctrl_c(), if interrupted => {
-                eprintln!("stopped at once: resume with `homeinfra-tui upgrade --resume {run_id}` or `--abandon {run_id}`");
-                handle.kill();
-                return Ok(EXIT_FAILED);
-            }
-        }
+        };
+        child.extend(engine_flags(args));
+        return engine_process::detach(
+            engine_cmd,
+            &journal_dir,
+            &the_plan.run_id,
+            child,
+            args.json,
+        )
+        .await;
     }
-    let outcome = match outcome {
-        Some(o) => o,
-        None => handle.wait().await,
-    };
-    Ok(exit_code(&outcome))
+    engine_process::run_engine(
+        Run {
+            env: ctx.clone(),
+            world,
+            plan: the_plan,
+            resume,
+            settings,
+            journal_dir,
+        },
+        Flags {
+            json: args.json,
+            yes: args.yes,
+            force_unlock: args.force_unlock,
+            wait_for_operator: args.wait_for_operator,
+            stop_with_pid: args.stop_with_pid,
+        },
+    )
+    .await
 }

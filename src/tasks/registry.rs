@@ -350,7 +350,32 @@ where
                     () = self.cancel.cancelled() => TaskEvent::Cancelled,
                 }
             }
-            Job::StartUpgrade { plan } => self.start_run(plan).await,
+            Job::StartUpgrade { plan } => {
+                let start = self.setup.upgrades.start(plan);
+                self.start_run(start).await
+            }
+            Job::AttachUpgrade { run_id } => {
+                let attach = self.setup.upgrades.attach(run_id);
+                self.start_run(attach).await
+            }
+            Job::ResumeUpgrade { run_id } => {
+                let resume = self.setup.upgrades.resume(run_id);
+                self.start_run(resume).await
+            }
+            Job::AbandonUpgrade { run_id } => {
+                let abandon = self.setup.upgrades.abandon(run_id);
+                tokio::select! {
+                    r = abandon => TaskEvent::Abandoned(r),
+                    () = self.cancel.cancelled() => TaskEvent::Cancelled,
+                }
+            }
+            Job::FindRuns => {
+                let find = self.setup.upgrades.find();
+                tokio::select! {
+                    r = find => TaskEvent::RunsFound(r),
+                    () = self.cancel.cancelled() => TaskEvent::Cancelled,
+                }
+            }
             Job::Cordon { node } => self.change(change::Change::Cordon, &node).await,
             Job::Uncordon { node } => self.change(change::Change::Uncordon, &node).await,
             Job::ExportDiff { host, diff, stamp } => {
@@ -374,10 +399,13 @@ where
         }
     }
 
-    /// Start a run, then follow it.
-    async fn start_run(&self, plan: crate::operations::upgrade::Plan) -> TaskEvent {
+    /// Start (or attach to, or resume) a run, then follow it.
+    async fn start_run(
+        &self,
+        link: futures::future::BoxFuture<'static, Result<super::upgrade::RunLink, String>>,
+    ) -> TaskEvent {
         let started = tokio::select! {
-            r = self.setup.upgrades.start(plan) => r,
+            r = link => r,
             () = self.cancel.cancelled() => return TaskEvent::Cancelled,
         };
         match started {
@@ -393,8 +421,11 @@ where
         let _ = self
             .orders
             .send(Order::Controls(self.id, link.controls.clone()));
-        self.post(TaskEvent::UpgradeStarted(Ok(link.run_id.clone())))
-            .await;
+        self.post(TaskEvent::UpgradeStarted(Ok(super::Following {
+            run_id: link.run_id.clone(),
+            pid: link.pid,
+        })))
+        .await;
         loop {
             tokio::select! {
                 e = link.events.recv() => match e {

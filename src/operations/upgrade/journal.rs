@@ -1,6 +1,11 @@
 //! The run journal: every event but command output, one JSON object a line, appended and
 //! fsynced, in `$XDG_STATE_HOME/homeinfra-tui/runs/<run-id>.jsonl`. From it an interrupted run
 //! is found, resumed from the interrupted step, or abandoned.
+//!
+//! Each record carries the event's sequence number (`seq`), the same number the run's control
+//! socket gives the event (see `process`): a client that attaches late reads the journal, then
+//! the socket, and drops what it has already seen by `seq`. Command output is numbered too but
+//! not journaled, so the journal's numbers have gaps where output was.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,6 +21,10 @@ use super::{Plan, RunOutcome, Step, StepOutcome, UpgradeEvent};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub ts: Timestamp,
+    /// The event's number in its run (1, 2, …; a resumed run goes on counting). `None` in
+    /// records written without an engine (`--abandon`) or by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     #[serde(flatten)]
     pub event: UpgradeEvent,
 }
@@ -58,16 +67,22 @@ impl Journal {
         &self.path
     }
 
-    /// Append one event and fsync. Command output is not journaled.
+    /// Append one event (without a sequence number) and fsync. Command output is not
+    /// journaled.
     pub fn append(&mut self, ts: Timestamp, event: &UpgradeEvent) -> Result<()> {
-        if matches!(event, UpgradeEvent::Output { .. }) {
+        self.append_record(&Record {
+            ts,
+            seq: None,
+            event: event.clone(),
+        })
+    }
+
+    /// Append one record and fsync. Command output is not journaled.
+    pub fn append_record(&mut self, rec: &Record) -> Result<()> {
+        if matches!(rec.event, UpgradeEvent::Output { .. }) {
             return Ok(());
         }
-        let rec = Record {
-            ts,
-            event: event.clone(),
-        };
-        let mut line = serde_json::to_string(&rec).wrap_err("cannot encode a journal record")?;
+        let mut line = serde_json::to_string(rec).wrap_err("cannot encode a journal record")?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
@@ -96,6 +111,15 @@ pub fn read(path: &Path) -> Result<Vec<Record>> {
         }
     }
     Ok(out)
+}
+
+/// The number the next event of a run goes on from: one more than the highest `seq` in its
+/// journal (1 for a new or unreadable journal).
+pub fn next_seq(path: &Path) -> u64 {
+    read(path)
+        .ok()
+        .and_then(|recs| recs.iter().filter_map(|r| r.seq).max())
+        .map_or(1, |s| s + 1)
 }
 
 /// What a journal says about its run.

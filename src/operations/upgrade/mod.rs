@@ -15,6 +15,8 @@
 //!   [`ClusterOps`]): the engine's own cordon step, for the `c` key.
 //! - [`progress::RunProgress`]: events folded into per-node timelines for the live view.
 //! - [`journal`]: unfinished runs, resume points; [`abandon`]: undo only our cordons.
+//! - [`process`]: the engine as its own process — its control socket, starting it detached,
+//!   following a run from another process (journal + socket), finding live and interrupted runs.
 
 pub mod engine;
 #[cfg(any(test, feature = "test-util"))]
@@ -24,6 +26,7 @@ pub mod journal;
 pub mod live;
 pub mod lock;
 pub mod plan;
+pub mod process;
 pub mod progress;
 pub mod text;
 pub mod world;
@@ -36,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{RebootPolicy, SwitchMode, UpgradeConfig};
 use crate::inventory::Role;
 
-pub use engine::{UpgradeHandle, abandon, dry_run, start};
+pub use engine::{UpgradeHandle, abandon, dry_run, start, start_sequenced};
 pub use guards::GuardVerdict;
 pub use live::{cordon, manual_run_id, uncordon};
 pub use plan::plan;

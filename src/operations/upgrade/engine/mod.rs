@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use self::preflight::{abandon, dry_run, preflight};
-use super::journal::Journal;
+use super::journal::{self, Journal, Record};
 use super::lock::{self, Acquire};
 use super::world::World;
 use super::{Control, NodeOutcome, Plan, RunOutcome, Settings, Step, UpgradeEvent};
@@ -40,6 +40,9 @@ pub struct StartOptions {
     pub interactive: bool,
     /// Go on from this plan index and step (from [`RunSummary::resume_at`](super::journal::RunSummary::resume_at)).
     pub resume: Option<(usize, Step)>,
+    /// The sequence number of the run's first event (0 or 1: the first). A resumed run goes on
+    /// after the highest number in its journal whatever this says.
+    pub first_seq: u64,
 }
 
 /// A running upgrade: send controls, wait for the outcome.
@@ -97,6 +100,28 @@ pub fn start(
     settings: Settings,
     opts: StartOptions,
 ) -> (UpgradeHandle, mpsc::Receiver<UpgradeEvent>) {
+    let (handle, mut records) = start_sequenced(world, inventory, plan, settings, opts);
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(async move {
+        while let Some(r) = records.recv().await {
+            if tx.send(r.event).await.is_err() {
+                return;
+            }
+        }
+    });
+    (handle, rx)
+}
+
+/// [`start`], with each event as the journal records it: its time and its sequence number
+/// (every event has one, command output too). The engine process serves these on its control
+/// socket.
+pub fn start_sequenced(
+    world: World,
+    inventory: Inventory,
+    plan: Plan,
+    settings: Settings,
+    opts: StartOptions,
+) -> (UpgradeHandle, mpsc::Receiver<Record>) {
     let (etx, erx) = mpsc::channel(4096);
     let (ctx, crx) = mpsc::channel(64);
     let run_id = plan.run_id.clone();
@@ -105,6 +130,7 @@ pub fn start(
         inv: inventory,
         plan,
         s: settings,
+        seq: opts.first_seq.max(1),
         opts,
         tx: etx,
         ctl: crx,
@@ -138,7 +164,9 @@ struct Runner {
     plan: Plan,
     s: Settings,
     opts: StartOptions,
-    tx: mpsc::Sender<UpgradeEvent>,
+    tx: mpsc::Sender<Record>,
+    /// The next event's sequence number.
+    seq: u64,
     ctl: mpsc::Receiver<Control>,
     journal: Option<Journal>,
     pause: bool,
@@ -199,7 +227,11 @@ impl Runner {
         // The journal.
         if let Some(dir) = self.opts.journal_dir.clone() {
             match Journal::open(&dir, &run_id) {
-                Ok(j) => self.journal = Some(j),
+                Ok(j) => {
+                    // A resumed run goes on counting after its journal.
+                    self.seq = self.seq.max(journal::next_seq(j.path()));
+                    self.journal = Some(j);
+                }
                 Err(e) => return refused(None, "journal", format!("{e:#}")),
             }
         }
