@@ -302,9 +302,11 @@ pub async fn detach(
     process::check_run_id(run_id)?;
     process::private_dir(journal_dir)?;
     let log = process::log_path(journal_dir, run_id);
+    let base = journal::next_seq(&journal::path_of(journal_dir, run_id));
     let mut child = spawn::spawn_detached(cmd, &log, &args)?;
     let pid = child.id();
-    let started = spawn::wait_started(&mut child, journal_dir, run_id, &log, START_WAIT).await;
+    let started =
+        spawn::wait_started(&mut child, journal_dir, run_id, base, &log, START_WAIT).await;
     let socket = process::socket_path(journal_dir, run_id);
     let say_detached = |out: &mut Out, started: bool| {
         if out.json {

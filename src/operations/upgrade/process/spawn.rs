@@ -12,7 +12,7 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use super::client;
 use super::wire::{Hello, ServerLine};
-use crate::operations::upgrade::{RunOutcome, UpgradeEvent};
+use crate::operations::upgrade::{RunOutcome, UpgradeEvent, journal};
 
 /// How to run this program's `upgrade` again: the executable and the global flags
 /// (`--config`, `--hosts`, `--kubeconfig`, `--context`, `-v`) of the process that starts it.
@@ -118,11 +118,13 @@ pub fn tail(path: &Path, n: usize) -> String {
 }
 
 /// Wait until the engine `child` serves run `run_id` in `dir` and says the run started, it
-/// ends, or `within` passes.
+/// ends, or `within` passes. `base`: the run's next sequence number before the engine started
+/// ([`journal::next_seq`]; a resumed run's journal has an older start).
 pub async fn wait_started(
     child: &mut Child,
     dir: &Path,
     run_id: &str,
+    base: u64,
     log: &Path,
     within: Duration,
 ) -> Started {
@@ -143,19 +145,29 @@ pub async fn wait_started(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        hello = Some(conn.hello.clone());
+        let h = conn.hello.clone();
+        hello = Some(h.clone());
+        // What happened before this connection is in the journal.
+        let journal = h.journal.clone();
+        let before =
+            tokio::task::spawn_blocking(move || journal::read(&journal).unwrap_or_default())
+                .await
+                .unwrap_or_default();
+        let early = before
+            .into_iter()
+            .filter(|r| r.seq.is_some_and(|s| s >= base && s < h.next_seq))
+            .find_map(|r| started(&h, r.event));
+        if let Some(s) = early {
+            return s;
+        }
         let watch = async {
             loop {
                 match conn.next().await {
-                    Ok(Some(ServerLine::Event(r))) => match r.event {
-                        UpgradeEvent::RunStarted { .. } => {
-                            return Some(Started::Running(conn.hello.clone()));
+                    Ok(Some(ServerLine::Event(r))) => {
+                        if let Some(s) = started(&h, r.event) {
+                            return Some(s);
                         }
-                        UpgradeEvent::RunFinished { outcome } => {
-                            return Some(Started::Finished(conn.hello.clone(), outcome));
-                        }
-                        _ => {}
-                    },
+                    }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => return None,
                 }
@@ -167,6 +179,15 @@ pub async fn wait_started(
             Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
             Err(_) => return Started::Slow(hello),
         }
+    }
+}
+
+/// The start (or the end) of the run, from one of its events.
+fn started(h: &Hello, ev: UpgradeEvent) -> Option<Started> {
+    match ev {
+        UpgradeEvent::RunStarted { .. } => Some(Started::Running(h.clone())),
+        UpgradeEvent::RunFinished { outcome } => Some(Started::Finished(h.clone(), outcome)),
+        _ => None,
     }
 }
 
