@@ -49,9 +49,7 @@ pub fn load_config(global: &GlobalArgs) -> Result<ConfigOnly> {
 /// How to start this program's `upgrade` as its own process with the same files and
 /// cluster as this one: the executable, `--config`, `--hosts`, `--kubeconfig`, `--context`,
 /// `-v` (paths made absolute, so the engine finds them wherever it runs).
-pub fn engine_command(
-    global: &GlobalArgs,
-) -> Result<crate::operations::upgrade::process::EngineCommand> {
+pub fn engine_command(global: &GlobalArgs) -> crate::operations::upgrade::process::EngineCommand {
     use std::ffi::OsString;
     let abs = |p: &std::path::Path| -> OsString {
         std::fs::canonicalize(p)
@@ -139,7 +137,7 @@ async fn run(cli: Cli) -> Result<u8> {
     match cli.command.unwrap_or(Command::Dashboard) {
         Command::Dashboard => {
             let Loaded { env, read_only } = load(&global)?;
-            let engine = engine_command(&global)?;
+            let engine = engine_command(&global);
             dashboard::run(env, read_only, dashboard::Engines::new(engine)).await?;
             Ok(0)
         }
@@ -153,7 +151,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 return upgrade::attach(&loaded, &args, run_id).await;
             }
             let loaded = load(&global)?;
-            let engine = engine_command(&global)?;
+            let engine = engine_command(&global);
             upgrade::run(loaded, &args, &engine).await
         }
         Command::Config(c) => config_file::run(&global, &c).await,

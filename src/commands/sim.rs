@@ -75,7 +75,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
     let result = async {
         let Loaded { mut env, read_only } = load(&demo_global)?;
         env.label = Some("demo (simulated homelab)".into());
-        let engines = super::dashboard::Engines::demo(super::engine_command(&demo_global)?);
+        let engines = super::dashboard::Engines::demo(super::engine_command(&demo_global));
         super::dashboard::run(env, read_only, engines).await
     }
     .await;

@@ -173,9 +173,9 @@ impl UpgradeBackend for EngineProcess {
         Box::pin(async move {
             let args: Vec<OsString> =
                 vec!["--abandon".into(), run_id.clone().into(), "--json".into()];
+            // Not killed when the dashboard goes: an abandon half done is worse than one done.
             let out = command
                 .upgrade(&args)
-                .kill_on_drop(true)
                 .output()
                 .await
                 .map_err(|e| format!("cannot run `upgrade --abandon {run_id}`: {e}"))?;

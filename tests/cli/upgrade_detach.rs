@@ -312,6 +312,52 @@ async fn attach_ctrl_c_detaches_and_the_run_goes_on() {
     assert_eq!(lease, None);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_outlives_a_closed_standard_output() {
+    let rig = Rig::start(20.0).await;
+    let state = rig.state.path().to_path_buf();
+    let run_id = tokio::task::block_in_place(|| {
+        // Whoever read its output goes away after the first line (`| head -1`).
+        let mut child = rig
+            .upgrade(&["--yes", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        assert!(first.contains("run_started"), "{first}");
+        drop(out);
+        drop(child.stderr.take());
+        let run_id = wait_run_id(&state, 10);
+        let outcome = wait_finished(&state, &run_id, 300);
+        assert_eq!(
+            outcome,
+            RunOutcome::Completed,
+            "with nobody reading its output"
+        );
+        let st = child.wait().unwrap();
+        assert_eq!(st.code(), Some(0));
+        run_id
+    });
+    let log = std::fs::read_to_string(state.join("log.txt")).unwrap_or_default();
+    assert!(
+        log.contains("standard output is gone")
+            && log.contains(r#"{"event":"run_finished","outcome":{"status":"completed"}}"#),
+        "the lines went to the log instead:\n{log}"
+    );
+    let nodes = planned_nodes(&state, &run_id);
+    let (cordoned, lease) = cluster_end_state(&rig.config(), &nodes).await;
+    assert!(cordoned.is_empty(), "{cordoned:?}");
+    assert_eq!(lease, None);
+    // Nothing to attach to any more, and no such run at all.
+    let o = rig.upgrade(&["--attach", "no-such-run"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("no run no-such-run"), "{err}");
+}
+
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))

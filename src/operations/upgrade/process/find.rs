@@ -21,12 +21,6 @@ impl FoundRun {
     pub fn is_live(&self) -> bool {
         self.engine.is_some()
     }
-
-    /// What to type about an interrupted run.
-    pub fn commands(&self) -> String {
-        let id = &self.summary.run_id;
-        format!("`homeinfra-tui upgrade --resume {id}` or `homeinfra-tui upgrade --abandon {id}`")
-    }
 }
 
 /// Every unfinished run in `dir`, live ones first, then the newest first.

@@ -33,10 +33,16 @@ impl EngineCommand {
         }
     }
 
-    /// This very program (`std::env::current_exe`) with these global flags.
-    pub fn this_program(global: Vec<OsString>) -> Result<Self> {
-        let exe = std::env::current_exe().wrap_err("cannot find this program's executable")?;
-        Ok(Self::new(exe, global))
+    /// This very program (`std::env::current_exe`; if that cannot be read, the name it was
+    /// started by) with these global flags.
+    pub fn this_program(global: Vec<OsString>) -> Self {
+        let exe = std::env::current_exe().unwrap_or_else(|e| {
+            tracing::warn!("cannot find this program's executable ({e}): engines start by name");
+            std::env::args_os()
+                .next()
+                .map_or_else(|| PathBuf::from("homeinfra-tui"), PathBuf::from)
+        });
+        Self::new(exe, global)
     }
 
     /// Every engine started from here also gets these `upgrade` flags.
