@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::app::{App, Effect, LayoutFacts, Msg};
-use crate::base::Env;
+use crate::base::{Env, Writes};
 use crate::tasks::upgrade::InProcess;
 use crate::tasks::{Registry, Setup};
 use crate::ui::{self, Theme};
@@ -37,10 +37,10 @@ pub fn restore() {
 
 /// Take over the terminal, run the event loop until the user quits or a signal arrives, and
 /// restore the terminal whatever happens (the panic hook restores it too).
-pub async fn run(app: App, theme: &Theme, env: &Env) -> Result<()> {
+pub async fn run(app: App, theme: &Theme, env: &Env, writes: Option<Writes>) -> Result<()> {
     let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;
     install_panic_hook();
-    let result = session(&mut terminal, app, theme, env).await;
+    let result = session(&mut terminal, app, theme, env, writes).await;
     restore();
     result
 }
@@ -85,7 +85,13 @@ impl Screen for Terminal<'_> {
     }
 }
 
-async fn session(terminal: &mut DefaultTerminal, app: App, theme: &Theme, env: &Env) -> Result<()> {
+async fn session(
+    terminal: &mut DefaultTerminal,
+    app: App,
+    theme: &Theme,
+    env: &Env,
+    writes: Option<Writes>,
+) -> Result<()> {
     let mut screen = Terminal { terminal, theme };
     let (tx, rx) = mpsc::channel::<Msg>(INBOX);
     watch_signals(&tx)?;
@@ -98,8 +104,8 @@ async fn session(terminal: &mut DefaultTerminal, app: App, theme: &Theme, env: &
     let registry = Registry::spawn(
         Setup {
             env: env.clone(),
-            read_only: app.read_only,
-            upgrades: Arc::new(InProcess::new(env.clone())),
+            upgrades: Arc::new(InProcess::new(env.clone(), writes.clone())),
+            writes,
             sources: true,
         },
         tx,

@@ -7,12 +7,12 @@ use std::time::Duration;
 use color_eyre::eyre::{Result, eyre};
 
 use crate::app::{App, Keymap};
-use crate::base::Env;
+use crate::base::{Env, Writes};
 use crate::sources;
 use crate::ui::{self, Theme};
 
 /// Run the dashboard until the user quits or a signal arrives.
-pub async fn run(ctx: Env, read_only: bool) -> Result<()> {
+pub async fn run(ctx: Env, writes: Option<Writes>) -> Result<()> {
     let theme = Theme::load(
         ctx.config.ui.theme.as_deref(),
         ui::theme::no_color_requested(),
@@ -54,8 +54,8 @@ pub async fn run(ctx: Env, read_only: bool) -> Result<()> {
         keymap,
         sources::initial_snapshot(&ctx),
         context,
-        read_only,
+        writes.is_none(),
         jiff::Timestamp::now(),
     );
-    crate::tui::run(app, &theme, &ctx).await
+    crate::tui::run(app, &theme, &ctx, writes).await
 }

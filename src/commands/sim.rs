@@ -70,9 +70,9 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
     demo_global.kubeconfig = None;
     demo_global.context = None;
     let result = async {
-        let Loaded { mut env, read_only } = load(&demo_global)?;
+        let Loaded { mut env, writes } = load(&demo_global)?;
         env.label = Some("demo (simulated homelab)".into());
-        super::dashboard::run(env, read_only).await
+        super::dashboard::run(env, writes).await
     }
     .await;
     sim.shutdown().await;

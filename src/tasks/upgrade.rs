@@ -12,7 +12,7 @@ use color_eyre::eyre::{Result, eyre};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use crate::base::Env;
+use crate::base::{Env, Writes};
 use crate::operations::upgrade::engine::{self, StartOptions};
 use crate::operations::upgrade::guards::GuardVerdict;
 use crate::operations::upgrade::{Control, Plan, PlanEntry, Settings, UpgradeEvent, live, lock};
@@ -44,14 +44,16 @@ pub trait UpgradeBackend: Send + Sync + 'static {
     fn start(&self, plan: Plan) -> BoxFuture<'static, Result<RunLink, String>>;
 }
 
-/// The engine in this process, against the live cluster and hosts.
+/// The engine in this process, against the live cluster and hosts. Plans are computed on a
+/// read-only world; a run needs the write capability (`None`: read-only mode, refused).
 pub struct InProcess {
     env: Env,
+    writes: Option<Writes>,
 }
 
 impl InProcess {
-    pub fn new(env: Env) -> Self {
-        Self { env }
+    pub fn new(env: Env, writes: Option<Writes>) -> Self {
+        Self { env, writes }
     }
 }
 
@@ -67,8 +69,12 @@ impl UpgradeBackend for InProcess {
 
     fn start(&self, plan: Plan) -> BoxFuture<'static, Result<RunLink, String>> {
         let env = self.env.clone();
+        let writes = self.writes.clone();
         Box::pin(async move {
-            start(&env, plan)
+            let Some(writes) = writes else {
+                return Err("read-only mode (--read-only): no upgrade".to_string());
+            };
+            start(&env, &writes, plan)
                 .await
                 .map_err(|e| crate::base::error_chain(&e))
         })
@@ -77,14 +83,14 @@ impl UpgradeBackend for InProcess {
 
 async fn prepare(env: &Env, only: &[String]) -> Result<Planned> {
     let journal_dir = live::journal_dir(&env.config.upgrade)?;
-    let world = live::world(env).await?;
+    let world = live::read_world(env).await?;
     if let Some(crate::operations::upgrade::RunOutcome::Refused { message, .. }) =
         engine::preflight(&world, &journal_dir, "").await
     {
         return Err(eyre!(message));
     }
     let p = live::new_plan(env, &world, only).await?;
-    let settings = Settings::from_config(&env.config.upgrade);
+    let settings = Settings::new(&env.config);
     let verdicts = engine::dry_run(&world, &env.inventory, &p, &settings).await;
     let lock = lock::current(world.cluster.as_ref(), world.clock.now())
         .await
@@ -100,10 +106,10 @@ async fn prepare(env: &Env, only: &[String]) -> Result<Planned> {
 
 /// Start the run of a confirmed plan. The run waits for the operator on a refusal, a failed
 /// step or a reboot question (interactive mode).
-async fn start(env: &Env, the_plan: Plan) -> Result<RunLink> {
+async fn start(env: &Env, writes: &Writes, the_plan: Plan) -> Result<RunLink> {
     let journal_dir = live::journal_dir(&env.config.upgrade)?;
-    let world = live::world(env).await?;
-    let settings = Settings::from_config(&env.config.upgrade);
+    let world = live::world(env, writes).await?;
+    let settings = Settings::new(&env.config);
     let opts = StartOptions {
         holder: lock::holder_identity(&the_plan.run_id),
         force_unlock: false,

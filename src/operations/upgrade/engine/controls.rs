@@ -39,7 +39,7 @@ impl Runner {
 
     /// The renewer's message once the lock is lost.
     pub(super) fn lock_lost(&self) -> Option<String> {
-        self.lock_lost.lock().ok().and_then(|g| g.clone())
+        self.keeper.as_ref().and_then(|k| k.lost())
     }
 
     /// Take the controls sent so far (and a lost lock) into account.
@@ -109,7 +109,7 @@ impl Runner {
     /// Journal an event, then send it.
     pub(super) async fn emit(&mut self, ev: UpgradeEvent) {
         if let Some(j) = &mut self.journal
-            && let Err(e) = j.append(self.w.clock.now(), &ev)
+            && let Err(e) = j.append(self.w.read.clock.now(), &ev)
         {
             // Without a journal the run could not be resumed: stop at the next safe point.
             self.abort.get_or_insert(format!("{e:#}"));
