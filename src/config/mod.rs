@@ -123,10 +123,15 @@ impl Config {
         for g in &self.upgrade.skip_guards {
             if !upgrade::SKIPPABLE_GUARDS.iter().any(|(n, _)| n == g) {
                 let names: Vec<&str> = upgrade::SKIPPABLE_GUARDS.iter().map(|(n, _)| *n).collect();
-                return Err(ConfigError(format!(
-                    "{file}: key \"upgrade.skip_guards\": \"{g}\" is not a guard that can be skipped (valid: {})",
-                    names.join(", ")
-                )));
+                return Err(at_key(
+                    path,
+                    text,
+                    "upgrade.skip_guards",
+                    &format!(
+                        "\"{g}\" is not a guard that can be skipped (valid: {})",
+                        names.join(", ")
+                    ),
+                ));
             }
         }
         if let Some(w) = &self.upgrade.maintenance_window

@@ -89,7 +89,7 @@ impl HostWrite for FakeWorld {
             h.boots += 1;
             let quick = h.quick_reboot;
             if !quick {
-                h.down_probes = h.down_probes.max(1);
+                h.down_probes = h.down_probes.max(h.down_after_reboot).max(1);
             }
             let k3s = h.k3s.clone();
             let now = st.now;

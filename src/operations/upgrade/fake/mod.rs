@@ -69,6 +69,8 @@ pub struct FakeHost {
     pub boots: u32,
     /// A reboot is quick: the host answers again at once (no probe fails).
     pub quick_reboot: bool,
+    /// After a reboot the host answers nothing for this many probes (at least one).
+    pub down_after_reboot: u32,
     pub fail_switch: bool,
     pub switch_lines: Vec<String>,
     pub auto_upgrade: AutoUpgrade,
