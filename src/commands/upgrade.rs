@@ -201,6 +201,15 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs) -> Result<u8> {
                 .into(),
         ));
     };
+    // An interrupted run is named (where it stopped, how to resume or abandon it) before
+    // anything else is asked.
+    if args.resume.is_none()
+        && args.abandon.is_none()
+        && let Some(RunOutcome::Refused { guard, message, .. }) =
+            engine::unfinished_run(&journal_dir, "")
+    {
+        return Ok(refuse(args.json, &guard, message));
+    }
     if !args.yes && args.abandon.is_none() && !std::io::stdin().is_terminal() {
         return Ok(refuse(
             args.json,

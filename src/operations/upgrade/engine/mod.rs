@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use self::keeper::LockKeeper;
-pub use self::preflight::{abandon, dry_run, preflight};
+pub use self::preflight::{abandon, dry_run, preflight, unfinished_run};
 use super::guards::GuardVerdict;
 use super::journal::{self, Journal};
 use super::lock::{self, Acquire};

@@ -55,6 +55,12 @@ pub async fn preflight(world: &ReadWorld, journal_dir: &Path, run_id: &str) -> O
     {
         return Some(refused(None, "lock", held.to_string()));
     }
+    unfinished_run(journal_dir, run_id)
+}
+
+/// A run in `journal_dir` other than `run_id` that is unfinished: the refusal names it, where
+/// it stopped, and how to resume or abandon it.
+pub fn unfinished_run(journal_dir: &Path, run_id: &str) -> Option<RunOutcome> {
     match journal::unfinished(journal_dir) {
         Ok(list) => list.iter().find(|u| u.run_id != run_id).map(|u| {
             let at = u
