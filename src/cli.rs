@@ -167,8 +167,8 @@ pub struct UpgradeArgs {
     /// Only these hosts (comma-separated ids or hostnames).
     #[arg(long, value_delimiter = ',', value_name = "H1,H2")]
     pub only: Vec<String>,
-    /// Show the plan and every guard's verdict; change nothing.
-    #[arg(long)]
+    /// Show the plan and every guard's verdict; change nothing (works with --read-only).
+    #[arg(long, conflicts_with_all = ["resume", "abandon"])]
     pub dry_run: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
@@ -238,6 +238,27 @@ mod tests {
             cli.command,
             Some(Command::Check(CheckArgs { json: true, .. }))
         ));
+    }
+
+    #[test]
+    fn dry_run_conflicts_with_resume_and_abandon() {
+        for args in [
+            ["homeinfra-tui", "upgrade", "--dry-run", "--resume", "r1"],
+            [
+                "homeinfra-tui",
+                "--read-only",
+                "upgrade",
+                "--dry-run",
+                "--abandon",
+            ],
+        ] {
+            let mut v: Vec<&str> = args.to_vec();
+            if v.last() == Some(&"--abandon") {
+                v.push("r1");
+            }
+            let e = Cli::try_parse_from(v).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{e}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::app::{App, Effect, LayoutFacts, Msg};
-use crate::base::Env;
+use crate::base::{Env, Writes};
 use crate::tasks::upgrade::UpgradeBackend;
 use crate::tasks::{Registry, Setup};
 use crate::ui::{self, Theme};
@@ -42,11 +42,12 @@ pub async fn run(
     app: App,
     theme: &Theme,
     env: &Env,
+    writes: Option<Writes>,
     upgrades: Arc<dyn UpgradeBackend>,
 ) -> Result<Option<String>> {
     let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;
     install_panic_hook();
-    let result = session(&mut terminal, app, theme, env, upgrades).await;
+    let result = session(&mut terminal, app, theme, env, writes, upgrades).await;
     restore();
     result
 }
@@ -96,6 +97,7 @@ async fn session(
     app: App,
     theme: &Theme,
     env: &Env,
+    writes: Option<Writes>,
     upgrades: Arc<dyn UpgradeBackend>,
 ) -> Result<Option<String>> {
     let mut screen = Terminal { terminal, theme };
@@ -110,7 +112,7 @@ async fn session(
     let registry = Registry::spawn(
         Setup {
             env: env.clone(),
-            read_only: app.read_only,
+            writes,
             upgrades,
             sources: true,
         },

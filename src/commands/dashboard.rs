@@ -8,7 +8,7 @@ use std::time::Duration;
 use color_eyre::eyre::{Result, eyre};
 
 use crate::app::{App, Keymap};
-use crate::base::Env;
+use crate::base::{Env, Writes};
 use crate::operations::upgrade::process::EngineCommand;
 use crate::sources;
 use crate::tasks::upgrade::EngineProcess;
@@ -40,7 +40,7 @@ impl Engines {
 }
 
 /// Run the dashboard until the user quits or a signal arrives.
-pub async fn run(ctx: Env, read_only: bool, engines: Engines) -> Result<()> {
+pub async fn run(ctx: Env, writes: Option<Writes>, engines: Engines) -> Result<()> {
     let theme = Theme::load(
         ctx.config.ui.theme.as_deref(),
         ui::theme::no_color_requested(),
@@ -82,13 +82,17 @@ pub async fn run(ctx: Env, read_only: bool, engines: Engines) -> Result<()> {
         keymap,
         sources::initial_snapshot(&ctx),
         context,
-        read_only,
+        writes.is_none(),
         jiff::Timestamp::now(),
     );
     app.discover_runs = !ctx.offline;
     app.demo = engines.demo;
-    let upgrades = Arc::new(EngineProcess::new(ctx.clone(), engines.command));
-    let farewell = crate::tui::run(app, &theme, &ctx, upgrades).await?;
+    let upgrades = Arc::new(EngineProcess::new(
+        ctx.clone(),
+        engines.command,
+        writes.clone(),
+    ));
+    let farewell = crate::tui::run(app, &theme, &ctx, writes, upgrades).await?;
     if let Some(f) = farewell {
         // The terminal may be gone (SIGHUP): then nobody reads it.
         let _ = writeln!(std::io::stdout(), "{f}");

@@ -118,10 +118,15 @@ pub async fn confirm(question: String) -> bool {
         if std::io::stdin().lock().read_line(&mut line).is_err() {
             return false;
         }
-        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+        is_yes(&line)
     })
     .await
     .unwrap_or(false)
+}
+
+/// Only `y` or `yes` (any case, surrounding blanks ignored) is a yes; Enter alone is not.
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 /// What the engine runs.
@@ -484,4 +489,19 @@ fn not_running(out: &mut Out, journal_dir: &Path, run_id: &str) -> Result<u8> {
 /// Is `stdin` a terminal (a question can be asked)?
 pub fn can_ask() -> bool {
     std::io::stdin().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_yes;
+
+    #[test]
+    fn only_y_or_yes_confirms() {
+        for yes in ["y", "Y", "yes", "YES", " yes \n"] {
+            assert!(is_yes(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n", "no", "ye", "yes please", "oui"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
+    }
 }

@@ -14,7 +14,7 @@ pub mod upgrade;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
-use crate::base::{Env, error_chain};
+use crate::base::{Env, Writes, error_chain};
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config;
 use crate::inventory;
@@ -26,8 +26,8 @@ pub const EXIT_ERROR: u8 = 3;
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub env: Env,
-    /// `--read-only`: the front-end must never create a writer.
-    pub read_only: bool,
+    /// The write capability: `None` under `--read-only` (nothing that writes can be built).
+    pub writes: Option<Writes>,
 }
 
 /// The config alone (for commands that need no inventory: `upgrade --attach`).
@@ -98,7 +98,8 @@ pub fn load(global: &GlobalArgs) -> Result<Loaded> {
             offline: global.offline,
             label: None,
         },
-        read_only: global.read_only,
+        // The one place the write capability is made (tests/offline/layering.rs checks it).
+        writes: Writes::unless_read_only(global.read_only),
     })
 }
 
@@ -136,9 +137,9 @@ async fn run(cli: Cli) -> Result<u8> {
         .wrap_err("cannot set up logging")?;
     match cli.command.unwrap_or(Command::Dashboard) {
         Command::Dashboard => {
-            let Loaded { env, read_only } = load(&global)?;
+            let Loaded { env, writes } = load(&global)?;
             let engine = engine_command(&global);
-            dashboard::run(env, read_only, dashboard::Engines::new(engine)).await?;
+            dashboard::run(env, writes, dashboard::Engines::new(engine)).await?;
             Ok(0)
         }
         Command::Check(args) => check::run(&global, &args).await,

@@ -73,10 +73,10 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
     demo_global.kubeconfig = None;
     demo_global.context = None;
     let result = async {
-        let Loaded { mut env, read_only } = load(&demo_global)?;
+        let Loaded { mut env, writes } = load(&demo_global)?;
         env.label = Some("demo (simulated homelab)".into());
         let engines = super::dashboard::Engines::demo(super::engine_command(&demo_global));
-        super::dashboard::run(env, read_only, engines).await
+        super::dashboard::run(env, writes, engines).await
     }
     .await;
     sim.shutdown().await;

@@ -1,8 +1,12 @@
 //! `homeinfra-tui upgrade`: the same engine without a screen. One line per event (or JSON
-//! lines with `--json`); asks before starting unless `--yes`; exit status 0 done, 1 failed or
+//! lines with `--json`); asks before starting unless `--yes` (only `y`/`yes` confirm), naming
+//! every node and whether it will reboot as far as known; exit status 0 done, 1 failed or
 //! aborted, 2 refused, 3 could not run. The run itself goes on in [`super::engine`]: in this
 //! process (serving the run's control socket), or detached from the terminal (`--detach`);
 //! `--attach RUN` follows one from elsewhere.
+//!
+//! The dry run needs nothing but a read-only world (it works with `--read-only`); a run,
+//! `--resume` and `--abandon` need the write capability, which `--read-only` never gives.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -11,18 +15,24 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use super::Loaded;
 use super::engine::{self as engine_process, Flags, Out, Run};
+use crate::base::Env;
 use crate::cli::UpgradeArgs;
+use crate::config::RebootPolicy;
 use crate::operations::upgrade::engine;
 use crate::operations::upgrade::process::{EngineCommand, load_plan, write_plan};
 use crate::operations::upgrade::text::{EXIT_OK, EXIT_REFUSED, format_outcome};
+use crate::operations::upgrade::world::ReadWorld;
 use crate::operations::upgrade::{
-    Plan, PlanEntry, RunOutcome, Settings, UpgradeEvent, journal, live, lock,
+    Plan, PlanEntry, RunOutcome, Settings, UpgradeEvent, Verdict, journal, live, lock,
 };
 
-fn print_plan(p: &Plan) {
+fn print_plan(p: &Plan, reboots: &[String]) {
     println!("Upgrade plan {} (flake {}):", p.run_id, p.flake);
     for (i, e) in p.entries.iter().enumerate() {
-        println!("  {}. {}", i + 1, entry_line(e));
+        match reboots.get(i) {
+            Some(r) => println!("  {}. {} — {r}", i + 1, entry_line(e)),
+            None => println!("  {}. {}", i + 1, entry_line(e)),
+        }
     }
 }
 
@@ -34,6 +44,38 @@ fn entry_line(e: &PlanEntry) -> String {
         e.role,
         if e.etcd_leader { ", etcd leader" } else { "" }
     )
+}
+
+/// Per node: will it reboot, as far as known before its switch (the policy, or a kernel that
+/// already changed and was not booted yet; otherwise the switch decides).
+async fn reboot_forecast(world: &ReadWorld, env: &Env, plan: &Plan) -> Vec<String> {
+    let policy = env.config.upgrade.reboot;
+    let mut out = Vec::new();
+    for e in &plan.entries {
+        if policy == RebootPolicy::Never {
+            out.push("no reboot ([upgrade] reboot = \"never\")".to_string());
+            continue;
+        }
+        let ask = if policy == RebootPolicy::Ask {
+            ", asks you first"
+        } else {
+            ""
+        };
+        let known = match env.inventory.host(&e.host) {
+            Some(h) => world.hosts.boot_state(h).await.ok(),
+            None => None,
+        };
+        out.push(match known {
+            Some(b) if b.reboot_needed == Some(true) => format!(
+                "reboots ({} changed and not booted yet){ask}",
+                b.reasons.join(", ")
+            ),
+            _ => format!(
+                "reboot decided after its switch (when kernel, initrd or modules change){ask}"
+            ),
+        });
+    }
+    out
 }
 
 fn refuse(json: bool, guard: &str, message: String) -> u8 {
@@ -69,20 +111,75 @@ fn engine_flags(args: &UpgradeArgs) -> Vec<OsString> {
     v
 }
 
+/// The dry run: the plan and every guard's verdict (skipped ones said so), touching nothing.
+async fn dry_run(ctx: &Env, args: &UpgradeArgs, journal_dir: &std::path::Path) -> Result<u8> {
+    let world = live::read_world(ctx).await?;
+    if let Some(RunOutcome::Refused { guard, message, .. }) =
+        engine::preflight(&world, journal_dir, "").await
+    {
+        return Ok(refuse(args.json, &guard, message));
+    }
+    let the_plan = live::new_plan(ctx, &world, &args.only).await?;
+    let settings = Settings::new(&ctx.config);
+    let verdicts = engine::dry_run(&world, &ctx.inventory, &the_plan, &settings).await;
+    let all_pass = verdicts.iter().all(|(_, v)| v.iter().all(|v| v.pass));
+    let skipped: Vec<String> = {
+        let mut s: Vec<String> = verdicts
+            .iter()
+            .flat_map(|(_, v)| v.iter())
+            .filter(|v| v.verdict == Verdict::Skipped)
+            .map(|v| v.guard.clone())
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    if args.json {
+        let doc = serde_json::json!({
+            "plan": the_plan,
+            "verdicts": verdicts.iter().map(|(e, v)| serde_json::json!({"node": e.node, "verdicts": v})).collect::<Vec<_>>(),
+            "skipped_guards": skipped,
+            "would_start": all_pass,
+        });
+        println!("{}", serde_json::to_string(&doc)?);
+    } else {
+        let reboots = reboot_forecast(&world, ctx, &the_plan).await;
+        print_plan(&the_plan, &reboots);
+        for (e, vs) in &verdicts {
+            println!("{}:", e.node);
+            for v in vs {
+                let mark = match v.verdict {
+                    Verdict::Pass => "✓",
+                    Verdict::Skipped => "–",
+                    Verdict::Refuse | Verdict::CannotVerify => "✗",
+                };
+                println!("  {mark} {}", v.line());
+            }
+        }
+        if !skipped.is_empty() {
+            println!(
+                "skipped by [upgrade] skip_guards: {} (the config says this cluster has no data for them)",
+                skipped.join(", ")
+            );
+        }
+        if let Some(held) = lock::current(world.cluster.as_ref(), world.clock.now()).await? {
+            println!("lock: {held}");
+        }
+        println!(
+            "dry run: nothing changed; {}",
+            if all_pass {
+                "every guard passes right now"
+            } else {
+                "some guards refuse right now (each node is checked again right before it)"
+            }
+        );
+    }
+    Ok(if all_pass { EXIT_OK } else { EXIT_REFUSED })
+}
+
 /// Run the command.
 pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand) -> Result<u8> {
-    let Loaded {
-        env: ctx,
-        read_only,
-    } = loaded;
-    if read_only && !args.dry_run {
-        return Ok(refuse(
-            args.json,
-            "read-only",
-            "read-only mode (--read-only): no upgrade, cordon or uncordon (--dry-run still works)"
-                .into(),
-        ));
-    }
+    let Loaded { env: ctx, writes } = loaded;
     if ctx.offline {
         return Ok(refuse(
             args.json,
@@ -91,19 +188,41 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand)
         ));
     }
     let journal_dir = live::journal_dir(&ctx.config.upgrade)?;
-    if !args.yes && !args.dry_run && args.abandon.is_none() && !std::io::stdin().is_terminal() {
+    if args.dry_run {
+        return dry_run(&ctx, args, &journal_dir).await;
+    }
+    let Some(writes) = writes else {
+        return Ok(refuse(
+            args.json,
+            "read-only",
+            "read-only mode (--read-only): no upgrade, resume, abandon, cordon or uncordon (--dry-run still works)"
+                .into(),
+        ));
+    };
+    // An interrupted run is named (where it stopped, how to resume or abandon it) before
+    // anything else is asked.
+    if args.resume.is_none()
+        && args.abandon.is_none()
+        && args.plan.is_none()
+        && let Some(RunOutcome::Refused { guard, message, .. }) =
+            engine::unfinished_run(&journal_dir, "")
+    {
+        return Ok(refuse(args.json, &guard, message));
+    }
+    if !args.yes && args.abandon.is_none() && !std::io::stdin().is_terminal() {
         return Ok(refuse(
             args.json,
             "confirmation",
             "stdin is not a terminal: pass --yes to start without asking".into(),
         ));
     }
-    let settings = Settings::from_config(&ctx.config.upgrade);
+    let settings = Settings::new(&ctx.config);
 
     // `--detach` of a plan already confirmed (the dashboard's) or of a resume: the engine
     // builds its own clients; here only the files are checked.
     if args.detach && (args.plan.is_some() || args.resume.is_some()) && args.yes {
         let (run_id, mut child): (String, Vec<OsString>) = if let Some(run_id) = &args.resume {
+            journal::valid_run_id(run_id)?;
             let sum = journal::summarize(&journal::path_of(&journal_dir, run_id))?;
             if let Some(o) = &sum.finished {
                 return Err(eyre!(
@@ -121,7 +240,7 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand)
         child.extend(engine_flags(args));
         return engine_process::detach(engine_cmd, &journal_dir, &run_id, child, args.json).await;
     }
-    let world = live::world(&ctx).await?;
+    let world = live::world(&ctx, &writes).await?;
 
     if let Some(run_id) = &args.abandon {
         let un = engine::abandon(&world, &journal_dir, run_id)
@@ -140,6 +259,7 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand)
     }
 
     let (the_plan, resume) = if let Some(run_id) = &args.resume {
+        journal::valid_run_id(run_id)?;
         let sum = journal::summarize(&journal::path_of(&journal_dir, run_id))?;
         if let Some(o) = &sum.finished {
             return Err(eyre!(
@@ -150,64 +270,45 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand)
         let Some(at) = sum.resume_at else {
             return Err(eyre!("run {run_id} has no node left to run"));
         };
+        // A run whose process lives (here) or renews its lock (elsewhere) is not resumed twice.
+        if let Err(why) =
+            lock::resumable(world.read.cluster.as_ref(), run_id, world.read.clock.now()).await
+        {
+            return Ok(refuse(args.json, "lock", why));
+        }
+        if !args.json
+            && let Some(at) = sum.stopped_at()
+        {
+            println!("resuming run {run_id}, stopped at {at}");
+        }
         (sum.plan, Some(at))
     } else if let Some(file) = &args.plan {
         (load_plan(file, &ctx.inventory, &journal_dir)?, None)
     } else {
         if let Some(RunOutcome::Refused { guard, message, .. }) =
-            engine::preflight(&world, &journal_dir, "").await
+            engine::preflight(&world.read, &journal_dir, "").await
         {
             return Ok(refuse(args.json, &guard, message));
         }
-        let p = live::new_plan(&ctx, &world, &args.only).await?;
+        let p = live::new_plan(&ctx, &world.read, &args.only).await?;
         (p, None)
     };
 
-    if args.dry_run {
-        let verdicts = engine::dry_run(&world, &ctx.inventory, &the_plan, &settings).await;
-        let all_pass = verdicts.iter().all(|(_, v)| v.iter().all(|v| v.pass));
-        if args.json {
-            let doc = serde_json::json!({
-                "plan": the_plan,
-                "verdicts": verdicts.iter().map(|(e, v)| serde_json::json!({"node": e.node, "verdicts": v})).collect::<Vec<_>>(),
-                "would_start": all_pass,
-            });
-            println!("{}", serde_json::to_string(&doc)?);
-        } else {
-            print_plan(&the_plan);
-            for (e, vs) in &verdicts {
-                println!("{}:", e.node);
-                for v in vs {
-                    println!("  {} {}", if v.pass { "✓" } else { "✗" }, v.line());
-                }
-            }
-            if let Some(held) = lock::current(world.cluster.as_ref(), world.clock.now()).await? {
-                println!("lock: {held}");
-            }
-            println!(
-                "dry run: nothing changed; {}",
-                if all_pass {
-                    "every guard passes right now"
-                } else {
-                    "some guards refuse right now (each node is checked again right before it)"
-                }
-            );
-        }
-        return Ok(if all_pass { EXIT_OK } else { EXIT_REFUSED });
-    }
-
     if !args.yes {
-        print_plan(&the_plan);
+        let reboots = reboot_forecast(&world.read, &ctx, &the_plan).await;
+        print_plan(&the_plan, &reboots);
+        let nodes: Vec<&str> = the_plan.entries.iter().map(|e| e.node.as_str()).collect();
         let q = format!(
-            "{} the upgrade of {} node(s)?",
+            "{} the upgrade of {} ({} node(s), in this order; each may reboot as shown above)?",
             if resume.is_some() { "Resume" } else { "Start" },
-            the_plan.entries.len()
+            nodes.join(", "),
+            nodes.len()
         );
         if !engine_process::confirm(q).await {
             return Ok(refuse(
                 args.json,
                 "confirmation",
-                "not confirmed: nothing changed".into(),
+                "not confirmed (only y or yes confirms): nothing changed".into(),
             ));
         }
     }

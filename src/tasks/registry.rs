@@ -19,8 +19,9 @@ use crate::sources::{self, Update};
 /// What the registry needs to run jobs.
 pub struct Setup {
     pub env: Env,
-    /// Refuse every job that writes (a second lock behind the app's own refusal).
-    pub read_only: bool,
+    /// The write capability (`None`: read-only mode — every job that writes is refused, a
+    /// second lock behind the app's own refusal, and nothing that writes can be built).
+    pub writes: Option<crate::base::Writes>,
     /// Where upgrade plans and runs come from.
     pub upgrades: Arc<dyn UpgradeBackend>,
     /// Start the sources (Kubernetes, etcd, SSH, Mimir, Loki) and forward their updates.
@@ -241,7 +242,7 @@ where
     }
 
     async fn start(&mut self, task: Task) {
-        if self.setup.read_only && task.job.writes() {
+        if self.setup.writes.is_none() && task.job.writes() {
             let why = format!("read-only mode: {} is disabled", task.job.title());
             self.post(task.id, TaskEvent::Refused(why)).await;
             return;
@@ -393,8 +394,11 @@ where
 
     async fn change(&self, change: change::Change, node: &str) -> TaskEvent {
         let cfg = &self.setup.env.config.kubernetes;
+        let Some(writes) = &self.setup.writes else {
+            return TaskEvent::Refused("read-only mode: cordon and uncordon are disabled".into());
+        };
         tokio::select! {
-            r = change::run(cfg, change, node) => TaskEvent::Changed(r),
+            r = change::run(writes, cfg, change, node) => TaskEvent::Changed(r),
             () = self.cancel.cancelled() => TaskEvent::Cancelled,
         }
     }

@@ -16,7 +16,7 @@ use color_eyre::eyre::{Result, eyre};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use crate::base::{Env, error_chain};
+use crate::base::{Env, Writes, error_chain};
 use crate::operations::upgrade::guards::GuardVerdict;
 use crate::operations::upgrade::process::{self, EngineCommand, Followed};
 use crate::operations::upgrade::text::format_outcome;
@@ -86,12 +86,27 @@ pub trait UpgradeBackend: Send + Sync + 'static {
 pub struct EngineProcess {
     env: Env,
     command: EngineCommand,
+    /// The write capability: `None` (read-only mode) starts, resumes and abandons nothing.
+    writes: Option<Writes>,
 }
 
 impl EngineProcess {
     /// `command` starts this program's `upgrade` with the dashboard's files.
-    pub fn new(env: Env, command: EngineCommand) -> Self {
-        Self { env, command }
+    pub fn new(env: Env, command: EngineCommand, writes: Option<Writes>) -> Self {
+        Self {
+            env,
+            command,
+            writes,
+        }
+    }
+
+    /// The engine command, only with the write capability: a read-only dashboard starts no
+    /// process that writes.
+    fn writer(&self, what: &str) -> Result<EngineCommand, String> {
+        match &self.writes {
+            Some(_) => Ok(self.command.clone()),
+            None => Err(format!("read-only mode (--read-only): no upgrade {what}")),
+        }
     }
 }
 
@@ -107,8 +122,9 @@ impl UpgradeBackend for EngineProcess {
 
     fn start(&self, plan: Plan) -> BoxFuture<'static, Result<RunLink, String>> {
         let env = self.env.clone();
-        let command = self.command.clone();
+        let command = self.writer("run");
         Box::pin(async move {
+            let command = command?;
             chain(
                 async {
                     let dir = live::journal_dir(&env.config.upgrade)?;
@@ -154,8 +170,9 @@ impl UpgradeBackend for EngineProcess {
 
     fn resume(&self, run_id: String) -> BoxFuture<'static, Result<RunLink, String>> {
         let env = self.env.clone();
-        let command = self.command.clone();
+        let command = self.writer("resume");
         Box::pin(async move {
+            let command = command?;
             chain(
                 async {
                     let dir = live::journal_dir(&env.config.upgrade)?;
@@ -169,8 +186,9 @@ impl UpgradeBackend for EngineProcess {
     }
 
     fn abandon(&self, run_id: String) -> BoxFuture<'static, Result<String, String>> {
-        let command = self.command.clone();
+        let command = self.writer("abandon");
         Box::pin(async move {
+            let command = command?;
             let args: Vec<OsString> =
                 vec!["--abandon".into(), run_id.clone().into(), "--json".into()];
             // Not killed when the dashboard goes: an abandon half done is worse than one done.
@@ -284,14 +302,14 @@ async fn follow(dir: PathBuf, run_id: &str) -> Result<RunLink> {
 
 async fn prepare(env: &Env, only: &[String]) -> Result<Planned> {
     let journal_dir = live::journal_dir(&env.config.upgrade)?;
-    let world = live::world(env).await?;
+    let world = live::read_world(env).await?;
     if let Some(RunOutcome::Refused { message, .. }) =
         engine::preflight(&world, &journal_dir, "").await
     {
         return Err(eyre!(message));
     }
     let p = live::new_plan(env, &world, only).await?;
-    let settings = Settings::from_config(&env.config.upgrade);
+    let settings = Settings::new(&env.config);
     let verdicts = engine::dry_run(&world, &env.inventory, &p, &settings).await;
     let lock = lock::current(world.cluster.as_ref(), world.clock.now())
         .await

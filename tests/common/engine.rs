@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use homeinfra_tui::operations::upgrade::journal;
 use homeinfra_tui::operations::upgrade::live::{KubeCluster, drain_client};
-use homeinfra_tui::operations::upgrade::{ClusterOps, RunOutcome};
+use homeinfra_tui::operations::upgrade::{ClusterRead, RunOutcome};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_homeinfra-tui");
 

@@ -117,7 +117,7 @@ fn rig(read_only: bool, flake: Option<String>) -> Rig {
     let registry = Registry::spawn(
         Setup {
             env,
-            read_only,
+            writes: (!read_only).then(crate::testing::writes),
             upgrades: Arc::new(fake.clone()),
             sources: false,
         },

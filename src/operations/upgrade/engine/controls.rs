@@ -40,7 +40,7 @@ impl Runner {
 
     /// The renewer's message once the lock is lost.
     pub(super) fn lock_lost(&self) -> Option<String> {
-        self.lock_lost.lock().ok().and_then(|g| g.clone())
+        self.keeper.as_ref().and_then(|k| k.lost())
     }
 
     /// Take the controls sent so far (and a lost lock) into account.
@@ -131,7 +131,7 @@ impl Runner {
         let seq = self.seq;
         self.seq += 1;
         Record {
-            ts: self.w.clock.now(),
+            ts: self.w.read.clock.now(),
             seq: Some(seq),
             event,
         }
