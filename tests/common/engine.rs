@@ -271,3 +271,32 @@ pub fn planned_nodes(state: &Path, run_id: &str) -> Vec<String> {
         .map(|e| e.node.clone())
         .collect()
 }
+
+impl SimProcess {
+    /// What the simulator received, from its control API: (Kubernetes writes, SSH commands,
+    /// each with its `mutating` flag).
+    pub fn requests(&self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        let files = self.files();
+        let kubeconfig = std::fs::read_to_string(files.join("kubeconfig")).unwrap();
+        let server = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("the simulator's kubeconfig names its server")
+            .to_string();
+        let token = std::fs::read_to_string(files.join("token")).unwrap();
+        let out = Command::new("curl")
+            .args(["-sf", "-m", "10", "--cacert"])
+            .arg(files.join("ca.crt"))
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", token.trim()))
+            .arg(format!("{server}/sim/v1/requests"))
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "GET /sim/v1/requests failed");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["requests"].as_array().cloned().unwrap_or_default(),
+            v["ssh"].as_array().cloned().unwrap_or_default(),
+        )
+    }
+}

@@ -6,6 +6,7 @@ mod common;
 
 mod event_loop;
 mod observe_panes;
+mod read_only;
 mod readme_keys;
 mod tui_detached;
 mod tui_e2e;
