@@ -61,7 +61,7 @@ impl Setup {
     /// One whole plan: the world's clients, the order, every node's diff, the guards.
     fn plan(&self) -> usize {
         self.rt.block_on(async {
-            let world = live::world(&self.env).await.expect("the world");
+            let world = live::read_world(&self.env).await.expect("the world");
             let p = live::new_plan(&self.env, &world, &[])
                 .await
                 .expect("a plan");

@@ -151,7 +151,8 @@ async fn compute(
                     .current_system
                     .ok_or_else(|| eyre!("{} did not say which system it runs", host.id))?
             } else {
-                let target = SshTarget::for_host(&host, &ctx.config.ssh);
+                let target =
+                    SshTarget::for_host(&host, &ctx.config.ssh).map_err(|e| eyre!("{e}"))?;
                 reporter
                     .step(format!(
                         "reading /run/current-system on {}",

@@ -21,7 +21,7 @@ pub use self::sources::{
     MimirConfig, NixConfig, SshConfig,
 };
 pub use self::ui::{KeyOverride, Thresholds, UiConfig};
-pub use self::upgrade::{RebootPolicy, SwitchMode, UpgradeConfig, parse_window};
+pub use self::upgrade::{RebootPolicy, SKIPPABLE_GUARDS, SwitchMode, UpgradeConfig, parse_window};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
@@ -263,19 +263,19 @@ mod tests {
             err,
             "config.toml:2:1: key \"mimir.url\": \"mimir:9009\" must start with http:// or https://"
         );
-        let err = p("[upgrade]\nskip_guards = [\"k3s-skwe\"]\n")
+        let err = p("[upgrade]\nskip_guards = [\"etcd\", \"longhron\"]\n")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("\"upgrade.skip_guards\": \"k3s-skwe\" is not a guard that can be skipped (valid: k3s-skew)"),
+            err.contains("\"upgrade.skip_guards\": \"longhron\" is not a guard that can be skipped (valid: longhorn, etcd, alerts, auto-upgrade, k3s-skew)"),
             "{err}"
         );
         assert_eq!(
-            p("[upgrade]\nskip_guards = [\"k3s-skew\"]\n")
+            p("[upgrade]\nskip_guards = [\"longhorn\", \"etcd\", \"k3s-skew\"]\n")
                 .unwrap()
                 .upgrade
                 .skip_guards,
-            ["k3s-skew"]
+            ["longhorn", "etcd", "k3s-skew"]
         );
         let err = p("[upgrade]\nmaintenance_window = \"1-5\"\n")
             .unwrap_err()

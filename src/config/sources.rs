@@ -244,6 +244,10 @@ pub struct NixConfig {
     pub sim_token_file: Option<PathBuf>,
     /// How many closure diffs (or evaluations) run at once for a plan or the fleet's drift.
     pub concurrency: usize,
+    /// Fetch a host's deployed closure without checking its signatures (`nix copy
+    /// --no-check-sigs`): only for hosts whose locally built, unsigned store you trust.
+    /// Default false: signatures are checked.
+    pub trust_host_store: bool,
 }
 
 impl Default for NixConfig {
@@ -257,6 +261,7 @@ impl Default for NixConfig {
             sim_ca_file: None,
             sim_token_file: None,
             concurrency: 8,
+            trust_host_store: false,
         }
     }
 }

@@ -80,16 +80,28 @@ pub struct UpgradeConfig {
     pub auto_upgrade_horizon_secs: u64,
     /// Duration of the upgrade lock's Lease (renewed at a third of it).
     pub lock_duration_secs: u64,
-    /// Guards the operator says cannot apply here, skipped and shown as skipped in every plan:
-    /// `"k3s-skew"` (the hosts' deployed systems cannot be diffed, so the k3s version change
-    /// of the plan is not checked: no skip, downgrade or agent-ahead refusal; the cluster's
-    /// mixed minors are still checked). Without this, a guard that cannot see its data
+    /// Guards this cluster has no data for, as the operator states it: `"longhorn"` (no
+    /// Longhorn: degraded-volume, last-replica), `"etcd"` (etcd not monitored: etcd-no-leader,
+    /// etcd-member-down, etcd-quorum), `"alerts"` (no Mimir/Prometheus: alert-firing),
+    /// `"auto-upgrade"` (no nixos-upgrade state: auto-upgrade), `"k3s-skew"` (the hosts'
+    /// deployed systems cannot be diffed, so the plan's k3s version change is not checked: no
+    /// skip, downgrade or agent-ahead refusal; the cluster's mixed minors are still checked).
+    /// Every plan shows them as skipped. Without this, a guard that cannot see its data
     /// refuses.
     pub skip_guards: Vec<String>,
 }
 
 /// The names `[upgrade] skip_guards` takes, and the guards each one skips.
-pub const SKIPPABLE_GUARDS: &[(&str, &[&str])] = &[("k3s-skew", &["k3s-skew"])];
+pub const SKIPPABLE_GUARDS: &[(&str, &[&str])] = &[
+    ("longhorn", &["degraded-volume", "last-replica"]),
+    (
+        "etcd",
+        &["etcd-no-leader", "etcd-member-down", "etcd-quorum"],
+    ),
+    ("alerts", &["alert-firing"]),
+    ("auto-upgrade", &["auto-upgrade"]),
+    ("k3s-skew", &["k3s-skew"]),
+];
 
 impl Default for UpgradeConfig {
     fn default() -> Self {

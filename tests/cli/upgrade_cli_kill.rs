@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use homeinfra_tui::config;
 use homeinfra_tui::operations::upgrade::journal;
 use homeinfra_tui::operations::upgrade::live::{KubeCluster, drain_client};
-use homeinfra_tui::operations::upgrade::{ClusterOps, RunOutcome, UpgradeEvent};
+use homeinfra_tui::operations::upgrade::{ClusterRead, RunOutcome, UpgradeEvent};
 use homeinfra_tui::sim::{self, SimOptions};
 use ssh_support::*;
 
@@ -66,9 +66,13 @@ fn setup(dir: &Path, s: &SharedSshd, marks: &Path) {
             ),
             ("settle_secs", toml::Value::Integer(0)),
             ("poll_secs", toml::Value::Integer(1)),
-            // The test sshd's machine is no NixOS host: its system cannot be diffed, so the
-            // plan cannot verify the k3s change. Said so, as an operator would.
-            ("skip_guards", toml::Value::Array(vec![st("k3s-skew")])),
+            // The test sshd's machine is no NixOS host with systemd: no nixos-upgrade state,
+            // and its system cannot be diffed, so the plan cannot verify the k3s change. Said
+            // so, as an operator would (otherwise those guards cannot verify and refuse).
+            (
+                "skip_guards",
+                toml::Value::Array(vec![st("auto-upgrade"), st("k3s-skew")]),
+            ),
         ],
     );
     section(
@@ -119,6 +123,24 @@ fn run_to_end(env: &Env, args: &[&str]) -> (Option<i32>, String) {
         eprintln!("{out}\n{}", String::from_utf8_lossy(&o.stderr));
     }
     (o.status.code(), run_id)
+}
+
+/// `upgrade` without flags after a kill: refused, naming the run, where it stopped (node and
+/// step) and both ways on.
+fn offers_the_resume(env: &Env, run_id: &str, at: &str) {
+    let o = upgrade(env, &[]).output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "after a kill at {at}: {said}");
+    assert!(
+        said.contains(&format!("run {run_id} is unfinished (stopped at {at})"))
+            && said.contains(&format!("--resume {run_id}"))
+            && said.contains(&format!("--abandon {run_id}")),
+        "after a kill at {at}: {said}"
+    );
 }
 
 /// Start a run and kill -9 it right after the `nth` step started; returns the run id.
@@ -230,6 +252,7 @@ async fn kill_9_then_resume_gives_the_same_end_state() {
         let (run_id, at) = tokio::task::block_in_place(|| kill_after_step(&env, nth));
         let unfinished = journal::unfinished(&env.state.join("homeinfra-tui/runs")).unwrap();
         assert_eq!(unfinished.len(), 1, "killed at {at}");
+        offers_the_resume(&env, &run_id, &at);
         let (code, _) = tokio::task::block_in_place(|| {
             run_to_end(&env, &["--yes", "--json", "--resume", &run_id])
         });
@@ -348,11 +371,13 @@ async fn kill_9_then_resume_with_reboots_through_the_simulated_hosts() {
     );
 
     // Per node: guards, cordon, drain, switch, reboot, wait-healthy, uncordon, settle.
-    for nth in [2usize, 3, 4, 5, 6, 7, 13, 22] {
+    // 5, 13, 21 and 29 are reboots: killed while the host is down.
+    for nth in [2usize, 3, 4, 5, 6, 7, 13, 21, 22, 29] {
         // The last run put every host on the flake's system: a new nixpkgs revision gives
         // each one an update again (a plan leaves out the nodes with no change).
         h.world().flake_update();
         let (run_id, at) = tokio::task::block_in_place(|| kill_after_step(&env, nth));
+        offers_the_resume(&env, &run_id, &at);
         let (code, _) = tokio::task::block_in_place(|| {
             run_to_end(&env, &["--yes", "--json", "--resume", &run_id])
         });

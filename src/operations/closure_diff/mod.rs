@@ -74,6 +74,7 @@ pub async fn diff_paths(
         nix: nix.clone(),
         flake: None,
         ssh: crate::config::SshConfig::default(),
+        trust_host_store: false,
     };
     diff_with(&here, old, new, reporter, cancel).await
 }

@@ -144,6 +144,7 @@ pub fn source_for(
                 nix: n,
                 flake: nix.flake.clone(),
                 ssh: ssh.clone(),
+                trust_host_store: nix.trust_host_store,
             }))
         }
         ClosureSourceKind::Sim => Ok(Arc::new(super::SimClosures::from_config(nix)?)),
@@ -158,6 +159,8 @@ pub struct NixClosures {
     /// `[nix] flake` (`None`: only diffs of paths already here).
     pub flake: Option<String>,
     pub ssh: SshConfig,
+    /// `[nix] trust_host_store`: fetch deployed closures without checking their signatures.
+    pub trust_host_store: bool,
 }
 
 impl NixClosures {
@@ -251,7 +254,8 @@ impl ClosureSource for NixClosures {
                 return Ok(());
             }
             let source = NixCopyFromSsh {
-                target: SshTarget::for_host(host, &self.ssh),
+                target: SshTarget::for_host(host, &self.ssh).map_err(|e| eyre!("{e}"))?,
+                trust_host_store: self.trust_host_store,
             };
             reporter
                 .step(format!(

@@ -172,7 +172,7 @@ mod tests {
     }
 
     fn write_run(dir: &Path, id: &str, switch_ms: u64, completed: bool) {
-        let mut j = Journal::open(dir, id).unwrap();
+        let mut j = Journal::open(&crate::testing::writes(), dir, id).unwrap();
         let t = jiff::Timestamp::now();
         j.append(
             t,

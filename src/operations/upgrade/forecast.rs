@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::eta::{Estimates, short};
 use super::guards::GuardVerdict;
 use super::skew::{self, K3sChange, OrderRule, RunningNode};
-use super::world::World;
+use super::world::ReadWorld;
 use super::{Plan, PlanEntry};
 use crate::config::RebootPolicy;
 use crate::inventory::{Inventory, Role};
@@ -72,8 +72,12 @@ pub struct Forecast {
     pub nodes: Vec<NodeForecast>,
     /// Nodes with nothing to do.
     pub skipped: Vec<SkippedNode>,
-    /// Version-skew refusals: while any is here, a new run does not start.
+    /// Version-skew refusals (refuse or cannot-verify): while any is here, a new run does
+    /// not start. The dry run shows them among each node's verdicts ([`Forecast::verdicts_for`]).
     pub refusals: Vec<GuardVerdict>,
+    /// `[upgrade] skip_guards` names `k3s-skew`: the version changes were not checked.
+    #[serde(default)]
+    pub skew_skipped: bool,
     /// The nodes that will reboot, in order.
     pub reboots: Vec<String>,
     /// The whole run's estimate (seconds), when every node has one.
@@ -86,6 +90,36 @@ pub struct Forecast {
 impl Forecast {
     pub fn node(&self, node: &str) -> Option<&NodeForecast> {
         self.nodes.iter().find(|n| n.node == node)
+    }
+
+    /// The version-skew guards' verdicts for `node`, as the dry run lists them with the
+    /// others: its refusals and the cluster's (refuse / cannot-verify), else `k3s-skew`
+    /// passed, or skipped by `[upgrade] skip_guards`.
+    pub fn verdicts_for(&self, node: &str) -> Vec<GuardVerdict> {
+        let mut out: Vec<GuardVerdict> = self
+            .refusals
+            .iter()
+            .filter(|r| r.subject == node || r.subject == "cluster")
+            .cloned()
+            .collect();
+        if self.skew_skipped {
+            out.push(GuardVerdict::skipped("k3s-skew", "k3s-skew"));
+        } else if !out.iter().any(|v| v.guard == "k3s-skew") {
+            let mut pass = GuardVerdict::pass(
+                "k3s-skew",
+                format!("the k3s change keeps the skew policy ({})", self.order.rule),
+            );
+            pass.subject = node.to_string();
+            out.push(pass);
+        }
+        out
+    }
+
+    /// Add [`Forecast::verdicts_for`] to each node's verdicts of a dry run.
+    pub fn add_verdicts(&self, dry_run: &mut [(PlanEntry, Vec<GuardVerdict>)]) {
+        for (e, v) in dry_run.iter_mut() {
+            v.extend(self.verdicts_for(&e.node));
+        }
     }
 
     /// Node → will it reboot (unknown counts as yes: the estimate errs long).
@@ -111,7 +145,7 @@ impl Forecast {
 
 /// What the forecast reads.
 pub struct ForecastInputs<'a> {
-    pub world: &'a World,
+    pub world: &'a ReadWorld,
     pub inventory: &'a Inventory,
     pub source: Arc<dyn ClosureSource>,
     pub reboot: RebootPolicy,
@@ -364,6 +398,7 @@ pub async fn forecast(
         nodes,
         skipped,
         refusals: decision.refusals,
+        skew_skipped: inputs.skip_skew,
         reboots,
         eta_secs,
         estimates_from: inputs.estimates.source(),
@@ -381,7 +416,7 @@ pub async fn forecast(
 /// journal directory.
 pub async fn for_env(
     env: &crate::base::Env,
-    world: &World,
+    world: &ReadWorld,
     plan: &Plan,
     progress: &(dyn Fn(String) + Send + Sync),
     cancel: &CancellationToken,
@@ -436,9 +471,7 @@ pub fn text(f: &Forecast) -> Vec<String> {
         format!("reboots: {}", f.reboots.join(", "))
     });
     out.push(f.eta_line());
-    for r in &f.refusals {
-        out.push(format!("✗ {}", r.line()));
-    }
+    // The refusals are guard verdicts: shown with each node's others.
     out
 }
 

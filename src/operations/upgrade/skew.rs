@@ -11,7 +11,8 @@
 //! - refused: a k3s jump of more than one minor, a k3s downgrade, any step that would put an
 //!   agent's kubelet ahead of a server's, and a new run on a cluster whose nodes already run
 //!   mixed k3s minors (a half-done earlier run: resume it instead). What cannot be verified
-//!   (a node's diff failed, the nodes' versions unreadable) refuses too.
+//!   (a node's diff failed, the nodes' versions unreadable) answers cannot-verify, which
+//!   refuses too; `[upgrade] skip_guards = ["k3s-skew"]` skips it (shown as skipped).
 //!
 //! Every refusal is a [`GuardVerdict`] (`k3s-skew`, `k3s-mixed-minors`) whose message names
 //! the versions and whose fix names the supported path.
@@ -68,13 +69,17 @@ fn refuse(
     message: impl Into<String>,
     fix: impl Into<String>,
 ) -> GuardVerdict {
-    GuardVerdict {
-        guard: guard.into(),
-        subject: subject.into(),
-        pass: false,
-        message: message.into(),
-        fix: Some(fix.into()),
-    }
+    GuardVerdict::refuse(guard, subject, message, fix)
+}
+
+/// What could not be seen refuses too (fail closed).
+fn cannot_verify(
+    guard: &str,
+    subject: &str,
+    message: impl Into<String>,
+    fix: impl Into<String>,
+) -> GuardVerdict {
+    GuardVerdict::cannot_verify(guard, subject, message, fix)
 }
 
 fn minor_str((major, minor): (u64, u64)) -> String {
@@ -140,10 +145,10 @@ fn decide_checked(
                 ));
             }
         }
-        Err(e) => refusals.push(refuse(
+        Err(e) => refusals.push(cannot_verify(
             "k3s-skew",
             "cluster",
-            format!("cannot verify the k3s versions: the nodes could not be read: {e}"),
+            format!("the k3s versions: the nodes could not be read: {e}"),
             "check the kubeconfig and that the API server answers (`kubectl get nodes`)",
         )),
     }
@@ -152,21 +157,21 @@ fn decide_checked(
     for e in entries {
         match changes.get(&e.node) {
             None | Some(K3sChange::Unchanged) => {}
-            Some(K3sChange::Unknown(why)) => refusals.push(refuse(
+            Some(K3sChange::Unknown(why)) => refusals.push(cannot_verify(
                 "k3s-skew",
                 &e.node,
-                format!("cannot verify the k3s change of {}: {why}", e.node),
+                format!("the k3s change of {}: {why}", e.node),
                 format!(
-                    "make its closure diff work (`homeinfra-tui diff {}`), then plan again",
+                    "make its closure diff work (`homeinfra-tui diff {}`), then plan again; or, if the hosts cannot be diffed, add \"k3s-skew\" to [upgrade] skip_guards",
                     e.host
                 ),
             )),
             Some(K3sChange::Change { from, to }) => {
                 let (Some(a), Some(b)) = (k3s_minor(from), k3s_minor(to)) else {
-                    refusals.push(refuse(
+                    refusals.push(cannot_verify(
                         "k3s-skew",
                         &e.node,
-                        format!("cannot read the k3s versions {from} → {to}"),
+                        format!("the k3s versions {from} → {to} cannot be read"),
                         "check the k3s package of the flake",
                     ));
                     continue;
@@ -309,6 +314,7 @@ fn decide_checked(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operations::upgrade::guards::Verdict;
 
     fn entry(node: &str, role: Role, leader: bool) -> PlanEntry {
         PlanEntry {
@@ -473,9 +479,11 @@ mod tests {
         let d = decide_checked(&entries(), &c, &Err("connection refused".into()), false);
         assert_eq!(d.refusals.len(), 2);
         assert!(
+            d.refusals.iter().all(|r| r.verdict == Verdict::CannotVerify
+                && !r.pass
+                && r.line().contains("cannot verify")),
+            "{:?}",
             d.refusals
-                .iter()
-                .all(|r| r.message.contains("cannot verify"))
         );
     }
 
