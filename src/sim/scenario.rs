@@ -25,6 +25,21 @@ pub enum Scenario {
     StaleBackup,
     /// A host answers nothing: its node goes Unknown.
     UnreachableHost,
+    /// The newest etcd snapshot is 3 days old (scheduled snapshots stopped).
+    StaleEtcdSnapshot,
+    /// etcd snapshots fail: the last scheduled one recorded an error, and
+    /// `k3s etcd-snapshot save` fails.
+    SnapshotFailing,
+    /// A k3s certificate on the first control plane expires in 40 days.
+    CertExpiring,
+    /// The last host's sops-nix `k3s_token` is missing.
+    SecretMissing,
+    /// The last host's clock is 2.5 s ahead and not synchronised.
+    ClockSkew,
+    /// The first etcd member's database is at its quota with NOSPACE raised.
+    EtcdNospace,
+    /// Longhorn's backup target is unavailable.
+    BackupTargetDown,
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -39,6 +54,13 @@ pub const NAMES: &[&str] = &[
     "reboot-needed",
     "stale-backup",
     "unreachable-host",
+    "stale-etcd-snapshot",
+    "snapshot-failing",
+    "cert-expiring",
+    "secret-missing",
+    "clock-skew",
+    "etcd-nospace",
+    "backup-target-down",
 ];
 
 impl Scenario {
@@ -54,6 +76,13 @@ impl Scenario {
             Scenario::RebootNeeded => "reboot-needed",
             Scenario::StaleBackup => "stale-backup",
             Scenario::UnreachableHost => "unreachable-host",
+            Scenario::StaleEtcdSnapshot => "stale-etcd-snapshot",
+            Scenario::SnapshotFailing => "snapshot-failing",
+            Scenario::CertExpiring => "cert-expiring",
+            Scenario::SecretMissing => "secret-missing",
+            Scenario::ClockSkew => "clock-skew",
+            Scenario::EtcdNospace => "etcd-nospace",
+            Scenario::BackupTargetDown => "backup-target-down",
         }
     }
 }
@@ -105,6 +134,13 @@ impl FromStr for Scenario {
             "reboot-needed" => Scenario::RebootNeeded,
             "stale-backup" => Scenario::StaleBackup,
             "unreachable-host" => Scenario::UnreachableHost,
+            "stale-etcd-snapshot" => Scenario::StaleEtcdSnapshot,
+            "snapshot-failing" => Scenario::SnapshotFailing,
+            "cert-expiring" => Scenario::CertExpiring,
+            "secret-missing" => Scenario::SecretMissing,
+            "clock-skew" => Scenario::ClockSkew,
+            "etcd-nospace" => Scenario::EtcdNospace,
+            "backup-target-down" => Scenario::BackupTargetDown,
             _ => return Err(UnknownScenario(s.to_string())),
         };
         if arg.is_some() {
