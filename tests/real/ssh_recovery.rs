@@ -18,7 +18,7 @@ fn clock_offset_secrets_and_certs_over_the_real_sshd() {
     let cfg = SshConfig {
         identity_files: vec![s.key.clone()],
         known_hosts: Some(s.known_hosts.clone()),
-        connect_timeout_secs: 3,
+        connect_timeout_secs: 10,
         command_timeout_secs: 20,
         ..Default::default()
     };
