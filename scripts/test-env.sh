@@ -218,10 +218,18 @@ do_stop() {
 
 do_status() { # are the services of $BASE up? (used to reuse a running environment)
   [ -f "$BASE/env.sh" ] || return 1
-  curl -sf -m 2 http://127.0.0.1:23791/health >/dev/null 2>&1 || return 1
-  curl -sf -m 2 http://127.0.0.1:19090/prometheus/-/ready >/dev/null 2>&1 || return 1
-  curl -sf -m 2 http://127.0.0.1:19093/-/ready >/dev/null 2>&1 || return 1
-  (exec 3<>/dev/tcp/127.0.0.1/2222) 2>/dev/null || return 1
+  # A loaded machine answers slowly: try a few times before calling a service down.
+  local try
+  for try in 1 2 3; do
+    if curl -sf -m 10 http://127.0.0.1:23791/health >/dev/null 2>&1 &&
+      curl -sf -m 10 http://127.0.0.1:19090/prometheus/-/ready >/dev/null 2>&1 &&
+      curl -sf -m 10 http://127.0.0.1:19093/-/ready >/dev/null 2>&1 &&
+      (exec 3<>/dev/tcp/127.0.0.1/2222) 2>/dev/null; then
+      return 0
+    fi
+    [ "$try" = 3 ] || sleep 2
+  done
+  return 1
 }
 
 case "$CMD" in

@@ -1,15 +1,18 @@
 //! What every layer may use, and nothing else: the loaded environment of a run (config,
 //! inventory, whether the network may be used), the one-line error chain for users, and the
-//! colour choice; the bounded [`ring::Ring`] every log uses. A leaf: it imports only
+//! colour choice; the bounded [`ring::Ring`] every log uses; the write capability
+//! [`Writes`] (read-only mode never has one). A leaf: it imports only
 //! `config` and `inventory`, never a front-end.
 
 pub mod ring;
+pub mod write;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::inventory::Inventory;
+pub use write::Writes;
 
 /// Everything below the front-ends needs to know about this run: the merged config (file
 /// plus command-line overrides), the inventory, and whether the network is off limits.

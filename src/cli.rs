@@ -167,8 +167,8 @@ pub struct UpgradeArgs {
     /// Only these hosts (comma-separated ids or hostnames).
     #[arg(long, value_delimiter = ',', value_name = "H1,H2")]
     pub only: Vec<String>,
-    /// Show the plan and every guard's verdict; change nothing.
-    #[arg(long)]
+    /// Show the plan and every guard's verdict; change nothing (works with --read-only).
+    #[arg(long, conflicts_with_all = ["resume", "abandon"])]
     pub dry_run: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
@@ -185,6 +185,30 @@ pub struct UpgradeArgs {
     /// Print JSON lines.
     #[arg(long)]
     pub json: bool,
+    /// Run in the background: the engine gets a session of its own (no terminal, no hangup
+    /// when this terminal or SSH session goes), its output goes to the run's log; prints the
+    /// run id, the engine's pid and how to follow it.
+    #[arg(long, conflicts_with_all = ["dry_run", "abandon", "attach"])]
+    pub detach: bool,
+    /// Follow a running run from another terminal (its journal, then live). Ctrl-C detaches:
+    /// the run goes on. Type pause, resume, abort, retry, skip NODE, approve or decline to
+    /// control it.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["dry_run", "resume", "abandon", "plan", "only", "force_unlock"])]
+    pub attach: Option<String>,
+    /// With --attach: ask the run to abort at its next safe point, then follow it to the end.
+    #[arg(long, requires = "attach")]
+    pub abort: bool,
+    /// Run exactly this plan (JSON: the `plan` of `upgrade --dry-run --json`), e.g. the one
+    /// the dashboard showed and the operator confirmed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["resume", "abandon", "only"])]
+    pub plan: Option<PathBuf>,
+    /// On a refusal, a failed step or a reboot question, wait for the operator's control (over
+    /// the control socket: the dashboard, `--attach`) instead of stopping.
+    #[arg(long)]
+    pub wait_for_operator: bool,
+    /// Stop when this process ends (the demo: its simulated cluster lives there).
+    #[arg(long, value_name = "PID", hide = true)]
+    pub stop_with_pid: Option<u32>,
 }
 
 #[cfg(test)]
@@ -214,6 +238,27 @@ mod tests {
             cli.command,
             Some(Command::Check(CheckArgs { json: true, .. }))
         ));
+    }
+
+    #[test]
+    fn dry_run_conflicts_with_resume_and_abandon() {
+        for args in [
+            ["homeinfra-tui", "upgrade", "--dry-run", "--resume", "r1"],
+            [
+                "homeinfra-tui",
+                "--read-only",
+                "upgrade",
+                "--dry-run",
+                "--abandon",
+            ],
+        ] {
+            let mut v: Vec<&str> = args.to_vec();
+            if v.last() == Some(&"--abandon") {
+                v.push("r1");
+            }
+            let e = Cli::try_parse_from(v).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{e}");
+        }
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub fn init(log_file: Option<&std::path::Path>, verbose: u8) -> Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        OpenOptions::new().create(true).append(true).open(&path)
+        let mut o = OpenOptions::new();
+        o.create(true).append(true);
+        // Ours alone: the log may name hosts, nodes and runs.
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        o.open(&path)
     };
     let file = match open() {
         Ok(f) => f,

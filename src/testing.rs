@@ -13,6 +13,15 @@ use crate::inventory::{Host, Inventory, Role};
 pub use crate::operations::upgrade::fake;
 use crate::operations::upgrade::{Plan, PlanEntry};
 
+/// The write capability, for tests and benchmarks (the release build gets one only from
+/// `commands::load`).
+pub fn writes() -> crate::base::Writes {
+    match crate::base::Writes::unless_read_only(false) {
+        Some(w) => w,
+        None => unreachable!("unless_read_only(false) always grants"),
+    }
+}
+
 /// The flake the fixture plans build from.
 pub const FLAKE: &str = "github:me/infra";
 

@@ -27,8 +27,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::app::{App, Effect, LayoutFacts, Msg};
-use crate::base::Env;
-use crate::tasks::upgrade::InProcess;
+use crate::base::{Env, Writes};
+use crate::tasks::upgrade::UpgradeBackend;
 use crate::tasks::{Registry, Setup};
 use crate::ui::{self, Theme};
 
@@ -79,11 +79,18 @@ pub fn restore() {
 }
 
 /// Take over the terminal, run the event loop until the user quits or a signal arrives, and
-/// restore the terminal whatever happens (a panic ends the process through the panic hook).
-pub async fn run(app: App, theme: &Theme, env: &Env) -> Result<()> {
+/// restore the terminal whatever happens (a panic ends the process through the panic hook). Returns what to
+/// say once the terminal is back (a run that goes on without the dashboard).
+pub async fn run(
+    app: App,
+    theme: &Theme,
+    env: &Env,
+    writes: Option<Writes>,
+    upgrades: Arc<dyn UpgradeBackend>,
+) -> Result<Option<String>> {
     let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;
     install_panic_hook();
-    let result = session(&mut terminal, app, theme, env).await;
+    let result = session(&mut terminal, app, theme, env, writes, upgrades).await;
     restore();
     result
 }
@@ -226,7 +233,14 @@ fn is_suspend_key(k: &KeyEvent) -> bool {
     k.code == KeyCode::Char('z') && k.modifiers.contains(KeyModifiers::CONTROL)
 }
 
-async fn session(terminal: &mut DefaultTerminal, app: App, theme: &Theme, env: &Env) -> Result<()> {
+async fn session(
+    terminal: &mut DefaultTerminal,
+    app: App,
+    theme: &Theme,
+    env: &Env,
+    writes: Option<Writes>,
+    upgrades: Arc<dyn UpgradeBackend>,
+) -> Result<Option<String>> {
     let mut screen = Terminal { terminal, theme };
     let (tx, rx) = mpsc::channel::<Msg>(INBOX);
     watch_signals(&tx)?;
@@ -239,8 +253,8 @@ async fn session(terminal: &mut DefaultTerminal, app: App, theme: &Theme, env: &
     let registry = Registry::spawn(
         Setup {
             env: env.clone(),
-            read_only: app.read_only,
-            upgrades: Arc::new(InProcess::new(env.clone())),
+            writes,
+            upgrades,
             sources: true,
         },
         tx,
@@ -249,13 +263,14 @@ async fn session(terminal: &mut DefaultTerminal, app: App, theme: &Theme, env: &
 }
 
 /// The loop: receive, update, hand effects over, draw (at most once per [`MIN_FRAME`], only
-/// after a change). Ends when the app quits or every producer is gone.
+/// after a change). Ends when the app quits or every producer is gone, with the app's last
+/// word ([`App::farewell`]: a run that goes on).
 pub async fn event_loop(
     mut inbox: mpsc::Receiver<Msg>,
     mut app: App,
     registry: &Registry,
     screen: &mut impl Screen,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let facts = screen.draw(&app)?;
     app.update(Msg::Layout(facts));
     let mut last_draw = Instant::now();
@@ -264,7 +279,7 @@ pub async fn event_loop(
         let msg = tokio::select! {
             m = inbox.recv() => match m {
                 Some(m) => m,
-                None => return Ok(()),
+                None => return Ok(app.farewell()),
             },
             () = tokio::time::sleep_until(last_draw + MIN_FRAME), if dirty => {
                 let facts = screen.draw(&app)?;
@@ -288,7 +303,7 @@ pub async fn event_loop(
         match app.update(msg) {
             Effect::None => {}
             Effect::Redraw => dirty = true,
-            Effect::Quit => return Ok(()),
+            Effect::Quit => return Ok(app.farewell()),
             Effect::Fail(e) => return Err(eyre!(e)),
             Effect::Refresh => {
                 registry.refresh_sources();

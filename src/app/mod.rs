@@ -71,6 +71,16 @@ pub struct App {
     /// First line shown in the detail view.
     pub detail_scroll: usize,
     pub upgrade: upgrade::UpgradeView,
+    /// Look for unfinished upgrade runs (at start, then every few seconds) and attach to a
+    /// live one. The dashboard command turns it on (not `--offline`).
+    pub discover_runs: bool,
+    /// The demo: the simulated cluster lives in this process (it stops with the dashboard).
+    pub demo: bool,
+    /// When unfinished runs were last looked for, and the search under way.
+    last_find: Option<Timestamp>,
+    finding: Option<crate::tasks::TaskId>,
+    /// The plans of the unfinished runs last found (to resume one).
+    found_plans: BTreeMap<String, crate::operations::upgrade::Plan>,
     /// The tasks started and not finished.
     pub tasks: tasks::Tasks,
     gens: views::Gens,
@@ -110,6 +120,11 @@ impl App {
             wrap_logs: false,
             detail_scroll: 0,
             upgrade: upgrade::UpgradeView::default(),
+            discover_runs: false,
+            demo: false,
+            last_find: None,
+            finding: None,
+            found_plans: BTreeMap::new(),
             tasks: tasks::Tasks::default(),
             gens: views::Gens::default(),
             views: views::Views::default(),
@@ -130,12 +145,18 @@ impl App {
     /// Handle one message; says whether to redraw, quit, or what to hand to the registry.
     pub fn update(&mut self, msg: Msg) -> Effect {
         match msg {
-            Msg::Key(k) => self.on_key(&k),
+            Msg::Key(k) => {
+                let e = self.on_key(&k);
+                self.quit_or_leave(e)
+            }
             Msg::Resize => Effect::Redraw,
             Msg::Tick(now) => {
                 let changed_second = now.as_second() != self.now.as_second();
                 self.now = now;
                 let rechecked = self.recheck();
+                if self.find_due(now) {
+                    return self.find_runs();
+                }
                 if changed_second || rechecked {
                     Effect::Redraw
                 } else {
@@ -212,6 +233,15 @@ impl App {
         self.clamp_selection();
     }
 
+    /// A quit key while a run goes on asks first: the run goes on without the dashboard.
+    fn quit_or_leave(&mut self, e: Effect) -> Effect {
+        if e == Effect::Quit && self.upgrade.running() && self.mode != Mode::Leaving {
+            self.push(Mode::Leaving);
+            return Effect::Redraw;
+        }
+        e
+    }
+
     /// Hand a job to the registry under a new id.
     fn begin(&mut self, job: Job, purpose: Purpose) -> Effect {
         Effect::Start(self.tasks.begin(job, purpose, self.now))
@@ -237,6 +267,8 @@ impl App {
                 self.on_diff_task(id, &purpose, event)
             }
             Purpose::Plan | Purpose::Run(_) => self.on_upgrade_task(id, &purpose, event),
+            Purpose::Find => self.on_runs_found(id, event),
+            Purpose::Abandon => self.on_abandoned(event),
             Purpose::Change => match event {
                 TaskEvent::Changed(Ok(what)) => {
                     self.status = Some((what, Tone::Ok));
@@ -274,6 +306,7 @@ impl App {
                 self.on_diff_key(&host, k)
             }
             Mode::Upgrade => self.on_upgrade_key(k),
+            Mode::Leaving => self.on_leaving_key(k),
             Mode::Detail(_) => self.on_detail_key(k),
             Mode::Normal => match self.keymap.lookup(Layer::Dashboard, k) {
                 Some(action) => self.on_action(action),
@@ -297,6 +330,8 @@ impl App {
             Pending::Uncordon { node } => self.begin(Job::Uncordon { node }, Purpose::Change),
             Pending::StartUpgrade { plan, .. } => self.start_upgrade(plan),
             Pending::Control(c) => self.send_control(c),
+            Pending::ResumeRun { run_id, .. } => self.resume_run(run_id),
+            Pending::AbandonRun { run_id } => self.abandon_run(run_id),
         }
     }
 

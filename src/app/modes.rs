@@ -2,7 +2,7 @@
 //! the diff view, a question returns to the view that asked it. The top of the stack has the
 //! keyboard through its keymap layer.
 
-use crate::operations::upgrade::{Control, Plan};
+use crate::operations::upgrade::{Control, Plan, Step};
 
 use super::App;
 use super::keymap::Layer;
@@ -23,6 +23,9 @@ pub enum Mode {
     Confirm(Pending),
     /// The rolling upgrade: plan, then the live run.
     Upgrade,
+    /// Quit asked while a run goes on: it goes on without the dashboard; `q` leaves, `a`
+    /// asks to abort it, any other key stays.
+    Leaving,
 }
 
 impl Mode {
@@ -33,7 +36,7 @@ impl Mode {
             Mode::Filtering => Layer::Input,
             Mode::Diff(_) => Layer::Diff,
             Mode::Confirm(_) => Layer::Confirm,
-            Mode::Upgrade => Layer::Upgrade,
+            Mode::Upgrade | Mode::Leaving => Layer::Upgrade,
         }
     }
 }
@@ -54,6 +57,15 @@ pub enum Pending {
     },
     /// Send a control to the running upgrade.
     Control(Control),
+    /// Resume the interrupted run (a new engine process).
+    ResumeRun {
+        run_id: String,
+        at: Option<(String, Step)>,
+    },
+    /// Abandon the interrupted run: undo its cordons, release the lock.
+    AbandonRun {
+        run_id: String,
+    },
 }
 
 impl Pending {
@@ -90,6 +102,20 @@ impl Pending {
                 Control::Approve => "Reboot now?".into(),
                 Control::Decline => "Do not reboot now?".into(),
             }],
+            Pending::ResumeRun { run_id, at } => vec![
+                format!(
+                    "Resume the interrupted run {run_id}{}?",
+                    at.as_ref()
+                        .map(|(n, s)| format!(" at {n} {s}"))
+                        .unwrap_or_default()
+                ),
+                "A new engine process goes on from where it stopped; the dashboard follows it."
+                    .into(),
+            ],
+            Pending::AbandonRun { run_id } => vec![
+                format!("Abandon the interrupted run {run_id}?"),
+                "Only the nodes it cordoned are uncordoned, and its lock is released.".into(),
+            ],
         }
     }
 }

@@ -19,8 +19,12 @@ pub(super) enum Purpose {
     Recompute(String),
     Diff(String),
     Plan,
-    /// Start (then follow) the run of this plan.
+    /// Start (or attach to, or resume), then follow the run of this plan.
     Run(Arc<Plan>),
+    /// Look for unfinished runs.
+    Find,
+    /// Abandon an interrupted run.
+    Abandon,
     Change,
     Export,
 }

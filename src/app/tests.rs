@@ -350,4 +350,5 @@ fn upgrade_plans_all_hosts_or_the_filtered_ones() {
 }
 
 mod layers;
+mod runs;
 mod views;

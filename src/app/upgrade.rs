@@ -1,12 +1,22 @@
 //! The rolling upgrade in the dashboard: the plan with the guards' verdicts, then the live
 //! run; its keys (the `upgrade` layer) and what its tasks report.
+//!
+//! The dashboard never owns a run: a confirmed plan starts an engine process of its own and
+//! the dashboard attaches to it (journal + control socket). It looks for unfinished runs at
+//! start and every few seconds: a live one is attached to (the header says so), an interrupted
+//! one is offered to resume or abandon. Quitting during a run asks first (`Mode::Leaving`):
+//! the run goes on, `a` aborts it at its next safe point.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
 
 use crate::base::ring::Ring;
 use crate::config::RebootPolicy;
 use crate::operations::upgrade::progress::RunProgress;
 use crate::operations::upgrade::text::format_event;
-use crate::operations::upgrade::{Control, Plan, UpgradeEvent};
-use crate::tasks::{Job, Planned, TaskEvent, TaskId};
+use crate::operations::upgrade::{Control, Plan, Step, UpgradeEvent};
+use crate::tasks::{FoundRun, Job, Planned, TaskEvent, TaskId};
 
 use super::keymap::{Action, Layer};
 use super::modes::{Mode, Pending};
@@ -16,6 +26,42 @@ use super::{App, Effect};
 
 /// Lines of the run's event log kept (oldest dropped).
 pub const LOG_CAP: usize = 500;
+
+/// How often the dashboard looks for unfinished runs while it follows none.
+pub const FIND_EVERY: SignedDuration = SignedDuration::from_secs(5);
+
+/// A run whose engine is gone before it finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interrupted {
+    pub run_id: String,
+    /// The node and step it was in.
+    pub at: Option<(String, Step)>,
+}
+
+impl Interrupted {
+    /// The commands that go on with it or drop it.
+    pub fn commands(&self) -> String {
+        format!(
+            "`homeinfra-tui upgrade --resume {id}` or `homeinfra-tui upgrade --abandon {id}`",
+            id = self.run_id
+        )
+    }
+
+    fn at_text(&self) -> String {
+        self.at
+            .as_ref()
+            .map(|(n, s)| format!(" at {n} {s}"))
+            .unwrap_or_default()
+    }
+}
+
+/// `20261201-…`: a run id short enough for the header.
+pub fn short_run_id(run_id: &str) -> String {
+    match run_id.split_once('-') {
+        Some((day, _)) => format!("{day}-…"),
+        None => run_id.to_string(),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct UpgradeView {
@@ -32,6 +78,12 @@ pub struct UpgradeView {
     pub log: Ring<String>,
     /// The run is paused (after the current node).
     pub paused: bool,
+    /// The engine process of the run followed.
+    pub pid: Option<u32>,
+    /// The run was found running (not started from this dashboard).
+    pub found: bool,
+    /// An unfinished run whose engine is gone (found, or lost while followed).
+    pub interrupted: Option<Interrupted>,
 }
 
 impl Default for UpgradeView {
@@ -45,13 +97,17 @@ impl Default for UpgradeView {
             progress: None,
             log: Ring::new(LOG_CAP),
             paused: false,
+            pid: None,
+            found: false,
+            interrupted: None,
         }
     }
 }
 
 impl UpgradeView {
+    /// A run is followed and under way (not finished, its engine not lost).
     pub fn running(&self) -> bool {
-        self.progress.as_ref().is_some_and(|p| !p.is_finished())
+        self.progress.as_ref().is_some_and(|p| !p.is_finished()) && self.interrupted.is_none()
     }
 
     /// Fold one event of the run in.
@@ -64,14 +120,30 @@ impl UpgradeView {
         }
     }
 
-    /// For the header: "upgrade 2/4 · node3 drain", "upgrade done", ...
+    /// For the header: "upgrade 2/4 20261201-… running: node3 drain — attached", the outcome
+    /// when it ended, or the interrupted run.
     pub fn summary(&self) -> Option<String> {
-        let p = self.progress.as_ref()?;
+        let Some(p) = self.progress.as_ref() else {
+            return self.interrupted.as_ref().map(|i| {
+                format!(
+                    "upgrade {} interrupted{}: U to resume or abandon",
+                    short_run_id(&i.run_id),
+                    i.at_text()
+                )
+            });
+        };
         let (done, total) = p.counts();
         if let Some(o) = &p.outcome {
             return Some(format!(
                 "upgrade {done}/{total}: {}",
                 crate::operations::upgrade::text::format_outcome(o)
+            ));
+        }
+        if let Some(i) = &self.interrupted {
+            return Some(format!(
+                "upgrade {done}/{total} {} interrupted{}: U to resume or abandon",
+                short_run_id(&i.run_id),
+                i.at_text()
             ));
         }
         let step = p
@@ -87,11 +159,23 @@ impl UpgradeView {
                 } else {
                     ""
                 };
-                format!(" · {} {s}{wait}", n.node)
+                format!(": {} {s}{wait}", n.node)
             })
             .unwrap_or_default();
         let paused = if self.paused { " · paused" } else { "" };
-        Some(format!("upgrade {done}/{total}{step}{paused}"))
+        Some(format!(
+            "upgrade {done}/{total} {} running{step}{paused} — attached",
+            short_run_id(&p.run_id)
+        ))
+    }
+
+    /// The run followed, when it is under way: its id and engine pid.
+    pub fn live_run(&self) -> Option<(&str, Option<u32>)> {
+        let p = self.progress.as_ref().filter(|p| !p.is_finished())?;
+        if self.interrupted.is_some() {
+            return None;
+        }
+        Some((&p.run_id, self.pid))
     }
 }
 
@@ -116,6 +200,7 @@ impl App {
         self.upgrade = UpgradeView {
             planning: true,
             plan_task: Some(task.id),
+            interrupted: self.upgrade.interrupted.take(),
             ..Default::default()
         };
         Effect::Start(task)
@@ -201,10 +286,123 @@ impl App {
                     self.push(ask(Control::Skip { node }));
                 }
             }
+            Action::ResumeRun | Action::AbandonRun if !running && !self.upgrade.starting => {
+                let Some(i) = self.upgrade.interrupted.clone() else {
+                    self.status = Some(("no interrupted run".into(), Tone::Muted));
+                    return Effect::Redraw;
+                };
+                self.push(Mode::Confirm(if action == Action::ResumeRun {
+                    Pending::ResumeRun {
+                        run_id: i.run_id,
+                        at: i.at,
+                    }
+                } else {
+                    Pending::AbandonRun { run_id: i.run_id }
+                }));
+            }
             Action::Upgrade | Action::Refresh if !running => return self.open_upgrade(),
             _ => return Effect::None,
         }
         Effect::Redraw
+    }
+
+    /// The operator said yes to resuming an interrupted run.
+    pub(super) fn resume_run(&mut self, run_id: String) -> Effect {
+        // The plan comes back with the journal's first event when it is not known here.
+        let plan = self
+            .found_plans
+            .get(&run_id)
+            .cloned()
+            .unwrap_or_else(|| Plan {
+                run_id: run_id.clone(),
+                flake: String::new(),
+                entries: Vec::new(),
+            });
+        let task = self.tasks.begin(
+            Job::ResumeUpgrade { run_id },
+            Purpose::Run(Arc::new(plan)),
+            self.now,
+        );
+        self.upgrade = UpgradeView {
+            run_task: Some(task.id),
+            starting: true,
+            ..Default::default()
+        };
+        Effect::Start(task)
+    }
+
+    /// The operator said yes to abandoning an interrupted run.
+    pub(super) fn abandon_run(&mut self, run_id: String) -> Effect {
+        self.status = Some((format!("abandoning run {run_id}…"), Tone::Muted));
+        self.begin(Job::AbandonUpgrade { run_id }, Purpose::Abandon)
+    }
+
+    /// Time to look for unfinished runs (none followed, none being looked for, a while since).
+    pub(super) fn find_due(&self, now: Timestamp) -> bool {
+        self.discover_runs
+            && self.finding.is_none()
+            && self.upgrade.run_task.is_none()
+            && self
+                .last_find
+                .is_none_or(|t| now.duration_since(t) >= FIND_EVERY)
+    }
+
+    /// Look for unfinished runs now.
+    pub(super) fn find_runs(&mut self) -> Effect {
+        self.last_find = Some(self.now);
+        let task = self.tasks.begin(Job::FindRuns, Purpose::Find, self.now);
+        self.finding = Some(task.id);
+        Effect::Start(task)
+    }
+
+    /// What the search for unfinished runs found: attach to a live one; note an interrupted one.
+    pub(super) fn on_runs_found(&mut self, id: TaskId, ev: TaskEvent) -> Effect {
+        if self.finding == Some(id) && ev.is_final() {
+            self.finding = None;
+        }
+        let TaskEvent::RunsFound(Ok(list)) = ev else {
+            return Effect::None;
+        };
+        self.found_plans = list
+            .iter()
+            .map(|f| (f.run_id.clone(), f.plan.clone()))
+            .collect();
+        if self.upgrade.run_task.is_some() {
+            return Effect::None;
+        }
+        if let Some(live) = list.iter().find(|f| f.pid.is_some()) {
+            return self.attach(live);
+        }
+        let before = self.upgrade.interrupted.clone();
+        // A run lost while followed stays shown as such until the search says otherwise.
+        self.upgrade.interrupted = list.iter().find(|f| f.pid.is_none()).map(|f| Interrupted {
+            run_id: f.run_id.clone(),
+            at: f.interrupted.clone(),
+        });
+        if before == self.upgrade.interrupted {
+            Effect::None
+        } else {
+            Effect::Redraw
+        }
+    }
+
+    /// Follow a live run found in the journal directory.
+    fn attach(&mut self, f: &FoundRun) -> Effect {
+        let task = self.tasks.begin(
+            Job::AttachUpgrade {
+                run_id: f.run_id.clone(),
+            },
+            Purpose::Run(Arc::new(f.plan.clone())),
+            self.now,
+        );
+        self.upgrade = UpgradeView {
+            run_task: Some(task.id),
+            starting: true,
+            found: true,
+            pid: f.pid,
+            ..Default::default()
+        };
+        Effect::Start(task)
     }
 
     /// The operator said yes to starting this plan.
@@ -220,6 +418,13 @@ impl App {
 
     /// The operator said yes to a control of the run.
     pub(super) fn send_control(&mut self, control: Control) -> Effect {
+        if self.read_only {
+            self.status = Some((
+                "read-only mode: the run is watched, not controlled".into(),
+                Tone::Warning,
+            ));
+            return Effect::Redraw;
+        }
         match self.upgrade.run_task {
             Some(task) => Effect::Control { task, control },
             None => {
@@ -256,14 +461,21 @@ impl App {
                 _ => return Effect::None,
             },
             (Purpose::Run(plan), ev) if v.run_task == Some(id) => match ev {
-                TaskEvent::UpgradeStarted(Ok(_)) => {
+                TaskEvent::UpgradeStarted(Ok(f)) => {
                     v.starting = false;
+                    v.pid = f.pid;
+                    v.interrupted = None;
                     v.progress = Some(RunProgress::new(plan));
                 }
                 TaskEvent::UpgradeStarted(Err(e)) => {
                     v.starting = false;
                     v.run_task = None;
-                    self.status = Some((format!("cannot start the upgrade: {e}"), Tone::Critical));
+                    let what = if v.found {
+                        "cannot attach to the upgrade"
+                    } else {
+                        "cannot start the upgrade"
+                    };
+                    self.status = Some((format!("{what}: {e}"), Tone::Critical));
                 }
                 TaskEvent::Upgrade(e) => v.apply(&e),
                 TaskEvent::ControlSent(Control::Pause) => v.paused = true,
@@ -280,11 +492,115 @@ impl App {
                 e if e.is_final() => {
                     v.starting = false;
                     v.run_task = None;
+                    // The events ended before the run did: its engine is gone.
+                    if let Some(p) = v.progress.as_ref().filter(|p| !p.is_finished()) {
+                        v.interrupted = Some(Interrupted {
+                            run_id: p.run_id.clone(),
+                            at: p
+                                .current()
+                                .and_then(|n| n.steps.last().map(|s| (n.node.clone(), s.step))),
+                        });
+                    }
                 }
                 _ => return Effect::None,
             },
             _ => return Effect::None,
         }
         Effect::Redraw
+    }
+
+    /// What an abandon reports.
+    pub(super) fn on_abandoned(&mut self, ev: TaskEvent) -> Effect {
+        match ev {
+            TaskEvent::Abandoned(Ok(what)) => {
+                self.upgrade.interrupted = None;
+                if self
+                    .upgrade
+                    .progress
+                    .as_ref()
+                    .is_some_and(|p| !p.is_finished())
+                {
+                    self.upgrade.progress = None;
+                }
+                self.upgrade.planned = None;
+                self.status = Some((what, Tone::Ok));
+                // Plan again if the view is open, now that nothing is unfinished.
+                if self.showing(&Mode::Upgrade) {
+                    return self.replan();
+                }
+                Effect::Refresh
+            }
+            TaskEvent::Abandoned(Err(e)) => {
+                self.status = Some((e, Tone::Critical));
+                Effect::Redraw
+            }
+            TaskEvent::Refused(why) => {
+                self.status = Some((why, Tone::Warning));
+                Effect::Redraw
+            }
+            _ => Effect::None,
+        }
+    }
+
+    /// Plan anew in the open upgrade view.
+    fn replan(&mut self) -> Effect {
+        let only = self.upgrade_selection();
+        let task = self
+            .tasks
+            .begin(Job::PlanUpgrade { only }, Purpose::Plan, self.now);
+        self.upgrade.planning = true;
+        self.upgrade.plan_task = Some(task.id);
+        Effect::Start(task)
+    }
+
+    /// `q` while a run goes on: say it goes on, offer to abort; `q` again leaves.
+    pub(super) fn on_leaving_key(&mut self, k: &crossterm::event::KeyEvent) -> Effect {
+        match self.keymap.lookup(Layer::Upgrade, k) {
+            Some(Action::Quit) => Effect::Quit,
+            Some(Action::Abort) if self.upgrade.running() && !self.read_only => {
+                self.pop();
+                self.push(Mode::Confirm(Pending::Control(Control::Abort)));
+                Effect::Redraw
+            }
+            _ => {
+                self.pop();
+                Effect::Redraw
+            }
+        }
+    }
+
+    /// What the popup says when quit is asked during a run.
+    pub fn leaving_text(&self) -> Vec<String> {
+        let (run_id, pid) = self.upgrade.live_run().unwrap_or(("?", None));
+        let pid = pid.map_or_else(|| "its own process".to_string(), |p| format!("pid {p}"));
+        let mut out = vec![
+            format!("The rolling upgrade {run_id} goes on without the dashboard:"),
+            format!("its engine runs on its own ({pid}). The next dashboard attaches to it;"),
+            format!("`homeinfra-tui upgrade --attach {run_id}` follows it from a terminal."),
+        ];
+        if self.demo {
+            out.push(
+                "This is the demo: the demo's simulated cluster stops with it; the engine stops at its next step."
+                    .into(),
+            );
+        }
+        out
+    }
+
+    /// What to print after the terminal is restored, when a run goes on.
+    pub fn farewell(&self) -> Option<String> {
+        let (run_id, pid) = self.upgrade.live_run()?;
+        let pid = pid
+            .map(|p| format!(" (engine pid {p})"))
+            .unwrap_or_default();
+        Some(if self.demo {
+            format!(
+                "upgrade {run_id}: the demo's simulated cluster stops with it; the engine stops at its next step{pid}"
+            )
+        } else {
+            format!(
+                "upgrade {run_id} goes on without the dashboard{pid}: `homeinfra-tui upgrade --attach {run_id}` follows it (Ctrl-C there detaches), and the next dashboard attaches to it"
+            )
+        })
     }
 }

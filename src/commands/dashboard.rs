@@ -1,18 +1,46 @@
 //! The dashboard command: load the theme and keymap, check the terminal and the config's
 //! PromQL, build the application state, and hand it to the terminal's event loop.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
+use std::sync::Arc;
 use std::time::Duration;
 
 use color_eyre::eyre::{Result, eyre};
 
 use crate::app::{App, Keymap};
-use crate::base::Env;
+use crate::base::{Env, Writes};
+use crate::operations::upgrade::process::EngineCommand;
 use crate::sources;
+use crate::tasks::upgrade::EngineProcess;
 use crate::ui::{self, Theme};
 
+/// How the dashboard starts the engine of a run: this program's `upgrade`, as its own process.
+pub struct Engines {
+    command: EngineCommand,
+    demo: bool,
+}
+
+impl Engines {
+    pub fn new(command: EngineCommand) -> Self {
+        Self {
+            command,
+            demo: false,
+        }
+    }
+
+    /// The demo's: the simulated cluster lives in this process, so each engine stops when
+    /// this process is gone (rather than wait on a cluster that is no more).
+    pub fn demo(command: EngineCommand) -> Self {
+        let pid = std::process::id().to_string();
+        Self {
+            command: command.with_upgrade_flags(vec!["--stop-with-pid".into(), pid.into()]),
+            demo: true,
+        }
+    }
+}
+
 /// Run the dashboard until the user quits or a signal arrives.
-pub async fn run(ctx: Env, read_only: bool) -> Result<()> {
+pub async fn run(ctx: Env, writes: Option<Writes>, engines: Engines) -> Result<()> {
     let theme = Theme::load(
         ctx.config.ui.theme.as_deref(),
         ui::theme::no_color_requested(),
@@ -48,14 +76,26 @@ pub async fn run(ctx: Env, read_only: bool) -> Result<()> {
             .clone()
             .unwrap_or_else(|| "current context".into())
     };
-    let app = App::new(
+    let mut app = App::new(
         ctx.inventory.clone(),
         ctx.config.clone(),
         keymap,
         sources::initial_snapshot(&ctx),
         context,
-        read_only,
+        writes.is_none(),
         jiff::Timestamp::now(),
     );
-    crate::tui::run(app, &theme, &ctx).await
+    app.discover_runs = !ctx.offline;
+    app.demo = engines.demo;
+    let upgrades = Arc::new(EngineProcess::new(
+        ctx.clone(),
+        engines.command,
+        writes.clone(),
+    ));
+    let farewell = crate::tui::run(app, &theme, &ctx, writes, upgrades).await?;
+    if let Some(f) = farewell {
+        // The terminal may be gone (SIGHUP): then nobody reads it.
+        let _ = writeln!(std::io::stdout(), "{f}");
+    }
+    Ok(())
 }

@@ -120,7 +120,7 @@ async fn compute(
                     "drift mode needs SSH, which is disabled in the config"
                 ));
             }
-            let target = SshTarget::for_host(&host, &ctx.config.ssh);
+            let target = SshTarget::for_host(&host, &ctx.config.ssh).map_err(|e| eyre!("{e}"))?;
             reporter
                 .step(format!(
                     "reading /run/current-system on {}",
@@ -130,7 +130,10 @@ async fn compute(
             let deployed =
                 cd::deployed_system_via_ssh(&target, "/run/current-system", reporter, cancel)
                     .await?;
-            let source = NixCopyFromSsh { target };
+            let source = NixCopyFromSsh {
+                target,
+                trust_host_store: ctx.config.nix.trust_host_store,
+            };
             let diff = cd::drift_diff(&nix, &deployed, &source, &flake, &host.id, reporter, cancel)
                 .await?;
             Ok(("drift", Some(host.id), diff, Vec::new()))

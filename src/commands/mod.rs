@@ -8,12 +8,13 @@ pub mod config_file;
 pub mod dashboard;
 pub mod diff;
 pub mod docs;
+pub mod engine;
 pub mod sim;
 pub mod upgrade;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
-use crate::base::{Env, error_chain};
+use crate::base::{Env, Writes, error_chain};
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config;
 use crate::inventory;
@@ -25,8 +26,55 @@ pub const EXIT_ERROR: u8 = 3;
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub env: Env,
-    /// `--read-only`: the front-end must never create a writer.
+    /// The write capability: `None` under `--read-only` (nothing that writes can be built).
+    pub writes: Option<Writes>,
+}
+
+/// The config alone (for commands that need no inventory: `upgrade --attach`).
+#[derive(Debug, Clone)]
+pub struct ConfigOnly {
+    pub config: config::Config,
     pub read_only: bool,
+}
+
+/// Load the config; command-line flags override config values.
+pub fn load_config(global: &GlobalArgs) -> Result<ConfigOnly> {
+    let (config, _) = config::load(global.config.as_deref()).map_err(|e| eyre!(e))?;
+    Ok(ConfigOnly {
+        config,
+        read_only: global.read_only,
+    })
+}
+
+/// How to start this program's `upgrade` as its own process with the same files and
+/// cluster as this one: the executable, `--config`, `--hosts`, `--kubeconfig`, `--context`,
+/// `-v` (paths made absolute, so the engine finds them wherever it runs).
+pub fn engine_command(global: &GlobalArgs) -> crate::operations::upgrade::process::EngineCommand {
+    use std::ffi::OsString;
+    let abs = |p: &std::path::Path| -> OsString {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .into_os_string()
+    };
+    let mut v: Vec<OsString> = Vec::new();
+    if let Some(c) = &global.config {
+        v.push("--config".into());
+        v.push(abs(c));
+    }
+    v.push("--hosts".into());
+    v.push(abs(&global.hosts));
+    if let Some(k) = &global.kubeconfig {
+        v.push("--kubeconfig".into());
+        v.push(abs(k));
+    }
+    if let Some(c) = &global.context {
+        v.push("--context".into());
+        v.push(c.into());
+    }
+    if global.verbose > 0 {
+        v.push(format!("-{}", "v".repeat(usize::from(global.verbose.min(2)))).into());
+    }
+    crate::operations::upgrade::process::EngineCommand::this_program(v)
 }
 
 /// Load config and inventory; command-line flags override config values.
@@ -50,7 +98,8 @@ pub fn load(global: &GlobalArgs) -> Result<Loaded> {
             offline: global.offline,
             label: None,
         },
-        read_only: global.read_only,
+        // The one place the write capability is made (tests/offline/layering.rs checks it).
+        writes: Writes::unless_read_only(global.read_only),
     })
 }
 
@@ -73,7 +122,10 @@ pub fn main(cli: Cli) -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            // Standard error may be gone (a detached engine's, a closed pipe): never panic.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "error: {}", error_chain(&e));
+            tracing::error!("{}", error_chain(&e));
             EXIT_ERROR
         }
     }
@@ -85,8 +137,9 @@ async fn run(cli: Cli) -> Result<u8> {
         .wrap_err("cannot set up logging")?;
     match cli.command.unwrap_or(Command::Dashboard) {
         Command::Dashboard => {
-            let Loaded { env, read_only } = load(&global)?;
-            dashboard::run(env, read_only).await?;
+            let Loaded { env, writes } = load(&global)?;
+            let engine = engine_command(&global);
+            dashboard::run(env, writes, dashboard::Engines::new(engine)).await?;
             Ok(0)
         }
         Command::Check(args) => check::run(&global, &args).await,
@@ -94,8 +147,13 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Sim(args) => sim::run(&global, &args).await,
         Command::Diff(args) => diff::run(&global, &args).await,
         Command::Upgrade(args) => {
+            if let Some(run_id) = &args.attach {
+                let loaded = load_config(&global)?;
+                return upgrade::attach(&loaded, &args, run_id).await;
+            }
             let loaded = load(&global)?;
-            upgrade::run(loaded, &args).await
+            let engine = engine_command(&global);
+            upgrade::run(loaded, &args, &engine).await
         }
         Command::Config(c) => config_file::run(&global, &c).await,
         Command::Completions(args) => docs::completions(args.shell),

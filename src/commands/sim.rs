@@ -1,5 +1,8 @@
 //! `homeinfra-tui sim`: serve the simulated homelab for other clients (kubectl, this tool)
-//! until SIGTERM/SIGINT, and `demo`: the dashboard on it, in-process.
+//! until SIGTERM/SIGINT, and `demo`: the dashboard on it, in-process. A demo's upgrade runs
+//! as its own engine process against the simulator's files (like any run), its journals in
+//! the simulator's directory; the simulated cluster lives in the demo's process, so such an
+//! engine stops when the demo is gone.
 
 use std::io::Write as _;
 
@@ -64,19 +67,46 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         .await
         .wrap_err("cannot start the simulated homelab")?;
     let mut demo_global = global.clone();
-    demo_global.config = Some(sim.config_path());
+    demo_global.config = Some(demo_config(&sim.config_path(), dir.path())?);
     demo_global.hosts = sim.hosts_path();
     demo_global.offline = false;
     demo_global.kubeconfig = None;
     demo_global.context = None;
     let result = async {
-        let Loaded { mut env, read_only } = load(&demo_global)?;
+        let Loaded { mut env, writes } = load(&demo_global)?;
         env.label = Some("demo (simulated homelab)".into());
-        super::dashboard::run(env, read_only).await
+        let engines = super::dashboard::Engines::demo(super::engine_command(&demo_global));
+        super::dashboard::run(env, writes, engines).await
     }
     .await;
     sim.shutdown().await;
     result.map(|_| 0)
+}
+
+/// The simulator's config with the demo's journal directory (`DIR/runs`): a demo's runs
+/// belong to its simulated cluster and go with it.
+fn demo_config(sim_config: &std::path::Path, dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let text = std::fs::read_to_string(sim_config)
+        .wrap_err_with(|| format!("cannot read {}", sim_config.display()))?;
+    let mut cfg: toml::Table =
+        toml::from_str(&text).wrap_err_with(|| format!("cannot read {}", sim_config.display()))?;
+    let up = cfg
+        .entry("upgrade")
+        .or_insert_with(|| toml::Value::Table(Default::default()));
+    if let Some(t) = up.as_table_mut() {
+        t.insert(
+            "journal_dir".into(),
+            toml::Value::String(dir.join("runs").display().to_string()),
+        );
+    }
+    let path = dir.join("demo.toml");
+    let body = toml::to_string(&cfg).wrap_err("cannot write the demo's config")?;
+    std::fs::write(
+        &path,
+        format!("# The simulator's config, with the demo's journal directory.\n{body}"),
+    )
+    .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 async fn wait_for_signal() -> Result<()> {

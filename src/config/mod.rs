@@ -21,7 +21,7 @@ pub use self::sources::{
     SshConfig,
 };
 pub use self::ui::{KeyOverride, Thresholds, UiConfig};
-pub use self::upgrade::{RebootPolicy, SwitchMode, UpgradeConfig, parse_window};
+pub use self::upgrade::{RebootPolicy, SKIPPABLE_GUARDS, SwitchMode, UpgradeConfig, parse_window};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
@@ -117,6 +117,20 @@ impl Config {
                     text,
                     "etcd.endpoints",
                     &format!("\"{shown}\" must start with http:// or https://"),
+                ));
+            }
+        }
+        for g in &self.upgrade.skip_guards {
+            if !upgrade::SKIPPABLE_GUARDS.iter().any(|(n, _)| n == g) {
+                let names: Vec<&str> = upgrade::SKIPPABLE_GUARDS.iter().map(|(n, _)| *n).collect();
+                return Err(at_key(
+                    path,
+                    text,
+                    "upgrade.skip_guards",
+                    &format!(
+                        "\"{g}\" is not a guard that can be skipped (valid: {})",
+                        names.join(", ")
+                    ),
                 ));
             }
         }
@@ -227,6 +241,20 @@ mod tests {
         assert_eq!(
             err,
             "config.toml:2:1: key \"mimir.url\": \"mimir:9009\" must start with http:// or https://"
+        );
+        let err = p("[upgrade]\nskip_guards = [\"etcd\", \"longhron\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"upgrade.skip_guards\": \"longhron\" is not a guard that can be skipped (valid: longhorn, etcd, alerts, auto-upgrade)"),
+            "{err}"
+        );
+        assert_eq!(
+            p("[upgrade]\nskip_guards = [\"longhorn\", \"etcd\"]\n")
+                .unwrap()
+                .upgrade
+                .skip_guards,
+            ["longhorn", "etcd"]
         );
         let err = p("[upgrade]\nmaintenance_window = \"1-5\"\n")
             .unwrap_err()

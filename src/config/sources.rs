@@ -220,6 +220,10 @@ pub struct NixConfig {
     pub nix: String,
     /// Where cached diffs are kept (default under `$XDG_CACHE_HOME`).
     pub cache_dir: Option<PathBuf>,
+    /// Fetch a host's deployed closure without checking its signatures (`nix copy
+    /// --no-check-sigs`): only for hosts whose locally built, unsigned store you trust.
+    /// Default false: signatures are checked.
+    pub trust_host_store: bool,
 }
 
 impl Default for NixConfig {
@@ -228,6 +232,7 @@ impl Default for NixConfig {
             flake: None,
             nix: "nix".into(),
             cache_dir: None,
+            trust_host_store: false,
         }
     }
 }

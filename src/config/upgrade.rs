@@ -80,7 +80,24 @@ pub struct UpgradeConfig {
     pub auto_upgrade_horizon_secs: u64,
     /// Duration of the upgrade lock's Lease (renewed at a third of it).
     pub lock_duration_secs: u64,
+    /// Guards this cluster has no data for, as the operator states it: `"longhorn"` (no
+    /// Longhorn: degraded-volume, last-replica), `"etcd"` (etcd not monitored: etcd-no-leader,
+    /// etcd-member-down, etcd-quorum), `"alerts"` (no Mimir/Prometheus: alert-firing),
+    /// `"auto-upgrade"` (no nixos-upgrade state: auto-upgrade). Every plan shows them as
+    /// skipped. Without this, a guard that cannot see its data refuses.
+    pub skip_guards: Vec<String>,
 }
+
+/// The names `[upgrade] skip_guards` takes, and the guards each one skips.
+pub const SKIPPABLE_GUARDS: &[(&str, &[&str])] = &[
+    ("longhorn", &["degraded-volume", "last-replica"]),
+    (
+        "etcd",
+        &["etcd-no-leader", "etcd-member-down", "etcd-quorum"],
+    ),
+    ("alerts", &["alert-firing"]),
+    ("auto-upgrade", &["auto-upgrade"]),
+];
 
 impl Default for UpgradeConfig {
     fn default() -> Self {
@@ -112,6 +129,7 @@ impl Default for UpgradeConfig {
             etcd_max_lag: 1000,
             auto_upgrade_horizon_secs: 3 * 3600,
             lock_duration_secs: 60,
+            skip_guards: Vec::new(),
         }
     }
 }

@@ -78,10 +78,43 @@ pub struct PdbInfo {
     pub selector: BTreeMap<String, String>,
 }
 
+/// What the API server serves of the `longhorn.io` group (API discovery, `/apis`): whether
+/// Longhorn's CRDs are installed at all, decided from the server's list — never from a 404 of
+/// one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum LonghornApi {
+    /// Not asked (yet).
+    #[default]
+    Unknown,
+    /// Discovery failed: why.
+    Error { message: String },
+    /// The server serves no `longhorn.io` group: no Longhorn CRDs.
+    NotServed,
+    /// The versions of `longhorn.io` the server serves (`v1beta2`, ...).
+    Served { versions: Vec<String> },
+}
+
+/// The version of Longhorn's API the app reads.
+pub const LONGHORN_VERSION: &str = "v1beta2";
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LonghornState {
-    /// False when the Longhorn CRDs are not installed.
+    /// False when the Longhorn kinds answered 404 (what the dashboard shows as "not
+    /// installed"); the upgrade guards decide from [`LonghornState::api`] instead.
     pub installed: bool,
+    /// What discovery says of `longhorn.io`.
+    #[serde(default)]
+    pub api: LonghornApi,
+    /// Where the kinds were read: `longhorn.io/<version>` ...
+    #[serde(default)]
+    pub version: String,
+    /// ... in this namespace (`[kubernetes] longhorn_namespace`).
+    #[serde(default)]
+    pub namespace: String,
+    /// Kinds that answered 404 there (`volumes`, `replicas`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_kinds: Vec<String>,
     pub volumes: Vec<Volume>,
     pub replicas: Vec<Replica>,
     pub nodes: Vec<LonghornNode>,

@@ -36,11 +36,25 @@ fn header_json(cluster_id: u64, member_id: u64, term: u64, revision: Option<u64>
     h
 }
 
+/// `etcd-metrics-missing`: the gateway serves nothing.
+fn missing(m: &Member) -> Option<Response> {
+    m.world.faults().etcd_missing.then(|| {
+        (
+            StatusCode::NOT_FOUND,
+            "404 page not found (simulated: etcd-metrics-missing)\n",
+        )
+            .into_response()
+    })
+}
+
 fn json_ok(v: Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
 async fn status(State(m): State<Member>) -> Response {
+    if let Some(r) = missing(&m) {
+        return r;
+    }
     let v = m.world.with_etcd(|etcd, _| {
         let me = &etcd.members[m.index];
         let mut v = json!({
@@ -66,6 +80,9 @@ async fn status(State(m): State<Member>) -> Response {
 }
 
 async fn member_list(State(m): State<Member>) -> Response {
+    if let Some(r) = missing(&m) {
+        return r;
+    }
     let v = m.world.with_etcd(|etcd, _| {
         let me = &etcd.members[m.index];
         let members: Vec<Value> = etcd
@@ -86,6 +103,9 @@ async fn member_list(State(m): State<Member>) -> Response {
 }
 
 async fn health(State(m): State<Member>) -> Response {
+    if let Some(r) = missing(&m) {
+        return r;
+    }
     let has_leader = m.world.with_etcd(|etcd, _| etcd.leader.is_some());
     if has_leader {
         json_ok(json!({"health": "true", "reason": ""}))
@@ -152,6 +172,9 @@ pub fn metrics_text(world: &World, index: usize) -> String {
 }
 
 async fn metrics(State(m): State<Member>) -> Response {
+    if let Some(r) = missing(&m) {
+        return r;
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -25,6 +25,26 @@ pub enum Scenario {
     StaleBackup,
     /// A host answers nothing: its node goes Unknown.
     UnreachableHost,
+    /// The Longhorn CRDs are served only at `longhorn.io/v1beta1` (an older Longhorn): the
+    /// app's `v1beta2` kinds answer 404.
+    LonghornV1beta1,
+    /// Longhorn runs in another namespace than `longhorn-system`: the kinds are served but
+    /// that namespace holds none of its objects.
+    LonghornOtherNamespace,
+    /// etcd's gateways serve nothing (no metrics, no status, no member list): 404 everywhere.
+    EtcdMetricsMissing,
+    /// While a node is drained, a replica of a volume on another node fails (once, at the
+    /// first eviction after the fault is applied) and does not rebuild.
+    ReplicaFailsDuringDrain,
+    /// Reboots are quick: the host is back within a fraction of a second and its node never
+    /// reports NotReady (Ready stays True, with the old bootID until the new boot shows).
+    QuickReboot,
+    /// `host-down=HOST:SECONDS`: each reboot of HOST keeps it down (no SSH, node Unknown) for
+    /// SECONDS of wall-clock time.
+    HostDown(Option<(String, u64)>),
+    /// `lease-fails=SECONDS`: for SECONDS of wall-clock time from now, every write to a Lease
+    /// (`coordination.k8s.io`) answers 500.
+    LeaseFails(Option<u64>),
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -39,6 +59,13 @@ pub const NAMES: &[&str] = &[
     "reboot-needed",
     "stale-backup",
     "unreachable-host",
+    "longhorn-v1beta1",
+    "longhorn-other-namespace",
+    "etcd-metrics-missing",
+    "replica-fails-during-drain",
+    "quick-reboot",
+    "host-down",
+    "lease-fails",
 ];
 
 impl Scenario {
@@ -54,6 +81,13 @@ impl Scenario {
             Scenario::RebootNeeded => "reboot-needed",
             Scenario::StaleBackup => "stale-backup",
             Scenario::UnreachableHost => "unreachable-host",
+            Scenario::LonghornV1beta1 => "longhorn-v1beta1",
+            Scenario::LonghornOtherNamespace => "longhorn-other-namespace",
+            Scenario::EtcdMetricsMissing => "etcd-metrics-missing",
+            Scenario::ReplicaFailsDuringDrain => "replica-fails-during-drain",
+            Scenario::QuickReboot => "quick-reboot",
+            Scenario::HostDown(_) => "host-down",
+            Scenario::LeaseFails(_) => "lease-fails",
         }
     }
 }
@@ -62,6 +96,8 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Scenario::NodeNeverReturns(Some(h)) => write!(f, "node-never-returns={h}"),
+            Scenario::HostDown(Some((h, secs))) => write!(f, "host-down={h}:{secs}"),
+            Scenario::LeaseFails(Some(secs)) => write!(f, "lease-fails={secs}"),
             s => f.write_str(s.name()),
         }
     }
@@ -75,7 +111,7 @@ impl fmt::Display for UnknownScenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown scenario \"{}\"; valid scenarios: {} (node-never-returns takes an optional =HOST)",
+            "unknown scenario \"{}\"; valid scenarios: {} (node-never-returns takes an optional =HOST, host-down takes =HOST:SECONDS, lease-fails takes =SECONDS)",
             self.0,
             NAMES.join(", ")
         )
@@ -105,6 +141,34 @@ impl FromStr for Scenario {
             "reboot-needed" => Scenario::RebootNeeded,
             "stale-backup" => Scenario::StaleBackup,
             "unreachable-host" => Scenario::UnreachableHost,
+            "longhorn-v1beta1" => Scenario::LonghornV1beta1,
+            "longhorn-other-namespace" => Scenario::LonghornOtherNamespace,
+            "etcd-metrics-missing" => Scenario::EtcdMetricsMissing,
+            "replica-fails-during-drain" => Scenario::ReplicaFailsDuringDrain,
+            "quick-reboot" => Scenario::QuickReboot,
+            // Without its argument only to name it (clearing it).
+            "host-down" => {
+                let Some(a) = arg else {
+                    return Ok(Scenario::HostDown(None));
+                };
+                let parsed = a
+                    .split_once(':')
+                    .and_then(|(h, secs)| Some((h.trim(), secs.trim().parse::<u64>().ok()?)))
+                    .filter(|(h, _)| !h.is_empty());
+                return match parsed {
+                    Some((h, secs)) => Ok(Scenario::HostDown(Some((h.to_string(), secs)))),
+                    None => Err(UnknownScenario(s.to_string())),
+                };
+            }
+            "lease-fails" => {
+                let Some(a) = arg else {
+                    return Ok(Scenario::LeaseFails(None));
+                };
+                return match a.parse::<u64>() {
+                    Ok(secs) => Ok(Scenario::LeaseFails(Some(secs))),
+                    Err(_) => Err(UnknownScenario(s.to_string())),
+                };
+            }
             _ => return Err(UnknownScenario(s.to_string())),
         };
         if arg.is_some() {
@@ -133,6 +197,21 @@ mod tests {
             "node-never-returns=node4".parse::<Scenario>().unwrap(),
             Scenario::NodeNeverReturns(Some("node4".into()))
         );
+        let hd: Scenario = "host-down=node2:30".parse().unwrap();
+        assert_eq!(hd, Scenario::HostDown(Some(("node2".into(), 30))));
+        assert_eq!(hd.to_string(), "host-down=node2:30");
+        assert_eq!(
+            "lease-fails=20".parse::<Scenario>().unwrap(),
+            Scenario::LeaseFails(Some(20))
+        );
+        for bad in [
+            "host-down=node2",
+            "host-down=:3",
+            "lease-fails=soon",
+            "quick-reboot=x",
+        ] {
+            assert!(bad.parse::<Scenario>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -98,6 +98,33 @@ pub fn url_origin(url: &str) -> String {
     }
 }
 
+/// `text` with the user info of every URL in it replaced by `***` (`https://u:pw@h/x` →
+/// `https://***@h/x`): for any message that might quote a configured URL.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The innermost cause of an error chain (e.g. "Connection refused (os error 111)"), which never
 /// carries the URL.
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -133,5 +160,18 @@ mod tests {
         );
         assert_eq!(url_origin("http://loki.lan/"), "http://loki.lan");
         assert_eq!(url_origin("not a url"), "the configured URL");
+    }
+
+    #[test]
+    fn user_info_is_redacted_wherever_a_url_appears() {
+        assert_eq!(
+            redact_userinfo("GET https://user:s3cret@mimir.lan:8443/prometheus/api failed"),
+            "GET https://***@mimir.lan:8443/prometheus/api failed"
+        );
+        assert_eq!(
+            redact_userinfo("a http://x/y and ftp://me@h b"),
+            "a http://x/y and ftp://***@h b"
+        );
+        assert_eq!(redact_userinfo("no url here"), "no url here");
     }
 }

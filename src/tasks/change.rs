@@ -15,6 +15,7 @@ pub(super) enum Change {
 
 /// Do it; `Ok` says what happened (for the footer), `Err` why it failed.
 pub(super) async fn run(
+    writes: &crate::base::Writes,
     cfg: &KubernetesConfig,
     change: Change,
     node: &str,
@@ -24,8 +25,8 @@ pub(super) async fn run(
             .await
             .map_err(|e| eyre!(e))?;
         match change {
-            Change::Cordon => live::cordon(&client, node, &live::manual_run_id()).await,
-            Change::Uncordon => live::uncordon(&client, node).await,
+            Change::Cordon => live::cordon(writes, &client, node, &live::manual_run_id()).await,
+            Change::Uncordon => live::uncordon(writes, &client, node).await,
         }
     }
     .await;

@@ -63,7 +63,8 @@ async fn diff(
     })?;
     let nix = Nix::from_config(&req.nix);
     let source = NixCopyFromSsh {
-        target: SshTarget::for_host(&req.host, &req.ssh),
+        target: SshTarget::for_host(&req.host, &req.ssh).map_err(|e| eyre!("{e}"))?,
+        trust_host_store: req.nix.trust_host_store,
     };
     reporter
         .step(format!("{}: deployed system {deployed}", req.host.id))

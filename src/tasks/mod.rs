@@ -11,9 +11,11 @@
 //! refused while one is followed).
 //!
 //! The upgrade run is "a source of [`UpgradeEvent`]s plus a sender of [`Control`]s"
-//! ([`upgrade::RunLink`]), produced by an [`upgrade::UpgradeBackend`]: today the engine in
-//! this process ([`upgrade::InProcess`]); an engine process the dashboard attaches to (its
-//! journal and control socket) is another backend, and nothing else changes.
+//! ([`upgrade::RunLink`]), produced by an [`upgrade::UpgradeBackend`]: the dashboard's is
+//! [`upgrade::EngineProcess`] — every run is an engine process of its own that the dashboard
+//! starts detached and attaches to (its journal and control socket), so quitting or losing the
+//! dashboard never stops a run. The registry also looks for runs left unfinished (a live one
+//! to attach to, an interrupted one to resume or abandon).
 //!
 //! Layering: this module uses `operations`, `sources`, `model` and `base`; it never imports
 //! `app`, `ui` or a terminal crate (the inbox's message type is a parameter).
@@ -30,7 +32,7 @@ use std::path::PathBuf;
 use crate::model::closure::ClosureDiff;
 use crate::operations::upgrade::{Control, Plan, UpgradeEvent};
 pub use registry::{Registry, Setup};
-pub use upgrade::Planned;
+pub use upgrade::{FoundRun, Planned};
 
 /// A task's id, chosen by the app when it asks for the job (unique per run of the app).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,7 +51,10 @@ pub enum TaskKey {
     Lock(String),
     Diff(String),
     Plan,
+    /// The run the dashboard follows (started, attached to, resumed) or abandons: one at a time.
     Upgrade,
+    /// Looking for unfinished runs.
+    FindRuns,
     /// A cordon or uncordon of this node.
     Change(String),
     Export(String),
@@ -82,6 +87,7 @@ pub enum TaskKind {
     Diff,
     Plan,
     Upgrade,
+    FindRuns,
     Change,
     Export,
 }
@@ -102,10 +108,24 @@ pub enum Job {
     PlanUpgrade {
         only: Vec<String>,
     },
-    /// Start the confirmed plan, then follow the run: events and controls.
+    /// Start the confirmed plan (an engine process of its own), then follow the run.
     StartUpgrade {
         plan: Plan,
     },
+    /// Follow the live run `run_id` (its engine answers on its socket).
+    AttachUpgrade {
+        run_id: String,
+    },
+    /// Resume the interrupted run `run_id` in a new engine process, then follow it.
+    ResumeUpgrade {
+        run_id: String,
+    },
+    /// Abandon the interrupted run `run_id`: undo only its cordons, release the lock.
+    AbandonUpgrade {
+        run_id: String,
+    },
+    /// Look for unfinished runs in the journal directory (and whether their engine answers).
+    FindRuns,
     Cordon {
         node: String,
     },
@@ -127,7 +147,11 @@ impl Job {
             Job::LockFingerprint { host } => TaskKey::Lock(host.clone()),
             Job::Diff { host, .. } => TaskKey::Diff(host.clone()),
             Job::PlanUpgrade { .. } => TaskKey::Plan,
-            Job::StartUpgrade { .. } => TaskKey::Upgrade,
+            Job::StartUpgrade { .. }
+            | Job::AttachUpgrade { .. }
+            | Job::ResumeUpgrade { .. }
+            | Job::AbandonUpgrade { .. } => TaskKey::Upgrade,
+            Job::FindRuns => TaskKey::FindRuns,
             Job::Cordon { node } | Job::Uncordon { node } => TaskKey::Change(node.clone()),
             Job::ExportDiff { host, .. } => TaskKey::Export(host.clone()),
         }
@@ -138,7 +162,11 @@ impl Job {
             Job::LockFingerprint { .. } => TaskKind::Lock,
             Job::Diff { .. } => TaskKind::Diff,
             Job::PlanUpgrade { .. } => TaskKind::Plan,
-            Job::StartUpgrade { .. } => TaskKind::Upgrade,
+            Job::StartUpgrade { .. }
+            | Job::AttachUpgrade { .. }
+            | Job::ResumeUpgrade { .. }
+            | Job::AbandonUpgrade { .. } => TaskKind::Upgrade,
+            Job::FindRuns => TaskKind::FindRuns,
             Job::Cordon { .. } | Job::Uncordon { .. } => TaskKind::Change,
             Job::ExportDiff { .. } => TaskKind::Export,
         }
@@ -152,6 +180,10 @@ impl Job {
             Job::PlanUpgrade { only } if only.is_empty() => "plan the upgrade of every host".into(),
             Job::PlanUpgrade { only } => format!("plan the upgrade of {}", only.join(", ")),
             Job::StartUpgrade { plan } => format!("rolling upgrade {}", plan.run_id),
+            Job::AttachUpgrade { run_id } => format!("follow rolling upgrade {run_id}"),
+            Job::ResumeUpgrade { run_id } => format!("resume rolling upgrade {run_id}"),
+            Job::AbandonUpgrade { run_id } => format!("abandon rolling upgrade {run_id}"),
+            Job::FindRuns => "look for unfinished upgrade runs".into(),
             Job::Cordon { node } => format!("cordon {node}"),
             Job::Uncordon { node } => format!("uncordon {node}"),
             Job::ExportDiff { host, .. } => format!("export the diff of {host}"),
@@ -162,9 +194,20 @@ impl Job {
     pub fn writes(&self) -> bool {
         matches!(
             self,
-            Job::StartUpgrade { .. } | Job::Cordon { .. } | Job::Uncordon { .. }
+            Job::StartUpgrade { .. }
+                | Job::ResumeUpgrade { .. }
+                | Job::AbandonUpgrade { .. }
+                | Job::Cordon { .. }
+                | Job::Uncordon { .. }
         )
     }
+}
+
+/// The run a task follows: its id and its engine process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Following {
+    pub run_id: String,
+    pub pid: Option<u32>,
 }
 
 /// A job under the id the app gave it.
@@ -183,8 +226,8 @@ pub enum TaskEvent {
     Lock(Option<String>),
     Diff(Result<Box<ClosureDiff>, String>),
     Planned(Result<Box<Planned>, String>),
-    /// The run takes controls now (its run id), or why it could not start.
-    UpgradeStarted(Result<String, String>),
+    /// The run takes controls now, or why it could not start (or be attached to).
+    UpgradeStarted(Result<Following, String>),
     /// One event of the run the task follows.
     Upgrade(Box<UpgradeEvent>),
     /// The run's events ended (the run finished, or the link to it went away).
@@ -195,6 +238,10 @@ pub enum TaskEvent {
         control: Control,
         reason: String,
     },
+    /// The unfinished runs (live ones first), or why they could not be read.
+    RunsFound(Result<Vec<FoundRun>, String>),
+    /// A run is abandoned (what was undone, for the footer), or why not.
+    Abandoned(Result<String, String>),
     /// A cordon or uncordon is done (what happened, for the footer), or why not.
     Changed(Result<String, String>),
     /// The diff is written to this file, or why not.

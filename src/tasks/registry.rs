@@ -19,8 +19,9 @@ use crate::sources::{self, Update};
 /// What the registry needs to run jobs.
 pub struct Setup {
     pub env: Env,
-    /// Refuse every job that writes (a second lock behind the app's own refusal).
-    pub read_only: bool,
+    /// The write capability (`None`: read-only mode — every job that writes is refused, a
+    /// second lock behind the app's own refusal, and nothing that writes can be built).
+    pub writes: Option<crate::base::Writes>,
     /// Where upgrade plans and runs come from.
     pub upgrades: Arc<dyn UpgradeBackend>,
     /// Start the sources (Kubernetes, etcd, SSH, Mimir, Loki) and forward their updates.
@@ -241,7 +242,7 @@ where
     }
 
     async fn start(&mut self, task: Task) {
-        if self.setup.read_only && task.job.writes() {
+        if self.setup.writes.is_none() && task.job.writes() {
             let why = format!("read-only mode: {} is disabled", task.job.title());
             self.post(task.id, TaskEvent::Refused(why)).await;
             return;
@@ -350,7 +351,32 @@ where
                     () = self.cancel.cancelled() => TaskEvent::Cancelled,
                 }
             }
-            Job::StartUpgrade { plan } => self.start_run(plan).await,
+            Job::StartUpgrade { plan } => {
+                let start = self.setup.upgrades.start(plan);
+                self.start_run(start).await
+            }
+            Job::AttachUpgrade { run_id } => {
+                let attach = self.setup.upgrades.attach(run_id);
+                self.start_run(attach).await
+            }
+            Job::ResumeUpgrade { run_id } => {
+                let resume = self.setup.upgrades.resume(run_id);
+                self.start_run(resume).await
+            }
+            Job::AbandonUpgrade { run_id } => {
+                let abandon = self.setup.upgrades.abandon(run_id);
+                tokio::select! {
+                    r = abandon => TaskEvent::Abandoned(r),
+                    () = self.cancel.cancelled() => TaskEvent::Cancelled,
+                }
+            }
+            Job::FindRuns => {
+                let find = self.setup.upgrades.find();
+                tokio::select! {
+                    r = find => TaskEvent::RunsFound(r),
+                    () = self.cancel.cancelled() => TaskEvent::Cancelled,
+                }
+            }
             Job::Cordon { node } => self.change(change::Change::Cordon, &node).await,
             Job::Uncordon { node } => self.change(change::Change::Uncordon, &node).await,
             Job::ExportDiff { host, diff, stamp } => {
@@ -368,16 +394,22 @@ where
 
     async fn change(&self, change: change::Change, node: &str) -> TaskEvent {
         let cfg = &self.setup.env.config.kubernetes;
+        let Some(writes) = &self.setup.writes else {
+            return TaskEvent::Refused("read-only mode: cordon and uncordon are disabled".into());
+        };
         tokio::select! {
-            r = change::run(cfg, change, node) => TaskEvent::Changed(r),
+            r = change::run(writes, cfg, change, node) => TaskEvent::Changed(r),
             () = self.cancel.cancelled() => TaskEvent::Cancelled,
         }
     }
 
-    /// Start a run, then follow it.
-    async fn start_run(&self, plan: crate::operations::upgrade::Plan) -> TaskEvent {
+    /// Start (or attach to, or resume) a run, then follow it.
+    async fn start_run(
+        &self,
+        link: futures::future::BoxFuture<'static, Result<super::upgrade::RunLink, String>>,
+    ) -> TaskEvent {
         let started = tokio::select! {
-            r = self.setup.upgrades.start(plan) => r,
+            r = link => r,
             () = self.cancel.cancelled() => return TaskEvent::Cancelled,
         };
         match started {
@@ -393,8 +425,11 @@ where
         let _ = self
             .orders
             .send(Order::Controls(self.id, link.controls.clone()));
-        self.post(TaskEvent::UpgradeStarted(Ok(link.run_id.clone())))
-            .await;
+        self.post(TaskEvent::UpgradeStarted(Ok(super::Following {
+            run_id: link.run_id.clone(),
+            pid: link.pid,
+        })))
+        .await;
         loop {
             tokio::select! {
                 e = link.events.recv() => match e {

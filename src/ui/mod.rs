@@ -131,6 +131,10 @@ pub fn render(f: &mut Frame, app: &App, theme: &Theme) -> LayoutFacts {
                 upgrade::draw(f, area, app, theme);
                 None
             }
+            Mode::Leaving => {
+                popups::leaving(f, area, app, &app.leaving_text(), theme);
+                None
+            }
             Mode::Normal | Mode::Filtering => None,
         };
         overlay_rows = rows.or(overlay_rows);

@@ -105,6 +105,54 @@ pub(super) fn confirm(f: &mut Frame, area: Rect, app: &App, question: &[String],
     );
 }
 
+/// Quit asked while a run goes on: it goes on; `q` leaves, `a` asks to abort it.
+pub(super) fn leaving(f: &mut Frame, area: Rect, app: &App, text: &[String], theme: &Theme) {
+    let widest = text.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let w = (widest as u16 + 4).max(40);
+    let r = popup_exact(area, w, text.len() as u16 + 4);
+    f.render_widget(Clear, r);
+    let mut lines: Vec<Line> = text
+        .iter()
+        .map(|l| Line::from(Span::styled(format!(" {l}"), theme.popup)))
+        .collect();
+    lines.push(Line::from(""));
+    let mut keys = Vec::new();
+    let key = |a: Action| {
+        app.keymap
+            .keys_for(Layer::Upgrade, a)
+            .first()
+            .map(|k| k.to_string())
+    };
+    if let Some(q) = key(Action::Quit) {
+        keys.push(Span::styled(format!(" {q} "), theme.key));
+        keys.push(Span::styled(" leave it running   ", theme.key_desc));
+    }
+    if !app.read_only
+        && let Some(a) = key(Action::Abort)
+    {
+        keys.push(Span::styled(format!(" {a} "), theme.key));
+        keys.push(Span::styled(
+            " abort it at the next safe point   ",
+            theme.key_desc,
+        ));
+    }
+    keys.push(Span::styled(" any other key ", theme.key));
+    keys.push(Span::styled(" stay", theme.key_desc));
+    lines.push(Line::from(keys));
+    f.render_widget(
+        Paragraph::new(lines)
+            .style(theme.popup)
+            .wrap(Wrap { trim: false })
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(theme.warning)
+                    .title(Span::styled(" Quit? The upgrade goes on ", theme.warning)),
+            ),
+        r,
+    );
+}
+
 pub(super) fn popup_exact(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);

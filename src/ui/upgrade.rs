@@ -27,6 +27,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         )
     } else if v.starting {
         format!(" — {} ", hints(&[Action::Back]))
+    } else if v.interrupted.is_some() && !app.read_only {
+        format!(
+            " — {} ",
+            hints(&[Action::ResumeRun, Action::AbandonRun, Action::Back])
+        )
     } else if v.progress.is_some() {
         format!(" — {} ", hints(&[Action::Back, Action::Upgrade]))
     } else {
@@ -59,7 +64,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .keys_for(Layer::Upgrade, Action::Start)
         .first()
         .map_or_else(|| "start (unbound)".to_string(), |k| k.to_string());
-    let lines: Vec<Line> = match &v.planned {
+    let mut lines: Vec<Line> = interrupted_lines(app, theme);
+    lines.extend(match &v.planned {
         None => vec![Line::from(Span::styled(
             "computing the plan and every guard's verdict…",
             theme.muted,
@@ -127,8 +133,43 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             )));
             out
         }
-    };
+    });
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+/// An interrupted run: where it stopped, the commands, the keys.
+fn interrupted_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
+    let Some(i) = &app.upgrade.interrupted else {
+        return Vec::new();
+    };
+    let at =
+        i.at.as_ref()
+            .map(|(n, s)| format!(" at {n} {s}"))
+            .unwrap_or_default();
+    let mut out = vec![
+        Line::from(Span::styled(
+            format!(
+                "run {} was interrupted{at}: its engine is gone before the run finished.",
+                i.run_id
+            ),
+            theme.warning,
+        )),
+        Line::from(Span::styled(
+            format!("From a terminal: {}", i.commands()),
+            theme.muted,
+        )),
+    ];
+    if !app.read_only {
+        let keys = app
+            .keymap
+            .hint_line(Layer::Upgrade, &[Action::ResumeRun, Action::AbandonRun]);
+        out.push(Line::from(Span::styled(
+            format!("Here: {keys} (each asks first)."),
+            theme.info,
+        )));
+    }
+    out.push(Line::from(""));
+    out
 }
 
 fn draw_run(
@@ -143,7 +184,7 @@ fn draw_run(
         .iter()
         .map(|n| usize::from(n.waiting.is_some()) + n.verdicts.iter().filter(|g| !g.pass).count())
         .sum();
-    let rows = (p.nodes.len() + extra) as u16 + 3;
+    let rows = (p.nodes.len() + extra) as u16 + 4;
     let [top, bottom] = Layout::vertical([
         Constraint::Length(rows.min(area.height / 2)),
         Constraint::Fill(1),
@@ -157,6 +198,19 @@ fn draw_run(
             theme.info
         },
     ))];
+    let engine = match (&app.upgrade.interrupted, app.upgrade.pid) {
+        (Some(i), _) => format!(
+            "run {}: its engine is gone before the run finished — {}",
+            p.run_id,
+            i.commands()
+        ),
+        (None, Some(pid)) if !p.is_finished() => format!(
+            "run {} · engine pid {pid}, a process of its own: leaving the dashboard leaves it running",
+            p.run_id
+        ),
+        _ => format!("run {}", p.run_id),
+    };
+    lines.push(Line::from(Span::styled(engine, theme.muted)));
     for n in &p.nodes {
         let (label, style) = match n.state {
             NodeState::Pending => ("waiting ", theme.muted),

@@ -1,4 +1,5 @@
-//! The real binary as a user runs it: bad input, `sim`, headless `upgrade`, kill -9 and resume.
+//! The real binary as a user runs it: bad input, `sim`, headless `upgrade`, kill -9 and resume,
+//! `upgrade --detach` / `--attach` and the run's control socket.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -9,3 +10,4 @@ mod docs;
 mod sim_command;
 mod upgrade_cli;
 mod upgrade_cli_kill;
+mod upgrade_detach;

@@ -151,14 +151,16 @@ async fn headless_upgrade_against_the_sim() {
     .await
     .unwrap();
     let c = live::KubeCluster::from_client(client.clone());
-    use homeinfra_tui::operations::upgrade::ClusterOps;
+    let writes = testing::writes();
+    let cw = live::KubeWriter::new(&writes, client.clone());
+    use homeinfra_tui::operations::upgrade::{ClusterRead, ClusterWrite};
     assert_eq!(c.get_lease().await.unwrap(), None);
     assert!(!c.node("node4").await.unwrap().unschedulable);
 
     // --abandon: a run "run-z" that cordoned node2 and died; node3 cordoned by hand stays.
-    cordon(&client, "node2", "run-z").await.unwrap();
-    c.cordon("node3", "someone-else").await.unwrap();
-    let mut j = Journal::open(&runs, "run-z").unwrap();
+    cordon(&writes, &client, "node2", "run-z").await.unwrap();
+    cw.cordon("node3", "someone-else").await.unwrap();
+    let mut j = Journal::open(&writes, &runs, "run-z").unwrap();
     let plan = testing::plan(
         "run-z",
         ["node2", "node3"]

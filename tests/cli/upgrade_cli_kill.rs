@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use homeinfra_tui::config;
 use homeinfra_tui::operations::upgrade::journal;
 use homeinfra_tui::operations::upgrade::live::{KubeCluster, drain_client};
-use homeinfra_tui::operations::upgrade::{ClusterOps, RunOutcome, UpgradeEvent};
+use homeinfra_tui::operations::upgrade::{ClusterRead, RunOutcome, UpgradeEvent};
 use homeinfra_tui::sim::{self, SimOptions};
 use ssh_support::*;
 
@@ -66,6 +66,9 @@ fn setup(dir: &Path, s: &SharedSshd, marks: &Path) {
             ),
             ("settle_secs", toml::Value::Integer(0)),
             ("poll_secs", toml::Value::Integer(1)),
+            // The test sshd's machine has no systemd, so no nixos-upgrade state: said so, as
+            // an operator would (otherwise that guard cannot verify and refuses).
+            ("skip_guards", toml::Value::Array(vec![st("auto-upgrade")])),
         ],
     );
     section(
@@ -116,6 +119,24 @@ fn run_to_end(env: &Env, args: &[&str]) -> (Option<i32>, String) {
         eprintln!("{out}\n{}", String::from_utf8_lossy(&o.stderr));
     }
     (o.status.code(), run_id)
+}
+
+/// `upgrade` without flags after a kill: refused, naming the run, where it stopped (node and
+/// step) and both ways on.
+fn offers_the_resume(env: &Env, run_id: &str, at: &str) {
+    let o = upgrade(env, &[]).output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "after a kill at {at}: {said}");
+    assert!(
+        said.contains(&format!("run {run_id} is unfinished (stopped at {at})"))
+            && said.contains(&format!("--resume {run_id}"))
+            && said.contains(&format!("--abandon {run_id}")),
+        "after a kill at {at}: {said}"
+    );
 }
 
 /// Start a run and kill -9 it right after the `nth` step started; returns the run id.
@@ -224,6 +245,7 @@ async fn kill_9_then_resume_gives_the_same_end_state() {
         let (run_id, at) = tokio::task::block_in_place(|| kill_after_step(&env, nth));
         let unfinished = journal::unfinished(&env.state.join("homeinfra-tui/runs")).unwrap();
         assert_eq!(unfinished.len(), 1, "killed at {at}");
+        offers_the_resume(&env, &run_id, &at);
         let (code, _) = tokio::task::block_in_place(|| {
             run_to_end(&env, &["--yes", "--json", "--resume", &run_id])
         });
@@ -342,8 +364,10 @@ async fn kill_9_then_resume_with_reboots_through_the_simulated_hosts() {
     );
 
     // Per node: guards, cordon, drain, switch, reboot, wait-healthy, uncordon, settle.
-    for nth in [2usize, 3, 4, 5, 6, 7, 13, 22] {
+    // 5, 13, 21 and 29 are reboots: killed while the host is down.
+    for nth in [2usize, 3, 4, 5, 6, 7, 13, 21, 22, 29] {
         let (run_id, at) = tokio::task::block_in_place(|| kill_after_step(&env, nth));
+        offers_the_resume(&env, &run_id, &at);
         let (code, _) = tokio::task::block_in_place(|| {
             run_to_end(&env, &["--yes", "--json", "--resume", &run_id])
         });

@@ -324,3 +324,56 @@ fn the_import_reader_sees_groups_and_paths() {
     let cut = shipping_code("use crate::x;\n#[cfg(test)]\nmod tests {\n use crate::y;\n}\n");
     assert_eq!(imports(&cut), ["x".to_string()].into_iter().collect());
 }
+
+/// The write capability is made in exactly one place of the release build: `commands::load`,
+/// from `--read-only` (STYLE.md rule 12). `testing.rs` (the `test-util` feature, never in the
+/// release build) and the capability's own module are the only other mentions allowed.
+#[test]
+fn the_write_capability_is_made_in_one_place() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut callers = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let rel = f.strip_prefix(&root).unwrap().display().to_string();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("unless_read_only(") {
+                callers.push(format!("{rel}:{}", i + 1));
+            }
+        }
+    }
+    let release: Vec<&String> = callers
+        .iter()
+        .filter(|c| !c.starts_with("testing.rs:") && !c.starts_with("base/write.rs:"))
+        .collect();
+    assert_eq!(
+        release.len(),
+        1,
+        "the write capability must be made only in commands/mod.rs: {callers:?}"
+    );
+    assert!(release[0].starts_with("commands/mod.rs:"), "{callers:?}");
+    // Writers are built only from it: their constructors take `&Writes`.
+    for (file, needle) in [
+        (
+            "operations/upgrade/live/cluster.rs",
+            "pub fn new(_writes: &Writes, client: kube::Client)",
+        ),
+        (
+            "operations/upgrade/live/hosts.rs",
+            "pub fn new(writes: &Writes, ssh: Arc<HostsClient>)",
+        ),
+        (
+            "operations/upgrade/journal.rs",
+            "pub fn open(_writes: &Writes, dir: &Path, run_id: &str)",
+        ),
+        ("sources/ssh/mod.rs", "_writes: &crate::base::Writes,"),
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(
+            text.contains(needle),
+            "{file} must take the capability: {needle}"
+        );
+    }
+}

@@ -9,3 +9,4 @@ mod layering;
 mod loki_client;
 mod metrics_tls;
 mod upgrade_engine;
+mod upgrade_safety;

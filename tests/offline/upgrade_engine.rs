@@ -124,15 +124,25 @@ async fn healthy_four_node_run() {
                 .all(|h| h.booted == h.current && h.generations.len() == 2)
         );
     }
-    // Output streamed, guards reported per node.
+    // Output streamed, guards reported per node: before it, and again right before its
+    // drain, switch and reboot.
     assert!(events.iter().any(|e| matches!(e, UpgradeEvent::Output { node, line } if node == "node4" && line.contains("activating"))));
     assert_eq!(
         events
             .iter()
             .filter(|e| matches!(e, UpgradeEvent::GuardVerdicts { .. }))
             .count(),
-        4
+        4 * 4
     );
+    // Every reboot journaled its boot ids before it went out, and the new boot was seen.
+    let reboots: Vec<&UpgradeEvent> = events
+        .iter()
+        .filter(|e| matches!(e, UpgradeEvent::RebootIssued { .. }))
+        .collect();
+    assert_eq!(reboots.len(), 4, "{reboots:#?}");
+    assert!(events.iter().any(|e| matches!(e,
+        UpgradeEvent::StepFinished { node, step: Step::Reboot, outcome: StepOutcome::Ok { detail: Some(d) }, .. }
+            if node == "node4" && d.contains("instance_4-boot-0 → instance_4-boot-1"))));
     // The live view's model folds the same events.
     let mut prog = homeinfra_tui::operations::upgrade::progress::RunProgress::new(&plan_of(
         &fw, &inv, "run-ok",
@@ -821,7 +831,7 @@ async fn dry_run_touches_nothing_and_reports_every_node() {
     let fw = FakeWorld::healthy(&inv);
     fw.state().etcd_down.push("node3".into());
     let p = plan_of(&fw, &inv, "dry");
-    let v = dry_run(&fw.world(), &inv, &p, &settings()).await;
+    let v = dry_run(&fw.read_world(), &inv, &p, &settings()).await;
     assert_eq!(v.len(), 4);
     for (e, verdicts) in &v {
         assert!(

@@ -270,3 +270,82 @@ async fn unauthorized_and_unreachable_read_clearly() {
     s.record(Err(err), t0 + jiff::SignedDuration::from_secs(15));
     assert_eq!(s.status.error.unwrap().since, t0);
 }
+
+/// An auth proxy in front of the real Prometheus: only `ops:s3cret-pw` gets through.
+async fn auth_proxy(state: State<(Recorded, String)>, req: Request) -> Response {
+    // base64("ops:s3cret-pw")
+    if req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        != Some("Basic b3BzOnMzY3JldC1wdw==")
+    {
+        return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+    }
+    proxy(state, req).await
+}
+
+/// The upgrade guards read alerts and gates through the same Mimir client as the dashboard:
+/// behind basic auth they see the real Prometheus; with a wrong password they cannot verify,
+/// and no message shows the password or the URL's userinfo.
+#[tokio::test]
+async fn the_upgrade_guards_read_a_mimir_behind_basic_auth() {
+    use homeinfra_tui::operations::upgrade::live::LiveHealth;
+    use homeinfra_tui::operations::upgrade::world::HealthProvider;
+    let Some(upstream) = common::require_env("HOMEINFRA_TEST_PROM_URL", "real Prometheus") else {
+        return;
+    };
+    init();
+    let rec = Recorded::default();
+    let app = Router::new()
+        .fallback(auth_proxy)
+        .with_state((rec.clone(), upstream.clone()));
+    let base = serve(app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "s3cret-pw\n").unwrap();
+    let health = |mimir: MimirConfig| {
+        let mut config = homeinfra_tui::config::Config {
+            mimir,
+            ..Default::default()
+        };
+        config.etcd.enabled = false;
+        LiveHealth::new(&homeinfra_tui::base::Env::new(config, loopback_inventory()))
+    };
+    let gates = vec!["up{job=\"node\"} == 0".to_string()];
+
+    let mut c = cfg(&format!("{base}/prometheus"));
+    c.auth.basic_auth_user = Some("ops".into());
+    c.auth.basic_auth_password_file = Some(pw.clone());
+    let h = health(c).gather(&gates).await;
+    let alerts = h.alerts.expect("metrics configured");
+    assert!(alerts.is_ok(), "{alerts:?}");
+    assert_eq!(h.gates.len(), 1);
+    assert_eq!(h.gates[0].series, Ok(0), "{:?}", h.gates);
+    assert!(h.read_at.metrics.is_some());
+    assert!(!rec.0.lock().unwrap().is_empty(), "through the auth proxy");
+
+    // A wrong password: cannot verify, the message names the server, not the secret.
+    std::fs::write(&pw, "wrong-pw\n").unwrap();
+    let mut c = cfg(&format!("{base}/prometheus"));
+    c.auth.basic_auth_user = Some("ops".into());
+    c.auth.basic_auth_password_file = Some(pw.clone());
+    let h = health(c).gather(&gates).await;
+    let err = h.alerts.expect("metrics configured").unwrap_err();
+    assert!(err.contains("unauthorized"), "{err}");
+    assert!(!err.contains("wrong-pw") && !err.contains("b3Bz"), "{err}");
+    assert!(h.gates[0].series.is_err());
+
+    // Credentials in the URL itself are never shown back.
+    let port = base.rsplit(':').next().unwrap();
+    let c = cfg(&format!("http://ops:url-s3cret@127.0.0.1:{port}/nowhere"));
+    let h = health(c).gather(&gates).await;
+    let err = match h.alerts.expect("metrics configured") {
+        Ok(a) => panic!("{a:?}"),
+        Err(e) => e,
+    };
+    let gate_err = h.gates[0].series.clone().unwrap_err();
+    for m in [&err, &gate_err] {
+        assert!(!m.contains("url-s3cret") && !m.contains("ops:"), "{m}");
+    }
+}

@@ -608,7 +608,9 @@ async fn drift_over_real_sshd() {
             .collect(),
         known_hosts: std::env::var("HOMEINFRA_TEST_SSH_KNOWN_HOSTS")
             .ok()
-            .map(PathBuf::from),
+            .map(PathBuf::from)
+            .into_iter()
+            .collect(),
     };
     // The "host" reports the fixture's old system as its current system; the link lives in
     // a directory the SSH user can read.
@@ -637,7 +639,38 @@ async fn drift_over_real_sshd() {
     // Fetching the closure over SSH (`nix copy --from ssh://`) really talks to the host's
     // store; a path the host does not have is an error naming the host.
     let nix = env.nix();
-    let source = NixCopyFromSsh { target };
+    // OpenSSH checks the host key strictly against the app's known_hosts files: a host whose
+    // key is in none of them is not talked to (no prompt, no trust on first use).
+    let stranger = SshTarget {
+        known_hosts: vec![run_dir.path().join("empty_known_hosts")],
+        ..target.clone()
+    };
+    let e = closure_diff::deployed_system_via_ssh(
+        &stranger,
+        &link.display().to_string(),
+        &reporter,
+        &cancel,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("Host key verification failed"),
+        "{e:#}"
+    );
+    let e = NixCopyFromSsh {
+        target: stranger,
+        trust_host_store: false,
+    }
+    .fetch(&nix, &deployed, &reporter, &cancel)
+    .await
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("ssh://"), "{e:#}");
+    // Signatures are checked by default (no --no-check-sigs); the deployed closure is
+    // already valid here, so nothing unsigned has to be copied.
+    let source = NixCopyFromSsh {
+        target,
+        trust_host_store: false,
+    };
     source
         .fetch(&nix, &deployed, &reporter, &cancel)
         .await

@@ -118,15 +118,24 @@ fn hosts_client_runs_commands_by_host_id() {
     let Some((cfg, inv)) = setup() else { return };
     rt().block_on(async {
         let c = ssh::HostsClient::new(&cfg, &inv).expect("client");
-        let out = c.run("good", "echo $USER").await.expect("run");
+        let out = c
+            .run(&homeinfra_tui::testing::writes(), "good", "echo $USER")
+            .await
+            .expect("run");
         assert_eq!(
             out.stdout_lossy().trim(),
             inv.hosts[0].ssh_user.as_deref().unwrap()
         );
         assert_eq!(c.state("good"), ssh::ConnState::Connected);
-        let e = c.run("nope", "true").await.unwrap_err();
+        let e = c
+            .run(&homeinfra_tui::testing::writes(), "nope", "true")
+            .await
+            .unwrap_err();
         assert!(e.message.contains("not a host of the inventory"), "{e}");
-        let e = c.run("dead", "true").await.unwrap_err();
+        let e = c
+            .run(&homeinfra_tui::testing::writes(), "dead", "true")
+            .await
+            .unwrap_err();
         assert!(
             matches!(c.state("dead"), ssh::ConnState::Failing { failures: 1, .. }),
             "{e}"

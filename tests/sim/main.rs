@@ -10,4 +10,5 @@ mod sim_kubectl;
 mod sim_scenarios;
 mod sim_ssh;
 mod sim_watch;
+mod upgrade_safety;
 mod upgrade_sim;

@@ -186,21 +186,34 @@ async fn a_wrong_client_key_is_refused() {
     cfg.identity_files = vec![path];
     let client = HostsClient::new(&cfg, h.inventory()).unwrap();
     let id = h.inventory().hosts[0].id.clone();
-    let e = client.run(&id, "true").await.unwrap_err();
+    let e = client
+        .run(&homeinfra_tui::testing::writes(), &id, "true")
+        .await
+        .unwrap_err();
     assert_eq!(e.problem, SshProblem::AuthFailed, "{e}");
 
     // The right key runs commands; unknown ones exit 127 with a message.
     let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
-    let out = client.run(&id, "true").await.unwrap();
+    let out = client
+        .run(&homeinfra_tui::testing::writes(), &id, "true")
+        .await
+        .unwrap();
     assert_eq!(out.exit_status, Some(0));
-    let out = client.run(&id, "frobnicate --now").await.unwrap();
+    let out = client
+        .run(&homeinfra_tui::testing::writes(), &id, "frobnicate --now")
+        .await
+        .unwrap();
     assert_eq!(out.exit_status, Some(127));
     assert!(out.stderr_lossy().contains("frobnicate: not found"));
 
     // A fresh host has an older generation to roll back to (same kernel: no reboot).
     let before = client.facts(&id).await.unwrap();
     let out = client
-        .run(&id, "nixos-rebuild switch --rollback")
+        .run(
+            &homeinfra_tui::testing::writes(),
+            &id,
+            "nixos-rebuild switch --rollback",
+        )
         .await
         .unwrap();
     assert_eq!(out.exit_status, Some(0), "{}", out.stderr_lossy());
@@ -227,7 +240,13 @@ async fn switch_streams_then_rollback_then_reboot() {
         host.hostname
     );
     let exit = client
-        .run_streaming(&host.id, &cmd, Duration::from_secs(30), tx)
+        .run_streaming(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            &cmd,
+            Duration::from_secs(30),
+            tx,
+        )
         .await
         .unwrap();
     assert_eq!(exit.exit_status, Some(0));
@@ -251,7 +270,11 @@ async fn switch_streams_then_rollback_then_reboot() {
     assert_eq!(after.reboot_needed, Some(true), "{after:?}");
     assert!(h.world().host(&host.hostname).unwrap().reboot_needed);
     let link = client
-        .run(&host.id, "readlink -f /run/current-system")
+        .run(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            "readlink -f /run/current-system",
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -261,7 +284,11 @@ async fn switch_streams_then_rollback_then_reboot() {
 
     // --rollback: back to the booted system, no reboot needed.
     let out = client
-        .run(&host.id, "sudo nixos-rebuild switch --rollback")
+        .run(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            "sudo nixos-rebuild switch --rollback",
+        )
         .await
         .unwrap();
     assert_eq!(out.exit_status, Some(0), "{}", out.stderr_lossy());
@@ -272,14 +299,27 @@ async fn switch_streams_then_rollback_then_reboot() {
     // Switch again, then reboot: NotReady, then Ready with the new system booted.
     let (tx, _rx) = mpsc::unbounded_channel();
     client
-        .run_streaming(&host.id, &cmd, Duration::from_secs(30), tx)
+        .run_streaming(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            &cmd,
+            Duration::from_secs(30),
+            tx,
+        )
         .await
         .unwrap();
     let switched = client.facts(&host.id).await.unwrap();
     assert_eq!(switched.reboot_needed, Some(true));
     let boots = h.world().host(&host.hostname).unwrap().boots;
     // The reboot may end the command before or after its exit status is seen.
-    match client.run(&host.id, "sudo systemctl reboot").await {
+    match client
+        .run(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            "sudo systemctl reboot",
+        )
+        .await
+    {
         Ok(out) => assert_eq!(out.exit_status, Some(0)),
         Err(e) => assert_eq!(e.problem, SshProblem::Unreachable, "{e}"),
     }
@@ -375,7 +415,11 @@ async fn quirks_show_in_check_and_fail_the_switch() {
     let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
     let before = client.facts("instance_4").await.unwrap();
     let out = client
-        .run("instance_4", "sudo nixos-rebuild switch --flake .#node4")
+        .run(
+            &homeinfra_tui::testing::writes(),
+            "instance_4",
+            "sudo nixos-rebuild switch --flake .#node4",
+        )
         .await
         .unwrap();
     assert_eq!(out.exit_status, Some(1));
@@ -591,18 +635,48 @@ async fn mutating_commands_are_recorded_as_mutating() {
     let (_, boot_before) = ask(&client, &host.id, &BootIdProbe).await;
 
     let switch = vars.fill(&cfg.switch_command);
-    let out = client.run(&host.id, &switch).await.unwrap();
+    let out = client
+        .run(&homeinfra_tui::testing::writes(), &host.id, &switch)
+        .await
+        .unwrap();
     assert_eq!(out.exit_status, Some(0), "{}", out.stderr_lossy());
     let rollback = vars.fill(&cfg.rollback_command);
-    let out = client.run(&host.id, &rollback).await.unwrap();
+    let out = client
+        .run(&homeinfra_tui::testing::writes(), &host.id, &rollback)
+        .await
+        .unwrap();
     assert_eq!(out.exit_status, Some(0), "{}", out.stderr_lossy());
-    let out = client.run(&host.id, "nixos-rebuild boot").await.unwrap();
+    let out = client
+        .run(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            "nixos-rebuild boot",
+        )
+        .await
+        .unwrap();
     assert_eq!(out.exit_status, Some(1));
-    let out = client.run(&host.id, "frobnicate --now").await.unwrap();
+    let out = client
+        .run(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            "frobnicate --now",
+        )
+        .await
+        .unwrap();
     assert_eq!(out.exit_status, Some(127));
-    let out = client.run(&host.id, "hostname").await.unwrap();
+    let out = client
+        .run(&homeinfra_tui::testing::writes(), &host.id, "hostname")
+        .await
+        .unwrap();
     assert_eq!(out.stdout_lossy().trim(), host.hostname);
-    match client.run(&host.id, &cfg.reboot_command).await {
+    match client
+        .run(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            &cfg.reboot_command,
+        )
+        .await
+    {
         Ok(out) => assert_eq!(out.exit_status, Some(0)),
         Err(e) => assert_eq!(e.problem, SshProblem::Unreachable, "{e}"),
     }
@@ -705,10 +779,12 @@ async fn inventory_values_a_shell_would_read_never_reach_a_command() {
         env.inventory.hosts[3].ssh_user.as_deref(),
         Some("ops;reboot")
     );
-    let world = live::world(&env).await.unwrap();
+    let world = live::world(&env, &homeinfra_tui::testing::writes())
+        .await
+        .unwrap();
 
     // A new run is refused before anything is touched, naming the host and the field.
-    let e = live::new_plan(&env, &world, &[]).await.unwrap_err();
+    let e = live::new_plan(&env, &world.read, &[]).await.unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.contains(r#"host "instance_4": field "sshUser": "ops;reboot""#),

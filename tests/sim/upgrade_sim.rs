@@ -1,7 +1,7 @@
 //! The upgrade against the simulator's Kubernetes API and etcd gateway (src/sim): the real
 //! kube-rs cordon, Eviction API and Lease code, and a whole rolling run with the real health
-//! sources. The hosts' side (switch, reboot) goes to the simulated hosts directly (the
-//! simulator has no SSH face yet).
+//! sources. The hosts' side (switch, reboot) goes to the simulated hosts directly here (the
+//! runs through the simulator's SSH face are in `upgrade_safety` and the CLI tests).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -12,10 +12,11 @@ use futures::future::BoxFuture;
 use homeinfra_tui::config::{self, Config};
 use homeinfra_tui::inventory::Host;
 use homeinfra_tui::operations::upgrade::engine::StartOptions;
-use homeinfra_tui::operations::upgrade::live::{KubeCluster, LiveHealth};
+use homeinfra_tui::operations::upgrade::live::{KubeCluster, KubeWriter, LiveHealth};
 use homeinfra_tui::operations::upgrade::lock::{self, Acquire};
 use homeinfra_tui::operations::upgrade::world::{
-    AutoUpgrade, BootState, CommandSpec, Eviction, HostOps, SystemClock, World,
+    AutoUpgrade, BootState, CommandSpec, Eviction, HostRead, HostWrite, ReadWorld, SystemClock,
+    World, Writers,
 };
 use homeinfra_tui::operations::upgrade::{RunOutcome, Settings, Step, UpgradeEvent, plan, start};
 use homeinfra_tui::sim::{self, Scenario, SimHandle, SimOptions};
@@ -52,7 +53,7 @@ struct SimHosts {
     log: Mutex<Vec<String>>,
 }
 
-impl HostOps for SimHosts {
+impl HostWrite for SimHosts {
     fn exec<'a>(
         &'a self,
         host: &'a Host,
@@ -75,6 +76,31 @@ impl HostOps for SimHosts {
             Ok(Some(0))
         })
     }
+    fn reboot<'a>(&'a self, host: &'a Host, _command: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.needs_reboot.lock().unwrap().remove(&host.hostname);
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("reboot {}", host.hostname));
+            self.sim
+                .reboot(&host.hostname)
+                .map_err(|e| color_eyre::eyre::eyre!("{}", e.message))
+        })
+    }
+}
+
+impl HostRead for SimHosts {
+    fn boot_id<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            match self.sim.host(&host.hostname) {
+                Some(h) if h.up && !h.rebooting && !h.unreachable => {
+                    Ok(format!("sim-boot-{}", h.boots))
+                }
+                _ => Err(color_eyre::eyre::eyre!("{}: connection refused", host.id)),
+            }
+        })
+    }
     fn boot_state<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<BootState>> {
         Box::pin(async move {
             let st = self.sim.host(&host.hostname).unwrap();
@@ -91,18 +117,6 @@ impl HostOps for SimHosts {
             })
         })
     }
-    fn reboot<'a>(&'a self, host: &'a Host, _command: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            self.needs_reboot.lock().unwrap().remove(&host.hostname);
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("reboot {}", host.hostname));
-            self.sim
-                .reboot(&host.hostname)
-                .map_err(|e| color_eyre::eyre::eyre!("{}", e.message))
-        })
-    }
     fn reachable<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             self.sim
@@ -111,7 +125,13 @@ impl HostOps for SimHosts {
         })
     }
     fn auto_upgrade<'a>(&'a self, _host: &'a Host) -> BoxFuture<'a, Result<AutoUpgrade>> {
-        Box::pin(async move { Ok(AutoUpgrade::default()) })
+        Box::pin(async move {
+            Ok(AutoUpgrade {
+                running: Some(false),
+                next_run: None,
+                timer_present: true,
+            })
+        })
     }
     fn k3s_version<'a>(&'a self, _host: &'a Host) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move { Ok(None) })
@@ -119,24 +139,25 @@ impl HostOps for SimHosts {
 }
 
 async fn world(s: &Sim) -> (World, Arc<SimHosts>) {
-    let cluster = Arc::new(KubeCluster::new(&s.cfg.kubernetes).await.unwrap());
+    let cluster = KubeCluster::new(&s.cfg.kubernetes).await.unwrap();
+    let writes = homeinfra_tui::testing::writes();
+    let writer = Arc::new(KubeWriter::new(&writes, cluster.client().clone()));
     let hosts = Arc::new(SimHosts {
         sim: s.h.world().clone(),
         needs_reboot: Mutex::new(BTreeSet::new()),
         log: Mutex::new(Vec::new()),
     });
-    let health = Arc::new(LiveHealth {
-        kubernetes: s.cfg.kubernetes.clone(),
-        etcd: s.cfg.etcd.clone(),
-        mimir: s.cfg.mimir.clone(),
-        inventory: s.h.inventory().clone(),
-    });
+    let env = homeinfra_tui::base::Env::new(s.cfg.clone(), s.h.inventory().clone());
+    let health = Arc::new(LiveHealth::new(&env));
     (
         World {
-            cluster,
-            hosts: hosts.clone(),
-            health,
-            clock: Arc::new(SystemClock),
+            read: ReadWorld {
+                cluster: Arc::new(cluster),
+                hosts: hosts.clone(),
+                health,
+                clock: Arc::new(SystemClock),
+            },
+            write: Writers::new(&writes, writer, hosts.clone()),
         },
         hosts,
     )
@@ -146,25 +167,26 @@ async fn world(s: &Sim) -> (World, Arc<SimHosts>) {
 async fn cordon_uncordon_and_the_lease_against_the_sim() {
     let s = sim(&[], 20.0).await;
     let (w, _) = world(&s).await;
-    let c = w.cluster.as_ref();
-    c.cordon("node2", "run-sim").await.unwrap();
+    let c = w.read.cluster.as_ref();
+    let cw = w.write.cluster.as_ref();
+    cw.cordon("node2", "run-sim").await.unwrap();
     let st = c.node("node2").await.unwrap();
     assert!(st.unschedulable);
     assert_eq!(st.cordoned_by.as_deref(), Some("run-sim"));
-    c.uncordon("node2").await.unwrap();
+    cw.uncordon("node2").await.unwrap();
     let st = c.node("node2").await.unwrap();
     assert!(!st.unschedulable);
     assert_eq!(st.cordoned_by, None);
 
     let now = jiff::Timestamp::now();
     let d = Duration::from_secs(60);
-    let a = lock::acquire(c, "alice@lap 1 run-a", "run-a", d, now, false)
+    let a = lock::acquire(c, cw, "alice@lap 1 run-a", "run-a", d, now, false)
         .await
         .unwrap();
     let Acquire::Acquired(mut held) = a else {
         panic!("{a:?}")
     };
-    let b = lock::acquire(c, "bob@lap 2 run-b", "run-b", d, now, false)
+    let b = lock::acquire(c, cw, "bob@lap 2 run-b", "run-b", d, now, false)
         .await
         .unwrap();
     match b {
@@ -174,37 +196,36 @@ async fn cordon_uncordon_and_the_lease_against_the_sim() {
         }
         other => panic!("{other:?}"),
     }
-    lock::renew(c, &mut held, jiff::Timestamp::now())
+    lock::renew(c, cw, &mut held, jiff::Timestamp::now())
         .await
         .unwrap();
     // Two more racing at once while alice holds it: both refused.
     let (x, y) = tokio::join!(
-        lock::acquire(c, "x@a 3 run-x", "run-x", d, now, false),
-        lock::acquire(c, "y@b 4 run-y", "run-y", d, now, false)
+        lock::acquire(c, cw, "x@a 3 run-x", "run-x", d, now, false),
+        lock::acquire(c, cw, "y@b 4 run-y", "run-y", d, now, false)
     );
     assert!(matches!(x.unwrap(), Acquire::Held(_)) && matches!(y.unwrap(), Acquire::Held(_)));
     // Stale only with --force-unlock.
     let later = now + jiff::SignedDuration::from_mins(5);
-    let b = lock::acquire(c, "bob@lap 2 run-b", "run-b", d, later, false)
+    let b = lock::acquire(c, cw, "bob@lap 2 run-b", "run-b", d, later, false)
         .await
         .unwrap();
     assert!(matches!(&b, Acquire::Held(h) if h.stale), "{b:?}");
-    let b = lock::acquire(c, "bob@lap 2 run-b", "run-b", d, later, true)
+    let b = lock::acquire(c, cw, "bob@lap 2 run-b", "run-b", d, later, true)
         .await
         .unwrap();
     assert!(matches!(b, Acquire::Acquired(_)));
     // alice's renewal now fails: she lost the lock.
-    assert!(
-        lock::renew(c, &mut held, jiff::Timestamp::now())
-            .await
-            .is_err()
-    );
-    assert!(lock::release(c, "run-b").await.unwrap());
+    assert!(matches!(
+        lock::renew(c, cw, &mut held, jiff::Timestamp::now()).await,
+        Err(lock::RenewError::Lost(_))
+    ));
+    assert!(lock::release(c, cw, "run-b").await.unwrap());
     assert_eq!(c.get_lease().await.unwrap(), None);
     // A free lock taken by two at once: exactly one gets it (the Lease create is atomic).
     let (x, y) = tokio::join!(
-        lock::acquire(c, "x@a 3 run-x", "run-x", d, now, false),
-        lock::acquire(c, "y@b 4 run-y", "run-y", d, now, false)
+        lock::acquire(c, cw, "x@a 3 run-x", "run-x", d, now, false),
+        lock::acquire(c, cw, "y@b 4 run-y", "run-y", d, now, false)
     );
     let won = [x.unwrap(), y.unwrap()]
         .iter()
@@ -218,7 +239,7 @@ async fn cordon_uncordon_and_the_lease_against_the_sim() {
 async fn pdb_blocked_eviction_names_the_pdb() {
     let s = sim(&["pdb-blocks"], 20.0).await;
     let (w, _) = world(&s).await;
-    let c = w.cluster.as_ref();
+    let c = w.read.cluster.as_ref();
     let mut found = None;
     for h in &s.h.inventory().hosts {
         for p in c.pods_on(&h.hostname).await.unwrap() {
@@ -228,7 +249,7 @@ async fn pdb_blocked_eviction_names_the_pdb() {
         }
     }
     let pod = found.expect("a postgres pod");
-    match c.evict(&pod, None).await.unwrap() {
+    match w.write.cluster.evict(&pod, None).await.unwrap() {
         Eviction::Blocked { pdb, message } => {
             assert_eq!(pdb.as_deref(), Some("apps/postgres"), "{message}");
         }
@@ -242,7 +263,7 @@ async fn whole_rolling_run_against_the_sim() {
     let s = sim(&[], 50.0).await;
     let (w, hosts) = world(&s).await;
     let inv = s.h.inventory().clone();
-    let etcd = w.health.gather(&[]).await.etcd.and_then(|r| r.ok());
+    let etcd = w.read.health.gather(&[]).await.etcd.and_then(|r| r.ok());
     let leader = etcd
         .as_ref()
         .and_then(|e| e.leader_member())
@@ -297,7 +318,7 @@ async fn whole_rolling_run_against_the_sim() {
         .collect();
     assert_eq!(rebooted, order);
     for n in &order {
-        let st = w.cluster.node(n).await.unwrap();
+        let st = w.read.cluster.node(n).await.unwrap();
         assert!(!st.unschedulable && st.cordoned_by.is_none(), "{n}");
         assert_eq!(st.ready, Some(true));
     }
@@ -313,7 +334,7 @@ async fn whole_rolling_run_against_the_sim() {
             ..
         }
     )));
-    assert_eq!(w.cluster.get_lease().await.unwrap(), None);
+    assert_eq!(w.read.cluster.get_lease().await.unwrap(), None);
     s.h.shutdown().await;
 }
 
@@ -356,7 +377,8 @@ async fn pdb_blocks_the_drain_which_times_out_with_the_node_cordoned() {
     let (w, hosts) = world(&s).await;
     let mut node = None;
     for h in &s.h.inventory().hosts {
-        if w.cluster
+        if w.read
+            .cluster
             .pods_on(&h.hostname)
             .await
             .unwrap()
@@ -388,29 +410,38 @@ async fn pdb_blocks_the_drain_which_times_out_with_the_node_cordoned() {
             .any(|e| matches!(e, UpgradeEvent::Waiting { what, detail, .. }
         if what == "eviction-blocked" && detail.contains("PodDisruptionBudget apps/postgres")))
     );
-    let st = w.cluster.node(&node).await.unwrap();
+    let st = w.read.cluster.node(&node).await.unwrap();
     assert_eq!(st.cordoned_by.as_deref(), Some("run-pdb"));
     assert!(hosts.log.lock().unwrap().is_empty(), "never switched");
-    assert_eq!(w.cluster.get_lease().await.unwrap(), None);
+    assert_eq!(w.read.cluster.get_lease().await.unwrap(), None);
     s.h.shutdown().await;
 }
 
+/// A host that does not come back within the reboot timeout is still rebooting, not failed:
+/// the run stops with the node cordoned, and nothing is rolled back over a connection that
+/// cannot open (the old behaviour "tried" a rollback here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_never_returns_rolls_back_and_stops_cordoned() {
+async fn node_never_returns_stops_cordoned_without_a_rollback() {
     let s = sim(&["node-never-returns=node4"], 20.0).await;
     let (w, hosts) = world(&s).await;
     let (outcome, events) = run_only(&s, &w, "node4", "run-nr").await;
     match &outcome {
-        RunOutcome::Failed { node, message, .. } => {
-            assert_eq!(node, "node4");
+        RunOutcome::Failed {
+            node,
+            step,
+            message,
+        } => {
+            assert_eq!((node.as_str(), *step), ("node4", Step::Reboot));
             assert!(
-                message.contains("rolled back") && message.contains("stays cordoned"),
+                message.contains("is still rebooting")
+                    && message.contains("nothing is rolled back")
+                    && message.contains("--resume run-nr"),
                 "{message}"
             );
         }
         other => panic!("{other:?}"),
     }
-    assert!(events.iter().any(|e| matches!(
+    assert!(!events.iter().any(|e| matches!(
         e,
         UpgradeEvent::StepStarted {
             step: Step::Rollback,
@@ -420,10 +451,10 @@ async fn node_never_returns_rolls_back_and_stops_cordoned() {
     let log = hosts.log.lock().unwrap().clone();
     assert_eq!(
         log,
-        ["exec node4", "reboot node4", "exec node4"],
-        "switch, reboot, rollback"
+        ["exec node4", "reboot node4"],
+        "switch, reboot, no rollback"
     );
-    let st = w.cluster.node("node4").await.unwrap();
+    let st = w.read.cluster.node("node4").await.unwrap();
     assert_eq!(st.cordoned_by.as_deref(), Some("run-nr"));
     assert_ne!(st.ready, Some(true));
     s.h.shutdown().await;
@@ -441,7 +472,7 @@ async fn guards_refuse_the_simulators_fault_scenarios() {
         let inv = s.h.inventory().clone();
         let p = plan(&inv, None, &[], &[], "f", "dry").unwrap();
         let verdicts =
-            homeinfra_tui::operations::upgrade::dry_run(&w, &inv, &p, &fast_settings()).await;
+            homeinfra_tui::operations::upgrade::dry_run(&w.read, &inv, &p, &fast_settings()).await;
         let refused: Vec<&str> = verdicts
             .iter()
             .filter(|(_, v)| v.iter().any(|v| v.guard == guard && !v.pass))
@@ -459,7 +490,7 @@ async fn guards_refuse_the_simulators_fault_scenarios() {
             .unwrap();
         assert!(!v.subject.is_empty() && v.fix.is_some(), "{v:?}");
         assert_eq!(
-            w.cluster.get_lease().await.unwrap(),
+            w.read.cluster.get_lease().await.unwrap(),
             None,
             "a dry run takes no lock"
         );

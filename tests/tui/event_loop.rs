@@ -165,7 +165,7 @@ async fn a_slow_upgrade_start_does_not_hold_up_keys_or_frames() {
         let registry = Registry::spawn(
             Setup {
                 env,
-                read_only: false,
+                writes: Some(homeinfra_tui::testing::writes()),
                 upgrades: Arc::new(upgrades),
                 sources: false,
             },

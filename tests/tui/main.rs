@@ -1,10 +1,13 @@
-//! The dashboard: TestBackend snapshots, panes against the simulator's faces, and the real binary in tmux.
+//! The dashboard: TestBackend snapshots, panes against the simulator's faces, and the real binary in tmux
+//! (also: a run outlives the dashboards that follow it).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod event_loop;
 mod observe_panes;
+mod read_only;
 mod readme_keys;
+mod tui_detached;
 mod tui_e2e;
 mod tui_snapshots;

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Tmux {
+pub(crate) struct Tmux {
     sock: PathBuf,
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Tmux {
-    fn new() -> Option<Tmux> {
+    pub(crate) fn new() -> Option<Tmux> {
         common::require_program("tmux")?;
         let dir = tempfile::tempdir().unwrap();
         Some(Tmux {
@@ -23,7 +23,7 @@ impl Tmux {
         })
     }
 
-    fn cmd(&self, args: &[&str]) -> String {
+    pub(crate) fn cmd(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
             .arg("-S")
             .arg(&self.sock)
@@ -37,7 +37,7 @@ impl Tmux {
 
     /// Start the dashboard in a new session; the shell prints a marker before and the exit
     /// code after, so we can see the main screen come back.
-    fn start(&self, name: &str, extra: &str) {
+    pub(crate) fn start(&self, name: &str, extra: &str) {
         self.start_with_env(name, "", extra);
     }
 
@@ -69,6 +69,32 @@ impl Tmux {
             "30",
             &script,
         ]);
+    }
+
+    /// Start the binary with exactly these arguments (no default `--hosts`) in a session of
+    /// this size; the same marker, pid file and exit line as [`Tmux::start`].
+    pub(crate) fn start_sized(&self, name: &str, w: u16, h: u16, args: &str) {
+        let bin = env!("CARGO_BIN_EXE_homeinfra-tui");
+        let d = self.dir.path().display();
+        let script = format!(
+            "printf 'BEFORE-MARKER\\n'; sh -c 'echo $$ > {d}/{name}.pid; exec env XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state HOME={d} {bin} {args}'; echo EXIT=$?; sleep 60"
+        );
+        self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+            &script,
+        ]);
+    }
+
+    /// The `XDG_STATE_HOME` of the binaries started here.
+    pub(crate) fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
     }
 
     /// Start the dashboard from an interactive shell with job control (as a user would: Ctrl-Z
@@ -132,15 +158,15 @@ impl Tmux {
         self.keys(name, &["Enter"]);
     }
 
-    fn screen(&self, name: &str) -> String {
+    pub(crate) fn screen(&self, name: &str) -> String {
         self.cmd(&["capture-pane", "-p", "-t", name])
     }
 
-    fn wait_for(&self, name: &str, needle: &str) -> String {
+    pub(crate) fn wait_for(&self, name: &str, needle: &str) -> String {
         self.wait_for_secs(name, needle, 20)
     }
 
-    fn wait_for_secs(&self, name: &str, needle: &str, secs: u64) -> String {
+    pub(crate) fn wait_for_secs(&self, name: &str, needle: &str, secs: u64) -> String {
         let end = Instant::now() + Duration::from_secs(secs);
         loop {
             let s = self.screen(name);
@@ -152,7 +178,7 @@ impl Tmux {
         }
     }
 
-    fn wait_gone(&self, name: &str, needle: &str) {
+    pub(crate) fn wait_gone(&self, name: &str, needle: &str) {
         let end = Instant::now() + Duration::from_secs(20);
         loop {
             let s = self.screen(name);
@@ -167,24 +193,24 @@ impl Tmux {
         }
     }
 
-    fn keys(&self, name: &str, keys: &[&str]) {
+    pub(crate) fn keys(&self, name: &str, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", name];
         args.extend_from_slice(keys);
         self.cmd(&args);
     }
 
-    fn flag(&self, name: &str, fmt: &str) -> String {
+    pub(crate) fn flag(&self, name: &str, fmt: &str) -> String {
         self.cmd(&["display", "-p", "-t", name, fmt])
             .trim()
             .to_string()
     }
 
-    fn pid(&self, name: &str) -> i32 {
+    pub(crate) fn pid(&self, name: &str) -> i32 {
         let p = self.dir.path().join(format!("{name}.pid"));
         std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
     }
 
-    fn assert_restored(&self, name: &str, exit: &str) {
+    pub(crate) fn assert_restored(&self, name: &str, exit: &str) {
         let s = self.wait_for(name, exit);
         assert!(
             s.contains("BEFORE-MARKER"),
@@ -380,6 +406,7 @@ fn rolling_upgrade_plan_run_and_abort_in_the_demo() {
     );
     // back on the dashboard, the header keeps the outcome
     t.keys("u", &["Escape"]);
+    t.wait_gone("u", "Rolling upgrade");
     t.wait_for("u", "upgrade ");
     t.keys("u", &["q"]);
     t.assert_restored("u", "EXIT=0");

@@ -39,6 +39,10 @@ pub enum Action {
     Pause,
     Abort,
     Skip,
+    /// Resume the interrupted run (a new engine process; it asks first).
+    ResumeRun,
+    /// Abandon the interrupted run: undo its cordons (it asks first).
+    AbandonRun,
     /// Text input: keep what was typed and close.
     Submit,
     /// Text input: empty it.
@@ -85,6 +89,8 @@ impl Action {
         Action::Pause,
         Action::Abort,
         Action::Skip,
+        Action::ResumeRun,
+        Action::AbandonRun,
         Action::Submit,
         Action::Clear,
         Action::Left,

@@ -128,7 +128,14 @@ fn enter_never_confirms_only_y_does() {
     assert_eq!(key(&mut a, KeyCode::Char('y')), Effect::None);
     // the run started: a control is a question too, and its yes goes to the run's task
     let run = task(&e).id;
-    reply(&mut a, run, TaskEvent::UpgradeStarted(Ok("run-1".into())));
+    reply(
+        &mut a,
+        run,
+        TaskEvent::UpgradeStarted(Ok(crate::tasks::Following {
+            run_id: "run-1".into(),
+            pid: Some(7),
+        })),
+    );
     assert!(a.upgrade.running());
     key(&mut a, KeyCode::Char('p'));
     assert_eq!(a.mode, Mode::Confirm(Pending::Control(Control::Pause)));

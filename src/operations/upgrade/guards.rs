@@ -1,25 +1,69 @@
-//! The guards checked right before each node. Pure: the inputs are gathered by the engine.
-//! Every refusal names the guard, the subject and the fix. Missing data refuses (fail closed).
+//! The guards checked before each node and again right before its drain, switch and reboot.
+//! Pure: the inputs are gathered by the engine.
+//!
+//! Every guard answers for every node: pass, refuse, or cannot-verify — it could not see its
+//! data (missing, errored, stale, unmatched). Cannot-verify refuses too (fail closed), naming
+//! what could not be seen and how to fix it. A cluster without Longhorn, etcd monitoring,
+//! metrics or nixos-upgrade says so in the config (`[upgrade] skip_guards`): those guards then
+//! answer skipped, and every plan shows them so.
+
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::world::{AutoUpgrade, HealthInputs};
 use super::{PlanEntry, Settings};
+use crate::config::SKIPPABLE_GUARDS;
 pub use crate::config::parse_window;
 use crate::inventory::Host;
-use crate::model::cluster::ClusterState;
+use crate::model::cluster::{ClusterState, LonghornApi};
+use crate::model::etcd::EtcdState;
+
+/// What one guard says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// It looked and all is well.
+    #[default]
+    Pass,
+    /// It looked and it is not safe.
+    Refuse,
+    /// It could not see its data: refuses too.
+    CannotVerify,
+    /// The config says this cluster has no such data (`[upgrade] skip_guards`).
+    Skipped,
+}
+
+impl Verdict {
+    /// Does not stop the node.
+    pub fn lets_through(self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::Skipped)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Refuse => "refuse",
+            Verdict::CannotVerify => "cannot-verify",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
 
 /// One guard's verdict about one subject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuardVerdict {
-    /// Stable name: `node-not-ready`, `node-cordoned`, `etcd-no-leader`, `etcd-member-down`,
-    /// `etcd-quorum`, `degraded-volume`, `last-replica`, `alert-firing`, `promql-gate`,
-    /// `maintenance-window`, `auto-upgrade`, `data-unavailable`, `node-missing`.
+    /// Stable name: `node-missing`, `node-not-ready`, `node-cordoned`, `degraded-volume`,
+    /// `last-replica`, `etcd-no-leader`, `etcd-member-down`, `etcd-quorum`, `alert-firing`,
+    /// `promql-gate`, `maintenance-window`, `auto-upgrade`.
     pub guard: String,
-    /// What it is about (a node, member, volume, alert, query, host).
+    /// What it is about (a node, member, volume, alert, query, host, data source).
     pub subject: String,
+    /// Lets the node go: passed, or skipped by the config.
     pub pass: bool,
+    #[serde(default)]
+    pub verdict: Verdict,
     pub message: String,
     /// What to do about a refusal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,11 +76,13 @@ impl GuardVerdict {
             guard: guard.into(),
             subject: String::new(),
             pass: true,
+            verdict: Verdict::Pass,
             message: message.into(),
             fix: None,
         }
     }
-    fn refuse(
+
+    pub(crate) fn refuse(
         guard: &str,
         subject: impl Into<String>,
         message: impl Into<String>,
@@ -46,17 +92,46 @@ impl GuardVerdict {
             guard: guard.into(),
             subject: subject.into(),
             pass: false,
+            verdict: Verdict::Refuse,
             message: message.into(),
             fix: Some(fix.into()),
         }
     }
 
-    /// `guard on subject: message — fix`, one line.
+    fn cannot_verify(
+        guard: &str,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            verdict: Verdict::CannotVerify,
+            ..Self::refuse(guard, subject, message, fix)
+        }
+    }
+
+    fn skipped(guard: &str, by: &str) -> Self {
+        Self {
+            guard: guard.into(),
+            subject: String::new(),
+            pass: true,
+            verdict: Verdict::Skipped,
+            message: format!("skipped: [upgrade] skip_guards has \"{by}\""),
+            fix: None,
+        }
+    }
+
+    /// `guard on subject: message — fix`, one line (`cannot verify` said so).
     pub fn line(&self) -> String {
-        let mut s = if self.subject.is_empty() {
-            format!("{}: {}", self.guard, self.message)
+        let what = if self.verdict == Verdict::CannotVerify {
+            format!("cannot verify: {}", self.message)
         } else {
-            format!("{} on {}: {}", self.guard, self.subject, self.message)
+            self.message.clone()
+        };
+        let mut s = if self.subject.is_empty() {
+            format!("{}: {what}", self.guard)
+        } else {
+            format!("{} on {}: {what}", self.guard, self.subject)
         };
         if let Some(f) = &self.fix {
             s.push_str(" — fix: ");
@@ -75,44 +150,112 @@ pub struct GuardInputs<'a> {
     pub auto_upgrade: &'a Result<AutoUpgrade, String>,
     pub settings: &'a Settings,
     pub now: Timestamp,
+    /// A re-check right before a drain, switch or reboot of this node (not the check before
+    /// it starts): the maintenance window is not asked again (a node started inside it is
+    /// finished), and the node's own etcd member may be restarting.
+    pub recheck: bool,
 }
 
-/// All verdicts for one node; the node may go when every verdict passes.
+/// All verdicts for one node; the node may go when every verdict lets it through.
 pub fn evaluate(g: &GuardInputs<'_>) -> Vec<GuardVerdict> {
     let mut out = Vec::new();
-    match &g.health.cluster {
-        Ok(cluster) => {
-            nodes(g, cluster, &mut out);
-            longhorn(g, cluster, &mut out);
+    let cluster = fresh(
+        &g.health.cluster,
+        g.health.read_at.cluster,
+        g.settings.max_age.cluster,
+        g.now,
+        "the cluster state",
+    );
+    match &cluster {
+        Ok(c) => nodes(g, c, &mut out),
+        Err(e) => {
+            for guard in ["node-missing", "node-not-ready", "node-cordoned"] {
+                out.push(GuardVerdict::cannot_verify(
+                    guard,
+                    "kubernetes",
+                    e.clone(),
+                    "check the kubeconfig and that the API server answers (`kubectl get nodes`)",
+                ));
+            }
         }
-        Err(e) => out.push(GuardVerdict::refuse(
-            "data-unavailable",
-            "kubernetes",
-            format!("the cluster state could not be read: {e}"),
-            "check the kubeconfig and that the API server answers (`kubectl get nodes`)",
-        )),
     }
+    longhorn(g, &cluster, &mut out);
     etcd(g, &mut out);
     alerts(g, &mut out);
     gates(g, &mut out);
-    window(g, &mut out);
+    if !g.recheck {
+        window(g, &mut out);
+    }
     auto_upgrade(g, &mut out);
     out
 }
 
-/// Whether all verdicts pass.
+/// Whether all verdicts let the node through.
 pub fn all_pass(v: &[GuardVerdict]) -> bool {
     v.iter().all(|v| v.pass)
 }
 
+/// The `skip_guards` name that skips `guard`, when the config skips it.
+fn skipped_by<'s>(s: &'s Settings, guard: &str) -> Option<&'s str> {
+    s.skip_guards
+        .iter()
+        .find(|name| {
+            SKIPPABLE_GUARDS
+                .iter()
+                .any(|(n, guards)| n == name && guards.contains(&guard))
+        })
+        .map(String::as_str)
+}
+
+/// `data` if it was read and is not older than `max_age`; else why it cannot be used.
+fn fresh<'d, T>(
+    data: &'d Result<T, String>,
+    read_at: Option<Timestamp>,
+    max_age: Duration,
+    now: Timestamp,
+    what: &str,
+) -> Result<&'d T, String> {
+    let d = data
+        .as_ref()
+        .map_err(|e| format!("{what} could not be read: {e}"))?;
+    let Some(at) = read_at else {
+        return Err(format!("{what} was never read"));
+    };
+    let age = Duration::try_from(now.duration_since(at)).unwrap_or_default();
+    if age > max_age {
+        return Err(format!(
+            "{what} is {}s old, older than the {}s it may be (its refresh plus a margin)",
+            age.as_secs(),
+            max_age.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
 fn nodes(g: &GuardInputs<'_>, c: &ClusterState, out: &mut Vec<GuardVerdict>) {
     let me = &g.entry.node;
+    if c.nodes.is_empty() {
+        for guard in ["node-missing", "node-not-ready", "node-cordoned"] {
+            out.push(GuardVerdict::cannot_verify(
+                guard,
+                "kubernetes",
+                "the API server listed no node at all",
+                "check that the kubeconfig points at this cluster (`kubectl get nodes`)",
+            ));
+        }
+        return;
+    }
     if c.node(me).is_none() {
         out.push(GuardVerdict::refuse(
             "node-missing",
             me,
             "this host has no Kubernetes node of that name",
             "check the hostname in hosts.json against `kubectl get nodes`",
+        ));
+    } else {
+        out.push(GuardVerdict::pass(
+            "node-missing",
+            format!("{me} is a node of the cluster"),
         ));
     }
     let before = out.len();
@@ -174,15 +317,105 @@ fn nodes(g: &GuardInputs<'_>, c: &ClusterState, out: &mut Vec<GuardVerdict>) {
     }
 }
 
-fn longhorn(g: &GuardInputs<'_>, c: &ClusterState, out: &mut Vec<GuardVerdict>) {
+const LONGHORN_GUARDS: [&str; 2] = ["degraded-volume", "last-replica"];
+
+/// Why Longhorn's data cannot be trusted to be all there is (`None`: it can).
+pub(crate) fn longhorn_unseen(c: &ClusterState) -> Option<(String, String)> {
     let lh = &c.longhorn;
-    if !lh.installed {
-        out.push(GuardVerdict::pass(
-            "degraded-volume",
-            "Longhorn is not installed",
+    let ns = &lh.namespace;
+    let version = &lh.version;
+    let skip = "or, if this cluster has no Longhorn, add \"longhorn\" to [upgrade] skip_guards";
+    let versions = match &lh.api {
+        LonghornApi::Unknown => {
+            return Some((
+                "Longhorn's API (longhorn.io) was not discovered".into(),
+                format!("check that the API server answers `kubectl api-versions`, {skip}"),
+            ));
+        }
+        LonghornApi::Error { message } => {
+            return Some((
+                format!("cannot tell whether Longhorn is installed: {message}"),
+                format!("check the API server (`kubectl api-versions`), {skip}"),
+            ));
+        }
+        LonghornApi::NotServed => {
+            return Some((
+                "the API server serves no longhorn.io API: no Longhorn CRDs are installed".into(),
+                format!("check Longhorn (`kubectl get crd | grep longhorn`), {skip}"),
+            ));
+        }
+        LonghornApi::Served { versions } => versions,
+    };
+    if !versions.iter().any(|v| v == version) {
+        return Some((
+            format!(
+                "the Longhorn CRDs serve longhorn.io {}, this tool reads longhorn.io/{version}",
+                versions.join(", ")
+            ),
+            "use a homeinfra-tui that reads this Longhorn version (or a Longhorn that serves it)"
+                .into(),
         ));
+    }
+    if !lh.missing_kinds.is_empty() {
+        return Some((
+            format!(
+                "Longhorn {} answered 404 at longhorn.io/{version} in namespace {ns} (the CRDs serve {})",
+                lh.missing_kinds.join(", "),
+                versions.join(", ")
+            ),
+            "check [kubernetes] longhorn_namespace and the Longhorn CRDs (`kubectl get crd | grep longhorn`)"
+                .into(),
+        ));
+    }
+    if lh.nodes.is_empty() && lh.volumes.is_empty() {
+        return Some((
+            format!(
+                "namespace {ns} holds no Longhorn node or volume although longhorn.io/{version} is served"
+            ),
+            "set [kubernetes] longhorn_namespace to the namespace Longhorn runs in (`kubectl get nodes.longhorn.io -A`)"
+                .into(),
+        ));
+    }
+    None
+}
+
+fn longhorn(
+    g: &GuardInputs<'_>,
+    cluster: &Result<&ClusterState, String>,
+    out: &mut Vec<GuardVerdict>,
+) {
+    if let Some(by) = skipped_by(g.settings, "degraded-volume") {
+        for guard in LONGHORN_GUARDS {
+            out.push(GuardVerdict::skipped(guard, by));
+        }
         return;
     }
+    let c = match cluster {
+        Ok(c) => *c,
+        Err(e) => {
+            for guard in LONGHORN_GUARDS {
+                out.push(GuardVerdict::cannot_verify(
+                    guard,
+                    "longhorn",
+                    e.clone(),
+                    "check the kubeconfig and that the API server answers",
+                ));
+            }
+            return;
+        }
+    };
+    if let Some((message, fix)) = longhorn_unseen(c) {
+        for guard in LONGHORN_GUARDS {
+            out.push(GuardVerdict::cannot_verify(
+                guard,
+                "longhorn",
+                message.clone(),
+                fix.clone(),
+            ));
+        }
+        return;
+    }
+    let lh = &c.longhorn;
     let me = &g.entry.node;
     let before = out.len();
     for v in &lh.volumes {
@@ -204,12 +437,29 @@ fn longhorn(g: &GuardInputs<'_>, c: &ClusterState, out: &mut Vec<GuardVerdict>) 
                 format!("Longhorn volume {what}"),
                 "wait until Longhorn reports the volume healthy (rebuilds finished)",
             ));
+        } else if v.state == "attached" && robustness != "healthy" {
+            out.push(GuardVerdict::cannot_verify(
+                "degraded-volume",
+                &v.name,
+                format!(
+                    "Longhorn volume is attached but its robustness is {:?}",
+                    if robustness.is_empty() {
+                        "not reported"
+                    } else {
+                        robustness
+                    }
+                ),
+                format!(
+                    "look at the volume in Longhorn (`kubectl -n {} get volumes.longhorn.io {}`)",
+                    lh.namespace, v.name
+                ),
+            ));
         }
     }
     if out.len() == before {
         out.push(GuardVerdict::pass(
             "degraded-volume",
-            "every Longhorn volume is healthy",
+            format!("every Longhorn volume is healthy ({})", lh.volumes.len()),
         ));
     }
     let before = out.len();
@@ -245,22 +495,61 @@ fn longhorn(g: &GuardInputs<'_>, c: &ClusterState, out: &mut Vec<GuardVerdict>) 
 }
 
 fn etcd(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
-    let state = match &g.health.etcd {
-        None => {
-            out.push(GuardVerdict::pass("etcd-quorum", "etcd is not monitored"));
-            return;
+    let mut guards = vec!["etcd-no-leader", "etcd-member-down"];
+    if g.entry.role.is_control_plane() {
+        guards.push("etcd-quorum");
+    }
+    if let Some(by) = skipped_by(g.settings, "etcd-quorum") {
+        for guard in guards {
+            out.push(GuardVerdict::skipped(guard, by));
         }
-        Some(Err(e)) => {
-            out.push(GuardVerdict::refuse(
-                "data-unavailable",
+        return;
+    }
+    let unseen = |out: &mut Vec<GuardVerdict>, message: String, fix: &str| {
+        for guard in &guards {
+            out.push(GuardVerdict::cannot_verify(
+                guard,
                 "etcd",
-                format!("etcd could not be read: {e}"),
-                "check [etcd] endpoints and certificates (`homeinfra-tui check`)",
+                message.clone(),
+                fix,
             ));
+        }
+    };
+    let state: &EtcdState = match &g.health.etcd {
+        None => {
+            unseen(
+                out,
+                "etcd is not monitored ([etcd] enabled = false, or no endpoints and no control plane in the inventory)".into(),
+                "set [etcd] endpoints and client certificates, or add \"etcd\" to [upgrade] skip_guards",
+            );
             return;
         }
-        Some(Ok(s)) => s,
+        Some(r) => match fresh(
+            r,
+            g.health.read_at.etcd,
+            g.settings.max_age.etcd,
+            g.now,
+            "etcd",
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                unseen(
+                    out,
+                    e,
+                    "check [etcd] endpoints and certificates (`homeinfra-tui check`)",
+                );
+                return;
+            }
+        },
     };
+    if state.members.is_empty() {
+        unseen(
+            out,
+            "etcd answered but listed no member".into(),
+            "check [etcd] endpoints (`etcdctl member list`)",
+        );
+        return;
+    }
     if state.leader.is_none() {
         out.push(GuardVerdict::refuse(
             "etcd-no-leader",
@@ -271,8 +560,18 @@ fn etcd(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
     } else {
         out.push(GuardVerdict::pass("etcd-no-leader", "etcd has a leader"));
     }
+    let mine = g
+        .entry
+        .role
+        .is_control_plane()
+        .then(|| state.member_on_host(g.host))
+        .flatten();
     let before = out.len();
     for m in state.members.iter().filter(|m| !m.healthy) {
+        // Re-checking mid-node: this node's own member may be restarting with k3s.
+        if g.recheck && mine.is_some_and(|mm| mm.id == m.id) {
+            continue;
+        }
         out.push(GuardVerdict::refuse(
             "etcd-member-down",
             m.label(),
@@ -293,7 +592,7 @@ fn etcd(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
         ));
     }
     if g.entry.role.is_control_plane() {
-        match state.member_on_host(g.host) {
+        match mine {
             Some(m) if !state.quorum_holds_without(m.id) => {
                 let q = state.quorum_without(m.id);
                 out.push(GuardVerdict::refuse(
@@ -316,9 +615,22 @@ fn etcd(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
                     state.quorum_without(m.id)
                 ),
             )),
-            None => out.push(GuardVerdict::pass(
+            None => out.push(GuardVerdict::cannot_verify(
                 "etcd-quorum",
-                format!("no etcd member found on {}", g.entry.node),
+                &g.host.id,
+                format!(
+                    "no etcd member matches control plane {} (hostname {}, ip {}); members: {}",
+                    g.host.id,
+                    g.host.hostname,
+                    g.host.ip,
+                    state
+                        .members
+                        .iter()
+                        .map(|m| m.label())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "k3s names members <hostname>-<hex> and advertises the host's ip: fix the hostname or ip in hosts.json (`etcdctl member list`)",
             )),
         }
     }
@@ -334,59 +646,92 @@ pub fn severity_rank(s: &str) -> u8 {
 }
 
 fn alerts(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
+    if let Some(by) = skipped_by(g.settings, "alert-firing") {
+        out.push(GuardVerdict::skipped("alert-firing", by));
+        return;
+    }
     let min = severity_rank(&g.settings.block_on_alert_severity);
-    match &g.health.alerts {
-        None => out.push(GuardVerdict::pass(
-            "alert-firing",
-            "no metrics backend configured",
-        )),
-        Some(Err(e)) => out.push(GuardVerdict::refuse(
-            "data-unavailable",
-            "alerts",
-            format!("firing alerts could not be read: {e}"),
-            "check [mimir] url and tenant, or remove it to upgrade without alert checks",
-        )),
-        Some(Ok(list)) => {
-            let before = out.len();
-            for a in list.iter().filter(|a| severity_rank(&a.severity) >= min) {
-                out.push(GuardVerdict::refuse(
-                    "alert-firing",
-                    format!("{} ({})", a.name, a.subject),
-                    format!("{} alert firing", a.severity),
-                    "resolve the alert (or silence it in Alertmanager if it is known and harmless)",
-                ));
-            }
-            if out.len() == before {
-                out.push(GuardVerdict::pass(
-                    "alert-firing",
-                    format!(
-                        "no alert at or above {} firing",
-                        g.settings.block_on_alert_severity
-                    ),
-                ));
-            }
+    let list = match &g.health.alerts {
+        None => {
+            out.push(GuardVerdict::cannot_verify(
+                "alert-firing",
+                "alerts",
+                "no metrics backend is configured ([mimir] url): firing alerts cannot be seen",
+                "set [mimir] url (and tenant, credentials), or add \"alerts\" to [upgrade] skip_guards",
+            ));
+            return;
         }
+        Some(r) => match fresh(
+            r,
+            g.health.read_at.metrics,
+            g.settings.max_age.metrics,
+            g.now,
+            "the firing alerts",
+        ) {
+            Ok(l) => l,
+            Err(e) => {
+                out.push(GuardVerdict::cannot_verify(
+                    "alert-firing",
+                    "alerts",
+                    e,
+                    "check [mimir] url, tenant and credentials (`homeinfra-tui check`)",
+                ));
+                return;
+            }
+        },
+    };
+    let before = out.len();
+    for a in list.iter().filter(|a| severity_rank(&a.severity) >= min) {
+        out.push(GuardVerdict::refuse(
+            "alert-firing",
+            format!("{} ({})", a.name, a.subject),
+            format!("{} alert firing", a.severity),
+            "resolve the alert (or silence it in Alertmanager if it is known and harmless)",
+        ));
+    }
+    if out.len() == before {
+        out.push(GuardVerdict::pass(
+            "alert-firing",
+            format!(
+                "no alert at or above {} firing",
+                g.settings.block_on_alert_severity
+            ),
+        ));
     }
 }
 
 fn gates(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
+    let stale = match g.health.read_at.metrics {
+        None => Some("the gate queries were never run".to_string()),
+        Some(at) => {
+            let age = Duration::try_from(g.now.duration_since(at)).unwrap_or_default();
+            (age > g.settings.max_age.metrics)
+                .then(|| format!("the gate results are {}s old", age.as_secs()))
+        }
+    };
     for r in &g.health.gates {
-        match &r.series {
-            Ok(0) => out.push(GuardVerdict {
-                subject: r.query.clone(),
-                ..GuardVerdict::pass("promql-gate", "returns no series")
-            }),
-            Ok(n) => out.push(GuardVerdict::refuse(
-                "promql-gate",
-                &r.query,
-                format!("returns {n} series"),
-                "wait until the gate query returns nothing, or change [upgrade] gates",
-            )),
-            Err(e) => out.push(GuardVerdict::refuse(
+        match (&r.series, &stale) {
+            (Err(e), _) => out.push(GuardVerdict::cannot_verify(
                 "promql-gate",
                 &r.query,
                 format!("the query failed: {e}"),
                 "fix the query in [upgrade] gates or the metrics backend",
+            )),
+            (Ok(_), Some(why)) => out.push(GuardVerdict::cannot_verify(
+                "promql-gate",
+                &r.query,
+                why.clone(),
+                "check the metrics backend ([mimir])",
+            )),
+            (Ok(0), None) => out.push(GuardVerdict {
+                subject: r.query.clone(),
+                ..GuardVerdict::pass("promql-gate", "returns no series")
+            }),
+            (Ok(n), None) => out.push(GuardVerdict::refuse(
+                "promql-gate",
+                &r.query,
+                format!("returns {n} series"),
+                "wait until the gate query returns nothing, or change [upgrade] gates",
             )),
         }
     }
@@ -444,46 +789,67 @@ fn window(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
 }
 
 fn auto_upgrade(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
+    if let Some(by) = skipped_by(g.settings, "auto-upgrade") {
+        out.push(GuardVerdict::skipped("auto-upgrade", by));
+        return;
+    }
     let host = &g.entry.host;
-    match g.auto_upgrade {
-        Err(e) => out.push(GuardVerdict::refuse(
-            "auto-upgrade",
-            host,
-            format!("cannot tell whether nixos-upgrade.service runs: {e}"),
-            "check SSH access to the host",
-        )),
-        Ok(a) => {
-            if a.running == Some(true) {
-                out.push(GuardVerdict::refuse(
-                    "auto-upgrade",
-                    host,
-                    "nixos-upgrade.service is running right now",
-                    format!(
-                        "wait for it to finish (`systemctl status nixos-upgrade.service` on {host})"
-                    ),
-                ));
-                return;
-            }
-            if let Some(next) = a.next_run {
-                let horizon = g.now
-                    + jiff::SignedDuration::try_from(g.settings.auto_upgrade_horizon)
-                        .unwrap_or_default();
-                if next >= g.now && next <= horizon {
-                    out.push(GuardVerdict::refuse(
-                        "auto-upgrade",
-                        host,
-                        format!("nixos-upgrade.timer fires at {next}, during the run"),
-                        format!("stop the timer for the run (`sudo systemctl stop nixos-upgrade.timer` on {host})"),
-                    ));
-                    return;
-                }
-            }
-            out.push(GuardVerdict::pass(
+    let a = match g.auto_upgrade {
+        Err(e) => {
+            out.push(GuardVerdict::cannot_verify(
                 "auto-upgrade",
-                "nixos-upgrade is idle and not due",
+                host,
+                format!("cannot tell whether nixos-upgrade.service runs: {e}"),
+                "check SSH access to the host, or add \"auto-upgrade\" to [upgrade] skip_guards",
             ));
+            return;
+        }
+        Ok(a) => a,
+    };
+    match a.running {
+        None => {
+            out.push(GuardVerdict::cannot_verify(
+                "auto-upgrade",
+                host,
+                "systemd did not say whether nixos-upgrade.service runs",
+                format!(
+                    "check `systemctl is-active nixos-upgrade.service` on {host}, or add \"auto-upgrade\" to [upgrade] skip_guards"
+                ),
+            ));
+            return;
+        }
+        Some(true) => {
+            out.push(GuardVerdict::refuse(
+                "auto-upgrade",
+                host,
+                "nixos-upgrade.service is running right now",
+                format!(
+                    "wait for it to finish (`systemctl status nixos-upgrade.service` on {host})"
+                ),
+            ));
+            return;
+        }
+        Some(false) => {}
+    }
+    if let Some(next) = a.next_run {
+        let horizon = g.now
+            + jiff::SignedDuration::try_from(g.settings.auto_upgrade_horizon).unwrap_or_default();
+        if next >= g.now && next <= horizon {
+            out.push(GuardVerdict::refuse(
+                "auto-upgrade",
+                host,
+                format!("nixos-upgrade.timer fires at {next}, during the run"),
+                format!(
+                    "stop the timer for the run (`sudo systemctl stop nixos-upgrade.timer` on {host})"
+                ),
+            ));
+            return;
         }
     }
+    out.push(GuardVerdict::pass(
+        "auto-upgrade",
+        "nixos-upgrade is idle and not due",
+    ));
 }
 
 #[cfg(test)]
@@ -506,5 +872,16 @@ mod tests {
         assert!(severity_rank("critical") > severity_rank("warning"));
         assert_eq!(severity_rank("page"), 2);
         assert_eq!(severity_rank("info"), 0);
+    }
+
+    #[test]
+    fn every_skippable_name_skips_only_its_guards() {
+        let s = Settings {
+            skip_guards: vec!["etcd".into()],
+            ..Settings::default()
+        };
+        assert_eq!(skipped_by(&s, "etcd-quorum"), Some("etcd"));
+        assert_eq!(skipped_by(&s, "etcd-member-down"), Some("etcd"));
+        assert_eq!(skipped_by(&s, "degraded-volume"), None);
     }
 }

@@ -1,21 +1,36 @@
 //! The run journal: every event but command output, one JSON object a line, appended and
-//! fsynced, in `$XDG_STATE_HOME/homeinfra-tui/runs/<run-id>.jsonl`. From it an interrupted run
-//! is found, resumed from the interrupted step, or abandoned.
+//! fsynced, in `$XDG_STATE_HOME/homeinfra-tui/runs/<run-id>.jsonl` (the directory 0700, the
+//! file 0600). From it an interrupted run is found, resumed from the interrupted step —
+//! including a reboot under way: [`RunSummary::reboots`] — or abandoned. A torn last line (a
+//! process killed mid-write) is cut back to the last whole line before anything is appended.
+//! Writing a journal takes the write capability.
+//!
+//! Each record carries the event's sequence number (`seq`), the same number the run's control
+//! socket gives the event (see `process`): a client that attaches late reads the journal, then
+//! the socket, and drops what it has already seen by `seq`. Command output is numbered too but
+//! not journaled, so the journal's numbers have gaps where output was.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Plan, RunOutcome, Step, StepOutcome, UpgradeEvent};
+use super::{Plan, RebootRecord, RunOutcome, Step, StepOutcome, UpgradeEvent};
+use crate::base::Writes;
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub ts: Timestamp,
+    /// The event's number in its run (1, 2, …; a resumed run goes on counting). `None` in
+    /// records written without an engine (`--abandon`) or by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     #[serde(flatten)]
     pub event: UpgradeEvent,
 }
@@ -37,20 +52,41 @@ pub struct Journal {
     file: File,
 }
 
+/// A run id that is safe as a file name (and in a shell command line): letters, digits, `-`,
+/// `_`, `.`; not empty, not starting with `.` or `-`.
+pub fn valid_run_id(run_id: &str) -> Result<()> {
+    let ok = !run_id.is_empty()
+        && !run_id.starts_with(['.', '-'])
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(eyre!("`{run_id}` is not a valid run id"))
+    }
+}
+
 impl Journal {
-    /// Open (creating the directory and file) for appending.
-    pub fn open(dir: &Path, run_id: &str) -> Result<Self> {
-        if run_id.is_empty() || run_id.contains(['/', '\\']) || run_id.starts_with('.') {
-            return Err(eyre!("`{run_id}` is not a valid run id"));
-        }
-        std::fs::create_dir_all(dir)
+    /// Open a run's journal for appending, creating the directory (0700) and the file (0600).
+    /// A torn last line is cut back first, so what is appended starts on a line of its own.
+    pub fn open(_writes: &Writes, dir: &Path, run_id: &str) -> Result<Self> {
+        valid_run_id(run_id)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .wrap_err_with(|| format!("cannot create the journal directory {}", dir.display()))?;
         let path = path_of(dir, run_id);
         let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .wrap_err_with(|| format!("cannot open the journal {}", path.display()))?;
+        cut_torn_tail(&file)
+            .wrap_err_with(|| format!("cannot repair the journal {}", path.display()))?;
         Ok(Self { path, file })
     }
 
@@ -58,21 +94,61 @@ impl Journal {
         &self.path
     }
 
-    /// Append one event and fsync. Command output is not journaled.
+    /// Append one event (without a sequence number) and fsync. Command output is not
+    /// journaled.
     pub fn append(&mut self, ts: Timestamp, event: &UpgradeEvent) -> Result<()> {
-        if matches!(event, UpgradeEvent::Output { .. }) {
+        self.append_record(&Record {
+            ts,
+            seq: None,
+            event: event.clone(),
+        })
+    }
+
+    /// Append one record and fsync. Command output is not journaled.
+    pub fn append_record(&mut self, rec: &Record) -> Result<()> {
+        if matches!(rec.event, UpgradeEvent::Output { .. }) {
             return Ok(());
         }
-        let rec = Record {
-            ts,
-            event: event.clone(),
-        };
-        let mut line = serde_json::to_string(&rec).wrap_err("cannot encode a journal record")?;
+        let mut line = serde_json::to_string(rec).wrap_err("cannot encode a journal record")?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
             .and_then(|_| self.file.sync_data())
             .wrap_err_with(|| format!("cannot write the journal {}", self.path.display()))
+    }
+}
+
+/// Cut a file back to its last newline (nothing, when it has none): a record torn by a kill
+/// mid-write is dropped, whole records are kept.
+fn cut_torn_tail(file: &File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut f = file;
+    // Look back in chunks for the last newline.
+    let mut end = len;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep != len {
+                file.set_len(keep)?;
+                file.sync_data()?;
+            }
+            return Ok(());
+        }
+        if start == 0 {
+            file.set_len(0)?;
+            file.sync_data()?;
+            return Ok(());
+        }
+        end = start;
     }
 }
 
@@ -103,6 +179,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Record>> {
     Ok(out)
 }
 
+/// The number the next event of a run goes on from: one more than the highest `seq` in its
+/// journal (1 for a new or unreadable journal).
+pub fn next_seq(path: &Path) -> u64 {
+    read(path)
+        .ok()
+        .and_then(|recs| recs.iter().filter_map(|r| r.seq).max())
+        .map_or(1, |s| s + 1)
+}
+
 /// What a journal says about its run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
@@ -117,11 +202,23 @@ pub struct RunSummary {
     pub resume_at: Option<(usize, Step)>,
     /// The last step started and not finished, for messages.
     pub interrupted: Option<(String, Step)>,
+    /// Per node, its last reboot asked for (what the boot ids were before it).
+    pub reboots: HashMap<String, RebootRecord>,
 }
 
 impl RunSummary {
     pub fn is_finished(&self) -> bool {
         self.finished.is_some()
+    }
+
+    /// Where the run stopped, for messages: `node2 reboot` (the step interrupted, else the
+    /// step it would resume at).
+    pub fn stopped_at(&self) -> Option<String> {
+        if let Some((n, s)) = &self.interrupted {
+            return Some(format!("{n} {s}"));
+        }
+        let (i, s) = self.resume_at?;
+        self.plan.entries.get(i).map(|e| format!("{} {s}", e.node))
     }
 }
 
@@ -146,8 +243,12 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
     // Per node: the last step finished well, and a rollback seen.
     let mut last_ok: std::collections::HashMap<String, Step> = Default::default();
     let mut rollback: Option<String> = None;
+    let mut reboots: HashMap<String, RebootRecord> = HashMap::new();
     for r in &records {
         match &r.event {
+            UpgradeEvent::RebootIssued { node, before } => {
+                reboots.insert(node.clone(), before.clone());
+            }
             UpgradeEvent::RunStarted { .. } => finished = None,
             UpgradeEvent::StepStarted { node, step } => {
                 open = Some((node.clone(), *step));
@@ -196,6 +297,7 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
         done,
         resume_at,
         interrupted: open,
+        reboots,
     })
 }
 
@@ -237,14 +339,14 @@ pub fn failed_message(o: &StepOutcome) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::inventory::Role;
-    use crate::testing::{entry, plan};
+    use crate::testing::{entry, plan, writes};
 
     #[test]
     fn torn_last_line_is_ignored_and_resume_point_found() {
         let dir = tempfile::tempdir().unwrap();
         let plan = plan("r1", ["a", "b"].map(|n| entry(n, n, Role::Agent)));
         let t = Timestamp::from_second(1_800_000_000).unwrap();
-        let mut j = Journal::open(dir.path(), "r1").unwrap();
+        let mut j = Journal::open(&writes(), dir.path(), "r1").unwrap();
         j.append(
             t,
             &UpgradeEvent::RunStarted {
@@ -287,6 +389,52 @@ mod tests {
         assert_eq!(s.interrupted, Some(("a".into(), Step::Drain)));
         assert!(!s.is_finished());
         assert_eq!(unfinished(dir.path()).unwrap().len(), 1);
-        assert!(Journal::open(dir.path(), "../x").is_err());
+        assert!(Journal::open(&writes(), dir.path(), "../x").is_err());
+        assert!(Journal::open(&writes(), dir.path(), "a;b").is_err());
+
+        // Resuming appends after the torn bytes are cut: every line stays a record.
+        let mut j = Journal::open(&writes(), dir.path(), "r1").unwrap();
+        j.append(
+            t,
+            &UpgradeEvent::StepFinished {
+                node: "a".into(),
+                step: Step::Drain,
+                outcome: StepOutcome::ok(),
+                duration_ms: 1,
+            },
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with('\n'), "{text}");
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                serde_json::from_str::<Record>(line).is_ok(),
+                "line {}: {line}",
+                i + 1
+            );
+        }
+        let s = summarize(&path).unwrap();
+        assert_eq!(s.resume_at, Some((0, Step::Switch)));
+        assert_eq!(s.stopped_at().as_deref(), Some("a switch"));
+    }
+
+    #[test]
+    fn journal_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("state/runs");
+        Journal::open(&writes(), &dir, "r2").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&path_of(&dir, "r2")), 0o600);
+    }
+
+    #[test]
+    fn a_journal_of_one_torn_line_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_of(dir.path(), "r3");
+        std::fs::write(&path, b"{\"ts\":\"2027-01").unwrap();
+        drop(Journal::open(&writes(), dir.path(), "r3").unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 }

@@ -15,6 +15,8 @@
 //!   [`ClusterOps`]): the engine's own cordon step, for the `c` key.
 //! - [`progress::RunProgress`]: events folded into per-node timelines for the live view.
 //! - [`journal`]: unfinished runs, resume points; [`abandon`]: undo only our cordons.
+//! - [`process`]: the engine as its own process — its control socket, starting it detached,
+//!   following a run from another process (journal + socket), finding live and interrupted runs.
 
 pub mod engine;
 #[cfg(any(test, feature = "test-util"))]
@@ -24,6 +26,7 @@ pub mod journal;
 pub mod live;
 pub mod lock;
 pub mod plan;
+pub mod process;
 pub mod progress;
 pub mod text;
 pub mod world;
@@ -36,11 +39,14 @@ use serde::{Deserialize, Serialize};
 use crate::config::{RebootPolicy, SwitchMode, UpgradeConfig};
 use crate::inventory::Role;
 
-pub use engine::{UpgradeHandle, abandon, dry_run, start};
-pub use guards::GuardVerdict;
+pub use engine::{UpgradeHandle, abandon, dry_run, start, start_sequenced};
+pub use guards::{GuardVerdict, Verdict};
 pub use live::{cordon, manual_run_id, uncordon};
 pub use plan::plan;
-pub use world::{ClusterOps, World, cordon_with, uncordon_with};
+pub use world::{
+    ClusterRead, ClusterWrite, HostRead, HostWrite, ReadWorld, World, Writers, cordon_with,
+    uncordon_with,
+};
 
 /// One step of a node's upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -216,6 +222,13 @@ pub enum UpgradeEvent {
         node: String,
         verdicts: Vec<GuardVerdict>,
     },
+    /// A node's reboot is about to be asked for: journaled (fsynced) before the command goes
+    /// out, so that a resumed run knows it and waits for a boot that is new.
+    RebootIssued {
+        node: String,
+        #[serde(flatten)]
+        before: RebootRecord,
+    },
     /// The run waits for something: pods to go, the node to come back, the operator.
     Waiting {
         node: String,
@@ -245,12 +258,26 @@ impl UpgradeEvent {
             | UpgradeEvent::Output { node, .. }
             | UpgradeEvent::StepFinished { node, .. }
             | UpgradeEvent::GuardVerdicts { node, .. }
+            | UpgradeEvent::RebootIssued { node, .. }
             | UpgradeEvent::Waiting { node, .. }
             | UpgradeEvent::NodeDone { node, .. } => Some(node),
             UpgradeEvent::Notice { node, .. } => node.as_deref(),
             _ => None,
         }
     }
+}
+
+/// What was true of a node right before its reboot was asked for: a boot is new when both
+/// boot ids differ from these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootRecord {
+    /// The host's kernel boot id (`/proc/sys/kernel/random/boot_id`, over SSH).
+    pub host_boot_id: String,
+    /// The node's `status.nodeInfo.bootID` (empty: the kubelet reports none).
+    #[serde(default)]
+    pub node_boot_id: String,
+    /// When the reboot was asked for.
+    pub at: jiff::Timestamp,
 }
 
 /// What the operator can ask of a running upgrade (each confirmed by the UI first).
@@ -307,6 +334,40 @@ pub struct Settings {
     pub time_zone: jiff::tz::TimeZone,
     /// Lease duration of the lock (renewed at a third of it).
     pub lock_duration: Duration,
+    /// `[upgrade] skip_guards`: guards this cluster has no data for (shown as skipped).
+    pub skip_guards: Vec<String>,
+    /// How old each health input may be before it counts as not seen.
+    pub max_age: MaxAge,
+}
+
+/// How old each health input may be: its source's refresh plus [`STALE_MARGIN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxAge {
+    pub cluster: Duration,
+    pub etcd: Duration,
+    pub metrics: Duration,
+}
+
+/// What a source's data may lag behind its refresh before the guards stop trusting it.
+pub const STALE_MARGIN: Duration = Duration::from_secs(30);
+
+impl MaxAge {
+    /// From the sources' refresh intervals (`[etcd] refresh_secs`, `[mimir] refresh_secs`;
+    /// Kubernetes is read fresh each time: the margin alone).
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        let refresh = |s: u64| Duration::from_secs(s.max(1)) + STALE_MARGIN;
+        Self {
+            cluster: STALE_MARGIN,
+            etcd: refresh(cfg.etcd.refresh_secs),
+            metrics: refresh(cfg.mimir.refresh_secs),
+        }
+    }
+}
+
+impl Default for MaxAge {
+    fn default() -> Self {
+        Self::from_config(&crate::config::Config::default())
+    }
 }
 
 impl Settings {
@@ -336,6 +397,16 @@ impl Settings {
             auto_upgrade_horizon: secs(cfg.auto_upgrade_horizon_secs),
             time_zone: jiff::tz::TimeZone::system(),
             lock_duration: secs(cfg.lock_duration_secs.max(3)),
+            skip_guards: cfg.skip_guards.clone(),
+            max_age: MaxAge::default(),
+        }
+    }
+
+    /// The settings of `[upgrade]`, with the staleness limits from the sources' sections.
+    pub fn new(cfg: &crate::config::Config) -> Self {
+        Self {
+            max_age: MaxAge::from_config(cfg),
+            ..Self::from_config(&cfg.upgrade)
         }
     }
 }

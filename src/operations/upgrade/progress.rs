@@ -185,6 +185,14 @@ impl RunProgress {
                     n.waiting = Some((what.clone(), detail.clone()));
                 }
             }
+            UpgradeEvent::RebootIssued { node, before } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.notices.push(format!(
+                        "reboot asked for at {} (boot id before: {})",
+                        before.at, before.host_boot_id
+                    ));
+                }
+            }
             UpgradeEvent::Notice { node, message } => match node {
                 Some(node) => {
                     if let Some(n) = self.node_mut(node) {

@@ -64,6 +64,15 @@ pub fn format_event(e: &UpgradeEvent) -> String {
             }
         },
         UpgradeEvent::GuardVerdicts { node, verdicts } => format_verdicts(node, verdicts),
+        UpgradeEvent::RebootIssued { node, before } => format!(
+            "[{node}] reboot asked for (boot id before: {}{})",
+            before.host_boot_id,
+            if before.node_boot_id.is_empty() {
+                String::new()
+            } else {
+                format!(", node bootID {}", before.node_boot_id)
+            }
+        ),
         UpgradeEvent::Waiting { node, what, detail } => {
             format!("[{node}] waiting ({what}): {detail}")
         }

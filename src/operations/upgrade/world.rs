@@ -1,6 +1,11 @@
 //! The outside world of the engine, as traits: the cluster (nodes, pods, eviction, the lock's
 //! Lease), the hosts (commands, boot state, reboot), the health inputs of the guards, and the
 //! clock. Real implementations are in `live`, in-memory fakes in `fake`.
+//!
+//! Reading and writing are separate traits: [`ClusterRead`]/[`HostRead`] (with the health and
+//! the clock: a [`ReadWorld`]) for plans, dry runs and every wait, [`ClusterWrite`]/
+//! [`HostWrite`] (a [`Writers`], built from the write capability [`Writes`]) for cordon,
+//! eviction, the Lease, switch, rollback and reboot. A read-only world has no write method.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +16,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::base::Writes;
 use crate::inventory::Host;
 use crate::model::cluster::ClusterState;
 use crate::model::etcd::EtcdState;
@@ -24,6 +30,16 @@ pub struct NodeStatus {
     /// The run id of our `homeinfra-tui/cordoned-by` annotation.
     pub cordoned_by: Option<String>,
     pub kubelet_version: String,
+    /// `status.nodeInfo.bootID` as the kubelet last reported it (empty: not reported). A new
+    /// value means the kubelet of a new boot has written the status.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub boot_id: String,
+    /// When the `Ready` condition last changed (`lastTransitionTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_changed: Option<Timestamp>,
+    /// When the kubelet last reported the `Ready` condition (`lastHeartbeatTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_heartbeat: Option<Timestamp>,
 }
 
 /// A pod as the drain sees it.
@@ -85,20 +101,25 @@ pub enum LeaseWrite {
     Conflict,
 }
 
-/// Kubernetes, as the engine uses it.
-pub trait ClusterOps: Send + Sync {
+/// Kubernetes as the engine reads it (no method here changes anything).
+pub trait ClusterRead: Send + Sync {
     fn node<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<NodeStatus>>;
+    fn pods_on<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<DrainPod>>>;
+    fn get_lease(&self) -> BoxFuture<'_, Result<Option<LeaseRecord>>>;
+}
+
+/// Kubernetes as the engine changes it. The real implementation (`live::KubeWriter`) is
+/// built only from a [`Writes`].
+pub trait ClusterWrite: Send + Sync {
     /// Mark unschedulable and annotate with the run id.
     fn cordon<'a>(&'a self, node: &'a str, run_id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Mark schedulable and drop our annotation.
     fn uncordon<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<()>>;
-    fn pods_on<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<DrainPod>>>;
     fn evict<'a>(
         &'a self,
         pod: &'a DrainPod,
         grace_secs: Option<i64>,
     ) -> BoxFuture<'a, Result<Eviction>>;
-    fn get_lease(&self) -> BoxFuture<'_, Result<Option<LeaseRecord>>>;
     fn create_lease<'a>(&'a self, rec: &'a LeaseRecord) -> BoxFuture<'a, Result<LeaseWrite>>;
     /// Replace the Lease if its resource version is still `rec.resource_version`.
     fn update_lease<'a>(&'a self, rec: &'a LeaseRecord) -> BoxFuture<'a, Result<LeaseWrite>>;
@@ -143,8 +164,21 @@ pub struct AutoUpgrade {
     pub timer_present: bool,
 }
 
-/// The hosts, as the engine uses them.
-pub trait HostOps: Send + Sync {
+/// The hosts as the engine reads them: the read-only probes of `crate::probes`.
+pub trait HostRead: Send + Sync {
+    fn boot_state<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<BootState>>;
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`): it changes on every boot.
+    fn boot_id<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<String>>;
+    /// Can we log in right now (a short probe)?
+    fn reachable<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool>;
+    fn auto_upgrade<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<AutoUpgrade>>;
+    /// The k3s version the host now runs (`v1.30.4+k3s1`), to expect on the node.
+    fn k3s_version<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Option<String>>>;
+}
+
+/// The hosts as the engine changes them: the switch, the rollback, the reboot. The real
+/// implementation (`live::SshWriter`) is built only from a [`Writes`].
+pub trait HostWrite: Send + Sync {
     /// Run a command; every output line goes to `lines`; returns the exit status.
     fn exec<'a>(
         &'a self,
@@ -153,14 +187,8 @@ pub trait HostOps: Send + Sync {
         timeout: Duration,
         lines: mpsc::UnboundedSender<String>,
     ) -> BoxFuture<'a, Result<Option<u32>>>;
-    fn boot_state<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<BootState>>;
     /// Ask for a reboot (the connection may drop while it runs: that is not an error).
     fn reboot<'a>(&'a self, host: &'a Host, command: &'a str) -> BoxFuture<'a, Result<()>>;
-    /// Can we log in right now (a short probe)?
-    fn reachable<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool>;
-    fn auto_upgrade<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<AutoUpgrade>>;
-    /// The k3s version the host now runs (`v1.30.4+k3s1`), to expect on the node.
-    fn k3s_version<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Option<String>>>;
 }
 
 /// A firing alert.
@@ -184,11 +212,22 @@ pub struct GateResult {
 #[derive(Debug, Clone)]
 pub struct HealthInputs {
     pub cluster: Result<ClusterState, String>,
-    /// `None` when etcd is not configured (no control planes).
+    /// `None` when etcd is not monitored (`[etcd] enabled = false`, or nothing to ask).
     pub etcd: Option<Result<EtcdState, String>>,
-    /// `None` when no metrics backend is configured.
+    /// `None` when no metrics backend is configured (`[mimir] url`).
     pub alerts: Option<Result<Vec<Alert>, String>>,
     pub gates: Vec<GateResult>,
+    /// When each input was read (the world's clock): data older than its source's refresh
+    /// plus a margin counts as not seen.
+    pub read_at: ReadTimes,
+}
+
+/// When each of the [`HealthInputs`] was read (`None`: not read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadTimes {
+    pub cluster: Option<Timestamp>,
+    pub etcd: Option<Timestamp>,
+    pub metrics: Option<Timestamp>,
 }
 
 /// Gathers [`HealthInputs`] (the same sources the dashboard and `check` read).
@@ -215,21 +254,53 @@ impl Clock for SystemClock {
     }
 }
 
-/// Everything the engine talks to.
+/// Everything the engine reads: enough for a plan, a dry run, a preflight — and nothing that
+/// could change the cluster or a host. `--read-only` only ever builds this.
 #[derive(Clone)]
-pub struct World {
-    pub cluster: Arc<dyn ClusterOps>,
-    pub hosts: Arc<dyn HostOps>,
+pub struct ReadWorld {
+    pub cluster: Arc<dyn ClusterRead>,
+    pub hosts: Arc<dyn HostRead>,
     pub health: Arc<dyn HealthProvider>,
     pub clock: Arc<dyn Clock>,
 }
 
-/// Cordon a node through any [`ClusterOps`] (the engine's own step).
-pub async fn cordon_with(cluster: &dyn ClusterOps, node: &str, run_id: &str) -> Result<()> {
+/// What changes the cluster and the hosts, with the capability it was built from.
+#[derive(Clone)]
+pub struct Writers {
+    pub cluster: Arc<dyn ClusterWrite>,
+    pub hosts: Arc<dyn HostWrite>,
+    writes: Writes,
+}
+
+impl Writers {
+    /// The writers of a run; only a holder of [`Writes`] can put them together.
+    pub fn new(writes: &Writes, cluster: Arc<dyn ClusterWrite>, hosts: Arc<dyn HostWrite>) -> Self {
+        Self {
+            cluster,
+            hosts,
+            writes: writes.clone(),
+        }
+    }
+
+    /// The capability these writers were built from (for the journal).
+    pub fn writes(&self) -> &Writes {
+        &self.writes
+    }
+}
+
+/// Everything a run talks to: the reads, and the writers.
+#[derive(Clone)]
+pub struct World {
+    pub read: ReadWorld,
+    pub write: Writers,
+}
+
+/// Cordon a node through any [`ClusterWrite`] (the engine's own step).
+pub async fn cordon_with(cluster: &dyn ClusterWrite, node: &str, run_id: &str) -> Result<()> {
     cluster.cordon(node, run_id).await
 }
 
-/// Uncordon a node through any [`ClusterOps`] (drops our annotation too).
-pub async fn uncordon_with(cluster: &dyn ClusterOps, node: &str) -> Result<()> {
+/// Uncordon a node through any [`ClusterWrite`] (drops our annotation too).
+pub async fn uncordon_with(cluster: &dyn ClusterWrite, node: &str) -> Result<()> {
     cluster.uncordon(node).await
 }

@@ -160,7 +160,11 @@ async fn dispatch(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let faults = api.world.faults();
+    if let Some(r) = faulty_answer(api, &faults, method, &mut segs) {
+        return r;
+    }
     match segs.as_slice() {
         ["version"] => json_response(200, &version()),
         ["healthz"] | ["readyz"] | ["livez"] => (StatusCode::OK, "ok").into_response(),
@@ -169,7 +173,19 @@ async fn dispatch(
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs":
                 [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
         ),
-        ["apis"] => json_response(200, &resources::group_list()),
+        ["apis"] => {
+            let mut groups = resources::group_list();
+            if faults.longhorn_v1beta1
+                && let Some(list) = groups["groups"].as_array_mut()
+            {
+                for g in list.iter_mut().filter(|g| g["name"] == "longhorn.io") {
+                    let gv = json!({"groupVersion": "longhorn.io/v1beta1", "version": "v1beta1"});
+                    g["versions"] = json!([gv.clone()]);
+                    g["preferredVersion"] = gv;
+                }
+            }
+            json_response(200, &groups)
+        }
         ["api", "v1"] => discovery("", "v1"),
         ["apis", group] => match resources::GROUP_VERSIONS.iter().find(|(g, _)| g == group) {
             Some((g, v)) => json_response(
@@ -190,6 +206,55 @@ async fn dispatch(
         }
         _ => not_found_path(path),
     }
+}
+
+/// What a fault answers instead of the world (`Some`), or how it changes the request
+/// (`segs` rewritten): `longhorn-v1beta1` serves Longhorn's kinds at `v1beta1` only (404 at
+/// `v1beta2`), `longhorn-other-namespace` moves them out of `longhorn-system`, `lease-fails`
+/// answers 500 to Lease writes.
+fn faulty_answer(
+    api: &Api,
+    faults: &crate::sim::world::Faults,
+    method: &Method,
+    segs: &mut [&str],
+) -> Option<Response> {
+    let longhorn = segs.len() >= 2 && segs[0] == "apis" && segs[1] == "longhorn.io";
+    if longhorn && faults.longhorn_v1beta1 {
+        match segs.get(2).copied() {
+            None => {
+                return Some(json_response(
+                    200,
+                    &json!({"kind": "APIGroup", "apiVersion": "v1", "name": "longhorn.io",
+                        "versions": [{"groupVersion": "longhorn.io/v1beta1", "version": "v1beta1"}],
+                        "preferredVersion": {"groupVersion": "longhorn.io/v1beta1", "version": "v1beta1"}}),
+                ));
+            }
+            Some("v1beta1") => segs[2] = "v1beta2",
+            Some(_) => return Some(not_found_path(&format!("/{}", segs.join("/")))),
+        }
+    }
+    if longhorn
+        && faults.longhorn_other_namespace
+        && segs.get(3) == Some(&"namespaces")
+        && segs.get(4) == Some(&crate::sim::build::LONGHORN_NS)
+    {
+        segs[4] = "longhorn";
+    }
+    let lease = segs.len() >= 4
+        && segs[0] == "apis"
+        && segs[1] == "coordination.k8s.io"
+        && segs.contains(&"leases");
+    if lease
+        && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        && api.world.lease_writes_fail()
+    {
+        return Some(error_response(&ApiError::new(
+            500,
+            "InternalError",
+            "etcdserver: request timed out (simulated: lease-fails)",
+        )));
+    }
+    None
 }
 
 fn version() -> Value {

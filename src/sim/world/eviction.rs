@@ -109,9 +109,37 @@ impl World {
             self.terminate_pod(ns, name, grace)?;
             lock(&self.state).dirty.insert(ns.to_string());
             self.recompute_dirty();
+            if let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+                self.fail_a_replica_elsewhere(node);
+            }
         }
         Ok(
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         )
+    }
+
+    /// `replica-fails-during-drain`: once, a healthy replica on another node than `draining`
+    /// fails and stays failed.
+    fn fail_a_replica_elsewhere(&self, draining: &str) {
+        {
+            let mut st = lock(&self.state);
+            if !st.faults.replica_fails_during_drain {
+                return;
+            }
+            st.faults.replica_fails_during_drain = false;
+        }
+        let (replicas, _) = self
+            .store
+            .list(&LH_REPLICAS, Some(crate::sim::build::LONGHORN_NS));
+        let victim = replicas.iter().find(|r| {
+            r.pointer("/spec/nodeID").and_then(Value::as_str) != Some(draining)
+                && r.pointer("/status/currentState").and_then(Value::as_str) == Some("running")
+        });
+        if let Some(r) = victim {
+            lock(&self.state)
+                .stuck_replicas
+                .insert(name_of(r).to_string());
+            self.reconcile_longhorn();
+        }
     }
 }

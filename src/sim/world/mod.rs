@@ -96,6 +96,27 @@ struct SimState {
     owner_counts: HashMap<(String, &'static str, String), (i64, i64)>,
     ids: u64,
     events: VecDeque<(String, String)>,
+    faults: Faults,
+}
+
+/// The faults that change how the simulator answers (rather than its objects), set by their
+/// scenarios.
+#[derive(Debug, Default, Clone)]
+pub struct Faults {
+    /// `longhorn-v1beta1`.
+    pub longhorn_v1beta1: bool,
+    /// `longhorn-other-namespace`.
+    pub longhorn_other_namespace: bool,
+    /// `etcd-metrics-missing`.
+    pub etcd_missing: bool,
+    /// `replica-fails-during-drain` (cleared once it fired).
+    pub replica_fails_during_drain: bool,
+    /// `quick-reboot`.
+    pub quick_reboot: bool,
+    /// `host-down`: hostname → how long each reboot keeps it down.
+    pub host_down: BTreeMap<String, Duration>,
+    /// `lease-fails`: Lease writes answer 500 until then.
+    pub lease_fails_until: Option<Instant>,
 }
 
 /// The simulated homelab.
@@ -195,6 +216,19 @@ impl World {
     }
 
     /// A delay at speed 1, scaled.
+    /// The faults in force now.
+    pub fn faults(&self) -> Faults {
+        lock(&self.state).faults.clone()
+    }
+
+    /// Whether a Lease write must fail now (`lease-fails`).
+    pub fn lease_writes_fail(&self) -> bool {
+        lock(&self.state)
+            .faults
+            .lease_fails_until
+            .is_some_and(|t| Instant::now() < t)
+    }
+
     pub fn delay(&self, secs: f64) -> Duration {
         Duration::from_secs_f64((secs / self.speed).max(0.01))
     }

@@ -108,7 +108,20 @@ impl World {
                 "kubelet",
             );
         }
+        let faults = self.faults();
         let world = self.clone();
+        if faults.quick_reboot && !faults.host_down.contains_key(&name) {
+            // Back before the node controller notices: Ready throughout, the new bootID
+            // only once the host is up again.
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                if !world.host(&name).is_some_and(|h| h.never_returns) {
+                    world.host_returns(&name);
+                }
+            });
+            return Ok(());
+        }
+        let down_for = faults.host_down.get(&name).copied();
         tokio::spawn(async move {
             tokio::time::sleep(world.delay(world.timing.not_ready)).await;
             world.set_node_ready(&name, None);
@@ -121,7 +134,7 @@ impl World {
                     "node-controller",
                 );
             }
-            tokio::time::sleep(world.delay(world.timing.reboot)).await;
+            tokio::time::sleep(down_for.unwrap_or(world.delay(world.timing.reboot))).await;
             let returns = !world.host(&name).is_some_and(|h| h.never_returns);
             if !returns {
                 return;

@@ -29,8 +29,45 @@ impl World {
 
     /// Turn a scenario on (at start or at runtime).
     pub fn apply_scenario(self: &Arc<Self>, sc: &Scenario) -> Result<(), ApiError> {
+        match sc {
+            Scenario::HostDown(None) => {
+                return Err(ApiError::bad_request(
+                    "host-down needs =HOST:SECONDS, e.g. host-down=node2:30",
+                ));
+            }
+            Scenario::LeaseFails(None) => {
+                return Err(ApiError::bad_request(
+                    "lease-fails needs =SECONDS, e.g. lease-fails=20",
+                ));
+            }
+            Scenario::HostDown(Some((h, _))) if self.host(h).is_none() => {
+                return Err(ApiError::bad_request(format!("host-down: no host \"{h}\"")));
+            }
+            _ => {}
+        }
         lock(&self.state).scenarios.insert(sc.to_string());
         match sc {
+            Scenario::LonghornV1beta1 => lock(&self.state).faults.longhorn_v1beta1 = true,
+            Scenario::LonghornOtherNamespace => {
+                lock(&self.state).faults.longhorn_other_namespace = true;
+            }
+            Scenario::EtcdMetricsMissing => lock(&self.state).faults.etcd_missing = true,
+            Scenario::ReplicaFailsDuringDrain => {
+                lock(&self.state).faults.replica_fails_during_drain = true;
+            }
+            Scenario::QuickReboot => lock(&self.state).faults.quick_reboot = true,
+            Scenario::HostDown(Some((h, secs))) => {
+                let name = self.host(h).map(|x| x.hostname).unwrap_or_default();
+                lock(&self.state)
+                    .faults
+                    .host_down
+                    .insert(name, std::time::Duration::from_secs(*secs));
+            }
+            Scenario::LeaseFails(Some(secs)) => {
+                lock(&self.state).faults.lease_fails_until =
+                    Some(std::time::Instant::now() + std::time::Duration::from_secs(*secs));
+            }
+            Scenario::HostDown(None) | Scenario::LeaseFails(None) => {}
             Scenario::Healthy => {}
             Scenario::DegradedVolume => {
                 let vol = build::volume_name(0);
@@ -162,6 +199,17 @@ impl World {
         }
         match sc {
             Scenario::Healthy | Scenario::StaleBackup => {}
+            Scenario::LonghornV1beta1 => lock(&self.state).faults.longhorn_v1beta1 = false,
+            Scenario::LonghornOtherNamespace => {
+                lock(&self.state).faults.longhorn_other_namespace = false;
+            }
+            Scenario::EtcdMetricsMissing => lock(&self.state).faults.etcd_missing = false,
+            Scenario::ReplicaFailsDuringDrain => {
+                lock(&self.state).faults.replica_fails_during_drain = false;
+            }
+            Scenario::QuickReboot => lock(&self.state).faults.quick_reboot = false,
+            Scenario::HostDown(_) => lock(&self.state).faults.host_down.clear(),
+            Scenario::LeaseFails(_) => lock(&self.state).faults.lease_fails_until = None,
             Scenario::DegradedVolume => lock(&self.state).stuck_replicas.clear(),
             Scenario::LastReplica => {
                 let vname = build::volume_name(9000);

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::{Update, UpdateTx};
 use crate::config::KubernetesConfig;
-use crate::model::cluster::{ClusterState, LonghornState};
+use crate::model::cluster::{ClusterState, LONGHORN_VERSION, LonghornApi, LonghornState};
 
 /// The kinds we keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -196,8 +196,8 @@ fn longhorn_api(client: &Client, ns: &str, kind: Kind) -> Api<DynamicObject> {
     let (k, plural) = kind.longhorn_plural();
     let ar = ApiResource {
         group: "longhorn.io".into(),
-        version: "v1beta2".into(),
-        api_version: "longhorn.io/v1beta2".into(),
+        version: LONGHORN_VERSION.into(),
+        api_version: format!("longhorn.io/{LONGHORN_VERSION}"),
         kind: k.into(),
         plural: plural.into(),
     };
@@ -211,11 +211,30 @@ fn dyn_row(kind: Kind) -> impl Fn(&DynamicObject) -> Row + Send + Sync + 'static
     }
 }
 
+/// What the API server serves of `longhorn.io` (its API discovery): the Longhorn CRDs are
+/// installed or not, whatever one kind answers.
+pub async fn discover_longhorn(client: &Client) -> LonghornApi {
+    match client.list_api_groups().await {
+        Ok(list) => match list.groups.iter().find(|g| g.name == "longhorn.io") {
+            Some(g) => LonghornApi::Served {
+                versions: g.versions.iter().map(|v| v.version.clone()).collect(),
+            },
+            None => LonghornApi::NotServed,
+        },
+        Err(e) => LonghornApi::Error {
+            message: format!("Kubernetes API discovery (/apis) failed: {e}"),
+        },
+    }
+}
+
 /// Everything known so far, by kind and key.
 #[derive(Default)]
 struct Store {
     rows: BTreeMap<Kind, BTreeMap<String, Row>>,
-    longhorn_missing: bool,
+    /// Longhorn kinds that answered 404 (their plural).
+    longhorn_missing: std::collections::BTreeSet<&'static str>,
+    longhorn_api: LonghornApi,
+    longhorn_namespace: String,
     server_version: Option<String>,
 }
 
@@ -225,7 +244,7 @@ impl Store {
             Change::Reset(k, rows) => {
                 self.rows.insert(k, rows.into_iter().collect());
                 if k.is_longhorn() {
-                    self.longhorn_missing = false;
+                    self.longhorn_missing.remove(k.longhorn_plural().1);
                 }
             }
             Change::Upsert(k, key, row) => {
@@ -242,7 +261,15 @@ impl Store {
         let mut st = ClusterState {
             server_version: self.server_version.clone(),
             longhorn: LonghornState {
-                installed: !self.longhorn_missing,
+                installed: self.longhorn_missing.is_empty(),
+                api: self.longhorn_api.clone(),
+                version: LONGHORN_VERSION.to_string(),
+                namespace: self.longhorn_namespace.clone(),
+                missing_kinds: self
+                    .longhorn_missing
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect(),
                 ..Default::default()
             },
             ..Default::default()
@@ -325,6 +352,8 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
 
     let mut store = Store {
         server_version: client.apiserver_version().await.ok().map(|v| v.git_version),
+        longhorn_api: discover_longhorn(&client).await,
+        longhorn_namespace: ns.clone(),
         ..Default::default()
     };
     let mut errors: BTreeMap<Kind, String> = BTreeMap::new();
@@ -338,8 +367,7 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
                 match &c {
                     Change::Error(k, msg, not_found) => {
                         if k.is_longhorn() && *not_found {
-                            if !store.longhorn_missing {
-                                store.longhorn_missing = true;
+                            if store.longhorn_missing.insert(k.longhorn_plural().1) {
                                 dirty = true;
                             }
                         } else if errors.get(k) != Some(msg) {
@@ -390,7 +418,10 @@ where
 /// One LIST of every kind, for `check`.
 pub async fn poll_once(cfg: &KubernetesConfig) -> Result<ClusterState, String> {
     let client = client(cfg).await?;
-    let mut store = Store::default();
+    let mut store = Store {
+        longhorn_namespace: cfg.longhorn_namespace.clone(),
+        ..Default::default()
+    };
     let err = |what: &str, e: kube::Error| format!("Kubernetes API: cannot list {what}: {e}");
     let nodes = list_rows(Api::<Node>::all(client.clone()), |n| {
         Row::Node(convert::node(n))
@@ -419,11 +450,14 @@ pub async fn poll_once(cfg: &KubernetesConfig) -> Result<ClusterState, String> {
         .await
         {
             Ok(rows) => store.apply(Change::Reset(*k, rows)),
-            Err(kube::Error::Api(s)) if s.code == 404 => store.longhorn_missing = true,
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                store.longhorn_missing.insert(k.longhorn_plural().1);
+            }
             Err(e) => return Err(err(k.longhorn_plural().1, e)),
         }
     }
     store.server_version = client.apiserver_version().await.ok().map(|v| v.git_version);
+    store.longhorn_api = discover_longhorn(&client).await;
     Ok(store.state())
 }
 

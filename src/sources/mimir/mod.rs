@@ -67,8 +67,13 @@ impl Mimir {
             &cfg.auth,
             Duration::from_secs(cfg.timeout_secs.max(1)),
         )?;
-        let client = prometheus_http_query::Client::from(http, url)
-            .map_err(|e| eyre!("[mimir] url: {e}"))?;
+        let client = prometheus_http_query::Client::from(http, url).map_err(|e| {
+            eyre!(
+                "[mimir] url {}: {}",
+                url_origin(url),
+                super::http::redact_userinfo(&e.to_string())
+            )
+        })?;
         Ok(Self {
             client,
             origin: url_origin(url),
@@ -111,6 +116,38 @@ impl Mimir {
             }
         }
         Ok(())
+    }
+
+    /// One instant query now: the label sets of the series it returns (a scalar counts as one
+    /// series without labels). For the upgrade guards (firing alerts, PromQL gates): the same
+    /// client, tenant, credentials and CA as the dashboard; the error names only the server's
+    /// origin, never its credentials.
+    pub async fn instant_series(
+        &self,
+        promql: &str,
+    ) -> Result<Vec<std::collections::BTreeMap<String, String>>, String> {
+        let r = self
+            .client
+            .query(promql)
+            .get()
+            .await
+            .map_err(|e| QueryError::from_lib(e, &self.origin).message())?;
+        Ok(match r.data() {
+            Data::Vector(v) => v
+                .iter()
+                .map(|s| s.metric().clone().into_iter().collect())
+                .collect(),
+            Data::Matrix(m) => m
+                .iter()
+                .map(|s| s.metric().clone().into_iter().collect())
+                .collect(),
+            Data::Scalar(_) => vec![Default::default()],
+        })
+    }
+
+    /// Where it asks, for messages: `scheme://host:port`, no credentials, no path.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// Run one query at `now`.

@@ -123,14 +123,23 @@ impl HostsClient {
         ask(&self.pool, self.resolve(id)?, probe, timeout).await
     }
 
-    /// Run a command on a host and collect its output (command timeout from `[ssh]`).
-    pub async fn run(&self, id: &str, command: &str) -> Result<CommandOutput, SshError> {
+    /// Run any command on a host and collect its output (command timeout from `[ssh]`). Any
+    /// command may change the host: it takes the write capability (read-only callers use
+    /// [`HostsClient::ask`] with a probe).
+    pub async fn run(
+        &self,
+        _writes: &crate::base::Writes,
+        id: &str,
+        command: &str,
+    ) -> Result<CommandOutput, SshError> {
         self.pool.run(self.resolve(id)?, command).await
     }
 
-    /// Run a command and stream its output chunk by chunk as it arrives.
+    /// Run any command and stream its output chunk by chunk as it arrives (the write
+    /// capability, as for [`HostsClient::run`]).
     pub async fn run_streaming(
         &self,
+        _writes: &crate::base::Writes,
         id: &str,
         command: &str,
         timeout: Duration,

@@ -82,6 +82,7 @@ impl UpgradeBackend for Arc<Fake> {
             }
             Ok(RunLink {
                 run_id: p.run_id,
+                pid: Some(4242),
                 events: erx,
                 controls: ctx,
             })
@@ -116,7 +117,7 @@ fn rig(read_only: bool, flake: Option<String>) -> Rig {
     let registry = Registry::spawn(
         Setup {
             env,
-            read_only,
+            writes: (!read_only).then(crate::testing::writes),
             upgrades: Arc::new(fake.clone()),
             sources: false,
         },
@@ -324,7 +325,13 @@ async fn a_slow_start_holds_nothing_else_and_the_run_is_followed() {
     r.open_starts.send(true).unwrap();
     assert_eq!(
         r.next().await,
-        msg(1, TaskEvent::UpgradeStarted(Ok("run-1".into())))
+        msg(
+            1,
+            TaskEvent::UpgradeStarted(Ok(crate::tasks::Following {
+                run_id: "run-1".into(),
+                pid: Some(4242)
+            }))
+        )
     );
     r.registry.control(TaskId(1), Control::Pause);
     assert_eq!(

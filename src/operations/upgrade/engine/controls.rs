@@ -3,6 +3,7 @@
 //! reboot); events are journaled before they are sent.
 
 use super::Runner;
+use crate::operations::upgrade::journal::Record;
 use crate::operations::upgrade::{Control, RunOutcome, UpgradeEvent};
 
 impl Runner {
@@ -39,7 +40,7 @@ impl Runner {
 
     /// The renewer's message once the lock is lost.
     pub(super) fn lock_lost(&self) -> Option<String> {
-        self.lock_lost.lock().ok().and_then(|g| g.clone())
+        self.keeper.as_ref().and_then(|k| k.lost())
     }
 
     /// Take the controls sent so far (and a lost lock) into account.
@@ -106,21 +107,33 @@ impl Runner {
         self.emit(UpgradeEvent::Notice { node, message }).await;
     }
 
-    /// Journal an event, then send it.
+    /// Number an event, journal it, then send it.
     pub(super) async fn emit(&mut self, ev: UpgradeEvent) {
-        if let Some(j) = &mut self.journal
-            && let Err(e) = j.append(self.w.clock.now(), &ev)
-        {
+        let rec = self.number(ev);
+        let failed = match &mut self.journal {
+            Some(j) => j.append_record(&rec).err(),
+            None => None,
+        };
+        let _ = self.tx.send(rec).await;
+        if let Some(e) = failed {
             // Without a journal the run could not be resumed: stop at the next safe point.
             self.abort.get_or_insert(format!("{e:#}"));
-            let _ = self
-                .tx
-                .send(UpgradeEvent::Notice {
-                    node: None,
-                    message: format!("{e:#}; aborting at the next safe point"),
-                })
-                .await;
+            let notice = self.number(UpgradeEvent::Notice {
+                node: None,
+                message: format!("{e:#}; aborting at the next safe point"),
+            });
+            let _ = self.tx.send(notice).await;
         }
-        let _ = self.tx.send(ev).await;
+    }
+
+    /// The event as a record: now, and the run's next sequence number.
+    fn number(&mut self, event: UpgradeEvent) -> Record {
+        let seq = self.seq;
+        self.seq += 1;
+        Record {
+            ts: self.w.read.clock.now(),
+            seq: Some(seq),
+            event,
+        }
     }
 }

@@ -6,24 +6,27 @@
 //! `node` (one node's step machine) and `steps` (one file per step) hold the rest.
 
 mod controls;
+mod keeper;
 mod node;
 mod preflight;
 mod steps;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use self::preflight::{abandon, dry_run, preflight};
-use super::journal::Journal;
+use self::keeper::LockKeeper;
+pub use self::preflight::{abandon, dry_run, preflight, unfinished_run};
+use super::guards::GuardVerdict;
+use super::journal::{self, Journal, Record};
 use super::lock::{self, Acquire};
 use super::world::World;
-use super::{Control, NodeOutcome, Plan, RunOutcome, Settings, Step, UpgradeEvent};
+use super::{Control, NodeOutcome, Plan, RebootRecord, RunOutcome, Settings, Step, UpgradeEvent};
 use crate::inventory::Inventory;
 
 /// How a run is started.
@@ -40,6 +43,9 @@ pub struct StartOptions {
     pub interactive: bool,
     /// Go on from this plan index and step (from [`RunSummary::resume_at`](super::journal::RunSummary::resume_at)).
     pub resume: Option<(usize, Step)>,
+    /// The sequence number of the run's first event (0 or 1: the first). A resumed run goes on
+    /// after the highest number in its journal whatever this says.
+    pub first_seq: u64,
 }
 
 /// A running upgrade: send controls, wait for the outcome.
@@ -97,6 +103,28 @@ pub fn start(
     settings: Settings,
     opts: StartOptions,
 ) -> (UpgradeHandle, mpsc::Receiver<UpgradeEvent>) {
+    let (handle, mut records) = start_sequenced(world, inventory, plan, settings, opts);
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(async move {
+        while let Some(r) = records.recv().await {
+            if tx.send(r.event).await.is_err() {
+                return;
+            }
+        }
+    });
+    (handle, rx)
+}
+
+/// [`start`], with each event as the journal records it: its time and its sequence number
+/// (every event has one, command output too). The engine process serves these on its control
+/// socket.
+pub fn start_sequenced(
+    world: World,
+    inventory: Inventory,
+    plan: Plan,
+    settings: Settings,
+    opts: StartOptions,
+) -> (UpgradeHandle, mpsc::Receiver<Record>) {
     let (etx, erx) = mpsc::channel(4096);
     let (ctx, crx) = mpsc::channel(64);
     let run_id = plan.run_id.clone();
@@ -105,6 +133,7 @@ pub fn start(
         inv: inventory,
         plan,
         s: settings,
+        seq: opts.first_seq.max(1),
         opts,
         tx: etx,
         ctl: crx,
@@ -112,7 +141,9 @@ pub fn start(
         pause: false,
         abort: None,
         skip: HashSet::new(),
-        lock_lost: Arc::new(Mutex::new(None)),
+        keeper: None,
+        reboots: HashMap::new(),
+        hold: None,
     };
     let task = tokio::spawn(runner.run());
     (
@@ -131,6 +162,17 @@ enum NodeResult {
     Stop(RunOutcome),
 }
 
+/// Why a failed step stops the node as it is, without the usual follow-up (no rollback).
+#[derive(Debug, Clone)]
+enum Hold {
+    /// A guard refused (or could not verify) on the fresh re-check right before the step.
+    Refused(GuardVerdict),
+    /// The run could not show that it still holds the lock.
+    Lock,
+    /// The host did not come back within the reboot timeout: still rebooting, not failed.
+    HostDown,
+}
+
 /// The state of one run, owned by its task.
 struct Runner {
     w: World,
@@ -138,13 +180,20 @@ struct Runner {
     plan: Plan,
     s: Settings,
     opts: StartOptions,
-    tx: mpsc::Sender<UpgradeEvent>,
+    tx: mpsc::Sender<Record>,
+    /// The next event's sequence number.
+    seq: u64,
     ctl: mpsc::Receiver<Control>,
     journal: Option<Journal>,
     pause: bool,
     abort: Option<String>,
     skip: HashSet<String>,
-    lock_lost: Arc<Mutex<Option<String>>>,
+    /// The lock, renewed in the background and confirmed before every destructive step.
+    keeper: Option<Arc<LockKeeper>>,
+    /// Per node, the reboot asked for (from this run or its journal, when resuming).
+    reboots: HashMap<String, RebootRecord>,
+    /// Set by a step whose failure must not be followed by a rollback.
+    hold: Option<Hold>,
 }
 
 /// Whole seconds, for messages.
@@ -161,7 +210,14 @@ fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
 impl Runner {
     async fn run(mut self) -> RunOutcome {
         let outcome = self.run_inner().await;
-        if let Err(e) = lock::release(self.w.cluster.as_ref(), &self.plan.run_id).await {
+        if self.keeper.is_some()
+            && let Err(e) = lock::release(
+                self.w.read.cluster.as_ref(),
+                self.w.write.cluster.as_ref(),
+                &self.plan.run_id,
+            )
+            .await
+        {
             self.notice(None, format!("could not release the upgrade lock: {e:#}"))
                 .await;
         }
@@ -177,17 +233,28 @@ impl Runner {
         // Another live run holds the lock, or an unfinished run must be resumed or abandoned.
         if self.opts.resume.is_none()
             && let Some(dir) = self.opts.journal_dir.clone()
-            && let Some(refusal) = preflight(&self.w, &dir, &run_id).await
+            && let Some(refusal) = preflight(&self.w.read, &dir, &run_id).await
         {
             return refusal;
         }
+        if let Err(e) = journal::valid_run_id(&run_id) {
+            return refused(None, "journal", format!("{e:#}"));
+        }
+        // Resuming: what the journal knows of reboots under way.
+        if self.opts.resume.is_some()
+            && let Some(dir) = &self.opts.journal_dir
+            && let Ok(sum) = journal::summarize(&journal::path_of(dir, &run_id))
+        {
+            self.reboots = sum.reboots;
+        }
         // The lock.
         let held = match lock::acquire(
-            self.w.cluster.as_ref(),
+            self.w.read.cluster.as_ref(),
+            self.w.write.cluster.as_ref(),
             &self.opts.holder,
             &run_id,
             self.s.lock_duration,
-            self.w.clock.now(),
+            self.w.read.clock.now(),
             self.opts.force_unlock,
         )
         .await
@@ -196,10 +263,16 @@ impl Runner {
             Ok(Acquire::Held(h)) => return refused(None, "lock", h.to_string()),
             Err(e) => return refused(None, "lock", format!("{e:#}")),
         };
+        let keeper = Arc::new(LockKeeper::new(&self.w, held, self.s.lock_duration));
+        self.keeper = Some(keeper.clone());
         // The journal.
         if let Some(dir) = self.opts.journal_dir.clone() {
-            match Journal::open(&dir, &run_id) {
-                Ok(j) => self.journal = Some(j),
+            match Journal::open(self.w.write.writes(), &dir, &run_id) {
+                Ok(j) => {
+                    // A resumed run goes on counting after its journal.
+                    self.seq = self.seq.max(journal::next_seq(j.path()));
+                    self.journal = Some(j);
+                }
                 Err(e) => return refused(None, "journal", format!("{e:#}")),
             }
         }
@@ -213,16 +286,11 @@ impl Runner {
             resumed_at,
         })
         .await;
-        // Renew the lock while the nodes run; a lost lock aborts at the next safe point.
-        let renewer = renew_loop(
-            self.w.clone(),
-            held,
-            self.s.lock_duration,
-            self.lock_lost.clone(),
-        );
+        // Renew the lock while the nodes run; a lost lock aborts at the next safe point, and
+        // no destructive step starts unless a renewal right before it succeeds.
         tokio::select! {
             o = self.run_nodes() => o,
-            _ = renewer => RunOutcome::Aborted { reason: "the lock renewal ended".into() },
+            _ = keeper.renew_loop() => RunOutcome::Aborted { reason: "the lock renewal ended".into() },
         }
     }
 
@@ -266,25 +334,4 @@ fn refused(node: Option<String>, guard: &str, message: String) -> RunOutcome {
         guard: guard.to_string(),
         message,
     }
-}
-
-/// Renew the lock every third of its duration; on a failure, record why and stop renewing
-/// (the run aborts at its next safe point). Never returns.
-async fn renew_loop(
-    w: World,
-    mut held: super::world::LeaseRecord,
-    duration: Duration,
-    lost: Arc<Mutex<Option<String>>>,
-) {
-    let every = (duration / 3).max(Duration::from_secs(1));
-    loop {
-        tokio::time::sleep(every).await;
-        if let Err(e) = lock::renew(w.cluster.as_ref(), &mut held, w.clock.now()).await {
-            if let Ok(mut g) = lost.lock() {
-                *g = Some(format!("lost the upgrade lock: {e:#}"));
-            }
-            break;
-        }
-    }
-    std::future::pending::<()>().await
 }

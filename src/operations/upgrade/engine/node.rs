@@ -2,7 +2,7 @@
 //! or health wait, the operator's retry/skip/abort), and resuming an interrupted node from its
 //! real state.
 
-use super::{NodeResult, Runner, elapsed, refused};
+use super::{Hold, NodeResult, Runner, elapsed, refused};
 use crate::operations::upgrade::guards::GuardVerdict;
 use crate::operations::upgrade::{
     Control, NodeOutcome, PlanEntry, RunOutcome, Step, StepOutcome, UpgradeEvent,
@@ -24,7 +24,6 @@ impl Runner {
         if resuming {
             step = self.resume_check(&entry, step).await;
         }
-        let mut rebooted = false;
         loop {
             self.poll_controls().await;
             if step == Step::Guards && self.skip.contains(&node) {
@@ -45,13 +44,14 @@ impl Runner {
                     _ => {} // finish the node first
                 }
             }
-            let started = self.w.clock.now();
+            let started = self.w.read.clock.now();
             self.emit(UpgradeEvent::StepStarted {
                 node: node.clone(),
                 step,
             })
             .await;
             let mut refusal: Option<GuardVerdict> = None;
+            self.hold = None;
             let outcome = match step {
                 Step::Guards => {
                     let v = self.guards(&entry, &host).await;
@@ -76,21 +76,23 @@ impl Runner {
                     o
                 }
                 Step::Cordon => self.cordon(&node).await,
-                Step::Drain => self.drain(&node).await,
-                Step::Switch => self.switch(&entry, &host).await,
-                Step::Reboot => {
-                    let o = self.reboot(&node, &host).await;
-                    if matches!(o, StepOutcome::Ok { .. }) {
-                        rebooted = true;
-                    }
-                    o
-                }
+                // Right before each destructive step: the lock and every guard, again.
+                Step::Drain => match self.before_destructive(&entry, &host, step).await {
+                    Some(stop) => stop,
+                    None => self.drain(&node).await,
+                },
+                Step::Switch => match self.before_destructive(&entry, &host, step).await {
+                    Some(stop) => stop,
+                    None => self.switch(&entry, &host).await,
+                },
+                // (It re-checks once it knows a reboot will be asked for.)
+                Step::Reboot => self.reboot(&entry, &host, true).await,
                 Step::WaitHealthy => self.wait_healthy(&entry, &host).await,
-                Step::Rollback => self.rollback(&entry, &host, rebooted).await,
+                Step::Rollback => self.rollback(&entry, &host).await,
                 Step::Uncordon => self.uncordon(&node).await,
                 Step::Settle => self.settle(&node).await,
             };
-            let duration_ms = elapsed(started, self.w.clock.now()).as_millis() as u64;
+            let duration_ms = elapsed(started, self.w.read.clock.now()).as_millis() as u64;
             self.emit(UpgradeEvent::StepFinished {
                 node: node.clone(),
                 step,
@@ -107,8 +109,11 @@ impl Runner {
                     None => return NodeResult::Done(NodeOutcome::Upgraded),
                 }
             };
-            // A failure.
+            // A failure. A hold stops the node as it is (no rollback).
+            let mut hold = self.hold.take();
+            let mut message = message;
             match step {
+                _ if hold.is_some() => {}
                 Step::Rollback => {
                     return NodeResult::Stop(RunOutcome::Failed {
                         node: node.clone(),
@@ -121,25 +126,43 @@ impl Runner {
                     });
                 }
                 Step::WaitHealthy | Step::Reboot => {
-                    self.notice(
-                        Some(node.clone()),
-                        format!("{step} failed: {message}; rolling back"),
-                    )
-                    .await;
-                    step = Step::Rollback;
-                    continue;
+                    if self.w.read.hosts.reachable(&host).await {
+                        self.notice(
+                            Some(node.clone()),
+                            format!("{step} failed: {message}; rolling back"),
+                        )
+                        .await;
+                        step = Step::Rollback;
+                        continue;
+                    }
+                    // Never a rollback over a connection that cannot open.
+                    hold = Some(Hold::HostDown);
+                    message = format!(
+                        "{message}; {} cannot be reached: not rolling back over a connection that cannot open \
+                         (it may still be rebooting) — {node} stays cordoned; resume with \
+                         `homeinfra-tui upgrade --resume {}` once it answers",
+                        host.id, self.plan.run_id
+                    );
                 }
                 _ => {}
             }
-            if self.abort.is_some() && step == Step::Drain {
+            if hold.is_none() && self.abort.is_some() && step == Step::Drain {
                 self.undo_cordon(&node).await;
                 return NodeResult::Stop(RunOutcome::Aborted {
                     reason: self.abort.clone().unwrap_or_default(),
                 });
             }
-            let stop = match &refusal {
-                Some(v) => refused(Some(node.clone()), &v.guard, message.clone()),
-                None => RunOutcome::Failed {
+            let stop = match (&hold, &refusal) {
+                (Some(Hold::Refused(v)), _) | (None, Some(v)) => {
+                    refused(Some(node.clone()), &v.guard, message.clone())
+                }
+                (Some(Hold::Lock), _) => refused(Some(node.clone()), "lock", message.clone()),
+                (Some(Hold::HostDown), _) => RunOutcome::Failed {
+                    node: node.clone(),
+                    step,
+                    message: message.clone(),
+                },
+                (None, None) => RunOutcome::Failed {
                     node: node.clone(),
                     step,
                     message: if step > Step::Cordon && step < Step::Uncordon {
@@ -197,7 +220,7 @@ impl Runner {
         if step == Step::Rollback {
             return step;
         }
-        match self.w.cluster.node(node).await {
+        match self.w.read.cluster.node(node).await {
             Ok(st) if st.cordoned_by.as_deref() == Some(self.plan.run_id.as_str()) => {
                 self.notice(
                     Some(node.clone()),

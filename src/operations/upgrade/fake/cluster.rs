@@ -1,27 +1,42 @@
-//! The fake cluster: nodes, cordons, pods and evictions (refused by a PDB when a pod says so),
-//! the lock's Lease with optimistic concurrency.
+//! The fake cluster: nodes (with their bootID after a reboot, and the stale status of a quick
+//! reboot), cordons, pods and evictions (refused by a PDB when a pod says so; a replica
+//! failing elsewhere during the drain), the lock's Lease with optimistic concurrency (and
+//! renewals failing for a while).
 
 use color_eyre::eyre::{Result, eyre};
 use futures::future::BoxFuture;
 
 use super::FakeWorld;
 use crate::operations::upgrade::world::{
-    ClusterOps, DrainPod, Eviction, LeaseRecord, LeaseWrite, NodeStatus,
+    ClusterRead, ClusterWrite, DrainPod, Eviction, LeaseRecord, LeaseWrite, NodeStatus,
 };
 
-impl ClusterOps for FakeWorld {
+impl ClusterRead for FakeWorld {
     fn node<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<NodeStatus>> {
         Box::pin(async move {
             self.checkpoint("node").await;
             let mut st = self.state();
+            let now = st.now;
             let n = st
                 .nodes
                 .get_mut(node)
                 .ok_or_else(|| eyre!("node {node} not found"))?;
-            if n.not_ready_reads > 0 {
+            if n.stale_reads > 0 {
+                // A quick reboot: the status is still the one from before it.
+                n.stale_reads -= 1;
+                if n.stale_reads == 0
+                    && let Some(b) = n.pending_boot_id.take()
+                {
+                    n.boot_id = b;
+                }
+            } else if n.not_ready_reads > 0 {
                 n.not_ready_reads -= 1;
                 if n.not_ready_reads == 0 && !n.never_returns {
                     n.ready = true;
+                    n.ready_changed = Some(now);
+                    if let Some(b) = n.pending_boot_id.take() {
+                        n.boot_id = b;
+                    }
                 }
             }
             Ok(NodeStatus {
@@ -29,10 +44,37 @@ impl ClusterOps for FakeWorld {
                 unschedulable: n.unschedulable,
                 cordoned_by: n.cordoned_by.clone(),
                 kubelet_version: n.kubelet_version.clone(),
+                boot_id: n.boot_id.clone(),
+                ready_changed: n.ready_changed,
+                ready_heartbeat: Some(now),
             })
         })
     }
 
+    fn pods_on<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<DrainPod>>> {
+        Box::pin(async move {
+            self.checkpoint("pods").await;
+            let mut st = self.state();
+            // Terminating pods are gone by the next look.
+            st.pods.retain(|p| !(p.node == node && p.pod.deleting));
+            Ok(st
+                .pods
+                .iter()
+                .filter(|p| p.node == node)
+                .map(|p| p.pod.clone())
+                .collect())
+        })
+    }
+
+    fn get_lease(&self) -> BoxFuture<'_, Result<Option<LeaseRecord>>> {
+        Box::pin(async move {
+            self.checkpoint("lease").await;
+            Ok(self.state().lease.clone())
+        })
+    }
+}
+
+impl ClusterWrite for FakeWorld {
     fn cordon<'a>(&'a self, node: &'a str, run_id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.checkpoint("cordon").await;
@@ -63,21 +105,6 @@ impl ClusterOps for FakeWorld {
         })
     }
 
-    fn pods_on<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<DrainPod>>> {
-        Box::pin(async move {
-            self.checkpoint("pods").await;
-            let mut st = self.state();
-            // Terminating pods are gone by the next look.
-            st.pods.retain(|p| !(p.node == node && p.pod.deleting));
-            Ok(st
-                .pods
-                .iter()
-                .filter(|p| p.node == node)
-                .map(|p| p.pod.clone())
-                .collect())
-        })
-    }
-
     fn evict<'a>(
         &'a self,
         pod: &'a DrainPod,
@@ -100,14 +127,25 @@ impl ClusterOps for FakeWorld {
             }
             p.pod.deleting = true;
             st.log.push(format!("evict {}", pod.key()));
+            st.evictions += 1;
+            if let Some((replica, after)) = st.fail_replica_after_evictions.clone()
+                && st.evictions >= after
+            {
+                st.fail_replica_after_evictions = None;
+                let mut volume = None;
+                if let Some(r) = st.longhorn.replicas.iter_mut().find(|r| r.name == replica) {
+                    r.healthy = false;
+                    r.current_state = "error".into();
+                    volume = Some(r.volume.clone());
+                }
+                if let Some(v) = volume
+                    && let Some(v) = st.longhorn.volumes.iter_mut().find(|x| x.name == v)
+                {
+                    v.robustness = "degraded".into();
+                }
+                st.log.push(format!("replica-failed {replica}"));
+            }
             Ok(Eviction::Accepted)
-        })
-    }
-
-    fn get_lease(&self) -> BoxFuture<'_, Result<Option<LeaseRecord>>> {
-        Box::pin(async move {
-            self.checkpoint("lease").await;
-            Ok(self.state().lease.clone())
         })
     }
 
@@ -129,6 +167,13 @@ impl ClusterOps for FakeWorld {
     fn update_lease<'a>(&'a self, rec: &'a LeaseRecord) -> BoxFuture<'a, Result<LeaseWrite>> {
         Box::pin(async move {
             let mut st = self.state();
+            if st.lease_update_failures > 0 {
+                st.lease_update_failures -= 1;
+                st.log.push("lease-update-failed".into());
+                return Err(eyre!(
+                    "Kubernetes API: renew the upgrade lock: 500 Internal Server Error (fake)"
+                ));
+            }
             let cur = st.lease.as_ref().and_then(|l| l.resource_version.clone());
             if cur.is_none() || cur != rec.resource_version {
                 return Ok(LeaseWrite::Conflict);

@@ -7,7 +7,9 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 
 use super::FakeWorld;
-use crate::operations::upgrade::world::{Clock, GateResult, HealthInputs, HealthProvider};
+use crate::operations::upgrade::world::{
+    Clock, GateResult, HealthInputs, HealthProvider, ReadTimes,
+};
 
 impl HealthProvider for FakeWorld {
     fn gather<'a>(&'a self, gates: &'a [String]) -> BoxFuture<'a, HealthInputs> {
@@ -41,15 +43,38 @@ impl HealthProvider for FakeWorld {
                 }
                 Ok(e)
             });
+            let at = st
+                .now
+                .checked_sub(jiff::SignedDuration::try_from(st.health_age).unwrap_or_default())
+                .ok();
+            let etcd = match &st.etcd_error {
+                Some(e) => Some(Err(e.clone())),
+                None => etcd,
+            };
+            let metrics_error = st.metrics_error.clone();
             HealthInputs {
-                cluster: Ok(cluster),
+                cluster: match &st.cluster_error {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(cluster),
+                },
+                read_at: ReadTimes {
+                    cluster: at,
+                    etcd: etcd.as_ref().and(at),
+                    metrics: st.alerts.as_ref().and(at),
+                },
                 etcd,
-                alerts: st.alerts.clone().map(Ok),
+                alerts: match &metrics_error {
+                    Some(e) => st.alerts.as_ref().map(|_| Err(e.clone())),
+                    None => st.alerts.clone().map(Ok),
+                },
                 gates: gates
                     .iter()
                     .map(|q| GateResult {
                         query: q.clone(),
-                        series: Ok(st.gates.get(q).copied().unwrap_or(0)),
+                        series: match &metrics_error {
+                            Some(e) => Err(e.clone()),
+                            None => Ok(st.gates.get(q).copied().unwrap_or(0)),
+                        },
                     })
                     .collect(),
             }

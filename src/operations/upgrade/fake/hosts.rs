@@ -1,5 +1,6 @@
 //! The fake hosts: commands (the switch, with its output lines and generations; rollback),
-//! boot state and reboots (down for some probes, then the new boot), auto-upgrade state, k3s.
+//! boot state, boot ids and reboots (down for some probes, then the new boot; or a quick
+//! reboot), auto-upgrade state, k3s.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{FakeHost, FakeState, FakeWorld};
 use crate::inventory::Host;
-use crate::operations::upgrade::world::{AutoUpgrade, BootState, CommandSpec, HostOps};
+use crate::operations::upgrade::world::{AutoUpgrade, BootState, CommandSpec, HostRead, HostWrite};
 
 /// The fake state of `host`.
 fn host_of<'a>(st: &'a mut FakeState, host: &Host) -> Result<&'a mut FakeHost> {
@@ -18,7 +19,7 @@ fn host_of<'a>(st: &'a mut FakeState, host: &Host) -> Result<&'a mut FakeHost> {
         .ok_or_else(|| eyre!("fake: no host {}", host.id))
 }
 
-impl HostOps for FakeWorld {
+impl HostWrite for FakeWorld {
     fn exec<'a>(
         &'a self,
         host: &'a Host,
@@ -77,11 +78,53 @@ impl HostOps for FakeWorld {
         })
     }
 
+    fn reboot<'a>(&'a self, host: &'a Host, _command: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.checkpoint("reboot").await;
+            let mut st = self.state();
+            let node = host.hostname.clone();
+            let h = host_of(&mut st, host)?;
+            h.booted = h.current.clone();
+            h.booted_kernel = h.current_kernel.clone();
+            h.boots += 1;
+            let quick = h.quick_reboot;
+            if !quick {
+                h.down_probes = h.down_probes.max(h.down_after_reboot).max(1);
+            }
+            let k3s = h.k3s.clone();
+            let now = st.now;
+            if let Some(n) = st.nodes.get_mut(&node) {
+                let boots = n
+                    .boot_id
+                    .rsplit('-')
+                    .next()
+                    .and_then(|b| b.parse::<u32>().ok());
+                n.pending_boot_id = Some(format!("{node}-nodeboot-{}", boots.unwrap_or(0) + 1));
+                n.kubelet_version = k3s;
+                if quick {
+                    // Back before anyone noticed: Ready throughout, the old status for a while.
+                    n.stale_reads = 3;
+                } else {
+                    n.ready = false;
+                    n.ready_changed = Some(now);
+                    n.not_ready_reads = 2;
+                }
+            }
+            st.log.push(format!("reboot {}", host.id));
+            Ok(())
+        })
+    }
+}
+
+impl HostRead for FakeWorld {
     fn boot_state<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<BootState>> {
         Box::pin(async move {
             self.checkpoint("boot").await;
             let mut st = self.state();
             let h = host_of(&mut st, host)?;
+            if h.down_probes > 0 {
+                return Err(eyre!("fake: {}: connection refused", host.id));
+            }
             let needed = h.current_kernel != h.booted_kernel;
             Ok(BootState {
                 booted_system: Some(h.booted.clone()),
@@ -96,23 +139,15 @@ impl HostOps for FakeWorld {
         })
     }
 
-    fn reboot<'a>(&'a self, host: &'a Host, _command: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn boot_id<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
-            self.checkpoint("reboot").await;
+            self.checkpoint("boot-id").await;
             let mut st = self.state();
-            let node = host.hostname.clone();
             let h = host_of(&mut st, host)?;
-            h.booted = h.current.clone();
-            h.booted_kernel = h.current_kernel.clone();
-            h.down_probes = 1;
-            let k3s = h.k3s.clone();
-            if let Some(n) = st.nodes.get_mut(&node) {
-                n.ready = false;
-                n.not_ready_reads = 2;
-                n.kubelet_version = k3s;
+            if h.down_probes > 0 {
+                return Err(eyre!("fake: {}: connection refused", host.id));
             }
-            st.log.push(format!("reboot {}", host.id));
-            Ok(())
+            Ok(format!("{}-boot-{}", host.id, h.boots))
         })
     }
 

@@ -15,9 +15,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use jiff::Timestamp;
 use tokio::sync::Notify;
 
-use super::world::{Alert, AutoUpgrade, DrainPod, LeaseRecord, World};
+use super::world::{Alert, AutoUpgrade, DrainPod, LeaseRecord, ReadWorld, World, Writers};
 use crate::inventory::Inventory;
-use crate::model::cluster::{ClusterState, LonghornState, NodeInfo, Replica, Volume};
+use crate::model::cluster::{
+    ClusterState, LONGHORN_VERSION, LonghornApi, LonghornNode, LonghornState, NodeInfo, Replica,
+    Volume,
+};
 use crate::model::etcd::{EtcdMember, EtcdState};
 
 #[derive(Debug, Clone, Default)]
@@ -30,6 +33,16 @@ pub struct FakeNode {
     pub not_ready_reads: u32,
     /// After a reboot it never becomes Ready again.
     pub never_returns: bool,
+    /// `status.nodeInfo.bootID` as last reported.
+    pub boot_id: String,
+    /// The bootID a reboot brings, reported once the node is Ready again (or, for a quick
+    /// reboot, after `stale_reads` more reads).
+    pub pending_boot_id: Option<String>,
+    /// A quick reboot: the node never goes NotReady, and keeps reporting its old status (Ready,
+    /// the old bootID) for this many reads after the reboot.
+    pub stale_reads: u32,
+    /// When `ready` last changed.
+    pub ready_changed: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -52,6 +65,12 @@ pub struct FakeHost {
     pub current_kernel: String,
     /// SSH probes that fail after a reboot.
     pub down_probes: u32,
+    /// Boots so far (the boot id over SSH is `<id>-boot-<n>`).
+    pub boots: u32,
+    /// A reboot is quick: the host answers again at once (no probe fails).
+    pub quick_reboot: bool,
+    /// After a reboot the host answers nothing for this many probes (at least one).
+    pub down_after_reboot: u32,
     pub fail_switch: bool,
     pub switch_lines: Vec<String>,
     pub auto_upgrade: AutoUpgrade,
@@ -77,6 +96,18 @@ pub struct FakeState {
     pub alerts: Option<Vec<Alert>>,
     /// Series count per gate query.
     pub gates: BTreeMap<String, usize>,
+    /// Why each health input could not be read (a fault): cluster, etcd, metrics.
+    pub cluster_error: Option<String>,
+    pub etcd_error: Option<String>,
+    pub metrics_error: Option<String>,
+    /// How old the health inputs are when gathered (their read time is `now` minus this).
+    pub health_age: std::time::Duration,
+    /// This many Lease updates (renewals) fail with an API error.
+    pub lease_update_failures: u32,
+    /// A Longhorn replica (by name) fails once this many pods were evicted (a replica failing
+    /// elsewhere during a drain).
+    pub fail_replica_after_evictions: Option<(String, usize)>,
+    pub evictions: usize,
     pub now: Timestamp,
     /// Operations in order: `cordon node1`, `evict ns/pod`, `switch host1`, ...
     pub log: Vec<String>,
@@ -108,6 +139,7 @@ impl FakeWorld {
                 FakeNode {
                     ready: true,
                     kubelet_version: "v1.30.4+k3s1".into(),
+                    boot_id: format!("{}-nodeboot-0", h.hostname),
                     ..Default::default()
                 },
             );
@@ -128,6 +160,11 @@ impl FakeWorld {
                     k3s: "v1.30.4+k3s1".into(),
                     new_k3s: "v1.31.2+k3s1".into(),
                     old_k3s: "v1.30.4+k3s1".into(),
+                    auto_upgrade: AutoUpgrade {
+                        running: Some(false),
+                        next_run: None,
+                        timer_present: true,
+                    },
                     ..Default::default()
                 },
             );
@@ -172,7 +209,21 @@ impl FakeWorld {
             leader,
             ..Default::default()
         });
+        st.alerts = Some(Vec::new());
         st.longhorn.installed = true;
+        st.longhorn.api = LonghornApi::Served {
+            versions: vec![LONGHORN_VERSION.to_string()],
+        };
+        st.longhorn.version = LONGHORN_VERSION.to_string();
+        st.longhorn.namespace = "longhorn-system".into();
+        for h in inv.hosts.iter() {
+            st.longhorn.nodes.push(LonghornNode {
+                name: h.hostname.clone(),
+                ready: true,
+                schedulable: true,
+                disks: Vec::new(),
+            });
+        }
         st.longhorn.volumes.push(Volume {
             name: "pvc-data".into(),
             number_of_replicas: 3,
@@ -199,6 +250,14 @@ impl FakeWorld {
     /// The world to hand to the engine (this fake plays every part).
     pub fn world(self: &Arc<Self>) -> World {
         World {
+            read: self.read_world(),
+            write: Writers::new(&crate::testing::writes(), self.clone(), self.clone()),
+        }
+    }
+
+    /// The read-only half (what a plan or a dry run gets).
+    pub fn read_world(self: &Arc<Self>) -> ReadWorld {
+        ReadWorld {
             cluster: self.clone(),
             hosts: self.clone(),
             health: self.clone(),

@@ -1,6 +1,10 @@
 //! Kubernetes for the upgrade through kube-rs: node status, cordon/uncordon with our
 //! annotation, the pods on a node, the Eviction API (429 → the blocking PDB), and the lock's
 //! Lease with optimistic concurrency.
+//!
+//! Reading ([`KubeCluster`]: node status, pods, the Lease) and writing ([`KubeWriter`]:
+//! cordon, uncordon, eviction, Lease create/update/delete) are two types; the writer is built
+//! only from the write capability.
 
 use std::time::Duration;
 
@@ -13,10 +17,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::base::Writes;
 use crate::config::KubernetesConfig;
 use crate::operations::upgrade::lock::{LEASE_NAME, LEASE_NAMESPACE};
 use crate::operations::upgrade::world::{
-    ClusterOps, DrainPod, Eviction, LeaseRecord, LeaseWrite, NodeStatus,
+    ClusterRead, ClusterWrite, DrainPod, Eviction, LeaseRecord, LeaseWrite, NodeStatus,
 };
 use crate::sources::kubernetes::convert::{self, CORDONED_BY_ANNOTATION};
 
@@ -47,7 +52,7 @@ pub async fn drain_client(cfg: &KubernetesConfig) -> Result<kube::Client> {
     kube::Client::try_from(config).wrap_err("cannot create the Kubernetes client")
 }
 
-/// Kubernetes through kube-rs.
+/// Kubernetes through kube-rs, read only: node status, the pods on a node, the Lease.
 #[derive(Clone)]
 pub struct KubeCluster {
     client: kube::Client,
@@ -61,6 +66,28 @@ impl KubeCluster {
     }
 
     pub fn from_client(client: kube::Client) -> Self {
+        Self { client }
+    }
+
+    /// The client, to build a [`KubeWriter`] on the same connection.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    fn leases(&self) -> Api<Lease> {
+        Api::namespaced(self.client.clone(), LEASE_NAMESPACE)
+    }
+}
+
+/// Kubernetes through kube-rs, the writes: cordon, uncordon, eviction, the Lease. Only a
+/// holder of [`Writes`] can build one.
+#[derive(Clone)]
+pub struct KubeWriter {
+    client: kube::Client,
+}
+
+impl KubeWriter {
+    pub fn new(_writes: &Writes, client: kube::Client) -> Self {
         Self { client }
     }
 
@@ -126,7 +153,7 @@ fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 412)
 }
 
-impl ClusterOps for KubeCluster {
+impl ClusterRead for KubeCluster {
     fn node<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<NodeStatus>> {
         Box::pin(async move {
             let api: Api<Node> = Api::all(self.client.clone());
@@ -135,15 +162,60 @@ impl ClusterOps for KubeCluster {
                 .await
                 .map_err(|e| kube_err(&format!("get node {node}"), e))?;
             let info = convert::node(&n);
+            let status = n.status.as_ref();
+            let ready = status
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
             Ok(NodeStatus {
                 ready: info.ready,
                 unschedulable: info.unschedulable,
                 cordoned_by: info.cordoned_by_run,
                 kubelet_version: info.kubelet_version,
+                boot_id: status
+                    .and_then(|s| s.node_info.as_ref())
+                    .map(|i| i.boot_id.clone())
+                    .unwrap_or_default(),
+                ready_changed: ready
+                    .and_then(|c| c.last_transition_time.as_ref())
+                    .map(|t| t.0),
+                ready_heartbeat: ready
+                    .and_then(|c| c.last_heartbeat_time.as_ref())
+                    .map(|t| t.0),
             })
         })
     }
 
+    fn pods_on<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<DrainPod>>> {
+        Box::pin(async move {
+            let api: Api<Pod> = Api::all(self.client.clone());
+            let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+            let list = api
+                .list(&lp)
+                .await
+                .map_err(|e| kube_err(&format!("list pods on {node}"), e))?;
+            Ok(list
+                .items
+                .iter()
+                // Some servers ignore field selectors: filter here too.
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+                .map(drain_pod)
+                .collect())
+        })
+    }
+
+    fn get_lease(&self) -> BoxFuture<'_, Result<Option<LeaseRecord>>> {
+        Box::pin(async move {
+            let l = self
+                .leases()
+                .get_opt(LEASE_NAME)
+                .await
+                .map_err(|e| kube_err("read the upgrade lock", e))?;
+            Ok(l.as_ref().map(lease_record))
+        })
+    }
+}
+
+impl ClusterWrite for KubeWriter {
     fn cordon<'a>(&'a self, node: &'a str, run_id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let api: Api<Node> = Api::all(self.client.clone());
@@ -169,24 +241,6 @@ impl ClusterOps for KubeCluster {
                 .await
                 .map_err(|e| kube_err(&format!("uncordon {node}"), e))?;
             Ok(())
-        })
-    }
-
-    fn pods_on<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<DrainPod>>> {
-        Box::pin(async move {
-            let api: Api<Pod> = Api::all(self.client.clone());
-            let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
-            let list = api
-                .list(&lp)
-                .await
-                .map_err(|e| kube_err(&format!("list pods on {node}"), e))?;
-            Ok(list
-                .items
-                .iter()
-                // Some servers ignore field selectors: filter here too.
-                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
-                .map(drain_pod)
-                .collect())
         })
     }
 
@@ -217,17 +271,6 @@ impl ClusterOps for KubeCluster {
                 }),
                 Err(e) => Err(kube_err(&format!("evict {}", pod.key()), e)),
             }
-        })
-    }
-
-    fn get_lease(&self) -> BoxFuture<'_, Result<Option<LeaseRecord>>> {
-        Box::pin(async move {
-            let l = self
-                .leases()
-                .get_opt(LEASE_NAME)
-                .await
-                .map_err(|e| kube_err("read the upgrade lock", e))?;
-            Ok(l.as_ref().map(lease_record))
         })
     }
 

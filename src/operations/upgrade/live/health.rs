@@ -1,93 +1,83 @@
 //! Health for the guards and waits, from the same sources as the dashboard: the cluster
-//! (`kubernetes::poll_once`), etcd (`etcd::poll_once`), firing alerts and the extra PromQL gates
-//! from Mimir/Prometheus.
-
-use std::collections::BTreeMap;
-use std::time::Duration;
+//! (`kubernetes::poll_once`, with Longhorn's API discovery), etcd (`etcd::poll_once`), firing
+//! alerts and the extra PromQL gates through the dashboard's own Mimir client (tenant, basic
+//! auth or bearer token, CA: the `[mimir]` settings), whose messages name only the server's
+//! origin.
 
 use futures::future::BoxFuture;
 
-use crate::config::{KubernetesConfig, MimirConfig};
+use crate::base::Env;
+use crate::config::{EtcdConfig, KubernetesConfig};
 use crate::inventory::Inventory;
-use crate::operations::upgrade::world::{Alert, GateResult, HealthInputs, HealthProvider};
+use crate::operations::upgrade::world::{
+    Alert, GateResult, HealthInputs, HealthProvider, ReadTimes,
+};
+use crate::sources::mimir::Mimir;
 
 /// The same sources as the dashboard.
 pub struct LiveHealth {
     pub kubernetes: KubernetesConfig,
-    pub etcd: crate::config::EtcdConfig,
-    pub mimir: MimirConfig,
+    pub etcd: EtcdConfig,
+    /// The Mimir client (`None`: no `[mimir] url`; `Err`: it could not be built, why).
+    pub mimir: Option<Result<Mimir, String>>,
     pub inventory: Inventory,
 }
 
 impl LiveHealth {
-    fn prometheus(&self) -> Option<Result<prometheus_http_query::Client, String>> {
-        let url = self.mimir.url.as_deref()?.trim_end_matches('/');
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(t) = &self.mimir.tenant
-            && let Ok(v) = reqwest::header::HeaderValue::from_str(t)
-        {
-            headers.insert("X-Scope-OrgID", v);
+    pub fn new(env: &Env) -> Self {
+        let cfg = &env.config;
+        Self {
+            kubernetes: cfg.kubernetes.clone(),
+            etcd: cfg.etcd.clone(),
+            mimir: cfg.mimir.url.as_ref().map(|_| {
+                Mimir::new(&cfg.mimir)
+                    .map_err(|e| crate::sources::http::redact_userinfo(&format!("{e:#}")))
+            }),
+            inventory: env.inventory.clone(),
         }
-        if let Some(f) = &self.mimir.auth.bearer_token_file {
-            match std::fs::read_to_string(f) {
-                Ok(tok) => {
-                    if let Ok(v) =
-                        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", tok.trim()))
-                    {
-                        headers.insert(reqwest::header::AUTHORIZATION, v);
-                    }
-                }
-                Err(e) => {
-                    return Some(Err(format!(
-                        "cannot read the bearer token file {}: {e}",
-                        f.display()
-                    )));
-                }
-            }
-        }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(Duration::from_secs(self.mimir.timeout_secs.max(1)))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"));
-        Some(client.and_then(|c| {
-            prometheus_http_query::Client::from(c, url).map_err(|e| format!("{url}: {e}"))
-        }))
+    }
+
+    /// Whether etcd is monitored at all (else the etcd guards cannot verify).
+    fn etcd_monitored(&self) -> bool {
+        self.etcd.enabled
+            && (!self.etcd.endpoints.is_empty() || self.inventory.control_planes().next().is_some())
     }
 }
 
-async fn series(
-    client: &prometheus_http_query::Client,
-    q: &str,
-) -> Result<Vec<BTreeMap<String, String>>, String> {
-    let r = client.query(q).get().await.map_err(|e| e.to_string())?;
-    Ok(match r.data() {
-        prometheus_http_query::response::Data::Vector(v) => v
-            .iter()
-            .map(|s| s.metric().clone().into_iter().collect())
-            .collect(),
-        prometheus_http_query::response::Data::Matrix(m) => m
-            .iter()
-            .map(|s| s.metric().clone().into_iter().collect())
-            .collect(),
-        prometheus_http_query::response::Data::Scalar(_) => vec![BTreeMap::new()],
-    })
+/// The firing alerts, from the `ALERTS` series.
+async fn firing(m: &Mimir) -> Result<Vec<Alert>, String> {
+    let series = m.instant_series("ALERTS{alertstate=\"firing\"}").await?;
+    Ok(series
+        .into_iter()
+        .map(|l| Alert {
+            name: l.get("alertname").cloned().unwrap_or_default(),
+            severity: l.get("severity").cloned().unwrap_or_default(),
+            subject: ["instance", "node", "namespace", "job"]
+                .iter()
+                .find_map(|k| l.get(*k).cloned())
+                .unwrap_or_default(),
+        })
+        .collect())
 }
 
 impl HealthProvider for LiveHealth {
     fn gather<'a>(&'a self, gates: &'a [String]) -> BoxFuture<'a, HealthInputs> {
         Box::pin(async move {
-            let cluster = crate::sources::kubernetes::poll_once(&self.kubernetes);
-            let etcd = async {
-                if !self.etcd.enabled || self.inventory.control_planes().next().is_none() {
-                    return None;
-                }
-                Some(crate::sources::etcd::poll_once(&self.etcd, &self.inventory).await)
+            let now = || Some(jiff::Timestamp::now());
+            let cluster = async {
+                let r = crate::sources::kubernetes::poll_once(&self.kubernetes).await;
+                (r, now())
             };
-            let prom = self.prometheus();
+            let etcd = async {
+                if !self.etcd_monitored() {
+                    return (None, None);
+                }
+                let r = crate::sources::etcd::poll_once(&self.etcd, &self.inventory).await;
+                (Some(r), now())
+            };
             let metrics = async {
-                match prom {
-                    None => (None, Vec::new()),
+                match &self.mimir {
+                    None => (None, Vec::new(), None),
                     Some(Err(e)) => (
                         Some(Err(e.clone())),
                         gates
@@ -97,37 +87,33 @@ impl HealthProvider for LiveHealth {
                                 series: Err(e.clone()),
                             })
                             .collect(),
+                        now(),
                     ),
-                    Some(Ok(c)) => {
-                        let alerts = series(&c, "ALERTS{alertstate=\"firing\"}").await.map(|v| {
-                            v.into_iter()
-                                .map(|m| Alert {
-                                    name: m.get("alertname").cloned().unwrap_or_default(),
-                                    severity: m.get("severity").cloned().unwrap_or_default(),
-                                    subject: ["instance", "node", "namespace", "job"]
-                                        .iter()
-                                        .find_map(|k| m.get(*k).cloned())
-                                        .unwrap_or_default(),
-                                })
-                                .collect()
-                        });
+                    Some(Ok(m)) => {
+                        let alerts = firing(m).await;
                         let mut g = Vec::new();
                         for q in gates {
                             g.push(GateResult {
                                 query: q.clone(),
-                                series: series(&c, q).await.map(|v| v.len()),
+                                series: m.instant_series(q).await.map(|v| v.len()),
                             });
                         }
-                        (Some(alerts), g)
+                        (Some(alerts), g, now())
                     }
                 }
             };
-            let (cluster, etcd, (alerts, gates)) = tokio::join!(cluster, etcd, metrics);
+            let ((cluster, cluster_at), (etcd, etcd_at), (alerts, gates, metrics_at)) =
+                tokio::join!(cluster, etcd, metrics);
             HealthInputs {
                 cluster,
                 etcd,
                 alerts,
                 gates,
+                read_at: ReadTimes {
+                    cluster: cluster_at,
+                    etcd: etcd_at,
+                    metrics: metrics_at,
+                },
             }
         })
     }

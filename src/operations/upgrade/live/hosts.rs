@@ -1,6 +1,7 @@
 //! The hosts for the upgrade: the read-only probes of `crate::probes` over SSH (boot state,
-//! reachability, auto-upgrade, k3s version, boot id), the switch and rollback streamed line by
-//! line (over SSH, or here as a child process for `switch = "local"`), and the reboot.
+//! reachability, auto-upgrade, k3s version, boot id: [`SshHosts`]), and the writes
+//! ([`SshWriter`], built only from the write capability): the switch and rollback streamed
+//! line by line (over SSH, or here as a child process for `switch = "local"`), and the reboot.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -11,8 +12,9 @@ use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
+use crate::base::Writes;
 use crate::inventory::Host;
-use crate::operations::upgrade::world::{AutoUpgrade, BootState, CommandSpec, HostOps};
+use crate::operations::upgrade::world::{AutoUpgrade, BootState, CommandSpec, HostRead, HostWrite};
 use crate::probes::Probe;
 use crate::probes::auto_upgrade::{AutoUpgradeProbe, AutoUpgradeState};
 use crate::probes::boot::{BootFacts, BootIdProbe, BootStateProbe};
@@ -20,7 +22,7 @@ use crate::probes::k3s::K3sVersionProbe;
 use crate::probes::reachable::ReachableProbe;
 use crate::sources::ssh::{HostsClient, OutputChunk};
 
-/// Hosts over SSH; local child processes for `CommandSpec::Local`.
+/// Hosts over SSH, read only: the probes.
 pub struct SshHosts {
     ssh: Arc<HostsClient>,
     /// Timeout of the short probes (reachable, boot state).
@@ -45,9 +47,28 @@ impl SshHosts {
         probe.parse(&reply).map_err(|e| eyre!("{}: {e}", host.id))
     }
 
-    /// The host's kernel boot id (`None`: it shows none), to tell that a reboot happened.
-    pub async fn boot_id(&self, host: &Host) -> Result<Option<String>> {
-        self.probe(host, &BootIdProbe).await
+    /// The SSH client (to build an [`SshWriter`] on the same connections).
+    pub fn client(&self) -> &Arc<HostsClient> {
+        &self.ssh
+    }
+}
+
+/// The writes to the hosts: commands over SSH (switch, rollback), local child processes for
+/// `CommandSpec::Local`, the reboot. Only a holder of [`Writes`] can build one.
+pub struct SshWriter {
+    ssh: Arc<HostsClient>,
+    writes: Writes,
+    /// How long the reboot command may take before the connection counts as dropped.
+    reboot_timeout: Duration,
+}
+
+impl SshWriter {
+    pub fn new(writes: &Writes, ssh: Arc<HostsClient>) -> Self {
+        Self {
+            ssh,
+            writes: writes.clone(),
+            reboot_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -74,8 +95,10 @@ impl LineSplitter {
     }
 }
 
-/// Run a command here (`sh -c`), streaming its lines; killed on timeout.
+/// Run a command here (`sh -c`), streaming its lines; killed on timeout. It may change a host
+/// (`nixos-rebuild --target-host`): it takes the write capability.
 pub async fn exec_local(
+    _writes: &Writes,
     command: &str,
     timeout: Duration,
     lines: mpsc::UnboundedSender<String>,
@@ -121,7 +144,33 @@ pub async fn exec_local(
     }
 }
 
-impl HostOps for SshHosts {
+impl HostRead for SshHosts {
+    fn boot_state<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<BootState>> {
+        Box::pin(async move { Ok(boot_state(&self.probe(host, &BootStateProbe).await?)) })
+    }
+
+    fn boot_id<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            self.probe(host, &BootIdProbe)
+                .await?
+                .ok_or_else(|| eyre!("{}: the host shows no boot id", host.id))
+        })
+    }
+
+    fn reachable<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool> {
+        Box::pin(async move { self.probe(host, &ReachableProbe).await.is_ok() })
+    }
+
+    fn auto_upgrade<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<AutoUpgrade>> {
+        Box::pin(async move { Ok(auto_upgrade(&self.probe(host, &AutoUpgradeProbe).await?)) })
+    }
+
+    fn k3s_version<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move { self.probe(host, &K3sVersionProbe).await })
+    }
+}
+
+impl HostWrite for SshWriter {
     fn exec<'a>(
         &'a self,
         host: &'a Host,
@@ -131,7 +180,7 @@ impl HostOps for SshHosts {
     ) -> BoxFuture<'a, Result<Option<u32>>> {
         Box::pin(async move {
             match command {
-                CommandSpec::Local(c) => exec_local(c, timeout, lines).await,
+                CommandSpec::Local(c) => exec_local(&self.writes, c, timeout, lines).await,
                 CommandSpec::Remote(c) => {
                     let (ctx, mut crx) = mpsc::unbounded_channel::<OutputChunk>();
                     let splitter = async move {
@@ -147,7 +196,10 @@ impl HostOps for SshHosts {
                         err.finish(&lines);
                     };
                     let run = async {
-                        let r = self.ssh.run_streaming(&host.id, c, timeout, ctx).await;
+                        let r = self
+                            .ssh
+                            .run_streaming(&self.writes, &host.id, c, timeout, ctx)
+                            .await;
                         r.map_err(|e| eyre!("{}: {e}", host.id))
                     };
                     let (r, ()) = tokio::join!(run, splitter);
@@ -157,13 +209,14 @@ impl HostOps for SshHosts {
         })
     }
 
-    fn boot_state<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<BootState>> {
-        Box::pin(async move { Ok(boot_state(&self.probe(host, &BootStateProbe).await?)) })
-    }
-
     fn reboot<'a>(&'a self, host: &'a Host, command: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            match tokio::time::timeout(self.probe_timeout, self.ssh.run(&host.id, command)).await {
+            match tokio::time::timeout(
+                self.reboot_timeout,
+                self.ssh.run(&self.writes, &host.id, command),
+            )
+            .await
+            {
                 // The connection may drop, or the command be cut short: the reboot is under way.
                 Err(_) | Ok(Err(_)) => Ok(()),
                 Ok(Ok(out)) if out.success() || out.exit_status.is_none() => Ok(()),
@@ -175,18 +228,6 @@ impl HostOps for SshHosts {
                 )),
             }
         })
-    }
-
-    fn reachable<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool> {
-        Box::pin(async move { self.probe(host, &ReachableProbe).await.is_ok() })
-    }
-
-    fn auto_upgrade<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<AutoUpgrade>> {
-        Box::pin(async move { Ok(auto_upgrade(&self.probe(host, &AutoUpgradeProbe).await?)) })
-    }
-
-    fn k3s_version<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Option<String>>> {
-        Box::pin(async move { self.probe(host, &K3sVersionProbe).await })
     }
 }
 
@@ -252,6 +293,7 @@ mod tests {
     async fn local_exec_streams_lines_and_exit_status() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let code = exec_local(
+            &crate::testing::writes(),
             "echo one; echo two >&2; exit 3",
             Duration::from_secs(10),
             tx,

@@ -13,34 +13,52 @@ use std::sync::Arc;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
-pub use cluster::{KubeCluster, drain_client, drain_pod};
+pub use cluster::{KubeCluster, KubeWriter, drain_client, drain_pod};
 pub use health::LiveHealth;
-pub use hosts::{SshHosts, exec_local};
+pub use hosts::{SshHosts, SshWriter, exec_local};
 
-use super::world::{ClusterOps as _, SystemClock, World};
-use crate::base::Env;
+use super::world::{ClusterWrite as _, ReadWorld, SystemClock, World, Writers};
+use crate::base::{Env, Writes};
 use crate::probes::rebuild::{CommandVars, default_user};
 use crate::sources::ssh::HostsClient;
 
-/// The real world for a command context.
-pub async fn world(env: &Env) -> Result<World> {
-    let cluster = Arc::new(KubeCluster::new(&env.config.kubernetes).await?);
+/// The real world, read only: what plans, dry runs and preflights use (and all `--read-only`
+/// ever builds).
+pub async fn read_world(env: &Env) -> Result<ReadWorld> {
+    Ok(read_parts(env).await?.0)
+}
+
+async fn read_parts(env: &Env) -> Result<(ReadWorld, kube::Client, Arc<HostsClient>)> {
+    let cluster = KubeCluster::new(&env.config.kubernetes).await?;
+    let client = cluster.client().clone();
     let ssh = Arc::new(
         HostsClient::new(&env.config.ssh, &env.inventory)
             .wrap_err("cannot set up SSH to the hosts")?,
     );
-    let hosts = Arc::new(SshHosts::new(ssh));
-    let health = Arc::new(LiveHealth {
-        kubernetes: env.config.kubernetes.clone(),
-        etcd: env.config.etcd.clone(),
-        mimir: env.config.mimir.clone(),
-        inventory: env.inventory.clone(),
-    });
+    let hosts = Arc::new(SshHosts::new(ssh.clone()));
+    let health = Arc::new(LiveHealth::new(env));
+    Ok((
+        ReadWorld {
+            cluster: Arc::new(cluster),
+            hosts,
+            health,
+            clock: Arc::new(SystemClock),
+        },
+        client,
+        ssh,
+    ))
+}
+
+/// The real world with its writers, for a run (built only with the write capability).
+pub async fn world(env: &Env, writes: &Writes) -> Result<World> {
+    let (read, client, ssh) = read_parts(env).await?;
     Ok(World {
-        cluster,
-        hosts,
-        health,
-        clock: Arc::new(SystemClock),
+        read,
+        write: Writers::new(
+            writes,
+            Arc::new(KubeWriter::new(writes, client)),
+            Arc::new(SshWriter::new(writes, ssh)),
+        ),
     })
 }
 
@@ -56,11 +74,7 @@ pub fn journal_dir(cfg: &crate::config::UpgradeConfig) -> Result<std::path::Path
 
 /// A new run's plan: the flake from `[upgrade] flake` (or `[nix] flake`), the order from the
 /// inventory, `[upgrade] order` and `only`, the etcd leader (from `world`) last.
-pub async fn new_plan(
-    env: &Env,
-    world: &super::world::World,
-    only: &[String],
-) -> Result<super::Plan> {
+pub async fn new_plan(env: &Env, world: &ReadWorld, only: &[String]) -> Result<super::Plan> {
     let flake = env
         .config
         .upgrade
@@ -95,17 +109,20 @@ pub async fn new_plan(
 /// Cordon `node` for the TUI's `c` key: `spec.unschedulable = true` (strategic-merge patch)
 /// and the `homeinfra-tui/cordoned-by: <run_id>` annotation — the engine's own cordon step.
 /// For a manual cordon pass e.g. [`manual_run_id`].
-pub async fn cordon(client: &kube::Client, node: &str, run_id: &str) -> Result<()> {
-    KubeCluster::from_client(client.clone())
+pub async fn cordon(
+    writes: &Writes,
+    client: &kube::Client,
+    node: &str,
+    run_id: &str,
+) -> Result<()> {
+    KubeWriter::new(writes, client.clone())
         .cordon(node, run_id)
         .await
 }
 
 /// Uncordon `node` and drop our annotation (the TUI's `c` key on a cordoned node).
-pub async fn uncordon(client: &kube::Client, node: &str) -> Result<()> {
-    KubeCluster::from_client(client.clone())
-        .uncordon(node)
-        .await
+pub async fn uncordon(writes: &Writes, client: &kube::Client, node: &str) -> Result<()> {
+    KubeWriter::new(writes, client.clone()).uncordon(node).await
 }
 
 /// The run id recorded for a cordon by hand: `manual-<user>@<machine>`.

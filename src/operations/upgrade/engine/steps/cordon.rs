@@ -11,7 +11,7 @@ impl Runner {
         node: &str,
     ) -> StepOutcome {
         let run_id = self.plan.run_id.clone();
-        match self.w.cluster.node(node).await {
+        match self.w.read.cluster.node(node).await {
             Err(e) => StepOutcome::Failed {
                 message: format!("cannot read node {node}: {e:#}"),
             },
@@ -21,7 +21,7 @@ impl Runner {
             Ok(st) if st.unschedulable => StepOutcome::ok_with(
                 "already cordoned (not by this run): it will stay cordoned afterwards",
             ),
-            Ok(_) => match self.w.cluster.cordon(node, &run_id).await {
+            Ok(_) => match self.w.write.cluster.cordon(node, &run_id).await {
                 Ok(()) => StepOutcome::ok(),
                 Err(e) => StepOutcome::Failed {
                     message: format!("cannot cordon {node}: {e:#}"),
@@ -35,12 +35,12 @@ impl Runner {
         &mut self,
         node: &str,
     ) -> StepOutcome {
-        match self.w.cluster.node(node).await {
+        match self.w.read.cluster.node(node).await {
             Err(e) => StepOutcome::Failed {
                 message: format!("cannot read node {node}: {e:#}"),
             },
             Ok(st) if st.cordoned_by.as_deref() == Some(self.plan.run_id.as_str()) => {
-                match self.w.cluster.uncordon(node).await {
+                match self.w.write.cluster.uncordon(node).await {
                     Ok(()) => StepOutcome::ok(),
                     Err(e) => StepOutcome::Failed {
                         message: format!("cannot uncordon {node}: {e:#}"),
@@ -58,9 +58,9 @@ impl Runner {
 
     /// Undo this run's cordon when nothing on the node changed yet (an abort, a skip).
     pub(in crate::operations::upgrade::engine) async fn undo_cordon(&mut self, node: &str) {
-        match self.w.cluster.node(node).await {
+        match self.w.read.cluster.node(node).await {
             Ok(st) if st.cordoned_by.as_deref() == Some(self.plan.run_id.as_str()) => {
-                let msg = match self.w.cluster.uncordon(node).await {
+                let msg = match self.w.write.cluster.uncordon(node).await {
                     Ok(()) => format!("uncordoned {node} (nothing on it had changed)"),
                     Err(e) => format!("could not uncordon {node}: {e:#}"),
                 };

@@ -15,11 +15,11 @@ impl Runner {
         &mut self,
         node: &str,
     ) -> StepOutcome {
-        let start = self.w.clock.now();
+        let start = self.w.read.clock.now();
         let mut evicted: HashSet<String> = HashSet::new();
         let mut attempt: u32 = 0;
         loop {
-            let pods = match self.w.cluster.pods_on(node).await {
+            let pods = match self.w.read.cluster.pods_on(node).await {
                 Ok(p) => p,
                 Err(e) => {
                     return StepOutcome::Failed {
@@ -46,7 +46,13 @@ impl Runner {
             }
             let mut blocked: Vec<String> = Vec::new();
             for p in left.iter().filter(|p| !p.deleting) {
-                match self.w.cluster.evict(p, self.s.eviction_grace_secs).await {
+                match self
+                    .w
+                    .write
+                    .cluster
+                    .evict(p, self.s.eviction_grace_secs)
+                    .await
+                {
                     Ok(Eviction::Accepted) | Ok(Eviction::Gone) => {
                         evicted.insert(p.key());
                     }
@@ -66,7 +72,7 @@ impl Runner {
                     message: "drain stopped: aborted by the operator".into(),
                 };
             }
-            let spent = elapsed(start, self.w.clock.now());
+            let spent = elapsed(start, self.w.read.clock.now());
             if spent >= self.s.drain_timeout {
                 let still: Vec<String> = if blocked.is_empty() {
                     left.iter().map(|p| p.key()).collect()
@@ -108,7 +114,7 @@ impl Runner {
                 detail,
             })
             .await;
-            self.w.clock.sleep(wait).await;
+            self.w.read.clock.sleep(wait).await;
         }
     }
 }

@@ -1,19 +1,31 @@
 //! The rollback step (after a failed reboot or health wait): the previous generation, a
-//! reboot into it when the run rebooted, a health wait; the run always stops after it.
+//! reboot into it when the run rebooted, a health wait; the run always stops after it. A host
+//! that cannot be reached is not rolled back (the command could not get there).
 
 use crate::config::RebootPolicy;
 use crate::inventory::Host;
-use crate::operations::upgrade::engine::Runner;
+use crate::operations::upgrade::engine::{Hold, Runner};
 use crate::operations::upgrade::{PlanEntry, StepOutcome, UpgradeEvent};
 
 impl Runner {
-    /// Roll `host` back to the previous generation (`rebooted`: reboot into it too).
+    /// Roll `host` back to the previous generation (and reboot into it when the run rebooted
+    /// it).
     pub(in crate::operations::upgrade::engine) async fn rollback(
         &mut self,
         entry: &PlanEntry,
         host: &Host,
-        rebooted: bool,
     ) -> StepOutcome {
+        if !self.w.read.hosts.reachable(host).await {
+            self.hold = Some(Hold::HostDown);
+            return StepOutcome::Failed {
+                message: format!(
+                    "{} cannot be reached: not rolling back over a connection that cannot open; {} stays cordoned — \
+                     resume with `homeinfra-tui upgrade --resume {}` once it answers",
+                    host.id, entry.node, self.plan.run_id
+                ),
+            };
+        }
+        let rebooted = self.reboots.contains_key(&entry.node);
         let cmd = match self.command(&self.s.rollback_command.clone(), host, false) {
             Ok(c) => c,
             Err(e) => {
@@ -51,7 +63,9 @@ impl Runner {
             }
         }
         if rebooted && self.s.reboot == RebootPolicy::Auto {
-            match self.reboot(&entry.node, host).await {
+            // A new reboot, into the previous generation (not a wait for the one before).
+            self.reboots.remove(&entry.node);
+            match self.reboot(entry, host, false).await {
                 StepOutcome::Failed { message } => notes.push(format!("reboot: {message}")),
                 StepOutcome::Ok { detail } => notes.push(format!(
                     "rebooted into the previous generation {}",

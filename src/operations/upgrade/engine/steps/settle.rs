@@ -18,7 +18,7 @@ impl Runner {
             detail: format!("settling for {}s", secs(self.s.settle)),
         })
         .await;
-        self.w.clock.sleep(self.s.settle).await;
+        self.w.read.clock.sleep(self.s.settle).await;
         StepOutcome::ok()
     }
 }

@@ -75,7 +75,7 @@ impl Runner {
         cmd: &CommandSpec,
         timeout: Duration,
     ) -> Result<Option<u32>> {
-        let hosts = self.w.hosts.clone();
+        let hosts = self.w.write.hosts.clone();
         let (ltx, mut lrx) = mpsc::unbounded_channel::<String>();
         let fut = hosts.exec(host, cmd, timeout, ltx);
         tokio::pin!(fut);

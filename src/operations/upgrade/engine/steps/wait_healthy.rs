@@ -1,5 +1,7 @@
-//! The wait-healthy step: the node Ready with the expected kubelet, its etcd member healthy
-//! and caught up (control planes), every Longhorn volume healthy with no rebuild running.
+//! The wait-healthy step: the node Ready with the expected kubelet — after a reboot, Ready as
+//! reported by the kubelet of the new boot (its `bootID` changed: a quick reboot never passes
+//! on the Ready of before) — its etcd member healthy and caught up (control planes), every
+//! Longhorn volume healthy with no rebuild running. What cannot be seen is not healthy.
 
 use std::time::Duration;
 
@@ -16,7 +18,9 @@ impl Runner {
         host: &Host,
     ) -> StepOutcome {
         let node = entry.node.clone();
-        let expected = self.w.hosts.k3s_version(host).await.ok().flatten();
+        let expected = self.w.read.hosts.k3s_version(host).await.ok().flatten();
+        // After a reboot: the Ready of the new boot.
+        let rebooted = self.reboots.get(&node).cloned();
         // Node Ready with the expected kubelet.
         let w = self.w.clone();
         let ready = self
@@ -25,20 +29,45 @@ impl Runner {
                 "node-ready",
                 self.s.ready_timeout,
                 || async {
-                    match w.cluster.node(&node).await {
-                        Ok(s) => (
-                            s.ready == Some(true)
-                                && expected.as_ref().is_none_or(|v| &s.kubelet_version == v),
-                            format!(
-                                "{}, kubelet {}",
-                                match s.ready {
-                                    Some(true) => "Ready",
-                                    Some(false) => "NotReady",
-                                    None => "Unknown",
-                                },
-                                s.kubelet_version
-                            ),
-                        ),
+                    match w.read.cluster.node(&node).await {
+                        Ok(s) => {
+                            let new_boot = match &rebooted {
+                                None => Ok(()),
+                                Some(b) if !b.node_boot_id.is_empty() => {
+                                    if s.boot_id != b.node_boot_id {
+                                        Ok(())
+                                    } else {
+                                        Err(format!(
+                                            "still the status of the boot before the reboot (bootID {})",
+                                            b.node_boot_id
+                                        ))
+                                    }
+                                }
+                                // No bootID reported: a Ready written after the reboot.
+                                Some(b) => {
+                                    if s.ready_heartbeat.is_some_and(|t| t > b.at)
+                                        || s.ready_changed.is_some_and(|t| t > b.at)
+                                    {
+                                        Ok(())
+                                    } else {
+                                        Err("Ready not reported since the reboot".into())
+                                    }
+                                }
+                            };
+                            let state = match s.ready {
+                                Some(true) => "Ready",
+                                Some(false) => "NotReady",
+                                None => "Unknown",
+                            };
+                            let ok = s.ready == Some(true)
+                                && new_boot.is_ok()
+                                && expected.as_ref().is_none_or(|v| &s.kubelet_version == v);
+                            let mut seen = format!("{state}, kubelet {}", s.kubelet_version);
+                            if let Err(why) = new_boot {
+                                seen.push_str(&format!(", {why}"));
+                            }
+                            (ok, seen)
+                        }
                         Err(e) => (false, format!("unreadable: {e:#}")),
                     }
                 },
@@ -58,6 +87,8 @@ impl Runner {
             };
         }
         // etcd member healthy and caught up.
+        let skip_etcd = self.s.skip_guards.iter().any(|g| g == "etcd");
+        let skip_longhorn = self.s.skip_guards.iter().any(|g| g == "longhorn");
         if entry.role.is_control_plane() {
             let max_lag = self.s.etcd_max_lag;
             let etcd = self
@@ -65,7 +96,9 @@ impl Runner {
                     &node,
                     "etcd-member",
                     self.s.etcd_timeout,
-                    || async { etcd_member_ok(&w.health.gather(&[]).await, host, max_lag) },
+                    || async {
+                        etcd_member_ok(&w.read.health.gather(&[]).await, host, max_lag, skip_etcd)
+                    },
                     str::to_string,
                 )
                 .await;
@@ -84,7 +117,7 @@ impl Runner {
                 &node,
                 "longhorn",
                 self.s.longhorn_timeout,
-                || async { longhorn_ok(&w.health.gather(&[]).await) },
+                || async { longhorn_ok(&w.read.health.gather(&[]).await, skip_longhorn) },
                 str::to_string,
             )
             .await;
@@ -113,13 +146,13 @@ impl Runner {
         F: FnMut() -> Fut,
         Fut: Future<Output = (bool, String)>,
     {
-        let start = self.w.clock.now();
+        let start = self.w.read.clock.now();
         loop {
             let (ok, seen) = probe().await;
             if ok {
                 return Ok(());
             }
-            if elapsed(start, self.w.clock.now()) >= timeout {
+            if elapsed(start, self.w.read.clock.now()) >= timeout {
                 return Err(seen);
             }
             self.emit(UpgradeEvent::Waiting {
@@ -128,15 +161,20 @@ impl Runner {
                 detail: detail(&seen),
             })
             .await;
-            self.w.clock.sleep(self.s.poll).await;
+            self.w.read.clock.sleep(self.s.poll).await;
         }
     }
 }
 
-/// Is the etcd member on `host` healthy and caught up?
-fn etcd_member_ok(h: &HealthInputs, host: &Host, max_lag: u64) -> (bool, String) {
+/// Is the etcd member on `host` healthy and caught up? (`skipped`: the config says etcd is
+/// not monitored.)
+fn etcd_member_ok(h: &HealthInputs, host: &Host, max_lag: u64, skipped: bool) -> (bool, String) {
     match &h.etcd {
-        None => (true, "etcd not monitored".into()),
+        None if skipped => (true, "etcd not monitored ([upgrade] skip_guards)".into()),
+        None => (
+            false,
+            "etcd is not monitored: cannot see the member (add \"etcd\" to [upgrade] skip_guards if it never is)".into(),
+        ),
         Some(Err(e)) => (false, format!("etcd unreadable: {e}")),
         Some(Ok(state)) => match state.member_on_host(host) {
             None => (false, format!("no etcd member on {} yet", host.id)),
@@ -162,16 +200,20 @@ fn etcd_member_ok(h: &HealthInputs, host: &Host, max_lag: u64) -> (bool, String)
     }
 }
 
-/// Are all Longhorn volumes healthy with no rebuild running?
-fn longhorn_ok(h: &HealthInputs) -> (bool, String) {
+/// Are all Longhorn volumes healthy with no rebuild running? (`skipped`: the config says
+/// there is no Longhorn.)
+fn longhorn_ok(h: &HealthInputs, skipped: bool) -> (bool, String) {
+    if skipped {
+        return (true, "no Longhorn ([upgrade] skip_guards)".into());
+    }
     let c = match &h.cluster {
         Ok(c) => c,
         Err(e) => return (false, format!("cluster unreadable: {e}")),
     };
-    let lh = &c.longhorn;
-    if !lh.installed {
-        return (true, "Longhorn not installed".into());
+    if let Some((why, _)) = crate::operations::upgrade::guards::longhorn_unseen(c) {
+        return (false, why);
     }
+    let lh = &c.longhorn;
     let mut bad = Vec::new();
     for v in &lh.volumes {
         let rebuilding = lh.replicas_of(&v.name).filter(|r| r.rebuilding).count();
