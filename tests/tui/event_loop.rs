@@ -224,7 +224,7 @@ async fn ctrl_z_suspends_and_sigcont_takes_the_terminal_back_with_a_whole_frame(
         let registry = Registry::spawn(
             Setup {
                 env,
-                read_only: false,
+                writes: Some(homeinfra_tui::testing::writes()),
                 upgrades: Arc::new(SlowStart {
                     calls: Default::default(),
                 }),
