@@ -1,14 +1,25 @@
-//! The terminal: setup, restore (always: quit, error, panic, Ctrl-C, SIGTERM, SIGHUP), and the
-//! event loop. One inbox: the terminal, the clock, the signal watchers, the sources and the
-//! tasks all send a [`Msg`] on one channel; the loop only receives, lets the app update,
-//! hands effects to the task registry and draws — it awaits nothing else.
+//! The terminal: setup, restore (always: quit, error, panic, Ctrl-C, SIGTERM, SIGHUP), suspend
+//! (Ctrl-Z, `fg`), and the event loop. One inbox: the terminal, the clock, the signal watchers,
+//! the sources and the tasks all send a [`Msg`] on one channel; the loop only receives, lets the
+//! app update, hands effects to the task registry and draws — it awaits nothing else.
+//!
+//! A panic anywhere — the UI thread, a source, a task, any thread — ends the process: the panic
+//! hook waits for a frame being written to finish, restores the terminal, prints the report and
+//! exits with [`EXIT_PANIC`]. Tokio would otherwise catch a task's panic and leave the dashboard
+//! running in a terminal the hook had already handed back (cooked, main screen). Exiting from the
+//! hook rather than asking the loop to quit works whatever state the loop is in (it may be the
+//! thread that panicked, or wait on something the dead task held), and loses nothing a graceful
+//! quit would keep: the upgrade journal is fsynced record by record and read back tolerating a
+//! torn line, and the upgrade lock names its holder's pid, so a crashed run is found and resumed
+//! as after `kill -9`.
 
+use std::cell::Cell;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
-use crossterm::event::{Event, EventStream, KeyEventKind};
+use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use futures::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::signal::unix::{SignalKind, signal};
@@ -27,6 +38,38 @@ const MIN_FRAME: Duration = Duration::from_millis(16);
 /// Messages waiting for the loop; producers wait when it is full (ticks are dropped instead).
 const INBOX: usize = 1024;
 
+/// The exit code after a panic (the one Rust uses for a panic on the main thread).
+pub const EXIT_PANIC: i32 = 101;
+
+/// How long the panic hook waits for a frame being written on another thread.
+const PANIC_WAIT: Duration = Duration::from_secs(2);
+
+/// Held while the terminal is written to (a frame, a suspend), and taken for good by the panic
+/// hook: a panic report never lands in the middle of a frame, nor a frame after the report.
+static TERMINAL: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// This thread holds [`TERMINAL`] (a panic while drawing must not wait for itself).
+    static HOLDS_TERMINAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// [`TERMINAL`], held until dropped.
+struct TerminalGuard(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+impl TerminalGuard {
+    fn take() -> Self {
+        let g = TERMINAL.lock().unwrap_or_else(PoisonError::into_inner);
+        HOLDS_TERMINAL.set(true);
+        TerminalGuard(g)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        HOLDS_TERMINAL.set(false);
+    }
+}
+
 /// Restore the terminal: raw mode off, main screen back, cursor visible. Safe to call twice.
 pub fn restore() {
     let _ = ratatui::try_restore();
@@ -36,7 +79,7 @@ pub fn restore() {
 }
 
 /// Take over the terminal, run the event loop until the user quits or a signal arrives, and
-/// restore the terminal whatever happens (the panic hook restores it too). Returns what to
+/// restore the terminal whatever happens (a panic ends the process through the panic hook). Returns what to
 /// say once the terminal is back (a run that goes on without the dashboard).
 pub async fn run(
     app: App,
@@ -52,19 +95,52 @@ pub async fn run(
     result
 }
 
-/// Restore first, then let the previous hook (color-eyre's report) print. Any thread.
+/// On a panic in any thread: wait for the frame being written (unless this thread is writing
+/// it), restore the terminal, let the previous hook (color-eyre's report) print, and exit.
 fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        let _held = (!HOLDS_TERMINAL.get()).then(wait_for_terminal);
         restore();
         previous(info);
+        let _ = std::io::stderr().flush();
+        std::process::exit(EXIT_PANIC);
     }));
+}
+
+/// [`TERMINAL`] for the panic hook: waits at most [`PANIC_WAIT`] (a frame stuck on a blocked
+/// terminal must not keep the process alive).
+fn wait_for_terminal() -> Option<MutexGuard<'static, ()>> {
+    let until = std::time::Instant::now() + PANIC_WAIT;
+    loop {
+        match TERMINAL.try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        }
+    }
 }
 
 /// Where frames go: the terminal, or a test's buffer.
 pub trait Screen {
     /// Draw the app and say what the layout measured.
     fn draw(&mut self, app: &App) -> Result<LayoutFacts>;
+
+    /// Ctrl-Z or SIGTSTP: hand the terminal back to the shell and stop until continued (`fg`);
+    /// returns with the terminal taken over again and the next frame drawn whole. A buffer has
+    /// no terminal to hand back.
+    fn suspend(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The process was continued (SIGCONT) — after a stop it did not ask for, the shell may
+    /// have changed the terminal: take it over again and draw the next frame whole.
+    fn resume(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 struct Terminal<'a> {
@@ -72,8 +148,49 @@ struct Terminal<'a> {
     theme: &'a Theme,
 }
 
+impl Terminal<'_> {
+    /// Raw mode, the alternate screen, the cursor hidden, and a clear screen so that the next
+    /// frame is drawn whole.
+    fn take_over(&mut self) -> Result<()> {
+        // Raw mode from the modes saved at startup: crossterm sets it only when it believes it
+        // off, and the shell may have reset the terminal while we were stopped.
+        let _ = crossterm::terminal::disable_raw_mode();
+        crossterm::terminal::enable_raw_mode().wrap_err("cannot set the terminal to raw mode")?;
+        crossterm::execute!(
+            std::io::stdout(),
+            crossterm::terminal::EnterAlternateScreen,
+            crossterm::cursor::Hide,
+            crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+        )
+        .wrap_err("cannot switch to the alternate screen")?;
+        // Both buffers blank, so that the next frame is written whole. Not `clear()`: it asks
+        // the terminal for the cursor position, whose answer the input reader would swallow.
+        self.terminal.swap_buffers();
+        self.terminal.swap_buffers();
+        Ok(())
+    }
+}
+
 impl Screen for Terminal<'_> {
+    fn suspend(&mut self) -> Result<()> {
+        {
+            let _g = TerminalGuard::take();
+            restore();
+        }
+        stop_process_group();
+        // Continued (or never stopped: no shell with job control to continue us). The SIGCONT that follows takes the terminal over once more, which costs a
+        // whole frame and keeps this free of any bookkeeping about who continued us.
+        let _g = TerminalGuard::take();
+        self.take_over()
+    }
+
+    fn resume(&mut self) -> Result<()> {
+        let _g = TerminalGuard::take();
+        self.take_over()
+    }
+
     fn draw(&mut self, app: &App) -> Result<LayoutFacts> {
+        let _g = TerminalGuard::take();
         // Synchronized update: the terminal shows the whole frame at once, never a torn one.
         let _ = crossterm::execute!(
             std::io::stdout(),
@@ -90,6 +207,30 @@ impl Screen for Terminal<'_> {
         r.wrap_err("cannot draw (terminal gone?)")?;
         facts.ok_or_else(|| eyre!("the frame was not drawn"))
     }
+}
+
+/// Stop like a job stopped by Ctrl-Z in a cooked terminal, when a shell with job control
+/// started us (our parent is in the same session but another process group: it waits for the
+/// stop and hands the terminal over); returns once continued. SIGSTOP rather than SIGTSTP: the
+/// watcher ([`watch_signals`]) catches SIGTSTP, and a stop that it caught would arrive as one
+/// more suspend after `fg`. Without job control nobody could continue us, so we do not stop —
+/// as the kernel drops SIGTSTP for such a process group.
+fn stop_process_group() {
+    // SAFETY: getppid, getpgid, getpgrp, getsid and kill have no memory-safety preconditions;
+    // pid 0 is our own process group.
+    unsafe {
+        let parent = libc::getppid();
+        let job_control =
+            libc::getpgid(parent) != libc::getpgrp() && libc::getsid(parent) == libc::getsid(0);
+        if job_control {
+            libc::kill(0, libc::SIGSTOP);
+        }
+    }
+}
+
+/// Ctrl-Z (raw mode delivers it as a key, not as SIGTSTP).
+fn is_suspend_key(k: &KeyEvent) -> bool {
+    k.code == KeyCode::Char('z') && k.modifiers.contains(KeyModifiers::CONTROL)
 }
 
 async fn session(
@@ -148,6 +289,17 @@ pub async fn event_loop(
                 continue;
             }
         };
+        #[cfg(feature = "test-util")]
+        test_panic::trigger(&msg);
+        let msg = match msg {
+            // Ctrl-Z, whatever the keymap says: raw mode delivers it as a key, not as SIGTSTP.
+            Msg::Key(k) if is_suspend_key(&k) => Msg::Suspend,
+            Msg::Continued => {
+                screen.resume()?;
+                Msg::Continued
+            }
+            m => m,
+        };
         let mut effects = vec![app.update(msg)];
         while let Some(effect) = effects.pop() {
             match effect {
@@ -173,6 +325,13 @@ pub async fn event_loop(
                 }
                 // In order: the last is popped first.
                 Effect::Many(list) => effects.extend(list.into_iter().rev()),
+                Effect::Suspend => {
+                    screen.suspend()?;
+                    let facts = screen.draw(&app)?;
+                    app.update(Msg::Layout(facts));
+                    last_draw = Instant::now();
+                    dirty = false;
+                }
             }
         }
         if dirty && last_draw.elapsed() >= MIN_FRAME {
@@ -220,8 +379,26 @@ fn tick(tx: mpsc::Sender<Msg>, every: Duration) {
     });
 }
 
-/// SIGTERM, SIGHUP and SIGINT become a message (the app quits, the terminal is restored).
+/// SIGTERM, SIGHUP and SIGINT become a message (the app quits, the terminal is restored);
+/// SIGTSTP (`kill -TSTP`; Ctrl-Z arrives as a key) becomes [`Msg::Suspend`] (the terminal is
+/// handed back before the process stops); SIGCONT (continued after a stop) becomes
+/// [`Msg::Continued`] (the terminal is taken over again and drawn whole).
 fn watch_signals(tx: &mpsc::Sender<Msg>) -> Result<()> {
+    for (kind, name, msg) in [
+        (libc::SIGTSTP, "SIGTSTP", Msg::Suspend),
+        (libc::SIGCONT, "SIGCONT", Msg::Continued),
+    ] {
+        let mut s =
+            signal(SignalKind::from_raw(kind)).wrap_err_with(|| format!("cannot watch {name}"))?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                if tx.send(msg.clone()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     for (kind, name) in [
         (SignalKind::terminate(), "SIGTERM"),
         (SignalKind::hangup(), "SIGHUP"),
@@ -238,4 +415,31 @@ fn watch_signals(tx: &mpsc::Sender<Msg>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Only with the `test-util` feature, which the tests' build of the binary has (the
+/// dev-dependency on this crate turns it on) and a `cargo build`/`cargo install` does not: with
+/// `HOMEINFRA_TEST_PANIC=ui` F12 panics on the UI thread, with `HOMEINFRA_TEST_PANIC=task` in a
+/// spawned background task — for the terminal tests (tests/tui/tui_e2e.rs). A key rather than
+/// the variable alone, so that a test sees the dashboard drawn before it makes it panic.
+#[cfg(feature = "test-util")]
+mod test_panic {
+    use crossterm::event::KeyCode;
+
+    use crate::app::Msg;
+
+    pub(super) fn trigger(msg: &Msg) {
+        if !matches!(msg, Msg::Key(k) if k.code == KeyCode::F(12)) {
+            return;
+        }
+        match std::env::var("HOMEINFRA_TEST_PANIC").as_deref() {
+            Ok("ui") => panic!("test panic on the UI thread (HOMEINFRA_TEST_PANIC=ui)"),
+            Ok("task") => {
+                tokio::spawn(async {
+                    panic!("test panic in a background task (HOMEINFRA_TEST_PANIC=task)")
+                });
+            }
+            _ => {}
+        }
+    }
 }

@@ -32,6 +32,7 @@ impl App {
             Action::FocusMetrics => self.set_focus(Pane::Metrics),
             Action::FocusLogs => self.set_focus(Pane::Logs),
             Action::FocusFindings => self.set_focus(Pane::Findings),
+            Action::FocusRecovery => self.set_focus(Pane::Recovery),
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
             Action::PageUp => self.move_by(-(self.page_rows.max(1) as isize)),

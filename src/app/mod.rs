@@ -183,6 +183,17 @@ impl App {
                 Effect::None
             }
             Msg::Signal(_) => Effect::Quit,
+            Msg::Suspend if self.upgrade.running() || self.upgrade.starting => {
+                // Stopping the process would stop the rolling upgrade it runs.
+                self.status = Some((
+                    "Ctrl-Z refused: the rolling upgrade runs in this process and would stop with it"
+                        .into(),
+                    Tone::Warning,
+                ));
+                Effect::Redraw
+            }
+            Msg::Suspend => Effect::Suspend,
+            Msg::Continued => Effect::Redraw,
             Msg::TerminalGone(None) => Effect::Quit,
             Msg::TerminalGone(Some(e)) => {
                 Effect::Fail(format!("terminal input failed (terminal gone?): {e}"))

@@ -26,6 +26,12 @@ pub enum Msg {
     Layout(LayoutFacts),
     /// SIGTERM, SIGHUP or SIGINT: quit (the terminal is restored on the way out).
     Signal(&'static str),
+    /// Ctrl-Z or SIGTSTP: hand the terminal back to the shell and stop (unless an upgrade runs
+    /// in this process).
+    Suspend,
+    /// The process was continued after a stop (SIGCONT, `fg`): the terminal loop has taken the
+    /// terminal over again; everything is drawn anew.
+    Continued,
     /// The terminal's input ended (`None`) or failed: nobody is watching any more.
     TerminalGone(Option<String>),
 }
@@ -74,4 +80,6 @@ pub enum Effect {
     },
     /// Several of the above, in order.
     Many(Vec<Effect>),
+    /// Leave the terminal to the shell and stop until continued (`fg`), then draw anew.
+    Suspend,
 }

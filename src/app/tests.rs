@@ -48,7 +48,11 @@ fn focus_cycles_with_tab_and_digits() {
     assert_eq!(a.focus, Pane::Nodes);
     key(&mut a, KeyCode::BackTab);
     key(&mut a, KeyCode::BackTab);
+    assert_eq!(a.focus, Pane::Recovery);
+    key(&mut a, KeyCode::BackTab);
     assert_eq!(a.focus, Pane::Findings);
+    key(&mut a, KeyCode::Char('8'));
+    assert_eq!(a.focus, Pane::Recovery);
     key(&mut a, KeyCode::Char('3'));
     assert_eq!(a.focus, Pane::Etcd);
 }

@@ -53,6 +53,7 @@ impl Gens {
             Pane::Metrics => self.mimir,
             Pane::Logs => self.loki,
             Pane::Findings => self.findings,
+            Pane::Recovery => self.cluster + self.etcd + self.hosts,
         }
     }
 }
@@ -100,7 +101,8 @@ impl App {
     fn stamp(&self, pane: Pane) -> Stamp {
         Stamp {
             inputs: self.gens.read_by(pane),
-            clock: matches!(pane, Pane::Nodes | Pane::Longhorn).then(|| self.now.as_second()),
+            clock: matches!(pane, Pane::Nodes | Pane::Longhorn | Pane::Recovery)
+                .then(|| self.now.as_second()),
             tz: matches!(pane, Pane::Hosts | Pane::Logs).then(|| self.tz.clone()),
             filter: self.pane(pane).filter.to_string(),
             follows: (pane == Pane::Logs)

@@ -5,6 +5,7 @@
 //! `upgrade` and `ui`; `errors` writes the messages.
 
 mod errors;
+mod recovery;
 mod sources;
 mod ui;
 mod upgrade;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::errors::redact_url;
 pub(crate) use self::errors::{at_key, describe};
+pub use self::recovery::{RecoveryConfig, SECRETS_DIR, SecretSpec, secret_path};
 pub use self::sources::{
     ClosureSourceKind, EtcdConfig, HttpAuth, K3S_ETCD_TLS_DIR, KubernetesConfig, LokiConfig,
     MimirConfig, NixConfig, SshConfig,
@@ -41,6 +43,8 @@ pub struct Config {
     pub nix: NixConfig,
     /// The guarded rolling upgrade.
     pub upgrade: UpgradeConfig,
+    /// Recovery readiness: the secrets every host needs, the etcd snapshot schedule.
+    pub recovery: RecoveryConfig,
     /// The dashboard: theme, keys, clock.
     pub ui: UiConfig,
     /// What the health rules call a warning or critical.
@@ -154,6 +158,46 @@ impl Config {
                     ),
                 ));
             }
+        }
+        for name in &self.recovery.secrets {
+            if let Err(e) = secret_path(name) {
+                return Err(at_key(path, text, "recovery.secrets", &e));
+            }
+        }
+        let rc = &self.recovery;
+        if (SecretSpec {
+            name: String::new(),
+            owner: rc.secret_owner.clone(),
+            mode: rc.secret_mode.clone(),
+        })
+        .mode_bits()
+        .is_none()
+        {
+            return Err(at_key(
+                path,
+                text,
+                "recovery.secret_mode",
+                &format!("{:?} is not an octal mode like \"0400\"", rc.secret_mode),
+            ));
+        }
+        if !recovery::plain_user(&rc.secret_owner) {
+            return Err(at_key(
+                path,
+                text,
+                "recovery.secret_owner",
+                &format!("{:?} is not a user name", rc.secret_owner),
+            ));
+        }
+        if !recovery::cron_shaped(&self.thresholds.etcd_snapshot_cron) {
+            return Err(at_key(
+                path,
+                text,
+                "thresholds.etcd_snapshot_cron",
+                &format!(
+                    "\"{}\" is not a 5-field cron expression like \"0 */12 * * *\"",
+                    self.thresholds.etcd_snapshot_cron
+                ),
+            ));
         }
         if let Some(w) = &self.upgrade.maintenance_window
             && !w.is_empty()

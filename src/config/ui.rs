@@ -96,6 +96,18 @@ pub struct Thresholds {
     pub host_disk_critical_pct: f64,
     /// Data older than this many refresh intervals is reported as stale.
     pub stale_after_secs: u64,
+    /// A certificate expiring within this many days is a warning (k3s renews its own at
+    /// restart within 120 days of expiry since the May 2025 releases, 90 before).
+    pub cert_warning_days: u64,
+    /// A certificate expiring within this many days is critical.
+    pub cert_critical_days: u64,
+    /// A host clock further than this from this machine's is a warning.
+    pub clock_offset_warning_ms: f64,
+    /// k3s's etcd snapshot schedule (`etcd-snapshot-schedule-cron`, default every 12 h): the
+    /// newest snapshot is stale past twice its interval.
+    pub etcd_snapshot_cron: String,
+    /// Snapshots are uploaded to S3 (`etcd-s3`): a snapshot without an S3 copy is a warning.
+    pub etcd_snapshot_s3: bool,
 }
 
 impl Default for Thresholds {
@@ -115,6 +127,11 @@ impl Default for Thresholds {
             host_disk_warning_pct: 85.0,
             host_disk_critical_pct: 95.0,
             stale_after_secs: 120,
+            cert_warning_days: 90,
+            cert_critical_days: 14,
+            clock_offset_warning_ms: 1000.0,
+            etcd_snapshot_cron: "0 */12 * * *".into(),
+            etcd_snapshot_s3: false,
         }
     }
 }

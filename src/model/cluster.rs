@@ -15,6 +15,11 @@ pub struct ClusterState {
     pub pods: Vec<PodRow>,
     pub pdbs: Vec<PdbInfo>,
     pub longhorn: LonghornState,
+    /// k3s's `ETCDSnapshotFile` records; `None` when the resource is not served (k3s before
+    /// the November 2023 releases, or no embedded etcd).
+    pub etcd_snapshots: Option<Vec<crate::model::recovery::EtcdSnapshot>>,
+    /// cert-manager's `Certificate`s; `None` when cert-manager is not installed.
+    pub certificates: Option<Vec<crate::model::recovery::ManagedCertificate>>,
 }
 
 impl ClusterState {

@@ -56,6 +56,8 @@ pub struct HostFacts {
     /// Whether the facts script ran with root rights (as root or through `sudo -n`).
     pub privileged: Option<bool>,
     pub posture: Posture,
+    /// Certificates, secrets and clock (read by their own probes after the facts script).
+    pub recovery: crate::model::recovery::HostRecovery,
     /// Fields that were missing or could not be read (each becomes a finding).
     pub parse_issues: Vec<String>,
 }

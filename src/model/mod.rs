@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod host;
 pub mod metrics;
+pub mod recovery;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -14,7 +14,12 @@
 //! - [`auto_upgrade::AutoUpgradeProbe`]: `nixos-upgrade.service`/`.timer` →
 //!   [`auto_upgrade::AutoUpgradeState`];
 //! - [`k3s::K3sVersionProbe`]: `k3s --version` → `Option<String>`;
-//! - [`reachable::ReachableProbe`]: `true` → `()`.
+//! - [`reachable::ReachableProbe`]: `true` → `()`;
+//! - [`certs::CertFilesProbe`]: k3s's certificate files (with sudo) → PEM text, parsed here
+//!   with x509-parser ([`certs::inspect`]);
+//! - [`secrets::SecretsProbe`]: `stat` of the expected sops-nix secrets;
+//! - [`clock::ClockSyncProbe`]: timedated / chrony synchronisation;
+//! - [`clock::ClockNowProbe`]: the host's time, for the RTT-corrected clock offset.
 //!
 //! Mutating commands come from the operator's `[upgrade]` templates, so their "probe" is the
 //! builder ([`rebuild::CommandVars::fill`], which only takes validated values) and a recogniser
@@ -34,11 +39,15 @@
 
 pub mod auto_upgrade;
 pub mod boot;
+pub mod certs;
+pub mod clock;
+pub mod etcd_snapshot;
 pub mod facts;
 pub mod k3s;
 pub mod nixtext;
 pub mod reachable;
 pub mod rebuild;
+pub mod secrets;
 pub mod words;
 
 use serde::Serialize;
@@ -136,6 +145,10 @@ pub enum Kind {
     AutoUpgrade,
     K3sVersion,
     Reachable,
+    Certificates,
+    Secrets,
+    ClockSync,
+    ClockNow,
     /// `nixos-rebuild switch` (the `[upgrade] switch_command`).
     Switch,
     /// `nixos-rebuild switch --rollback`.
@@ -143,6 +156,8 @@ pub enum Kind {
     Reboot,
     /// `nixos-rebuild` with another action (`boot`, `test`, ...): never sent by the app.
     OtherRebuild,
+    /// `k3s etcd-snapshot save`: writes a snapshot file on the server.
+    EtcdSnapshotSave,
 }
 
 impl Kind {
@@ -150,7 +165,11 @@ impl Kind {
     pub fn mutating(self) -> bool {
         matches!(
             self,
-            Kind::Switch | Kind::Rollback | Kind::Reboot | Kind::OtherRebuild
+            Kind::Switch
+                | Kind::Rollback
+                | Kind::Reboot
+                | Kind::OtherRebuild
+                | Kind::EtcdSnapshotSave
         )
     }
 
@@ -162,10 +181,15 @@ impl Kind {
             Kind::AutoUpgrade => "auto-upgrade",
             Kind::K3sVersion => "k3s-version",
             Kind::Reachable => "reachable",
+            Kind::Certificates => "certificates",
+            Kind::Secrets => "secrets",
+            Kind::ClockSync => "clock-sync",
+            Kind::ClockNow => "clock-now",
             Kind::Switch => "switch",
             Kind::Rollback => "rollback",
             Kind::Reboot => "reboot",
             Kind::OtherRebuild => "other-rebuild",
+            Kind::EtcdSnapshotSave => "etcd-snapshot-save",
         }
     }
 }
@@ -203,11 +227,16 @@ pub enum Request {
     AutoUpgrade,
     K3sVersion,
     Reachable,
+    Certificates(certs::CertFilesProbe),
+    Secrets(secrets::SecretsProbe),
+    ClockSync,
+    ClockNow,
     Switch(rebuild::Switch),
     Rollback,
     Reboot,
     /// `nixos-rebuild ACTION` with an action the app never runs.
     OtherRebuild(String),
+    EtcdSnapshotSave(etcd_snapshot::SnapshotSave),
 }
 
 impl Request {
@@ -219,10 +248,15 @@ impl Request {
             Request::AutoUpgrade => Kind::AutoUpgrade,
             Request::K3sVersion => Kind::K3sVersion,
             Request::Reachable => Kind::Reachable,
+            Request::Certificates(_) => Kind::Certificates,
+            Request::Secrets(_) => Kind::Secrets,
+            Request::ClockSync => Kind::ClockSync,
+            Request::ClockNow => Kind::ClockNow,
             Request::Switch(_) => Kind::Switch,
             Request::Rollback => Kind::Rollback,
             Request::Reboot => Kind::Reboot,
             Request::OtherRebuild(_) => Kind::OtherRebuild,
+            Request::EtcdSnapshotSave(_) => Kind::EtcdSnapshotSave,
         }
     }
 }
@@ -240,7 +274,16 @@ pub fn recognise(command: &str, stdin: Option<&str>) -> Option<Request> {
     if line == facts::COMMAND {
         return facts::FactsProbe::from_script(stdin?).map(Request::Facts);
     }
-    let exact: [(String, Request); 5] = [
+    if let Some(p) = certs::CertFilesProbe::all()
+        .into_iter()
+        .find(|p| p.command() == line)
+    {
+        return Some(Request::Certificates(p));
+    }
+    if let Some(p) = secrets::SecretsProbe::from_command(line) {
+        return Some(Request::Secrets(p));
+    }
+    let exact: [(String, Request); 7] = [
         (boot::BootStateProbe.command(), Request::BootState),
         (boot::BootIdProbe.command(), Request::BootId),
         (
@@ -249,9 +292,14 @@ pub fn recognise(command: &str, stdin: Option<&str>) -> Option<Request> {
         ),
         (k3s::K3sVersionProbe.command(), Request::K3sVersion),
         (reachable::ReachableProbe.command(), Request::Reachable),
+        (clock::ClockSyncProbe.command(), Request::ClockSync),
+        (clock::ClockNowProbe.command(), Request::ClockNow),
     ];
     if let Some((_, r)) = exact.into_iter().find(|(c, _)| c == line) {
         return Some(r);
+    }
+    if let Some(s) = etcd_snapshot::recognise(line) {
+        return Some(Request::EtcdSnapshotSave(s));
     }
     rebuild::recognise(line)
 }
@@ -289,6 +337,8 @@ mod tests {
             ),
             (k3s::K3sVersionProbe.command(), Request::K3sVersion),
             (reachable::ReachableProbe.command(), Request::Reachable),
+            (clock::ClockSyncProbe.command(), Request::ClockSync),
+            (clock::ClockNowProbe.command(), Request::ClockNow),
         ] {
             assert!(!wants_stdin(&cmd));
             assert_eq!(recognise(&cmd, None), Some(want.clone()), "{cmd}");
@@ -304,6 +354,7 @@ mod tests {
             Kind::Rollback,
             Kind::Reboot,
             Kind::OtherRebuild,
+            Kind::EtcdSnapshotSave,
         ] {
             assert!(k.mutating(), "{k:?}");
         }
@@ -314,6 +365,10 @@ mod tests {
             Kind::AutoUpgrade,
             Kind::K3sVersion,
             Kind::Reachable,
+            Kind::Certificates,
+            Kind::Secrets,
+            Kind::ClockSync,
+            Kind::ClockNow,
         ] {
             assert!(!k.mutating(), "{k:?}");
         }

@@ -74,6 +74,17 @@ async fn status(State(m): State<Member>) -> Response {
                 .to_string()
         );
         v["dbSizeInUse"] = json!((me.db_size * 4 / 5).to_string());
+        if me.nospace {
+            // At the 2 GiB default quota, mostly free pages: NOSPACE until defragmented.
+            let quota = crate::model::etcd::DEFAULT_QUOTA_BYTES;
+            v["dbSize"] = json!((quota - (4 << 20)).to_string());
+            v["dbSizeInUse"] = json!((quota / 3).to_string());
+            let alarm = format!("memberID:{} alarm:NOSPACE ", me.id);
+            match v.get_mut("errors").and_then(Value::as_array_mut) {
+                Some(errs) => errs.push(json!(alarm)),
+                None => v["errors"] = json!([alarm]),
+            }
+        }
         v
     });
     json_ok(v)

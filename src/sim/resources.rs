@@ -208,6 +208,27 @@ pub const LH_SETTINGS: Resource = r(
     &["lhs"],
 );
 
+/// k3s's etcd snapshot records (cluster-scoped).
+pub const ETCD_SNAPSHOTS: Resource = r(
+    "k3s.cattle.io",
+    "v1",
+    "etcdsnapshotfiles",
+    "etcdsnapshotfile",
+    "ETCDSnapshotFile",
+    false,
+    &[],
+);
+/// cert-manager's certificates.
+pub const CERTIFICATES: Resource = r(
+    "cert-manager.io",
+    "v1",
+    "certificates",
+    "certificate",
+    "Certificate",
+    true,
+    &["cert", "certs"],
+);
+
 /// Every served resource.
 pub const ALL: &[Resource] = &[
     NODES,
@@ -230,6 +251,8 @@ pub const ALL: &[Resource] = &[
     LH_BACKUPTARGETS,
     LH_RECURRINGJOBS,
     LH_SETTINGS,
+    ETCD_SNAPSHOTS,
+    CERTIFICATES,
 ];
 
 /// The Longhorn resources (served as custom resources).
@@ -250,6 +273,8 @@ pub const GROUP_VERSIONS: &[(&str, &str)] = &[
     ("coordination.k8s.io", "v1"),
     ("apiextensions.k8s.io", "v1"),
     ("longhorn.io", "v1beta2"),
+    ("k3s.cattle.io", "v1"),
+    ("cert-manager.io", "v1"),
 ];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<Resource> {

@@ -58,6 +58,21 @@ pub enum Scenario {
     /// `lease-fails=SECONDS`: for SECONDS of wall-clock time from now, every write to a Lease
     /// (`coordination.k8s.io`) answers 500.
     LeaseFails(Option<u64>),
+    /// The newest etcd snapshot is 3 days old (scheduled snapshots stopped).
+    StaleEtcdSnapshot,
+    /// etcd snapshots fail: the last scheduled one recorded an error, and
+    /// `k3s etcd-snapshot save` fails.
+    SnapshotFailing,
+    /// A k3s certificate on the first control plane expires in 40 days.
+    CertExpiring,
+    /// The last host's sops-nix `k3s_token` is missing.
+    SecretMissing,
+    /// The last host's clock is 2.5 s ahead and not synchronised.
+    ClockSkew,
+    /// The first etcd member's database is at its quota with NOSPACE raised.
+    EtcdNospace,
+    /// Longhorn's backup target is unavailable.
+    BackupTargetDown,
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -85,6 +100,13 @@ pub const NAMES: &[&str] = &[
     "quick-reboot",
     "host-down",
     "lease-fails",
+    "stale-etcd-snapshot",
+    "snapshot-failing",
+    "cert-expiring",
+    "secret-missing",
+    "clock-skew",
+    "etcd-nospace",
+    "backup-target-down",
 ];
 
 impl Scenario {
@@ -113,6 +135,13 @@ impl Scenario {
             Scenario::QuickReboot => "quick-reboot",
             Scenario::HostDown(_) => "host-down",
             Scenario::LeaseFails(_) => "lease-fails",
+            Scenario::StaleEtcdSnapshot => "stale-etcd-snapshot",
+            Scenario::SnapshotFailing => "snapshot-failing",
+            Scenario::CertExpiring => "cert-expiring",
+            Scenario::SecretMissing => "secret-missing",
+            Scenario::ClockSkew => "clock-skew",
+            Scenario::EtcdNospace => "etcd-nospace",
+            Scenario::BackupTargetDown => "backup-target-down",
         }
     }
 }
@@ -200,6 +229,13 @@ impl FromStr for Scenario {
                     Err(_) => Err(UnknownScenario(s.to_string())),
                 };
             }
+            "stale-etcd-snapshot" => Scenario::StaleEtcdSnapshot,
+            "snapshot-failing" => Scenario::SnapshotFailing,
+            "cert-expiring" => Scenario::CertExpiring,
+            "secret-missing" => Scenario::SecretMissing,
+            "clock-skew" => Scenario::ClockSkew,
+            "etcd-nospace" => Scenario::EtcdNospace,
+            "backup-target-down" => Scenario::BackupTargetDown,
             _ => return Err(UnknownScenario(s.to_string())),
         };
         if arg.is_some() {

@@ -141,9 +141,12 @@ pub fn spawn_all(ctx: &crate::base::Env, tx: UpdateTx) -> Sources {
             .push(etcd::spawn_refreshable(settings, tx.clone(), refresh));
     }
     if cfg.ssh.enabled {
-        sources
-            .tasks
-            .push(ssh::spawn(&cfg.ssh, &ctx.inventory, tx.clone()));
+        sources.tasks.push(ssh::spawn_with(
+            &cfg.ssh,
+            Some(&cfg.recovery),
+            &ctx.inventory,
+            tx.clone(),
+        ));
     }
     let inv = Arc::new(ctx.inventory.clone());
     if snap.mimir.status.configured {
@@ -184,7 +187,7 @@ pub async fn gather_once(
         }
         Some(etcd::gather_once(&cfg.etcd, &ctx.inventory, timeout).await)
     };
-    let hosts = ssh::gather_once(&cfg.ssh, &ctx.inventory, timeout);
+    let hosts = ssh::gather_once_with(&cfg.ssh, Some(&cfg.recovery), &ctx.inventory, timeout);
     let metrics = async {
         if !snap.mimir.status.configured {
             return None;

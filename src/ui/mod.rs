@@ -61,7 +61,12 @@ pub fn areas(area: Rect, app: &App) -> Areas {
                 (Pane::Longhorn, longhorn),
                 (Pane::Metrics, metrics),
                 (Pane::Logs, logs),
-                (Pane::Findings, rows[3]),
+                // The Recovery pane takes the findings' place while it has the focus.
+                if app.focus == Pane::Recovery {
+                    (Pane::Recovery, rows[3])
+                } else {
+                    (Pane::Findings, rows[3])
+                },
             ],
             footer,
         }

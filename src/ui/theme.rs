@@ -135,8 +135,14 @@ impl Theme {
     pub fn load(name_or_path: Option<&str>, no_color: bool) -> Result<Theme, String> {
         let name = name_or_path.unwrap_or("default");
         let (origin, text) = resolve(name)?;
+        Theme::parse(&origin, &text, no_color)
+    }
+
+    /// A theme from the text of a theme file (`origin` names it in errors). Styles the file
+    /// leaves out come from the default theme.
+    pub fn parse(origin: &Path, text: &str, no_color: bool) -> Result<Theme, String> {
         let file: ThemeFile =
-            toml::from_str(&text).map_err(|e| crate::config::describe(&origin, &text, &e).0)?;
+            toml::from_str(text).map_err(|e| crate::config::describe(origin, text, &e).0)?;
         let mut theme = Theme::default();
         theme.overlay(file.styles);
         Ok(if no_color { theme.monochrome() } else { theme })

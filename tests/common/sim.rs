@@ -58,9 +58,17 @@ pub fn env(h: &SimHandle) -> Env {
 /// `check --json` by the real binary against the simulator, with its own HOME under `home`:
 /// (exit code, the document).
 pub async fn check_json(h: &SimHandle, home: &Path) -> (i32, serde_json::Value) {
+    // The simulator's config gives etcd 1 s, as a real LAN would; an in-process simulator on
+    // a loaded test machine may take longer to answer, which is not what these tests check.
+    let mut cfg: toml::Value =
+        toml::from_str(&std::fs::read_to_string(h.config_path()).unwrap()).unwrap();
+    cfg["etcd"]["timeout_ms"] = toml::Value::Integer(5000);
+    std::fs::create_dir_all(home).unwrap();
+    let cfg_path = home.join("check-config.toml");
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"))
         .arg("--config")
-        .arg(h.config_path())
+        .arg(&cfg_path)
         .arg("--hosts")
         .arg(h.hosts_path())
         .args(["check", "--json", "--timeout", "10"])

@@ -11,5 +11,6 @@ mod nix_closure_diff;
 mod ssh_client;
 mod ssh_facts;
 mod ssh_posture;
+mod ssh_recovery;
 mod ssh_source;
 mod upgrade_ssh;

@@ -5,6 +5,7 @@ mod common;
 
 mod health_sim;
 mod metrics_sim_face;
+mod recovery_sim;
 mod sim_etcd;
 mod sim_kubectl;
 mod sim_scenarios;

@@ -56,21 +56,38 @@ impl UpgradeBackend for SlowStart {
     }
 }
 
-/// Frames as text, to the test.
+/// Frames as text, to the test; suspends and resumes counted.
 struct Frames {
     term: Terminal<TestBackend>,
     theme: Theme,
     tx: mpsc::UnboundedSender<String>,
+    suspends: Arc<AtomicUsize>,
+    resumes: Arc<AtomicUsize>,
 }
 
 impl Screen for Frames {
+    fn suspend(&mut self) -> color_eyre::eyre::Result<()> {
+        self.suspends.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn resume(&mut self) -> color_eyre::eyre::Result<()> {
+        self.resumes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn draw(&mut self, app: &App) -> color_eyre::eyre::Result<LayoutFacts> {
         let mut facts = None;
         self.term
             .draw(|f| facts = Some(ui::render(f, app, &self.theme)))?;
         let buf = self.term.backend().buffer();
         let area = buf.area;
-        let mut text = String::new();
+        // Which suspends and resumes came before this frame.
+        let mut text = format!(
+            "[suspends {} resumes {}]\n",
+            self.suspends.load(Ordering::SeqCst),
+            self.resumes.load(Ordering::SeqCst)
+        );
         for y in 0..area.height {
             for x in 0..area.width {
                 text.push_str(buf[(x, y)].symbol());
@@ -103,8 +120,12 @@ fn key(c: KeyCode) -> Msg {
     Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
 }
 
-#[tokio::test]
-async fn a_slow_upgrade_start_does_not_hold_up_keys_or_frames() {
+fn ctrl_z() -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char('z'), KeyModifiers::CONTROL))
+}
+
+/// The offline app of the example inventory and its environment.
+fn offline_app() -> (App, Env) {
     let text = std::fs::read_to_string("hosts.json").unwrap();
     let inv = homeinfra_tui::inventory::parse(Path::new("hosts.json"), &text).unwrap();
     let mut env = Env::new(Config::default(), inv.clone());
@@ -126,10 +147,18 @@ async fn a_slow_upgrade_start_does_not_hold_up_keys_or_frames() {
         false,
         jiff::Timestamp::from_second(1_700_000_000).unwrap(),
     );
+    (app, env)
+}
+
+#[tokio::test]
+async fn a_slow_upgrade_start_does_not_hold_up_keys_or_frames() {
+    let (app, env) = offline_app();
+    let suspends = Arc::new(AtomicUsize::new(0));
     let calls = Arc::new(AtomicUsize::new(0));
     let (tx, inbox) = mpsc::channel::<Msg>(64);
     let (ftx, mut frames) = mpsc::unbounded_channel();
     let registry_tx = tx.clone();
+    let suspends_seen = suspends.clone();
     let upgrades = SlowStart {
         calls: calls.clone(),
     };
@@ -147,6 +176,8 @@ async fn a_slow_upgrade_start_does_not_hold_up_keys_or_frames() {
             term: Terminal::new(TestBackend::new(120, 40)).unwrap(),
             theme: Theme::load(None, false).unwrap(),
             tx: ftx,
+            suspends: suspends_seen,
+            resumes: Default::default(),
         };
         event_loop(inbox, app, &registry, &mut screen).await
     });
@@ -161,6 +192,10 @@ async fn a_slow_upgrade_start_does_not_hold_up_keys_or_frames() {
     );
     tx.send(key(KeyCode::Char('y'))).await.unwrap();
     frame_with(&mut frames, "starting the run").await;
+    // Ctrl-Z would stop the upgrade this process runs along with the dashboard: refused.
+    tx.send(ctrl_z()).await.unwrap();
+    frame_with(&mut frames, "Ctrl-Z refused").await;
+    assert_eq!(suspends.load(Ordering::SeqCst), 0, "not suspended");
     // The start is under way and will never finish; the dashboard answers all the same.
     tx.send(key(KeyCode::Esc)).await.unwrap();
     for c in "/sat".chars() {
@@ -174,5 +209,50 @@ async fn a_slow_upgrade_start_does_not_hold_up_keys_or_frames() {
     let ended = tokio::time::timeout(Duration::from_secs(20), looping)
         .await
         .expect("the loop quits while the start still hangs");
+    ended.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn ctrl_z_suspends_and_sigcont_takes_the_terminal_back_with_a_whole_frame() {
+    let (app, env) = offline_app();
+    let suspends = Arc::new(AtomicUsize::new(0));
+    let resumes = Arc::new(AtomicUsize::new(0));
+    let (tx, inbox) = mpsc::channel::<Msg>(64);
+    let (ftx, mut frames) = mpsc::unbounded_channel();
+    let registry_tx = tx.clone();
+    let (s, r) = (suspends.clone(), resumes.clone());
+    let looping = tokio::spawn(async move {
+        let registry = Registry::spawn(
+            Setup {
+                env,
+                writes: Some(homeinfra_tui::testing::writes()),
+                upgrades: Arc::new(SlowStart {
+                    calls: Default::default(),
+                }),
+                sources: false,
+            },
+            registry_tx,
+        );
+        let mut screen = Frames {
+            term: Terminal::new(TestBackend::new(120, 40)).unwrap(),
+            theme: Theme::load(None, false).unwrap(),
+            tx: ftx,
+            suspends: s,
+            resumes: r,
+        };
+        event_loop(inbox, app, &registry, &mut screen).await
+    });
+    frame_with(&mut frames, "satellite_1").await;
+    tx.send(ctrl_z()).await.unwrap();
+    // Back from the stop: the dashboard drawn again.
+    let f = frame_with(&mut frames, "[suspends 1 resumes 0]").await;
+    assert!(f.contains("satellite_1"), "{f}");
+    tx.send(Msg::Continued).await.unwrap();
+    let f = frame_with(&mut frames, "[suspends 1 resumes 1]").await;
+    assert!(f.contains("satellite_1"), "{f}");
+    tx.send(key(KeyCode::Char('q'))).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), looping)
+        .await
+        .expect("the loop still quits");
     ended.unwrap().unwrap();
 }

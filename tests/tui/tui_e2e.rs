@@ -1,5 +1,6 @@
 //! The real binary in a real terminal (tmux): keys in, screen out, terminal restored after
-//! `q`, SIGTERM, and when the terminal goes away.
+//! `q`, SIGTERM, a panic (UI thread or background task), and when the terminal goes away;
+//! Ctrl-Z, SIGTSTP and `fg` under a shell with job control.
 
 use crate::common;
 
@@ -37,17 +38,25 @@ impl Tmux {
     /// Start the dashboard in a new session; the shell prints a marker before and the exit
     /// code after, so we can see the main screen come back.
     pub(crate) fn start(&self, name: &str, extra: &str) {
-        self.start_env(name, "", extra);
+        self.start_with_env(name, "", extra);
     }
 
-    /// The same with extra `VAR=value` settings for the dashboard's environment.
-    pub(crate) fn start_env(&self, name: &str, vars: &str, extra: &str) {
+    /// The command line that runs the dashboard (`env` are extra `NAME=value` words) and
+    /// leaves its pid in `<name>.pid`.
+    fn command(&self, name: &str, env: &str, extra: &str) -> String {
         let bin = env!("CARGO_BIN_EXE_homeinfra-tui");
         let hosts = Path::new(env!("CARGO_MANIFEST_DIR")).join("hosts.json");
         let d = self.dir.path().display();
-        let script = format!(
-            "printf 'BEFORE-MARKER\\n'; sh -c 'echo $$ > {d}/{name}.pid; exec env {vars} XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state HOME={d} {bin} --hosts {hosts} {extra}'; echo EXIT=$?; sleep 60",
+        format!(
+            "sh -c 'echo $$ > {d}/{name}.pid; exec env XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state HOME={d} {env} {bin} --hosts {hosts} {extra}'",
             hosts = hosts.display()
+        )
+    }
+
+    fn start_with_env(&self, name: &str, env: &str, extra: &str) {
+        let script = format!(
+            "printf 'BEFORE-MARKER\\n'; {}; echo EXIT=$?; sleep 60",
+            self.command(name, env, extra)
         );
         self.cmd(&[
             "new-session",
@@ -86,6 +95,67 @@ impl Tmux {
     /// The `XDG_STATE_HOME` of the binaries started here.
     pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
+    }
+
+    /// Start the dashboard from an interactive shell with job control (as a user would: Ctrl-Z
+    /// stops the job and the shell takes the terminal back). Returns once it is drawn.
+    fn start_in_shell(&self, name: &str, extra: &str) {
+        let bash = common::require_program("bash").unwrap();
+        self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &format!("env PS1='$ ' {} --norc --noprofile -i", bash.display()),
+        ]);
+        // (capture-pane drops the prompt's trailing space)
+        self.wait_for(name, "$");
+        self.type_line(name, "printf 'BEFORE-MARKER\\n'");
+        self.wait_for(name, "BEFORE-MARKER");
+        self.type_line(name, &self.command(name, "", extra));
+        self.wait_for(name, "satellite_1");
+        assert_eq!(self.flag(name, "#{alternate_on}"), "1");
+    }
+
+    /// The shell has the terminal: main screen, cursor shown, the job stopped.
+    fn assert_stopped(&self, name: &str) {
+        let s = self.wait_for(name, "Stopped");
+        assert!(s.contains("BEFORE-MARKER"), "main screen not back:\n{s}");
+        assert_eq!(self.flag(name, "#{alternate_on}"), "0", "{s}");
+        assert_eq!(
+            self.flag(name, "#{cursor_flag}"),
+            "1",
+            "cursor hidden:\n{s}"
+        );
+        let st = Command::new("ps")
+            .args(["-o", "stat=", "-p", &self.pid(name).to_string()])
+            .output()
+            .unwrap();
+        let st = String::from_utf8_lossy(&st.stdout).trim().to_string();
+        assert!(st.starts_with('T'), "not stopped: {st:?}");
+    }
+
+    /// `fg`: the dashboard is back on the alternate screen, drawn whole, and answers keys.
+    fn assert_fg(&self, name: &str) {
+        self.type_line(name, "fg");
+        self.wait_for(name, "satellite_1");
+        let s = self.wait_for(name, "no findings");
+        assert!(!s.contains("BEFORE-MARKER"), "not redrawn whole:\n{s}");
+        assert_eq!(self.flag(name, "#{alternate_on}"), "1");
+        self.keys(name, &["?"]);
+        self.wait_for(name, "Keys — any key closes");
+        self.keys(name, &["j"]);
+        self.wait_gone(name, "Keys — any key closes");
+    }
+
+    /// Type `line` (literally, not as key names) and Enter.
+    fn type_line(&self, name: &str, line: &str) {
+        self.cmd(&["send-keys", "-t", name, "-l", line]);
+        self.keys(name, &["Enter"]);
     }
 
     pub(crate) fn screen(&self, name: &str) -> String {
@@ -277,7 +347,7 @@ fn demo_without_nix_shows_drift_and_diffs() {
     let Some(t) = Tmux::new() else { return };
     let empty = t.dir.path().join("empty-path");
     std::fs::create_dir_all(&empty).unwrap();
-    t.start_env(
+    t.start_with_env(
         "n",
         &format!("PATH={}", empty.display()),
         "demo --scenario drifted-host",
@@ -363,4 +433,57 @@ fn rolling_upgrade_plan_run_and_abort_in_the_demo() {
     t.wait_for("u", "upgrade ");
     t.keys("u", &["q"]);
     t.assert_restored("u", "EXIT=0");
+}
+
+#[test]
+fn ctrl_z_and_sigtstp_leave_the_screen_and_fg_brings_the_dashboard_back() {
+    let Some(t) = Tmux::new() else { return };
+    t.start_in_shell("z", "--offline");
+    t.keys("z", &["C-z"]);
+    t.assert_stopped("z");
+    t.assert_fg("z");
+    // Stopped from outside (`kill -TSTP`), not by the key: the same, terminal first.
+    let pid = t.pid("z");
+    Command::new("kill")
+        .arg("-TSTP")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    t.assert_stopped("z");
+    t.assert_fg("z");
+    t.keys("z", &["q"]);
+    t.wait_gone("z", "satellite_1");
+    t.type_line("z", "echo EXIT=$?");
+    t.assert_restored("z", "EXIT=0");
+}
+
+/// A panic (F12 with the tests' `HOMEINFRA_TEST_PANIC`, compiled in with the `test-util`
+/// feature only): the terminal restored, the report printed, the process gone with 101.
+fn panic_restores_the_terminal_and_ends_the_process(name: &str, kind: &str, message: &str) {
+    let Some(t) = Tmux::new() else { return };
+    // No backtrace: the report fits the screen, above it the marker the shell printed.
+    t.start_with_env(
+        name,
+        &format!("HOMEINFRA_TEST_PANIC={kind} RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0"),
+        "--offline",
+    );
+    t.wait_for(name, "satellite_1");
+    t.keys(name, &["F12"]);
+    t.assert_restored(name, "EXIT=101");
+    let s = t.screen(name);
+    assert!(s.contains(message), "no panic report:\n{s}");
+}
+
+#[test]
+fn a_panic_on_the_ui_thread_restores_the_terminal_and_exits() {
+    panic_restores_the_terminal_and_ends_the_process("pu", "ui", "test panic on the UI thread");
+}
+
+#[test]
+fn a_panic_in_a_background_task_restores_the_terminal_and_exits() {
+    panic_restores_the_terminal_and_ends_the_process(
+        "pt",
+        "task",
+        "test panic in a background task",
+    );
 }

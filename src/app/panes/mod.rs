@@ -5,6 +5,7 @@ mod cluster;
 mod detail;
 mod hosts;
 mod observe;
+mod recovery;
 
 use crate::model::{Severity, SourceStatus};
 
@@ -21,6 +22,7 @@ pub enum Pane {
     Metrics,
     Logs,
     Findings,
+    Recovery,
 }
 
 impl Pane {
@@ -32,6 +34,7 @@ impl Pane {
         Pane::Metrics,
         Pane::Logs,
         Pane::Findings,
+        Pane::Recovery,
     ];
 
     pub fn index(self) -> usize {
@@ -55,6 +58,7 @@ impl Pane {
             Pane::Metrics => "Metrics",
             Pane::Logs => "Logs",
             Pane::Findings => "Findings",
+            Pane::Recovery => "Recovery",
         }
     }
 
@@ -70,6 +74,7 @@ impl Pane {
             "longhorn" => Pane::Longhorn,
             "host" | "inventory" => Pane::Hosts,
             "alert" | "metrics" => Pane::Metrics,
+            "recovery" => Pane::Recovery,
             "source" => match code.split('.').nth(1) {
                 Some("kubernetes") => Pane::Nodes,
                 Some("etcd") => Pane::Etcd,
@@ -189,6 +194,7 @@ pub fn table(app: &App, pane: Pane) -> Table {
         Pane::Metrics => observe::metrics(app),
         Pane::Logs => observe::logs(app),
         Pane::Findings => findings(app),
+        Pane::Recovery => recovery::table(app),
     };
     t.total = t.rows.len();
     let needle = app.pane(pane).filter.to_lowercase();

@@ -336,3 +336,23 @@ fn signals_and_a_lost_terminal_end_the_loop() {
         Effect::Fail(e) if e.contains("EIO")
     ));
 }
+
+#[test]
+fn continuing_after_a_stop_redraws_and_does_not_quit() {
+    let mut a = app();
+    assert_eq!(a.update(Msg::Continued), Effect::Redraw);
+}
+
+#[test]
+fn suspending_is_refused_while_an_upgrade_runs_in_this_process() {
+    let mut a = app();
+    assert_eq!(a.update(Msg::Suspend), Effect::Suspend);
+    assert_eq!(a.status, None);
+    a.upgrade.starting = true;
+    assert_eq!(a.update(Msg::Suspend), Effect::Redraw);
+    assert!(
+        matches!(&a.status, Some((m, panes::Tone::Warning)) if m.contains("Ctrl-Z refused")),
+        "{:?}",
+        a.status
+    );
+}

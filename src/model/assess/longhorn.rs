@@ -147,6 +147,22 @@ fn volume(
     backup(l, v, &shown, th, now, out);
 }
 
+/// The shortest interval of the recurring backup jobs that apply to `v`, with the job's name.
+pub(crate) fn backup_job(l: &LonghornState, v: &Volume) -> Option<(u64, String)> {
+    // Longhorn applies the "default" group to volumes without any recurring-job label.
+    let no_labels = v.recurring_jobs.is_empty() && v.recurring_groups.is_empty();
+    l.recurring_jobs
+        .iter()
+        .filter(|j| j.task == "backup" || j.task == "backup-force-create")
+        .filter(|j| {
+            v.recurring_jobs.contains(&j.name)
+                || j.groups.iter().any(|g| v.recurring_groups.contains(g))
+                || (no_labels && j.groups.iter().any(|g| g == "default"))
+        })
+        .filter_map(|j| cron_interval_secs(&j.cron).map(|s| (s, j.name.clone())))
+        .min()
+}
+
 /// Backup age against the interval of the backup jobs that apply to the volume.
 fn backup(
     l: &LonghornState,
@@ -156,20 +172,7 @@ fn backup(
     now: Timestamp,
     out: &mut Vec<Finding>,
 ) {
-    // Longhorn applies the "default" group to volumes without any recurring-job label.
-    let no_labels = v.recurring_jobs.is_empty() && v.recurring_groups.is_empty();
-    let interval = l
-        .recurring_jobs
-        .iter()
-        .filter(|j| j.task == "backup" || j.task == "backup-force-create")
-        .filter(|j| {
-            v.recurring_jobs.contains(&j.name)
-                || j.groups.iter().any(|g| v.recurring_groups.contains(g))
-                || (no_labels && j.groups.iter().any(|g| g == "default"))
-        })
-        .filter_map(|j| cron_interval_secs(&j.cron).map(|s| (s, j.name.clone())))
-        .min();
-    let Some((interval, job)) = interval else {
+    let Some((interval, job)) = backup_job(l, v) else {
         return;
     };
     let limit = (interval as f64 * th.longhorn_backup_interval_factor) as i64;

@@ -6,11 +6,14 @@ mod hosts;
 mod inventory;
 mod longhorn;
 mod nodes;
+pub mod recovery;
 mod sources;
 
 use jiff::Timestamp;
 
 pub use alerts::alert_findings;
+pub use longhorn::cron_interval_secs;
+pub use recovery::rows as recovery_rows;
 
 use super::{Finding, Snapshot, sort_findings};
 use crate::config::Thresholds;
@@ -29,6 +32,7 @@ pub fn assess(snap: &Snapshot, inv: &Inventory, th: &Thresholds, now: Timestamp)
         etcd::assess(etcd, th, &mut out);
     }
     hosts::assess(snap, inv, th, &mut out);
+    recovery::assess(snap, inv, th, now, &mut out);
     if let Some(m) = &snap.mimir.data {
         out.extend(alert_findings(m));
     }

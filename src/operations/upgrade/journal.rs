@@ -156,6 +156,11 @@ fn cut_torn_tail(file: &File) -> std::io::Result<()> {
 pub fn read(path: &Path) -> Result<Vec<Record>> {
     let text = std::fs::read_to_string(path)
         .wrap_err_with(|| format!("cannot read the journal {}", path.display()))?;
+    parse(path, &text)
+}
+
+/// The records of a journal's text (`path` names it in errors). A torn last line is ignored.
+pub fn parse(path: &Path, text: &str) -> Result<Vec<Record>> {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -219,7 +224,11 @@ impl RunSummary {
 
 /// Summarize a run's journal.
 pub fn summarize(path: &Path) -> Result<RunSummary> {
-    let records = read(path)?;
+    summarize_records(path, read(path)?)
+}
+
+/// Summarize the records of the journal at `path` (named in errors and the summary).
+pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary> {
     let (started, plan) = records
         .iter()
         .rev()

@@ -6,6 +6,7 @@
 mod longhorn;
 mod nodes;
 mod pods;
+pub mod recovery;
 mod workloads;
 
 use serde_json::json;
@@ -94,6 +95,7 @@ pub fn populate(store: &Store, inv: &Inventory, ids: &mut Ids) -> Result<(), Api
         store.create(&PODS, instance_manager_pod(h, &ip, &created))?;
     }
     longhorn::populate(store, inv, &created)?;
+    recovery::populate(store, inv)?;
     Ok(())
 }
 

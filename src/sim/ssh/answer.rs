@@ -14,6 +14,8 @@ use super::log::RequestLog;
 use super::{rebuild, shell};
 use crate::probes::auto_upgrade::AutoUpgradeProbe;
 use crate::probes::boot::{BootFacts, BootIdProbe, BootStateProbe};
+use crate::probes::clock::{ClockNowProbe, ClockSyncProbe};
+use crate::probes::etcd_snapshot::SnapshotSave;
 use crate::probes::k3s::K3sVersionProbe;
 use crate::probes::reachable::ReachableProbe;
 use crate::probes::{self, Probe, Reply, Request};
@@ -102,6 +104,39 @@ pub(super) async fn answer(
                 .await
         }
         Asked::Probe(Request::Reachable) => out.reply(&ReachableProbe.render(&())).await,
+        Asked::Probe(Request::Certificates(p)) => {
+            out.reply(&p.render(&host.cert_files(world, &p))).await
+        }
+        Asked::Probe(Request::Secrets(p)) => {
+            out.reply(&p.render(&host.secret_states(world, &p))).await
+        }
+        Asked::Probe(Request::ClockSync) => {
+            out.reply(&ClockSyncProbe.render(&host.clock_sync(world)))
+                .await
+        }
+        Asked::Probe(Request::ClockNow) => {
+            out.reply(&ClockNowProbe.render(&host.clock_now(world)))
+                .await
+        }
+        Asked::Probe(Request::EtcdSnapshotSave(req)) => {
+            if !host.is_server() {
+                out.stderr("Error: see server log for details: etcd datastore disabled\n")
+                    .await;
+                1
+            } else {
+                match world.etcd_snapshot_save(&host.hostname, &req.name) {
+                    Ok(file) => {
+                        out.stdout(SnapshotSave::saved_line(&file)).await;
+                        0
+                    }
+                    Err(e) => {
+                        out.stderr(format!("FATA[0000] Error: snapshot save failed: {e}\n"))
+                            .await;
+                        1
+                    }
+                }
+            }
+        }
         Asked::Probe(Request::Switch(_)) => rebuild::switch(world, host, &out).await,
         Asked::Probe(Request::Rollback) => rebuild::rollback(world, host, &out).await,
         Asked::Probe(Request::Reboot) => {

@@ -36,6 +36,7 @@ pub(super) struct SimHost {
     pub(super) key: PrivateKey,
     sys: Mutex<SysState>,
     pub(super) quirks: Mutex<Quirks>,
+    pub(super) certs: Mutex<super::recovery::CertCache>,
 }
 
 pub(super) use crate::sim::sync::lock;
@@ -65,7 +66,12 @@ impl SimHost {
                 base_uptime: 3.0 * 86_400.0 + index as f64 * 3_719.0,
             }),
             quirks: Mutex::new(Quirks::default()),
+            certs: Mutex::new(super::recovery::CertCache::new()),
         }
+    }
+
+    pub(super) fn is_server(&self) -> bool {
+        self.role.is_control_plane()
     }
 
     /// The host's generations, as the world keeps them.

@@ -31,6 +31,7 @@ mod answer;
 mod host;
 mod log;
 mod rebuild;
+mod recovery;
 mod server;
 mod shell;
 

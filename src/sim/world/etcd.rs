@@ -22,6 +22,8 @@ pub struct EtcdMemberState {
     /// Stopped by a fault (independent of its host being down).
     pub stopped: bool,
     pub slow_disk: bool,
+    /// The `etcd-nospace` scenario: the database is at its quota, NOSPACE raised.
+    pub nospace: bool,
     pub db_size: u64,
     pub applied_index: u64,
     #[serde(skip)]
@@ -112,6 +114,7 @@ impl EtcdCluster {
                     port: 0,
                     stopped: false,
                     slow_disk: false,
+                    nospace: false,
                     db_size: 24 << 20,
                     applied_index: 0,
                     fsync: Histogram::default(),

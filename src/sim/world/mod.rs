@@ -14,6 +14,7 @@ mod etcd;
 mod eviction;
 mod longhorn;
 mod nodes;
+mod recovery;
 mod scenarios;
 mod scheduling;
 mod status;
@@ -27,6 +28,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use self::etcd::{BUCKETS, EtcdCluster, EtcdMemberState, Histogram};
+pub use self::recovery::{RecoveryFaults, SNAPSHOT_FAILURE};
 use super::build::{self, Ids, LONGHORN_NS};
 use super::resources::*;
 use super::store::{ApiError, Store, name_of, namespace_of, now};
@@ -99,6 +101,7 @@ struct SimState {
     ids: u64,
     events: VecDeque<(String, String)>,
     faults: Faults,
+    recovery: RecoveryFaults,
 }
 
 /// The faults that change how the simulator answers (rather than its objects), set by their

@@ -14,6 +14,29 @@ use crate::sim::sync::lock;
 use crate::sim::systems::{self, Pins, System};
 
 impl World {
+    /// Remove every snapshot record.
+    fn clear_snapshots(&self) {
+        let (snaps, _) = self.store.list(&ETCD_SNAPSHOTS, None);
+        for o in &snaps {
+            let _ = self.store.delete(&ETCD_SNAPSHOTS, "", name_of(o));
+        }
+    }
+
+    /// Longhorn's backup target available or not (with Longhorn's condition message).
+    fn set_backup_target(&self, available: bool) {
+        let _ = self
+            .store
+            .modify(&LH_BACKUPTARGETS, LONGHORN_NS, "default", |t| {
+                t["status"]["available"] = json!(available);
+                t["status"]["conditions"] = if available {
+                    json!([])
+                } else {
+                    json!([{"type": "Unavailable", "status": "True", "reason": "Unavailable",
+                        "message": "failed to list backup volumes: dial tcp: lookup s3.us-east-1.amazonaws.com: i/o timeout"}])
+                };
+            });
+    }
+
     pub(super) fn last_host(&self) -> Option<String> {
         self.inventory.hosts.last().map(|h| h.hostname.clone())
     }
@@ -182,6 +205,48 @@ impl World {
                         });
                 }
             }
+            Scenario::StaleEtcdSnapshot => {
+                self.clear_snapshots();
+                build::recovery::scheduled_snapshots(&self.store, &self.inventory, 72)?;
+            }
+            Scenario::SnapshotFailing => {
+                self.with_recovery(|r| r.snapshot_failing = true);
+                if let Some(cp) = self.inventory.control_planes().next() {
+                    let at = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(40);
+                    let file = build::recovery::snapshot_file("etcd-snapshot", &cp.hostname, at);
+                    let obj = build::recovery::snapshot_object(
+                        &cp.hostname,
+                        &file,
+                        at,
+                        Some(super::SNAPSHOT_FAILURE),
+                    );
+                    if self.store.get(&ETCD_SNAPSHOTS, "", name_of(&obj)).is_none() {
+                        self.store.create(&ETCD_SNAPSHOTS, obj)?;
+                    }
+                }
+            }
+            Scenario::CertExpiring => {
+                if let Some(cp) = self.inventory.control_planes().next() {
+                    let h = cp.hostname.clone();
+                    self.with_recovery(|r| r.expiring_cert.insert(h));
+                }
+            }
+            Scenario::SecretMissing => {
+                if let Some(h) = self.last_host() {
+                    self.with_recovery(|r| r.missing_secret.insert(h));
+                }
+            }
+            Scenario::ClockSkew => {
+                if let Some(h) = self.last_host() {
+                    self.with_recovery(|r| r.clock_skew_ms.insert(h, 2_500.0));
+                }
+            }
+            Scenario::EtcdNospace => self.with_etcd(|etcd, _| {
+                if let Some(m) = etcd.members.first_mut() {
+                    m.nospace = true;
+                }
+            }),
+            Scenario::BackupTargetDown => self.set_backup_target(false),
             Scenario::UnreachableHost => {
                 let Some(name) = self.agent_or_last() else {
                     return Ok(());
@@ -308,6 +373,20 @@ impl World {
                     h.reboot_needed = false;
                 }
             }
+            Scenario::StaleEtcdSnapshot => {
+                self.clear_snapshots();
+                build::recovery::scheduled_snapshots(&self.store, &self.inventory, 3)?;
+            }
+            Scenario::SnapshotFailing => self.with_recovery(|r| r.snapshot_failing = false),
+            Scenario::CertExpiring => self.with_recovery(|r| r.expiring_cert.clear()),
+            Scenario::SecretMissing => self.with_recovery(|r| r.missing_secret.clear()),
+            Scenario::ClockSkew => self.with_recovery(|r| r.clock_skew_ms.clear()),
+            Scenario::EtcdNospace => self.with_etcd(|etcd, _| {
+                for m in etcd.members.iter_mut() {
+                    m.nospace = false;
+                }
+            }),
+            Scenario::BackupTargetDown => self.set_backup_target(true),
             Scenario::UnreachableHost => {
                 let back: Vec<String> = {
                     let mut s = lock(&self.state);

@@ -299,6 +299,8 @@ impl MemberHistory {
                 .unwrap_or(cur)
                 .quantile(0.99)
                 .map(|s| s * 1000.0)
+                // A bucket bound of -Inf or NaN interpolates to nonsense: unknown, not a figure.
+                .filter(|ms| ms.is_finite() && *ms >= 0.0)
         };
         let prev = self.prev.as_ref();
         let wal = p99_ms(&scrape.wal_fsync, prev.map(|p| &p.wal_fsync));

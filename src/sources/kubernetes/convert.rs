@@ -460,3 +460,136 @@ mod tests {
         );
     }
 }
+
+/// A Kubernetes quantity as a whole number (`"2891808"`, `"3M"`, `"5Mi"`, `"1.5G"`, `"1e3"`,
+/// or a JSON number); `None` when it is not one.
+pub fn quantity(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let s = v.as_str()?.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
+        _ => return None,
+    };
+    let bytes = (n * mult).ceil();
+    (bytes >= 0.0 && bytes.is_finite()).then_some(bytes as u64)
+}
+
+/// A k3s `ETCDSnapshotFile` (fields in `.spec` and `.status`; the size a quantity).
+pub fn etcd_snapshot(v: &Value) -> crate::model::recovery::EtcdSnapshot {
+    let error = get(v, &["status", "error", "message"])
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    crate::model::recovery::EtcdSnapshot {
+        name: name(v),
+        snapshot_name: s(v, &["spec", "snapshotName"]),
+        node: s(v, &["spec", "nodeName"]),
+        location: s(v, &["spec", "location"]),
+        size_bytes: get(v, &["status", "size"]).and_then(quantity),
+        created: time(v, &["status", "creationTime"]),
+        ready: get(v, &["status", "readyToUse"])
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        error,
+    }
+}
+
+/// A cert-manager `Certificate`: its expiry and `Ready` condition.
+pub fn managed_certificate(v: &Value) -> crate::model::recovery::ManagedCertificate {
+    let ready = match get(v, &["status", "conditions"]) {
+        Some(Value::Array(cs)) => cs
+            .iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")),
+        _ => None,
+    };
+    let field = |k: &str| {
+        ready
+            .and_then(|c| c.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    crate::model::recovery::ManagedCertificate {
+        namespace: s(v, &["metadata", "namespace"]),
+        name: name(v),
+        not_after: time(v, &["status", "notAfter"]),
+        ready: match field("status").as_str() {
+            "True" => Some(true),
+            "False" => Some(false),
+            _ => None,
+        },
+        reason: field("reason"),
+        message: field("message"),
+    }
+}
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quantities() {
+        for (q, want) in [
+            (json!("2891808"), Some(2_891_808)),
+            (json!("3M"), Some(3_000_000)),
+            (json!("5Mi"), Some(5 * 1024 * 1024)),
+            (json!("1.5G"), Some(1_500_000_000)),
+            (json!("1e3"), Some(1000)),
+            (json!(42), Some(42)),
+            (json!("lots"), None),
+            (json!("-1"), None),
+        ] {
+            assert_eq!(quantity(&q), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn snapshot_and_certificate_fields() {
+        let snap = etcd_snapshot(&json!({
+            "metadata": {"name": "local-etcd-snapshot-node1-1730289600-a1b2c3"},
+            "spec": {"snapshotName": "etcd-snapshot-node1-1730289600", "nodeName": "node1",
+                     "location": "file:///var/lib/rancher/k3s/server/db/snapshots/etcd-snapshot-node1-1730289600"},
+            "status": {"size": "2891808", "creationTime": "2024-10-30T12:00:00Z", "readyToUse": true}
+        }));
+        assert_eq!(snap.size_bytes, Some(2_891_808));
+        assert!(snap.ready && !snap.is_s3() && snap.error.is_none());
+        assert_eq!(snap.created, Some("2024-10-30T12:00:00Z".parse().unwrap()));
+        let failed = etcd_snapshot(&json!({
+            "metadata": {"name": "s3-x"},
+            "spec": {"snapshotName": "x", "nodeName": "s3", "location": "s3://b/x"},
+            "status": {"readyToUse": false, "error": {"time": "2024-10-30T12:00:00Z", "message": "upload failed"}}
+        }));
+        assert!(failed.is_s3() && !failed.ready);
+        assert_eq!(failed.error.as_deref(), Some("upload failed"));
+        assert_eq!(failed.size_bytes, None);
+        let c = managed_certificate(&json!({
+            "metadata": {"name": "grafana-tls", "namespace": "monitoring"},
+            "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Expired", "message": "expired"}],
+                       "notAfter": "2025-04-10T08:00:00Z"}
+        }));
+        assert_eq!((c.ready, c.reason.as_str()), (Some(false), "Expired"));
+        assert_eq!(c.not_after, Some("2025-04-10T08:00:00Z".parse().unwrap()));
+    }
+}

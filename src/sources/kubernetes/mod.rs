@@ -35,11 +35,23 @@ enum Kind {
     BackupTarget,
     RecurringJob,
     Setting,
+    /// k3s's `ETCDSnapshotFile` (cluster-scoped).
+    EtcdSnapshot,
+    /// cert-manager's `Certificate`.
+    Certificate,
 }
 
 impl Kind {
     fn is_longhorn(self) -> bool {
-        !matches!(self, Kind::Node | Kind::Pod | Kind::Pdb)
+        !matches!(
+            self,
+            Kind::Node | Kind::Pod | Kind::Pdb | Kind::EtcdSnapshot | Kind::Certificate
+        )
+    }
+
+    /// A custom resource that may not be installed (its 404 means "not there").
+    fn optional(self) -> bool {
+        self.is_longhorn() || matches!(self, Kind::EtcdSnapshot | Kind::Certificate)
     }
 
     fn longhorn_plural(self) -> (&'static str, &'static str) {
@@ -79,6 +91,41 @@ enum Row {
     BackupTarget(crate::model::cluster::BackupTarget),
     RecurringJob(crate::model::cluster::RecurringJob),
     Setting(String, String),
+    EtcdSnapshot(crate::model::recovery::EtcdSnapshot),
+    Certificate(crate::model::recovery::ManagedCertificate),
+}
+
+/// The recovery kinds: k3s's etcd snapshot records and cert-manager's certificates.
+const RECOVERY_KINDS: &[Kind] = &[Kind::EtcdSnapshot, Kind::Certificate];
+
+fn recovery_api(client: &Client, kind: Kind) -> Api<DynamicObject> {
+    let (group, version, k, plural) = match kind {
+        Kind::EtcdSnapshot => (
+            "k3s.cattle.io",
+            "v1",
+            "ETCDSnapshotFile",
+            "etcdsnapshotfiles",
+        ),
+        _ => ("cert-manager.io", "v1", "Certificate", "certificates"),
+    };
+    let ar = ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: k.into(),
+        plural: plural.into(),
+    };
+    Api::all_with(client.clone(), &ar)
+}
+
+fn recovery_row(kind: Kind) -> impl Fn(&DynamicObject) -> Row + Send + Sync + 'static {
+    move |o: &DynamicObject| {
+        let v = serde_json::to_value(o).unwrap_or_default();
+        match kind {
+            Kind::EtcdSnapshot => Row::EtcdSnapshot(convert::etcd_snapshot(&v)),
+            _ => Row::Certificate(convert::managed_certificate(&v)),
+        }
+    }
 }
 
 fn longhorn_row(kind: Kind, v: &serde_json::Value) -> Row {
@@ -235,6 +282,8 @@ struct Store {
     longhorn_missing: std::collections::BTreeSet<&'static str>,
     longhorn_api: LonghornApi,
     longhorn_namespace: String,
+    /// Optional kinds whose resource is not served (404).
+    missing: std::collections::BTreeSet<Kind>,
     server_version: Option<String>,
 }
 
@@ -242,6 +291,7 @@ impl Store {
     fn apply(&mut self, c: Change) {
         match c {
             Change::Reset(k, rows) => {
+                self.missing.remove(&k);
                 self.rows.insert(k, rows.into_iter().collect());
                 if k.is_longhorn() {
                     self.longhorn_missing.remove(k.longhorn_plural().1);
@@ -272,6 +322,12 @@ impl Store {
                     .collect(),
                 ..Default::default()
             },
+            etcd_snapshots: (!self.missing.contains(&Kind::EtcdSnapshot)
+                && self.rows.contains_key(&Kind::EtcdSnapshot))
+            .then(Vec::new),
+            certificates: (!self.missing.contains(&Kind::Certificate)
+                && self.rows.contains_key(&Kind::Certificate))
+            .then(Vec::new),
             ..Default::default()
         };
         for rows in self.rows.values() {
@@ -288,6 +344,16 @@ impl Store {
                     Row::RecurringJob(j) => st.longhorn.recurring_jobs.push(j),
                     Row::Setting(k, v) => {
                         st.longhorn.settings.insert(k, v);
+                    }
+                    Row::EtcdSnapshot(e) => {
+                        if let Some(list) = &mut st.etcd_snapshots {
+                            list.push(e);
+                        }
+                    }
+                    Row::Certificate(c) => {
+                        if let Some(list) = &mut st.certificates {
+                            list.push(c);
+                        }
                     }
                 }
             }
@@ -347,6 +413,14 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
             ctx.clone(),
         ));
     }
+    for k in RECOVERY_KINDS {
+        tasks.push(spawn_watch(
+            recovery_api(&client, *k),
+            *k,
+            recovery_row(*k),
+            ctx.clone(),
+        ));
+    }
     drop(ctx);
     let _abort = AbortOnDrop(tasks);
 
@@ -368,6 +442,10 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
                     Change::Error(k, msg, not_found) => {
                         if k.is_longhorn() && *not_found {
                             if store.longhorn_missing.insert(k.longhorn_plural().1) {
+                                dirty = true;
+                            }
+                        } else if k.optional() && *not_found {
+                            if store.missing.insert(*k) {
                                 dirty = true;
                             }
                         } else if errors.get(k) != Some(msg) {
@@ -454,6 +532,24 @@ pub async fn poll_once(cfg: &KubernetesConfig) -> Result<ClusterState, String> {
                 store.longhorn_missing.insert(k.longhorn_plural().1);
             }
             Err(e) => return Err(err(k.longhorn_plural().1, e)),
+        }
+    }
+    for k in RECOVERY_KINDS {
+        match list_rows(recovery_api(&client, *k), recovery_row(*k)).await {
+            Ok(rows) => store.apply(Change::Reset(*k, rows)),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                store.missing.insert(*k);
+            }
+            Err(e) => {
+                return Err(err(
+                    if *k == Kind::EtcdSnapshot {
+                        "etcdsnapshotfiles.k3s.cattle.io"
+                    } else {
+                        "certificates.cert-manager.io"
+                    },
+                    e,
+                ));
+            }
         }
     }
     store.server_version = client.apiserver_version().await.ok().map(|v| v.git_version);

@@ -16,7 +16,7 @@ fn finite(v: f64) -> Option<f64> {
 
 /// Put the answer `data` to query `def` into `state`; series of no known host are noted in
 /// `unmapped`.
-pub(super) fn apply(
+pub fn apply(
     state: &mut MetricsState,
     def: QueryDef,
     data: Data,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use color_eyre::eyre::{Result, eyre};
 use prometheus_http_query::response::Data;
 
-use self::apply::apply;
+pub use self::apply::apply;
 pub use self::error::{QueryError, UNAUTHORIZED};
 pub use self::hosts::{HostIndex, strip_port};
 pub use self::queries::{

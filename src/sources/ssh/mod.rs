@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod known_hosts;
+pub mod recovery;
 pub mod ssh_config;
 
 /// The facts script and its parser, for callers that knew them here.
@@ -52,9 +53,21 @@ pub struct HostsClient {
     targets: BTreeMap<String, Target>,
     sudo: bool,
     command_timeout: Duration,
+    /// Recovery reads per host id (certificates, secrets, clock), run after the facts.
+    plans: BTreeMap<String, recovery::RecoveryPlan>,
 }
 
 impl HostsClient {
+    /// Also read each host's recovery facts (`[recovery]`) with its facts.
+    pub fn with_recovery(mut self, rc: &crate::config::RecoveryConfig, inv: &Inventory) -> Self {
+        self.plans = inv
+            .hosts
+            .iter()
+            .filter_map(|h| recovery::RecoveryPlan::for_host(rc, h).map(|p| (h.id.clone(), p)))
+            .collect();
+        self
+    }
+
     /// Resolve every inventory host (reads `~/.ssh/config` when `[ssh] use_ssh_config`).
     pub fn new(cfg: &SshConfig, inv: &Inventory) -> Result<Self> {
         let env = LocalEnv::from_process(cfg);
@@ -83,6 +96,7 @@ impl HostsClient {
             targets,
             sudo: cfg.sudo,
             command_timeout,
+            plans: BTreeMap::new(),
         }
     }
 
@@ -150,15 +164,15 @@ impl HostsClient {
             .await
     }
 
-    /// One facts round trip to one host.
+    /// One facts round trip to one host (and its recovery reads, when planned).
     pub async fn facts(&self, id: &str) -> Result<HostFacts, SshError> {
-        gather_host(
-            &self.pool,
-            self.resolve(id)?,
-            self.sudo,
-            self.command_timeout,
-        )
-        .await
+        let target = self.resolve(id)?;
+        let mut facts = gather_host(&self.pool, target, self.sudo, self.command_timeout).await?;
+        if let Some(plan) = self.plans.get(id) {
+            facts.recovery =
+                recovery::gather(&self.pool, target, self.sudo, plan, self.command_timeout).await?;
+        }
+        Ok(facts)
     }
 
     /// Facts of every host, concurrently (bounded by the pool).
@@ -211,6 +225,17 @@ pub async fn gather_host(
 /// `Update::Host` per host. Ends when the receiver is gone. Disabled (`[ssh] enabled = false`)
 /// or an empty inventory: returns at once.
 pub fn spawn(cfg: &SshConfig, inv: &Inventory, tx: UpdateTx) -> JoinHandle<()> {
+    spawn_with(cfg, None, inv, tx)
+}
+
+/// `spawn`, with each host's recovery reads under `[recovery]` when given.
+pub fn spawn_with(
+    cfg: &SshConfig,
+    rc: Option<&crate::config::RecoveryConfig>,
+    inv: &Inventory,
+    tx: UpdateTx,
+) -> JoinHandle<()> {
+    let rc = rc.cloned();
     let cfg = cfg.clone();
     let inv = inv.clone();
     tokio::spawn(async move {
@@ -219,7 +244,10 @@ pub fn spawn(cfg: &SshConfig, inv: &Inventory, tx: UpdateTx) -> JoinHandle<()> {
         }
         let refresh = Duration::from_secs(cfg.refresh_secs.max(1));
         let client = match HostsClient::new(&cfg, &inv) {
-            Ok(c) => Arc::new(c),
+            Ok(c) => Arc::new(match &rc {
+                Some(rc) => c.with_recovery(rc, &inv),
+                None => c,
+            }),
             Err(e) => {
                 // A broken ~/.ssh/config: every host says so (and stays so until restart).
                 let msg = SshError::new(SshProblem::Other, format!("{e:#}")).message;
@@ -286,6 +314,16 @@ pub async fn gather_once(
     inv: &Inventory,
     timeout: Duration,
 ) -> BTreeMap<String, Sourced<HostFacts>> {
+    gather_once_with(cfg, None, inv, timeout).await
+}
+
+/// `gather_once`, with each host's recovery reads under `[recovery]` when given.
+pub async fn gather_once_with(
+    cfg: &SshConfig,
+    rc: Option<&crate::config::RecoveryConfig>,
+    inv: &Inventory,
+    timeout: Duration,
+) -> BTreeMap<String, Sourced<HostFacts>> {
     let now = jiff::Timestamp::now();
     let mut out = BTreeMap::new();
     if !cfg.enabled {
@@ -301,6 +339,10 @@ pub async fn gather_once(
     cfg.command_timeout_secs = cfg.command_timeout_secs.min(timeout.as_secs().max(1));
     let results: Vec<(String, Result<HostFacts, String>)> = match HostsClient::new(&cfg, inv) {
         Ok(client) => {
+            let client = match rc {
+                Some(rc) => client.with_recovery(rc, inv),
+                None => client,
+            };
             let client = &client;
             let futs = inv.hosts.iter().map(|h| async move {
                 let r = match tokio::time::timeout(timeout, client.facts(&h.id)).await {

@@ -345,6 +345,8 @@ impl FakeWorld {
             pods: Vec::new(),
             pdbs: Vec::new(),
             longhorn: st.longhorn.clone(),
+            etcd_snapshots: None,
+            certificates: None,
         }
     }
 }

@@ -1,0 +1,153 @@
+//! The recovery reads of one host, run after its facts on the same connection: k3s's
+//! certificate files (sudo, parsed with x509-parser), the expected sops-nix secrets (`stat`),
+//! the clock's synchronisation and its offset from this machine, RTT-corrected: the best of a
+//! few `date +%s.%N` samples, offset = remote − (sent + RTT/2), known to ± RTT/2.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::client::{SshError, SshPool};
+use super::ssh_config::Target;
+use crate::config::{RecoveryConfig, SecretSpec};
+use crate::inventory::Host;
+use crate::model::recovery::{ClockState, HostRecovery, SecretFile};
+use crate::probes::Probe;
+use crate::probes::certs::{CertFilesProbe, inspect};
+use crate::probes::clock::{ClockNowProbe, ClockSyncProbe};
+use crate::probes::secrets::{SecretsProbe, secret_path};
+
+/// What to read on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPlan {
+    /// A k3s server (its `server/tls` certificates too).
+    pub server: bool,
+    pub secrets: Vec<SecretSpec>,
+}
+
+impl RecoveryPlan {
+    /// The plan for `host` under `[recovery]`; `None` when `host_checks` is off.
+    pub fn for_host(rc: &RecoveryConfig, host: &Host) -> Option<Self> {
+        rc.host_checks.then(|| Self {
+            server: host.role.is_control_plane(),
+            secrets: rc.secret_specs(),
+        })
+    }
+}
+
+/// How many clock samples to take (the one with the smallest round trip counts).
+const CLOCK_SAMPLES: usize = 3;
+
+/// Read everything the plan asks for. Each part that fails is named in `errors`; an SSH
+/// failure of the connection itself is returned (the facts call reports it already).
+pub async fn gather(
+    pool: &SshPool,
+    target: &Target,
+    sudo: bool,
+    plan: &RecoveryPlan,
+    timeout: Duration,
+) -> Result<HostRecovery, SshError> {
+    let mut out = HostRecovery::default();
+
+    let probe = CertFilesProbe {
+        sudo,
+        server: plan.server,
+    };
+    let reply = super::ask(pool, target, &probe, timeout).await?;
+    match probe.parse(&reply) {
+        Ok(files) => {
+            let mut certs = Vec::new();
+            for f in &files {
+                match inspect(f) {
+                    Ok(c) => certs.push(c),
+                    Err(e) => out.errors.push(format!("certificates: {e}")),
+                }
+            }
+            out.certs = Some(certs);
+        }
+        Err(e) => out.errors.push(format!("certificates: {e}")),
+    }
+
+    let specs: Vec<(SecretSpec, String)> = plan
+        .secrets
+        .iter()
+        .filter_map(|s| secret_path(&s.name).ok().map(|p| (s.clone(), p)))
+        .collect();
+    if !specs.is_empty() {
+        let probe = SecretsProbe {
+            sudo,
+            paths: specs.iter().map(|(_, p)| p.clone()).collect(),
+        };
+        let reply = super::ask(pool, target, &probe, timeout).await?;
+        match probe.parse(&reply) {
+            Ok(states) => {
+                out.secrets = Some(
+                    specs
+                        .iter()
+                        .filter_map(|(spec, path)| {
+                            let state = states.iter().find(|(p, _)| p == path)?.1.clone();
+                            Some(SecretFile {
+                                name: spec.name.clone(),
+                                path: path.clone(),
+                                expected_owner: spec.owner.clone(),
+                                expected_mode: spec.mode_bits().unwrap_or(0o400),
+                                state,
+                            })
+                        })
+                        .collect(),
+                )
+            }
+            Err(e) => out.errors.push(format!("secrets: {e}")),
+        }
+    }
+
+    let reply = super::ask(pool, target, &ClockSyncProbe, timeout).await?;
+    let mut clock = ClockState::default();
+    match ClockSyncProbe.parse(&reply) {
+        Ok(s) => {
+            clock.synchronized = s.synchronized();
+            clock.daemon = s.daemon().map(str::to_string);
+        }
+        Err(e) => out.errors.push(format!("clock: {e}")),
+    }
+    match clock_offset(pool, target, timeout).await? {
+        Ok((offset, half_rtt)) => {
+            clock.offset_ms = Some(offset);
+            clock.uncertainty_ms = Some(half_rtt);
+        }
+        Err(e) => out.errors.push(format!("clock: {e}")),
+    }
+    out.clock = Some(clock);
+    Ok(out)
+}
+
+/// The host's clock minus ours in ms, and half the round trip of the best sample.
+pub async fn clock_offset(
+    pool: &SshPool,
+    target: &Target,
+    timeout: Duration,
+) -> Result<Result<(f64, f64), String>, SshError> {
+    let mut best: Option<(f64, f64)> = None;
+    let mut last_err = None;
+    for _ in 0..CLOCK_SAMPLES {
+        let sent_wall = SystemTime::now();
+        let sent = Instant::now();
+        let reply = super::ask(pool, target, &ClockNowProbe, timeout).await?;
+        let rtt = sent.elapsed();
+        let remote_ns = match ClockNowProbe.parse(&reply) {
+            Ok(ns) => ns,
+            Err(e) => {
+                last_err = Some(e.message);
+                continue;
+            }
+        };
+        let Ok(sent_ns) = sent_wall.duration_since(UNIX_EPOCH) else {
+            return Ok(Err("this machine's clock is before 1970".into()));
+        };
+        let mid_ns = sent_ns.as_nanos() as i128 + rtt.as_nanos() as i128 / 2;
+        let offset_ms = (remote_ns - mid_ns) as f64 / 1e6;
+        let half_rtt_ms = rtt.as_secs_f64() * 1e3 / 2.0;
+        if best.is_none_or(|(_, h)| half_rtt_ms < h) {
+            best = Some((offset_ms, half_rtt_ms));
+        }
+    }
+    Ok(best.ok_or_else(|| last_err.unwrap_or_else(|| "no clock sample".into())))
+}

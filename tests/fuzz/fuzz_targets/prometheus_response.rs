@@ -1,0 +1,7 @@
+//! Any bytes as a Prometheus query answer. The check is [`homeinfra_tui_fuzz::checks::prometheus_response`], which
+//! the normal suite also runs over the committed corpus (tests/offline/fuzz_corpus.rs).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| homeinfra_tui_fuzz::checks::prometheus_response(data));

@@ -1,2 +1,0 @@
-#[path = "../../../../src/model/closure.rs"]
-pub mod closure;
