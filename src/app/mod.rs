@@ -5,6 +5,7 @@
 
 mod dashboard;
 pub mod diff;
+pub mod health;
 pub mod input;
 pub mod keymap;
 pub mod modes;

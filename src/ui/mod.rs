@@ -1,6 +1,7 @@
 //! Drawing: pure functions of the app state into a ratatui frame.
 
 mod diff;
+mod health;
 mod popups;
 pub mod theme;
 mod upgrade;
@@ -22,13 +23,16 @@ pub const WIDE_MIN: (u16, u16) = (120, 32);
 /// Where each pane goes for a given screen size.
 pub struct Areas {
     pub header: Rect,
+    /// The health line under the header (every size).
+    pub health: Rect,
     pub tabs: Option<Rect>,
     pub panes: Vec<(Pane, Rect)>,
     pub footer: Rect,
 }
 
 pub fn areas(area: Rect, app: &App) -> Areas {
-    let [header, body, footer] = Layout::vertical([
+    let [header, health, body, footer] = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Fill(1),
         Constraint::Length(1),
@@ -53,6 +57,7 @@ pub fn areas(area: Rect, app: &App) -> Areas {
         let (metrics, logs) = halves(rows[2]);
         Areas {
             header,
+            health,
             tabs: None,
             panes: vec![
                 (Pane::Hosts, hosts),
@@ -79,6 +84,7 @@ pub fn areas(area: Rect, app: &App) -> Areas {
         };
         Areas {
             header,
+            health,
             tabs: Some(tabs),
             panes,
             footer,
@@ -107,6 +113,7 @@ pub fn render(f: &mut Frame, app: &App, theme: &Theme) -> LayoutFacts {
     f.render_widget(Block::default().style(theme.base), area);
     let a = areas(area, app);
     draw_header(f, a.header, app, theme);
+    health::draw(f, a.health, app, theme);
     if let Some(t) = a.tabs {
         draw_tabs(f, t, app, theme);
     }

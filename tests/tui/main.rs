@@ -5,8 +5,10 @@
 mod common;
 
 mod event_loop;
+mod health_line;
 mod observe_panes;
 mod readme_keys;
 mod tui_detached;
 mod tui_e2e;
 mod tui_snapshots;
+mod worlds;
