@@ -65,6 +65,7 @@ struct Stamp {
     clock: Option<i64>,
     tz: Option<TimeZone>,
     filter: String,
+    sort: Option<super::SortBy>,
     /// The host the Logs pane follows.
     follows: Option<String>,
 }
@@ -103,6 +104,7 @@ impl App {
             clock: matches!(pane, Pane::Nodes | Pane::Longhorn).then(|| self.now.as_second()),
             tz: matches!(pane, Pane::Hosts | Pane::Logs).then(|| self.tz.clone()),
             filter: self.pane(pane).filter.to_string(),
+            sort: self.pane(pane).sort,
             follows: (pane == Pane::Logs)
                 .then(|| panes::logs_host(self))
                 .flatten(),

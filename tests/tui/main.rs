@@ -8,6 +8,7 @@ mod event_loop;
 mod health_line;
 mod observe_panes;
 mod readme_keys;
+mod tables_fit;
 mod tui_detached;
 mod tui_e2e;
 mod tui_snapshots;

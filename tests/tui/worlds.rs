@@ -22,7 +22,7 @@ pub const NOW: i64 = 1_700_000_000;
 /// A long PVC name (the Longhorn pane shows it whole on a wide screen).
 pub const LONG_PVC: &str = "monitoring/storage-loki-compactor-0";
 /// A whole NixOS version (the Hosts pane shows it whole on a wide screen).
-pub const NIXOS: &str = "25.05.20250612.abcdef0 (Warbler)";
+pub const NIXOS: &str = "25.05.20250612.abcdef0";
 
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::from_second(NOW).unwrap()
@@ -239,7 +239,6 @@ pub fn row(term: &Terminal<TestBackend>, y: u16) -> String {
 }
 
 /// The whole screen as text.
-#[allow(dead_code)]
 pub fn screen(term: &Terminal<TestBackend>) -> String {
     let h = term.backend().buffer().area.height;
     (0..h).map(|y| row(term, y) + "\n").collect()

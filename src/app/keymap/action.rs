@@ -31,6 +31,12 @@ pub enum Action {
     Diff,
     Export,
     Wrap,
+    /// Sort the focused table by its next column (after the last: unsorted).
+    Sort,
+    /// Reverse the focused table's sort order.
+    SortReverse,
+    /// The upgrade view at narrow widths: the run or the live health column.
+    Health,
     Cordon,
     Confirm,
     Upgrade,
@@ -82,6 +88,9 @@ impl Action {
         Action::Diff,
         Action::Export,
         Action::Wrap,
+        Action::Sort,
+        Action::SortReverse,
+        Action::Health,
         Action::Cordon,
         Action::Confirm,
         Action::Upgrade,
