@@ -73,12 +73,7 @@ pub(super) fn store_hash(s: &str) -> String {
     out
 }
 
-pub(super) const VERSIONS: [&str; 3] = [
-    "25.05.20251102.a1b2c3d",
-    "25.05.20251119.e4f5a6b",
-    "25.05.20251124.c7d8e9f",
-];
-pub(super) const KERNELS: [&str; 3] = ["6.12.55", "6.12.58", "6.12.60"];
+pub(super) use crate::sim::build::{KERNELS, NIXOS_VERSIONS as VERSIONS};
 
 impl SimHost {
     /// The `index`-th host of the world as installed: the last auto-upgrade's generation, and
@@ -174,7 +169,7 @@ impl SimHost {
             Generation {
                 number: current.number.saturating_sub(1),
                 version: VERSIONS[0].into(),
-                kernel: "6.12.41".into(),
+                kernel: crate::sim::build::OLD_KERNEL.into(),
             }
         } else {
             s.booted.clone()

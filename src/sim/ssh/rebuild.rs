@@ -58,6 +58,7 @@ pub(super) async fn switch(world: &World, host: &SimHost, out: &Out<'_>) -> u32 
         s.current = s.generations.len() - 1;
         let differs = s.booted.kernel != next.kernel;
         drop(s);
+        world.installed(&host.hostname, &next.version, &next.kernel);
         if differs {
             world.set_reboot_needed(&host.hostname, true);
         }
@@ -100,6 +101,7 @@ pub(super) async fn rollback(world: &World, host: &SimHost, out: &Out<'_>) -> u3
     out.stderr("activating the configuration...\nsetting up /etc...\n")
         .await;
     tokio::time::sleep(world.delay(0.25)).await;
+    world.installed(&host.hostname, &g.version, &g.kernel);
     world.set_reboot_needed(&host.hostname, differs);
     0
 }
