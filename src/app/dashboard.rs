@@ -6,7 +6,7 @@ use crossterm::event::KeyEvent;
 use super::keymap::{Action, Layer};
 use super::modes::{Mode, Pending};
 use super::panes::{Pane, Tone};
-use super::{App, Effect, finding_key};
+use super::{App, Effect, SortBy, finding_key};
 
 impl App {
     /// Perform a dashboard action (also used by tests and headless drivers).
@@ -58,6 +58,26 @@ impl App {
             }
             Action::Diff => return self.open_diff(),
             Action::Wrap => self.wrap_logs = !self.wrap_logs,
+            Action::Sort => {
+                let columns = self.table(focus).header.len();
+                let st = self.pane_mut(focus);
+                st.sort = match st.sort {
+                    None => Some(SortBy::default()),
+                    Some(s) if s.column + 1 < columns => Some(SortBy {
+                        column: s.column + 1,
+                        ..s
+                    }),
+                    Some(_) => None,
+                };
+            }
+            Action::SortReverse => {
+                let st = self.pane_mut(focus);
+                let s = st.sort.unwrap_or_default();
+                st.sort = Some(SortBy {
+                    reverse: !s.reverse,
+                    ..s
+                });
+            }
             Action::Cordon => self.ask_cordon(),
             Action::Upgrade => return self.open_upgrade(),
             _ => return Effect::None,

@@ -6,6 +6,7 @@
 mod dashboard;
 pub mod diff;
 pub mod drift;
+pub mod health;
 pub mod input;
 pub mod keymap;
 pub mod modes;
@@ -35,11 +36,20 @@ pub use panes::Pane;
 use panes::Tone;
 use tasks::Purpose;
 
-/// Selection and filter of one pane.
+/// Selection, filter and sort order of one pane.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PaneState {
     pub selected: usize,
     pub filter: TextInput,
+    /// The column the table is sorted by (`None`: the source's order).
+    pub sort: Option<SortBy>,
+}
+
+/// A table's sort order: by which column, which way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SortBy {
+    pub column: usize,
+    pub reverse: bool,
 }
 
 pub struct App {

@@ -86,6 +86,8 @@ pub struct UpgradeView {
     pub found: bool,
     /// An unfinished run whose engine is gone (found, or lost while followed).
     pub interrupted: Option<Interrupted>,
+    /// Narrow screens: the live health column instead of the run (the `health` key).
+    pub show_health: bool,
 }
 
 impl Default for UpgradeView {
@@ -102,6 +104,7 @@ impl Default for UpgradeView {
             pid: None,
             found: false,
             interrupted: None,
+            show_health: false,
         }
     }
 }
@@ -323,6 +326,7 @@ impl App {
                     Control::Pause
                 }));
             }
+            Action::Health => self.upgrade.show_health = !self.upgrade.show_health,
             Action::Abort if running => self.push(ask(Control::Abort)),
             Action::Refresh if running => self.push(ask(Control::Retry)),
             Action::Skip if running => {

@@ -66,6 +66,7 @@ struct Stamp {
     clock: Option<i64>,
     tz: Option<TimeZone>,
     filter: String,
+    sort: Option<super::SortBy>,
     /// The host the Logs pane follows.
     follows: Option<String>,
 }
@@ -105,6 +106,7 @@ impl App {
                 .then(|| self.now.as_second()),
             tz: matches!(pane, Pane::Hosts | Pane::Logs).then(|| self.tz.clone()),
             filter: self.pane(pane).filter.to_string(),
+            sort: self.pane(pane).sort,
             follows: (pane == Pane::Logs)
                 .then(|| panes::logs_host(self))
                 .flatten(),

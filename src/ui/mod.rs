@@ -1,6 +1,7 @@
 //! Drawing: pure functions of the app state into a ratatui frame.
 
 mod diff;
+mod health;
 mod popups;
 pub mod theme;
 mod upgrade;
@@ -22,13 +23,16 @@ pub const WIDE_MIN: (u16, u16) = (120, 32);
 /// Where each pane goes for a given screen size.
 pub struct Areas {
     pub header: Rect,
+    /// The health line under the header (every size).
+    pub health: Rect,
     pub tabs: Option<Rect>,
     pub panes: Vec<(Pane, Rect)>,
     pub footer: Rect,
 }
 
 pub fn areas(area: Rect, app: &App) -> Areas {
-    let [header, body, footer] = Layout::vertical([
+    let [header, health, body, footer] = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Fill(1),
         Constraint::Length(1),
@@ -53,6 +57,7 @@ pub fn areas(area: Rect, app: &App) -> Areas {
         let (metrics, logs) = halves(rows[2]);
         Areas {
             header,
+            health,
             tabs: None,
             panes: vec![
                 (Pane::Hosts, hosts),
@@ -84,6 +89,7 @@ pub fn areas(area: Rect, app: &App) -> Areas {
         };
         Areas {
             header,
+            health,
             tabs: Some(tabs),
             panes,
             footer,
@@ -112,6 +118,7 @@ pub fn render(f: &mut Frame, app: &App, theme: &Theme) -> LayoutFacts {
     f.render_widget(Block::default().style(theme.base), area);
     let a = areas(area, app);
     draw_header(f, a.header, app, theme);
+    health::draw(f, a.health, app, theme);
     if let Some(t) = a.tabs {
         draw_tabs(f, t, app, theme);
     }
@@ -323,25 +330,37 @@ fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
         f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), rest);
         return;
     }
-    let keep = visible_columns(&t.widths, &t.drop_order, rest.width);
+    let (keep, cols) = column_widths(&t, rest.width);
     let last = keep.len().saturating_sub(1);
-    let widths: Vec<Constraint> = keep
+    let widths: Vec<Constraint> = cols
         .iter()
         .enumerate()
-        .map(|(i, c)| {
+        .map(|(i, w)| {
             if i == last {
                 Constraint::Fill(1)
             } else {
-                Constraint::Length(t.widths[*c])
+                Constraint::Length(*w)
             }
         })
         .collect();
     let rows = t.rows.iter().map(|r| {
-        Row::new(keep.iter().filter_map(|c| r.cells.get(*c)).map(|c| {
-            ratatui::widgets::Cell::from(Span::styled(c.text.clone(), tone(theme, c.tone)))
+        Row::new(keep.iter().zip(&cols).map(|(c, w)| {
+            let (text, tn) = r
+                .cells
+                .get(*c)
+                .map_or(("", Tone::Normal), |c| (c.text.as_str(), c.tone));
+            ratatui::widgets::Cell::from(Span::styled(ellipsis(text, *w), tone(theme, tn)))
         }))
     });
-    let header: Vec<&str> = keep.iter().map(|c| t.header[*c]).collect();
+    let header: Vec<String> = keep
+        .iter()
+        .map(|c| match t.sort {
+            Some(s) if s.column == *c => {
+                format!("{} {}", t.header[*c], if s.reverse { "▼" } else { "▲" })
+            }
+            _ => t.header[*c].to_string(),
+        })
+        .collect();
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(theme.table_header))
         .column_spacing(1)
@@ -354,25 +373,83 @@ fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
     f.render_stateful_widget(table, rest, &mut state);
 }
 
-/// The columns that fit in `width`, dropping the highest `drop_order` first (0 never).
-pub fn visible_columns(widths: &[u16], drop_order: &[u8], width: u16) -> Vec<usize> {
-    let mut keep: Vec<usize> = (0..widths.len()).collect();
-    let need = |keep: &[usize]| -> u32 {
-        keep.iter().map(|c| u32::from(widths[*c])).sum::<u32>()
-            + keep.len().saturating_sub(1) as u32
-    };
-    while need(&keep) > u32::from(width) {
+/// The columns that fit in `width` and the width of each: every column its content (up to its
+/// maximum) when there is room; else each gets its minimum, dropping columns by `drop_order`
+/// (highest first, 0 never) until the minimums fit, and the columns that want more share what
+/// is left evenly. The last column shown takes any rest.
+pub fn column_widths(t: &crate::app::panes::Table, width: u16) -> (Vec<usize>, Vec<u16>) {
+    let n = t.header.len();
+    let want: Vec<u16> = (0..n)
+        .map(|c| {
+            let content = t.content.get(c).copied().unwrap_or(0).max(1);
+            match t.max_widths.get(c).copied().unwrap_or(0) {
+                0 => content,
+                m => content.min(m),
+            }
+        })
+        .collect();
+    let floor: Vec<u16> = (0..n)
+        .map(|c| t.widths.get(c).copied().unwrap_or(1).min(want[c]))
+        .collect();
+    let gaps = |k: &[usize]| k.len().saturating_sub(1) as u32;
+    let sum = |k: &[usize], w: &[u16]| k.iter().map(|c| u32::from(w[*c])).sum::<u32>();
+    let mut keep: Vec<usize> = (0..n).collect();
+    while sum(&keep, &floor) + gaps(&keep) > u32::from(width) {
         let Some((pos, _)) = keep
             .iter()
             .enumerate()
-            .filter(|(_, c)| drop_order.get(**c).copied().unwrap_or(0) > 0)
-            .max_by_key(|(_, c)| drop_order.get(**c).copied().unwrap_or(0))
+            .filter(|(_, c)| t.drop_order.get(**c).copied().unwrap_or(0) > 0)
+            .max_by_key(|(_, c)| t.drop_order.get(**c).copied().unwrap_or(0))
         else {
             break;
         };
         keep.remove(pos);
     }
-    keep
+    let mut got: Vec<u16> = keep.iter().map(|c| floor[*c]).collect();
+    let mut left = u32::from(width).saturating_sub(sum(&keep, &floor) + gaps(&keep));
+    // Share what is left among the columns that want more, evenly, until none does.
+    loop {
+        let hungry: Vec<usize> = (0..keep.len())
+            .filter(|i| got[*i] < want[keep[*i]])
+            .collect();
+        if hungry.is_empty() || left == 0 {
+            break;
+        }
+        let share = (left / hungry.len() as u32).max(1);
+        for i in hungry {
+            if left == 0 {
+                break;
+            }
+            let more = (u32::from(want[keep[i]] - got[i])).min(share).min(left);
+            got[i] += more as u16;
+            left -= more;
+        }
+    }
+    (keep, got)
+}
+
+/// `text` cut to `width` columns with `…` when it does not fit.
+pub fn ellipsis(text: &str, width: u16) -> String {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    let width = usize::from(width);
+    if text.width() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for ch in text.chars() {
+        let w = ch.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(ch);
+        used += w;
+    }
+    out.push('…');
+    out
 }
 
 fn draw_footer(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {

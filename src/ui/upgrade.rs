@@ -10,18 +10,38 @@ use super::Theme;
 use crate::app::{Action, App, Layer};
 use crate::operations::upgrade::progress::{NodeState, StepState};
 
+/// At least this wide, the run and the live health column show side by side; narrower, the
+/// `health` key switches between them.
+pub const SPLIT_MIN_WIDTH: u16 = 100;
+
+/// The health column's width beside the run.
+const HEALTH_WIDTH: u16 = 38;
+
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    // The header and the health line stay in sight above the view, the footer (where
+    // messages show) below it.
+    let below = Rect {
+        y: area.y + 2.min(area.height),
+        height: area.height.saturating_sub(3),
+        ..area
+    };
     let r = super::popups::popup_exact(
-        area,
-        area.width.saturating_sub(2).max(20),
-        area.height.saturating_sub(2).max(5),
+        below,
+        below.width.saturating_sub(2).max(20),
+        below.height.max(5),
     );
     f.render_widget(Clear, r);
     let v = &app.upgrade;
     let hints = |actions: &[Action]| app.keymap.hint_line(Layer::Upgrade, actions);
+    let split = r.width.saturating_sub(2) >= SPLIT_MIN_WIDTH;
+    let toggle = if !split && v.progress.is_some() {
+        format!(" · {}", hints(&[Action::Health]))
+    } else {
+        String::new()
+    };
     let keys = if v.running() {
         format!(
-            " — {} (the run goes on) · {} ",
+            " — {} (the run goes on) · {}{toggle} ",
             hints(&[Action::Back]),
             hints(&[Action::Pause, Action::Abort, Action::Refresh, Action::Skip])
         )
@@ -33,7 +53,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             hints(&[Action::ResumeRun, Action::AbandonRun, Action::Back])
         )
     } else if v.progress.is_some() {
-        format!(" — {} ", hints(&[Action::Back, Action::Upgrade]))
+        format!(" — {}{toggle} ", hints(&[Action::Back, Action::Upgrade]))
     } else {
         format!(" — {} ", hints(&[Action::Start, Action::Back]))
     };
@@ -48,7 +68,17 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let inner = block.inner(r);
     f.render_widget(block, r);
     if let Some(p) = &v.progress {
-        draw_run(f, inner, app, p, theme);
+        if split {
+            let [run, health] =
+                Layout::horizontal([Constraint::Fill(1), Constraint::Length(HEALTH_WIDTH)])
+                    .areas(inner);
+            draw_run(f, run, app, p, theme);
+            draw_health(f, health, app, theme, true);
+        } else if v.show_health {
+            draw_health(f, inner, app, theme, false);
+        } else {
+            draw_run(f, inner, app, p, theme);
+        }
         return;
     }
     if v.starting {
@@ -340,5 +370,107 @@ fn draw_run(
                 .title(Span::styled(title, theme.title)),
         ),
         bottom,
+    );
+}
+
+/// The live health column: etcd members and quorum, volumes not healthy (rebuilding with their
+/// replicas' progress), every node with its state — from the dashboard's own sources.
+fn draw_health(f: &mut Frame, area: Rect, app: &App, theme: &Theme, beside: bool) {
+    let mut lines: Vec<Line> = Vec::new();
+    let head = |t: &str| Line::from(Span::styled(t.to_string(), theme.table_header));
+    lines.push(head("etcd"));
+    match &app.snapshot.etcd.data {
+        Some(st) => {
+            let q = st.quorum();
+            let style = if !q.holds() {
+                theme.critical
+            } else if q.tolerates() == 0 {
+                theme.warning
+            } else {
+                theme.ok
+            };
+            lines.push(Line::from(Span::styled(format!(" {q}"), style)));
+            for m in &st.members {
+                let (state, style) = if m.healthy {
+                    ("healthy", theme.ok)
+                } else {
+                    ("down", theme.critical)
+                };
+                let leader = if m.is_leader { " ★" } else { "" };
+                lines.push(Line::from(vec![
+                    Span::raw(format!(" {}{leader} ", m.name)),
+                    Span::styled(state, style),
+                ]));
+            }
+        }
+        None => lines.push(Line::from(Span::styled(" no data", theme.muted))),
+    }
+    lines.push(Line::default());
+    lines.push(head("volumes"));
+    match &app.snapshot.cluster.data {
+        Some(cl) => {
+            let lh = &cl.longhorn;
+            let mut shown = 0;
+            for v in &lh.volumes {
+                let rebuilding = lh.replicas_of(&v.name).any(|r| r.rebuilding);
+                if v.robustness == "healthy" && !rebuilding {
+                    continue;
+                }
+                shown += 1;
+                let healthy = lh.replicas_of(&v.name).filter(|r| r.healthy).count();
+                let style = match v.robustness.as_str() {
+                    "faulted" => theme.critical,
+                    _ => theme.warning,
+                };
+                let what = if rebuilding {
+                    "rebuilding"
+                } else {
+                    v.robustness.as_str()
+                };
+                let name = v.pvc.clone().unwrap_or_else(|| v.name.clone());
+                lines.push(Line::from(vec![
+                    Span::raw(format!(" {name} ")),
+                    Span::styled(format!("{what} {healthy}/{}", v.number_of_replicas), style),
+                ]));
+            }
+            if shown == 0 {
+                lines.push(Line::from(Span::styled(
+                    format!(" all {} healthy", lh.volumes.len()),
+                    theme.ok,
+                )));
+            }
+            lines.push(Line::default());
+            lines.push(head("nodes"));
+            for n in &cl.nodes {
+                let (state, style) = match n.ready {
+                    Some(true) => ("Ready", theme.ok),
+                    Some(false) => ("NotReady", theme.critical),
+                    None => ("Unknown", theme.warning),
+                };
+                let mut spans = vec![
+                    Span::raw(format!(" {} ", n.name)),
+                    Span::styled(state, style),
+                ];
+                if n.unschedulable {
+                    spans.push(Span::styled(" cordoned", theme.warning));
+                }
+                lines.push(Line::from(spans));
+            }
+        }
+        None => lines.push(Line::from(Span::styled(" no data", theme.muted))),
+    }
+    let block = if beside {
+        Block::default()
+            .borders(Borders::LEFT)
+            .border_style(theme.border)
+            .title(Span::styled(" live health ", theme.title))
+    } else {
+        Block::default().title(Span::styled(" live health ", theme.title))
+    };
+    f.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        area,
     );
 }

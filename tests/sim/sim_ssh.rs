@@ -840,3 +840,107 @@ async fn inventory_values_a_shell_would_read_never_reach_a_command() {
     assert!(sent.iter().all(|r| !r.mutating), "{sent:#?}");
     h.shutdown().await;
 }
+
+/// What a host's Node object says of its system: OS image, kernel, kubelet version.
+fn node_info(h: &sim::SimHandle, name: &str) -> (String, String, String) {
+    let n = h
+        .world()
+        .store
+        .get(&sim::resources::NODES, "", name)
+        .unwrap();
+    let s = |k: &str| {
+        n["status"]["nodeInfo"][k]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    (s("osImage"), s("kernelVersion"), s("kubeletVersion"))
+}
+
+/// The same as the host's facts over SSH say it: the NixOS build, the booted kernel (from its
+/// store path `…-linux-6.12.55/bzImage`), the k3s it runs.
+async fn facts_info(client: &HostsClient, id: &str) -> (String, String, String) {
+    let f = client.facts(id).await.unwrap();
+    let kernel = f
+        .booted_boot
+        .kernel
+        .as_deref()
+        .and_then(|p| p.split("-linux-").nth(1))
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("a booted kernel path: {f:?}"))
+        .to_string();
+    let (_, k3s) = ask(client, id, &K3sVersionProbe).await;
+    (
+        format!("NixOS {} (Warbler)", f.nixos_version.unwrap()),
+        kernel,
+        k3s.unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_report_the_system_their_hosts_run_through_switch_and_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&[], &dir.path().join("sim")).await;
+    let client = HostsClient::new(h.ssh_config(), h.inventory()).unwrap();
+    for host in &h.inventory().hosts {
+        assert_eq!(
+            node_info(&h, &host.hostname),
+            facts_info(&client, &host.id).await,
+            "{} at start",
+            host.id
+        );
+    }
+    let host = h.inventory().hosts[3].clone();
+    let before = node_info(&h, &host.hostname);
+    let cmd = format!(
+        "sudo -n nixos-rebuild switch --flake github:user/homelab#{}",
+        host.hostname
+    );
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let out = client
+        .run_streaming(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            &cmd,
+            Duration::from_secs(30),
+            tx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.exit_status, Some(0));
+    // The switch: a new OS image, the kernel booted stays until the reboot.
+    let switched = node_info(&h, &host.hostname);
+    assert_ne!(switched.0, before.0);
+    assert_eq!(switched.1, before.1);
+    assert_eq!(switched, facts_info(&client, &host.id).await);
+    let boots = h.world().host(&host.hostname).unwrap().boots;
+    match client
+        .run(
+            &homeinfra_tui::testing::writes(),
+            &host.id,
+            "sudo systemctl reboot",
+        )
+        .await
+    {
+        Ok(out) => assert_eq!(out.exit_status, Some(0)),
+        Err(e) => assert_eq!(e.problem, SshProblem::Unreachable, "{e}"),
+    }
+    eventually("the host is back", || {
+        let s = h.world().host(&host.hostname).unwrap();
+        s.up && s.boots == boots + 1
+    })
+    .await;
+    let mut facts = None;
+    for _ in 0..200 {
+        if client.facts(&host.id).await.is_ok() {
+            facts = Some(facts_info(&client, &host.id).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let facts = facts.expect("SSH back after the reboot");
+    let rebooted = node_info(&h, &host.hostname);
+    assert_ne!(rebooted.1, before.1, "the new kernel runs");
+    assert_eq!(rebooted, facts);
+    h.shutdown().await;
+}

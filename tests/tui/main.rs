@@ -5,9 +5,12 @@
 mod common;
 
 mod event_loop;
+mod health_line;
 mod observe_panes;
 mod read_only;
 mod readme_keys;
+mod tables_fit;
 mod tui_detached;
 mod tui_e2e;
 mod tui_snapshots;
+mod worlds;

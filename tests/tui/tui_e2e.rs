@@ -487,3 +487,56 @@ fn a_panic_in_a_background_task_restores_the_terminal_and_exits() {
         "test panic in a background task",
     );
 }
+
+#[test]
+#[ignore = "not yet passing: at --speed 5 the demo dashboard's sources never show the rebooting host down in the column (to investigate: poll interval vs reboot length)"]
+fn the_upgrade_view_shows_live_health_beside_the_run_while_a_node_reboots() {
+    let Some(t) = Tmux::new() else { return };
+    t.start_sized(
+        "h",
+        120,
+        35,
+        &format!(
+            "--hosts {} demo --speed 5",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("hosts.json")
+                .display()
+        ),
+    );
+    t.wait_for_secs("h", "demo (simulated homelab)", 30);
+    t.keys("h", &["U"]);
+    t.wait_for_secs("h", "Dry run: nothing has changed", 60);
+    t.keys("h", &["y"]);
+    t.wait_for("h", "Start the rolling upgrade");
+    t.keys("h", &["y"]);
+    // Beside the run: etcd and its quorum, the volumes, every node.
+    let s = t.wait_for_secs("h", "live health", 60);
+    assert!(s.contains("3/3 healthy — tolerates 1 failure"), "{s}");
+    assert!(s.contains(" sat1 Ready"), "{s}");
+    // A control plane reboots: the column shows its etcd member down (quorum with no failure
+    // to spare) or its node NotReady, then healthy again, the run still in view.
+    let end = Instant::now() + Duration::from_secs(240);
+    loop {
+        let s = t.screen("h");
+        let column_down = s.contains("2/3 healthy — no further failure tolerated")
+            || ["sat1", "node1", "node2", "node3"]
+                .iter()
+                .any(|n| s.contains(&format!(" {n} NotReady")));
+        if column_down {
+            assert!(s.contains("Rolling upgrade") && s.contains("reboot"), "{s}");
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the column never showed a host down: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = t.wait_for_secs("h", "3/3 healthy — tolerates 1 failure", 120);
+    assert!(s.contains("live health"), "{s}");
+    // The health line stays above the view.
+    assert!(s.lines().nth(1).is_some_and(|l| l.contains("etcd")), "{s}");
+    t.wait_for_secs("h", "run finished", 300);
+    t.keys("h", &["Escape", "q"]);
+    t.assert_restored("h", "EXIT=0");
+}

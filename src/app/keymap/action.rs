@@ -32,6 +32,12 @@ pub enum Action {
     Diff,
     Export,
     Wrap,
+    /// Sort the focused table by its next column (after the last: unsorted).
+    Sort,
+    /// Reverse the focused table's sort order.
+    SortReverse,
+    /// The upgrade view at narrow widths: the run or the live health column.
+    Health,
     Cordon,
     Confirm,
     Upgrade,
@@ -84,6 +90,9 @@ impl Action {
         Action::Diff,
         Action::Export,
         Action::Wrap,
+        Action::Sort,
+        Action::SortReverse,
+        Action::Health,
         Action::Cordon,
         Action::Confirm,
         Action::Upgrade,

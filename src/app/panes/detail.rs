@@ -37,6 +37,11 @@ pub fn detail(app: &App, pane: Pane, key: &str) -> Vec<(String, String)> {
                 out.push((h.to_lowercase(), c.text.clone()));
             }
         }
+        if pane == Pane::Findings
+            && let Some((_, subject)) = key.split_once('|')
+        {
+            out.push(("subject id".into(), subject.to_string()));
+        }
     }
     let aliases: Vec<String> = match pane {
         Pane::Hosts => app

@@ -76,7 +76,6 @@ fn row(app: &App, h: &Host, marks: &Marks) -> Row {
             Cell::new(
                 facts
                     .and_then(|f| f.nixos_version.clone())
-                    .map(short_version)
                     .unwrap_or_else(dash),
             ),
             drift_cell(app, h),
@@ -111,16 +110,6 @@ fn drift_cell(app: &App, h: &Host) -> Cell {
             };
             Cell::toned(d.state.as_str(), tone)
         }
-    }
-}
-
-/// `24.05.20240101.abcdef` → `24.05.20240101`.
-fn short_version(v: String) -> String {
-    let parts: Vec<&str> = v.split('.').collect();
-    if parts.len() > 3 {
-        parts[..3].join(".")
-    } else {
-        v
     }
 }
 

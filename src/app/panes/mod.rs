@@ -7,6 +7,8 @@ mod hosts;
 mod observe;
 mod recovery;
 
+use unicode_width::UnicodeWidthStr;
+
 use crate::model::{Severity, SourceStatus};
 
 use super::{App, finding_key};
@@ -154,12 +156,23 @@ impl Row {
     }
 }
 
-/// A pane's table: header, minimum column widths, rows (already filtered), and a note about
-/// its source (not configured, failing since ..., waiting).
+/// A pane's table: header, column widths, rows (already filtered and sorted), and a note
+/// about its source (not configured, failing since ..., waiting).
+///
+/// Column widths come from the content: a column wants its widest cell (or header), at most
+/// its `max_widths`; when the pane is narrow it gets at least its `widths` (the minimum), the
+/// flexible ones share what is left, and cells cut show `…` (the detail view has them whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     pub header: Vec<&'static str>,
+    /// The minimum width of each column (when its content is that wide).
     pub widths: Vec<u16>,
+    /// The most each column takes while others want room (0: no limit).
+    pub max_widths: Vec<u16>,
+    /// The widest cell or header of each column, over the rows shown.
+    pub content: Vec<u16>,
+    /// The order the rows are in (shown in the header).
+    pub sort: Option<super::SortBy>,
     /// Which columns to drop first when the pane is narrow: higher goes first, 0 never.
     pub drop_order: Vec<u8>,
     pub rows: Vec<Row>,
@@ -174,6 +187,9 @@ impl Table {
     pub fn new(header: Vec<&'static str>, widths: Vec<u16>, rows: Vec<Row>) -> Table {
         Table {
             drop_order: vec![0; header.len()],
+            max_widths: vec![0; header.len()],
+            content: vec![0; header.len()],
+            sort: None,
             header,
             widths,
             rows,
@@ -201,7 +217,103 @@ pub fn table(app: &App, pane: Pane) -> Table {
     if !needle.is_empty() {
         t.rows.retain(|r| r.matches_filter(&needle));
     }
+    if let Some(s) = app.pane(pane).sort
+        && s.column < t.header.len()
+    {
+        t.rows.sort_by(|a, b| {
+            let key = |r: &Row| sort_key(r.cells.get(s.column).map_or("", |c| c.text.as_str()));
+            let (ka, kb) = (key(a), key(b));
+            // Empty cells stay last either way.
+            match (&ka, &kb) {
+                (SortKey::Missing, _) | (_, SortKey::Missing) => ka.cmp(&kb),
+                _ if s.reverse => kb.cmp(&ka),
+                _ => ka.cmp(&kb),
+            }
+        });
+        t.sort = Some(s);
+    }
+    t.content = (0..t.header.len())
+        .map(|c| {
+            let head = UnicodeWidthStr::width(t.header[c])
+                + usize::from(t.sort.is_some_and(|s| s.column == c)) * 2;
+            t.rows
+                .iter()
+                .filter_map(|r| r.cells.get(c))
+                .map(|cell| UnicodeWidthStr::width(cell.text.as_str()))
+                .fold(head, usize::max)
+                .min(u16::MAX as usize) as u16
+        })
+        .collect();
     t
+}
+
+/// How a cell sorts: numbers (with their unit: `3d`, `1.5 GiB`, `12%`, `40 ms`) by value
+/// before text, text case-insensitively; empty and `–` cells last (either way).
+#[derive(Debug, PartialEq)]
+enum SortKey {
+    Number(f64),
+    Text(String),
+    Missing,
+}
+
+impl Eq for SortKey {}
+
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SortKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (self, other) {
+            (SortKey::Number(a), SortKey::Number(b)) => a.total_cmp(b),
+            (SortKey::Text(a), SortKey::Text(b)) => a.cmp(b),
+            (SortKey::Missing, SortKey::Missing) => Ordering::Equal,
+            (SortKey::Number(_), _) | (SortKey::Text(_), SortKey::Missing) => Ordering::Less,
+            _ => Ordering::Greater,
+        }
+    }
+}
+
+fn sort_key(text: &str) -> SortKey {
+    let t = text.trim();
+    if t.is_empty() || t == "–" || t == "-" {
+        return SortKey::Missing;
+    }
+    let end = t
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(t.len(), |(i, _)| i);
+    let (num, rest) = t.split_at(end);
+    // Versions (`25.05.2025`) and names that start with digits sort as text.
+    let number = (num.matches('.').count() <= 1)
+        .then(|| num.parse::<f64>().ok())
+        .flatten();
+    let Some(n) = number else {
+        return SortKey::Text(t.to_lowercase());
+    };
+    let unit = rest.trim_start();
+    let word = unit
+        .split(|c: char| !c.is_alphabetic())
+        .next()
+        .unwrap_or("");
+    let scale = match word {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3_600.0,
+        "d" => 86_400.0,
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "" | "ms" | "x" => 1.0,
+        _ if unit.starts_with('%') || unit.starts_with('×') || unit.starts_with('/') => 1.0,
+        _ => return SortKey::Text(t.to_lowercase()),
+    };
+    SortKey::Number(n * scale)
 }
 
 /// The note a pane shows about its source.
@@ -231,6 +343,29 @@ pub fn source_note(
     (!has_data).then(|| (format!("{name}: waiting for first data…"), Tone::Muted))
 }
 
+/// A finding's subject by its human name: a Longhorn volume by its PVC (`namespace/name`), an
+/// etcd member id by the member's name; hosts, nodes and the rest as they are. The detail view
+/// shows the id.
+pub fn subject_name(app: &App, subject: &str) -> String {
+    if let Some(cl) = &app.snapshot.cluster.data
+        && let Some(pvc) = cl
+            .longhorn
+            .volumes
+            .iter()
+            .find(|v| v.name == subject)
+            .and_then(|v| v.pvc.clone())
+    {
+        return pvc;
+    }
+    if let Some(e) = &app.snapshot.etcd.data
+        && let Some(m) = e.members.iter().find(|m| format!("{:x}", m.id) == subject)
+        && !m.name.is_empty()
+    {
+        return m.name.clone();
+    }
+    subject.to_string()
+}
+
 fn findings(app: &App) -> Table {
     let rows = app
         .findings
@@ -241,7 +376,7 @@ fn findings(app: &App) -> Table {
             cells: vec![
                 Cell::toned(f.severity.as_str(), f.severity.into()),
                 Cell::new(&f.code),
-                Cell::new(&f.subject),
+                Cell::new(subject_name(app, &f.subject)),
                 Cell::new(&f.message),
             ],
         })
@@ -250,7 +385,7 @@ fn findings(app: &App) -> Table {
         drop_order: vec![0, 1, 0, 0],
         ..Table::new(
             vec!["SEVERITY", "CODE", "SUBJECT", "MESSAGE"],
-            vec![8, 30, 16, 30],
+            vec![8, 24, 16, 30],
             rows,
         )
     }

@@ -23,6 +23,24 @@ use super::store::{ApiError, Store, now, short_suffix, timestamp};
 use crate::inventory::Inventory;
 
 pub const K3S_VERSION: &str = "v1.31.4+k3s1";
+
+/// The NixOS builds a simulated host knows: the one before the installed one, the installed
+/// one, the flake's (a switch goes there).
+pub const NIXOS_VERSIONS: [&str; 3] = [
+    "25.05.20251102.a1b2c3d",
+    "25.05.20251119.e4f5a6b",
+    "25.05.20251124.c7d8e9f",
+];
+/// Their kernels: the installed one's, the flake's, a later one.
+pub const KERNELS: [&str; 3] = ["6.12.55", "6.12.58", "6.12.60"];
+/// The kernel a host booted in the `reboot-needed` scenario (older than its current one).
+pub const OLD_KERNEL: &str = "6.12.41";
+
+/// The `osImage` a Node reports for a NixOS build (its os-release, the build named whole so a
+/// switch shows).
+pub fn os_image(version: &str) -> String {
+    format!("NixOS {version} (Warbler)")
+}
 pub const LONGHORN_NS: &str = "longhorn-system";
 
 /// Counters used while building: pod ips and name suffixes.

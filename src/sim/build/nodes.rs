@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::K3S_VERSION;
+use super::{K3S_VERSION, KERNELS, NIXOS_VERSIONS, os_image};
 use crate::inventory::Host;
 use crate::sim::store::now;
 
@@ -68,12 +68,13 @@ pub fn node_object(h: &Host, index: usize, created: &str) -> Value {
                 "architecture": "amd64",
                 "bootID": boot_id(index, 0),
                 "containerRuntimeVersion": "containerd://1.7.23-k3s2",
-                "kernelVersion": "6.6.63",
+                // The installed generation (the SSH face's facts say the same).
+                "kernelVersion": KERNELS[0],
                 "kubeProxyVersion": K3S_VERSION,
                 "kubeletVersion": K3S_VERSION,
                 "machineID": format!("{:032x}", 0x5eed_0000_u64 + index as u64),
                 "operatingSystem": "linux",
-                "osImage": "NixOS 24.11 (Vicuna)",
+                "osImage": os_image(NIXOS_VERSIONS[1]),
                 "systemUUID": format!("{:08x}-0000-4000-8000-{:012x}", index, index),
             },
         },

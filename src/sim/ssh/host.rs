@@ -109,7 +109,7 @@ impl SimHost {
         if reboot_flag && booted_boot == current.system.boot_files() {
             let older = System {
                 pins: Pins {
-                    kernel: "6.12.41".into(),
+                    kernel: crate::sim::build::OLD_KERNEL.into(),
                     ..Pins::older()
                 },
                 ..(*current.system).clone()

@@ -72,6 +72,10 @@ pub struct HostState {
     pub never_returns: bool,
     pub unreachable: bool,
     pub reboot_needed: bool,
+    /// The kernel of the current generation (booted at the next boot).
+    pub kernel: String,
+    /// The kernel running.
+    pub booted_kernel: String,
 }
 
 /// A write the API received.
@@ -196,6 +200,8 @@ impl World {
                     never_returns: false,
                     unreachable: false,
                     reboot_needed: false,
+                    kernel: build::KERNELS[0].into(),
+                    booted_kernel: build::KERNELS[0].into(),
                 },
             );
         }

@@ -152,6 +152,25 @@ impl World {
         }
     }
 
+    /// A switch (or rollback) made `version` with `kernel` the host's current system: its
+    /// kubelet, restarted by the activation, reports the new OS image; the kernel changes at
+    /// the next boot.
+    pub fn installed(&self, host: &str, version: &str, kernel: &str) {
+        if let Some(hs) = lock(&self.state).hosts.get_mut(host) {
+            hs.kernel = kernel.to_string();
+        }
+        let _ = self.store.modify(&NODES, "", host, |n| {
+            n["status"]["nodeInfo"]["osImage"] = json!(build::os_image(version));
+        });
+    }
+
+    /// The kernel a host's Node reports (what it booted).
+    pub fn set_node_kernel(&self, host: &str, kernel: &str) {
+        let _ = self.store.modify(&NODES, "", host, |n| {
+            n["status"]["nodeInfo"]["kernelVersion"] = json!(kernel);
+        });
+    }
+
     /// A host is back: Ready, its etcd member rejoins, pods ready again.
     pub fn host_returns(&self, name: &str) {
         let boots = {
@@ -162,14 +181,16 @@ impl World {
                 hs.rebooting = false;
                 hs.reboot_needed = false;
                 hs.boots += 1;
-                (hs.index, hs.boots)
+                hs.booted_kernel = hs.kernel.clone();
+                (hs.index, hs.boots, hs.booted_kernel.clone())
             });
             Self::elect(etcd, hosts);
             boots
         };
-        if let Some((index, boots)) = boots {
+        if let Some((index, boots, kernel)) = boots {
             let _ = self.store.modify(&NODES, "", name, |n| {
                 n["status"]["nodeInfo"]["bootID"] = json!(build::boot_id(index, boots));
+                n["status"]["nodeInfo"]["kernelVersion"] = json!(kernel);
             });
         }
         self.boot_current(name);

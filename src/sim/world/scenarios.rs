@@ -184,6 +184,11 @@ impl World {
                     && let Some(hs) = s.hosts.get_mut(&h.hostname)
                 {
                     hs.reboot_needed = true;
+                    // It booted an older kernel than its current one (as its facts say).
+                    if hs.booted_kernel == hs.kernel {
+                        drop(s);
+                        self.set_node_kernel(&h.hostname, build::OLD_KERNEL);
+                    }
                 }
             }
             Scenario::StaleBackup => {
@@ -369,8 +374,16 @@ impl World {
                 let _ = self.store.delete(&PDBS, "apps", "postgres");
             }
             Scenario::RebootNeeded => {
-                for h in lock(&self.state).hosts.values_mut() {
-                    h.reboot_needed = false;
+                let booted: Vec<(String, String)> = lock(&self.state)
+                    .hosts
+                    .values_mut()
+                    .map(|h| {
+                        h.reboot_needed = false;
+                        (h.hostname.clone(), h.booted_kernel.clone())
+                    })
+                    .collect();
+                for (host, kernel) in booted {
+                    self.set_node_kernel(&host, &kernel);
                 }
             }
             Scenario::StaleEtcdSnapshot => {

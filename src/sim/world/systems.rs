@@ -1,7 +1,7 @@
 //! Each host's NixOS generations and the flake that builds them, as the world keeps them: the
 //! SSH face's `nixos-rebuild switch` activates the flake's system for the host, a rollback
-//! goes back a generation, a reboot boots the current one; the node's kubelet version follows
-//! the k3s of the system that runs. The control API's store (`/sim/v1/nix/...`) reads the
+//! goes back a generation, a reboot boots the current one; the node's kubelet version, OS
+//! image and kernel follow the system that runs (and the one booted). The control API's store (`/sim/v1/nix/...`) reads the
 //! same state.
 
 use std::collections::BTreeMap;
@@ -168,29 +168,48 @@ impl World {
         self.sync_kubelet(host);
     }
 
-    /// The node reports the kubelet of the k3s its host runs.
+    /// The node reports the system its host runs, as the host's facts over SSH say it: the
+    /// kubelet of the current system's k3s (restarted by the activation), its NixOS build as
+    /// the OS image, the booted kernel. The world's host state keeps both kernels.
     fn sync_kubelet(&self, host: &str) {
-        let Some(version) = lock(&self.systems)
-            .hosts
-            .get(host)
-            .map(|hs| hs.current().system.kubelet_version())
+        let Some((version, nixos, kernel, booted_kernel)) =
+            lock(&self.systems).hosts.get(host).map(|hs| {
+                let current = &hs.current().system;
+                (
+                    current.kubelet_version(),
+                    current.pins.nixos.clone(),
+                    current.pins.kernel.clone(),
+                    hs.booted.pins.kernel.clone(),
+                )
+            })
         else {
             return;
         };
-        let differs = self
-            .store
-            .get(&NODES, "", host)
-            .and_then(|n| {
-                n.pointer("/status/nodeInfo/kubeletVersion")
-                    .and_then(|v| v.as_str())
-                    .map(|v| v != version)
-            })
-            .unwrap_or(false);
-        if differs {
-            let _ = self.store.modify(&NODES, "", host, |n| {
-                n["status"]["nodeInfo"]["kubeletVersion"] = json!(version);
-                n["status"]["nodeInfo"]["kubeProxyVersion"] = json!(version);
-            });
-        }
+        let reboot_flag = {
+            let mut s = lock(&self.state);
+            match s.hosts.get_mut(host) {
+                Some(hs) => {
+                    hs.kernel = kernel;
+                    hs.booted_kernel = booted_kernel.clone();
+                    hs.reboot_needed && hs.booted_kernel == hs.kernel
+                }
+                None => false,
+            }
+        };
+        // The `reboot-needed` scenario: it booted an older kernel (as its facts say).
+        let booted_kernel = if reboot_flag {
+            crate::sim::build::OLD_KERNEL.to_string()
+        } else {
+            booted_kernel
+        };
+        let os_image = crate::sim::build::os_image(&nixos);
+        // (An unchanged object is not written again: no watch event.)
+        let _ = self.store.modify(&NODES, "", host, |n| {
+            let info = &mut n["status"]["nodeInfo"];
+            info["kubeletVersion"] = json!(version);
+            info["kubeProxyVersion"] = json!(version);
+            info["osImage"] = json!(os_image);
+            info["kernelVersion"] = json!(booted_kernel);
+        });
     }
 }
