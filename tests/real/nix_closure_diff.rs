@@ -772,3 +772,162 @@ fn ctrl_c_cancels_the_command_and_its_nix_builds() {
         .collect();
     assert!(left.is_empty(), "left running: {left:?}");
 }
+
+/// The plan's per-node forecast on real closures: every node's deployed system (the fixture
+/// `old`, as its host reports it) diffed with what the flake builds for it, with real Nix. The
+/// summary of each node is the summary of `nix store diff-closures` between the two systems
+/// (what `diff HOST` shows), the node with no change is left out, the k3s minor change orders
+/// the control plane first, and only the node whose kernel changes reboots.
+#[tokio::test]
+async fn the_plan_forecasts_each_node_from_real_closures() {
+    use homeinfra_tui::config::RebootPolicy;
+    use homeinfra_tui::inventory::Role;
+    use homeinfra_tui::operations::closure_diff::summary::{RiskKind, Verdict};
+    use homeinfra_tui::operations::closure_diff::{ChangeSummary, NixClosures};
+    use homeinfra_tui::operations::upgrade::eta::Estimates;
+    use homeinfra_tui::operations::upgrade::fake::FakeWorld;
+    use homeinfra_tui::operations::upgrade::forecast::{self, ForecastInputs};
+    use homeinfra_tui::testing;
+
+    let Some(env) = nix_env() else { return };
+    let old = env.build("old");
+    let new = env.build("new");
+    let k3s_only = env.build("k3sOnly");
+
+    // The flake: node1 (the control plane) gets a new kernel and k3s 1.31, node2 stays, node3
+    // (an agent) gets k3s 1.31 only.
+    let flake = env.dir.path().join("fleet");
+    std::fs::create_dir_all(&flake).unwrap();
+    std::fs::copy(
+        env.dir.path().join("fixtures.nix"),
+        flake.join("fixtures.nix"),
+    )
+    .unwrap();
+    std::fs::write(
+        flake.join("flake.nix"),
+        format!(
+            r#"{{
+  outputs = {{ self }}:
+    let f = import ./fixtures.nix {{ system = "{}"; }};
+        sys = s: {{ config.system.build.toplevel = s; }};
+    in {{ nixosConfigurations = {{ node1 = sys f.new; node2 = sys f.old; node3 = sys f.k3sOnly; }}; }};
+}}
+"#,
+            env.system
+        ),
+    )
+    .unwrap();
+
+    let inv = testing::inventory(vec![
+        testing::host("node1", Role::Init, [127, 0, 0, 1]),
+        testing::host("node2", Role::Agent, [127, 0, 0, 1]),
+        testing::host("node3", Role::Agent, [127, 0, 0, 1]),
+    ]);
+    let world = FakeWorld::healthy(&inv);
+    {
+        let mut st = world.state();
+        for h in st.hosts.values_mut() {
+            h.current = old.clone();
+            h.booted = old.clone();
+        }
+    }
+    let source = NixClosures {
+        nix: env.nix(),
+        flake: Some(format!("path:{}", flake.display())),
+        ssh: Default::default(),
+        trust_host_store: false,
+    };
+    let read = world.read_world();
+    let inputs = ForecastInputs {
+        world: &read,
+        inventory: &inv,
+        source: std::sync::Arc::new(source),
+        reboot: RebootPolicy::Auto,
+        configured_order: false,
+        estimates: Estimates::default(),
+        concurrency: 2,
+        skip_skew: false,
+    };
+    // Today's order puts agents first; the k3s minor change must turn it round.
+    let plan = testing::plan(
+        "20261201-forecast",
+        [
+            testing::entry("node3", "node3", Role::Agent),
+            testing::entry("node2", "node2", Role::Agent),
+            testing::entry("node1", "node1", Role::Init),
+        ],
+    );
+    let lines = std::sync::Mutex::new(Vec::new());
+    let (planned, f) = forecast::forecast(
+        &plan,
+        &inputs,
+        &|l| lines.lock().unwrap().push(l),
+        &CancellationToken::new(),
+    )
+    .await;
+
+    // One progress line per diff.
+    let lines = lines.into_inner().unwrap();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("node1")), "{lines:#?}");
+
+    // Order: servers first for a k3s minor change; node2 (no change) left out.
+    assert_eq!(f.order.rule, "servers-first", "{:?}", f.order);
+    let order: Vec<&str> = planned.entries.iter().map(|e| e.node.as_str()).collect();
+    assert_eq!(order, ["node1", "node3"]);
+    assert_eq!(f.skipped.len(), 1, "{:?}", f.skipped);
+    assert_eq!(f.skipped[0].node, "node2");
+    assert!(f.refusals.is_empty(), "{:#?}", f.refusals);
+
+    // node1: what `diff node1` shows (real diff-closures between the two systems).
+    let n1 = f.node("node1").expect("node1 forecast");
+    assert_eq!(n1.deployed.as_deref(), Some(old.as_str()));
+    assert_eq!(n1.target.as_deref(), Some(new.as_str()));
+    let s1 = n1.summary.as_ref().expect("node1 summary");
+    assert_eq!(s1, &ChangeSummary::of(&diff(&env, &old, &new).await));
+    assert!(!s1.up_to_date);
+    assert_eq!(s1.reboot, Verdict::Yes);
+    assert_eq!(s1.boot_links_changed, Some(true));
+    let k = s1.bump("kernel").expect("kernel bump");
+    assert_eq!(
+        (k.from.as_deref(), k.to.as_deref()),
+        (Some("6.6.1"), Some("6.6.8"))
+    );
+    let k3s = s1.bump("k3s").expect("k3s bump");
+    assert_eq!(
+        (k3s.from.as_deref(), k3s.to.as_deref()),
+        (Some("1.30.2"), Some("1.31.0"))
+    );
+    assert!(s1.restarts.iter().any(|r| r == "k3s"), "{:?}", s1.restarts);
+    assert!(
+        s1.risks.iter().any(|r| r.kind == RiskKind::Ssh),
+        "the rebuilt openssh is a high-risk change: {:?}",
+        s1.risks
+    );
+    // The closure grows by the new kernel, htop and the rebuilt openssh, and shrinks by k3s and
+    // nfs-utils (within nix's rounding and the paths' small scripts).
+    let expected =
+        (LINUX_NEW - LINUX_OLD) + (K3S_NEW - K3S_OLD) + (OPENSSH_REBUILT - OPENSSH) + HTOP - NFS;
+    let delta = s1.closure_size_delta.expect("closure size delta");
+    assert!(
+        (delta - expected).abs() < 16 * 1024,
+        "closure delta {delta}, expected about {expected}"
+    );
+    assert_eq!(n1.reboot.will, Verdict::Yes, "{}", n1.reboot.why);
+
+    // node3: k3s only, same kernel: restarts k3s, no reboot.
+    let n3 = f.node("node3").expect("node3 forecast");
+    assert_eq!(n3.target.as_deref(), Some(k3s_only.as_str()));
+    let s3 = n3.summary.as_ref().expect("node3 summary");
+    assert_eq!(s3, &ChangeSummary::of(&diff(&env, &old, &k3s_only).await));
+    assert_eq!(s3.boot_links_changed, Some(false));
+    assert_eq!(n3.reboot.will, Verdict::No, "{}", n3.reboot.why);
+    assert!(s3.bump("kernel").is_none(), "{:?}", s3.bumps);
+    assert_eq!(f.reboots, ["node1"]);
+
+    // The text the dry run prints says the same.
+    let text = forecast::text(&f).join("\n");
+    assert!(text.contains("order: servers-first"), "{text}");
+    assert!(text.contains("skipped: node2"), "{text}");
+    assert!(text.contains("reboots: node1"), "{text}");
+}
