@@ -6,6 +6,7 @@ use homeinfra_tui::cli::Cli;
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    end_quietly_on_closed_pipe(&cli);
     if rustls::crypto::ring::default_provider()
         .install_default()
         .is_err()
@@ -22,6 +23,29 @@ fn main() -> ExitCode {
     }
     let code = homeinfra_tui::commands::main(cli);
     ExitCode::from(code)
+}
+
+/// The commands that only print (`check`, `diff`, `config`, `completions`, `man`) end
+/// quietly when their reader goes away (`homeinfra-tui diff node3 | head`), as other Unix
+/// tools do, instead of failing on the broken pipe. The dashboard, the simulator and the
+/// upgrade keep ignoring SIGPIPE: a run must never die because whoever watched its output left.
+fn end_quietly_on_closed_pipe(cli: &Cli) {
+    use homeinfra_tui::cli::Command;
+    if matches!(
+        cli.command,
+        Some(
+            Command::Check(_)
+                | Command::Diff(_)
+                | Command::Config(_)
+                | Command::Completions(_)
+                | Command::Man
+        )
+    ) {
+        // SAFETY: restoring a signal's default disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
 }
 
 /// glibc gives every thread that allocates its own arena; with the async runtime's threads

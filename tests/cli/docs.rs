@@ -110,3 +110,29 @@ fn man_page_is_roff_with_every_subcommand_and_renders() {
     let warnings = String::from_utf8_lossy(&out.stderr);
     assert!(warnings.trim().is_empty(), "groff warnings: {warnings}");
 }
+
+/// A printing command whose reader went away (`homeinfra-tui man | head -1`) ends as other Unix
+/// tools do, by SIGPIPE, without a panic message on stderr.
+#[test]
+fn a_printing_command_ends_quietly_when_its_reader_goes_away() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["man"][..], &["completions", "bash"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn homeinfra-tui");
+        // Close the reading end before the program writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?} should end by SIGPIPE: {:?}, stderr: {stderr}",
+            out.status
+        );
+    }
+}
