@@ -20,7 +20,7 @@ use crate::cli::UpgradeArgs;
 use crate::config::RebootPolicy;
 use crate::operations::upgrade::engine;
 use crate::operations::upgrade::process::{EngineCommand, load_plan, write_plan};
-use crate::operations::upgrade::text::{EXIT_OK, EXIT_REFUSED, format_outcome};
+use crate::operations::upgrade::text::{self, EXIT_OK, EXIT_REFUSED, format_outcome};
 use crate::operations::upgrade::world::ReadWorld;
 use crate::operations::upgrade::{
     Plan, PlanEntry, RunOutcome, Settings, UpgradeEvent, Verdict, forecast, journal, live, lock,
@@ -251,10 +251,7 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand)
             journal::valid_run_id(run_id)?;
             let sum = journal::summarize(&journal::path_of(&journal_dir, run_id))?;
             if let Some(o) = &sum.finished {
-                return Err(eyre!(
-                    "run {run_id} already finished ({}); nothing to resume",
-                    format_outcome(o)
-                ));
+                return Err(eyre!("{}", text::not_resumable(run_id, o)));
             }
             (run_id.clone(), vec!["--resume".into(), run_id.into()])
         } else {
@@ -288,10 +285,7 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand)
         journal::valid_run_id(run_id)?;
         let sum = journal::summarize(&journal::path_of(&journal_dir, run_id))?;
         if let Some(o) = &sum.finished {
-            return Err(eyre!(
-                "run {run_id} already finished ({}); nothing to resume",
-                format_outcome(o)
-            ));
+            return Err(eyre!("{}", text::not_resumable(run_id, o)));
         }
         let Some(at) = sum.resume_at else {
             return Err(eyre!("run {run_id} has no node left to run"));

@@ -142,6 +142,26 @@ async fn headless_upgrade_against_the_sim() {
     );
     let runs = state.path().join("homeinfra-tui").join("runs");
     assert!(journal::unfinished(&runs).unwrap().is_empty());
+    // `--resume` of that refused run says what it is and what to do instead.
+    let Some(UpgradeEvent::RunStarted { run_id, .. }) = events.first() else {
+        unreachable!()
+    };
+    let (d, s, id) = (
+        dir.path().to_path_buf(),
+        state.path().to_path_buf(),
+        run_id.clone(),
+    );
+    let o = tokio::task::spawn_blocking(move || bin(&d, &s, &["--yes", "--resume", &id]))
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("ended refused, not interrupted")
+            && t.contains("degraded-volume")
+            && t.contains("start a new run"),
+        "{t}"
+    );
     let client = live::drain_client(
         &homeinfra_tui::config::load(Some(&cfg_path))
             .unwrap()

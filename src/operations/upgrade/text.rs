@@ -123,6 +123,33 @@ pub fn format_outcome(o: &RunOutcome) -> String {
     }
 }
 
+/// Why a finished run cannot be resumed, and what to do instead (`upgrade --resume` of a run
+/// whose journal is closed).
+pub fn not_resumable(run_id: &str, o: &RunOutcome) -> String {
+    let next = "start a new run (`homeinfra-tui upgrade`): the nodes already on the new system are skipped";
+    match o {
+        RunOutcome::Completed => {
+            format!("run {run_id} completed (every node upgraded): nothing to resume")
+        }
+        RunOutcome::Refused { .. } => format!(
+            "run {run_id} ended refused, not interrupted ({}): nothing of the refused node was touched, so there is nothing to resume; fix what the guard names, then {next}",
+            format_outcome(o)
+        ),
+        RunOutcome::Failed { node, .. } => format!(
+            "run {run_id} ended failed, not interrupted ({}): {node} stays cordoned; repair it, uncordon it (`c` in the dashboard), then {next}",
+            format_outcome(o)
+        ),
+        RunOutcome::Aborted { .. } => format!(
+            "run {run_id} was stopped at a safe point ({}): a stopped run is not resumed; {next}",
+            format_outcome(o)
+        ),
+        RunOutcome::Abandoned { .. } => format!(
+            "run {run_id} was abandoned ({}): nothing to resume; {next}",
+            format_outcome(o)
+        ),
+    }
+}
+
 fn list_or_none(v: &[String]) -> String {
     if v.is_empty() {
         "none".into()
