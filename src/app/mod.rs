@@ -193,10 +193,11 @@ impl App {
                 Effect::None
             }
             Msg::Signal(_) => Effect::Quit,
-            Msg::Suspend if self.upgrade.running() || self.upgrade.starting => {
-                // Stopping the process would stop the rolling upgrade it runs.
+            Msg::Suspend if self.demo && (self.upgrade.running() || self.upgrade.starting) => {
+                // A run is its own process and goes on while the dashboard is stopped, except
+                // in the demo: stopping this process stops the simulated cluster it runs on.
                 self.status = Some((
-                    "Ctrl-Z refused: the rolling upgrade runs in this process and would stop with it"
+                    "Ctrl-Z refused: the simulated cluster of the demo lives in this process and would freeze the rolling upgrade"
                         .into(),
                     Tone::Warning,
                 ));

@@ -152,7 +152,9 @@ fn offline_app() -> (App, Env) {
 
 #[tokio::test]
 async fn a_slow_upgrade_start_does_not_hold_up_keys_or_frames() {
-    let (app, env) = offline_app();
+    let (mut app, env) = offline_app();
+    // As in the demo, whose simulated cluster lives in the dashboard's process.
+    app.demo = true;
     let suspends = Arc::new(AtomicUsize::new(0));
     let calls = Arc::new(AtomicUsize::new(0));
     let (tx, inbox) = mpsc::channel::<Msg>(64);
@@ -192,7 +194,7 @@ async fn a_slow_upgrade_start_does_not_hold_up_keys_or_frames() {
     );
     tx.send(key(KeyCode::Char('y'))).await.unwrap();
     frame_with(&mut frames, "starting the run").await;
-    // Ctrl-Z would stop the upgrade this process runs along with the dashboard: refused.
+    // Ctrl-Z would freeze the demo's cluster, and the run on it, with the dashboard: refused.
     tx.send(ctrl_z()).await.unwrap();
     frame_with(&mut frames, "Ctrl-Z refused").await;
     assert_eq!(suspends.load(Ordering::SeqCst), 0, "not suspended");

@@ -344,15 +344,21 @@ fn continuing_after_a_stop_redraws_and_does_not_quit() {
 }
 
 #[test]
-fn suspending_is_refused_while_an_upgrade_runs_in_this_process() {
+fn suspending_is_refused_only_while_the_demo_runs_an_upgrade() {
     let mut a = app();
     assert_eq!(a.update(Msg::Suspend), Effect::Suspend);
     assert_eq!(a.status, None);
+    // A real cluster's run is its own process: stopping the dashboard does not stop it.
     a.upgrade.starting = true;
+    assert_eq!(a.update(Msg::Suspend), Effect::Suspend);
+    // The demo's simulated cluster lives in this process: stopping it would freeze the run.
+    a.demo = true;
     assert_eq!(a.update(Msg::Suspend), Effect::Redraw);
     assert!(
-        matches!(&a.status, Some((m, panes::Tone::Warning)) if m.contains("Ctrl-Z refused")),
+        matches!(&a.status, Some((m, panes::Tone::Warning)) if m.contains("Ctrl-Z refused") && m.contains("simulated")),
         "{:?}",
         a.status
     );
+    a.upgrade.starting = false;
+    assert_eq!(a.update(Msg::Suspend), Effect::Suspend);
 }
