@@ -23,7 +23,9 @@ pub use self::sources::{
     MimirConfig, NixConfig, SshConfig,
 };
 pub use self::ui::{KeyOverride, Thresholds, UiConfig};
-pub use self::upgrade::{RebootPolicy, SKIPPABLE_GUARDS, SwitchMode, UpgradeConfig, parse_window};
+pub use self::upgrade::{
+    PreSnapshot, RebootPolicy, SKIPPABLE_GUARDS, SwitchMode, UpgradeConfig, parse_window,
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, JsonSchema)]

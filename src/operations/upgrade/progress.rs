@@ -53,10 +53,33 @@ pub struct NodeProgress {
     pub notices: Vec<String>,
 }
 
+/// The run's etcd snapshot before its first control plane, as a step of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotProgress {
+    pub name: String,
+    /// The server it is taken on.
+    pub node: String,
+    /// The file k3s wrote, once known.
+    pub file: Option<String>,
+    pub policy: crate::config::PreSnapshot,
+    pub state: StepState,
+    pub duration_ms: Option<u64>,
+}
+
+impl SnapshotProgress {
+    /// A failure the run went on after (`try`).
+    pub fn is_warning(&self) -> bool {
+        matches!(self.state, StepState::Failed { .. })
+            && self.policy != crate::config::PreSnapshot::Require
+    }
+}
+
 /// A whole run, for the live view and the header.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunProgress {
     pub run_id: String,
+    /// The pre-upgrade etcd snapshot, once it started.
+    pub snapshot: Option<SnapshotProgress>,
     pub nodes: Vec<NodeProgress>,
     pub outcome: Option<RunOutcome>,
     pub notices: Vec<String>,
@@ -66,6 +89,7 @@ impl RunProgress {
     pub fn new(plan: &Plan) -> Self {
         Self {
             run_id: plan.run_id.clone(),
+            snapshot: None,
             nodes: plan
                 .entries
                 .iter()
@@ -209,6 +233,53 @@ impl RunProgress {
                         NodeOutcome::Skipped { .. } => NodeState::Skipped,
                     };
                 }
+            }
+            UpgradeEvent::SnapshotStarted { name, node, .. } => {
+                self.snapshot = Some(SnapshotProgress {
+                    name: name.clone(),
+                    node: node.clone(),
+                    file: None,
+                    policy: Default::default(),
+                    state: StepState::Running,
+                    duration_ms: None,
+                });
+                // A retry after the operator's answer: the server waits no longer.
+                if let Some(n) = self.node_mut(node)
+                    && n.state == NodeState::Waiting
+                    && n.steps.is_empty()
+                {
+                    n.state = NodeState::Pending;
+                    n.waiting = None;
+                }
+            }
+            UpgradeEvent::SnapshotFinished {
+                name,
+                node,
+                file,
+                policy,
+                outcome,
+                duration_ms,
+                ..
+            } => {
+                let state = match outcome {
+                    StepOutcome::Ok { detail } => StepState::Ok {
+                        detail: detail.clone(),
+                    },
+                    StepOutcome::Skipped { reason } => StepState::Skipped {
+                        reason: reason.clone(),
+                    },
+                    StepOutcome::Failed { message } => StepState::Failed {
+                        message: message.clone(),
+                    },
+                };
+                self.snapshot = Some(SnapshotProgress {
+                    name: name.clone(),
+                    node: node.clone(),
+                    file: file.clone(),
+                    policy: *policy,
+                    state,
+                    duration_ms: Some(*duration_ms),
+                });
             }
             UpgradeEvent::RunFinished { outcome } => {
                 self.outcome = Some(outcome.clone());
