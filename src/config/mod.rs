@@ -292,6 +292,26 @@ mod tests {
     }
 
     #[test]
+    fn pre_snapshot_values_and_a_bad_one() {
+        assert_eq!(p("").unwrap().upgrade.pre_snapshot, PreSnapshot::Require);
+        for (v, want) in [
+            ("require", PreSnapshot::Require),
+            ("try", PreSnapshot::Try),
+            ("off", PreSnapshot::Off),
+        ] {
+            let c = p(&format!("[upgrade]\npre_snapshot = \"{v}\"\n")).unwrap();
+            assert_eq!(c.upgrade.pre_snapshot, want);
+        }
+        let err = p("[upgrade]\npre_snapshot = \"maybe\"\n").unwrap_err().0;
+        assert!(
+            err.starts_with(
+                "config.toml:2:16: key \"upgrade.pre_snapshot\": unknown variant `maybe`, expected one of `require`, `try`, `off`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_enum_value() {
         let err = p("[upgrade]\nreboot = \"sometimes\"\n").unwrap_err().0;
         assert!(
