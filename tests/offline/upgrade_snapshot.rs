@@ -349,3 +349,75 @@ async fn a_dry_run_takes_no_snapshot() {
     assert!(snapshots_in_log(&fw).is_empty());
     assert!(fw.state().snapshots.is_empty());
 }
+
+#[tokio::test]
+async fn interactive_require_failure_waits_for_retry_or_abort() {
+    use homeinfra_tui::operations::upgrade::Control;
+    let inv = fake::inventory(4);
+    let fw = FakeWorld::healthy(&inv);
+    fw.state().snapshot_error = Some("etcdserver: leader changed".into());
+    let p = plan_of(&fw, &inv, "run-si", &[]);
+    let (h, mut rx) = start(
+        fw.world(),
+        inv.clone(),
+        p,
+        settings(PreSnapshot::Require),
+        StartOptions {
+            interactive: true,
+            ..opts("run-si", None)
+        },
+    );
+    let mut asked = 0;
+    while let Some(e) = rx.recv().await {
+        if let UpgradeEvent::Waiting { what, detail, .. } = &e
+            && what == "operator"
+            && detail.contains("pre-upgrade etcd snapshot failed")
+        {
+            asked += 1;
+            assert!(detail.contains("leader changed"), "{detail}");
+            assert!(
+                !fw.log().iter().any(|l| l.starts_with("cordon")),
+                "nothing touched while it waits"
+            );
+            if asked == 1 {
+                // The cause goes away: a retry takes it.
+                fw.state().snapshot_error = None;
+                h.send(Control::Retry).await;
+            }
+        }
+    }
+    assert_eq!(h.wait().await, RunOutcome::Completed);
+    assert_eq!(asked, 1);
+    assert_eq!(
+        snapshots_in_log(&fw),
+        [
+            "snapshot-failed instance_2",
+            "snapshot instance_2 homeinfra-run-si"
+        ]
+    );
+
+    // Abort instead: refused, nothing touched.
+    let fw = FakeWorld::healthy(&inv);
+    fw.state().snapshot_error = Some("etcdserver: leader changed".into());
+    let p = plan_of(&fw, &inv, "run-sj", &[]);
+    let (h, mut rx) = start(
+        fw.world(),
+        inv.clone(),
+        p,
+        settings(PreSnapshot::Require),
+        StartOptions {
+            interactive: true,
+            ..opts("run-sj", None)
+        },
+    );
+    while let Some(e) = rx.recv().await {
+        if matches!(&e, UpgradeEvent::Waiting { what, .. } if what == "operator") {
+            h.send(Control::Abort).await;
+        }
+    }
+    match h.wait().await {
+        RunOutcome::Refused { guard, .. } => assert_eq!(guard, "pre-snapshot"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!fw.log().iter().any(|l| l.starts_with("cordon")));
+}

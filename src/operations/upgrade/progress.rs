@@ -305,6 +305,62 @@ mod tests {
     use crate::testing::{entry, plan};
 
     #[test]
+    fn the_snapshot_is_a_step_of_its_own() {
+        use crate::config::PreSnapshot;
+        let plan = plan("r", [entry("s", "s", Role::Server)]);
+        let mut p = RunProgress::new(&plan);
+        assert_eq!(p.snapshot, None);
+        p.apply(&UpgradeEvent::SnapshotStarted {
+            name: "homeinfra-r".into(),
+            node: "s".into(),
+            host: "s".into(),
+        });
+        let s = p.snapshot.clone().unwrap();
+        assert_eq!((s.node.as_str(), &s.state), ("s", &StepState::Running));
+        // Not a node's step: the server is still pending.
+        assert_eq!(p.nodes[0].state, NodeState::Pending);
+        assert!(p.nodes[0].steps.is_empty());
+        let finished = |policy, outcome| UpgradeEvent::SnapshotFinished {
+            name: "homeinfra-r".into(),
+            node: "s".into(),
+            host: "s".into(),
+            file: Some("homeinfra-r-s-1".into()),
+            policy,
+            outcome,
+            duration_ms: 2000,
+        };
+        p.apply(&finished(
+            PreSnapshot::Try,
+            StepOutcome::Failed {
+                message: "etcd down".into(),
+            },
+        ));
+        let s = p.snapshot.clone().unwrap();
+        assert!(s.is_warning(), "a failure the run goes on after");
+        assert_eq!(s.duration_ms, Some(2000));
+        p.apply(&finished(
+            PreSnapshot::Require,
+            StepOutcome::Failed {
+                message: "etcd down".into(),
+            },
+        ));
+        assert!(!p.snapshot.clone().unwrap().is_warning());
+        p.apply(&finished(
+            PreSnapshot::Require,
+            StepOutcome::ok_with("homeinfra-r-s-1 on s"),
+        ));
+        assert_eq!(
+            p.snapshot.map(|s| (s.file, s.state)),
+            Some((
+                Some("homeinfra-r-s-1".into()),
+                StepState::Ok {
+                    detail: Some("homeinfra-r-s-1 on s".into())
+                }
+            ))
+        );
+    }
+
+    #[test]
     fn folds_a_node() {
         let plan = plan("r", ["a", "b"].map(|n| entry(n, n, Role::Agent)));
         let mut p = RunProgress::new(&plan);
