@@ -137,6 +137,17 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                         theme.muted
                     },
                 )),
+                // The run's own first step: the etcd snapshot (or why there is none).
+                Line::from(Span::styled(
+                    crate::operations::upgrade::snapshot::snapshot_plan(
+                        &p.plan,
+                        &app.inventory,
+                        app.config.upgrade.pre_snapshot,
+                        0,
+                    )
+                    .line(),
+                    theme.muted,
+                )),
                 Line::from(""),
             ];
             for (i, (e, verdicts)) in p.verdicts.iter().enumerate() {
