@@ -126,28 +126,33 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     format!("run {} · flake {} · {order}", p.plan.run_id, p.plan.flake),
                     theme.muted,
                 )),
-                Line::from(Span::styled(
-                    match &p.lock {
-                        Some(l) => format!("lock held: {l}"),
-                        None => "lock: free".into(),
-                    },
-                    if p.lock.is_some() {
-                        theme.warning
-                    } else {
-                        theme.muted
-                    },
-                )),
-                // The run's own first step: the etcd snapshot (or why there is none).
-                Line::from(Span::styled(
-                    crate::operations::upgrade::snapshot::snapshot_plan(
-                        &p.plan,
-                        &app.inventory,
-                        app.config.upgrade.pre_snapshot,
-                        0,
-                    )
-                    .line(),
-                    theme.muted,
-                )),
+                Line::from(vec![
+                    Span::styled(
+                        match &p.lock {
+                            Some(l) => format!("lock held: {l}"),
+                            None => "lock: free".into(),
+                        },
+                        if p.lock.is_some() {
+                            theme.warning
+                        } else {
+                            theme.muted
+                        },
+                    ),
+                    // The run's own first step: the etcd snapshot (or why there is none).
+                    Span::styled(
+                        format!(
+                            " · {}",
+                            crate::operations::upgrade::snapshot::snapshot_plan(
+                                &p.plan,
+                                &app.inventory,
+                                app.config.upgrade.pre_snapshot,
+                                0,
+                            )
+                            .short()
+                        ),
+                        theme.muted,
+                    ),
+                ]),
                 Line::from(""),
             ];
             for (i, (e, verdicts)) in p.verdicts.iter().enumerate() {

@@ -44,6 +44,20 @@ impl SnapshotPlan {
         self.skipped.is_none()
     }
 
+    /// A few words for the dashboard's plan view (beside the lock).
+    pub fn short(&self) -> String {
+        match (&self.skipped, self.servers.first()) {
+            (Some(why), _) => format!("no etcd snapshot: {why}"),
+            (None, Some(s)) => format!(
+                "etcd snapshot {} on {} first ({})",
+                self.name,
+                s.node,
+                self.policy.as_str()
+            ),
+            (None, None) => format!("etcd snapshot {} first", self.name),
+        }
+    }
+
     /// One line for the plan.
     pub fn line(&self) -> String {
         if let Some(why) = &self.skipped {
@@ -146,6 +160,10 @@ mod tests {
         let line = sp.line();
         assert!(line.contains("homeinfra-r1 on node2"), "{line}");
         assert!(line.contains("refuses the run"), "{line}");
+        assert_eq!(
+            sp.short(),
+            "etcd snapshot homeinfra-r1 on node2 first (require)"
+        );
         let json = serde_json::to_value(&sp).unwrap();
         assert_eq!(json["policy"], "require");
         assert_eq!(json["servers"][0]["host"], "instance_2");
