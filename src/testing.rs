@@ -44,6 +44,7 @@ pub fn host(id: &str, role: Role, ip: impl Into<Ipv4Addr>) -> Host {
         ssh_host: None,
         ssh_user: None,
         ssh_port: None,
+        secrets: Vec::new(),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::cli::UpgradeArgs;
 use crate::config::RebootPolicy;
 use crate::operations::upgrade::engine;
 use crate::operations::upgrade::process::{EngineCommand, load_plan, write_plan};
+use crate::operations::upgrade::snapshot::{SnapshotPlan, snapshot_plan};
 use crate::operations::upgrade::text::{self, EXIT_OK, EXIT_REFUSED, format_outcome};
 use crate::operations::upgrade::world::ReadWorld;
 use crate::operations::upgrade::{
@@ -27,8 +28,9 @@ use crate::operations::upgrade::{
 };
 use forecast::Forecast;
 
-fn print_plan(p: &Plan, reboots: &[String]) {
+fn print_plan(p: &Plan, reboots: &[String], snap: &SnapshotPlan) {
     println!("Upgrade plan {} (flake {}):", p.run_id, p.flake);
+    println!("  {}", snap.line());
     for (i, e) in p.entries.iter().enumerate() {
         match reboots.get(i) {
             Some(r) => println!("  {}. {} — {r}", i + 1, entry_line(e)),
@@ -157,9 +159,11 @@ async fn dry_run(ctx: &Env, args: &UpgradeArgs, journal_dir: &std::path::Path) -
         s.dedup();
         s
     };
+    let snap = snapshot_plan(&the_plan, &ctx.inventory, settings.pre_snapshot, 0);
     if args.json {
         let doc = serde_json::json!({
             "plan": the_plan,
+            "pre_snapshot": snap,
             "verdicts": verdicts.iter().map(|(e, v)| serde_json::json!({"node": e.node, "verdicts": v})).collect::<Vec<_>>(),
             "skipped_guards": skipped,
             "would_start": all_pass,
@@ -167,7 +171,7 @@ async fn dry_run(ctx: &Env, args: &UpgradeArgs, journal_dir: &std::path::Path) -
         });
         println!("{}", serde_json::to_string(&doc)?);
     } else {
-        print_plan(&the_plan, &forecast_reboots(&forecast, &the_plan));
+        print_plan(&the_plan, &forecast_reboots(&forecast, &the_plan), &snap);
         for line in forecast::text(&forecast) {
             println!("{line}");
         }
@@ -338,7 +342,12 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand)
             Some(f) => forecast_reboots(f, &the_plan),
             None => reboot_forecast(&world.read, &ctx, &the_plan).await,
         };
-        print_plan(&the_plan, &reboots);
+        let from = resume.map_or(0, |(i, _)| i);
+        print_plan(
+            &the_plan,
+            &reboots,
+            &snapshot_plan(&the_plan, &ctx.inventory, settings.pre_snapshot, from),
+        );
         if let Some(f) = &forecast {
             for line in forecast::text(f) {
                 println!("{line}");

@@ -23,7 +23,9 @@ pub use self::sources::{
     MimirConfig, NixConfig, SshConfig,
 };
 pub use self::ui::{KeyOverride, Thresholds, UiConfig};
-pub use self::upgrade::{RebootPolicy, SKIPPABLE_GUARDS, SwitchMode, UpgradeConfig, parse_window};
+pub use self::upgrade::{
+    PreSnapshot, RebootPolicy, SKIPPABLE_GUARDS, SwitchMode, UpgradeConfig, parse_window,
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
@@ -287,6 +289,26 @@ mod tests {
     fn syntax_error_has_position() {
         let err = p("[ui\ntheme = 1").unwrap_err().0;
         assert!(err.starts_with("config.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn pre_snapshot_values_and_a_bad_one() {
+        assert_eq!(p("").unwrap().upgrade.pre_snapshot, PreSnapshot::Require);
+        for (v, want) in [
+            ("require", PreSnapshot::Require),
+            ("try", PreSnapshot::Try),
+            ("off", PreSnapshot::Off),
+        ] {
+            let c = p(&format!("[upgrade]\npre_snapshot = \"{v}\"\n")).unwrap();
+            assert_eq!(c.upgrade.pre_snapshot, want);
+        }
+        let err = p("[upgrade]\npre_snapshot = \"maybe\"\n").unwrap_err().0;
+        assert!(
+            err.starts_with(
+                "config.toml:2:16: key \"upgrade.pre_snapshot\": unknown variant `maybe`, expected one of `require`, `try`, `off`"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

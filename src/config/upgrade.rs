@@ -25,6 +25,29 @@ pub enum SwitchMode {
     Local,
 }
 
+/// The etcd snapshot taken before the first control plane of a run (`[upgrade] pre_snapshot`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PreSnapshot {
+    /// A snapshot that fails refuses the run before any node is touched.
+    #[default]
+    Require,
+    /// A snapshot that fails is a warning (journal, live view); the run goes on.
+    Try,
+    /// No snapshot.
+    Off,
+}
+
+impl PreSnapshot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreSnapshot::Require => "require",
+            PreSnapshot::Try => "try",
+            PreSnapshot::Off => "off",
+        }
+    }
+}
+
 /// `[upgrade]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -89,6 +112,12 @@ pub struct UpgradeConfig {
     /// Every plan shows them as skipped. Without this, a guard that cannot see its data
     /// refuses.
     pub skip_guards: Vec<String>,
+    /// Before the first control plane of a run, `k3s etcd-snapshot save --name
+    /// homeinfra-<run id>` on a healthy server: `"require"` (a failed snapshot refuses the
+    /// run), `"try"` (a failure is a warning), `"off"`.
+    pub pre_snapshot: PreSnapshot,
+    /// How long the snapshot (the command, then its `ETCDSnapshotFile` ready) may take.
+    pub pre_snapshot_timeout_secs: u64,
 }
 
 /// The names `[upgrade] skip_guards` takes, and the guards each one skips.
@@ -134,6 +163,8 @@ impl Default for UpgradeConfig {
             auto_upgrade_horizon_secs: 3 * 3600,
             lock_duration_secs: 60,
             skip_guards: Vec::new(),
+            pre_snapshot: PreSnapshot::Require,
+            pre_snapshot_timeout_secs: 300,
         }
     }
 }

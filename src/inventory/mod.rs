@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::parse::{KNOWN_SYSTEMS, parse, same_subnet};
+pub use self::parse::{KNOWN_SYSTEMS, parse, same_subnet, secret_name_problem};
 use serde_json::Value;
 
 /// A host's role in the k3s cluster, as the flake spells it.
@@ -70,6 +70,10 @@ pub struct Host {
     pub ssh_user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_port: Option<u16>,
+    /// The sops-nix secrets this host must hold (`"secrets": ["k3s_token", "wg/key"]`),
+    /// checked by the recovery probe besides `[recovery] secrets`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 impl Host {

@@ -37,6 +37,7 @@ const FIELDS: &[&str] = &[
     "sshHost",
     "sshUser",
     "sshPort",
+    "secrets",
 ];
 
 /// Parse and validate inventory text; `path` is only used in messages.
@@ -218,6 +219,37 @@ fn parse_host(
         },
     };
 
+    let secrets = match obj.get("secrets") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut names = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(n) => match secret_name_problem(n) {
+                        Some(why) => errors.push(at("secrets", format!("[{i}]: {why}"))),
+                        None if names.iter().any(|x: &String| x == n) => {}
+                        None => names.push(n.to_string()),
+                    },
+                    None => errors.push(at(
+                        "secrets",
+                        format!("[{i}]: expected a string, found {}", json_kind(item)),
+                    )),
+                }
+            }
+            names
+        }
+        Some(other) => {
+            errors.push(at(
+                "secrets",
+                format!(
+                    "expected an array of sops-nix secret names, found {}",
+                    json_kind(other)
+                ),
+            ));
+            Vec::new()
+        }
+    };
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -281,6 +313,27 @@ fn parse_host(
         ssh_host,
         ssh_user,
         ssh_port,
+        secrets,
+    })
+}
+
+/// Why `name` is not a sops-nix secret name a command line may hold (`None`: it is one): a
+/// relative name of letters, digits, `.`, `_`, `-` and `/` (sops-nix makes subdirectories),
+/// no empty or `..` part. The same rule as `[recovery] secrets` (`config::secret_path`).
+pub fn secret_name_problem(name: &str) -> Option<String> {
+    if name.is_empty()
+        || name.starts_with('/')
+        || name.split('/').any(|p| p.is_empty() || p == "..")
+    {
+        return Some(format!(
+            "secret name {name:?} must be a relative sops-nix name like \"k3s_token\" or \"k3s/token\""
+        ));
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/');
+    name.chars().find(|c| !ok(*c)).map(|c| {
+        format!(
+            "secret name {name:?} holds {c:?}: only letters, digits, `.`, `_`, `-` and `/` are allowed"
+        )
     })
 }
 
@@ -505,6 +558,46 @@ mod tests {
         assert!(!same_subnet(a, "192.0.3.1".parse().unwrap(), 24));
         assert!(same_subnet(a, "10.0.0.1".parse().unwrap(), 0));
         assert!(!same_subnet(a, "192.0.2.12".parse().unwrap(), 32));
+    }
+
+    #[test]
+    fn secrets_per_host_parsed_and_checked() {
+        let with = GOOD.replace(
+            "\"sshUser\":\"ops\"",
+            "\"secrets\":[\"k3s_token\",\"wg/key\",\"k3s_token\"],\"sshUser\":\"ops\"",
+        );
+        let inv = p(&with).unwrap();
+        assert!(inv.hosts[0].secrets.is_empty());
+        assert_eq!(inv.hosts[1].secrets, ["k3s_token", "wg/key"], "once each");
+        assert!(inv.warnings.is_empty(), "a known field: {:?}", inv.warnings);
+        // Kept in the flake's JSON.
+        let again = parse(Path::new("x"), &inv.to_json().to_string()).unwrap();
+        assert_eq!(again.hosts[1].secrets, ["k3s_token", "wg/key"]);
+        for (bad, says) in [
+            (
+                "\"secrets\":\"k3s_token\"",
+                "field \"secrets\": expected an array of sops-nix secret names, found a string",
+            ),
+            (
+                "\"secrets\":[\"ok\", 3]",
+                "field \"secrets\": [1]: expected a string, found a number",
+            ),
+            (
+                "\"secrets\":[\"a;reboot\"]",
+                "field \"secrets\": [0]: secret name \"a;reboot\" holds ';'",
+            ),
+            (
+                "\"secrets\":[\"../etc/shadow\"]",
+                "field \"secrets\": [0]: secret name \"../etc/shadow\" must be a relative sops-nix name",
+            ),
+        ] {
+            let text = GOOD.replace("\"sshUser\":\"ops\"", &format!("{bad},\"sshUser\":\"ops\""));
+            let err = p(&text).unwrap_err().messages.join("\n");
+            assert!(
+                err.contains(&format!("hosts.json: host \"instance_2\": {says}")),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

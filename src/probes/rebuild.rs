@@ -203,6 +203,7 @@ mod tests {
             ssh_host: None,
             ssh_user: None,
             ssh_port: None,
+            secrets: Vec::new(),
         }
     }
 

@@ -142,6 +142,25 @@ mod tests {
     #[test]
     fn names_are_checked() {
         assert_eq!(secret_path("k3s_token").unwrap(), "/run/secrets/k3s_token");
+        // The inventory's `secrets` field follows the same rule as `[recovery] secrets`.
+        for name in [
+            "k3s_token",
+            "k3s/agent",
+            "a.b-c_d",
+            "",
+            "/abs",
+            "a//b",
+            "../x",
+            "a;b",
+            "a b",
+            "x/..",
+        ] {
+            assert_eq!(
+                crate::inventory::secret_name_problem(name).is_none(),
+                secret_path(name).is_ok(),
+                "{name:?}"
+            );
+        }
         assert!(secret_path("a;b").unwrap_err().contains("';'"));
         assert!(secret_path("../etc/shadow").is_err());
         assert!(secret_path("/etc/shadow").is_err());

@@ -26,6 +26,7 @@ fn host(i: usize, id: String, hostname: String, role: Role, zone: &str, profile:
         ssh_host: None,
         ssh_user: None,
         ssh_port: None,
+        secrets: Vec::new(),
     }
 }
 
@@ -102,6 +103,7 @@ pub fn to_loopback(inv: &Inventory) -> Inventory {
             mask_length: 8,
             ssh_host: None,
             ssh_port: None,
+            secrets: Vec::new(),
             ..h.clone()
         })
         .collect();

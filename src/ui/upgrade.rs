@@ -126,17 +126,33 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     format!("run {} · flake {} · {order}", p.plan.run_id, p.plan.flake),
                     theme.muted,
                 )),
-                Line::from(Span::styled(
-                    match &p.lock {
-                        Some(l) => format!("lock held: {l}"),
-                        None => "lock: free".into(),
-                    },
-                    if p.lock.is_some() {
-                        theme.warning
-                    } else {
-                        theme.muted
-                    },
-                )),
+                Line::from(vec![
+                    Span::styled(
+                        match &p.lock {
+                            Some(l) => format!("lock held: {l}"),
+                            None => "lock: free".into(),
+                        },
+                        if p.lock.is_some() {
+                            theme.warning
+                        } else {
+                            theme.muted
+                        },
+                    ),
+                    // The run's own first step: the etcd snapshot (or why there is none).
+                    Span::styled(
+                        format!(
+                            " · {}",
+                            crate::operations::upgrade::snapshot::snapshot_plan(
+                                &p.plan,
+                                &app.inventory,
+                                app.config.upgrade.pre_snapshot,
+                                0,
+                            )
+                            .short()
+                        ),
+                        theme.muted,
+                    ),
+                ]),
                 Line::from(""),
             ];
             for (i, (e, verdicts)) in p.verdicts.iter().enumerate() {
@@ -283,7 +299,10 @@ fn draw_run(
         .iter()
         .map(|n| usize::from(n.waiting.is_some()) + n.verdicts.iter().filter(|g| !g.pass).count())
         .sum();
-    let rows = (p.nodes.len() + extra) as u16 + 4;
+    let snap_rows = p.snapshot.as_ref().map_or(0, |s| {
+        1 + usize::from(matches!(s.state, StepState::Failed { .. }))
+    });
+    let rows = (p.nodes.len() + extra + snap_rows) as u16 + 4;
     let [top, bottom] = Layout::vertical([
         Constraint::Length(rows.min(area.height / 2)),
         Constraint::Fill(1),
@@ -310,6 +329,36 @@ fn draw_run(
         _ => format!("run {}", p.run_id),
     };
     lines.push(Line::from(Span::styled(engine, theme.muted)));
+    // The run's own step before its nodes: the etcd snapshot.
+    if let Some(s) = &p.snapshot {
+        let (label, style) = match &s.state {
+            StepState::Running => ("running ", theme.warning),
+            StepState::Ok { .. } => ("done    ", theme.ok),
+            StepState::Skipped { .. } => ("skipped ", theme.muted),
+            StepState::Failed { .. } if s.is_warning() => ("warning ", theme.warning),
+            StepState::Failed { .. } => ("FAILED  ", theme.critical),
+        };
+        let d = s
+            .duration_ms
+            .map(|ms| format!(" {:.1}s", ms as f64 / 1000.0))
+            .unwrap_or_default();
+        let what = match &s.state {
+            StepState::Ok { detail: Some(d) } => d.clone(),
+            StepState::Skipped { reason } => reason.clone(),
+            _ => format!("{} on {}", s.file.as_deref().unwrap_or(&s.name), s.node),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<14}", "etcd snapshot"), theme.table_header),
+            Span::styled(format!("{label} "), style),
+            Span::styled(format!("{what}{d}"), style),
+        ]));
+        if let StepState::Failed { message } = &s.state {
+            lines.push(Line::from(Span::styled(
+                format!("{:14} ✗ {message}", ""),
+                style,
+            )));
+        }
+    }
     for n in &p.nodes {
         let (label, style) = match n.state {
             NodeState::Pending => ("waiting ", theme.muted),

@@ -73,6 +73,9 @@ fn setup(dir: &Path, s: &SharedSshd, marks: &Path) {
                 "skip_guards",
                 toml::Value::Array(vec![st("auto-upgrade"), st("k3s-skew")]),
             ),
+            // Nor does it run k3s: no etcd snapshot can be taken there (the snapshot's kill
+            // and resume points are tested against the fake world and the simulator).
+            ("pre_snapshot", st("off")),
         ],
     );
     section(

@@ -58,6 +58,7 @@ pub fn ssh_host(
         ssh_host: Some("127.0.0.1".into()),
         ssh_user: Some(user.into()),
         ssh_port: Some(port),
+        secrets: Vec::new(),
         ..homeinfra_tui::testing::host(id, role, ip)
     }
 }

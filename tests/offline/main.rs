@@ -10,3 +10,4 @@ mod loki_client;
 mod metrics_tls;
 mod upgrade_engine;
 mod upgrade_safety;
+mod upgrade_snapshot;

@@ -694,10 +694,13 @@ async fn resume_after_a_kill_at_each_point_gives_the_same_end_state() {
         assert_eq!(o, RunOutcome::Completed);
         end_state(&fw)
     };
-    // (operation, nth call): guards of the first node, cordon, eviction, the switch, the
+    // (operation, nth call): the snapshot, guards of the first node, cordon, eviction, the switch, the
     // reboot, the host down, node Ready wait, uncordon, settle, a later node's switch, its
     // etcd wait, the last node's cordon.
     let points: &[(&str, usize)] = &[
+        // The etcd snapshot before the first node: its command, and the wait for its record.
+        ("snapshot", 1),
+        ("snapshot-file", 1),
         ("health", 1),
         ("cordon", 1),
         ("evict", 1),

@@ -254,3 +254,64 @@ async fn etcd_snapshot_save_over_ssh() {
         h.shutdown().await;
     }
 }
+
+/// A host's own secrets from the inventory (`"secrets"`) are checked on that host besides
+/// `[recovery] secrets`: a row each in the Recovery pane's data, the other hosts unchanged;
+/// under `secret-missing` the config's `k3s_token` is still the one found missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosts_own_secrets_from_the_inventory_are_checked() {
+    common::sim::init_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&["secret-missing"], &dir.path().join("sim")).await;
+    let mut ctx = common::sim::env(&h);
+    ctx.config.mimir.url = None;
+    ctx.config.loki.url = None;
+    let first = ctx.inventory.hosts[0].clone();
+    ctx.inventory.hosts[0].secrets = vec!["wireguard/key".into(), "k3s_token".into()];
+    let snap = homeinfra_tui::sources::gather_once(&ctx, Duration::from_secs(10)).await;
+    let rows = homeinfra_tui::model::assess::recovery::rows(
+        &snap,
+        &ctx.inventory,
+        &ctx.config.thresholds,
+        jiff::Timestamp::now(),
+    );
+    let secret_rows: Vec<&homeinfra_tui::model::recovery::RecoveryRow> = rows
+        .iter()
+        .filter(|r| r.item == homeinfra_tui::model::recovery::Item::Secret)
+        .collect();
+    let own = format!("{}:wireguard/key", first.hostname);
+    assert!(
+        secret_rows.iter().any(|r| r.target == own),
+        "{secret_rows:#?}"
+    );
+    // Once per host for k3s_token (the host names it too), and nobody else has the key.
+    for host in &ctx.inventory.hosts {
+        let token = format!("{}:k3s_token", host.hostname);
+        assert_eq!(
+            secret_rows.iter().filter(|r| r.target == token).count(),
+            1,
+            "{token}: {secret_rows:#?}"
+        );
+        if host.id != first.id {
+            assert!(
+                !secret_rows
+                    .iter()
+                    .any(|r| r.target == format!("{}:wireguard/key", host.hostname))
+            );
+        }
+    }
+    // The host's file was asked for over SSH.
+    let asked = h
+        .ssh()
+        .requests()
+        .iter()
+        .any(|r| r.kind == "secrets" && r.command.contains("/run/secrets/wireguard/key"));
+    assert!(asked, "{:?}", h.ssh().requests());
+    assert!(
+        secret_rows
+            .iter()
+            .any(|r| r.target.ends_with(":k3s_token") && r.code.is_some()),
+        "secret-missing still finds the token missing: {secret_rows:#?}"
+    );
+    h.shutdown().await;
+}

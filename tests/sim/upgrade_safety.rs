@@ -490,3 +490,81 @@ async fn lease_writes_failing_stop_the_run_before_its_next_destructive_step() {
     clear(&h, "lease-fails").await;
     h.shutdown().await;
 }
+
+/// The pre-upgrade etcd snapshot through the real binary and the simulator's SSH face: the
+/// plan shows the step (JSON and text; `off` says so); under `snapshot-failing` a run is
+/// refused with k3s's error, the only mutating SSH command the snapshot, no node touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_shows_the_snapshot_and_a_failing_one_refuses_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = simh::start_in(&["snapshot-failing"], 20.0, dir.path()).await;
+    let hm = home(&h, |_| {});
+    let doc = dry_run(&h, &hm).await;
+    let snap = &doc["pre_snapshot"];
+    assert_eq!(snap["policy"], "require", "{doc:#}");
+    let name = snap["name"].as_str().unwrap();
+    assert!(name.starts_with("homeinfra-"), "{snap:#}");
+    assert_eq!(
+        name.strip_prefix("homeinfra-"),
+        doc["plan"]["run_id"].as_str()
+    );
+    let servers: Vec<&str> = snap["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers.len(), 3, "{snap:#}");
+    assert!(snap.get("skipped").is_none(), "{snap:#}");
+    let (_, text, err) = run(&h, &hm, &["upgrade", "--dry-run"]).await;
+    assert!(
+        text.contains("pre-upgrade etcd snapshot homeinfra-")
+            && text.contains(&format!("on {}", servers[0])),
+        "{text}\n{err}"
+    );
+    let off = home(&h, |cfg| {
+        section(cfg, "upgrade").insert("pre_snapshot".into(), "off".into());
+    });
+    let doc = dry_run(&h, &off).await;
+    assert!(
+        doc["pre_snapshot"]["skipped"]
+            .as_str()
+            .is_some_and(|s| s.contains("\"off\"")),
+        "{doc:#}"
+    );
+    // A dry run takes no snapshot.
+    let (_, ssh) = requests(&h).await;
+    assert!(mutating(&ssh).is_empty(), "{:#?}", mutating(&ssh));
+
+    let (code, events) = follow(&h, &hm, &["upgrade", "--yes", "--json"], |_| None).await;
+    assert_eq!(code, Some(2), "{events:#?}");
+    let last = events.last().unwrap();
+    assert_eq!(last["outcome"]["status"], "refused", "{last:#}");
+    assert_eq!(last["outcome"]["guard"], "pre-snapshot", "{last:#}");
+    let msg = last["outcome"]["message"].as_str().unwrap();
+    assert!(msg.contains("database space exceeded"), "{msg}");
+    assert!(
+        events
+            .iter()
+            .any(|v| v["event"] == "snapshot_finished" && v["outcome"]["result"] == "failed"),
+        "{events:#?}"
+    );
+    assert!(
+        !events.iter().any(|v| v["event"] == "step_started"),
+        "no node started: {events:#?}"
+    );
+    let (writes, ssh) = requests(&h).await;
+    let kinds: Vec<&str> = mutating(&ssh)
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["etcd-snapshot-save"], "{ssh:#?}");
+    assert!(
+        writes.iter().all(|w| w.to_string().contains("leases")),
+        "only the lock was written: {writes:#?}"
+    );
+    for n in ["node1", "node2", "node3", "node4"] {
+        assert_ne!(node_json(&h, n).await["spec"]["unschedulable"], true, "{n}");
+    }
+    h.shutdown().await;
+}

@@ -18,7 +18,10 @@ use homeinfra_tui::operations::upgrade::world::{
     AutoUpgrade, BootState, CommandSpec, Eviction, HostRead, HostWrite, ReadWorld, SystemClock,
     World, Writers,
 };
-use homeinfra_tui::operations::upgrade::{RunOutcome, Settings, Step, UpgradeEvent, plan, start};
+use homeinfra_tui::operations::upgrade::{
+    RunOutcome, Settings, Step, UpgradeEvent, journal, plan, start,
+};
+use homeinfra_tui::probes::etcd_snapshot::SnapshotSave;
 use homeinfra_tui::sim::{self, Scenario, SimHandle, SimOptions};
 use tokio::sync::mpsc;
 
@@ -62,6 +65,26 @@ impl HostWrite for SimHosts {
         lines: mpsc::UnboundedSender<String>,
     ) -> BoxFuture<'a, Result<Option<u32>>> {
         Box::pin(async move {
+            // The pre-upgrade etcd snapshot: as the simulator's SSH face answers it.
+            if let Some(req) = homeinfra_tui::probes::etcd_snapshot::recognise(command.text()) {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("snapshot {}", host.hostname));
+                return Ok(
+                    match self.sim.etcd_snapshot_save(&host.hostname, &req.name) {
+                        Ok(file) => {
+                            let _ = lines.send(SnapshotSave::saved_line(&file).trim_end().into());
+                            Some(0)
+                        }
+                        Err(e) => {
+                            let _ =
+                                lines.send(format!("FATA[0000] Error: snapshot save failed: {e}"));
+                            Some(1)
+                        }
+                    },
+                );
+            }
             let _ = lines.send(format!("simulated: {}", command.text()));
             self.log
                 .lock()
@@ -335,6 +358,154 @@ async fn whole_rolling_run_against_the_sim() {
         }
     )));
     assert_eq!(w.read.cluster.get_lease().await.unwrap(), None);
+    // The etcd snapshot before the first control plane: once, on the first server that does
+    // not lead etcd, before the first node (the agent) was cordoned.
+    let first_server = inv
+        .control_planes()
+        .find(|h| !p_leader_is(&leader, &h.hostname))
+        .map(|h| h.hostname.clone())
+        .unwrap();
+    let snaps: Vec<String> = hosts
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("snapshot "))
+        .cloned()
+        .collect();
+    assert_eq!(snaps, [format!("snapshot {first_server}")]);
+    let snap_done = events
+        .iter()
+        .position(
+            |e| matches!(e, UpgradeEvent::SnapshotFinished { outcome, .. } if !outcome.is_failed()),
+        )
+        .expect("the snapshot finished well");
+    let first_step = events
+        .iter()
+        .position(|e| matches!(e, UpgradeEvent::StepStarted { .. }))
+        .unwrap();
+    assert!(snap_done < first_step, "the snapshot before any node");
+    let prefix = format!("homeinfra-run-sim-{first_server}-");
+    // Its ETCDSnapshotFile, as a kubectl-style GET of the simulator's API sees it.
+    let ca = reqwest::Certificate::from_pem(s.h.ca_pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let list: serde_json::Value = http
+        .get(format!(
+            "{}/apis/k3s.cattle.io/v1/etcdsnapshotfiles",
+            s.h.api_url()
+        ))
+        .bearer_auth(s.h.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mine: Vec<&serde_json::Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["spec"]["snapshotName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect();
+    assert_eq!(mine.len(), 1, "{list:#}");
+    assert_eq!(mine[0]["status"]["readyToUse"], true);
+    assert_eq!(mine[0]["spec"]["nodeName"], first_server.as_str());
+    let file = mine[0]["spec"]["snapshotName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The journal names it; so does the run's last notice.
+    let sum = journal::summarize(&journal::path_of(dir.path(), "run-sim")).unwrap();
+    assert_eq!(
+        sum.snapshot.and_then(|r| r.file).as_deref(),
+        Some(file.as_str())
+    );
+    assert!(events.iter().any(|e| matches!(e,
+        UpgradeEvent::Notice { message, .. } if message.contains(&file))));
+    // The Recovery pane's data: the newest snapshot is this one.
+    let ctx = crate::common::sim::env(&s.h);
+    let snap = homeinfra_tui::sources::gather_once(&ctx, Duration::from_secs(10)).await;
+    let rows = homeinfra_tui::model::assess::recovery::rows(
+        &snap,
+        &ctx.inventory,
+        &ctx.config.thresholds,
+        jiff::Timestamp::now(),
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.target == "cluster"
+                && r.note.contains(&format!("newest etcd snapshot {file}"))),
+        "{rows:#?}"
+    );
+    s.h.shutdown().await;
+}
+
+/// Whether etcd member `leader` (its name starts with the hostname) is on `hostname`.
+fn p_leader_is(leader: &Option<String>, hostname: &str) -> bool {
+    leader
+        .as_deref()
+        .is_some_and(|m| m == hostname || m.starts_with(&format!("{hostname}-")))
+}
+
+/// Under `snapshot-failing`, `require` refuses the run with k3s's error before any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_failing_refuses_the_run_touching_no_node() {
+    let s = sim(&["snapshot-failing"], 50.0).await;
+    let (w, hosts) = world(&s).await;
+    let inv = s.h.inventory().clone();
+    let p = plan(&inv, None, &[], &[], "github:me/infra", "run-snapfail").unwrap();
+    let (outcome, events) = {
+        let (h, mut rx) = start(
+            w.clone(),
+            inv.clone(),
+            p,
+            fast_settings(),
+            StartOptions {
+                holder: "t@x 1 run-snapfail".into(),
+                ..Default::default()
+            },
+        );
+        let mut events = Vec::new();
+        while let Some(e) = rx.recv().await {
+            events.push(e);
+        }
+        (h.wait().await, events)
+    };
+    match &outcome {
+        RunOutcome::Refused {
+            node: None,
+            guard,
+            message,
+        } => {
+            assert_eq!(guard, "pre-snapshot");
+            assert!(message.contains(sim::world::SNAPSHOT_FAILURE), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}: {events:#?}"),
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, UpgradeEvent::StepStarted { .. })),
+        "{events:#?}"
+    );
+    let log = hosts.log.lock().unwrap().clone();
+    assert!(
+        log.iter().all(|l| l.starts_with("snapshot ")),
+        "no switch, no reboot: {log:?}"
+    );
+    for n in inv.hosts.iter().map(|h| h.hostname.clone()) {
+        let st = w.read.cluster.node(&n).await.unwrap();
+        assert!(!st.unschedulable && st.cordoned_by.is_none(), "{n}");
+    }
+    assert_eq!(w.read.cluster.get_lease().await.unwrap(), None);
     s.h.shutdown().await;
 }
 
@@ -412,7 +583,12 @@ async fn pdb_blocks_the_drain_which_times_out_with_the_node_cordoned() {
     );
     let st = w.read.cluster.node(&node).await.unwrap();
     assert_eq!(st.cordoned_by.as_deref(), Some("run-pdb"));
-    assert!(hosts.log.lock().unwrap().is_empty(), "never switched");
+    // (The node may be a server: the run's etcd snapshot came first.)
+    let log = hosts.log.lock().unwrap().clone();
+    assert!(
+        log.iter().all(|l| l.starts_with("snapshot ")),
+        "never switched: {log:?}"
+    );
     assert_eq!(w.read.cluster.get_lease().await.unwrap(), None);
     s.h.shutdown().await;
 }

@@ -204,6 +204,29 @@ pub struct RunSummary {
     pub interrupted: Option<(String, Step)>,
     /// Per node, its last reboot asked for (what the boot ids were before it).
     pub reboots: HashMap<String, RebootRecord>,
+    /// The pre-upgrade etcd snapshot this run took (the last that succeeded), if any: a
+    /// resumed run does not take a second one.
+    pub snapshot: Option<SnapshotRecord>,
+}
+
+/// An etcd snapshot a run took: its name, where, the file k3s wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub name: String,
+    pub node: String,
+    pub host: String,
+    pub file: Option<String>,
+}
+
+impl SnapshotRecord {
+    /// `homeinfra-r1-node2-1800000000 on node2`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} on {}",
+            self.file.as_deref().unwrap_or(&self.name),
+            self.node
+        )
+    }
 }
 
 impl RunSummary {
@@ -244,8 +267,24 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
     let mut last_ok: std::collections::HashMap<String, Step> = Default::default();
     let mut rollback: Option<String> = None;
     let mut reboots: HashMap<String, RebootRecord> = HashMap::new();
+    let mut snapshot: Option<SnapshotRecord> = None;
     for r in &records {
         match &r.event {
+            UpgradeEvent::SnapshotFinished {
+                name,
+                node,
+                host,
+                file,
+                outcome: StepOutcome::Ok { .. },
+                ..
+            } => {
+                snapshot = Some(SnapshotRecord {
+                    name: name.clone(),
+                    node: node.clone(),
+                    host: host.clone(),
+                    file: file.clone(),
+                });
+            }
             UpgradeEvent::RebootIssued { node, before } => {
                 reboots.insert(node.clone(), before.clone());
             }
@@ -298,6 +337,7 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
         resume_at,
         interrupted: open,
         reboots,
+        snapshot,
     })
 }
 

@@ -33,6 +33,7 @@ pub mod plan;
 pub mod process;
 pub mod progress;
 pub mod skew;
+pub mod snapshot;
 pub mod text;
 pub mod world;
 
@@ -41,7 +42,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{RebootPolicy, SwitchMode, UpgradeConfig};
+use crate::config::{PreSnapshot, RebootPolicy, SwitchMode, UpgradeConfig};
 use crate::inventory::Role;
 
 pub use engine::{UpgradeHandle, abandon, dry_run, start, start_sequenced};
@@ -250,6 +251,26 @@ pub enum UpgradeEvent {
         node: String,
         outcome: NodeOutcome,
     },
+    /// The etcd snapshot before the first control plane (`[upgrade] pre_snapshot`) starts on
+    /// `node` (host `host`), saved as `name`.
+    SnapshotStarted {
+        name: String,
+        node: String,
+        host: String,
+    },
+    /// How the snapshot ended: ok (its file, as k3s recorded it), skipped (one of this run
+    /// already succeeded), or failed (k3s's error; under `try` the run goes on).
+    SnapshotFinished {
+        name: String,
+        node: String,
+        host: String,
+        /// The file k3s wrote (`<name>-<node>-<unix seconds>`), once known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+        policy: crate::config::PreSnapshot,
+        outcome: StepOutcome,
+        duration_ms: u64,
+    },
     RunFinished {
         outcome: RunOutcome,
     },
@@ -266,6 +287,7 @@ impl UpgradeEvent {
             | UpgradeEvent::RebootIssued { node, .. }
             | UpgradeEvent::Waiting { node, .. }
             | UpgradeEvent::NodeDone { node, .. } => Some(node),
+            // The snapshot is the run's step, not the server's.
             UpgradeEvent::Notice { node, .. } => node.as_deref(),
             _ => None,
         }
@@ -343,6 +365,10 @@ pub struct Settings {
     pub skip_guards: Vec<String>,
     /// How old each health input may be before it counts as not seen.
     pub max_age: MaxAge,
+    /// `[upgrade] pre_snapshot`: the etcd snapshot before the first control plane.
+    pub pre_snapshot: PreSnapshot,
+    /// How long that snapshot may take (the command, then its record ready).
+    pub pre_snapshot_timeout: Duration,
 }
 
 /// How old each health input may be: its source's refresh plus [`STALE_MARGIN`].
@@ -404,6 +430,8 @@ impl Settings {
             lock_duration: secs(cfg.lock_duration_secs.max(3)),
             skip_guards: cfg.skip_guards.clone(),
             max_age: MaxAge::default(),
+            pre_snapshot: cfg.pre_snapshot,
+            pre_snapshot_timeout: secs(cfg.pre_snapshot_timeout_secs.max(1)),
         }
     }
 

@@ -53,10 +53,33 @@ pub struct NodeProgress {
     pub notices: Vec<String>,
 }
 
+/// The run's etcd snapshot before its first control plane, as a step of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotProgress {
+    pub name: String,
+    /// The server it is taken on.
+    pub node: String,
+    /// The file k3s wrote, once known.
+    pub file: Option<String>,
+    pub policy: crate::config::PreSnapshot,
+    pub state: StepState,
+    pub duration_ms: Option<u64>,
+}
+
+impl SnapshotProgress {
+    /// A failure the run went on after (`try`).
+    pub fn is_warning(&self) -> bool {
+        matches!(self.state, StepState::Failed { .. })
+            && self.policy != crate::config::PreSnapshot::Require
+    }
+}
+
 /// A whole run, for the live view and the header.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunProgress {
     pub run_id: String,
+    /// The pre-upgrade etcd snapshot, once it started.
+    pub snapshot: Option<SnapshotProgress>,
     pub nodes: Vec<NodeProgress>,
     pub outcome: Option<RunOutcome>,
     pub notices: Vec<String>,
@@ -66,6 +89,7 @@ impl RunProgress {
     pub fn new(plan: &Plan) -> Self {
         Self {
             run_id: plan.run_id.clone(),
+            snapshot: None,
             nodes: plan
                 .entries
                 .iter()
@@ -210,6 +234,53 @@ impl RunProgress {
                     };
                 }
             }
+            UpgradeEvent::SnapshotStarted { name, node, .. } => {
+                self.snapshot = Some(SnapshotProgress {
+                    name: name.clone(),
+                    node: node.clone(),
+                    file: None,
+                    policy: Default::default(),
+                    state: StepState::Running,
+                    duration_ms: None,
+                });
+                // A retry after the operator's answer: the server waits no longer.
+                if let Some(n) = self.node_mut(node)
+                    && n.state == NodeState::Waiting
+                    && n.steps.is_empty()
+                {
+                    n.state = NodeState::Pending;
+                    n.waiting = None;
+                }
+            }
+            UpgradeEvent::SnapshotFinished {
+                name,
+                node,
+                file,
+                policy,
+                outcome,
+                duration_ms,
+                ..
+            } => {
+                let state = match outcome {
+                    StepOutcome::Ok { detail } => StepState::Ok {
+                        detail: detail.clone(),
+                    },
+                    StepOutcome::Skipped { reason } => StepState::Skipped {
+                        reason: reason.clone(),
+                    },
+                    StepOutcome::Failed { message } => StepState::Failed {
+                        message: message.clone(),
+                    },
+                };
+                self.snapshot = Some(SnapshotProgress {
+                    name: name.clone(),
+                    node: node.clone(),
+                    file: file.clone(),
+                    policy: *policy,
+                    state,
+                    duration_ms: Some(*duration_ms),
+                });
+            }
             UpgradeEvent::RunFinished { outcome } => {
                 self.outcome = Some(outcome.clone());
                 let failed = matches!(outcome, RunOutcome::Failed { .. });
@@ -232,6 +303,62 @@ mod tests {
     use super::*;
     use crate::inventory::Role;
     use crate::testing::{entry, plan};
+
+    #[test]
+    fn the_snapshot_is_a_step_of_its_own() {
+        use crate::config::PreSnapshot;
+        let plan = plan("r", [entry("s", "s", Role::Server)]);
+        let mut p = RunProgress::new(&plan);
+        assert_eq!(p.snapshot, None);
+        p.apply(&UpgradeEvent::SnapshotStarted {
+            name: "homeinfra-r".into(),
+            node: "s".into(),
+            host: "s".into(),
+        });
+        let s = p.snapshot.clone().unwrap();
+        assert_eq!((s.node.as_str(), &s.state), ("s", &StepState::Running));
+        // Not a node's step: the server is still pending.
+        assert_eq!(p.nodes[0].state, NodeState::Pending);
+        assert!(p.nodes[0].steps.is_empty());
+        let finished = |policy, outcome| UpgradeEvent::SnapshotFinished {
+            name: "homeinfra-r".into(),
+            node: "s".into(),
+            host: "s".into(),
+            file: Some("homeinfra-r-s-1".into()),
+            policy,
+            outcome,
+            duration_ms: 2000,
+        };
+        p.apply(&finished(
+            PreSnapshot::Try,
+            StepOutcome::Failed {
+                message: "etcd down".into(),
+            },
+        ));
+        let s = p.snapshot.clone().unwrap();
+        assert!(s.is_warning(), "a failure the run goes on after");
+        assert_eq!(s.duration_ms, Some(2000));
+        p.apply(&finished(
+            PreSnapshot::Require,
+            StepOutcome::Failed {
+                message: "etcd down".into(),
+            },
+        ));
+        assert!(!p.snapshot.clone().unwrap().is_warning());
+        p.apply(&finished(
+            PreSnapshot::Require,
+            StepOutcome::ok_with("homeinfra-r-s-1 on s"),
+        ));
+        assert_eq!(
+            p.snapshot.map(|s| (s.file, s.state)),
+            Some((
+                Some("homeinfra-r-s-1".into()),
+                StepState::Ok {
+                    detail: Some("homeinfra-r-s-1 on s".into())
+                }
+            ))
+        );
+    }
 
     #[test]
     fn folds_a_node() {

@@ -84,6 +84,32 @@ pub fn format_event(e: &UpgradeEvent) -> String {
             NodeOutcome::Upgraded => format!("[{node}] done: upgraded"),
             NodeOutcome::Skipped { reason } => format!("[{node}] done: skipped ({reason})"),
         },
+        UpgradeEvent::SnapshotStarted { name, node, .. } => {
+            format!("[run] etcd snapshot {name} on {node} …")
+        }
+        UpgradeEvent::SnapshotFinished {
+            node,
+            policy,
+            outcome,
+            duration_ms,
+            ..
+        } => match outcome {
+            StepOutcome::Ok { detail } => format!(
+                "[run] etcd snapshot ok ({}): {}",
+                secs(*duration_ms),
+                detail.as_deref().unwrap_or(node)
+            ),
+            StepOutcome::Skipped { reason } => format!("[run] etcd snapshot skipped: {reason}"),
+            StepOutcome::Failed { message } => format!(
+                "[run] etcd snapshot FAILED on {node} ({}): {message}{}",
+                secs(*duration_ms),
+                if *policy == crate::config::PreSnapshot::Require {
+                    ""
+                } else {
+                    " (a warning: [upgrade] pre_snapshot = \"try\")"
+                }
+            ),
+        },
         UpgradeEvent::RunFinished { outcome } => format_outcome(outcome),
     }
 }

@@ -20,6 +20,7 @@ use crate::base::Writes;
 use crate::inventory::Host;
 use crate::model::cluster::ClusterState;
 use crate::model::etcd::EtcdState;
+use crate::model::recovery::EtcdSnapshot;
 
 /// What the engine needs to know about a node right now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +107,33 @@ pub trait ClusterRead: Send + Sync {
     fn node<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<NodeStatus>>;
     fn pods_on<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<DrainPod>>>;
     fn get_lease(&self) -> BoxFuture<'_, Result<Option<LeaseRecord>>>;
+    /// k3s's `ETCDSnapshotFile` (`k3s.cattle.io/v1`) of a snapshot: the one whose
+    /// `spec.snapshotName` is `name`, or (k3s names the file `<name>-<node>-<unix seconds>`)
+    /// starts with `<name>-`; the newest when several do. `None`: no such record (yet).
+    fn etcd_snapshot_file<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<EtcdSnapshot>>>;
+}
+
+/// Whether an `ETCDSnapshotFile`'s file name belongs to snapshot `name` (the file itself, or
+/// `<name>-<node>-<unix seconds>` as k3s names it).
+pub fn snapshot_matches(snapshot_name: &str, name: &str) -> bool {
+    snapshot_name == name
+        || snapshot_name
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('-'))
+}
+
+/// The newest of the records of snapshot `name` (see [`ClusterRead::etcd_snapshot_file`]).
+pub fn newest_snapshot<'a>(
+    list: impl IntoIterator<Item = &'a EtcdSnapshot>,
+    name: &str,
+) -> Option<EtcdSnapshot> {
+    list.into_iter()
+        .filter(|s| !s.is_s3() && snapshot_matches(&s.snapshot_name, name))
+        .max_by_key(|s| s.created)
+        .cloned()
 }
 
 /// Kubernetes as the engine changes it. The real implementation (`live::KubeWriter`) is

@@ -118,6 +118,12 @@ fn recovery_api(client: &Client, kind: Kind) -> Api<DynamicObject> {
     Api::all_with(client.clone(), &ar)
 }
 
+/// k3s's `ETCDSnapshotFile` resource (`k3s.cattle.io/v1`, cluster-scoped), for the upgrade's
+/// pre-upgrade snapshot.
+pub fn etcd_snapshot_api(client: &Client) -> Api<DynamicObject> {
+    recovery_api(client, Kind::EtcdSnapshot)
+}
+
 fn recovery_row(kind: Kind) -> impl Fn(&DynamicObject) -> Row + Send + Sync + 'static {
     move |o: &DynamicObject| {
         let v = serde_json::to_value(o).unwrap_or_default();

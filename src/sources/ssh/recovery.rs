@@ -24,11 +24,25 @@ pub struct RecoveryPlan {
 }
 
 impl RecoveryPlan {
-    /// The plan for `host` under `[recovery]`; `None` when `host_checks` is off.
+    /// The plan for `host` under `[recovery]`: the secrets of `[recovery] secrets`, then those
+    /// the host names in the inventory (`"secrets"`, with `[recovery]`'s owner and mode);
+    /// `None` when `host_checks` is off.
     pub fn for_host(rc: &RecoveryConfig, host: &Host) -> Option<Self> {
-        rc.host_checks.then(|| Self {
-            server: host.role.is_control_plane(),
-            secrets: rc.secret_specs(),
+        rc.host_checks.then(|| {
+            let mut secrets = rc.secret_specs();
+            for name in &host.secrets {
+                if !secrets.iter().any(|s| &s.name == name) {
+                    secrets.push(SecretSpec {
+                        name: name.clone(),
+                        owner: rc.secret_owner.clone(),
+                        mode: rc.secret_mode.clone(),
+                    });
+                }
+            }
+            Self {
+                server: host.role.is_control_plane(),
+                secrets,
+            }
         })
     }
 }
@@ -150,4 +164,40 @@ pub async fn clock_offset(
         }
     }
     Ok(best.ok_or_else(|| last_err.unwrap_or_else(|| "no clock sample".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hosts_own_secrets_join_the_configs() {
+        let rc = RecoveryConfig {
+            secret_owner: "k3s".into(),
+            ..Default::default()
+        };
+        let mut host = crate::testing::host("a", crate::inventory::Role::Agent, [192, 0, 2, 10]);
+        let names = |p: &RecoveryPlan| -> Vec<String> {
+            p.secrets.iter().map(|s| s.name.clone()).collect()
+        };
+        let plain = RecoveryPlan::for_host(&rc, &host).unwrap();
+        assert_eq!(names(&plain), ["k3s_token"]);
+        host.secrets = vec!["k3s_token".into(), "wg/key".into()];
+        let plan = RecoveryPlan::for_host(&rc, &host).unwrap();
+        assert_eq!(
+            names(&plan),
+            ["k3s_token", "wg/key"],
+            "config's first, once each"
+        );
+        assert!(
+            plan.secrets
+                .iter()
+                .all(|s| s.owner == "k3s" && s.mode == "0400")
+        );
+        let off = RecoveryConfig {
+            host_checks: false,
+            ..Default::default()
+        };
+        assert_eq!(RecoveryPlan::for_host(&off, &host), None);
+    }
 }

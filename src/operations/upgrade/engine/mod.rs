@@ -144,6 +144,7 @@ pub fn start_sequenced(
         keeper: None,
         reboots: HashMap::new(),
         hold: None,
+        snapshot: None,
     };
     let task = tokio::spawn(runner.run());
     (
@@ -194,6 +195,8 @@ struct Runner {
     reboots: HashMap<String, RebootRecord>,
     /// Set by a step whose failure must not be followed by a rollback.
     hold: Option<Hold>,
+    /// The etcd snapshot this run took (from this process or its journal, when resuming).
+    snapshot: Option<journal::SnapshotRecord>,
 }
 
 /// Whole seconds, for messages.
@@ -221,6 +224,16 @@ impl Runner {
             self.notice(None, format!("could not release the upgrade lock: {e:#}"))
                 .await;
         }
+        if let Some(s) = self.snapshot.clone() {
+            self.notice(
+                None,
+                format!(
+                    "etcd snapshot of this run: {} (taken before its first control plane)",
+                    s.describe()
+                ),
+            )
+            .await;
+        }
         self.emit(UpgradeEvent::RunFinished {
             outcome: outcome.clone(),
         })
@@ -246,6 +259,7 @@ impl Runner {
             && let Ok(sum) = journal::summarize(&journal::path_of(dir, &run_id))
         {
             self.reboots = sum.reboots;
+            self.snapshot = sum.snapshot;
         }
         // The lock.
         let held = match lock::acquire(
@@ -296,6 +310,9 @@ impl Runner {
 
     async fn run_nodes(&mut self) -> RunOutcome {
         let (first, first_step) = self.opts.resume.unwrap_or((0, Step::Guards));
+        if let Some(stop) = self.pre_snapshot(first).await {
+            return stop;
+        }
         for idx in first..self.plan.entries.len() {
             let from = if idx == first {
                 first_step

@@ -7,8 +7,10 @@ use color_eyre::eyre::{Result, eyre};
 use futures::future::BoxFuture;
 
 use super::FakeWorld;
+use crate::model::recovery::EtcdSnapshot;
 use crate::operations::upgrade::world::{
     ClusterRead, ClusterWrite, DrainPod, Eviction, LeaseRecord, LeaseWrite, NodeStatus,
+    newest_snapshot,
 };
 
 impl ClusterRead for FakeWorld {
@@ -70,6 +72,16 @@ impl ClusterRead for FakeWorld {
         Box::pin(async move {
             self.checkpoint("lease").await;
             Ok(self.state().lease.clone())
+        })
+    }
+
+    fn etcd_snapshot_file<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<EtcdSnapshot>>> {
+        Box::pin(async move {
+            self.checkpoint("snapshot-file").await;
+            Ok(newest_snapshot(&self.state().snapshots, name))
         })
     }
 }

@@ -28,6 +28,9 @@ impl HostWrite for FakeWorld {
         lines: mpsc::UnboundedSender<String>,
     ) -> BoxFuture<'a, Result<Option<u32>>> {
         Box::pin(async move {
+            if let Some(req) = crate::probes::etcd_snapshot::recognise(command.text()) {
+                return self.snapshot_save(host, &req.name, &lines).await;
+            }
             self.checkpoint("exec").await;
             let mut st = self.state();
             let text = command.text().to_string();
@@ -113,6 +116,49 @@ impl HostWrite for FakeWorld {
             st.log.push(format!("reboot {}", host.id));
             Ok(())
         })
+    }
+}
+
+impl FakeWorld {
+    /// `k3s etcd-snapshot save --name NAME` on `host`: a record (ready, unless
+    /// `snapshot_never_ready`), or k3s's error (`snapshot_error`, or not a server).
+    async fn snapshot_save(
+        &self,
+        host: &Host,
+        name: &str,
+        lines: &mpsc::UnboundedSender<String>,
+    ) -> Result<Option<u32>> {
+        self.checkpoint("snapshot").await;
+        let mut st = self.state();
+        if !host.role.is_control_plane() {
+            let _ = lines.send("FATA[0000] Error: etcd datastore disabled".into());
+            return Ok(Some(1));
+        }
+        if let Some(e) = st.snapshot_error.clone() {
+            let _ = lines.send(format!("FATA[0000] Error: snapshot save failed: {e}"));
+            st.log.push(format!("snapshot-failed {}", host.id));
+            return Ok(Some(1));
+        }
+        let now = st.now;
+        let file = format!("{name}-{}-{}", host.hostname, now.as_second());
+        let ready = !st.snapshot_never_ready;
+        st.snapshots.push(crate::model::recovery::EtcdSnapshot {
+            name: format!("local-{}", file.to_lowercase()),
+            snapshot_name: file.clone(),
+            node: host.hostname.clone(),
+            location: format!("file:///var/lib/rancher/k3s/server/db/snapshots/{file}"),
+            size_bytes: ready.then_some(5_000_000),
+            created: Some(now),
+            ready,
+            error: None,
+        });
+        st.log.push(format!("snapshot {} {name}", host.id));
+        let _ = lines.send(
+            crate::probes::etcd_snapshot::SnapshotSave::saved_line(&file)
+                .trim_end()
+                .to_string(),
+        );
+        Ok(Some(0))
     }
 }
 

@@ -115,6 +115,12 @@ pub struct FakeState {
     pub freeze_at: Option<(String, usize)>,
     pub counts: BTreeMap<String, usize>,
     pub frozen: bool,
+    /// k3s's `ETCDSnapshotFile` records (`k3s etcd-snapshot save` adds one).
+    pub snapshots: Vec<crate::model::recovery::EtcdSnapshot>,
+    /// `k3s etcd-snapshot save` fails with this error (exit status 1).
+    pub snapshot_error: Option<String>,
+    /// The snapshot's record never becomes ready to use.
+    pub snapshot_never_ready: bool,
 }
 
 /// The fake world: implements every trait of `world`.

@@ -19,9 +19,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::base::Writes;
 use crate::config::KubernetesConfig;
+use crate::model::recovery::EtcdSnapshot;
 use crate::operations::upgrade::lock::{LEASE_NAME, LEASE_NAMESPACE};
 use crate::operations::upgrade::world::{
     ClusterRead, ClusterWrite, DrainPod, Eviction, LeaseRecord, LeaseWrite, NodeStatus,
+    newest_snapshot,
 };
 use crate::sources::kubernetes::convert::{self, CORDONED_BY_ANNOTATION};
 
@@ -211,6 +213,25 @@ impl ClusterRead for KubeCluster {
                 .await
                 .map_err(|e| kube_err("read the upgrade lock", e))?;
             Ok(l.as_ref().map(lease_record))
+        })
+    }
+
+    fn etcd_snapshot_file<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<EtcdSnapshot>>> {
+        Box::pin(async move {
+            let api = crate::sources::kubernetes::etcd_snapshot_api(&self.client);
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| kube_err("list ETCDSnapshotFiles (k3s.cattle.io/v1)", e))?;
+            let all: Vec<EtcdSnapshot> = list
+                .items
+                .iter()
+                .map(|o| convert::etcd_snapshot(&serde_json::to_value(o).unwrap_or_default()))
+                .collect();
+            Ok(newest_snapshot(&all, name))
         })
     }
 }

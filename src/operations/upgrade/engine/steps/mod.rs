@@ -1,6 +1,7 @@
 //! The steps of a node's upgrade, one file per step (or pair of steps), each a method of
 //! the runner returning a [`StepOutcome`](crate::operations::upgrade::StepOutcome):
-//! guards → cordon → drain → switch → reboot → wait-healthy → (rollback) → uncordon → settle.
+//! guards → cordon → drain → switch → reboot → wait-healthy → (rollback) → uncordon → settle;
+//! and the run's etcd snapshot before its first node (`snapshot`).
 
 mod cordon;
 mod drain;
@@ -8,6 +9,7 @@ mod guards;
 mod reboot;
 mod rollback;
 mod settle;
+pub(super) mod snapshot;
 mod switch;
 mod wait_healthy;
 
