@@ -1,11 +1,9 @@
 //! The health line: the whole story of the homelab in a few items (nodes, etcd, volumes,
-//! alerts, reboots, the upgrade run), each with a tone and a glyph so it reads without colour.
-//! Plain data: the UI fits the items into one line ([`fit`]), tests read them.
-//!
-//! Drifted hosts are not an item yet: no per-host drift state exists to count (it arrives
-//! with the closure diff's drift mode in the app).
+//! alerts, reboots, drifted hosts, the upgrade run), each with a tone and a glyph so it reads
+//! without colour. Plain data: the UI fits the items into one line ([`fit`]), tests read them.
 
 use crate::model::SourceStatus;
+use crate::operations::closure_diff::fleet::DriftState;
 
 use super::App;
 use super::panes::Tone;
@@ -14,7 +12,7 @@ use super::upgrade::short_run_id;
 /// One item of the health line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthItem {
-    /// What it is about ("nodes", "etcd", "volumes", "alerts", "reboot", "upgrade").
+    /// What it is about ("nodes", "etcd", "volumes", "alerts", "reboot", "drift", "upgrade").
     pub what: &'static str,
     pub tone: Tone,
     /// The long form (wide screens).
@@ -226,6 +224,7 @@ pub fn items(app: &App) -> Vec<HealthItem> {
             4,
         ));
     }
+    out.extend(drift(app));
     if let Some(item) = upgrade(app) {
         out.push(item);
     }
@@ -262,14 +261,22 @@ fn volumes(cl: &crate::model::cluster::ClusterState) -> HealthItem {
     };
     let mut parts = Vec::new();
     let mut short = Vec::new();
-    for (n, long, brief) in [
-        (faulted, "faulted", "flt"),
-        (degraded, "degraded", "deg"),
-        (rebuilding, "rebuilding", "rbd"),
+    // A volume rebuilding is degraded too: the short form counts it once, as rebuilding.
+    let degraded_idle = lh
+        .volumes
+        .iter()
+        .filter(|v| v.robustness == "degraded" && !lh.replicas_of(&v.name).any(|r| r.rebuilding))
+        .count();
+    for (n, long, brief, n_short) in [
+        (faulted, "faulted", "flt", faulted),
+        (degraded, "degraded", "deg", degraded_idle),
+        (rebuilding, "rebuilding", "rbd", rebuilding),
     ] {
         if n > 0 {
             parts.push(format!("{n} {long}"));
-            short.push(format!("{n}{brief}"));
+        }
+        if n_short > 0 {
+            short.push(format!("{n_short}{brief}"));
         }
     }
     let tail = |p: &[String]| {
@@ -289,6 +296,53 @@ fn volumes(cl: &crate::model::cluster::ClusterState) -> HealthItem {
         ),
         2,
     )
+}
+
+/// Hosts that run a system the flake does not build (the Hosts pane's DRIFT column): none
+/// without a flake. A pending update is not drift.
+fn drift(app: &App) -> Option<HealthItem> {
+    let states: Vec<(&str, DriftState)> = app
+        .inventory
+        .hosts
+        .iter()
+        .map(|h| Some((h.id.as_str(), app.drift_of_host(&h.id)?.state)))
+        .collect::<Option<_>>()?;
+    if states.is_empty() {
+        return None;
+    }
+    let drifted: Vec<&str> = states
+        .iter()
+        .filter(|(_, s)| *s == DriftState::Drifted)
+        .map(|(id, _)| *id)
+        .collect();
+    let unknown = states
+        .iter()
+        .filter(|(_, s)| *s == DriftState::Unknown)
+        .count();
+    let n = drifted.len();
+    let item = |tone, full: String, short: &str| {
+        HealthItem::new("drift", tone, full, short.to_string(), 5)
+    };
+    Some(if n > 0 {
+        let full = match n {
+            1 => format!("1 host drifted: {}", drifted[0]),
+            2 => format!("2 hosts drifted: {}", drifted.join(", ")),
+            _ => format!("{n} hosts drifted"),
+        };
+        item(Tone::Warning, full, &format!("{n} drift"))
+    } else if app.drift.task.is_some() && app.drift.targets.is_none() {
+        item(Tone::Muted, "drift: evaluating".into(), "drift…")
+    } else if unknown == states.len() {
+        item(Tone::Muted, "drift unknown".into(), "drift ?")
+    } else if unknown > 0 {
+        item(
+            Tone::Muted,
+            format!("no drift seen ({unknown} unknown)"),
+            "drift ?",
+        )
+    } else {
+        item(Tone::Ok, "no host drifted".into(), "no drift")
+    })
 }
 
 /// The upgrade run followed: which run, where it is.
@@ -339,8 +393,10 @@ fn upgrade(app: &App) -> Option<HealthItem> {
 /// many were left out. Items go short first (the least important first), then the spacing
 /// tightens, then the least important are left out (the marker counts them).
 pub fn fit(items: &[HealthItem], width: usize) -> Fitted<'_> {
-    let cell =
-        |i: &HealthItem, short: bool| 2 + if short { &i.short } else { &i.full }.chars().count();
+    // The glyph and a space before the text; tight, the glyph alone.
+    let cell = |i: &HealthItem, short: bool, tight: bool| {
+        2 - usize::from(tight) + if short { &i.short } else { &i.full }.chars().count()
+    };
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|i| items[*i].keep_order());
     let mut f = Fitted {
@@ -355,7 +411,7 @@ pub fn fit(items: &[HealthItem], width: usize) -> Fitted<'_> {
         let dropped = items.len() - n_kept;
         let cells: usize = (0..items.len())
             .filter(|i| kept[*i])
-            .map(|i| cell(&items[i], short[i]))
+            .map(|i| cell(&items[i], short[i], tight))
             .sum();
         let sep = if tight { 1 } else { 2 };
         let lead = usize::from(!tight);
@@ -389,6 +445,6 @@ pub struct Fitted<'a> {
     pub shown: Vec<(&'a HealthItem, bool)>,
     /// How many were left out.
     pub dropped: usize,
-    /// One space between items and none before the first.
+    /// One space between items, none before the first, none after each glyph.
     pub tight: bool,
 }

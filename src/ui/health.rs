@@ -22,8 +22,9 @@ pub fn line<'a>(items: &[HealthItem], width: u16, theme: &Theme) -> Line<'a> {
             spans.push(Span::raw(sep));
         }
         let text = if *short { &item.short } else { &item.full };
+        let gap = if fitted.tight { "" } else { " " };
         spans.push(Span::styled(
-            format!("{} {text}", item.glyph()),
+            format!("{}{gap}{text}", item.glyph()),
             tone(theme, item.tone),
         ));
     }

@@ -8,14 +8,16 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::Theme;
 use crate::app::{Action, App, Layer};
+use crate::operations::upgrade::Step;
 use crate::operations::upgrade::progress::{NodeState, StepState};
 
 /// At least this wide, the run and the live health column show side by side; narrower, the
 /// `health` key switches between them.
 pub const SPLIT_MIN_WIDTH: u16 = 100;
 
-/// The health column's width beside the run.
-const HEALTH_WIDTH: u16 = 38;
+/// The health column's width beside the run: from its content, within these bounds.
+const HEALTH_MIN_WIDTH: u16 = 38;
+const HEALTH_MAX_WIDTH: u16 = 56;
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // The header and the health line stay in sight above the view, the footer (where
@@ -68,14 +70,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let inner = block.inner(r);
     f.render_widget(block, r);
     if let Some(p) = &v.progress {
+        let column = health_lines(app, theme);
         if split {
+            let width = health_width(&column, inner.width);
             let [run, health] =
-                Layout::horizontal([Constraint::Fill(1), Constraint::Length(HEALTH_WIDTH)])
-                    .areas(inner);
+                Layout::horizontal([Constraint::Fill(1), Constraint::Length(width)]).areas(inner);
             draw_run(f, run, app, p, theme);
-            draw_health(f, health, app, theme, true);
+            draw_health(f, health, column, theme, true);
         } else if v.show_health {
-            draw_health(f, inner, app, theme, false);
+            draw_health(f, inner, column, theme, false);
         } else {
             draw_run(f, inner, app, p, theme);
         }
@@ -423,8 +426,9 @@ fn draw_run(
 }
 
 /// The live health column: etcd members and quorum, volumes not healthy (rebuilding with their
-/// replicas' progress), every node with its state — from the dashboard's own sources.
-fn draw_health(f: &mut Frame, area: Rect, app: &App, theme: &Theme, beside: bool) {
+/// replicas' progress), every node with its state and what the run does to it — from the
+/// dashboard's own sources.
+fn health_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
     let mut lines: Vec<Line> = Vec::new();
     let head = |t: &str| Line::from(Span::styled(t.to_string(), theme.table_header));
     lines.push(head("etcd"));
@@ -490,11 +494,22 @@ fn draw_health(f: &mut Frame, area: Rect, app: &App, theme: &Theme, beside: bool
             }
             lines.push(Line::default());
             lines.push(head("nodes"));
+            // What the run does now, and to which node.
+            let doing = app.upgrade.progress.as_ref().and_then(|p| {
+                let n = p.current()?;
+                let s = n
+                    .steps
+                    .last()
+                    .filter(|s| matches!(s.state, StepState::Running))?;
+                Some((n.node.clone(), s.step))
+            });
             for n in &cl.nodes {
+                // Unknown is a node whose kubelet stopped reporting (a reboot, a host down):
+                // NotReady, as kubectl says.
                 let (state, style) = match n.ready {
                     Some(true) => ("Ready", theme.ok),
                     Some(false) => ("NotReady", theme.critical),
-                    None => ("Unknown", theme.warning),
+                    None => ("NotReady (unknown)", theme.critical),
                 };
                 let mut spans = vec![
                     Span::raw(format!(" {} ", n.name)),
@@ -503,11 +518,35 @@ fn draw_health(f: &mut Frame, area: Rect, app: &App, theme: &Theme, beside: bool
                 if n.unschedulable {
                     spans.push(Span::styled(" cordoned", theme.warning));
                 }
+                match &doing {
+                    Some((node, Step::Reboot)) if *node == n.name => {
+                        spans.push(Span::styled(" · rebooting", theme.warning));
+                    }
+                    Some((node, step)) if *node == n.name => {
+                        spans.push(Span::styled(format!(" · {step}"), theme.info));
+                    }
+                    _ => {}
+                }
                 lines.push(Line::from(spans));
             }
         }
         None => lines.push(Line::from(Span::styled(" no data", theme.muted))),
     }
+    lines
+}
+
+/// The column's width beside the run: its longest line (and its border), at least
+/// [`HEALTH_MIN_WIDTH`], at most [`HEALTH_MAX_WIDTH`] and half of `total`.
+fn health_width(lines: &[Line], total: u16) -> u16 {
+    let longest = lines.iter().map(Line::width).max().unwrap_or(0);
+    let want = u16::try_from(longest + 2).unwrap_or(u16::MAX);
+    want.clamp(
+        HEALTH_MIN_WIDTH,
+        HEALTH_MAX_WIDTH.min(total / 2).max(HEALTH_MIN_WIDTH),
+    )
+}
+
+fn draw_health(f: &mut Frame, area: Rect, lines: Vec<Line<'static>>, theme: &Theme, beside: bool) {
     let block = if beside {
         Block::default()
             .borders(Borders::LEFT)

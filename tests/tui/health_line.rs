@@ -59,7 +59,12 @@ fn the_items_tell_the_degraded_story() {
     assert_eq!(by("volumes").tone, Tone::Critical);
     assert_eq!(by("alerts").full, "2 alerts firing");
     assert_eq!(by("reboot").full, "reboot needed: instance_2");
+    assert_eq!(by("drift").full, "1 host drifted: satellite_1");
+    assert_eq!(by("drift").short, "1 drift");
+    assert_eq!(by("drift").tone, Tone::Warning);
     let healthy = health::items(&app(false));
+    let drift = healthy.iter().find(|i| i.what == "drift").unwrap();
+    assert_eq!(drift.full, "no host drifted");
     assert!(healthy.iter().all(|i| i.tone == Tone::Ok), "{healthy:?}");
     assert!(healthy.iter().all(|i| i.glyph() == "✓"));
 }

@@ -81,3 +81,30 @@ fn readme_key_tables_match_the_keymap() {
         );
     }
 }
+
+/// Every picture the README shows is committed (`scripts/screenshots.sh` writes them).
+#[test]
+fn every_readme_image_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut images = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        let Some(end) = rest.find(')') else { break };
+        let target = &rest[..end];
+        if target.ends_with(".png") {
+            images.push(target.to_string());
+        }
+    }
+    assert!(
+        images.iter().any(|i| i == "screenshots/upgrade.png"),
+        "{images:?}"
+    );
+    for img in &images {
+        assert!(
+            root.join(img).is_file(),
+            "README shows {img}, which is missing"
+        );
+    }
+}

@@ -355,6 +355,25 @@ fn demo_without_nix_shows_drift_and_diffs() {
     t.wait_for("n", "demo (simulated homelab)");
     let s = t.wait_for("n", "drifted");
     assert!(s.contains("DRIFT") && s.contains("update"), "{s}");
+    // The health line counts the drifted host, a warning (in one of its forms at 100 columns);
+    // the hosts with a pending update are not drift.
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = t.screen("n");
+        let line = s.lines().nth(1).unwrap_or_default();
+        if ["▲ 1 host drifted: ", "▲ 1 drift", "▲1 drift"]
+            .iter()
+            .any(|f| line.contains(f))
+        {
+            assert!(!line.contains("update"), "{s}");
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "no drifted host in the health line: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The first host is selected: its diff, classified.
     t.keys("n", &["d"]);
     let s = t.wait_for("n", "Reboot required");
@@ -488,8 +507,9 @@ fn a_panic_in_a_background_task_restores_the_terminal_and_exits() {
     );
 }
 
+/// The column beside the run follows the dashboard's sources: the node the run reboots goes
+/// NotReady (its kubelet stops reporting) and its etcd member down, then both come back.
 #[test]
-#[ignore = "not yet passing: at --speed 5 the demo dashboard's sources never show the rebooting host down in the column (to investigate: poll interval vs reboot length)"]
 fn the_upgrade_view_shows_live_health_beside_the_run_while_a_node_reboots() {
     let Some(t) = Tmux::new() else { return };
     t.start_sized(
@@ -510,8 +530,8 @@ fn the_upgrade_view_shows_live_health_beside_the_run_while_a_node_reboots() {
     t.wait_for("h", "Start the rolling upgrade");
     t.keys("h", &["y"]);
     // Beside the run: etcd and its quorum, the volumes, every node.
-    let s = t.wait_for_secs("h", "live health", 60);
-    assert!(s.contains("3/3 healthy — tolerates 1 failure"), "{s}");
+    t.wait_for_secs("h", "live health", 60);
+    let s = t.wait_for_secs("h", "3/3 healthy — tolerates 1 failure", 60);
     assert!(s.contains(" sat1 Ready"), "{s}");
     // A control plane reboots: the column shows its etcd member down (quorum with no failure
     // to spare) or its node NotReady, then healthy again, the run still in view.
@@ -537,6 +557,9 @@ fn the_upgrade_view_shows_live_health_beside_the_run_while_a_node_reboots() {
     // The health line stays above the view.
     assert!(s.lines().nth(1).is_some_and(|l| l.contains("etcd")), "{s}");
     t.wait_for_secs("h", "run finished", 300);
-    t.keys("h", &["Escape", "q"]);
+    // Esc and q apart (together they read as Alt-q).
+    t.keys("h", &["Escape"]);
+    t.wait_gone("h", "live health");
+    t.keys("h", &["q"]);
     t.assert_restored("h", "EXIT=0");
 }

@@ -1,6 +1,6 @@
 //! Snapshots of a whole homelab for TestBackend tests: healthy, and degraded (a node down and
 //! cordoned, an etcd member down, a volume degraded and rebuilding, another faulted, alerts
-//! firing, a host that needs a reboot). Built by hand, so drawings are stable.
+//! firing, a host that needs a reboot, a host drifted from the flake). Built by hand, so drawings are stable.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use homeinfra_tui::model::etcd::{EtcdMember, EtcdState};
 use homeinfra_tui::model::host::HostFacts;
 use homeinfra_tui::model::metrics::{Alert, MetricsState};
 use homeinfra_tui::model::{Snapshot, Sourced};
+use homeinfra_tui::operations::closure_diff::fleet::FleetTargets;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -189,6 +190,7 @@ pub fn snapshot(degraded: bool) -> Snapshot {
                 generation: Some(40 + i as u64),
                 uptime_secs: Some(86_400 * 3),
                 reboot_needed: Some(d && *id == "instance_2"),
+                current_system: Some(system(id, deployed_release(d, id))),
                 failed_units: Some(vec![]),
                 ..Default::default()
             };
@@ -204,12 +206,48 @@ pub fn snapshot(degraded: bool) -> Snapshot {
     }
 }
 
+/// The hostname of an inventory id in hosts.json.
+fn hostname(id: &str) -> &'static str {
+    match id {
+        "instance_1" => "node1",
+        "instance_2" => "node2",
+        "instance_3" => "node3",
+        _ => "sat1",
+    }
+}
+
+/// A host's system as the flake builds it (or as deployed) at `release`.
+fn system(id: &str, release: &str) -> String {
+    format!(
+        "/nix/store/{}-nixos-system-{}-{release}",
+        "a".repeat(32),
+        hostname(id)
+    )
+}
+
+/// What a host runs: the flake's release, except the degraded world's satellite, which runs
+/// a newer one the flake does not build (drifted).
+fn deployed_release(degraded: bool, id: &str) -> &'static str {
+    if degraded && id == "satellite_1" {
+        "25.05.20250701.fedcba9"
+    } else {
+        NIXOS
+    }
+}
+
 pub fn app(degraded: bool) -> App {
     let text = std::fs::read_to_string("hosts.json").unwrap();
     let inv = homeinfra_tui::inventory::parse(Path::new("hosts.json"), &text).unwrap();
+    let mut config = Config::default();
+    config.nix.flake = Some("/srv/homelab".into());
+    let targets = inv
+        .hosts
+        .iter()
+        .map(|h| (h.id.clone(), Ok(system(&h.id, NIXOS))))
+        .collect();
     let mut app = App::new(
         inv,
-        Config::default(),
+        config,
         Keymap::default(),
         snapshot(degraded),
         "homelab".into(),
@@ -217,6 +255,10 @@ pub fn app(degraded: bool) -> App {
         now(),
     );
     app.tz = jiff::tz::TimeZone::UTC;
+    app.drift.targets = Some(FleetTargets {
+        fingerprint: Some("sha256-worlds".into()),
+        targets,
+    });
     app.invalidate();
     app
 }

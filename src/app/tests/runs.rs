@@ -266,3 +266,82 @@ fn read_only_watches_a_run_but_sends_no_control() {
         a.status
     );
 }
+
+/// The split view beside the run: the node the run reboots reads NotReady with what the run
+/// does to it, its etcd member down and the quorum left, each on one line of the column.
+#[test]
+fn the_health_column_shows_the_node_the_run_reboots() {
+    use crate::model::cluster::{ClusterState, NodeInfo};
+    use crate::model::etcd::{EtcdMember, EtcdState};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    let mut a = discovering();
+    let run = attached(&mut a);
+    reply(
+        &mut a,
+        run,
+        TaskEvent::Upgrade(Box::new(UpgradeEvent::StepStarted {
+            node: "sat1".into(),
+            step: Step::Reboot,
+        })),
+    );
+    let node = |name: &str, ready: Option<bool>, cordoned: bool| NodeInfo {
+        name: name.into(),
+        ready,
+        unschedulable: cordoned,
+        ..Default::default()
+    };
+    let mut cl = crate::model::Sourced::configured();
+    cl.record(
+        Ok(std::sync::Arc::new(ClusterState {
+            nodes: vec![node("node1", Some(true), false), node("sat1", None, true)],
+            ..Default::default()
+        })),
+        a.now,
+    );
+    a.snapshot.cluster = cl;
+    let member = |id: u64, name: &str, healthy: bool| EtcdMember {
+        id,
+        name: name.into(),
+        healthy,
+        reachable: healthy,
+        ..Default::default()
+    };
+    let mut etcd = crate::model::Sourced::configured();
+    etcd.record(
+        Ok(EtcdState {
+            members: vec![
+                member(1, "node1-3f2a", true),
+                member(2, "node2-91c0", false),
+                member(3, "node3-0a7e", true),
+            ],
+            ..Default::default()
+        }),
+        a.now,
+    );
+    a.snapshot.etcd = etcd;
+    a.mode = Mode::Upgrade;
+    a.invalidate();
+    let mut term = Terminal::new(TestBackend::new(120, 35)).unwrap();
+    let theme = crate::ui::Theme::load(None, true).unwrap();
+    term.draw(|f| crate::ui::draw(f, &a, &theme)).unwrap();
+    let buf = term.backend().buffer();
+    let screen: String = (0..buf.area.height)
+        .map(|y| {
+            let row: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+            row + "\n"
+        })
+        .collect();
+    assert!(screen.contains("live health"), "{screen}");
+    assert!(
+        screen.contains(" sat1 NotReady (unknown) cordoned · rebooting"),
+        "{screen}"
+    );
+    assert!(screen.contains(" node1 Ready"), "{screen}");
+    assert!(
+        screen.contains("2/3 healthy — no further failure tolerated"),
+        "{screen}"
+    );
+    assert!(screen.contains("node2-91c0 down"), "{screen}");
+}
