@@ -247,11 +247,10 @@ fn volumes(cl: &crate::model::cluster::ClusterState) -> HealthItem {
     let healthy = count("healthy");
     let degraded = count("degraded");
     let faulted = count("faulted");
-    let rebuilding = lh
-        .volumes
-        .iter()
-        .filter(|v| lh.replicas_of(&v.name).any(|r| r.rebuilding))
-        .count();
+    let rebuilding_set = lh.rebuilding_volumes();
+    let is_rebuilding =
+        |v: &crate::model::cluster::Volume| rebuilding_set.contains(v.name.as_str());
+    let rebuilding = lh.volumes.iter().filter(|v| is_rebuilding(v)).count();
     let tone = if faulted > 0 {
         Tone::Critical
     } else if healthy < total || rebuilding > 0 {
@@ -265,7 +264,7 @@ fn volumes(cl: &crate::model::cluster::ClusterState) -> HealthItem {
     let degraded_idle = lh
         .volumes
         .iter()
-        .filter(|v| v.robustness == "degraded" && !lh.replicas_of(&v.name).any(|r| r.rebuilding))
+        .filter(|v| v.robustness == "degraded" && !is_rebuilding(v))
         .count();
     for (n, long, brief, n_short) in [
         (faulted, "faulted", "flt", faulted),

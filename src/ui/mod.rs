@@ -343,7 +343,12 @@ fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
             }
         })
         .collect();
-    let rows = t.rows.iter().map(|r| {
+    // Only the rows that show are built (a table of hundreds of rows, on every frame): the
+    // window ratatui would scroll to, the selected row at the bottom once it is below the fold.
+    let sel = st.selected.min(t.rows.len() - 1);
+    let visible = usize::from(rest.height.saturating_sub(1)).max(1);
+    let start = (sel + 1).saturating_sub(visible);
+    let rows = t.rows.iter().skip(start).take(visible).map(|r| {
         Row::new(keep.iter().zip(&cols).map(|(c, w)| {
             let (text, tn) = r
                 .cells
@@ -369,7 +374,7 @@ fn draw_pane(f: &mut Frame, area: Rect, app: &App, pane: Pane, theme: &Theme) {
         } else {
             Style::default()
         });
-    let mut state = TableState::default().with_selected(Some(st.selected.min(t.rows.len() - 1)));
+    let mut state = TableState::default().with_selected(Some(sel - start));
     f.render_stateful_widget(table, rest, &mut state);
 }
 

@@ -464,8 +464,9 @@ fn health_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
         Some(cl) => {
             let lh = &cl.longhorn;
             let mut shown = 0;
+            let rebuilding_set = lh.rebuilding_volumes();
             for v in &lh.volumes {
-                let rebuilding = lh.replicas_of(&v.name).any(|r| r.rebuilding);
+                let rebuilding = rebuilding_set.contains(v.name.as_str());
                 if v.robustness == "healthy" && !rebuilding {
                     continue;
                 }

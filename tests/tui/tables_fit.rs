@@ -143,3 +143,50 @@ fn s_cycles_the_sort_column_and_capital_s_reverses_remembered_per_pane() {
     assert_eq!(a.panes[Pane::Longhorn.index()].sort, None);
     assert_eq!(column(&a.table(Pane::Longhorn), 1), before);
 }
+
+/// Only the rows that show are drawn, and they are the rows ratatui would scroll to: the
+/// selected row always visible, the window starting at the top until the selection passes the
+/// fold, then ending at the selection.
+#[test]
+fn a_table_scrolls_to_keep_the_selection_in_view() {
+    let mut scrolled = false;
+    for height in 10..=24 {
+        let mut a = app(true);
+        key(&mut a, '1');
+        let ids: Vec<String> = a
+            .table(Pane::Hosts)
+            .rows
+            .iter()
+            .map(|r| r.cells[0].text.clone())
+            .collect();
+        assert!(ids.len() >= 4, "{ids:?}");
+        for sel in 0..ids.len() {
+            if sel > 0 {
+                key(&mut a, 'j');
+            }
+            let t = terminal(&a, 80, height, false);
+            let s = screen(&t);
+            let shown: Vec<usize> = (0..ids.len())
+                .filter(|i| s.lines().any(|l| l.contains(&format!("{} ", ids[*i]))))
+                .collect();
+            assert!(shown.contains(&sel), "h {height} sel {sel}: {shown:?}\n{s}");
+            if shown.is_empty() {
+                continue;
+            }
+            let (first, last) = (shown[0], *shown.last().unwrap());
+            assert_eq!(
+                shown,
+                (first..=last).collect::<Vec<_>>(),
+                "contiguous rows: h {height} sel {sel}\n{s}"
+            );
+            let visible = shown.len();
+            assert_eq!(
+                first,
+                (sel + 1).saturating_sub(visible),
+                "h {height} sel {sel}: the window ends at the selection once past the fold\n{s}"
+            );
+            scrolled |= first > 0;
+        }
+    }
+    assert!(scrolled, "some height was too short for every host");
+}
