@@ -27,6 +27,7 @@
 pub mod api;
 pub mod build;
 pub mod etcd;
+pub mod faults;
 pub mod hosts;
 pub mod loki;
 pub mod observe;

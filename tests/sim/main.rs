@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod faults;
 mod health_sim;
 mod metrics_sim_face;
 mod recovery_sim;

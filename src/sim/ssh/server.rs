@@ -17,6 +17,7 @@ use super::answer::answer;
 use super::host::SimHost;
 use super::log::RequestLog;
 use crate::sim::World;
+use crate::sim::faults::Action;
 
 /// How often a host's reachability is checked (listener opened/closed).
 const POLL: Duration = Duration::from_millis(20);
@@ -210,9 +211,46 @@ impl Conn {
         let world = self.world.clone();
         let host = self.host.clone();
         let log = self.log.clone();
-        tokio::spawn(
-            async move { answer(&world, &host, &log, &handle, channel, command, stdin).await },
-        );
+        let faults = world.face_faults.clone();
+        tokio::spawn(async move {
+            // The SSH face's fault (`hang=ssh`, ...): see `crate::sim::faults`.
+            match faults.action("ssh") {
+                Action::Pass => {}
+                Action::Hang => faults.hang("ssh").await,
+                Action::Delay(d) => tokio::time::sleep(d).await,
+                Action::Down => {
+                    let _ = handle
+                        .disconnect(
+                            russh::Disconnect::ByApplication,
+                            "the host went away (simulated: flap=ssh)".into(),
+                            String::new(),
+                        )
+                        .await;
+                    return;
+                }
+                Action::Fail => {
+                    let err = "sh: 1: cannot fork: Resource temporarily unavailable (simulated: http-500=ssh)\n";
+                    let _ = handle
+                        .extended_data(channel, 1, err.as_bytes().to_vec())
+                        .await;
+                    let _ = handle.exit_status_request(channel, 254).await;
+                    let _ = handle.eof(channel).await;
+                    let _ = handle.close(channel).await;
+                    return;
+                }
+                Action::Garbage { .. } => {
+                    let noise: Vec<u8> = (0..512u32)
+                        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                        .collect();
+                    let _ = handle.data(channel, noise).await;
+                    let _ = handle.exit_status_request(channel, 0).await;
+                    let _ = handle.eof(channel).await;
+                    let _ = handle.close(channel).await;
+                    return;
+                }
+            }
+            answer(&world, &host, &log, &handle, channel, command, stdin).await
+        });
     }
 }
 

@@ -434,8 +434,34 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
     let mut dirty = false;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Open watches do not notice a server that stopped answering (kube's read timeout is
+    // minutes): a short request every few seconds does, and says so until it answers again.
+    let (probe_tx, mut probe_rx) = mpsc::channel::<Option<String>>(4);
+    let _probe = AbortOnDrop(vec![tokio::spawn(liveness(
+        client.clone(),
+        ns.clone(),
+        Duration::from_secs(cfg.timeout_secs.max(1)),
+        probe_tx,
+    ))]);
+    let mut probe_error: Option<String> = None;
     loop {
         tokio::select! {
+            p = probe_rx.recv() => {
+                let Some(p) = p else { continue };
+                if p == probe_error {
+                    continue;
+                }
+                match &p {
+                    Some(msg) => {
+                        if tx.send(Update::Cluster(Err(msg.clone()))).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Answering again: the rows the watches hold go out at the next tick.
+                    None => dirty = true,
+                }
+                probe_error = p;
+            }
             c = crx.recv() => {
                 let Some(c) = c else { return };
                 match &c {
@@ -463,13 +489,50 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
                 store.apply(c);
             }
             _ = tick.tick() => {
-                if dirty && errors.is_empty() {
+                if dirty && errors.is_empty() && probe_error.is_none() {
                     dirty = false;
                     if tx.send(Update::Cluster(Ok(Arc::new(store.state())))).await.is_err() {
                         return;
                     }
                 }
             }
+        }
+    }
+}
+
+/// How often the liveness request goes out.
+const LIVENESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Every [`LIVENESS_EVERY`]: `GET /version` and one Longhorn volume (`limit=1`), each within
+/// `timeout`; sends `Some(why)` when either fails, `None` when both answer.
+async fn liveness(client: Client, ns: String, timeout: Duration, tx: mpsc::Sender<Option<String>>) {
+    let volumes = longhorn_api(&client, &ns, Kind::Volume);
+    loop {
+        tokio::time::sleep(LIVENESS_EVERY).await;
+        let secs = timeout.as_secs();
+        let version = match tokio::time::timeout(timeout, client.apiserver_version()).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("Kubernetes API: GET /version failed: {e}")),
+            Err(_) => Some(format!(
+                "Kubernetes API: no answer to GET /version within {secs} s"
+            )),
+        };
+        let longhorn = match tokio::time::timeout(
+            timeout,
+            volumes.list_metadata(&ListParams::default().limit(1)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => None,
+            // Not installed (or at another version): the watches say so.
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => None,
+            Ok(Err(e)) => Some(format!("Kubernetes API: cannot list Longhorn volumes: {e}")),
+            Err(_) => Some(format!(
+                "Kubernetes API: no answer to the Longhorn volumes within {secs} s"
+            )),
+        };
+        if tx.send(version.or(longhorn)).await.is_err() {
+            return;
         }
     }
 }
@@ -493,8 +556,20 @@ where
     Ok(list.items.iter().map(|o| (key_of(o), conv(o))).collect())
 }
 
-/// One LIST of every kind, for `check`.
+/// One LIST of every kind, for `check` and the upgrade guards, bounded by `[kubernetes]
+/// timeout_secs` as a whole (an API server that accepts and never answers is an error, not a
+/// wait of kube's five-minute read timeout).
 pub async fn poll_once(cfg: &KubernetesConfig) -> Result<ClusterState, String> {
+    let secs = cfg.timeout_secs.max(1);
+    match tokio::time::timeout(Duration::from_secs(secs), poll_once_unbounded(cfg)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "Kubernetes API: no answer within {secs} s ([kubernetes] timeout_secs)"
+        )),
+    }
+}
+
+async fn poll_once_unbounded(cfg: &KubernetesConfig) -> Result<ClusterState, String> {
     let client = client(cfg).await?;
     let mut store = Store {
         longhorn_namespace: cfg.longhorn_namespace.clone(),
