@@ -14,3 +14,4 @@ mod sim_ssh;
 mod sim_watch;
 mod upgrade_safety;
 mod upgrade_sim;
+mod watch_faults;

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -192,13 +192,22 @@ fn is_not_found(e: &watcher::Error) -> bool {
     s.contains("404") || s.contains("NotFound") || s.contains("not found")
 }
 
-/// Forward a watcher's events, shrunk, as changes.
-async fn forward<K, S, F>(kind: Kind, stream: S, conv: F, tx: mpsc::Sender<Change>)
+/// How a watcher's stream ended.
+enum Ended {
+    /// The receiver went away: stop.
+    Closed,
+    /// An error (sent as a change); whether a full list had been delivered before it.
+    Failed { listed: bool },
+}
+
+/// Forward a watcher's events, shrunk, as changes, until the first error.
+async fn forward<K, S, F>(kind: Kind, stream: S, conv: &F, tx: &mpsc::Sender<Change>) -> Ended
 where
     K: Resource + Clone,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     F: Fn(&K) -> Row,
 {
+    let mut listed = false;
     futures::pin_mut!(stream);
     let mut buffer: Vec<(String, Row)> = Vec::new();
     while let Some(ev) = stream.next().await {
@@ -211,18 +220,29 @@ where
                 buffer.push((key_of(&o), conv(&o)));
                 continue;
             }
-            Ok(watcher::Event::InitDone) => Change::Reset(kind, std::mem::take(&mut buffer)),
+            Ok(watcher::Event::InitDone) => {
+                listed = true;
+                Change::Reset(kind, std::mem::take(&mut buffer))
+            }
             Ok(watcher::Event::Apply(o)) => Change::Upsert(kind, key_of(&o), conv(&o)),
             Ok(watcher::Event::Delete(o)) => Change::Delete(kind, key_of(&o)),
             Err(e) => {
                 let nf = is_not_found(&e);
-                Change::Error(kind, e.to_string(), nf)
+                if tx
+                    .send(Change::Error(kind, e.to_string(), nf))
+                    .await
+                    .is_err()
+                {
+                    return Ended::Closed;
+                }
+                return Ended::Failed { listed };
             }
         };
         if tx.send(change).await.is_err() {
-            return;
+            return Ended::Closed;
         }
     }
+    Ended::Failed { listed }
 }
 
 fn spawn_watch<K, F>(
@@ -235,8 +255,24 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     F: Fn(&K) -> Row + Send + Sync + 'static,
 {
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
-    tokio::spawn(forward(kind, stream, conv, tx))
+    // After an error the watcher starts over with a fresh list (after a backoff): a watch
+    // that resumed quietly would never say it is well again, so the kind's error would stay.
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let stream = watcher(api.clone(), watcher::Config::default());
+            match forward(kind, stream, &conv, &tx).await {
+                Ended::Closed => return,
+                Ended::Failed { listed } => {
+                    if listed {
+                        backoff = Duration::from_secs(1);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    })
 }
 
 fn longhorn_api(client: &Client, ns: &str, kind: Kind) -> Api<DynamicObject> {
