@@ -182,6 +182,10 @@ struct State {
     faces: BTreeMap<String, Active>,
     /// Watches resuming from a resourceVersion below this answer 410 Gone.
     gone_below: Option<u64>,
+    /// `ssh-cut=HOST`: every command on these hosts is cut off mid-output.
+    ssh_cut: std::collections::BTreeSet<String>,
+    /// `host-key-changed=HOST`: these hosts present another host key.
+    host_key_changed: std::collections::BTreeSet<String>,
 }
 
 /// Face name → its fault, and the watch faults.
@@ -278,7 +282,38 @@ impl FaceFaults {
                 (f.clone(), v)
             })
             .collect();
-        json!({"faces": faces, "watchGoneBelow": s.gone_below.map(|rv| rv.to_string())})
+        json!({"faces": faces, "watchGoneBelow": s.gone_below.map(|rv| rv.to_string()),
+            "sshCut": s.ssh_cut, "hostKeyChanged": s.host_key_changed})
+    }
+
+    /// `ssh-cut=HOST` on (or off).
+    pub fn set_ssh_cut(&self, host: &str, on: bool) {
+        let mut s = lock(&self.state);
+        if on {
+            s.ssh_cut.insert(host.to_string());
+        } else {
+            s.ssh_cut.clear();
+        }
+    }
+
+    /// Whether commands on `host` are cut off mid-output.
+    pub fn ssh_cut(&self, host: &str) -> bool {
+        lock(&self.state).ssh_cut.contains(host)
+    }
+
+    /// `host-key-changed=HOST` on (or off).
+    pub fn set_host_key_changed(&self, host: &str, on: bool) {
+        let mut s = lock(&self.state);
+        if on {
+            s.host_key_changed.insert(host.to_string());
+        } else {
+            s.host_key_changed.clear();
+        }
+    }
+
+    /// Whether `host` presents another host key than the one in `known_hosts`.
+    pub fn host_key_changed(&self, host: &str) -> bool {
+        lock(&self.state).host_key_changed.contains(host)
     }
 
     /// Drop every open watch now.

@@ -85,6 +85,11 @@ pub enum Scenario {
     /// away (a pod added, one deleted, a node relabelled), and the resume answers 410 Gone so
     /// the client relists the changed objects.
     WatchRelist,
+    /// `ssh-cut=HOST`: every command on HOST starts, prints a little and the connection drops
+    /// (the host gone mid-command).
+    SshCut(Option<String>),
+    /// `host-key-changed=HOST`: HOST presents another SSH host key than `known_hosts` holds.
+    HostKeyChanged(Option<String>),
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -127,6 +132,8 @@ pub const NAMES: &[&str] = &[
     "watch-gone",
     "watch-drop",
     "watch-relist",
+    "ssh-cut",
+    "host-key-changed",
 ];
 
 impl Scenario {
@@ -166,6 +173,8 @@ impl Scenario {
             Scenario::WatchGone => "watch-gone",
             Scenario::WatchDrop => "watch-drop",
             Scenario::WatchRelist => "watch-relist",
+            Scenario::SshCut(_) => "ssh-cut",
+            Scenario::HostKeyChanged(_) => "host-key-changed",
         }
     }
 }
@@ -177,6 +186,8 @@ impl fmt::Display for Scenario {
             Scenario::HostDown(Some((h, secs))) => write!(f, "host-down={h}:{secs}"),
             Scenario::LeaseFails(Some(secs)) => write!(f, "lease-fails={secs}"),
             Scenario::Face(x) => write!(f, "{x}"),
+            Scenario::SshCut(Some(h)) => write!(f, "ssh-cut={h}"),
+            Scenario::HostKeyChanged(Some(h)) => write!(f, "host-key-changed={h}"),
             s => f.write_str(s.name()),
         }
     }
@@ -270,6 +281,10 @@ impl FromStr for Scenario {
             "watch-gone" => Scenario::WatchGone,
             "watch-drop" => Scenario::WatchDrop,
             "watch-relist" => Scenario::WatchRelist,
+            "ssh-cut" => return Ok(Scenario::SshCut(arg.filter(|a| !a.is_empty()))),
+            "host-key-changed" => {
+                return Ok(Scenario::HostKeyChanged(arg.filter(|a| !a.is_empty())));
+            }
             _ => return Err(UnknownScenario(s.to_string())),
         };
         if arg.is_some() {
@@ -302,6 +317,8 @@ mod tests {
         assert_eq!(hd, Scenario::HostDown(Some(("node2".into(), 30))));
         assert_eq!(hd.to_string(), "host-down=node2:30");
         for f in [
+            "ssh-cut=node2",
+            "host-key-changed=node1",
             "hang=etcd",
             "garbage=ssh",
             "http-500=longhorn",

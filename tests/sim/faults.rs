@@ -51,6 +51,17 @@ fn short_config(h: &SimHandle, dir: &Path) -> PathBuf {
 
 /// Run the binary with `args` to its end: (exit code, stdout, stderr).
 async fn run(h: &SimHandle, config: &Path, home: &Path, args: &[&str]) -> (i32, String, String) {
+    run_env(h, config, home, args, &[]).await
+}
+
+/// [`run`] with extra environment variables.
+async fn run_env(
+    h: &SimHandle,
+    config: &Path,
+    home: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (i32, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(240),
         tokio::process::Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"))
@@ -65,6 +76,8 @@ async fn run(h: &SimHandle, config: &Path, home: &Path, args: &[&str]) -> (i32, 
             .env("XDG_STATE_HOME", home.join("state"))
             .env("XDG_CONFIG_HOME", home.join("cfg"))
             .env_remove("KUBECONFIG")
+            .env_remove("SSH_AUTH_SOCK")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output(),
@@ -97,7 +110,12 @@ pub(crate) async fn apply(h: &SimHandle, name: &str) {
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success(), "{name}: {}", r.status());
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "{name}: {status}: {}",
+        r.text().await.unwrap_or_default()
+    );
 }
 
 /// `DELETE /sim/v1/faults/NAME`.
@@ -336,5 +354,178 @@ async fn the_upgrade_guards_cannot_verify_under_each_fault() {
     let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
     assert_eq!(doc["would_start"], true, "{:#?}", not_passing(&doc));
     eprintln!("{}", seen.join("\n"));
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_host_gone_mid_command_and_a_changed_host_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = simh::start_in(&[], 20.0, &dir.path().join("sim")).await;
+    let config = short_config(&h, &dir.path().join("home"));
+    let home = dir.path().join("home");
+    let check = ["check", "--json", "--timeout", "5"];
+    let host_findings = |doc: &Value, id: &str| -> Vec<String> {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                f["subject"] == id
+                    && f["code"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("host.ssh"))
+            })
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f["code"].as_str().unwrap(),
+                    f["message"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+
+    for (fault, code, says) in [
+        ("ssh-cut=node2", "host.ssh_unreachable", "connection lost"),
+        ("host-key-changed=node2", "host.ssh_host_key_changed", ""),
+    ] {
+        apply(&h, fault).await;
+        let (exit, out, err) = run(&h, &config, &home, &check).await;
+        let doc: Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{fault}: {e}: {out}\n{err}"));
+        assert_eq!(exit, 2, "{fault}: {doc:#}");
+        let got = host_findings(&doc, "instance_2");
+        assert!(
+            got.iter().any(|f| f.starts_with(code) && f.contains(says)),
+            "{fault}: {got:#?}"
+        );
+        for other in ["instance_1", "instance_3", "instance_4"] {
+            assert!(
+                host_findings(&doc, other).is_empty(),
+                "{fault}: {other}: {doc:#}"
+            );
+        }
+        // The upgrade refuses: node2's SSH guards cannot verify.
+        let (_, out, err) = run(&h, &config, &home, &["upgrade", "--dry-run", "--json"]).await;
+        let dry: Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{fault}: {e}: {out}\n{err}"));
+        assert_eq!(
+            dry["would_start"],
+            false,
+            "{fault}: {:#?}",
+            not_passing(&dry)
+        );
+        assert!(
+            !passed(&dry, "auto-upgrade")
+                || not_passing(&dry).iter().any(|(g, v, m)| {
+                    g == "auto-upgrade" && v == "cannot-verify" && m.contains("instance_2")
+                }),
+            "{fault}: {:#?}",
+            not_passing(&dry)
+        );
+        clear(&h, fault).await;
+        // Cleared: node2 is read again.
+        let (_, out, _) = run(&h, &config, &home, &check).await;
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            host_findings(&doc, "instance_2").is_empty(),
+            "{fault} cleared: {doc:#}"
+        );
+    }
+    h.shutdown().await;
+}
+
+/// The client side: the key only in ssh-agent, and the agent's socket goes away between two
+/// checks. The first logs in through the agent; the second says, per host, that the login was
+/// refused and why (the agent's socket), and nothing crashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_socket_gone_is_a_login_refused_naming_the_agent() {
+    let (Some(agent), Some(add)) = (
+        crate::common::require_program("ssh-agent"),
+        crate::common::require_program("ssh-add"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let h = simh::start_in(&[], 20.0, &dir.path().join("sim")).await;
+    let home = dir.path().join("home");
+    let config = short_config(&h, &home);
+    // Only the agent holds the key: the configured identity file does not exist.
+    let mut cfg: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    cfg["ssh"].as_table_mut().unwrap().insert(
+        "identity_files".into(),
+        toml::Value::Array(vec![home.join("no-such-key").display().to_string().into()]),
+    );
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+    let sock = dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new(agent)
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let key = h.ssh_config().identity_files[0].clone();
+    let added = std::process::Command::new(add)
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let check = ["check", "--json", "--timeout", "5"];
+    let ssh_findings = |doc: &Value| -> Vec<(String, String)> {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                f["code"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("host.ssh"))
+            })
+            .map(|f| {
+                (
+                    f["code"].as_str().unwrap().to_string(),
+                    f["message"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let (_, out, err) = run_env(&h, &config, &home, &check, &[("SSH_AUTH_SOCK", &sock)]).await;
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert!(
+        ssh_findings(&doc).is_empty(),
+        "logged in through the agent: {doc:#}"
+    );
+
+    // The agent is gone, and its socket with it.
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = std::fs::remove_file(&sock);
+    let (code, out, err) = run_env(&h, &config, &home, &check, &[("SSH_AUTH_SOCK", &sock)]).await;
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let got = ssh_findings(&doc);
+    assert_eq!(
+        got.len(),
+        h.inventory().hosts.len(),
+        "one per host: {got:#?}"
+    );
+    assert!(
+        got.iter()
+            .all(|(c, m)| c == "host.ssh_auth_failed" && m.contains("SSH_AUTH_SOCK")),
+        "{got:#?}"
+    );
+    assert!(matches!(code, 1 | 2), "{code}: {doc:#}");
     h.shutdown().await;
 }

@@ -138,6 +138,15 @@ impl World {
                     }
                 )));
             }
+            Scenario::SshCut(h) | Scenario::HostKeyChanged(h)
+                if h.as_deref().is_none_or(|h| self.host(h).is_none()) =>
+            {
+                return Err(ApiError::bad_request(format!(
+                    "{} needs =HOST with HOST a simulated host, e.g. {}=node2",
+                    sc.name(),
+                    sc.name()
+                )));
+            }
             Scenario::HostDown(Some((h, _))) if self.host(h).is_none() => {
                 return Err(ApiError::bad_request(format!("host-down: no host \"{h}\"")));
             }
@@ -169,6 +178,18 @@ impl World {
                         .set_gone_below(Some(self.store.resource_version() + 1));
                 }
                 self.face_faults.drop_watches();
+            }
+            Scenario::SshCut(h) | Scenario::HostKeyChanged(h) => {
+                let name = h
+                    .as_deref()
+                    .and_then(|h| self.host(h))
+                    .map(|x| x.hostname)
+                    .unwrap_or_default();
+                if matches!(sc, Scenario::SshCut(_)) {
+                    self.face_faults.set_ssh_cut(&name, true);
+                } else {
+                    self.face_faults.set_host_key_changed(&name, true);
+                }
             }
             Scenario::WatchRelist => {
                 self.face_faults
@@ -414,6 +435,8 @@ impl World {
                 .clear(Some(f.kind.name()), f.face.as_deref()),
             Scenario::WatchGone | Scenario::WatchRelist => self.face_faults.set_gone_below(None),
             Scenario::WatchDrop => {}
+            Scenario::SshCut(_) => self.face_faults.set_ssh_cut("", false),
+            Scenario::HostKeyChanged(_) => self.face_faults.set_host_key_changed("", false),
             // A deployed system stays deployed: clearing these only forgets the name.
             Scenario::Healthy
             | Scenario::StaleBackup
