@@ -14,5 +14,11 @@ samples="${SAMPLES:-25}"
 faults="${FAULTS:-all}"
 if [ "$faults" = all ]; then export HOMEINFRA_FAULTS=all; else unset HOMEINFRA_FAULTS; fi
 export HOMEINFRA_FAULT_SAMPLES="$samples"
-cargo test --test tui faults_tui -- --nocapture 2>&1 \
-  | sed -n '/^key to frame/,/^test /p' | grep -v '^test '
+log="${LOG:-target/fault-latency.log}"
+# The whole output goes to $log (a failure shows there); the figures to the terminal.
+cargo test --test tui faults_tui::the_dashboard_draws -- --nocapture > "$log" 2>&1 || {
+  echo "the test failed; see $log" >&2
+  grep -E 'panicked|never saw|still ' "$log" | head -5 >&2
+  exit 1
+}
+sed -n '/^key to frame/,/^test /p' "$log" | grep -v '^test '

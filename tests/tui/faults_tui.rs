@@ -35,7 +35,7 @@ fn faults() -> Vec<(String, &'static [&'static str])> {
                 format!("garbage={face}"),
                 format!("http-500={face}"),
                 format!("slow={face}:60"),
-                format!("flap={face}:8"),
+                format!("flap={face}:20"),
             ]
         } else {
             let mut k = vec![format!("hang={face}")];
@@ -43,7 +43,7 @@ fn faults() -> Vec<(String, &'static [&'static str])> {
                 "etcd" => k.push(format!("garbage={face}")),
                 "mimir" => k.push(format!("http-500={face}")),
                 "loki" => k.push(format!("slow={face}:60")),
-                "kubernetes" => k.push(format!("flap={face}:8")),
+                "kubernetes" => k.push(format!("flap={face}:20")),
                 _ => {}
             }
             k
@@ -68,6 +68,9 @@ fn short_config(sim: &SimProcess) -> std::path::PathBuf {
     set("etcd", "timeout_ms", 2000.into());
     set("mimir", "timeout_secs", 3.into());
     set("loki", "timeout_secs", 3.into());
+    // Polled often enough that a flap's down phase (20 s) is always seen.
+    set("mimir", "refresh_secs", 5.into());
+    set("loki", "refresh_secs", 5.into());
     set("ssh", "connect_timeout_secs", 3.into());
     set("ssh", "command_timeout_secs", 4.into());
     let path = sim.files().join("faults-config.toml");
@@ -224,8 +227,8 @@ fn the_dashboard_draws_and_answers_keys_under_each_fault_and_recovers() {
         let lat = key_latencies(&t, "f", samples);
         assert!(alive(pid), "{fault}: the dashboard exited");
         control(&sim.files(), "DELETE", &format!("faults/{fault}"), None);
-        // Recovered within the source's backoff: at most 4× its refresh (SSH 10 s, Mimir 15 s,
-        // Loki 30 s → 120 s) plus a timeout.
+        // Recovered within the source's backoff: at most 4× its refresh (SSH 10 s, Mimir and
+        // Loki 5 s here) plus a timeout.
         let back = wait_none(&t, "f", says, 130);
         report.push(format!(
             "{fault:<22} p50 {:>6.1} ms  p99 {:>6.1} ms  recovered {:>5.1} s after the clear",
