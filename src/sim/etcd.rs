@@ -197,12 +197,14 @@ async fn metrics(State(m): State<Member>) -> Response {
 }
 
 fn router(world: Arc<World>, index: usize) -> Router {
-    Router::new()
+    let faults = world.face_faults.clone();
+    let r = Router::new()
         .route("/v3/maintenance/status", post(status))
         .route("/v3/cluster/member/list", post(member_list))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .with_state(Member { world, index })
+        .with_state(Member { world, index });
+    super::faults::guard(r, faults, "etcd")
 }
 
 /// Start every member's gateway. Each binds an ephemeral port on its host's ip; the port is

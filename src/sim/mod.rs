@@ -16,7 +16,9 @@
 //!   path, time, status) and every SSH command the hosts received (`ssh`: host, id, kind,
 //!   mutating, command, time);
 //! - `GET /sim/v1/scenarios`; `POST /sim/v1/faults` `{"scenario": "NAME"}` injects one,
-//!   `DELETE /sim/v1/faults/NAME` clears it;
+//!   `DELETE /sim/v1/faults/NAME` clears it; `GET /sim/v1/faults`: each face's fault
+//!   (`hang=FACE`, `garbage=FACE`, `http-500=FACE`, `slow=FACE:SECONDS`, `flap=FACE:SECONDS`)
+//!   and since when, the watch faults, `ssh-cut` and `host-key-changed` hosts (`faults`);
 //! - `POST /sim/v1/hosts/NAME/reboot`: the host goes NotReady, its etcd member and Longhorn
 //!   replicas stop, and it comes back (unless `node-never-returns`), replicas rebuild;
 //! - `/sim/v1/nix/...`: the simulated store and flake (`systems`): each host's system
@@ -27,6 +29,7 @@
 pub mod api;
 pub mod build;
 pub mod etcd;
+pub mod faults;
 pub mod hosts;
 pub mod loki;
 pub mod observe;

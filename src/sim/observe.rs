@@ -32,12 +32,14 @@ pub async fn start(world: Arc<super::World>, stop: CancellationToken) -> Result<
     // In step from the first query on, then following the world.
     apply(&world, &metrics, &logs, &knobs(&world));
     tokio::spawn(follow_world(
-        world,
+        world.clone(),
         metrics.clone(),
         logs.clone(),
         stop.clone(),
     ));
-    let app = prom.merge(loki);
+    let faults = world.face_faults.clone();
+    let app = super::faults::guard(prom, faults.clone(), "mimir")
+        .merge(super::faults::guard(loki, faults, "loki"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })

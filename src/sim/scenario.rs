@@ -73,6 +73,23 @@ pub enum Scenario {
     EtcdNospace,
     /// Longhorn's backup target is unavailable.
     BackupTargetDown,
+    /// A fault on one face (`hang=FACE`, `garbage=FACE`, `http-500=FACE`,
+    /// `slow=FACE:SECONDS`, `flap=FACE:SECONDS`; see `crate::sim::faults`).
+    Face(crate::sim::faults::FaceFault),
+    /// `watch-gone`: every open watch is dropped and its resume answers 410 Gone (the client
+    /// relists).
+    WatchGone,
+    /// `watch-drop`: every open watch connection is dropped (once, when applied).
+    WatchDrop,
+    /// `watch-relist`: every open watch is dropped, objects change while the watches are
+    /// away (a pod added, one deleted, a node relabelled), and the resume answers 410 Gone so
+    /// the client relists the changed objects.
+    WatchRelist,
+    /// `ssh-cut=HOST`: every command on HOST starts, prints a little and the connection drops
+    /// (the host gone mid-command).
+    SshCut(Option<String>),
+    /// `host-key-changed=HOST`: HOST presents another SSH host key than `known_hosts` holds.
+    HostKeyChanged(Option<String>),
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -107,6 +124,16 @@ pub const NAMES: &[&str] = &[
     "clock-skew",
     "etcd-nospace",
     "backup-target-down",
+    "hang",
+    "garbage",
+    "http-500",
+    "slow",
+    "flap",
+    "watch-gone",
+    "watch-drop",
+    "watch-relist",
+    "ssh-cut",
+    "host-key-changed",
 ];
 
 impl Scenario {
@@ -142,6 +169,12 @@ impl Scenario {
             Scenario::ClockSkew => "clock-skew",
             Scenario::EtcdNospace => "etcd-nospace",
             Scenario::BackupTargetDown => "backup-target-down",
+            Scenario::Face(f) => f.kind.name(),
+            Scenario::WatchGone => "watch-gone",
+            Scenario::WatchDrop => "watch-drop",
+            Scenario::WatchRelist => "watch-relist",
+            Scenario::SshCut(_) => "ssh-cut",
+            Scenario::HostKeyChanged(_) => "host-key-changed",
         }
     }
 }
@@ -152,6 +185,9 @@ impl fmt::Display for Scenario {
             Scenario::NodeNeverReturns(Some(h)) => write!(f, "node-never-returns={h}"),
             Scenario::HostDown(Some((h, secs))) => write!(f, "host-down={h}:{secs}"),
             Scenario::LeaseFails(Some(secs)) => write!(f, "lease-fails={secs}"),
+            Scenario::Face(x) => write!(f, "{x}"),
+            Scenario::SshCut(Some(h)) => write!(f, "ssh-cut={h}"),
+            Scenario::HostKeyChanged(Some(h)) => write!(f, "host-key-changed={h}"),
             s => f.write_str(s.name()),
         }
     }
@@ -165,9 +201,10 @@ impl fmt::Display for UnknownScenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown scenario \"{}\"; valid scenarios: {} (node-never-returns takes an optional =HOST, host-down takes =HOST:SECONDS, lease-fails takes =SECONDS)",
+            "unknown scenario \"{}\"; valid scenarios: {} (node-never-returns takes an optional =HOST, host-down takes =HOST:SECONDS, lease-fails takes =SECONDS; hang, garbage and http-500 take =FACE, slow and flap =FACE:SECONDS, with FACE one of {})",
             self.0,
-            NAMES.join(", ")
+            NAMES.join(", "),
+            crate::sim::faults::FACES.join(", ")
         )
     }
 }
@@ -182,6 +219,11 @@ impl FromStr for Scenario {
             Some((n, a)) => (n.trim(), Some(a.trim().to_string())),
             None => (s.trim(), None),
         };
+        if let Some(f) = crate::sim::faults::FaceFault::parse(name, arg.as_deref()) {
+            return f
+                .map(Scenario::Face)
+                .map_err(|e| UnknownScenario(format!("{s} ({e})")));
+        }
         let sc = match name {
             "healthy" => Scenario::Healthy,
             "degraded-volume" => Scenario::DegradedVolume,
@@ -236,6 +278,13 @@ impl FromStr for Scenario {
             "clock-skew" => Scenario::ClockSkew,
             "etcd-nospace" => Scenario::EtcdNospace,
             "backup-target-down" => Scenario::BackupTargetDown,
+            "watch-gone" => Scenario::WatchGone,
+            "watch-drop" => Scenario::WatchDrop,
+            "watch-relist" => Scenario::WatchRelist,
+            "ssh-cut" => return Ok(Scenario::SshCut(arg.filter(|a| !a.is_empty()))),
+            "host-key-changed" => {
+                return Ok(Scenario::HostKeyChanged(arg.filter(|a| !a.is_empty())));
+            }
             _ => return Err(UnknownScenario(s.to_string())),
         };
         if arg.is_some() {
@@ -267,6 +316,17 @@ mod tests {
         let hd: Scenario = "host-down=node2:30".parse().unwrap();
         assert_eq!(hd, Scenario::HostDown(Some(("node2".into(), 30))));
         assert_eq!(hd.to_string(), "host-down=node2:30");
+        for f in [
+            "ssh-cut=node2",
+            "host-key-changed=node1",
+            "hang=etcd",
+            "garbage=ssh",
+            "http-500=longhorn",
+            "slow=mimir:5",
+            "flap=loki:2",
+        ] {
+            assert_eq!(f.parse::<Scenario>().unwrap().to_string(), f);
+        }
         assert_eq!(
             "lease-fails=20".parse::<Scenario>().unwrap(),
             Scenario::LeaseFails(Some(20))
@@ -276,6 +336,9 @@ mod tests {
             "host-down=:3",
             "lease-fails=soon",
             "quick-reboot=x",
+            "hang=nowhere",
+            "slow=etcd:soon",
+            "http-500=etcd:3",
         ] {
             assert!(bad.parse::<Scenario>().is_err(), "{bad}");
         }

@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod faults;
 mod health_sim;
 mod metrics_sim_face;
 mod recovery_sim;
@@ -13,3 +14,4 @@ mod sim_ssh;
 mod sim_watch;
 mod upgrade_safety;
 mod upgrade_sim;
+mod watch_faults;

@@ -5,6 +5,7 @@
 mod common;
 
 mod event_loop;
+mod faults_tui;
 mod health_line;
 mod observe_panes;
 mod read_only;

@@ -1,5 +1,5 @@
 //! The `/sim/v1` control API: the world's state, the writes received, scenarios (faults)
-//! turned on and off, host reboots.
+//! turned on and off (`GET /sim/v1/faults`: each face's fault and since when), host reboots.
 
 use axum::body::Bytes;
 use axum::http::Method;
@@ -23,6 +23,7 @@ pub(super) fn control(api: &Api, method: &Method, rest: &[&str], body: Bytes) ->
             200,
             json!({"requests": world.writes(), "ssh": api.ssh.all()}),
         )),
+        (&Method::GET, ["faults"]) => Ok((200, world.face_faults.json())),
         (&Method::GET, ["scenarios"]) => Ok((200, json!({"scenarios": scenario::NAMES}))),
         (&Method::POST, ["faults"]) => parse_json(&body).and_then(|b| {
             let name = b.get("scenario").and_then(Value::as_str).unwrap_or("");

@@ -161,7 +161,37 @@ async fn dispatch(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // The face's fault first (hang, garbage, 500, slow, flap): Longhorn's group is its own
+    // face, everything else but the control API is the Kubernetes face.
+    let face = match segs.as_slice() {
+        ["sim", ..] => None,
+        ["apis", "longhorn.io", ..] => Some("longhorn"),
+        _ => Some("kubernetes"),
+    };
+    let answer = answer(api, method, path, segs, params, headers, body);
+    match face {
+        Some(face) => {
+            let streaming = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+            api.world
+                .face_faults
+                .clone()
+                .http(face, streaming, answer)
+                .await
+        }
+        None => answer.await,
+    }
+}
+
+async fn answer(
+    api: &Api,
+    method: &Method,
+    path: &str,
+    mut segs: Vec<&str>,
+    params: &Params,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let faults = api.world.faults();
     if let Some(r) = faulty_answer(api, &faults, method, &mut segs) {
         return r;

@@ -1,8 +1,8 @@
 //! Watches: the initial list (or the backlog since a resourceVersion, 410 Gone when
 //! compacted), then every matching change as it happens, with bookmarks; events carry objects
-//! or one-row Tables (`kubectl get -w`).
+//! or one-row Tables (`kubectl get -w`). A fault put on the face (`crate::sim::faults`) reaches
+//! open watches too: `hang` stalls them, any other fault and the watch faults drop them.
 
-use std::convert::Infallible;
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::read::selectors;
 use super::{Api, Params, Target, error_response, json_body};
+use crate::sim::faults::FaultKind;
 use crate::sim::resources::Resource;
 use crate::sim::select::{FieldSelector, LabelSelector};
 use crate::sim::store::{self, ApiError, Change, EventType};
@@ -120,7 +121,17 @@ pub(super) async fn watch(api: &Api, t: &Target<'_>, params: &Params, accept: &s
         .is_some_and(|b| b == "true");
     let rv_param = params.get("resourceVersion").cloned().unwrap_or_default();
     let store = api.world.store.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1024);
+    // `watch-drop`, `watch-gone`, `watch-relist`: the connection is dropped when they are
+    // applied.
+    let faults = api.world.face_faults.clone();
+    let face = if t.res.group == "longhorn.io" {
+        "longhorn"
+    } else {
+        "kubernetes"
+    };
+    let mut drops = faults.watch_drops();
+    drops.mark_unchanged();
 
     // Initial state: from "" / "0" the current objects as ADDED; from a version, the backlog.
     let mut initial: Vec<Bytes> = Vec::new();
@@ -146,6 +157,14 @@ pub(super) async fn watch(api: &Api, t: &Target<'_>, params: &Params, accept: &s
                     "resourceVersion: Invalid value: \"{rv_param}\": must be an integer"
                 )));
             }
+            Ok(since) if api.world.face_faults.resume_gone(since) => {
+                let gone = ApiError::gone(format!(
+                    "too old resource version: {since} ({}) (simulated: watch-gone)",
+                    store.resource_version()
+                ));
+                initial.push(event_line("ERROR", &gone.status()));
+                (Vec::new(), None)
+            }
             Ok(since) => match store.watch_from(since) {
                 Some((backlog, rx)) => (backlog, Some((rx, since))),
                 None => {
@@ -166,7 +185,7 @@ pub(super) async fn watch(api: &Api, t: &Target<'_>, params: &Params, accept: &s
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
         tokio::pin!(deadline);
         for line in initial {
-            if tx.send(line).await.is_err() {
+            if tx.send(Ok(line)).await.is_err() {
                 return;
             }
         }
@@ -176,7 +195,7 @@ pub(super) async fn watch(api: &Api, t: &Target<'_>, params: &Params, accept: &s
         for c in backlog {
             last_rv = last_rv.max(c.rv);
             if let Some(ty) = watch_event_type(&c, &res, ns.as_deref(), &ls, &fs)
-                && tx.send(render.line(ty, &c.object)).await.is_err()
+                && tx.send(Ok(render.line(ty, &c.object))).await.is_err()
             {
                 return;
             }
@@ -188,10 +207,24 @@ pub(super) async fn watch(api: &Api, t: &Target<'_>, params: &Params, accept: &s
             tokio::select! {
                 _ = &mut deadline => return,
                 _ = tx.closed() => return,
+                _ = drops.changed() => {
+                    // A watch fault, or a fault put on this face: a hung face stops sending
+                    // (and goes on once it is cleared); any other drops the connection.
+                    if faults.get(face) == Some(FaultKind::Hang) {
+                        faults.hang(face).await;
+                        continue;
+                    }
+                    let cut = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "simulated: the watch connection dropped",
+                    );
+                    let _ = tx.send(Err(cut)).await;
+                    return;
+                }
                 _ = bookmark.tick(), if bookmarks => {
                     let b = json!({"kind": kind, "apiVersion": api_version,
                         "metadata": {"resourceVersion": last_rv.to_string()}});
-                    if tx.send(event_line("BOOKMARK", &b)).await.is_err() {
+                    if tx.send(Ok(event_line("BOOKMARK", &b))).await.is_err() {
                         return;
                     }
                 }
@@ -202,14 +235,14 @@ pub(super) async fn watch(api: &Api, t: &Target<'_>, params: &Params, accept: &s
                         }
                         last_rv = c.rv;
                         if let Some(ty) = watch_event_type(&c, &res, ns.as_deref(), &ls, &fs)
-                            && tx.send(render.line(ty, &c.object)).await.is_err()
+                            && tx.send(Ok(render.line(ty, &c.object))).await.is_err()
                         {
                             return;
                         }
                     }
                     Err(RecvError::Lagged(_)) => {
                         let gone = ApiError::gone("too old resource version: the watch fell behind");
-                        let _ = tx.send(event_line("ERROR", &gone.status())).await;
+                        let _ = tx.send(Ok(event_line("ERROR", &gone.status()))).await;
                         return;
                     }
                     Err(RecvError::Closed) => return,
@@ -217,8 +250,7 @@ pub(super) async fn watch(api: &Api, t: &Target<'_>, params: &Params, accept: &s
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
-    });
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     json_body(200, Body::from_stream(stream))
 }

@@ -17,6 +17,7 @@ use super::answer::answer;
 use super::host::SimHost;
 use super::log::RequestLog;
 use crate::sim::World;
+use crate::sim::faults::Action;
 
 /// How often a host's reachability is checked (listener opened/closed).
 const POLL: Duration = Duration::from_millis(20);
@@ -106,15 +107,20 @@ pub(super) async fn serve_host(
         client,
         port,
     } = served;
-    let config = Arc::new(server::Config {
-        keys: vec![host.key.clone()],
-        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
-        auth_rejection_time: Duration::from_millis(20),
-        auth_rejection_time_initial: Some(Duration::from_millis(0)),
-        inactivity_timeout: Some(Duration::from_secs(3600)),
-        nodelay: true,
-        ..Default::default()
-    });
+    let config_with = |key: russh::keys::PrivateKey| {
+        Arc::new(server::Config {
+            keys: vec![key],
+            methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+            auth_rejection_time: Duration::from_millis(20),
+            auth_rejection_time_initial: Some(Duration::from_millis(0)),
+            inactivity_timeout: Some(Duration::from_secs(3600)),
+            nodelay: true,
+            ..Default::default()
+        })
+    };
+    let config = config_with(host.key.clone());
+    // `host-key-changed=HOST`: another key than the one `known_hosts` holds.
+    let other_config = config_with(super::host::random_key());
     loop {
         // Down: no listener until the host is back.
         while !*up.borrow_and_update() {
@@ -151,7 +157,11 @@ pub(super) async fn serve_host(
                         client: client.clone(),
                         pending: HashMap::new(),
                     };
-                    let config = config.clone();
+                    let config = if world.face_faults.host_key_changed(&host.hostname) {
+                        other_config.clone()
+                    } else {
+                        config.clone()
+                    };
                     let down = down.clone();
                     tokio::spawn(async move {
                         let Ok(running) = server::run_stream(config, stream, handler).await else {
@@ -210,9 +220,59 @@ impl Conn {
         let world = self.world.clone();
         let host = self.host.clone();
         let log = self.log.clone();
-        tokio::spawn(
-            async move { answer(&world, &host, &log, &handle, channel, command, stdin).await },
-        );
+        let faults = world.face_faults.clone();
+        tokio::spawn(async move {
+            // `ssh-cut=HOST`: the command starts, prints a little, and the host is gone.
+            if faults.ssh_cut(&host.hostname) {
+                let _ = handle.data(channel, b"starting\n".to_vec()).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "the host went away mid-command (simulated: ssh-cut)".into(),
+                        String::new(),
+                    )
+                    .await;
+                return;
+            }
+            // The SSH face's fault (`hang=ssh`, ...): see `crate::sim::faults`.
+            match faults.action("ssh") {
+                Action::Pass => {}
+                Action::Hang => faults.hang("ssh").await,
+                Action::Delay(d) => tokio::time::sleep(d).await,
+                Action::Down => {
+                    let _ = handle
+                        .disconnect(
+                            russh::Disconnect::ByApplication,
+                            "the host went away (simulated: flap=ssh)".into(),
+                            String::new(),
+                        )
+                        .await;
+                    return;
+                }
+                Action::Fail => {
+                    let err = "sh: 1: cannot fork: Resource temporarily unavailable (simulated: http-500=ssh)\n";
+                    let _ = handle
+                        .extended_data(channel, 1, err.as_bytes().to_vec())
+                        .await;
+                    let _ = handle.exit_status_request(channel, 254).await;
+                    let _ = handle.eof(channel).await;
+                    let _ = handle.close(channel).await;
+                    return;
+                }
+                Action::Garbage { .. } => {
+                    let noise: Vec<u8> = (0..512u32)
+                        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                        .collect();
+                    let _ = handle.data(channel, noise).await;
+                    let _ = handle.exit_status_request(channel, 0).await;
+                    let _ = handle.eof(channel).await;
+                    let _ = handle.close(channel).await;
+                    return;
+                }
+            }
+            answer(&world, &host, &log, &handle, channel, command, stdin).await
+        });
     }
 }
 

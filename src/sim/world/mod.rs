@@ -139,6 +139,8 @@ pub struct World {
     systems: Mutex<systems::SystemsState>,
     writes: Mutex<VecDeque<WriteRecord>>,
     evictions: Mutex<()>,
+    /// Per-face faults (`hang=FACE`, ...) and the watch faults (`crate::sim::faults`).
+    pub face_faults: Arc<crate::sim::faults::FaceFaults>,
 }
 
 const MAX_WRITES: usize = 10_000;
@@ -225,6 +227,7 @@ impl World {
             systems: Mutex::new(systems),
             writes: Mutex::new(VecDeque::new()),
             evictions: Mutex::new(()),
+            face_faults: Default::default(),
         });
         world.recompute_dirty();
         Ok(world)
@@ -300,6 +303,7 @@ impl World {
             "etcd": s.etcd,
             "stuckReplicas": s.stuck_replicas,
             "resourceVersion": self.store.resource_version().to_string(),
+            "faults": self.face_faults.json(),
         })
     }
 

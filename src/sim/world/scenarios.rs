@@ -7,13 +7,56 @@ use serde_json::{Value, json};
 use super::{SimState, World};
 use crate::inventory::Role;
 use crate::sim::build::{self, LONGHORN_NS};
+use crate::sim::faults::{FaceFault, FaultKind};
 use crate::sim::resources::*;
 use crate::sim::scenario::{Scenario, UnknownScenario};
 use crate::sim::store::{ApiError, name_of, now, timestamp};
 use crate::sim::sync::lock;
 use crate::sim::systems::{self, Pins, System};
 
+/// Whether a scenario's text names a per-face fault (`hang=etcd`, `slow=mimir:5`).
+fn is_face_fault(text: &str) -> bool {
+    text.split('=')
+        .next()
+        .is_some_and(|k| crate::sim::faults::KINDS.contains(&k))
+}
+
 impl World {
+    /// `watch-relist`: while the watches are away, a pod is added, one deleted and a node
+    /// relabelled, so the relist brings changed objects.
+    fn change_for_relist(&self) -> Result<(), ApiError> {
+        let n = self.next_id();
+        let node = self
+            .inventory
+            .hosts
+            .first()
+            .map(|h| h.hostname.clone())
+            .unwrap_or_default();
+        let (pods, _) = self.store.list(&PODS, Some("apps"));
+        if let Some(p) = pods
+            .iter()
+            .find(|p| p["metadata"]["ownerReferences"].is_null())
+        {
+            let _ = self.store.delete(&PODS, "apps", name_of(p));
+        } else if let Some(p) = pods.first() {
+            let _ = self.store.delete(&PODS, "apps", name_of(p));
+        }
+        self.store.create(
+            &PODS,
+            json!({"metadata": {"name": format!("relist-{n}"), "namespace": "apps",
+                    "labels": {"app": "relist"}},
+                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox"}]},
+                "status": {"phase": "Running", "podIP": "10.42.0.250",
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0,
+                        "state": {"running": {}}}]}}),
+        )?;
+        let _ = self.store.modify(&NODES, "", &node, |o| {
+            o["metadata"]["labels"]["homeinfra.sim/relist"] = json!(n.to_string());
+        });
+        Ok(())
+    }
+
     /// Remove every snapshot record.
     fn clear_snapshots(&self) {
         let (snaps, _) = self.store.list(&ETCD_SNAPSHOTS, None);
@@ -79,13 +122,81 @@ impl World {
                     "lease-fails needs =SECONDS, e.g. lease-fails=20",
                 ));
             }
+            Scenario::Face(f) if f.face.is_none() || f.bare => {
+                return Err(ApiError::bad_request(format!(
+                    "{} needs ={}, e.g. {}",
+                    f.kind.name(),
+                    if f.bare || matches!(f.kind, FaultKind::Slow(_) | FaultKind::Flap(_)) {
+                        "FACE:SECONDS"
+                    } else {
+                        "FACE"
+                    },
+                    if matches!(f.kind, FaultKind::Slow(_) | FaultKind::Flap(_)) {
+                        format!("{}=etcd:5", f.kind.name())
+                    } else {
+                        format!("{}=etcd", f.kind.name())
+                    }
+                )));
+            }
+            Scenario::SshCut(h) | Scenario::HostKeyChanged(h)
+                if h.as_deref().is_none_or(|h| self.host(h).is_none()) =>
+            {
+                return Err(ApiError::bad_request(format!(
+                    "{} needs =HOST with HOST a simulated host, e.g. {}=node2",
+                    sc.name(),
+                    sc.name()
+                )));
+            }
             Scenario::HostDown(Some((h, _))) if self.host(h).is_none() => {
                 return Err(ApiError::bad_request(format!("host-down: no host \"{h}\"")));
             }
             _ => {}
         }
-        lock(&self.state).scenarios.insert(sc.to_string());
+        {
+            let mut s = lock(&self.state);
+            if let Scenario::Face(FaceFault {
+                face: Some(face), ..
+            }) = sc
+            {
+                // One fault per face: a new one replaces the old.
+                s.scenarios.retain(|x| {
+                    x.split_once('=').map(|(_, a)| a.split(':').next()) != Some(Some(face.as_str()))
+                        || !is_face_fault(x)
+                });
+            }
+            s.scenarios.insert(sc.to_string());
+        }
         match sc {
+            Scenario::Face(f) => {
+                if let Some(face) = &f.face {
+                    self.face_faults.set(face, f.kind);
+                }
+            }
+            Scenario::WatchGone | Scenario::WatchDrop => {
+                if *sc == Scenario::WatchGone {
+                    self.face_faults
+                        .set_gone_below(Some(self.store.resource_version() + 1));
+                }
+                self.face_faults.drop_watches();
+            }
+            Scenario::SshCut(h) | Scenario::HostKeyChanged(h) => {
+                let name = h
+                    .as_deref()
+                    .and_then(|h| self.host(h))
+                    .map(|x| x.hostname)
+                    .unwrap_or_default();
+                if matches!(sc, Scenario::SshCut(_)) {
+                    self.face_faults.set_ssh_cut(&name, true);
+                } else {
+                    self.face_faults.set_host_key_changed(&name, true);
+                }
+            }
+            Scenario::WatchRelist => {
+                self.face_faults
+                    .set_gone_below(Some(self.store.resource_version() + 1));
+                self.face_faults.drop_watches();
+                self.change_for_relist()?;
+            }
             Scenario::LonghornV1beta1 => lock(&self.state).faults.longhorn_v1beta1 = true,
             Scenario::LonghornOtherNamespace => {
                 lock(&self.state).faults.longhorn_other_namespace = true;
@@ -305,10 +416,27 @@ impl World {
             .map_err(|e: UnknownScenario| ApiError::bad_request(e.to_string()))?;
         {
             let mut s = lock(&self.state);
-            s.scenarios
-                .retain(|x| x.split('=').next() != Some(sc.name()));
+            match &sc {
+                Scenario::Face(FaceFault {
+                    face: Some(face), ..
+                }) => {
+                    let named = format!("{}={face}", sc.name());
+                    s.scenarios
+                        .retain(|x| x.split(':').next() != Some(named.as_str()));
+                }
+                _ => s
+                    .scenarios
+                    .retain(|x| x.split('=').next() != Some(sc.name())),
+            }
         }
         match sc {
+            Scenario::Face(f) => self
+                .face_faults
+                .clear(Some(f.kind.name()), f.face.as_deref()),
+            Scenario::WatchGone | Scenario::WatchRelist => self.face_faults.set_gone_below(None),
+            Scenario::WatchDrop => {}
+            Scenario::SshCut(_) => self.face_faults.set_ssh_cut("", false),
+            Scenario::HostKeyChanged(_) => self.face_faults.set_host_key_changed("", false),
             // A deployed system stays deployed: clearing these only forgets the name.
             Scenario::Healthy
             | Scenario::StaleBackup

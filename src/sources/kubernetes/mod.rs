@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -198,13 +198,22 @@ fn is_not_found(e: &watcher::Error) -> bool {
     s.contains("404") || s.contains("NotFound") || s.contains("not found")
 }
 
-/// Forward a watcher's events, shrunk, as changes.
-async fn forward<K, S, F>(kind: Kind, stream: S, conv: F, tx: mpsc::Sender<Change>)
+/// How a watcher's stream ended.
+enum Ended {
+    /// The receiver went away: stop.
+    Closed,
+    /// An error (sent as a change); whether a full list had been delivered before it.
+    Failed { listed: bool },
+}
+
+/// Forward a watcher's events, shrunk, as changes, until the first error.
+async fn forward<K, S, F>(kind: Kind, stream: S, conv: &F, tx: &mpsc::Sender<Change>) -> Ended
 where
     K: Resource + Clone,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     F: Fn(&K) -> Row,
 {
+    let mut listed = false;
     futures::pin_mut!(stream);
     let mut buffer: Vec<(String, Row)> = Vec::new();
     while let Some(ev) = stream.next().await {
@@ -217,18 +226,29 @@ where
                 buffer.push((key_of(&o), conv(&o)));
                 continue;
             }
-            Ok(watcher::Event::InitDone) => Change::Reset(kind, std::mem::take(&mut buffer)),
+            Ok(watcher::Event::InitDone) => {
+                listed = true;
+                Change::Reset(kind, std::mem::take(&mut buffer))
+            }
             Ok(watcher::Event::Apply(o)) => Change::Upsert(kind, key_of(&o), conv(&o)),
             Ok(watcher::Event::Delete(o)) => Change::Delete(kind, key_of(&o)),
             Err(e) => {
                 let nf = is_not_found(&e);
-                Change::Error(kind, e.to_string(), nf)
+                if tx
+                    .send(Change::Error(kind, e.to_string(), nf))
+                    .await
+                    .is_err()
+                {
+                    return Ended::Closed;
+                }
+                return Ended::Failed { listed };
             }
         };
         if tx.send(change).await.is_err() {
-            return;
+            return Ended::Closed;
         }
     }
+    Ended::Failed { listed }
 }
 
 fn spawn_watch<K, F>(
@@ -241,8 +261,24 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     F: Fn(&K) -> Row + Send + Sync + 'static,
 {
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
-    tokio::spawn(forward(kind, stream, conv, tx))
+    // After an error the watcher starts over with a fresh list (after a backoff): a watch
+    // that resumed quietly would never say it is well again, so the kind's error would stay.
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let stream = watcher(api.clone(), watcher::Config::default());
+            match forward(kind, stream, &conv, &tx).await {
+                Ended::Closed => return,
+                Ended::Failed { listed } => {
+                    if listed {
+                        backoff = Duration::from_secs(1);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    })
 }
 
 fn longhorn_api(client: &Client, ns: &str, kind: Kind) -> Api<DynamicObject> {
@@ -440,8 +476,34 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
     let mut dirty = false;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Open watches do not notice a server that stopped answering (kube's read timeout is
+    // minutes): a short request every few seconds does, and says so until it answers again.
+    let (probe_tx, mut probe_rx) = mpsc::channel::<Option<String>>(4);
+    let _probe = AbortOnDrop(vec![tokio::spawn(liveness(
+        client.clone(),
+        ns.clone(),
+        Duration::from_secs(cfg.timeout_secs.max(1)),
+        probe_tx,
+    ))]);
+    let mut probe_error: Option<String> = None;
     loop {
         tokio::select! {
+            p = probe_rx.recv() => {
+                let Some(p) = p else { continue };
+                if p == probe_error {
+                    continue;
+                }
+                match &p {
+                    Some(msg) => {
+                        if tx.send(Update::Cluster(Err(msg.clone()))).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Answering again: the rows the watches hold go out at the next tick.
+                    None => dirty = true,
+                }
+                probe_error = p;
+            }
             c = crx.recv() => {
                 let Some(c) = c else { return };
                 match &c {
@@ -469,13 +531,50 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
                 store.apply(c);
             }
             _ = tick.tick() => {
-                if dirty && errors.is_empty() {
+                if dirty && errors.is_empty() && probe_error.is_none() {
                     dirty = false;
                     if tx.send(Update::Cluster(Ok(Arc::new(store.state())))).await.is_err() {
                         return;
                     }
                 }
             }
+        }
+    }
+}
+
+/// How often the liveness request goes out.
+const LIVENESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Every [`LIVENESS_EVERY`]: `GET /version` and one Longhorn volume (`limit=1`), each within
+/// `timeout`; sends `Some(why)` when either fails, `None` when both answer.
+async fn liveness(client: Client, ns: String, timeout: Duration, tx: mpsc::Sender<Option<String>>) {
+    let volumes = longhorn_api(&client, &ns, Kind::Volume);
+    loop {
+        tokio::time::sleep(LIVENESS_EVERY).await;
+        let secs = timeout.as_secs();
+        let version = match tokio::time::timeout(timeout, client.apiserver_version()).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("Kubernetes API: GET /version failed: {e}")),
+            Err(_) => Some(format!(
+                "Kubernetes API: no answer to GET /version within {secs} s"
+            )),
+        };
+        let longhorn = match tokio::time::timeout(
+            timeout,
+            volumes.list_metadata(&ListParams::default().limit(1)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => None,
+            // Not installed (or at another version): the watches say so.
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => None,
+            Ok(Err(e)) => Some(format!("Kubernetes API: cannot list Longhorn volumes: {e}")),
+            Err(_) => Some(format!(
+                "Kubernetes API: no answer to the Longhorn volumes within {secs} s"
+            )),
+        };
+        if tx.send(version.or(longhorn)).await.is_err() {
+            return;
         }
     }
 }
@@ -499,8 +598,20 @@ where
     Ok(list.items.iter().map(|o| (key_of(o), conv(o))).collect())
 }
 
-/// One LIST of every kind, for `check`.
+/// One LIST of every kind, for `check` and the upgrade guards, bounded by `[kubernetes]
+/// timeout_secs` as a whole (an API server that accepts and never answers is an error, not a
+/// wait of kube's five-minute read timeout).
 pub async fn poll_once(cfg: &KubernetesConfig) -> Result<ClusterState, String> {
+    let secs = cfg.timeout_secs.max(1);
+    match tokio::time::timeout(Duration::from_secs(secs), poll_once_unbounded(cfg)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "Kubernetes API: no answer within {secs} s ([kubernetes] timeout_secs)"
+        )),
+    }
+}
+
+async fn poll_once_unbounded(cfg: &KubernetesConfig) -> Result<ClusterState, String> {
     let client = client(cfg).await?;
     let mut store = Store {
         longhorn_namespace: cfg.longhorn_namespace.clone(),
