@@ -73,6 +73,10 @@ pub enum Scenario {
     EtcdNospace,
     /// Longhorn's backup target is unavailable.
     BackupTargetDown,
+    /// A switch breaks the host's network: after `nixos-rebuild switch` activates, the host
+    /// answers nothing (no SSH, node Unknown) until its revert timer fires and takes it back
+    /// to its previous system.
+    SwitchBreaksNetwork,
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -107,6 +111,7 @@ pub const NAMES: &[&str] = &[
     "clock-skew",
     "etcd-nospace",
     "backup-target-down",
+    "switch-breaks-network",
 ];
 
 impl Scenario {
@@ -142,6 +147,7 @@ impl Scenario {
             Scenario::ClockSkew => "clock-skew",
             Scenario::EtcdNospace => "etcd-nospace",
             Scenario::BackupTargetDown => "backup-target-down",
+            Scenario::SwitchBreaksNetwork => "switch-breaks-network",
         }
     }
 }
@@ -206,6 +212,7 @@ impl FromStr for Scenario {
             "etcd-metrics-missing" => Scenario::EtcdMetricsMissing,
             "replica-fails-during-drain" => Scenario::ReplicaFailsDuringDrain,
             "quick-reboot" => Scenario::QuickReboot,
+            "switch-breaks-network" => Scenario::SwitchBreaksNetwork,
             // Without its argument only to name it (clearing it).
             "host-down" => {
                 let Some(a) = arg else {

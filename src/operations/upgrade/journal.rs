@@ -20,7 +20,7 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Plan, RebootRecord, RunOutcome, Step, StepOutcome, UpgradeEvent};
+use super::{Plan, RebootRecord, RevertRecord, RunOutcome, Step, StepOutcome, UpgradeEvent};
 use crate::base::Writes;
 
 /// One line of the journal.
@@ -204,6 +204,9 @@ pub struct RunSummary {
     pub interrupted: Option<(String, Step)>,
     /// Per node, its last reboot asked for (what the boot ids were before it).
     pub reboots: HashMap<String, RebootRecord>,
+    /// Per node, a revert timer armed and not yet confirmed or reported (its confirm step
+    /// has not finished).
+    pub reverts: HashMap<String, RevertRecord>,
 }
 
 impl RunSummary {
@@ -244,8 +247,24 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
     let mut last_ok: std::collections::HashMap<String, Step> = Default::default();
     let mut rollback: Option<String> = None;
     let mut reboots: HashMap<String, RebootRecord> = HashMap::new();
+    let mut reverts: HashMap<String, RevertRecord> = HashMap::new();
     for r in &records {
         match &r.event {
+            UpgradeEvent::RevertArmed { node, revert } => {
+                reverts.insert(node.clone(), revert.clone());
+            }
+            UpgradeEvent::StepFinished {
+                node,
+                step: Step::Confirm,
+                outcome,
+                ..
+            } => {
+                open = None;
+                reverts.remove(node);
+                if !outcome.is_failed() {
+                    last_ok.insert(node.clone(), Step::Confirm);
+                }
+            }
             UpgradeEvent::RebootIssued { node, before } => {
                 reboots.insert(node.clone(), before.clone());
             }
@@ -298,6 +317,7 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
         resume_at,
         interrupted: open,
         reboots,
+        reverts,
     })
 }
 
@@ -414,8 +434,9 @@ mod tests {
             );
         }
         let s = summarize(&path).unwrap();
-        assert_eq!(s.resume_at, Some((0, Step::Switch)));
-        assert_eq!(s.stopped_at().as_deref(), Some("a switch"));
+        // After the drain: the switch's first step, arming its revert.
+        assert_eq!(s.resume_at, Some((0, Step::ArmRevert)));
+        assert_eq!(s.stopped_at().as_deref(), Some("a arm-revert"));
     }
 
     #[test]

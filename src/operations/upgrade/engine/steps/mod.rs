@@ -1,11 +1,13 @@
 //! The steps of a node's upgrade, one file per step (or pair of steps), each a method of
 //! the runner returning a [`StepOutcome`](crate::operations::upgrade::StepOutcome):
-//! guards → cordon → drain → switch → reboot → wait-healthy → (rollback) → uncordon → settle.
+//! guards → cordon → drain → arm-revert → switch → confirm → reboot → wait-healthy →
+//! (rollback) → uncordon → settle.
 
 mod cordon;
 mod drain;
 mod guards;
 mod reboot;
+mod revert;
 mod rollback;
 mod settle;
 mod switch;
