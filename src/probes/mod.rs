@@ -51,8 +51,8 @@ pub mod k3s;
 pub mod nixtext;
 pub mod reachable;
 pub mod rebuild;
-pub mod secrets;
 pub mod revert;
+pub mod secrets;
 pub mod words;
 
 use serde::Serialize;
