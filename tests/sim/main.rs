@@ -11,5 +11,6 @@ mod sim_kubectl;
 mod sim_scenarios;
 mod sim_ssh;
 mod sim_watch;
+mod upgrade_rollback;
 mod upgrade_safety;
 mod upgrade_sim;
