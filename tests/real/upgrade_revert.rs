@@ -10,11 +10,10 @@
 //! confirm that cannot succeed (the node NotReady after the switch) leaves the revert to the
 //! host, whose timer fires, and the run reports the host back on its previous system.
 
+use crate::common::nixos_host::{self, NEW, OLD};
 use crate::common::ssh as ssh_support;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,142 +27,6 @@ use homeinfra_tui::operations::upgrade::{
 };
 use homeinfra_tui::sources::ssh::HostsClient;
 use ssh_support::*;
-
-const OLD: &str = "/nix/store/0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0l-nixos-system-node4-25.05";
-const NEW: &str = "/nix/store/new0new0new0new0new0new0new0new0-nixos-system-node4-25.11";
-
-/// The fakes' directory (`bin/`, `units/`, `calls.log`), readable and writable by the test
-/// user.
-struct Fakes {
-    dir: tempfile::TempDir,
-}
-
-impl Fakes {
-    fn bin(&self) -> PathBuf {
-        self.dir.path().join("bin")
-    }
-
-    /// Every recorded call, one line each: the program then each argument in brackets.
-    fn calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("calls.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-fn write_exec(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn fakes() -> Fakes {
-    let dir = tempfile::Builder::new()
-        .prefix("homeinfra-revert-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let d = dir.path().display().to_string();
-    for sub in ["bin", "units"] {
-        std::fs::create_dir(dir.path().join(sub)).unwrap();
-    }
-    for p in [dir.path().to_path_buf(), dir.path().join("units")] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
-    std::fs::set_permissions(
-        dir.path().join("bin"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    let log = dir.path().join("calls.log");
-    std::fs::write(&log, "").unwrap();
-    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let record = format!(
-        "{{ printf '%s' \"$(basename \"$0\")\"; for a in \"$@\"; do printf ' [%s]' \"$a\"; done; echo; }} >> {d}/calls.log\n"
-    );
-    let bin = dir.path().join("bin");
-    write_exec(
-        &bin.join("sudo"),
-        &format!(
-            "#!/bin/sh\n{record}while [ $# -gt 0 ]; do case \"$1\" in -*) shift;; *) break;; esac; done\nexec \"$@\"\n"
-        ),
-    );
-    write_exec(
-        &bin.join("nixos-rebuild"),
-        &format!(
-            "#!/bin/sh\n{record}echo 'activating the configuration...' >&2\nln -sfn {NEW} /run/current-system\necho done\n"
-        ),
-    );
-    // The timer: its state in units/<unit> (waiting, running, elapsed); when it fires (and was
-    // not stopped) it records the script it runs and does what the script's `--set` says.
-    write_exec(
-        &bin.join("systemd-run"),
-        &format!(
-            r#"#!/bin/sh
-{record}unit=; secs=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --unit=*) unit=${{1#--unit=}} ;;
-    --on-active=*) secs=${{1#--on-active=}}; secs=${{secs%s}} ;;
-    --*) ;;
-    *) break ;;
-  esac
-  shift
-done
-[ -n "$unit" ] && [ -n "$secs" ] || {{ echo 'fake systemd-run: --unit and --on-active wanted' >&2; exit 1; }}
-[ "$1" = /bin/sh ] && [ "$2" = -c ] || {{ echo 'fake systemd-run: /bin/sh -c SCRIPT wanted' >&2; exit 1; }}
-[ -e {d}/units/$unit ] && {{ echo "Failed to start transient timer unit: Unit $unit.timer was already loaded" >&2; exit 1; }}
-echo waiting > {d}/units/$unit
-prev=$(printf '%s' "$3" | sed -n 's/.* --set \([^ ]*\) .*/\1/p')
-setsid sh -c 'sleep "$1"; [ "$(cat "$2")" = waiting ] || exit 0; echo running > "$2"; echo "fired [$3]" >> {d}/calls.log; ln -sfn "$4" /run/current-system; echo elapsed > "$2"' \
-  fake-timer "$secs" {d}/units/$unit "$3" "$prev" </dev/null >/dev/null 2>&1 &
-echo "Running timer as unit: $unit.timer" >&2
-echo "Will run service as unit: $unit.service" >&2
-"#
-        ),
-    );
-    write_exec(
-        &bin.join("systemctl"),
-        &format!(
-            r#"#!/bin/sh
-{record}props() {{ printf 'LoadState=%s\nActiveState=%s\nSubState=%s\n' "$1" "$2" "$3"; }}
-case "$1" in
-  show)
-    shift; [ "$1" = -p ] && shift 2
-    u=${{1%.timer}}
-    case "$(cat {d}/units/$u 2>/dev/null)" in
-      waiting) props loaded active waiting; echo; props loaded inactive dead ;;
-      running) props loaded active running; echo; props loaded activating start ;;
-      elapsed) props loaded active elapsed; echo; props not-found inactive dead ;;
-      *) props not-found inactive dead; echo; props not-found inactive dead ;;
-    esac ;;
-  stop)
-    u=${{2%.timer}}
-    if [ "$(cat {d}/units/$u 2>/dev/null)" = waiting ]; then rm -f {d}/units/$u
-    else echo "Failed to stop $2: Unit $2 not loaded." >&2; exit 5; fi ;;
-  *) echo "fake systemctl: $1 not faked" >&2; exit 1 ;;
-esac
-"#
-        ),
-    );
-    Fakes { dir }
-}
-
-/// A private sshd whose sessions see the fakes first on PATH and a /run of their own with
-/// `/run/current-system` → [`OLD`] (the test user may repoint it).
-fn sshd(f: &Fakes) -> PrivateSshd {
-    let setup = format!(
-        "mount -t tmpfs -o mode=1777 homeinfra-run /run\nmkdir -p -m 0755 /run/sshd\n\
-         ln -s {OLD} /run/current-system\nchown -h operator /run/current-system"
-    );
-    PrivateSshd::start_with(
-        Some(setup),
-        &format!(
-            "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\nLogLevel VERBOSE\n",
-            f.bin().display()
-        ),
-    )
-}
 
 fn world_over(fw: &Arc<FakeWorld>, s: &SharedSshd, sshd: &PrivateSshd, real_clock: bool) -> World {
     let mut targets = BTreeMap::new();
@@ -285,11 +148,11 @@ fn accepted_logins(sshd: &PrivateSshd) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arm_and_confirm_go_out_with_the_right_arguments_over_real_ssh() {
     let Some(s) = shared() else { return };
-    if common::require_program("unshare").is_none() {
+    if !nixos_host::available() {
         return;
     }
-    let f = fakes();
-    let sshd = sshd(&f);
+    let f = nixos_host::fakes();
+    let sshd = nixos_host::sshd(&f);
     let inv = fake::inventory(4);
     let fw = FakeWorld::healthy(&inv);
     fw.state()
@@ -383,11 +246,11 @@ async fn arm_and_confirm_go_out_with_the_right_arguments_over_real_ssh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirm_that_fails_leaves_the_revert_to_the_host_over_real_ssh() {
     let Some(s) = shared() else { return };
-    if common::require_program("unshare").is_none() {
+    if !nixos_host::available() {
         return;
     }
-    let f = fakes();
-    let sshd = sshd(&f);
+    let f = nixos_host::fakes();
+    let sshd = nixos_host::sshd(&f);
     let inv = fake::inventory(4);
     let fw = FakeWorld::healthy(&inv);
     fw.state()

@@ -258,9 +258,13 @@ impl Runner {
         }
     }
 
-    /// Resuming with a revert timer in the journal: where its node goes on. A switch that had
-    /// started is left to the host's timer (the confirm step awaits and reports the revert);
-    /// a timer armed for a switch that never started is disarmed and armed anew.
+    /// Resuming with a revert timer in the journal: where its node goes on. A timer armed for
+    /// a switch that never started, or whose host still runs the previous system (nothing was
+    /// activated), is disarmed and armed anew (arm-revert does that first). A switch that had
+    /// started and activated something: while the timer is still armed the switch runs again
+    /// (it is idempotent; the timer keeps counting, so a host that is not confirmed in time
+    /// still goes back by itself); once it has fired, or the host does not answer, the host's
+    /// own revert decides and the confirm step awaits and reports it.
     async fn resume_revert(&mut self, node: &str, step: Step) -> Step {
         if !self.reverts.contains_key(node) || !matches!(step, Step::ArmRevert | Step::Switch) {
             return step;
@@ -269,18 +273,31 @@ impl Runner {
             .interrupted
             .as_ref()
             .is_some_and(|(n, s)| n == node && *s == Step::Switch);
-        let host = self.inv.host(&entry_host(&self.plan, node)).cloned();
-        let untouched = match &host {
-            Some(h) => self.nothing_activated(node, h).await,
-            None => false,
+        let Some(host) = self.inv.host(&entry_host(&self.plan, node)).cloned() else {
+            return step;
         };
-        if switch_started && !untouched {
-            // Whether the switch finished is unknown: the host's own revert decides.
-            self.switch_failed = Some("the run was interrupted during the switch".into());
-            Step::Confirm
-        } else {
-            // arm-revert disarms the old timer first.
-            Step::ArmRevert
+        if !switch_started || self.nothing_activated(node, &host).await {
+            return Step::ArmRevert;
+        }
+        let Some(rec) = self.reverts.get(node).cloned() else {
+            return Step::ArmRevert;
+        };
+        match self.w.read.hosts.revert_timer(&host, &rec.unit).await {
+            Ok(crate::operations::upgrade::world::RevertTimer::Armed) => {
+                self.notice(
+                    Some(node.to_string()),
+                    format!(
+                        "the switch of {node} was interrupted with {}.timer still armed: running the switch again (the timer keeps counting)",
+                        rec.unit
+                    ),
+                )
+                .await;
+                Step::Switch
+            }
+            _ => {
+                self.switch_failed = Some("the run was interrupted during the switch".into());
+                Step::Confirm
+            }
         }
     }
 
