@@ -1241,3 +1241,81 @@ async fn killed_between_arm_and_confirm_then_resumed_in_time_disarms_and_goes_on
     );
     assert!(fw.state().hosts.values().all(|h| h.revert.is_none()));
 }
+
+#[tokio::test]
+async fn killed_during_a_switch_that_activated_then_resumed_runs_it_again_under_the_same_timer() {
+    let inv = fake::inventory(4);
+    let fw = FakeWorld::healthy(&inv);
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan_of(&fw, &inv, "run-sw");
+    // exec #1 arms node4's revert, exec #2 is its switch.
+    fw.freeze_at("exec", 2);
+    let (h, mut rx) = start(
+        fw.world(),
+        inv.clone(),
+        p.clone(),
+        revert_settings(),
+        opts("run-sw", Some(dir.path())),
+    );
+    fw.wait_frozen().await;
+    h.kill();
+    while rx.recv().await.is_some() {}
+    let _ = h.wait().await;
+    fw.unfreeze();
+    // The host finished activating the new system after the tool died.
+    {
+        let mut st = fw.state();
+        let new_k3s = {
+            let h = st.hosts.get_mut("instance_4").unwrap();
+            assert!(h.revert.as_ref().is_some_and(|r| !r.fired), "armed");
+            let next = "/nix/store/bbbb-nixos-system-node4-2".to_string();
+            h.generations.push(next.clone());
+            h.current = next;
+            h.k3s = h.new_k3s.clone();
+            h.k3s.clone()
+        };
+        st.nodes.get_mut("node4").unwrap().kubelet_version = new_k3s;
+        st.now += jiff::SignedDuration::from_secs(20);
+    }
+    let sum = &journal::unfinished(dir.path()).unwrap()[0];
+    assert_eq!(sum.resume_at, Some((0, Step::Switch)));
+    assert_eq!(
+        sum.interrupted,
+        Some(("node4".to_string(), Step::Switch)),
+        "the switch had started"
+    );
+    let (o, events) = run_to_end(
+        &fw,
+        &inv,
+        p,
+        revert_settings(),
+        StartOptions {
+            resume: sum.resume_at,
+            force_unlock: true,
+            ..opts("run-sw", Some(dir.path()))
+        },
+    )
+    .await;
+    assert_eq!(o, RunOutcome::Completed);
+    assert!(
+        events.iter().any(|e| matches!(e, UpgradeEvent::Notice { message, .. }
+            if message.contains("interrupted with homeinfra-revert-run-sw.timer still armed: running the switch again"))),
+        "{events:#?}"
+    );
+    let log = fw.log();
+    // Not re-armed: the one timer armed before the kill is confirmed and disarmed.
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("arm-revert instance_4"))
+            .count(),
+        1,
+        "{log:?}"
+    );
+    assert!(log.contains(&"switch instance_4".to_string()), "{log:?}");
+    assert!(log.contains(&"disarm instance_4".to_string()), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.starts_with("revert-fired")),
+        "{log:?}"
+    );
+    assert!(fw.state().hosts.values().all(|h| h.revert.is_none()));
+}
