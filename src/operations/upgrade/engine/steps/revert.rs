@@ -36,6 +36,13 @@ impl Runner {
         host: &Host,
     ) -> StepOutcome {
         let node = entry.node.clone();
+        // A switch that cannot be built for this host (an inventory value a shell would read)
+        // is refused by the switch step: nothing is armed for it.
+        if self.switch_command(host).is_err() {
+            return StepOutcome::Skipped {
+                reason: "the switch command cannot be built for this host (the switch step says why): nothing armed".into(),
+            };
+        }
         let Some(unit) = unit_name(&self.plan.run_id) else {
             return StepOutcome::Failed {
                 message: format!(
