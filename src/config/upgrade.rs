@@ -68,6 +68,10 @@ pub struct UpgradeConfig {
     pub delete_emptydir_data: bool,
     /// Give up the switch after this long.
     pub switch_timeout_secs: u64,
+    /// How long the new system has to be confirmed (a new SSH connection and the node
+    /// healthy) after it is activated; past this the host's own revert timer re-activates the
+    /// previous system.
+    pub confirm_timeout_secs: u64,
     /// How long a rebooting host may stay away.
     pub reboot_timeout_secs: u64,
     /// How long the node may take to be Ready again.
@@ -143,6 +147,7 @@ impl Default for UpgradeConfig {
             eviction_grace_secs: None,
             delete_emptydir_data: true,
             switch_timeout_secs: 1800,
+            confirm_timeout_secs: 120,
             reboot_timeout_secs: 600,
             ready_timeout_secs: 600,
             etcd_timeout_secs: 300,

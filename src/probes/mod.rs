@@ -19,7 +19,11 @@
 //!   with x509-parser ([`certs::inspect`]);
 //! - [`secrets::SecretsProbe`]: `stat` of the expected sops-nix secrets;
 //! - [`clock::ClockSyncProbe`]: timedated / chrony synchronisation;
-//! - [`clock::ClockNowProbe`]: the host's time, for the RTT-corrected clock offset.
+//! - [`clock::ClockNowProbe`]: the host's time, for the RTT-corrected clock offset;
+//! - [`revert::RevertTimerProbe`]: the host's revert timer → [`revert::RevertTimer`].
+//!
+//! The self-reverting switch's mutating commands are built by [`revert::ArmRevert`] and
+//! [`revert::Disarm`] (and recognised back).
 //!
 //! Mutating commands come from the operator's `[upgrade]` templates, so their "probe" is the
 //! builder ([`rebuild::CommandVars::fill`], which only takes validated values) and a recogniser
@@ -47,6 +51,7 @@ pub mod k3s;
 pub mod nixtext;
 pub mod reachable;
 pub mod rebuild;
+pub mod revert;
 pub mod secrets;
 pub mod words;
 
@@ -158,6 +163,12 @@ pub enum Kind {
     OtherRebuild,
     /// `k3s etcd-snapshot save`: writes a snapshot file on the server.
     EtcdSnapshotSave,
+    /// `systemd-run --on-active=… --unit=homeinfra-revert-…`: arm the host's own revert.
+    ArmRevert,
+    /// `systemctl show` of the revert timer.
+    RevertTimer,
+    /// `systemctl stop homeinfra-revert-….timer`.
+    Disarm,
 }
 
 impl Kind {
@@ -170,6 +181,8 @@ impl Kind {
                 | Kind::Reboot
                 | Kind::OtherRebuild
                 | Kind::EtcdSnapshotSave
+                | Kind::ArmRevert
+                | Kind::Disarm
         )
     }
 
@@ -190,6 +203,9 @@ impl Kind {
             Kind::Reboot => "reboot",
             Kind::OtherRebuild => "other-rebuild",
             Kind::EtcdSnapshotSave => "etcd-snapshot-save",
+            Kind::ArmRevert => "arm-revert",
+            Kind::RevertTimer => "revert-timer",
+            Kind::Disarm => "disarm",
         }
     }
 }
@@ -237,6 +253,9 @@ pub enum Request {
     /// `nixos-rebuild ACTION` with an action the app never runs.
     OtherRebuild(String),
     EtcdSnapshotSave(etcd_snapshot::SnapshotSave),
+    ArmRevert(revert::ArmRevert),
+    RevertTimer(revert::RevertTimerProbe),
+    Disarm(revert::Disarm),
 }
 
 impl Request {
@@ -257,6 +276,9 @@ impl Request {
             Request::Reboot => Kind::Reboot,
             Request::OtherRebuild(_) => Kind::OtherRebuild,
             Request::EtcdSnapshotSave(_) => Kind::EtcdSnapshotSave,
+            Request::ArmRevert(_) => Kind::ArmRevert,
+            Request::RevertTimer(_) => Kind::RevertTimer,
+            Request::Disarm(_) => Kind::Disarm,
         }
     }
 }
@@ -301,7 +323,7 @@ pub fn recognise(command: &str, stdin: Option<&str>) -> Option<Request> {
     if let Some(s) = etcd_snapshot::recognise(line) {
         return Some(Request::EtcdSnapshotSave(s));
     }
-    rebuild::recognise(line)
+    revert::recognise(line).or_else(|| rebuild::recognise(line))
 }
 
 /// At most 80 characters of `s` (an ellipsis when cut), for messages.
@@ -355,6 +377,8 @@ mod tests {
             Kind::Reboot,
             Kind::OtherRebuild,
             Kind::EtcdSnapshotSave,
+            Kind::ArmRevert,
+            Kind::Disarm,
         ] {
             assert!(k.mutating(), "{k:?}");
         }
@@ -369,6 +393,7 @@ mod tests {
             Kind::Secrets,
             Kind::ClockSync,
             Kind::ClockNow,
+            Kind::RevertTimer,
         ] {
             assert!(!k.mutating(), "{k:?}");
         }

@@ -90,6 +90,10 @@ pub enum Scenario {
     SshCut(Option<String>),
     /// `host-key-changed=HOST`: HOST presents another SSH host key than `known_hosts` holds.
     HostKeyChanged(Option<String>),
+    /// A switch breaks the host's network: after `nixos-rebuild switch` activates, the host
+    /// answers nothing (no SSH, node Unknown) until its revert timer fires and takes it back
+    /// to its previous system.
+    SwitchBreaksNetwork,
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -134,6 +138,7 @@ pub const NAMES: &[&str] = &[
     "watch-relist",
     "ssh-cut",
     "host-key-changed",
+    "switch-breaks-network",
 ];
 
 impl Scenario {
@@ -175,6 +180,7 @@ impl Scenario {
             Scenario::WatchRelist => "watch-relist",
             Scenario::SshCut(_) => "ssh-cut",
             Scenario::HostKeyChanged(_) => "host-key-changed",
+            Scenario::SwitchBreaksNetwork => "switch-breaks-network",
         }
     }
 }
@@ -248,6 +254,7 @@ impl FromStr for Scenario {
             "etcd-metrics-missing" => Scenario::EtcdMetricsMissing,
             "replica-fails-during-drain" => Scenario::ReplicaFailsDuringDrain,
             "quick-reboot" => Scenario::QuickReboot,
+            "switch-breaks-network" => Scenario::SwitchBreaksNetwork,
             // Without its argument only to name it (clearing it).
             "host-down" => {
                 let Some(a) = arg else {

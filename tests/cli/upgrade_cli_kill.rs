@@ -1,8 +1,11 @@
 //! kill -9 of the headless `homeinfra-tui upgrade` at many points, then `--resume`: the same
 //! end state as an uninterrupted run. Kubernetes and etcd are the simulator's; every host's
-//! SSH goes to the REAL test sshd (127.0.0.1:2222), where the switch command (a harmless
-//! template in place of nixos-rebuild) records that it ran.
+//! SSH goes to a REAL sshd (a private one that looks like a NixOS host, `common::nixos_host`:
+//! `/run/current-system`, fake systemd-run/systemctl for the revert timer armed before each
+//! switch), where the switch command (a harmless template in place of nixos-rebuild) records
+//! that it ran. Kills between a revert timer's arming and its confirm are among the points.
 
+use crate::common::nixos_host::{self, NixosLikeHost};
 use crate::common::ssh as ssh_support;
 
 use std::io::{BufRead, BufReader};
@@ -146,6 +149,32 @@ fn offers_the_resume(env: &Env, run_id: &str, at: &str) {
     );
 }
 
+/// Where the journal of the one unfinished run says it stopped (node and step). The kill
+/// lands right after `seen` started on stdout, but a quick step (a cordon) may have finished
+/// and the next one started in the journal before the signal arrived: the offer must name
+/// what the journal holds, which is `seen` or one step on (the next node's guards after a
+/// settle).
+fn journaled_stop(env: &Env, seen: &str) -> String {
+    let unfinished = journal::unfinished(&env.state.join("homeinfra-tui/runs")).unwrap();
+    assert_eq!(unfinished.len(), 1, "killed at {seen}");
+    let at = unfinished[0]
+        .stopped_at()
+        .unwrap_or_else(|| panic!("the journal says where it stopped (killed at {seen})"));
+    let (node, step) = seen.split_once(' ').unwrap();
+    let next = homeinfra_tui::operations::upgrade::Step::NORMAL
+        .iter()
+        .position(|s| s.as_str() == step)
+        .and_then(|i| homeinfra_tui::operations::upgrade::Step::NORMAL.get(i + 1))
+        .map(|s| format!("{node} {}", s.as_str()));
+    // After a settle (settle_secs = 0) the next step is the next node's guards.
+    let next_node = step == "settle" && at.ends_with(" guards");
+    assert!(
+        at == seen || Some(&at) == next.as_ref() || next_node,
+        "killed right after {seen} started, the journal says {at}"
+    );
+    at
+}
+
 /// Start a run and kill -9 it right after the `nth` step started; returns the run id.
 fn kill_after_step(env: &Env, nth: usize) -> (String, String) {
     let mut child = upgrade(env, &["--yes", "--json"])
@@ -203,7 +232,19 @@ async fn end_state(c: &KubeCluster, env: &Env, run_id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_resume_gives_the_same_end_state() {
-    let Some(sshd) = shared() else { return };
+    let Some(shared_sshd) = shared() else { return };
+    if !nixos_host::available() {
+        return;
+    }
+    // Every switch arms the host's revert timer first, which needs a host that looks like
+    // NixOS: a private sshd with /run/current-system and fake systemd-run/systemctl.
+    let nixos = NixosLikeHost::start();
+    let sshd = SharedSshd {
+        host: "127.0.0.1".into(),
+        port: nixos.sshd.port,
+        known_hosts: nixos.sshd.known_hosts.clone(),
+        ..shared_sshd
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -246,8 +287,8 @@ async fn kill_9_then_resume_gives_the_same_end_state() {
     );
     let reference = reference.replace(&run_id, "RUN");
 
-    // 32 steps in a run (4 nodes × 8): kill after the n-th one started.
-    for nth in [1usize, 2, 3, 4, 6, 8, 12, 20, 27] {
+    // 40 steps in a run (4 nodes × 10): kill after the n-th one started.
+    for nth in [1usize, 2, 3, 4, 5, 6, 8, 10, 15, 25, 34] {
         std::fs::write(env.marks.join("switched"), "").unwrap();
         // The last run put every host on the flake's system: a new nixpkgs revision gives
         // each one an update again (a plan leaves out the nodes with no change).
@@ -255,6 +296,7 @@ async fn kill_9_then_resume_gives_the_same_end_state() {
         let (run_id, at) = tokio::task::block_in_place(|| kill_after_step(&env, nth));
         let unfinished = journal::unfinished(&env.state.join("homeinfra-tui/runs")).unwrap();
         assert_eq!(unfinished.len(), 1, "killed at {at}");
+        let at = journaled_stop(&env, &at);
         offers_the_resume(&env, &run_id, &at);
         let (code, _) = tokio::task::block_in_place(|| {
             run_to_end(&env, &["--yes", "--json", "--resume", &run_id])
@@ -288,6 +330,11 @@ async fn kill_9_then_resume_gives_the_same_end_state() {
                 .join("\n")
         };
         assert_eq!(norm(&got), norm(&reference), "after a kill at {at}");
+        assert!(
+            nixos.units().is_empty(),
+            "no revert timer left after a kill at {at}: {:?}",
+            nixos.units()
+        );
         assert!(
             matches!(
                 journal::summarize(&journal::path_of(
@@ -373,13 +420,16 @@ async fn kill_9_then_resume_with_reboots_through_the_simulated_hosts() {
         "every node rebooted through the simulated host"
     );
 
-    // Per node: guards, cordon, drain, switch, reboot, wait-healthy, uncordon, settle.
-    // 5, 13, 21 and 29 are reboots: killed while the host is down.
-    for nth in [2usize, 3, 4, 5, 6, 7, 13, 21, 22, 29] {
+    // Per node: guards, cordon, drain, arm-revert, switch, confirm, reboot, wait-healthy,
+    // uncordon, settle. 4, 5 and 6 are between the revert timer's arming and its confirm (the
+    // simulated host keeps the timer armed); 7, 17, 27 and 37 are reboots: killed while the
+    // host is down.
+    for nth in [2usize, 3, 4, 5, 6, 7, 8, 9, 16, 17, 27, 28, 37] {
         // The last run put every host on the flake's system: a new nixpkgs revision gives
         // each one an update again (a plan leaves out the nodes with no change).
         h.world().flake_update();
         let (run_id, at) = tokio::task::block_in_place(|| kill_after_step(&env, nth));
+        let at = journaled_stop(&env, &at);
         offers_the_resume(&env, &run_id, &at);
         let (code, _) = tokio::task::block_in_place(|| {
             run_to_end(&env, &["--yes", "--json", "--resume", &run_id])
@@ -387,6 +437,11 @@ async fn kill_9_then_resume_with_reboots_through_the_simulated_hosts() {
         assert_eq!(code, Some(0), "resume after a kill at {at}");
         let got = norm(&end_state(&c, &env, &run_id).await.replace(&run_id, "RUN"));
         assert_eq!(got, reference, "after a kill at {at}");
+        assert!(
+            h.ssh().revert_units(h.world()).is_empty(),
+            "no revert timer left after a kill at {at}: {:?}",
+            h.ssh().revert_units(h.world())
+        );
     }
     h.shutdown().await;
 }

@@ -41,6 +41,7 @@ pub fn skip_or_fail(reason: &str) {
     eprintln!("\n=== SKIPPED: {reason} ===\n");
 }
 pub mod engine;
+pub mod nixos_host;
 pub mod sim;
 pub mod ssh;
 

@@ -15,9 +15,13 @@ use homeinfra_tui::operations::upgrade::{
     dry_run, plan, start,
 };
 
+/// The engine's settings for these runs: the revert timer armed before each switch fires
+/// after 10 minutes (longer than a resume's 5-minute wait here; the self-revert tests set
+/// their own).
 fn settings() -> Settings {
     Settings {
         time_zone: jiff::tz::TimeZone::UTC,
+        confirm_timeout: Duration::from_secs(600),
         ..Settings::default()
     }
 }
@@ -154,7 +158,7 @@ async fn healthy_four_node_run() {
     assert!(
         prog.nodes
             .iter()
-            .all(|n| n.steps.len() == 8 && n.waiting.is_none())
+            .all(|n| n.steps.len() == 10 && n.waiting.is_none())
     );
     assert_eq!(prog.outcome, Some(RunOutcome::Completed));
     // The journal is complete.
@@ -171,8 +175,68 @@ async fn healthy_four_node_run() {
         .iter()
         .filter(|r| matches!(r.event, UpgradeEvent::StepFinished { .. }))
         .count();
-    assert_eq!((starts, ends), (32, 32));
+    assert_eq!((starts, ends), (40, 40));
     assert!(journal::unfinished(dir.path()).unwrap().is_empty());
+    // The switch that reverts itself: armed (journaled first, with the previous system)
+    // before each switch, confirmed over a new login after it, and disarmed: no timer is
+    // left armed anywhere and no host reverted.
+    let armed: Vec<&UpgradeEvent> = recs
+        .iter()
+        .map(|r| &r.event)
+        .filter(|e| matches!(e, UpgradeEvent::RevertArmed { .. }))
+        .collect();
+    assert_eq!(armed.len(), 4, "{armed:#?}");
+    let log = fw.log();
+    for (host, node) in [
+        ("instance_1", "node1"),
+        ("instance_2", "node2"),
+        ("instance_3", "node3"),
+        ("instance_4", "node4"),
+    ] {
+        let at = |what: &str| {
+            log.iter()
+                .position(|l| l.starts_with(&format!("{what} {host}")))
+                .unwrap_or_else(|| panic!("no `{what} {host}` in {log:?}"))
+        };
+        assert!(
+            at("arm-revert") < at("switch")
+                && at("switch") < at("login")
+                && at("login") < at("disarm"),
+            "{log:?}"
+        );
+        assert!(
+            log.iter()
+                .any(|l| l
+                    == &format!("arm-revert {host} /nix/store/aaaa-nixos-system-{node}-1 600s")),
+            "{log:?}"
+        );
+        assert!(armed.iter().any(|e| matches!(e,
+            UpgradeEvent::RevertArmed { node: n, revert } if n == node
+                && revert.previous == format!("/nix/store/aaaa-nixos-system-{node}-1")
+                && revert.unit == "homeinfra-revert-run-ok" && revert.secs == 600)));
+    }
+    assert!(
+        !log.iter().any(|l| l.starts_with("revert-fired")),
+        "{log:?}"
+    );
+    let st = fw.state();
+    assert!(
+        st.hosts.values().all(|h| h.revert.is_none()),
+        "no timer left armed"
+    );
+    for e in &events {
+        if let UpgradeEvent::StepFinished {
+            step: Step::Confirm,
+            outcome,
+            ..
+        } = e
+        {
+            assert!(
+                matches!(outcome, StepOutcome::Ok { detail: Some(d) } if d.contains("disarmed")),
+                "{outcome:?}"
+            );
+        }
+    }
 }
 
 async fn expect_refusal(
@@ -705,6 +769,9 @@ async fn resume_after_a_kill_at_each_point_gives_the_same_end_state() {
         ("cordon", 1),
         ("evict", 1),
         ("exec", 1),
+        ("exec", 3),
+        ("login", 1),
+        ("revert-timer", 2),
         ("reboot", 1),
         ("reachable", 1),
         ("node", 3),
@@ -991,4 +1058,267 @@ async fn abort_during_a_blocked_drain_uncordons_and_stops() {
     );
     assert!(!st.log.iter().any(|l| l.starts_with("switch")));
     assert!(st.lease.is_none());
+}
+
+/// The settings of the self-revert runs: the revert timer fires 120 s after it is armed.
+fn revert_settings() -> Settings {
+    Settings {
+        confirm_timeout: Duration::from_secs(120),
+        ..settings()
+    }
+}
+
+/// After a self-revert: the host runs its previous system again, answers, has no armed
+/// timer, was never rolled back over SSH, its node stays cordoned by the run, and the run went
+/// no further.
+fn assert_reverted_by_itself(fw: &FakeWorld, run_id: &str) {
+    let log = fw.log();
+    assert!(
+        log.contains(&"revert-fired instance_4".to_string()),
+        "{log:?}"
+    );
+    assert!(!log.iter().any(|l| l.starts_with("rollback")), "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l == "cordon node5" || l == "cordon node2"),
+        "{log:?}"
+    );
+    let st = fw.state();
+    let h = &st.hosts["instance_4"];
+    assert_eq!(h.current, "/nix/store/aaaa-nixos-system-node4-1");
+    assert!(!h.cut_off, "reachable again");
+    assert!(h.revert.as_ref().is_some_and(|r| r.fired));
+    assert_eq!(st.nodes["node4"].cordoned_by.as_deref(), Some(run_id));
+    assert!(st.nodes["node4"].ready);
+}
+
+#[tokio::test]
+async fn a_switch_that_breaks_the_network_reverts_by_itself_and_stops_cordoned() {
+    let inv = fake::inventory(4);
+    let fw = FakeWorld::healthy(&inv);
+    fw.state()
+        .hosts
+        .get_mut("instance_4")
+        .unwrap()
+        .switch_breaks_network = true;
+    let p = plan_of(&fw, &inv, "run-net");
+    let (outcome, events) =
+        run_to_end(&fw, &inv, p, revert_settings(), opts("run-net", None)).await;
+    match &outcome {
+        RunOutcome::Failed {
+            node,
+            step: Step::Confirm,
+            message,
+        } => {
+            assert_eq!(node, "node4");
+            assert!(
+                message.starts_with(
+                    "node4 rolled itself back: the new system was not confirmed within 120 s — sshd unreachable after activation; instance_4 runs its previous system /nix/store/aaaa-nixos-system-node4-1 again."
+                ),
+                "{message}"
+            );
+            assert!(message.contains("stays cordoned"), "{message}");
+            assert!(message.contains("--abandon run-net"), "{message}");
+        }
+        other => panic!("expected the self-revert to stop the run, got {other:?}"),
+    }
+    assert_reverted_by_itself(&fw, "run-net");
+    // The waits said what they waited for.
+    assert!(events.iter().any(|e| matches!(e,
+        UpgradeEvent::Waiting { what, .. } if what == "self-revert")));
+}
+
+#[tokio::test]
+async fn killed_between_arm_and_confirm_then_resumed_too_late_reports_the_self_revert() {
+    let inv = fake::inventory(4);
+    let fw = FakeWorld::healthy(&inv);
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan_of(&fw, &inv, "run-cf");
+    fw.freeze_at("login", 1);
+    let (h, mut rx) = start(
+        fw.world(),
+        inv.clone(),
+        p.clone(),
+        revert_settings(),
+        opts("run-cf", Some(dir.path())),
+    );
+    fw.wait_frozen().await;
+    h.kill();
+    while rx.recv().await.is_some() {}
+    let _ = h.wait().await;
+    fw.unfreeze();
+    // The network went with the new system; the tool is gone for 5 minutes.
+    {
+        let mut st = fw.state();
+        st.hosts.get_mut("instance_4").unwrap().cut_off = true;
+        st.nodes.get_mut("node4").unwrap().ready = false;
+        st.now += jiff::SignedDuration::from_mins(5);
+    }
+    let sum = &journal::unfinished(dir.path()).unwrap()[0];
+    assert_eq!(sum.resume_at, Some((0, Step::Confirm)));
+    assert!(
+        sum.reverts.contains_key("node4"),
+        "the armed timer is journaled"
+    );
+    let (o, _) = run_to_end(
+        &fw,
+        &inv,
+        p,
+        revert_settings(),
+        StartOptions {
+            resume: sum.resume_at,
+            ..opts("run-cf", Some(dir.path()))
+        },
+    )
+    .await;
+    match &o {
+        RunOutcome::Failed {
+            node,
+            step: Step::Confirm,
+            message,
+        } => {
+            assert_eq!(node, "node4");
+            assert!(
+                message.starts_with(
+                    "node4 rolled itself back: the new system was not confirmed within 120 s — "
+                ),
+                "{message}"
+            );
+        }
+        other => panic!("expected the self-revert reported, got {other:?}"),
+    }
+    assert_reverted_by_itself(&fw, "run-cf");
+}
+
+#[tokio::test]
+async fn killed_between_arm_and_confirm_then_resumed_in_time_disarms_and_goes_on() {
+    let inv = fake::inventory(4);
+    let fw = FakeWorld::healthy(&inv);
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan_of(&fw, &inv, "run-k");
+    fw.freeze_at("login", 1);
+    let (h, mut rx) = start(
+        fw.world(),
+        inv.clone(),
+        p.clone(),
+        revert_settings(),
+        opts("run-k", Some(dir.path())),
+    );
+    fw.wait_frozen().await;
+    h.kill();
+    while rx.recv().await.is_some() {}
+    let _ = h.wait().await;
+    fw.unfreeze();
+    assert!(
+        fw.state().hosts["instance_4"]
+            .revert
+            .as_ref()
+            .is_some_and(|r| !r.fired),
+        "armed when killed"
+    );
+    let sum = &journal::unfinished(dir.path()).unwrap()[0];
+    assert_eq!(sum.resume_at, Some((0, Step::Confirm)));
+    let rec = &sum.reverts["node4"];
+    assert_eq!(rec.previous, "/nix/store/aaaa-nixos-system-node4-1");
+    assert_eq!(rec.unit, "homeinfra-revert-run-k");
+    // Resumed 30 s later (the lock's lease had to go stale... or a forced unlock).
+    fw.state().now += jiff::SignedDuration::from_secs(30);
+    let (o, _) = run_to_end(
+        &fw,
+        &inv,
+        p,
+        revert_settings(),
+        StartOptions {
+            resume: sum.resume_at,
+            force_unlock: true,
+            ..opts("run-k", Some(dir.path()))
+        },
+    )
+    .await;
+    assert_eq!(o, RunOutcome::Completed);
+    let log = fw.log();
+    assert!(log.contains(&"disarm instance_4".to_string()), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.starts_with("revert-fired")),
+        "{log:?}"
+    );
+    assert!(fw.state().hosts.values().all(|h| h.revert.is_none()));
+}
+
+#[tokio::test]
+async fn killed_during_a_switch_that_activated_then_resumed_runs_it_again_under_the_same_timer() {
+    let inv = fake::inventory(4);
+    let fw = FakeWorld::healthy(&inv);
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan_of(&fw, &inv, "run-sw");
+    // exec #1 arms node4's revert, exec #2 is its switch.
+    fw.freeze_at("exec", 2);
+    let (h, mut rx) = start(
+        fw.world(),
+        inv.clone(),
+        p.clone(),
+        revert_settings(),
+        opts("run-sw", Some(dir.path())),
+    );
+    fw.wait_frozen().await;
+    h.kill();
+    while rx.recv().await.is_some() {}
+    let _ = h.wait().await;
+    fw.unfreeze();
+    // The host finished activating the new system after the tool died.
+    {
+        let mut st = fw.state();
+        let new_k3s = {
+            let h = st.hosts.get_mut("instance_4").unwrap();
+            assert!(h.revert.as_ref().is_some_and(|r| !r.fired), "armed");
+            let next = "/nix/store/bbbb-nixos-system-node4-2".to_string();
+            h.generations.push(next.clone());
+            h.current = next;
+            h.k3s = h.new_k3s.clone();
+            h.k3s.clone()
+        };
+        st.nodes.get_mut("node4").unwrap().kubelet_version = new_k3s;
+        st.now += jiff::SignedDuration::from_secs(20);
+    }
+    let sum = &journal::unfinished(dir.path()).unwrap()[0];
+    assert_eq!(sum.resume_at, Some((0, Step::Switch)));
+    assert_eq!(
+        sum.interrupted,
+        Some(("node4".to_string(), Step::Switch)),
+        "the switch had started"
+    );
+    let (o, events) = run_to_end(
+        &fw,
+        &inv,
+        p,
+        revert_settings(),
+        StartOptions {
+            resume: sum.resume_at,
+            force_unlock: true,
+            ..opts("run-sw", Some(dir.path()))
+        },
+    )
+    .await;
+    assert_eq!(o, RunOutcome::Completed);
+    assert!(
+        events.iter().any(|e| matches!(e, UpgradeEvent::Notice { message, .. }
+            if message.contains("interrupted with homeinfra-revert-run-sw.timer still armed: running the switch again"))),
+        "{events:#?}"
+    );
+    let log = fw.log();
+    // Not re-armed: the one timer armed before the kill is confirmed and disarmed.
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("arm-revert instance_4"))
+            .count(),
+        1,
+        "{log:?}"
+    );
+    assert!(log.contains(&"switch instance_4".to_string()), "{log:?}");
+    assert!(log.contains(&"disarm instance_4".to_string()), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.starts_with("revert-fired")),
+        "{log:?}"
+    );
+    assert!(fw.state().hosts.values().all(|h| h.revert.is_none()));
 }

@@ -13,4 +13,5 @@ mod ssh_facts;
 mod ssh_posture;
 mod ssh_recovery;
 mod ssh_source;
+mod upgrade_revert;
 mod upgrade_ssh;

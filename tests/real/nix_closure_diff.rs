@@ -847,6 +847,7 @@ async fn the_plan_forecasts_each_node_from_real_closures() {
         estimates: Estimates::default(),
         concurrency: 2,
         skip_skew: false,
+        confirm_timeout_secs: 120,
     };
     // Today's order puts agents first; the k3s minor change must turn it round.
     let plan = testing::plan(

@@ -2,8 +2,11 @@
 //! `nixos-rebuild` in a test-owned directory prints lines and waits for the test to answer
 //! the first one, so the step can only pass when output is streamed live; a failing command
 //! fails the step and leaves the node cordoned; the read-only probes on a host without NixOS.
-//! Cluster, health and clock are the fakes.
+//! The switch tests log in to a private sshd that looks like a NixOS host
+//! (`common::nixos_host`: `/run/current-system`, fake systemd-run/systemctl), since every
+//! switch arms the host's revert timer first. Cluster, health and clock are the fakes.
 
+use crate::common::nixos_host::{self, NixosLikeHost};
 use crate::common::ssh as ssh_support;
 
 use std::collections::BTreeMap;
@@ -22,9 +25,8 @@ use homeinfra_tui::sources::ssh::HostsClient;
 use ssh_support::*;
 
 fn world_with_real_ssh(fw: &Arc<FakeWorld>, s: &SharedSshd) -> World {
-    let mut targets = BTreeMap::new();
-    targets.insert(
-        "instance_4".to_string(),
+    world_over(
+        fw,
         target(
             "instance_4",
             &s.host,
@@ -33,7 +35,13 @@ fn world_with_real_ssh(fw: &Arc<FakeWorld>, s: &SharedSshd) -> World {
             Some(&s.key),
             &s.known_hosts,
         ),
-    );
+    )
+}
+
+/// The fake world with instance_4's SSH going to `t`.
+fn world_over(fw: &Arc<FakeWorld>, t: homeinfra_tui::sources::ssh::Target) -> World {
+    let mut targets = BTreeMap::new();
+    targets.insert("instance_4".to_string(), t);
     let ssh = Arc::new(HostsClient::with_targets(
         &SshConfig::default(),
         settings(),
@@ -96,6 +104,10 @@ fn settings_with(switch_command: String) -> Settings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switch_output_streams_over_real_ssh() {
     let Some(s) = shared() else { return };
+    if !nixos_host::available() {
+        return;
+    }
+    let nixos = NixosLikeHost::start();
     let dir = fake_rebuild_dir();
     let inv = fake::inventory(4);
     let fw = FakeWorld::healthy(&inv);
@@ -118,7 +130,7 @@ async fn switch_output_streams_over_real_ssh() {
         dir.path().display()
     );
     let (h, mut rx) = start(
-        world_with_real_ssh(&fw, &s),
+        world_over(&fw, nixos.target("instance_4", &s)),
         inv.clone(),
         p,
         settings_with(cmd),
@@ -166,11 +178,15 @@ async fn switch_output_streams_over_real_ssh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_switch_over_real_ssh_fails_the_step() {
     let Some(s) = shared() else { return };
+    if !nixos_host::available() {
+        return;
+    }
+    let nixos = NixosLikeHost::start();
     let inv = fake::inventory(4);
     let fw = FakeWorld::healthy(&inv);
     let p = plan(&inv, None, &[], &["node4".into()], "f", "run-ssh-fail").unwrap();
     let (h, mut rx) = start(
-        world_with_real_ssh(&fw, &s),
+        world_over(&fw, nixos.target("instance_4", &s)),
         inv.clone(),
         p,
         settings_with("echo 'error: attribute missing'; exit 4".into()),
@@ -193,6 +209,11 @@ async fn failing_switch_over_real_ssh_fails_the_step() {
         } => {
             assert_eq!((node.as_str(), step), ("node4", Step::Switch));
             assert!(message.contains("status 4"), "{message}");
+            // Nothing was activated: the host's revert timer is disarmed, not left to fire.
+            assert!(
+                message.contains("nothing was activated") && message.contains("disarmed"),
+                "{message}"
+            );
         }
         other => panic!("expected the switch to fail: {other:?}"),
     }
@@ -206,6 +227,11 @@ async fn failing_switch_over_real_ssh_fails_the_step() {
         Some("run-ssh-fail")
     );
     assert!(st.log.iter().all(|l| !l.starts_with("reboot")));
+    assert!(
+        nixos.units().is_empty(),
+        "no timer left: {:?}",
+        nixos.units()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,12 +16,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::common::sim as simh;
 
 /// A home for the binary: its own config (the simulator's, changed by `edit`), state and HOME.
-struct Home {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+pub(crate) struct Home {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: PathBuf,
 }
 
-fn home(h: &SimHandle, edit: impl FnOnce(&mut toml::Table)) -> Home {
+pub(crate) fn home(h: &SimHandle, edit: impl FnOnce(&mut toml::Table)) -> Home {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg: toml::Table = toml::from_str(&std::fs::read_to_string(h.config_path()).unwrap())
         .expect("the simulator's config");
@@ -39,14 +39,14 @@ fn home(h: &SimHandle, edit: impl FnOnce(&mut toml::Table)) -> Home {
     Home { dir, config }
 }
 
-fn section<'a>(cfg: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
+pub(crate) fn section<'a>(cfg: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
     cfg.entry(name)
         .or_insert_with(|| toml::Value::Table(Default::default()))
         .as_table_mut()
         .unwrap()
 }
 
-fn command(h: &SimHandle, home: &Home, args: &[&str]) -> tokio::process::Command {
+pub(crate) fn command(h: &SimHandle, home: &Home, args: &[&str]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeinfra-tui"));
     c.arg("--config")
         .arg(&home.config)
@@ -65,7 +65,11 @@ fn command(h: &SimHandle, home: &Home, args: &[&str]) -> tokio::process::Command
 }
 
 /// Run the binary to its end: (exit code, stdout, stderr).
-async fn run(h: &SimHandle, home: &Home, args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) async fn run(
+    h: &SimHandle,
+    home: &Home,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
     let o = tokio::time::timeout(Duration::from_secs(300), command(h, home, args).output())
         .await
         .expect("the command ends")
@@ -144,7 +148,7 @@ async fn clear(h: &SimHandle, name: &str) {
 }
 
 /// `GET /sim/v1/requests`: (Kubernetes writes, SSH commands).
-async fn requests(h: &SimHandle) -> (Vec<Value>, Vec<Value>) {
+pub(crate) async fn requests(h: &SimHandle) -> (Vec<Value>, Vec<Value>) {
     let r = control_for(h)
         .get(format!("{}/sim/v1/requests", h.api_url()))
         .bearer_auth(h.token())
@@ -159,7 +163,7 @@ async fn requests(h: &SimHandle) -> (Vec<Value>, Vec<Value>) {
     )
 }
 
-fn mutating(ssh: &[Value]) -> Vec<&Value> {
+pub(crate) fn mutating(ssh: &[Value]) -> Vec<&Value> {
     ssh.iter().filter(|r| r["mutating"] == true).collect()
 }
 
@@ -316,7 +320,7 @@ async fn read_only_commands_write_nothing() {
 }
 
 /// A headless run's JSON events as they come; `on` is called with each line.
-async fn follow(
+pub(crate) async fn follow(
     h: &SimHandle,
     home: &Home,
     args: &[&str],
@@ -347,11 +351,11 @@ async fn follow(
     (status.code(), events)
 }
 
-fn started(v: &Value, node: &str, step: &str) -> bool {
+pub(crate) fn started(v: &Value, node: &str, step: &str) -> bool {
     v["event"] == "step_started" && v["node"] == node && v["step"] == step
 }
 
-async fn node_json(h: &SimHandle, node: &str) -> Value {
+pub(crate) async fn node_json(h: &SimHandle, node: &str) -> Value {
     let r = control_for(h)
         .get(format!("{}/api/v1/nodes/{node}", h.api_url()))
         .bearer_auth(h.token())

@@ -15,12 +15,13 @@ use homeinfra_tui::operations::upgrade::engine::StartOptions;
 use homeinfra_tui::operations::upgrade::live::{KubeCluster, KubeWriter, LiveHealth};
 use homeinfra_tui::operations::upgrade::lock::{self, Acquire};
 use homeinfra_tui::operations::upgrade::world::{
-    AutoUpgrade, BootState, CommandSpec, Eviction, HostRead, HostWrite, ReadWorld, SystemClock,
-    World, Writers,
+    AutoUpgrade, BootState, CommandSpec, Eviction, HostRead, HostWrite, ReadWorld, RevertTimer,
+    SystemClock, World, Writers,
 };
 use homeinfra_tui::operations::upgrade::{
     RunOutcome, Settings, Step, UpgradeEvent, journal, plan, start,
 };
+use homeinfra_tui::probes::Request;
 use homeinfra_tui::probes::etcd_snapshot::SnapshotSave;
 use homeinfra_tui::sim::{self, Scenario, SimHandle, SimOptions};
 use tokio::sync::mpsc;
@@ -49,10 +50,12 @@ async fn sim(scenarios: &[&str], speed: f64) -> Sim {
     Sim { h, cfg, _dir: dir }
 }
 
-/// The simulated hosts: a switch marks the host for a reboot; a reboot goes to the simulator.
+/// The simulated hosts: a switch marks the host for a reboot; a reboot goes to the simulator;
+/// revert timers are armed and disarmed (never fired: these runs confirm in time).
 struct SimHosts {
     sim: Arc<sim::World>,
     needs_reboot: Mutex<BTreeSet<String>>,
+    armed: Mutex<BTreeSet<(String, String)>>,
     log: Mutex<Vec<String>>,
 }
 
@@ -86,6 +89,24 @@ impl HostWrite for SimHosts {
                 );
             }
             let _ = lines.send(format!("simulated: {}", command.text()));
+            match homeinfra_tui::probes::recognise(command.text(), None) {
+                Some(Request::ArmRevert(a)) => {
+                    self.armed
+                        .lock()
+                        .unwrap()
+                        .insert((host.hostname.clone(), a.unit));
+                    return Ok(Some(0));
+                }
+                Some(Request::Disarm(d)) => {
+                    let had = self
+                        .armed
+                        .lock()
+                        .unwrap()
+                        .remove(&(host.hostname.clone(), d.unit));
+                    return Ok(Some(if had { 0 } else { 5 }));
+                }
+                _ => {}
+            }
             self.log
                 .lock()
                 .unwrap()
@@ -130,7 +151,7 @@ impl HostRead for SimHosts {
             let needed = self.needs_reboot.lock().unwrap().contains(&host.hostname);
             Ok(BootState {
                 booted_system: Some(format!("boot-{}", st.boots)),
-                current_system: Some("system".into()),
+                current_system: Some(format!("/nix/store/0000-nixos-system-{}", host.hostname)),
                 reboot_needed: Some(needed),
                 reasons: if needed {
                     vec!["kernel".into()]
@@ -159,6 +180,27 @@ impl HostRead for SimHosts {
     fn k3s_version<'a>(&'a self, _host: &'a Host) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move { Ok(None) })
     }
+    fn fresh_login<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool> {
+        self.reachable(host)
+    }
+    fn revert_timer<'a>(
+        &'a self,
+        host: &'a Host,
+        unit: &'a str,
+    ) -> BoxFuture<'a, Result<RevertTimer>> {
+        Box::pin(async move {
+            let armed = self
+                .armed
+                .lock()
+                .unwrap()
+                .contains(&(host.hostname.clone(), unit.to_string()));
+            Ok(if armed {
+                RevertTimer::Armed
+            } else {
+                RevertTimer::Gone
+            })
+        })
+    }
 }
 
 async fn world(s: &Sim) -> (World, Arc<SimHosts>) {
@@ -168,6 +210,7 @@ async fn world(s: &Sim) -> (World, Arc<SimHosts>) {
     let hosts = Arc::new(SimHosts {
         sim: s.h.world().clone(),
         needs_reboot: Mutex::new(BTreeSet::new()),
+        armed: Mutex::new(BTreeSet::new()),
         log: Mutex::new(Vec::new()),
     });
     let env = homeinfra_tui::base::Env::new(s.cfg.clone(), s.h.inventory().clone());

@@ -91,8 +91,12 @@ impl Estimates {
         for s in Self::steps_of(reboot) {
             match self.steps.get(&s) {
                 Some(d) => ms += d,
-                // Steps that only wait when there is something to wait for count as nothing.
-                None if matches!(s, Step::Guards | Step::Cordon | Step::Uncordon) => {}
+                // Steps that only wait when there is something to wait for count as nothing,
+                // as do the revert timer's (journals from before it have none).
+                None if matches!(
+                    s,
+                    Step::Guards | Step::Cordon | Step::Uncordon | Step::ArmRevert | Step::Confirm
+                ) => {}
                 None => return None,
             }
         }

@@ -85,6 +85,10 @@ pub struct Forecast {
     pub estimates: Estimates,
     /// Where the estimates come from.
     pub estimates_from: String,
+    /// `[upgrade] confirm_timeout_secs`: each switch is armed to revert itself on the host
+    /// unless confirmed within this long.
+    #[serde(default)]
+    pub confirm_timeout_secs: u64,
 }
 
 impl Forecast {
@@ -156,6 +160,8 @@ pub struct ForecastInputs<'a> {
     pub concurrency: usize,
     /// `[upgrade] skip_guards` names `k3s-skew`.
     pub skip_skew: bool,
+    /// `[upgrade] confirm_timeout_secs`.
+    pub confirm_timeout_secs: u64,
 }
 
 /// One node's diff: the deployed system over SSH, the target built, both diffed.
@@ -403,6 +409,7 @@ pub async fn forecast(
         eta_secs,
         estimates_from: inputs.estimates.source(),
         estimates: inputs.estimates.clone(),
+        confirm_timeout_secs: inputs.confirm_timeout_secs,
     };
     let planned = Plan {
         entries: decision.entries,
@@ -439,8 +446,19 @@ pub async fn for_env(
             .skip_guards
             .iter()
             .any(|g| g == "k3s-skew"),
+        confirm_timeout_secs: env.config.upgrade.confirm_timeout_secs.max(1),
     };
     Ok(forecast(plan, &inputs, progress, cancel).await)
+}
+
+/// The steps a node goes through (`reboot`: with its reboot), as the plan shows them.
+pub fn steps_line(reboot: bool) -> String {
+    super::Step::NORMAL
+        .iter()
+        .filter(|s| reboot || **s != super::Step::Reboot)
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" → ")
 }
 
 /// The forecast as lines of text (the headless dry run and the dashboard's plan view).
@@ -460,6 +478,18 @@ pub fn text(f: &Forecast) -> Vec<String> {
         out.push(format!(
             "       reboot: {} — {}",
             n.reboot.will, n.reboot.why
+        ));
+        out.push(format!(
+            "       steps: {}",
+            steps_line(n.reboot.will != Verdict::No)
+        ));
+    }
+    if !f.nodes.is_empty() {
+        out.push(format!(
+            "self-revert: before each switch the host arms its own revert (a systemd timer); \
+             unless a new SSH login and the node Ready confirm the new system within {} s, \
+             the host goes back to its previous system by itself",
+            f.confirm_timeout_secs
         ));
     }
     for s in &f.skipped {

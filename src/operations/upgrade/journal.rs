@@ -20,7 +20,7 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Plan, RebootRecord, RunOutcome, Step, StepOutcome, UpgradeEvent};
+use super::{Plan, RebootRecord, RevertRecord, RunOutcome, Step, StepOutcome, UpgradeEvent};
 use crate::base::Writes;
 
 /// One line of the journal.
@@ -207,6 +207,9 @@ pub struct RunSummary {
     /// The pre-upgrade etcd snapshot this run took (the last that succeeded), if any: a
     /// resumed run does not take a second one.
     pub snapshot: Option<SnapshotRecord>,
+    /// Per node, a revert timer armed and not yet confirmed or reported (its confirm step
+    /// has not finished).
+    pub reverts: HashMap<String, RevertRecord>,
 }
 
 /// An etcd snapshot a run took: its name, where, the file k3s wrote.
@@ -268,6 +271,7 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
     let mut rollback: Option<String> = None;
     let mut reboots: HashMap<String, RebootRecord> = HashMap::new();
     let mut snapshot: Option<SnapshotRecord> = None;
+    let mut reverts: HashMap<String, RevertRecord> = HashMap::new();
     for r in &records {
         match &r.event {
             UpgradeEvent::SnapshotFinished {
@@ -284,6 +288,21 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
                     host: host.clone(),
                     file: file.clone(),
                 });
+            }
+            UpgradeEvent::RevertArmed { node, revert } => {
+                reverts.insert(node.clone(), revert.clone());
+            }
+            UpgradeEvent::StepFinished {
+                node,
+                step: Step::Confirm,
+                outcome,
+                ..
+            } => {
+                open = None;
+                reverts.remove(node);
+                if !outcome.is_failed() {
+                    last_ok.insert(node.clone(), Step::Confirm);
+                }
             }
             UpgradeEvent::RebootIssued { node, before } => {
                 reboots.insert(node.clone(), before.clone());
@@ -338,6 +357,7 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
         interrupted: open,
         reboots,
         snapshot,
+        reverts,
     })
 }
 
@@ -454,8 +474,9 @@ mod tests {
             );
         }
         let s = summarize(&path).unwrap();
-        assert_eq!(s.resume_at, Some((0, Step::Switch)));
-        assert_eq!(s.stopped_at().as_deref(), Some("a switch"));
+        // After the drain: the switch's first step, arming its revert.
+        assert_eq!(s.resume_at, Some((0, Step::ArmRevert)));
+        assert_eq!(s.stopped_at().as_deref(), Some("a arm-revert"));
     }
 
     #[test]

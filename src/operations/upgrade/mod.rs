@@ -61,7 +61,12 @@ pub enum Step {
     Guards,
     Cordon,
     Drain,
+    /// Arm the host's own revert (a transient systemd timer) before the switch.
+    ArmRevert,
     Switch,
+    /// A new SSH connection and the node's health confirm the new system; the timer is
+    /// disarmed (or the host is seen back on its previous system).
+    Confirm,
     Reboot,
     WaitHealthy,
     Rollback,
@@ -71,11 +76,13 @@ pub enum Step {
 
 impl Step {
     /// The steps of a node that goes well, in order (`Rollback` only runs on failure).
-    pub const NORMAL: [Step; 8] = [
+    pub const NORMAL: [Step; 10] = [
         Step::Guards,
         Step::Cordon,
         Step::Drain,
+        Step::ArmRevert,
         Step::Switch,
+        Step::Confirm,
         Step::Reboot,
         Step::WaitHealthy,
         Step::Uncordon,
@@ -87,7 +94,9 @@ impl Step {
             Step::Guards => "guards",
             Step::Cordon => "cordon",
             Step::Drain => "drain",
+            Step::ArmRevert => "arm-revert",
             Step::Switch => "switch",
+            Step::Confirm => "confirm",
             Step::Reboot => "reboot",
             Step::WaitHealthy => "wait-healthy",
             Step::Rollback => "rollback",
@@ -235,6 +244,13 @@ pub enum UpgradeEvent {
         #[serde(flatten)]
         before: RebootRecord,
     },
+    /// The host's revert timer is about to be armed: journaled (fsynced) before the command
+    /// goes out, with the system it goes back to, so that a resumed run knows it.
+    RevertArmed {
+        node: String,
+        #[serde(flatten)]
+        revert: RevertRecord,
+    },
     /// The run waits for something: pods to go, the node to come back, the operator.
     Waiting {
         node: String,
@@ -285,6 +301,7 @@ impl UpgradeEvent {
             | UpgradeEvent::StepFinished { node, .. }
             | UpgradeEvent::GuardVerdicts { node, .. }
             | UpgradeEvent::RebootIssued { node, .. }
+            | UpgradeEvent::RevertArmed { node, .. }
             | UpgradeEvent::Waiting { node, .. }
             | UpgradeEvent::NodeDone { node, .. } => Some(node),
             // The snapshot is the run's step, not the server's.
@@ -304,6 +321,19 @@ pub struct RebootRecord {
     #[serde(default)]
     pub node_boot_id: String,
     /// When the reboot was asked for.
+    pub at: jiff::Timestamp,
+}
+
+/// A revert timer armed on a host: if nobody disarms it within `secs` of `at`, the host sets
+/// its system profile back to `previous` and re-activates it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertRecord {
+    /// `homeinfra-revert-<run id>` (`.timer`, `.service`).
+    pub unit: String,
+    /// The system running before the switch (`readlink -f /run/current-system`).
+    pub previous: String,
+    pub secs: u64,
+    /// When the arm command was sent.
     pub at: jiff::Timestamp,
 }
 
@@ -343,6 +373,8 @@ pub struct Settings {
     pub eviction_grace_secs: Option<i64>,
     pub delete_emptydir_data: bool,
     pub switch_timeout: Duration,
+    /// `[upgrade] confirm_timeout_secs`: the host's revert timer fires after this long.
+    pub confirm_timeout: Duration,
     pub reboot_timeout: Duration,
     pub ready_timeout: Duration,
     pub etcd_timeout: Duration,
@@ -415,6 +447,7 @@ impl Settings {
             eviction_grace_secs: cfg.eviction_grace_secs,
             delete_emptydir_data: cfg.delete_emptydir_data,
             switch_timeout: secs(cfg.switch_timeout_secs),
+            confirm_timeout: secs(cfg.confirm_timeout_secs.max(1)),
             reboot_timeout: secs(cfg.reboot_timeout_secs),
             ready_timeout: secs(cfg.ready_timeout_secs),
             etcd_timeout: secs(cfg.etcd_timeout_secs),

@@ -217,6 +217,14 @@ impl RunProgress {
                     ));
                 }
             }
+            UpgradeEvent::RevertArmed { node, revert } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.notices.push(format!(
+                        "revert timer {}.timer armed at {}: back to {} unless confirmed within {} s",
+                        revert.unit, revert.at, revert.previous, revert.secs
+                    ));
+                }
+            }
             UpgradeEvent::Notice { node, message } => match node {
                 Some(node) => {
                     if let Some(n) = self.node_mut(node) {

@@ -73,6 +73,10 @@ pub fn format_event(e: &UpgradeEvent) -> String {
                 format!(", node bootID {}", before.node_boot_id)
             }
         ),
+        UpgradeEvent::RevertArmed { node, revert } => format!(
+            "[{node}] revert timer {}.timer armed: back to {} unless confirmed within {} s",
+            revert.unit, revert.previous, revert.secs
+        ),
         UpgradeEvent::Waiting { node, what, detail } => {
             format!("[{node}] waiting ({what}): {detail}")
         }

@@ -21,6 +21,7 @@ use crate::inventory::Host;
 use crate::model::cluster::ClusterState;
 use crate::model::etcd::EtcdState;
 use crate::model::recovery::EtcdSnapshot;
+pub use crate::probes::revert::RevertTimer;
 
 /// What the engine needs to know about a node right now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +203,15 @@ pub trait HostRead: Send + Sync {
     fn auto_upgrade<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<AutoUpgrade>>;
     /// The k3s version the host now runs (`v1.30.4+k3s1`), to expect on the node.
     fn k3s_version<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Option<String>>>;
+    /// Log in anew, any kept connection to the host closed first: proves that sshd and the
+    /// network work right now (the confirm of a new system).
+    fn fresh_login<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool>;
+    /// The state of the host's revert timer `unit` (`homeinfra-revert-<run>`).
+    fn revert_timer<'a>(
+        &'a self,
+        host: &'a Host,
+        unit: &'a str,
+    ) -> BoxFuture<'a, Result<RevertTimer>>;
 }
 
 /// The hosts as the engine changes them: the switch, the rollback, the reboot. The real

@@ -64,7 +64,7 @@ enum Asked {
 /// its exit status, and close the channel.
 pub(super) async fn answer(
     world: &Arc<World>,
-    host: &SimHost,
+    host: &Arc<SimHost>,
     log: &RequestLog,
     handle: &Handle,
     channel: ChannelId,
@@ -139,6 +139,12 @@ pub(super) async fn answer(
         }
         Asked::Probe(Request::Switch(_)) => rebuild::switch(world, host, &out).await,
         Asked::Probe(Request::Rollback) => rebuild::rollback(world, host, &out).await,
+        Asked::Probe(Request::ArmRevert(a)) => rebuild::arm_revert(world, host, &a, &out).await,
+        Asked::Probe(Request::Disarm(d)) => rebuild::disarm(world, host, &d, &out).await,
+        Asked::Probe(Request::RevertTimer(p)) => {
+            out.reply(&p.render(&rebuild::revert_timer(world, host, &p.unit)))
+                .await
+        }
         Asked::Probe(Request::Reboot) => {
             if world.host(&host.hostname).is_some_and(|h| h.rebooting) {
                 out.stderr("Failed to reboot: a reboot is already in progress\n")

@@ -24,6 +24,18 @@ pub(super) struct SysState {
     boot_at: Instant,
     /// Uptime at `boot_at` (the sim starts with hosts that have been up for a while).
     base_uptime: f64,
+    /// The revert timer (`homeinfra-revert-…`), once armed; gone once disarmed or at a boot
+    /// (transient units do not survive one).
+    pub(super) revert: Option<SimRevert>,
+}
+
+/// A simulated host's revert timer.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct SimRevert {
+    pub(super) unit: String,
+    /// The system it goes back to (its store path).
+    pub(super) previous: String,
+    pub(super) fired: bool,
 }
 
 /// One simulated host's SSH side.
@@ -64,6 +76,7 @@ impl SimHost {
                 seen_boots: boots,
                 boot_at: Instant::now(),
                 base_uptime: 3.0 * 86_400.0 + index as f64 * 3_719.0,
+                revert: None,
             }),
             quirks: Mutex::new(Quirks::default()),
             certs: Mutex::new(super::recovery::CertCache::new()),
@@ -90,6 +103,7 @@ impl SimHost {
             s.seen_boots = h.boots;
             s.boot_at = Instant::now();
             s.base_uptime = 0.0;
+            s.revert = None;
         }
         s
     }

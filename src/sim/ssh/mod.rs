@@ -95,6 +95,32 @@ impl SshFace {
             .map(|h| lock(&h.quirks).clone())
     }
 
+    /// A host's revert timer as `systemctl show` would give it (`None`: no such host).
+    pub fn revert_timer(
+        &self,
+        world: &crate::sim::World,
+        host: &str,
+        unit: &str,
+    ) -> Option<crate::probes::revert::RevertTimer> {
+        self.hosts
+            .iter()
+            .find(|h| h.hostname == host || h.id == host)
+            .map(|h| rebuild::revert_timer(world, h, unit))
+    }
+
+    /// Every revert timer unit the hosts hold now (armed or fired), as (hostname, unit).
+    pub fn revert_units(&self, world: &crate::sim::World) -> Vec<(String, String)> {
+        self.hosts
+            .iter()
+            .filter_map(|h| {
+                h.sync(world)
+                    .revert
+                    .as_ref()
+                    .map(|r| (h.hostname.clone(), r.unit.clone()))
+            })
+            .collect()
+    }
+
     /// Every SSH command the hosts received, oldest first.
     pub fn requests(&self) -> Vec<SshRequest> {
         self.log.all()

@@ -1,10 +1,115 @@
 //! What `nixos-rebuild` does to a simulated host: a switch to a new generation (streamed,
-//! time scaled) and a rollback to the previous one.
+//! time scaled) and a rollback to the previous one; and the revert timer armed before a
+//! switch (`systemd-run --on-active=…`), which fires after its delay in wall-clock seconds
+//! (not scaled: the engine waits in real time too), or is disarmed (`systemctl stop`).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::SSH_USER;
 use super::answer::Out;
-use super::host::{SimHost, lock, store_hash};
+use super::host::{SimHost, SimRevert, lock, store_hash};
+use crate::probes::revert::{ArmRevert, Disarm, RevertTimer};
 use crate::sim::World;
+
+/// `systemd-run … --unit=homeinfra-revert-… /bin/sh -c '…'`: arm the revert to the generation
+/// whose store path the command names (exit 1 when none has it, or the unit exists).
+pub(super) async fn arm_revert(
+    world: &Arc<World>,
+    host: &Arc<SimHost>,
+    a: &ArmRevert,
+    out: &Out<'_>,
+) -> u32 {
+    let refused = {
+        let mut s = host.sync(world);
+        if s.revert.as_ref().is_some_and(|r| r.unit == a.unit) {
+            Some(format!(
+                "Failed to start transient timer unit: Unit {}.timer was already loaded or has a fragment file.\n",
+                a.unit
+            ))
+        } else if host
+            .systems(world)
+            .generations
+            .iter()
+            .any(|g| g.system.path() == a.previous)
+        {
+            s.revert = Some(SimRevert {
+                unit: a.unit.clone(),
+                previous: a.previous.clone(),
+                fired: false,
+            });
+            None
+        } else {
+            Some(format!(
+                "sh: {}/sw/bin/nix-env: not found (no such system on this host)\n",
+                a.previous
+            ))
+        }
+    };
+    if let Some(why) = refused {
+        out.stderr(why).await;
+        return 1;
+    }
+    out.stderr(format!(
+        "Running timer as unit: {}.timer\nWill run service as unit: {}.service\n",
+        a.unit, a.unit
+    ))
+    .await;
+    let (world, host, unit, secs) = (world.clone(), host.clone(), a.unit.clone(), a.secs);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        fire_revert(&world, &host, &unit);
+    });
+    0
+}
+
+/// The revert timer fires: the profile set back, the previous system re-activated, the
+/// network (if a switch broke it) working again.
+fn fire_revert(world: &World, host: &SimHost, unit: &str) {
+    let previous = {
+        let mut s = host.sync(world);
+        let Some(r) = s.revert.as_mut().filter(|r| r.unit == unit && !r.fired) else {
+            return;
+        };
+        r.fired = true;
+        r.previous.clone()
+    };
+    world.revert_host(&host.hostname, &previous);
+    world.network_back(&host.hostname);
+}
+
+/// `systemctl stop homeinfra-revert-….timer`: exit 5 when it is not loaded.
+pub(super) async fn disarm(world: &World, host: &SimHost, d: &Disarm, out: &Out<'_>) -> u32 {
+    let found = {
+        let mut s = host.sync(world);
+        match &s.revert {
+            Some(r) if r.unit == d.unit => {
+                s.revert = None;
+                true
+            }
+            _ => false,
+        }
+    };
+    if found {
+        0
+    } else {
+        out.stderr(format!(
+            "Failed to stop {}.timer: Unit {}.timer not loaded.\n",
+            d.unit, d.unit
+        ))
+        .await;
+        5
+    }
+}
+
+/// The revert timer's state as `systemctl show` gives it.
+pub(super) fn revert_timer(world: &World, host: &SimHost, unit: &str) -> RevertTimer {
+    match &host.sync(world).revert {
+        Some(r) if r.unit == unit && r.fired => RevertTimer::Fired,
+        Some(r) if r.unit == unit => RevertTimer::Armed,
+        _ => RevertTimer::Gone,
+    }
+}
 
 /// `nixos-rebuild switch`: streams build and activation lines (time scaled) and makes the
 /// flake's system for the host current (`crate::sim::systems`: the default lock brings a
@@ -55,6 +160,10 @@ pub(super) async fn switch(world: &World, host: &SimHost, out: &Out<'_>) -> u32 
     .await;
     tokio::time::sleep(step).await;
     out.stdout(format!("{path}\n")).await;
+    if world.faults().switch_breaks_network {
+        // The new system's network does not come up: the connection goes with it.
+        world.network_lost(&host.hostname);
+    }
     0
 }
 

@@ -122,6 +122,8 @@ pub struct Faults {
     pub replica_fails_during_drain: bool,
     /// `quick-reboot`.
     pub quick_reboot: bool,
+    /// `switch-breaks-network`.
+    pub switch_breaks_network: bool,
     /// `host-down`: hostname → how long each reboot keeps it down.
     pub host_down: BTreeMap<String, Duration>,
     /// `lease-fails`: Lease writes answer 500 until then.

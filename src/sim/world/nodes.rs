@@ -171,6 +171,26 @@ impl World {
         });
     }
 
+    /// A switch broke the host's network (`switch-breaks-network`): no SSH, its node Unknown
+    /// (not a reboot: the boot stays the same).
+    pub fn network_lost(&self, name: &str) {
+        if let Some(hs) = lock(&self.state).hosts.get_mut(name) {
+            hs.unreachable = true;
+        }
+        self.set_node_ready(name, None);
+    }
+
+    /// The host's network works again (its revert re-activated the previous system).
+    pub fn network_back(&self, name: &str) {
+        let was = lock(&self.state)
+            .hosts
+            .get_mut(name)
+            .map(|hs| std::mem::replace(&mut hs.unreachable, false));
+        if was == Some(true) {
+            self.set_node_ready(name, Some(true));
+        }
+    }
+
     /// A host is back: Ready, its etcd member rejoins, pods ready again.
     pub fn host_returns(&self, name: &str) {
         let boots = {

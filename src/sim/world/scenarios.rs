@@ -206,6 +206,9 @@ impl World {
                 lock(&self.state).faults.replica_fails_during_drain = true;
             }
             Scenario::QuickReboot => lock(&self.state).faults.quick_reboot = true,
+            Scenario::SwitchBreaksNetwork => {
+                lock(&self.state).faults.switch_breaks_network = true;
+            }
             Scenario::HostDown(Some((h, secs))) => {
                 let name = self.host(h).map(|x| x.hostname).unwrap_or_default();
                 lock(&self.state)
@@ -458,6 +461,9 @@ impl World {
                 lock(&self.state).faults.replica_fails_during_drain = false;
             }
             Scenario::QuickReboot => lock(&self.state).faults.quick_reboot = false,
+            Scenario::SwitchBreaksNetwork => {
+                lock(&self.state).faults.switch_breaks_network = false;
+            }
             Scenario::HostDown(_) => lock(&self.state).faults.host_down.clear(),
             Scenario::LeaseFails(_) => lock(&self.state).faults.lease_fails_until = None,
             Scenario::DegradedVolume => lock(&self.state).stuck_replicas.clear(),

@@ -145,6 +145,32 @@ impl World {
         Some(back)
     }
 
+    /// The host's revert timer fired: its profile set back to the generation of `previous`
+    /// (a store path) and that system re-activated. Returns whether the host had it.
+    pub fn revert_host(&self, host: &str, previous: &str) -> bool {
+        let Some(name) = self.hostname_of(host) else {
+            return false;
+        };
+        let reboot = {
+            let mut s = lock(&self.systems);
+            let Some(hs) = s.hosts.get_mut(&name) else {
+                return false;
+            };
+            let Some(i) = hs
+                .generations
+                .iter()
+                .rposition(|g| g.system.path() == previous)
+            else {
+                return false;
+            };
+            hs.current = i;
+            hs.reboot_needed()
+        };
+        self.set_reboot_needed(&name, reboot);
+        self.sync_kubelet(&name);
+        true
+    }
+
     /// The host booted: its current system is the booted one now.
     pub(super) fn boot_current(&self, host: &str) {
         if let Some(hs) = lock(&self.systems).hosts.get_mut(host) {

@@ -26,7 +26,10 @@ use super::guards::GuardVerdict;
 use super::journal::{self, Journal, Record};
 use super::lock::{self, Acquire};
 use super::world::World;
-use super::{Control, NodeOutcome, Plan, RebootRecord, RunOutcome, Settings, Step, UpgradeEvent};
+use super::{
+    Control, NodeOutcome, Plan, RebootRecord, RevertRecord, RunOutcome, Settings, Step,
+    UpgradeEvent,
+};
 use crate::inventory::Inventory;
 
 /// How a run is started.
@@ -143,6 +146,9 @@ pub fn start_sequenced(
         skip: HashSet::new(),
         keeper: None,
         reboots: HashMap::new(),
+        reverts: HashMap::new(),
+        switch_failed: None,
+        interrupted: None,
         hold: None,
         snapshot: None,
     };
@@ -172,6 +178,9 @@ enum Hold {
     Lock,
     /// The host did not come back within the reboot timeout: still rebooting, not failed.
     HostDown,
+    /// The new system was not confirmed: the host's own revert timer took it back (or was
+    /// awaited in vain). The node stops cordoned; no retry, no rollback over SSH.
+    Reverted,
 }
 
 /// The state of one run, owned by its task.
@@ -193,6 +202,12 @@ struct Runner {
     keeper: Option<Arc<LockKeeper>>,
     /// Per node, the reboot asked for (from this run or its journal, when resuming).
     reboots: HashMap<String, RebootRecord>,
+    /// Per node, the revert timer armed and not yet confirmed (from this run or its journal).
+    reverts: HashMap<String, RevertRecord>,
+    /// The switch failed with a revert timer armed: the confirm step awaits the host's revert.
+    switch_failed: Option<String>,
+    /// Resuming: the step the journal shows started and not finished.
+    interrupted: Option<(String, Step)>,
     /// Set by a step whose failure must not be followed by a rollback.
     hold: Option<Hold>,
     /// The etcd snapshot this run took (from this process or its journal, when resuming).
@@ -260,6 +275,8 @@ impl Runner {
         {
             self.reboots = sum.reboots;
             self.snapshot = sum.snapshot;
+            self.reverts = sum.reverts;
+            self.interrupted = sum.interrupted;
         }
         // The lock.
         let held = match lock::acquire(

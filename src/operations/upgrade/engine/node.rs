@@ -36,8 +36,20 @@ impl Runner {
                     Step::Guards | Step::Cordon => {
                         return NodeResult::Stop(RunOutcome::Aborted { reason });
                     }
-                    Step::Drain | Step::Switch => {
+                    Step::Drain | Step::ArmRevert => {
                         // Nothing changed on the host yet: undo our cordon.
+                        self.undo_cordon(&node).await;
+                        return NodeResult::Stop(RunOutcome::Aborted { reason });
+                    }
+                    Step::Switch => {
+                        // Armed, not switched: disarm the revert, then undo our cordon.
+                        if let Some(message) = self.drop_revert(&node, &host).await {
+                            return NodeResult::Stop(RunOutcome::Failed {
+                                node: node.clone(),
+                                step,
+                                message: format!("aborting: {message} — {node} stays cordoned"),
+                            });
+                        }
                         self.undo_cordon(&node).await;
                         return NodeResult::Stop(RunOutcome::Aborted { reason });
                     }
@@ -81,10 +93,14 @@ impl Runner {
                     Some(stop) => stop,
                     None => self.drain(&node).await,
                 },
-                Step::Switch => match self.before_destructive(&entry, &host, step).await {
+                // The re-check right before the switch comes before its revert is armed.
+                Step::ArmRevert => match self.before_destructive(&entry, &host, Step::Switch).await
+                {
                     Some(stop) => stop,
-                    None => self.switch(&entry, &host).await,
+                    None => self.arm_revert(&entry, &host).await,
                 },
+                Step::Switch => self.switch(&entry, &host).await,
+                Step::Confirm => self.confirm(&entry, &host).await,
                 // (It re-checks once it knows a reboot will be asked for.)
                 Step::Reboot => self.reboot(&entry, &host, true).await,
                 Step::WaitHealthy => self.wait_healthy(&entry, &host).await,
@@ -114,6 +130,31 @@ impl Runner {
             let mut message = message;
             match step {
                 _ if hold.is_some() => {}
+                // A switch that failed with the revert armed: when nothing was activated (the
+                // host answers on its previous system) the timer is disarmed and the step
+                // fails as before (a retry arms again); otherwise the host reverts by itself
+                // and the confirm step awaits it and reports.
+                Step::Switch if self.reverts.contains_key(&node) => {
+                    if self.nothing_activated(&node, &host).await
+                        && self.drop_revert(&node, &host).await.is_none()
+                    {
+                        message = format!(
+                            "{message} (nothing was activated: {} still runs its previous system; its revert timer is disarmed)",
+                            host.id
+                        );
+                    } else {
+                        self.notice(
+                            Some(node.clone()),
+                            format!(
+                                "switch failed: {message}; the host's revert timer takes it back to its previous system"
+                            ),
+                        )
+                        .await;
+                        self.switch_failed = Some(format!("the switch failed: {message}"));
+                        step = Step::Confirm;
+                        continue;
+                    }
+                }
                 Step::Rollback => {
                     return NodeResult::Stop(RunOutcome::Failed {
                         node: node.clone(),
@@ -157,7 +198,7 @@ impl Runner {
                     refused(Some(node.clone()), &v.guard, message.clone())
                 }
                 (Some(Hold::Lock), _) => refused(Some(node.clone()), "lock", message.clone()),
-                (Some(Hold::HostDown), _) => RunOutcome::Failed {
+                (Some(Hold::HostDown | Hold::Reverted), _) => RunOutcome::Failed {
                     node: node.clone(),
                     step,
                     message: message.clone(),
@@ -172,7 +213,7 @@ impl Runner {
                     },
                 },
             };
-            if !self.opts.interactive {
+            if !self.opts.interactive || matches!(hold, Some(Hold::Reverted)) {
                 return NodeResult::Stop(stop);
             }
             loop {
@@ -184,7 +225,13 @@ impl Runner {
                     )
                     .await
                 {
-                    Control::Retry => break,
+                    Control::Retry => {
+                        // A switch runs again only with its revert armed again.
+                        if step == Step::Switch {
+                            step = Step::ArmRevert;
+                        }
+                        break;
+                    }
                     Control::Skip { .. } if step <= Step::Cordon => {
                         if step == Step::Cordon {
                             self.undo_cordon(&node).await;
@@ -211,6 +258,83 @@ impl Runner {
         }
     }
 
+    /// Resuming with a revert timer in the journal: where its node goes on. A timer armed for
+    /// a switch that never started, or whose host still runs the previous system (nothing was
+    /// activated), is disarmed and armed anew (arm-revert does that first). A switch that had
+    /// started and activated something: while the timer is still armed the switch runs again
+    /// (it is idempotent; the timer keeps counting, so a host that is not confirmed in time
+    /// still goes back by itself); once it has fired, or the host does not answer, the host's
+    /// own revert decides and the confirm step awaits and reports it.
+    async fn resume_revert(&mut self, node: &str, step: Step) -> Step {
+        if !self.reverts.contains_key(node) || !matches!(step, Step::ArmRevert | Step::Switch) {
+            return step;
+        }
+        let switch_started = self
+            .interrupted
+            .as_ref()
+            .is_some_and(|(n, s)| n == node && *s == Step::Switch);
+        let Some(host) = self.inv.host(&entry_host(&self.plan, node)).cloned() else {
+            return step;
+        };
+        if !switch_started || self.nothing_activated(node, &host).await {
+            return Step::ArmRevert;
+        }
+        let Some(rec) = self.reverts.get(node).cloned() else {
+            return Step::ArmRevert;
+        };
+        match self.w.read.hosts.revert_timer(&host, &rec.unit).await {
+            Ok(crate::operations::upgrade::world::RevertTimer::Armed) => {
+                self.notice(
+                    Some(node.to_string()),
+                    format!(
+                        "the switch of {node} was interrupted with {}.timer still armed: running the switch again (the timer keeps counting)",
+                        rec.unit
+                    ),
+                )
+                .await;
+                Step::Switch
+            }
+            _ => {
+                self.switch_failed = Some("the run was interrupted during the switch".into());
+                Step::Confirm
+            }
+        }
+    }
+
+    /// After a failed or interrupted switch: the host answers (a new login) and still runs the system its
+    /// revert goes back to.
+    async fn nothing_activated(&mut self, node: &str, host: &crate::inventory::Host) -> bool {
+        let Some(rec) = self.reverts.get(node).cloned() else {
+            return false;
+        };
+        if !self.w.read.hosts.fresh_login(host).await {
+            return false;
+        }
+        matches!(
+            self.w.read.hosts.boot_state(host).await,
+            Ok(bs) if bs.current_system.as_deref() == Some(rec.previous.as_str())
+        )
+    }
+
+    /// Disarm this run's revert timer on `host` (aborting between arm and switch); `Some`:
+    /// why it could not be.
+    async fn drop_revert(&mut self, node: &str, host: &crate::inventory::Host) -> Option<String> {
+        let rec = self.reverts.get(node).cloned()?;
+        match self.w.read.hosts.revert_timer(host, &rec.unit).await {
+            Ok(crate::operations::upgrade::world::RevertTimer::Gone) => {
+                self.reverts.remove(node);
+                None
+            }
+            _ => match self.disarm_unit(node, host, &rec.unit).await {
+                Ok(()) => {
+                    self.reverts.remove(node);
+                    None
+                }
+                Err(m) => Some(m),
+            },
+        }
+    }
+
     /// Resuming: re-check the real state of the interrupted node.
     pub(super) async fn resume_check(&mut self, entry: &PlanEntry, step: Step) -> Step {
         let node = &entry.node;
@@ -222,6 +346,7 @@ impl Runner {
         }
         match self.w.read.cluster.node(node).await {
             Ok(st) if st.cordoned_by.as_deref() == Some(self.plan.run_id.as_str()) => {
+                let step = self.resume_revert(node, step).await;
                 self.notice(
                     Some(node.clone()),
                     format!("resuming: {node} is cordoned by this run; going on with {step}"),
@@ -250,4 +375,13 @@ impl Runner {
             }
         }
     }
+}
+
+/// The inventory host id of `node` in `plan` (empty when it is not planned).
+fn entry_host(plan: &crate::operations::upgrade::Plan, node: &str) -> String {
+    plan.entries
+        .iter()
+        .find(|e| e.node == node)
+        .map(|e| e.host.clone())
+        .unwrap_or_default()
 }

@@ -8,15 +8,81 @@ use color_eyre::eyre::{Result, eyre};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::{FakeHost, FakeState, FakeWorld};
+use super::{FakeHost, FakeRevert, FakeState, FakeWorld};
 use crate::inventory::Host;
-use crate::operations::upgrade::world::{AutoUpgrade, BootState, CommandSpec, HostRead, HostWrite};
+use crate::operations::upgrade::world::{
+    AutoUpgrade, BootState, CommandSpec, HostRead, HostWrite, RevertTimer,
+};
+use crate::probes::Request;
 
-/// The fake state of `host`.
+/// The fake state of `host` (its revert timer fired first, when its time has come).
 fn host_of<'a>(st: &'a mut FakeState, host: &Host) -> Result<&'a mut FakeHost> {
+    let now = st.now;
+    let h = st
+        .hosts
+        .get_mut(&host.id)
+        .ok_or_else(|| eyre!("fake: no host {}", host.id))?;
+    if h.tick(now) {
+        let old = h.k3s.clone();
+        st.log.push(format!("revert-fired {}", host.id));
+        if let Some(n) = st.nodes.get_mut(&host.hostname) {
+            n.kubelet_version = old;
+            if !n.ready {
+                n.ready = true;
+                n.ready_changed = Some(now);
+            }
+        }
+    }
     st.hosts
         .get_mut(&host.id)
         .ok_or_else(|| eyre!("fake: no host {}", host.id))
+}
+
+/// The revert commands (arm, disarm) on a fake host; `None`: not one of them.
+fn revert_command(st: &mut FakeState, host: &Host, text: &str) -> Option<Result<Option<u32>>> {
+    let req = crate::probes::recognise(text, None)?;
+    let now = st.now;
+    Some(match req {
+        Request::ArmRevert(a) => match host_of(st, host) {
+            Err(e) => Err(e),
+            Ok(h) if h.cut_off => Err(eyre!("fake: {}: connection refused", host.id)),
+            Ok(h)
+                if h.revert
+                    .as_ref()
+                    .is_some_and(|r| !r.fired && r.unit == a.unit) =>
+            {
+                Ok(Some(1))
+            }
+            Ok(h) => {
+                let secs = i64::try_from(a.secs).unwrap_or(i64::MAX);
+                h.revert = Some(FakeRevert {
+                    unit: a.unit.clone(),
+                    previous: a.previous.clone(),
+                    fires_at: now
+                        .checked_add(jiff::SignedDuration::from_secs(secs))
+                        .unwrap_or(now),
+                    fired: false,
+                });
+                st.log
+                    .push(format!("arm-revert {} {} {}s", host.id, a.previous, a.secs));
+                Ok(Some(0))
+            }
+        },
+        Request::Disarm(d) => match host_of(st, host) {
+            Err(e) => Err(e),
+            Ok(h) if h.cut_off => Err(eyre!("fake: {}: connection refused", host.id)),
+            Ok(h) => match &h.revert {
+                Some(r) if r.unit == d.unit => {
+                    h.revert = None;
+                    st.log.push(format!("disarm {}", host.id));
+                    Ok(Some(0))
+                }
+                // systemctl: "Unit … not loaded."
+                _ => Ok(Some(5)),
+            },
+        },
+        _ => return None,
+    })
 }
 
 impl HostWrite for FakeWorld {
@@ -34,9 +100,15 @@ impl HostWrite for FakeWorld {
             self.checkpoint("exec").await;
             let mut st = self.state();
             let text = command.text().to_string();
+            if let Some(r) = revert_command(&mut st, host, &text) {
+                return r;
+            }
             let rollback = text.contains("--rollback");
             let node = host.hostname.clone();
             let h = host_of(&mut st, host)?;
+            if h.cut_off {
+                return Err(eyre!("fake: {}: connection refused", host.id));
+            }
             if rollback {
                 if h.generations.len() > 1 {
                     h.generations.pop();
@@ -72,10 +144,23 @@ impl HostWrite for FakeWorld {
             }
             h.k3s = h.new_k3s.clone();
             let new_k3s = h.k3s.clone();
+            let breaks = h.switch_breaks_network;
+            if breaks {
+                h.cut_off = true;
+            }
             st.log.push(format!("switch {}", host.id));
             // The switch restarts k3s with the new package.
+            let now = st.now;
             if let Some(n) = st.nodes.get_mut(&node) {
                 n.kubelet_version = new_k3s;
+                if breaks {
+                    n.ready = false;
+                    n.ready_changed = Some(now);
+                }
+            }
+            if breaks {
+                // The exit status got out; the network went right after.
+                st.log.push(format!("network-lost {}", host.id));
             }
             Ok(Some(0))
         })
@@ -168,7 +253,7 @@ impl HostRead for FakeWorld {
             self.checkpoint("boot").await;
             let mut st = self.state();
             let h = host_of(&mut st, host)?;
-            if h.down_probes > 0 {
+            if h.down_probes > 0 || h.cut_off {
                 return Err(eyre!("fake: {}: connection refused", host.id));
             }
             let needed = h.current_kernel != h.booted_kernel;
@@ -190,7 +275,7 @@ impl HostRead for FakeWorld {
             self.checkpoint("boot-id").await;
             let mut st = self.state();
             let h = host_of(&mut st, host)?;
-            if h.down_probes > 0 {
+            if h.down_probes > 0 || h.cut_off {
                 return Err(eyre!("fake: {}: connection refused", host.id));
             }
             Ok(format!("{}-boot-{}", host.id, h.boots))
@@ -201,7 +286,9 @@ impl HostRead for FakeWorld {
         Box::pin(async move {
             self.checkpoint("reachable").await;
             let mut st = self.state();
+            let _ = host_of(&mut st, host);
             match st.hosts.get_mut(&host.id) {
+                Some(h) if h.cut_off => false,
                 Some(h) if h.down_probes > 0 => {
                     h.down_probes -= 1;
                     false
@@ -224,6 +311,34 @@ impl HostRead for FakeWorld {
         Box::pin(async move {
             let mut st = self.state();
             Ok(Some(host_of(&mut st, host)?.k3s.clone()))
+        })
+    }
+
+    fn fresh_login<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.checkpoint("login").await;
+            self.state().log.push(format!("login {}", host.id));
+            self.reachable(host).await
+        })
+    }
+
+    fn revert_timer<'a>(
+        &'a self,
+        host: &'a Host,
+        unit: &'a str,
+    ) -> BoxFuture<'a, Result<RevertTimer>> {
+        Box::pin(async move {
+            self.checkpoint("revert-timer").await;
+            let mut st = self.state();
+            let h = host_of(&mut st, host)?;
+            if h.cut_off || h.down_probes > 0 {
+                return Err(eyre!("fake: {}: connection refused", host.id));
+            }
+            Ok(match &h.revert {
+                Some(r) if r.unit == unit && r.fired => RevertTimer::Fired,
+                Some(r) if r.unit == unit => RevertTimer::Armed,
+                _ => RevertTimer::Gone,
+            })
         })
     }
 }

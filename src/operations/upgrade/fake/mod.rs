@@ -79,6 +79,43 @@ pub struct FakeHost {
     /// k3s version after a rollback.
     pub old_k3s: String,
     pub k3s: String,
+    /// The host's revert timer, once armed (until disarmed; kept, fired, once it fired).
+    pub revert: Option<FakeRevert>,
+    /// `switch-breaks-network`: the switch activates (exit 0), then the host answers nothing
+    /// (its node NotReady) until its revert timer fires.
+    pub switch_breaks_network: bool,
+    /// Cut off by a switch that broke its network.
+    pub cut_off: bool,
+}
+
+/// A fake host's revert timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeRevert {
+    pub unit: String,
+    pub previous: String,
+    pub fires_at: Timestamp,
+    pub fired: bool,
+}
+
+impl FakeHost {
+    /// Fire the revert timer when its time has come: the profile set back to the previous
+    /// system, that system activated, the network back.
+    pub(crate) fn tick(&mut self, now: Timestamp) -> bool {
+        let Some(r) = self.revert.as_mut() else {
+            return false;
+        };
+        if r.fired || now < r.fires_at {
+            return false;
+        }
+        r.fired = true;
+        let previous = r.previous.clone();
+        self.generations.push(previous.clone());
+        self.current = previous;
+        self.current_kernel = self.booted_kernel.clone();
+        self.k3s = self.old_k3s.clone();
+        self.cut_off = false;
+        true
+    }
 }
 
 /// The whole fake world's state (lock it through [`FakeWorld::state`]).

@@ -20,6 +20,7 @@ use crate::probes::auto_upgrade::{AutoUpgradeProbe, AutoUpgradeState};
 use crate::probes::boot::{BootFacts, BootIdProbe, BootStateProbe};
 use crate::probes::k3s::K3sVersionProbe;
 use crate::probes::reachable::ReachableProbe;
+use crate::probes::revert::{RevertTimer, RevertTimerProbe};
 use crate::sources::ssh::{HostsClient, OutputChunk};
 
 /// Hosts over SSH, read only: the probes.
@@ -167,6 +168,29 @@ impl HostRead for SshHosts {
 
     fn k3s_version<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move { self.probe(host, &K3sVersionProbe).await })
+    }
+
+    fn fresh_login<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.ssh.pool().disconnect(&host.id).await;
+            self.probe(host, &ReachableProbe).await.is_ok()
+        })
+    }
+
+    fn revert_timer<'a>(
+        &'a self,
+        host: &'a Host,
+        unit: &'a str,
+    ) -> BoxFuture<'a, Result<RevertTimer>> {
+        Box::pin(async move {
+            self.probe(
+                host,
+                &RevertTimerProbe {
+                    unit: unit.to_string(),
+                },
+            )
+            .await
+        })
     }
 }
 

@@ -113,6 +113,20 @@ impl SshPool {
         }
     }
 
+    /// Close the connection of one host id (the next command logs in anew).
+    pub async fn disconnect(&self, id: &str) {
+        let conn = self.hosts.lock().ok().and_then(|h| h.get(id).cloned());
+        if let Some(c) = conn {
+            let mut s = c.session.lock().await;
+            if let Some(sess) = s.take() {
+                let _ = sess
+                    .handle
+                    .disconnect(russh::Disconnect::ByApplication, "bye", "en")
+                    .await;
+            }
+        }
+    }
+
     /// Close every connection (they reconnect on the next command).
     pub async fn disconnect_all(&self) {
         let conns: Vec<Arc<HostConn>> = match self.hosts.lock() {

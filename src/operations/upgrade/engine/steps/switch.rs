@@ -20,11 +20,7 @@ impl Runner {
         entry: &PlanEntry,
         host: &Host,
     ) -> StepOutcome {
-        let cmd = match self.s.switch {
-            SwitchMode::Remote => self.command(&self.s.switch_command.clone(), host, false),
-            SwitchMode::Local => self.command(&self.s.local_switch_command.clone(), host, true),
-        };
-        let cmd = match cmd {
+        let cmd = match self.switch_command(host) {
             Ok(c) => c,
             Err(message) => return StepOutcome::Failed { message },
         };
@@ -45,6 +41,17 @@ impl Runner {
             Err(e) => StepOutcome::Failed {
                 message: format!("`{}` failed: {e:#}", cmd.text()),
             },
+        }
+    }
+
+    /// The configured switch command for `host` (`Err`: an inventory value it cannot carry).
+    pub(in crate::operations::upgrade::engine) fn switch_command(
+        &self,
+        host: &Host,
+    ) -> Result<CommandSpec, String> {
+        match self.s.switch {
+            SwitchMode::Remote => self.command(&self.s.switch_command.clone(), host, false),
+            SwitchMode::Local => self.command(&self.s.local_switch_command.clone(), host, true),
         }
     }
 
