@@ -27,12 +27,20 @@ use crate::operations::upgrade::{
 };
 use forecast::Forecast;
 
-fn print_plan(p: &Plan, reboots: &[String]) {
+fn print_plan(p: &Plan, reboots: &[String], env: &Env) {
     println!("Upgrade plan {} (flake {}):", p.run_id, p.flake);
+    let silences =
+        crate::operations::upgrade::planned_silences(&env.config.alertmanager, &env.inventory, p);
     for (i, e) in p.entries.iter().enumerate() {
         match reboots.get(i) {
             Some(r) => println!("  {}. {} — {r}", i + 1, entry_line(e)),
             None => println!("  {}. {}", i + 1, entry_line(e)),
+        }
+        if let Some(s) = silences.get(&e.node) {
+            println!(
+                "     silenced in Alertmanager before its cordon until after its uncordon: {}",
+                s.join(", ")
+            );
         }
     }
 }
@@ -164,10 +172,11 @@ async fn dry_run(ctx: &Env, args: &UpgradeArgs, journal_dir: &std::path::Path) -
             "skipped_guards": skipped,
             "would_start": all_pass,
             "forecast": forecast,
+            "silences": crate::operations::upgrade::planned_silences(&ctx.config.alertmanager, &ctx.inventory, &the_plan),
         });
         println!("{}", serde_json::to_string(&doc)?);
     } else {
-        print_plan(&the_plan, &forecast_reboots(&forecast, &the_plan));
+        print_plan(&the_plan, &forecast_reboots(&forecast, &the_plan), ctx);
         for line in forecast::text(&forecast) {
             println!("{line}");
         }
@@ -344,7 +353,7 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand)
             Some(f) => forecast_reboots(f, &the_plan),
             None => reboot_forecast(&world.read, &ctx, &the_plan).await,
         };
-        print_plan(&the_plan, &reboots);
+        print_plan(&the_plan, &reboots, &ctx);
         if let Some(f) = &forecast {
             for line in forecast::text(f) {
                 println!("{line}");

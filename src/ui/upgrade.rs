@@ -139,6 +139,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 )),
                 Line::from(""),
             ];
+            let silences = crate::operations::upgrade::planned_silences(
+                &app.config.alertmanager,
+                &app.inventory,
+                &p.plan,
+            );
             for (i, (e, verdicts)) in p.verdicts.iter().enumerate() {
                 let ok = verdicts.iter().all(|v| v.pass);
                 out.push(Line::from(vec![
@@ -168,6 +173,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 }
                 if let Some(n) = p.forecast.as_ref().and_then(|f| f.node(&e.node)) {
                     forecast_lines(n, theme, &mut out);
+                }
+                if let Some(s) = silences.get(&e.node) {
+                    out.push(Line::from(Span::styled(
+                        format!("     silenced from its cordon to its uncordon: {}", s.join(", ")),
+                        theme.muted,
+                    )));
                 }
             }
             if let Some(f) = &p.forecast {
@@ -281,7 +292,11 @@ fn draw_run(
     let extra: usize = p
         .nodes
         .iter()
-        .map(|n| usize::from(n.waiting.is_some()) + n.verdicts.iter().filter(|g| !g.pass).count())
+        .map(|n| {
+            usize::from(n.waiting.is_some())
+                + n.verdicts.iter().filter(|g| !g.pass).count()
+                + n.silences.len()
+        })
         .sum();
     let rows = (p.nodes.len() + extra) as u16 + 4;
     let [top, bottom] = Layout::vertical([
@@ -342,6 +357,13 @@ fn draw_run(
             lines.push(Line::from(Span::styled(
                 format!("{:14} waits for {what}: {detail}", ""),
                 theme.warning,
+            )));
+        }
+        // Its Alertmanager silences, while the run keeps them alive.
+        for s in &n.silences {
+            lines.push(Line::from(Span::styled(
+                format!("{:14} silenced: {} (silence {})", "", s.matcher, s.id),
+                theme.muted,
             )));
         }
         // The guards that hold the node back, with their fix.

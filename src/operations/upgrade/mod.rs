@@ -47,7 +47,7 @@ use crate::inventory::Role;
 pub use engine::{UpgradeHandle, abandon, dry_run, start, start_sequenced};
 pub use guards::{GuardVerdict, Verdict};
 pub use live::{cordon, manual_run_id, uncordon};
-pub use plan::plan;
+pub use plan::{plan, planned_silences};
 pub use world::{
     ClusterRead, ClusterWrite, HostRead, HostWrite, ReadWorld, World, Writers, cordon_with,
     uncordon_with,
@@ -246,6 +246,18 @@ pub enum UpgradeEvent {
         node: Option<String>,
         message: String,
     },
+    /// Alertmanager silences made for a node before its cordon; the run extends them while
+    /// the node is in progress (each lasts `secs` past its last extension).
+    Silenced {
+        node: String,
+        silences: Vec<world::NodeSilence>,
+        secs: u64,
+    },
+    /// A node's silences were expired (after its uncordon).
+    SilencesExpired {
+        node: String,
+        ids: Vec<String>,
+    },
     NodeDone {
         node: String,
         outcome: NodeOutcome,
@@ -265,6 +277,8 @@ impl UpgradeEvent {
             | UpgradeEvent::GuardVerdicts { node, .. }
             | UpgradeEvent::RebootIssued { node, .. }
             | UpgradeEvent::Waiting { node, .. }
+            | UpgradeEvent::Silenced { node, .. }
+            | UpgradeEvent::SilencesExpired { node, .. }
             | UpgradeEvent::NodeDone { node, .. } => Some(node),
             UpgradeEvent::Notice { node, .. } => node.as_deref(),
             _ => None,
