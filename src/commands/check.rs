@@ -35,7 +35,11 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
         None => None,
     };
     if let Some(m) = &maintenance {
-        m.mark(&mut findings, &ctx.inventory);
+        m.mark(
+            &mut findings,
+            &ctx.inventory,
+            snapshot.cluster.data.as_deref(),
+        );
     }
     let status = Status::of(&findings);
     if args.json {

@@ -86,11 +86,33 @@ impl Maintenance {
         })
     }
 
-    /// Mark every finding about a node the run works on as expected; the number marked.
-    pub fn mark(&self, findings: &mut [Finding], inv: &crate::inventory::Inventory) -> usize {
+    /// Whether a finding is about a Longhorn volume whose only replicas not healthy (failed,
+    /// stopped, rebuilding) are on the nodes the run works on.
+    fn volume_of_ours(&self, f: &Finding, cluster: &cluster::ClusterState) -> bool {
+        let lh = &cluster.longhorn;
+        if !lh.volumes.iter().any(|v| v.name == f.subject) {
+            return false;
+        }
+        let mut unwell = lh
+            .replicas_of(&f.subject)
+            .filter(|r| !r.healthy || r.rebuilding)
+            .peekable();
+        unwell.peek().is_some() && unwell.all(|r| self.nodes.contains_key(&r.node))
+    }
+
+    /// Mark every finding about a node the run works on (and about a volume whose replicas
+    /// suffer only there) as expected; the number marked.
+    pub fn mark(
+        &self,
+        findings: &mut [Finding],
+        inv: &crate::inventory::Inventory,
+        cluster: Option<&cluster::ClusterState>,
+    ) -> usize {
         let mut n = 0;
         for f in findings.iter_mut() {
-            if f.severity > Severity::Info && self.node_of(f, inv).is_some() {
+            let ours = self.node_of(f, inv).is_some()
+                || cluster.is_some_and(|c| self.volume_of_ours(f, c));
+            if f.severity > Severity::Info && ours {
                 f.maintenance = Some(self.run_id.clone());
                 n += 1;
             }

@@ -139,11 +139,28 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 )),
                 Line::from(""),
             ];
+            // The silences, once for all nodes (the matchers' labels; `--dry-run` lists each).
             let silences = crate::operations::upgrade::planned_silences(
                 &app.config.alertmanager,
                 &app.inventory,
                 &p.plan,
             );
+            if let Some(ms) = silences.values().next() {
+                let labels: Vec<&str> = ms
+                    .iter()
+                    .map(|m| m.split(['=', '!']).next().unwrap_or(m))
+                    .collect();
+                out.insert(
+                    out.len() - 1,
+                    Line::from(Span::styled(
+                        format!(
+                            "silences: each node in Alertmanager from its cordon to its uncordon (on {})",
+                            labels.join(", ")
+                        ),
+                        theme.muted,
+                    )),
+                );
+            }
             for (i, (e, verdicts)) in p.verdicts.iter().enumerate() {
                 let ok = verdicts.iter().all(|v| v.pass);
                 out.push(Line::from(vec![
@@ -174,12 +191,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 if let Some(n) = p.forecast.as_ref().and_then(|f| f.node(&e.node)) {
                     forecast_lines(n, theme, &mut out);
                 }
-                if let Some(s) = silences.get(&e.node) {
-                    out.push(Line::from(Span::styled(
-                        format!("     silenced from its cordon to its uncordon: {}", s.join(", ")),
-                        theme.muted,
-                    )));
-                }
+
             }
             if let Some(f) = &p.forecast {
                 for sk in &f.skipped {
