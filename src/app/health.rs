@@ -177,8 +177,11 @@ pub fn items(app: &App) -> Vec<HealthItem> {
         Some(item) => out.extend(item),
         None => {
             if let Some(st) = &m.data {
-                let n = st.alerts.len();
-                let crit = st.alerts.iter().any(|a| a.severity == "critical");
+                let n = st.alerts.iter().filter(|a| !a.silenced).count();
+                let crit = st
+                    .alerts
+                    .iter()
+                    .any(|a| !a.silenced && a.severity == "critical");
                 let tone = match (n, crit) {
                     (0, _) => Tone::Ok,
                     (_, true) => Tone::Critical,

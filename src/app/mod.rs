@@ -406,8 +406,52 @@ impl App {
         Effect::Redraw
     }
 
+    /// Findings of this severity, those expected during a run left out.
     pub fn count(&self, s: model::Severity) -> usize {
-        self.findings.iter().filter(|f| f.severity == s).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity == s && !f.expected())
+            .count()
+    }
+
+    /// Findings expected during the run (about the nodes it works on).
+    pub fn expected_count(&self) -> usize {
+        self.findings.iter().filter(|f| f.expected()).count()
+    }
+
+    /// The attached upgrade run at work, as findings are judged: the node it is on now (with
+    /// its step) and every node it has cordoned. `None` when no run is attached or it ended.
+    pub fn maintenance(&self) -> Option<model::Maintenance> {
+        let p = self.upgrade.progress.as_ref()?;
+        if p.is_finished() || self.upgrade.interrupted.is_some() {
+            return None;
+        }
+        let mut nodes = std::collections::BTreeMap::new();
+        if let Some(c) = &self.snapshot.cluster.data {
+            for n in &c.nodes {
+                if n.cordoned_by_run.as_deref() == Some(p.run_id.as_str()) {
+                    nodes.insert(n.name.clone(), "in maintenance".to_string());
+                }
+            }
+        }
+        if let Some(n) = p.current() {
+            let step = n
+                .steps
+                .last()
+                .map(|s| match s.step {
+                    crate::operations::upgrade::Step::Reboot => "rebooting".to_string(),
+                    crate::operations::upgrade::Step::WaitHealthy => {
+                        "coming back after its reboot".to_string()
+                    }
+                    other => other.as_str().to_string(),
+                })
+                .unwrap_or_else(|| "in maintenance".into());
+            nodes.insert(n.node.clone(), step);
+        }
+        Some(model::Maintenance {
+            run_id: p.run_id.clone(),
+            nodes,
+        })
     }
 }
 

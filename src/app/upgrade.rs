@@ -526,7 +526,18 @@ impl App {
                     };
                     self.status = Some((format!("{what}: {e}"), Tone::Critical));
                 }
-                TaskEvent::Upgrade(e) => v.apply(&e),
+                TaskEvent::Upgrade(e) => {
+                    v.apply(&e);
+                    // What the run works on is expected: judged again on every step.
+                    if matches!(
+                        *e,
+                        crate::operations::upgrade::UpgradeEvent::StepStarted { .. }
+                            | crate::operations::upgrade::UpgradeEvent::NodeDone { .. }
+                            | crate::operations::upgrade::UpgradeEvent::RunFinished { .. }
+                    ) {
+                        self.reassess();
+                    }
+                }
                 TaskEvent::ControlSent(Control::Pause) => v.paused = true,
                 TaskEvent::ControlSent(Control::Resume) => v.paused = false,
                 TaskEvent::ControlSent(_) => {}

@@ -141,12 +141,19 @@ impl App {
 
     /// Run `assess` again; a changed result is a new generation of findings.
     pub(super) fn reassess(&mut self) {
-        let findings = crate::model::assess(
+        let mut findings = crate::model::assess(
             &self.snapshot,
             &self.inventory,
             &self.config.thresholds,
             self.now,
         );
+        if let Some(m) = self.maintenance() {
+            m.mark(
+                &mut findings,
+                &self.inventory,
+                self.snapshot.cluster.data.as_deref(),
+            );
+        }
         self.assessed_at = self.now;
         #[cfg(test)]
         self.views.assessments.set(self.views.assessments.get() + 1);

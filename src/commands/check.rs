@@ -6,12 +6,15 @@ use serde::Serialize;
 
 use crate::base::{error_chain, use_colour};
 use crate::cli::{CheckArgs, GlobalArgs};
-use crate::model::{self, Finding, Severity, Status};
+use crate::model::{self, Finding, Maintenance, Severity, Status};
 
 #[derive(Debug, Serialize)]
 pub struct Document<'a> {
     pub status: Status,
     pub findings: &'a [Finding],
+    /// The upgrade run at work (its findings are marked and left out of the status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<&'a Maintenance>,
 }
 
 /// Gather every configured source once (bounded by the timeout), assess, print, exit code.
@@ -26,9 +29,21 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
     let now = jiff::Timestamp::now();
     let mut findings = model::assess(&snapshot, &ctx.inventory, &ctx.config.thresholds, now);
     findings.extend(drift(&ctx, &snapshot, timeout).await);
+    // During an upgrade run, what is about the nodes it works on is expected.
+    let maintenance = match &snapshot.cluster.data {
+        Some(c) => crate::operations::upgrade::live::maintenance(&ctx, c, timeout).await,
+        None => None,
+    };
+    if let Some(m) = &maintenance {
+        m.mark(
+            &mut findings,
+            &ctx.inventory,
+            snapshot.cluster.data.as_deref(),
+        );
+    }
     let status = Status::of(&findings);
     if args.json {
-        println!("{}", to_json(status, &findings));
+        println!("{}", to_json(status, &findings, maintenance.as_ref()));
     } else {
         print!(
             "{}",
@@ -106,15 +121,19 @@ fn report_load_error(e: &Report, json: bool) -> u8 {
             "config",
             message,
         )];
-        println!("{}", to_json(Status::Unknown, &f));
+        println!("{}", to_json(Status::Unknown, &f, None));
     } else {
         eprintln!("error: {message}");
     }
     Status::Unknown.exit_code() as u8
 }
 
-fn to_json(status: Status, findings: &[Finding]) -> String {
-    let doc = Document { status, findings };
+fn to_json(status: Status, findings: &[Finding], maintenance: Option<&Maintenance>) -> String {
+    let doc = Document {
+        status,
+        findings,
+        maintenance,
+    };
     serde_json::to_string_pretty(&doc)
         .unwrap_or_else(|e| format!("{{\"status\":\"unknown\",\"error\":\"{e}\"}}"))
 }
@@ -141,13 +160,23 @@ pub fn to_text(status: Status, findings: &[Finding], hosts: usize, colour: bool)
         out.push_str(&paint(code, &format!("{title} ({})", group.len())));
         out.push('\n');
         for f in group {
+            let expected = match &f.maintenance {
+                Some(run) => format!(" (expected: upgrade run {run} works on it)"),
+                None => String::new(),
+            };
             out.push_str(&format!(
-                "  {:<34} {:<16} {}\n",
+                "  {:<34} {:<16} {}{expected}\n",
                 f.code, f.subject, f.message
             ));
         }
     }
-    let count = |s| findings.iter().filter(|f| f.severity == s).count();
+    let count = |s| {
+        findings
+            .iter()
+            .filter(|f| f.severity == s && !f.expected())
+            .count()
+    };
+    let expected = findings.iter().filter(|f| f.expected()).count();
     let label = match status {
         Status::Ok => paint("1;32", "OK"),
         Status::Warning => paint("1;33", "WARNING"),
@@ -155,10 +184,15 @@ pub fn to_text(status: Status, findings: &[Finding], hosts: usize, colour: bool)
         Status::Unknown => paint("1;35", "UNKNOWN"),
     };
     out.push_str(&format!(
-        "{label}: {hosts} hosts, {} critical, {} warning, {} info\n",
+        "{label}: {hosts} hosts, {} critical, {} warning, {} info{}\n",
         count(Severity::Critical),
         count(Severity::Warning),
-        count(Severity::Info)
+        count(Severity::Info),
+        if expected > 0 {
+            format!(", {expected} expected during the upgrade run")
+        } else {
+            String::new()
+        }
     ));
     out
 }
@@ -185,7 +219,8 @@ mod tests {
     #[test]
     fn json_document_shape() {
         let f = vec![Finding::new(Severity::Warning, "node.x", "n", "m")];
-        let v: serde_json::Value = serde_json::from_str(&to_json(Status::Warning, &f)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(Status::Warning, &f, None)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"status":"warning","findings":[{"severity":"warning","code":"node.x","subject":"n","message":"m"}]})

@@ -28,13 +28,21 @@ use crate::operations::upgrade::{
 };
 use forecast::Forecast;
 
-fn print_plan(p: &Plan, reboots: &[String], snap: &SnapshotPlan) {
+fn print_plan(p: &Plan, reboots: &[String], snap: &SnapshotPlan, env: &Env) {
     println!("Upgrade plan {} (flake {}):", p.run_id, p.flake);
     println!("  {}", snap.line());
+    let silences =
+        crate::operations::upgrade::planned_silences(&env.config.alertmanager, &env.inventory, p);
     for (i, e) in p.entries.iter().enumerate() {
         match reboots.get(i) {
             Some(r) => println!("  {}. {} — {r}", i + 1, entry_line(e)),
             None => println!("  {}. {}", i + 1, entry_line(e)),
+        }
+        if let Some(s) = silences.get(&e.node) {
+            println!(
+                "     silenced in Alertmanager before its cordon until after its uncordon: {}",
+                s.join(", ")
+            );
         }
     }
 }
@@ -168,10 +176,16 @@ async fn dry_run(ctx: &Env, args: &UpgradeArgs, journal_dir: &std::path::Path) -
             "skipped_guards": skipped,
             "would_start": all_pass,
             "forecast": forecast,
+            "silences": crate::operations::upgrade::planned_silences(&ctx.config.alertmanager, &ctx.inventory, &the_plan),
         });
         println!("{}", serde_json::to_string(&doc)?);
     } else {
-        print_plan(&the_plan, &forecast_reboots(&forecast, &the_plan), &snap);
+        print_plan(
+            &the_plan,
+            &forecast_reboots(&forecast, &the_plan),
+            &snap,
+            ctx,
+        );
         for line in forecast::text(&forecast) {
             println!("{line}");
         }
@@ -347,6 +361,7 @@ pub async fn run(loaded: Loaded, args: &UpgradeArgs, engine_cmd: &EngineCommand)
             &the_plan,
             &reboots,
             &snapshot_plan(&the_plan, &ctx.inventory, settings.pre_snapshot, from),
+            &ctx,
         );
         if let Some(f) = &forecast {
             for line in forecast::text(f) {

@@ -19,8 +19,9 @@ pub use self::errors::redact_url;
 pub(crate) use self::errors::{at_key, describe};
 pub use self::recovery::{RecoveryConfig, SECRETS_DIR, SecretSpec, secret_path};
 pub use self::sources::{
-    ClosureSourceKind, EtcdConfig, HttpAuth, K3S_ETCD_TLS_DIR, KubernetesConfig, LokiConfig,
-    MimirConfig, NixConfig, SshConfig,
+    AlertmanagerConfig, ClosureSourceKind, DEFAULT_SILENCE_MATCHERS, EtcdConfig, HttpAuth,
+    K3S_ETCD_TLS_DIR, KubernetesConfig, LokiConfig, MimirConfig, NixConfig, SilenceMatcher,
+    SshConfig,
 };
 pub use self::ui::{KeyOverride, Thresholds, UiConfig};
 pub use self::upgrade::{
@@ -39,6 +40,8 @@ pub struct Config {
     pub mimir: MimirConfig,
     /// Loki: recent error lines per host.
     pub loki: LokiConfig,
+    /// Alertmanager: the alerts the guard reads (silences respected), the silences of a run.
+    pub alertmanager: AlertmanagerConfig,
     /// The hosts over SSH: NixOS facts, reboot needed, hardening posture; the upgrade's switch.
     pub ssh: SshConfig,
     /// Nix and the flake: closure diffs (what an update changes).
@@ -102,7 +105,11 @@ impl Config {
     /// What serde cannot check: URL schemes, the maintenance window's form.
     fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
-        for (key, url) in [("mimir.url", &self.mimir.url), ("loki.url", &self.loki.url)] {
+        for (key, url) in [
+            ("mimir.url", &self.mimir.url),
+            ("loki.url", &self.loki.url),
+            ("alertmanager.url", &self.alertmanager.url),
+        ] {
             if let Some(u) = url
                 && !http(u)
             {
@@ -143,6 +150,18 @@ impl Config {
                     &format!(
                         "closure_source = \"sim\" needs the simulator's URL on loopback (https://127.0.0.1:PORT, written by `homeinfra-tui sim`), not \"{}\"",
                         redact_url(url)
+                    ),
+                ));
+            }
+        }
+        for m in &self.alertmanager.silence_matchers {
+            if SilenceMatcher::parse(m).is_none() {
+                return Err(at_key(
+                    path,
+                    text,
+                    "alertmanager.silence_matchers",
+                    &format!(
+                        "\"{m}\" is not a matcher: write label=\"value\" or label=~\"regex\" (!= and !~ too)"
                     ),
                 ));
             }

@@ -123,6 +123,121 @@ impl Default for MimirConfig {
     }
 }
 
+/// The default silence matchers: the node's hostname, inventory id and address on the
+/// `instance` (with an optional port), `node` and `host` labels; one silence each, since the
+/// matchers of one silence are ANDed.
+pub const DEFAULT_SILENCE_MATCHERS: [&str; 3] = [
+    r#"instance=~"{any}(:[0-9]+)?""#,
+    r#"node=~"{any}""#,
+    r#"host=~"{any}""#,
+];
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Base URL of the Alertmanager (`/api/v2/...` is appended); for Mimir's, include its
+    /// `/alertmanager` prefix. With it the alert guard reads Alertmanager's active alerts (not
+    /// silenced, not inhibited) and each node of a run is silenced while it is worked on.
+    pub url: Option<String>,
+    /// Sent as `X-Scope-OrgID`.
+    pub tenant: Option<String>,
+    #[serde(flatten)]
+    pub auth: HttpAuth,
+    /// Per-request timeout.
+    pub timeout_secs: u64,
+    /// Silence each node while a run works on it (before its cordon, until after its uncordon).
+    pub silences: bool,
+    /// One silence per entry, each one matcher: `label="value"`, `label=~"regex"` (`!=`, `!~`
+    /// too). `{hostname}`, `{id}`, `{ip}` are replaced (regex-escaped in a regex), `{any}` by
+    /// the three as alternatives.
+    pub silence_matchers: Vec<String>,
+    /// A silence ends this long after its last extension: the run extends it while the node is
+    /// in progress, so the silence of a run that died lapses by itself.
+    pub silence_secs: u64,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            tenant: None,
+            auth: HttpAuth::default(),
+            timeout_secs: 10,
+            silences: true,
+            silence_matchers: DEFAULT_SILENCE_MATCHERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            silence_secs: 900,
+        }
+    }
+}
+
+/// One Alertmanager matcher: `name`, `value`, regex or not, equal or not (as API v2 writes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SilenceMatcher {
+    pub name: String,
+    pub value: String,
+    pub is_regex: bool,
+    #[serde(default = "yes")]
+    pub is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SilenceMatcher {
+    /// Read `label="value"`, `label=~"regex"`, `label!="value"` or `label!~"regex"` (the value
+    /// quoted or not); `None` when it is none of these.
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim();
+        let i = t.find(['=', '!'])?;
+        let name = t[..i].trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        let rest = &t[i..];
+        let (is_equal, is_regex, value) = if let Some(v) = rest.strip_prefix("=~") {
+            (true, true, v)
+        } else if let Some(v) = rest.strip_prefix("!~") {
+            (false, true, v)
+        } else if let Some(v) = rest.strip_prefix("!=") {
+            (false, false, v)
+        } else if let Some(v) = rest.strip_prefix('=') {
+            (true, false, v)
+        } else {
+            return None;
+        };
+        let v = value.trim();
+        let v = match v.strip_prefix('"') {
+            Some(inner) => inner.strip_suffix('"')?.replace("\\\\", "\\"),
+            None => v.to_string(),
+        };
+        if v.is_empty() {
+            return None;
+        }
+        Some(Self {
+            name: name.to_string(),
+            value: v,
+            is_regex,
+            is_equal,
+        })
+    }
+
+    /// As Alertmanager shows it: `instance=~"node3(:[0-9]+)?"`.
+    pub fn text(&self) -> String {
+        let op = match (self.is_equal, self.is_regex) {
+            (true, false) => "=",
+            (true, true) => "=~",
+            (false, false) => "!=",
+            (false, true) => "!~",
+        };
+        format!("{}{op}\"{}\"", self.name, self.value)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LokiConfig {

@@ -78,6 +78,9 @@ pub struct Alert {
     pub host: Option<String>,
     /// All labels but `__name__`, `alertname`, `alertstate`.
     pub labels: BTreeMap<String, String>,
+    /// Silenced or inhibited in Alertmanager (only known with `[alertmanager] url`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub silenced: bool,
 }
 
 /// Everything one Mimir refresh produced.

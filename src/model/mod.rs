@@ -55,6 +55,70 @@ pub struct Finding {
     pub subject: String,
     /// A sentence a human understands.
     pub message: String,
+    /// Expected: it is about a node the upgrade run with this id is working on. Left out of
+    /// the status (and `check`'s exit code); drawn calm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
+}
+
+/// A run at work, as findings are judged: its id and, per node it works on (by node name),
+/// what it does there (`rebooting`, `in maintenance`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Maintenance {
+    pub run_id: String,
+    pub nodes: std::collections::BTreeMap<String, String>,
+}
+
+impl Maintenance {
+    /// The node (by name) a finding is about, when the run works on it: its subject is the
+    /// node's name, its host's inventory id, or its etcd member (`<hostname>-<hex>`).
+    pub fn node_of(&self, f: &Finding, inv: &crate::inventory::Inventory) -> Option<&str> {
+        self.nodes.keys().map(String::as_str).find(|node| {
+            let id = inv.by_name(node).map(|h| h.id.as_str());
+            f.subject == *node
+                || Some(f.subject.as_str()) == id
+                || f.subject
+                    .strip_prefix(*node)
+                    .and_then(|r| r.strip_prefix('-'))
+                    .is_some_and(|hex| {
+                        !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    })
+        })
+    }
+
+    /// Whether a finding is about a Longhorn volume whose only replicas not healthy (failed,
+    /// stopped, rebuilding) are on the nodes the run works on.
+    fn volume_of_ours(&self, f: &Finding, cluster: &cluster::ClusterState) -> bool {
+        let lh = &cluster.longhorn;
+        if !lh.volumes.iter().any(|v| v.name == f.subject) {
+            return false;
+        }
+        let mut unwell = lh
+            .replicas_of(&f.subject)
+            .filter(|r| !r.healthy || r.rebuilding)
+            .peekable();
+        unwell.peek().is_some() && unwell.all(|r| self.nodes.contains_key(&r.node))
+    }
+
+    /// Mark every finding about a node the run works on (and about a volume whose replicas
+    /// suffer only there) as expected; the number marked.
+    pub fn mark(
+        &self,
+        findings: &mut [Finding],
+        inv: &crate::inventory::Inventory,
+        cluster: Option<&cluster::ClusterState>,
+    ) -> usize {
+        let mut n = 0;
+        for f in findings.iter_mut() {
+            let ours = self.node_of(f, inv).is_some()
+                || cluster.is_some_and(|c| self.volume_of_ours(f, c));
+            if f.severity > Severity::Info && ours {
+                f.maintenance = Some(self.run_id.clone());
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 impl Finding {
@@ -69,7 +133,13 @@ impl Finding {
             code: code.into(),
             subject: subject.into(),
             message: message.into(),
+            maintenance: None,
         }
+    }
+
+    /// Expected during a run (see [`Maintenance`]).
+    pub fn expected(&self) -> bool {
+        self.maintenance.is_some()
     }
 
     /// The area: the code's first part.
@@ -113,6 +183,9 @@ impl Status {
     /// warning) that kept us from checking makes the status unknown unless something is known
     /// to be critical.
     pub fn of(findings: &[Finding]) -> Status {
+        // Findings expected during a run do not count.
+        let counted: Vec<&Finding> = findings.iter().filter(|f| !f.expected()).collect();
+        let findings = counted.as_slice();
         let worst = findings.iter().map(|f| f.severity).max();
         let unchecked = findings
             .iter()

@@ -28,7 +28,15 @@ use serde_json::{Value, json};
 use super::sync::lock;
 
 /// Every face that takes a fault, by the name the scenarios use.
-pub const FACES: &[&str] = &["kubernetes", "longhorn", "etcd", "mimir", "loki", "ssh"];
+pub const FACES: &[&str] = &[
+    "kubernetes",
+    "longhorn",
+    "etcd",
+    "mimir",
+    "loki",
+    "alertmanager",
+    "ssh",
+];
 
 /// The fault kinds, by scenario name.
 pub const KINDS: &[&str] = &["hang", "garbage", "http-500", "slow", "flap"];

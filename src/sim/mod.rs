@@ -26,6 +26,7 @@
 //!   links and `nix path-info -S --json` (`api::nix`). The config `sim` writes says
 //!   `[nix] closure_source = "sim"`, so the app diffs closures without nix.
 
+pub mod alertmanager;
 pub mod api;
 pub mod build;
 pub mod etcd;
@@ -245,6 +246,12 @@ pub fn config_text(
         c.mimir.tenant = Some("homelab".into());
         c.loki.url = Some(loki.to_string());
         c.loki.tenant = Some("homelab".into());
+        // The Alertmanager face on the same port as Mimir's, as Mimir serves it.
+        c.alertmanager.url = Some(format!(
+            "{}/alertmanager",
+            mimir.trim_end_matches('/').trim_end_matches("/prometheus")
+        ));
+        c.alertmanager.tenant = Some("homelab".into());
     }
     // Closures come from the simulator's store (its control API): no nix needed.
     c.nix.closure_source = crate::config::ClosureSourceKind::Sim;

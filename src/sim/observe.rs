@@ -1,4 +1,4 @@
-//! The simulator's Mimir (Prometheus query API) and Loki faces on one loopback port, following
+//! The simulator's Mimir (Prometheus query API), Loki and Alertmanager faces on one loopback port, following
 //! the world's state (down hosts, stopped etcd members, slow disks).
 
 use std::collections::BTreeSet;
@@ -14,6 +14,8 @@ pub struct Faces {
     pub mimir_url: String,
     /// `http://127.0.0.1:PORT`
     pub loki_url: String,
+    /// `http://127.0.0.1:PORT/alertmanager`
+    pub alertmanager_url: String,
     pub metrics: Arc<super::promql::Generator>,
     pub logs: Arc<super::loki::LogGenerator>,
 }
@@ -37,9 +39,11 @@ pub async fn start(world: Arc<super::World>, stop: CancellationToken) -> Result<
         logs.clone(),
         stop.clone(),
     ));
+    let am = super::alertmanager::AlertmanagerFace::new(metrics.clone()).router();
     let faults = world.face_faults.clone();
     let app = super::faults::guard(prom, faults.clone(), "mimir")
-        .merge(super::faults::guard(loki, faults, "loki"));
+        .merge(super::faults::guard(loki, faults.clone(), "loki"))
+        .merge(super::faults::guard(am, faults, "alertmanager"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -48,6 +52,7 @@ pub async fn start(world: Arc<super::World>, stop: CancellationToken) -> Result<
     Ok(Faces {
         mimir_url: format!("http://{addr}/prometheus"),
         loki_url: format!("http://{addr}"),
+        alertmanager_url: format!("http://{addr}/alertmanager"),
         metrics,
         logs,
     })

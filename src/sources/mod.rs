@@ -1,6 +1,7 @@
 //! Data sources: async tasks that own their connections, back off on failure and send
 //! `Update` messages to the one inbox. Nothing here draws.
 
+pub mod alertmanager;
 pub mod etcd;
 pub mod http;
 pub mod kubernetes;
@@ -150,7 +151,12 @@ pub fn spawn_all(ctx: &crate::base::Env, tx: UpdateTx) -> Sources {
     }
     let inv = Arc::new(ctx.inventory.clone());
     if snap.mimir.status.configured {
-        sources.mimir = Some(mimir::spawn(cfg.mimir.clone(), inv.clone(), tx.clone()));
+        sources.mimir = Some(mimir::spawn_with(
+            cfg.mimir.clone(),
+            Some(cfg.alertmanager.clone()),
+            inv.clone(),
+            tx.clone(),
+        ));
     }
     if snap.loki.status.configured {
         sources.loki = Some(loki::spawn(cfg.loki.clone(), inv, tx));
@@ -192,7 +198,10 @@ pub async fn gather_once(
         if !snap.mimir.status.configured {
             return None;
         }
-        Some(mimir::gather_once(&cfg.mimir, &ctx.inventory, timeout).await)
+        Some(
+            mimir::gather_once_with(&cfg.mimir, Some(&cfg.alertmanager), &ctx.inventory, timeout)
+                .await,
+        )
     };
     let logs = async {
         if !snap.loki.status.configured {

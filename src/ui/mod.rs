@@ -216,6 +216,13 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         format!("▲ {warn} warning"),
         count_style(warn, theme.warning),
     ));
+    let expected = app.expected_count();
+    if expected > 0 {
+        left.push(Span::styled(
+            format!("  ◌ {expected} expected"),
+            theme.header.patch(theme.muted),
+        ));
+    }
     if let Some(sum) = app.upgrade.summary() {
         left.push(Span::styled("  │ ", theme.header));
         left.push(Span::styled(format!(" {sum} "), theme.badge));

@@ -158,6 +158,28 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 ]),
                 Line::from(""),
             ];
+            // The silences, once for all nodes (the matchers' labels; `--dry-run` lists each).
+            let silences = crate::operations::upgrade::planned_silences(
+                &app.config.alertmanager,
+                &app.inventory,
+                &p.plan,
+            );
+            if let Some(ms) = silences.values().next() {
+                let labels: Vec<&str> = ms
+                    .iter()
+                    .map(|m| m.split(['=', '!']).next().unwrap_or(m))
+                    .collect();
+                out.insert(
+                    out.len() - 1,
+                    Line::from(Span::styled(
+                        format!(
+                            "silences: each node in Alertmanager from its cordon to its uncordon (on {})",
+                            labels.join(", ")
+                        ),
+                        theme.muted,
+                    )),
+                );
+            }
             for (i, (e, verdicts)) in p.verdicts.iter().enumerate() {
                 let ok = verdicts.iter().all(|v| v.pass);
                 out.push(Line::from(vec![
@@ -188,6 +210,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 if let Some(n) = p.forecast.as_ref().and_then(|f| f.node(&e.node)) {
                     forecast_lines(n, theme, &mut out);
                 }
+
             }
             if let Some(f) = &p.forecast {
                 for sk in &f.skipped {
@@ -300,7 +323,11 @@ fn draw_run(
     let extra: usize = p
         .nodes
         .iter()
-        .map(|n| usize::from(n.waiting.is_some()) + n.verdicts.iter().filter(|g| !g.pass).count())
+        .map(|n| {
+            usize::from(n.waiting.is_some())
+                + n.verdicts.iter().filter(|g| !g.pass).count()
+                + n.silences.len()
+        })
         .sum();
     let snap_rows = p.snapshot.as_ref().map_or(0, |s| {
         1 + usize::from(matches!(s.state, StepState::Failed { .. }))
@@ -394,6 +421,13 @@ fn draw_run(
             lines.push(Line::from(Span::styled(
                 format!("{:14} waits for {what}: {detail}", ""),
                 theme.warning,
+            )));
+        }
+        // Its Alertmanager silences, while the run keeps them alive.
+        for s in &n.silences {
+            lines.push(Line::from(Span::styled(
+                format!("{:14} silenced: {} (silence {})", "", s.matcher, s.id),
+                theme.muted,
             )));
         }
         // The guards that hold the node back, with their fix.

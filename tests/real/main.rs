@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alertmanager_real;
 mod etcd_real;
 mod metrics_honesty;
 mod metrics_own_prometheus;

@@ -183,3 +183,89 @@ async fn scenarios_in_the_dashboard() {
         h.shutdown().await;
     }
 }
+
+/// During an upgrade run (its Lease held, a node cordoned by it and rebooting), `check --json`
+/// marks every finding about that node with the run's id and leaves them out of the exit
+/// code, which follows the other findings only (here the slow disk's warning); once the lock is
+/// gone, nothing is marked any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_marks_the_findings_of_the_node_a_run_works_on() {
+    use homeinfra_tui::operations::upgrade::live::{KubeCluster, KubeWriter};
+    use homeinfra_tui::operations::upgrade::lock;
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let h = common::sim::start_in(&["slow-disk"], 1.0, &dir.path().join("sim")).await;
+    let env = common::sim::env(&h);
+    let cluster = KubeCluster::new(&env.config.kubernetes).await.unwrap();
+    let writes = homeinfra_tui::testing::writes();
+    let writer = KubeWriter::new(&writes, cluster.client().clone());
+    let run_id = "20261201-m14-maintenance";
+    let held = lock::acquire(
+        &cluster,
+        &writer,
+        &lock::holder_identity(run_id),
+        run_id,
+        Duration::from_secs(300),
+        jiff::Timestamp::now(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(held, lock::Acquire::Acquired(_)), "{held:?}");
+    use homeinfra_tui::operations::upgrade::world::ClusterWrite as _;
+    writer.cordon("node4", run_id).await.unwrap();
+    h.world().reboot("node4").unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (exit, doc) = common::sim::check_json(&h, dir.path()).await;
+    let findings = doc["findings"].as_array().unwrap();
+    let about_node4 = |f: &&serde_json::Value| {
+        let s = f["subject"].as_str().unwrap_or("");
+        s == "node4" || s == "instance_4" || s.starts_with("node4-")
+    };
+    let ours: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(about_node4)
+        .filter(|f| f["severity"] != "info")
+        .collect();
+    assert!(
+        ours.iter().any(|f| f["severity"] == "critical"),
+        "the rebooting node has critical findings: {doc:#}"
+    );
+    for f in &ours {
+        assert_eq!(f["maintenance"], run_id, "{f}");
+    }
+    let others: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(|f| f.get("maintenance").is_none() && f["severity"] != "info")
+        .collect();
+    assert!(
+        others.iter().all(|f| !about_node4(f)),
+        "nothing about node4 is left unmarked: {doc:#}"
+    );
+    assert!(
+        others.iter().any(|f| f["code"] == "etcd.wal_fsync_slow"),
+        "another node's finding stays what it is: {doc:#}"
+    );
+    assert!(
+        others.iter().all(|f| f["severity"] != "critical"),
+        "{doc:#}"
+    );
+    assert_eq!(exit, 1, "the exit follows the other findings only: {doc:#}");
+    assert_eq!(doc["status"], "warning");
+    assert_eq!(doc["maintenance"]["run_id"], run_id);
+
+    // The lock goes: the marking ends.
+    lock::release(&cluster, &writer, run_id).await.unwrap();
+    let (_, doc) = common::sim::check_json(&h, dir.path()).await;
+    assert!(doc.get("maintenance").is_none(), "{doc:#}");
+    assert!(
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f.get("maintenance").is_none()),
+        "{doc:#}"
+    );
+    h.shutdown().await;
+}

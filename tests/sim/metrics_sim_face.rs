@@ -250,3 +250,74 @@ async fn gather_once_for_check() {
     assert!(s.status.configured && s.data.is_none());
     assert!(s.status.error.unwrap().message.contains("refused"));
 }
+
+/// The simulator's Alertmanager face with our own client: the world's alerts (the slow-disk
+/// knob's), a silence that mutes one (the alert says by which), `silenced=false` leaving it
+/// out (what the alert guard reads), an extension in place (same id), and an expiry; the Mimir
+/// client's alert list, taken from Alertmanager, marks the silenced alert as such.
+#[tokio::test]
+async fn alertmanager_face_honours_silences() {
+    use homeinfra_tui::config::{AlertmanagerConfig, SilenceMatcher};
+    use homeinfra_tui::sim::alertmanager::AlertmanagerFace;
+    use homeinfra_tui::sources::alertmanager::Alertmanager;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let inv = inv();
+    let (generator, prom) = promql::for_inventory(&inv);
+    generator.update(|c| c.slow_disk = Some("instance_2".into()));
+    let app = prom.merge(AlertmanagerFace::new(generator.clone()).router());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let cfg = AlertmanagerConfig {
+        url: Some(format!("http://{addr}/alertmanager")),
+        ..Default::default()
+    };
+    let am = Alertmanager::new(&cfg).unwrap();
+    let all = am.alerts(false).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].name(), "EtcdHighFsyncDurations");
+    assert_eq!(all[0].subject(), "192.0.2.12:2381");
+
+    let m = SilenceMatcher::parse(r#"instance=~"192\.0\.2\.12(:[0-9]+)?""#).unwrap();
+    let ends = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+    let id = am.create_silence(&[m], ends, "test").await.unwrap();
+    assert!(
+        am.alerts(false).await.unwrap().is_empty(),
+        "silenced: left out"
+    );
+    let muted = am.alerts(true).await.unwrap();
+    assert_eq!(muted[0].silenced_by, vec![id.clone()]);
+    let s = am.silence(&id).await.unwrap().unwrap();
+    assert_eq!(s.status.state, "active");
+
+    // The Mimir client's list comes from Alertmanager and marks it.
+    let mimir = Mimir::new(&MimirConfig {
+        url: Some(format!("http://{addr}/prometheus")),
+        ..Default::default()
+    })
+    .unwrap()
+    .with_alertmanager(Some(am.clone()));
+    let st = mimir
+        .refresh(&inv, jiff::Timestamp::now().as_second())
+        .await
+        .unwrap();
+    assert_eq!(st.alerts.len(), 1);
+    assert!(st.alerts[0].silenced, "{:?}", st.alerts);
+    assert_eq!(st.alerts[0].host.as_deref(), Some("instance_2"));
+
+    // Extended in place: same id, later end.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120);
+    assert_eq!(am.extend(&id, later, "test").await.unwrap(), id);
+    let s2 = am.silence(&id).await.unwrap().unwrap();
+    assert!(s2.ends_at > s.ends_at, "{} vs {}", s2.ends_at, s.ends_at);
+
+    am.expire(&id).await.unwrap();
+    assert_eq!(
+        am.silence(&id).await.unwrap().unwrap().status.state,
+        "expired"
+    );
+    assert_eq!(am.alerts(false).await.unwrap().len(), 1, "firing again");
+    // Unknown silences: expiring them is no error, reading them says none.
+    am.expire("no-such-id").await.unwrap();
+    assert!(am.silence("no-such-id").await.unwrap().is_none());
+}

@@ -367,18 +367,44 @@ pub fn subject_name(app: &App, subject: &str) -> String {
 }
 
 fn findings(app: &App) -> Table {
+    let maintenance = app.maintenance();
     let rows = app
         .findings
         .iter()
-        .map(|f| Row {
-            key: finding_key(f),
-            aliases: vec![],
-            cells: vec![
-                Cell::toned(f.severity.as_str(), f.severity.into()),
-                Cell::new(&f.code),
-                Cell::new(subject_name(app, &f.subject)),
-                Cell::new(&f.message),
-            ],
+        .map(|f| {
+            // Expected during the run: calm, with what the run does there.
+            let (sev, msg) = match (&f.maintenance, &maintenance) {
+                (Some(run), m) => {
+                    let doing = m
+                        .as_ref()
+                        .and_then(|m| {
+                            let node = m.node_of(f, &app.inventory)?;
+                            Some(format!("{node}: {}", m.nodes.get(node)?))
+                        })
+                        .unwrap_or_else(|| "in maintenance".into());
+                    (
+                        Cell::toned("expected", crate::app::Tone::Muted),
+                        Cell::toned(
+                            format!("{doing} — upgrade {run}: {}", f.message),
+                            crate::app::Tone::Muted,
+                        ),
+                    )
+                }
+                (None, _) => (
+                    Cell::toned(f.severity.as_str(), f.severity.into()),
+                    Cell::new(&f.message),
+                ),
+            };
+            Row {
+                key: finding_key(f),
+                aliases: vec![],
+                cells: vec![
+                    sev,
+                    Cell::new(&f.code),
+                    Cell::new(subject_name(app, &f.subject)),
+                    msg,
+                ],
+            }
         })
         .collect();
     Table {

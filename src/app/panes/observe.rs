@@ -107,12 +107,24 @@ pub(super) fn metrics(app: &App) -> Table {
                 .collect()
         })
         .unwrap_or_default();
-    let firing = m.data.as_ref().map_or(0, |s| s.alerts.len());
+    let firing = m
+        .data
+        .as_ref()
+        .map_or(0, |s| s.alerts.iter().filter(|a| !a.silenced).count());
+    let silenced = m
+        .data
+        .as_ref()
+        .map_or(0, |s| s.alerts.iter().filter(|a| a.silenced).count());
     let subtitle = m.data.as_ref().map(|_| {
-        if firing == 0 {
-            ("no alerts firing".to_string(), Tone::Ok)
+        let muted = if silenced > 0 {
+            format!(", {silenced} silenced")
         } else {
-            (format!("{firing} alert(s) firing"), Tone::Critical)
+            String::new()
+        };
+        if firing == 0 {
+            (format!("no alerts firing{muted}"), Tone::Ok)
+        } else {
+            (format!("{firing} alert(s) firing{muted}"), Tone::Critical)
         }
     });
     Table {

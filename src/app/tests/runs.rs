@@ -345,3 +345,63 @@ fn the_health_column_shows_the_node_the_run_reboots() {
     );
     assert!(screen.contains("node2-91c0 down"), "{screen}");
 }
+
+/// While an attached run works on a node, the findings about it are expected: counted apart in
+/// the header, drawn calm with the step and the run; another host's stay what they are; when
+/// the run ends the marking ends.
+#[test]
+fn findings_about_the_node_a_run_works_on_are_expected() {
+    use crate::sources::Update;
+    let mut a = discovering();
+    let run = attached(&mut a);
+    for id in ["satellite_1", "instance_1"] {
+        a.update(Msg::Update(Update::Host {
+            id: id.into(),
+            result: Err("connection refused".into()),
+        }));
+    }
+    let ours: Vec<&Finding> = a
+        .findings
+        .iter()
+        .filter(|f| f.subject == "satellite_1")
+        .collect();
+    assert!(!ours.is_empty(), "{:?}", a.findings);
+    assert!(
+        ours.iter()
+            .all(|f| f.maintenance.as_deref() == Some("20261201-120000-abcd")),
+        "{ours:?}"
+    );
+    assert!(
+        a.findings
+            .iter()
+            .filter(|f| f.subject == "instance_1")
+            .all(|f| f.maintenance.is_none())
+    );
+    assert!(a.expected_count() >= 1);
+    let counted =
+        a.count(crate::model::Severity::Critical) + a.count(crate::model::Severity::Warning);
+    assert!(counted >= 1, "instance_1's findings still count");
+    let t = panes::table(&a, Pane::Findings);
+    let row = t
+        .rows
+        .iter()
+        .find(|r| r.key.contains("satellite_1"))
+        .expect("its row");
+    assert_eq!(row.cells[0].text, "expected");
+    assert!(
+        row.cells[3]
+            .text
+            .starts_with("sat1: drain — upgrade 20261201-120000-abcd"),
+        "{}",
+        row.cells[3].text
+    );
+    // The run ends: nothing is expected any more.
+    reply(
+        &mut a,
+        run,
+        TaskEvent::Upgrade(Box::new(UpgradeEvent::RunFinished {
+            outcome: crate::operations::upgrade::RunOutcome::Completed,
+        })),
+    );
+    assert_eq!(a.expected_count(), 0);
+}

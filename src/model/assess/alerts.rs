@@ -10,6 +10,7 @@ pub fn alert_findings(state: &MetricsState) -> Vec<Finding> {
         .iter()
         .map(|a| {
             let severity = match a.severity.as_str() {
+                _ if a.silenced => Severity::Info,
                 "critical" | "page" | "error" | "high" => Severity::Critical,
                 "warning" | "warn" | "medium" => Severity::Warning,
                 _ => Severity::Info,
@@ -30,7 +31,11 @@ pub fn alert_findings(state: &MetricsState) -> Vec<Finding> {
                 severity,
                 format!("alert.{}", a.name),
                 subject,
-                format!("alert {} firing [{sev}]{detail}", a.name),
+                if a.silenced {
+                    format!("alert {} firing [{sev}]{detail} — silenced", a.name)
+                } else {
+                    format!("alert {} firing [{sev}]{detail}", a.name)
+                },
             )
         })
         .collect()

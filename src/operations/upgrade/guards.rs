@@ -656,8 +656,8 @@ fn alerts(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
             out.push(GuardVerdict::cannot_verify(
                 "alert-firing",
                 "alerts",
-                "no metrics backend is configured ([mimir] url): firing alerts cannot be seen",
-                "set [mimir] url (and tenant, credentials), or add \"alerts\" to [upgrade] skip_guards",
+                "no metrics backend is configured ([mimir] url, [alertmanager] url): firing alerts cannot be seen",
+                "set [alertmanager] url or [mimir] url (and tenant, credentials), or add \"alerts\" to [upgrade] skip_guards",
             ));
             return;
         }
@@ -674,7 +674,7 @@ fn alerts(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
                     "alert-firing",
                     "alerts",
                     e,
-                    "check [mimir] url, tenant and credentials (`homeinfra-tui check`)",
+                    "check [alertmanager] (or [mimir]) url, tenant and credentials (`homeinfra-tui check`)",
                 ));
                 return;
             }

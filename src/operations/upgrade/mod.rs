@@ -48,7 +48,7 @@ use crate::inventory::Role;
 pub use engine::{UpgradeHandle, abandon, dry_run, start, start_sequenced};
 pub use guards::{GuardVerdict, Verdict};
 pub use live::{cordon, manual_run_id, uncordon};
-pub use plan::plan;
+pub use plan::{plan, planned_silences};
 pub use world::{
     ClusterRead, ClusterWrite, HostRead, HostWrite, ReadWorld, World, Writers, cordon_with,
     uncordon_with,
@@ -263,6 +263,18 @@ pub enum UpgradeEvent {
         node: Option<String>,
         message: String,
     },
+    /// Alertmanager silences made for a node before its cordon; the run extends them while
+    /// the node is in progress (each lasts `secs` past its last extension).
+    Silenced {
+        node: String,
+        silences: Vec<world::NodeSilence>,
+        secs: u64,
+    },
+    /// A node's silences were expired (after its uncordon).
+    SilencesExpired {
+        node: String,
+        ids: Vec<String>,
+    },
     NodeDone {
         node: String,
         outcome: NodeOutcome,
@@ -303,6 +315,8 @@ impl UpgradeEvent {
             | UpgradeEvent::RebootIssued { node, .. }
             | UpgradeEvent::RevertArmed { node, .. }
             | UpgradeEvent::Waiting { node, .. }
+            | UpgradeEvent::Silenced { node, .. }
+            | UpgradeEvent::SilencesExpired { node, .. }
             | UpgradeEvent::NodeDone { node, .. } => Some(node),
             // The snapshot is the run's step, not the server's.
             UpgradeEvent::Notice { node, .. } => node.as_deref(),

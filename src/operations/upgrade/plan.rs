@@ -79,3 +79,26 @@ pub fn plan(
             .collect(),
     })
 }
+
+/// Per node of `p`, the matchers of the Alertmanager silences a run makes for it before its
+/// cordon (one silence each); empty without `[alertmanager] url` or with `silences = false`.
+pub fn planned_silences(
+    cfg: &crate::config::AlertmanagerConfig,
+    inv: &Inventory,
+    p: &Plan,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    if cfg.url.is_none() || !cfg.silences {
+        return Default::default();
+    }
+    p.entries
+        .iter()
+        .filter_map(|e| {
+            let h = inv.host(&e.host)?;
+            let m = crate::sources::alertmanager::host_silences(&cfg.silence_matchers, h)
+                .iter()
+                .map(|m| m.text())
+                .collect();
+            Some((e.node.clone(), m))
+        })
+        .collect()
+}

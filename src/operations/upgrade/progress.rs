@@ -51,6 +51,10 @@ pub struct NodeProgress {
     pub waiting: Option<(String, String)>,
     pub output: Ring<String>,
     pub notices: Vec<String>,
+    /// Its Alertmanager silences (while the run keeps them).
+    pub silences: Vec<super::world::NodeSilence>,
+    /// Its silences were expired (after its uncordon).
+    pub silences_expired: bool,
 }
 
 /// The run's etcd snapshot before its first control plane, as a step of its own.
@@ -102,6 +106,8 @@ impl RunProgress {
                     waiting: None,
                     output: Ring::new(OUTPUT_LINES),
                     notices: Vec::new(),
+                    silences: Vec::new(),
+                    silences_expired: false,
                 })
                 .collect(),
             outcome: None,
@@ -233,6 +239,18 @@ impl RunProgress {
                 }
                 None => self.notices.push(message.clone()),
             },
+            UpgradeEvent::Silenced { node, silences, .. } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.silences = silences.clone();
+                    n.silences_expired = false;
+                }
+            }
+            UpgradeEvent::SilencesExpired { node, .. } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.silences.clear();
+                    n.silences_expired = true;
+                }
+            }
             UpgradeEvent::NodeDone { node, outcome } => {
                 if let Some(n) = self.node_mut(node) {
                     n.waiting = None;

@@ -84,6 +84,23 @@ pub fn format_event(e: &UpgradeEvent) -> String {
             Some(n) => format!("[{n}] note: {message}"),
             None => format!("note: {message}"),
         },
+        UpgradeEvent::Silenced {
+            node,
+            silences,
+            secs,
+        } => {
+            let mut s = format!(
+                "[{node}] silenced in Alertmanager ({} silence(s), extended while in progress, each lapses {secs}s after its last extension)",
+                silences.len()
+            );
+            for x in silences {
+                s.push_str(&format!("\n[{node}]   silence {} {}", x.id, x.matcher));
+            }
+            s
+        }
+        UpgradeEvent::SilencesExpired { node, ids } => {
+            format!("[{node}] silences expired: {}", ids.join(", "))
+        }
         UpgradeEvent::NodeDone { node, outcome } => match outcome {
             NodeOutcome::Upgraded => format!("[{node}] done: upgraded"),
             NodeOutcome::Skipped { reason } => format!("[{node}] done: skipped ({reason})"),

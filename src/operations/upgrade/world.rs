@@ -229,6 +229,35 @@ pub trait HostWrite: Send + Sync {
     fn reboot<'a>(&'a self, host: &'a Host, command: &'a str) -> BoxFuture<'a, Result<()>>;
 }
 
+/// One Alertmanager silence a run made for a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSilence {
+    pub id: String,
+    /// Its matcher, as Alertmanager shows it (`instance=~"node3(:[0-9]+)?"`).
+    pub matcher: String,
+}
+
+/// Alertmanager silences, as a run makes them: short-lived, extended while the node is in
+/// progress, expired after. The real one (`live::AmSilencer`) is built only from a [`Writes`].
+pub trait SilenceWrite: Send + Sync {
+    /// The matchers `host`'s silences have (one silence each).
+    fn matchers(&self, host: &Host) -> Vec<String>;
+    /// How long a silence lasts from its creation or last extension.
+    fn duration(&self) -> Duration;
+    /// Create `host`'s silences, ending [`Self::duration`] from now.
+    fn create<'a>(
+        &'a self,
+        host: &'a Host,
+        comment: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodeSilence>, String>>;
+    /// Move a silence's end to [`Self::duration`] from now; its id afterwards (a new one when
+    /// Alertmanager had to replace it).
+    fn extend<'a>(&'a self, id: &'a str, comment: &'a str)
+    -> BoxFuture<'a, Result<String, String>>;
+    /// End a silence now.
+    fn expire<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), String>>;
+}
+
 /// A firing alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
@@ -307,6 +336,8 @@ pub struct ReadWorld {
 pub struct Writers {
     pub cluster: Arc<dyn ClusterWrite>,
     pub hosts: Arc<dyn HostWrite>,
+    /// Alertmanager silences (`None`: no `[alertmanager] url`, or silences off).
+    pub silences: Option<Arc<dyn SilenceWrite>>,
     writes: Writes,
 }
 
@@ -316,8 +347,15 @@ impl Writers {
         Self {
             cluster,
             hosts,
+            silences: None,
             writes: writes.clone(),
         }
+    }
+
+    /// With silences for each node a run works on.
+    pub fn with_silences(mut self, s: Option<Arc<dyn SilenceWrite>>) -> Self {
+        self.silences = s;
+        self
     }
 
     /// The capability these writers were built from (for the journal).

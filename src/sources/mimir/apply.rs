@@ -112,6 +112,7 @@ pub fn apply(
                         .unwrap_or_default(),
                     host: index.host_of(v.metric(), host_label).map(str::to_string),
                     labels,
+                    silenced: false,
                 });
             }
             state

@@ -26,6 +26,7 @@ pub use self::hosts::{HostIndex, strip_port};
 pub use self::queries::{
     DEFAULT_QUERIES, QueryDef, QueryKind, RANGE_SECS, STEP_SECS, effective_queries,
 };
+use super::alertmanager::Alertmanager;
 use super::http::{http_client, url_origin};
 use super::refresh::{self, Backoff, RefreshHandle};
 use super::{Update, UpdateTx};
@@ -41,6 +42,8 @@ pub struct Mimir {
     origin: String,
     queries: Arc<Vec<(QueryDef, String)>>,
     host_label: String,
+    /// With `[alertmanager] url`: the alert list comes from it (silenced ones marked).
+    alertmanager: Option<Alertmanager>,
 }
 
 impl std::fmt::Debug for Mimir {
@@ -79,7 +82,15 @@ impl Mimir {
             origin: url_origin(url),
             queries: Arc::new(effective_queries(cfg)?),
             host_label: cfg.host_label.clone(),
+            alertmanager: None,
         })
+    }
+
+    /// Take the alert list from Alertmanager (every alert it holds, silenced and inhibited ones
+    /// marked) instead of Prometheus's `ALERTS`.
+    pub fn with_alertmanager(mut self, am: Option<Alertmanager>) -> Self {
+        self.alertmanager = am;
+        self
     }
 
     /// The effective queries: defaults with the overrides applied.
@@ -216,6 +227,34 @@ impl Mimir {
             return Err(e.message());
         }
         state.unmapped = unmapped.into_iter().collect();
+        if let Some(am) = &self.alertmanager {
+            match am.alerts(true).await {
+                Ok(list) => {
+                    state.query_errors.remove("alerts");
+                    state.alerts = list
+                        .into_iter()
+                        .map(|a| {
+                            let labels: std::collections::HashMap<String, String> =
+                                a.labels.clone().into_iter().collect();
+                            crate::model::metrics::Alert {
+                                name: a.name().to_string(),
+                                severity: a.severity(),
+                                host: index.host_of(&labels, &self.host_label).map(str::to_string),
+                                silenced: a.muted(),
+                                labels: a
+                                    .labels
+                                    .into_iter()
+                                    .filter(|(k, _)| k != "alertname")
+                                    .collect(),
+                            }
+                        })
+                        .collect();
+                }
+                Err(e) => {
+                    state.query_errors.insert("alerts".into(), e);
+                }
+            }
+        }
         Ok(state)
     }
 }
@@ -240,9 +279,31 @@ fn unix_now() -> i64 {
 /// Run the Mimir source: one refresh every `refresh_secs` (backing off up to 4× on failure),
 /// each sending `Update::Metrics`. A config problem is sent once as an error and ends the task.
 pub fn spawn(cfg: MimirConfig, inv: Arc<Inventory>, tx: UpdateTx) -> MimirHandle {
+    spawn_with(cfg, None, inv, tx)
+}
+
+/// [`spawn`], the alert list from Alertmanager when `am` is given (`[alertmanager]`).
+pub fn spawn_with(
+    cfg: MimirConfig,
+    am: Option<crate::config::AlertmanagerConfig>,
+    inv: Arc<Inventory>,
+    tx: UpdateTx,
+) -> MimirHandle {
     refresh::spawn(move |wake| async move {
+        let am = match am
+            .as_ref()
+            .filter(|a| a.url.is_some())
+            .map(Alertmanager::new)
+        {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                let _ = tx.send(Update::Metrics(Err(format!("{e}")))).await;
+                return;
+            }
+        };
         let mimir = match Mimir::new(&cfg) {
-            Ok(m) => m,
+            Ok(m) => m.with_alertmanager(am),
             Err(e) => {
                 let _ = tx.send(Update::Metrics(Err(format!("{e}")))).await;
                 return;
@@ -271,12 +332,31 @@ pub async fn gather_once(
     inv: &Inventory,
     timeout: Duration,
 ) -> Sourced<Arc<MetricsState>> {
+    gather_once_with(cfg, None, inv, timeout).await
+}
+
+/// [`gather_once`], the alert list from Alertmanager when `am` has a URL.
+pub async fn gather_once_with(
+    cfg: &MimirConfig,
+    am: Option<&crate::config::AlertmanagerConfig>,
+    inv: &Inventory,
+    timeout: Duration,
+) -> Sourced<Arc<MetricsState>> {
     if cfg.url.is_none() {
         return Sourced::not_configured("Mimir: not configured — set [mimir] url");
     }
     let mut s = Sourced::configured();
     let now = jiff::Timestamp::now();
-    let r = match Mimir::new(cfg) {
+    let am = match am.filter(|a| a.url.is_some()).map(Alertmanager::new) {
+        None => Ok(None),
+        Some(Ok(a)) => Ok(Some(a)),
+        Some(Err(e)) => Err(format!("{e}")),
+    };
+    let r = match Mimir::new(cfg).and_then(|m| {
+        am.clone()
+            .map(|a| m.with_alertmanager(a))
+            .map_err(|e| eyre!(e))
+    }) {
         Ok(m) => match tokio::time::timeout(timeout, m.refresh(inv, now.as_second())).await {
             Ok(r) => r.map(Arc::new),
             Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
@@ -304,12 +384,21 @@ mod tests {
                     severity: "critical".into(),
                     host: Some("instance_1".into()),
                     labels: BTreeMap::new(),
+                    ..Default::default()
                 },
                 Alert {
                     name: "Watchdog".into(),
                     severity: "none".into(),
                     host: None,
                     labels: BTreeMap::new(),
+                    ..Default::default()
+                },
+                Alert {
+                    name: "HostDown".into(),
+                    severity: "critical".into(),
+                    host: Some("instance_2".into()),
+                    labels: BTreeMap::new(),
+                    silenced: true,
                 },
             ],
             ..Default::default()
@@ -319,5 +408,8 @@ mod tests {
         assert_eq!(f[0].subject, "instance_1");
         assert_eq!(f[0].code, "alert.NodeDown");
         assert_eq!(f[1].severity, Severity::Info);
+        // Silenced in Alertmanager: said so, and no longer a critical finding.
+        assert_eq!(f[2].severity, Severity::Info);
+        assert!(f[2].message.ends_with("— silenced"), "{}", f[2].message);
     }
 }

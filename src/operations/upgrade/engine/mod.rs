@@ -9,6 +9,7 @@ mod controls;
 mod keeper;
 mod node;
 mod preflight;
+mod silences;
 mod steps;
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use self::keeper::LockKeeper;
 pub use self::preflight::{abandon, dry_run, preflight, unfinished_run};
+use self::silences::SilenceKeeper;
 use super::guards::GuardVerdict;
 use super::journal::{self, Journal, Record};
 use super::lock::{self, Acquire};
@@ -131,6 +133,7 @@ pub fn start_sequenced(
     let (etx, erx) = mpsc::channel(4096);
     let (ctx, crx) = mpsc::channel(64);
     let run_id = plan.run_id.clone();
+    let silences = Arc::new(SilenceKeeper::new(world.write.silences.clone()));
     let runner = Runner {
         w: world,
         inv: inventory,
@@ -151,6 +154,7 @@ pub fn start_sequenced(
         interrupted: None,
         hold: None,
         snapshot: None,
+        silences,
     };
     let task = tokio::spawn(runner.run());
     (
@@ -212,6 +216,8 @@ struct Runner {
     hold: Option<Hold>,
     /// The etcd snapshot this run took (from this process or its journal, when resuming).
     snapshot: Option<journal::SnapshotRecord>,
+    /// The Alertmanager silences of the nodes in progress, kept alive while the run lives.
+    silences: Arc<SilenceKeeper>,
 }
 
 /// Whole seconds, for messages.
@@ -319,9 +325,11 @@ impl Runner {
         .await;
         // Renew the lock while the nodes run; a lost lock aborts at the next safe point, and
         // no destructive step starts unless a renewal right before it succeeds.
+        let silences = self.silences.clone();
         tokio::select! {
             o = self.run_nodes() => o,
             _ = keeper.renew_loop() => RunOutcome::Aborted { reason: "the lock renewal ended".into() },
+            _ = silences.keep_loop() => RunOutcome::Aborted { reason: "the silence keeper ended".into() },
         }
     }
 

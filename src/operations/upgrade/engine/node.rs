@@ -56,6 +56,10 @@ impl Runner {
                     _ => {} // finish the node first
                 }
             }
+            // Silenced before the cordon, for as long as the node is in progress.
+            if (Step::Cordon..=Step::Uncordon).contains(&step) {
+                self.ensure_silences(&node, &host, "upgrade").await;
+            }
             let started = self.w.read.clock.now();
             self.emit(UpgradeEvent::StepStarted {
                 node: node.clone(),
@@ -117,6 +121,9 @@ impl Runner {
             })
             .await;
             let StepOutcome::Failed { message } = outcome else {
+                if step == Step::Uncordon {
+                    self.end_silences(&node).await;
+                }
                 match step.next() {
                     Some(n) => {
                         step = n;

@@ -2,7 +2,8 @@
 //! (`kubernetes::poll_once`, with Longhorn's API discovery), etcd (`etcd::poll_once`), firing
 //! alerts and the extra PromQL gates through the dashboard's own Mimir client (tenant, basic
 //! auth or bearer token, CA: the `[mimir]` settings), whose messages name only the server's
-//! origin.
+//! origin. With `[alertmanager] url` the alerts come from Alertmanager instead (active, neither
+//! silenced nor inhibited), so the operator's silences are respected.
 
 use futures::future::BoxFuture;
 
@@ -12,6 +13,7 @@ use crate::inventory::Inventory;
 use crate::operations::upgrade::world::{
     Alert, GateResult, HealthInputs, HealthProvider, ReadTimes,
 };
+use crate::sources::alertmanager::Alertmanager;
 use crate::sources::mimir::Mimir;
 
 /// The same sources as the dashboard.
@@ -20,6 +22,8 @@ pub struct LiveHealth {
     pub etcd: EtcdConfig,
     /// The Mimir client (`None`: no `[mimir] url`; `Err`: it could not be built, why).
     pub mimir: Option<Result<Mimir, String>>,
+    /// The Alertmanager client (`None`: no `[alertmanager] url`): the alerts then come from it.
+    pub alertmanager: Option<Result<Alertmanager, String>>,
     pub inventory: Inventory,
 }
 
@@ -31,6 +35,10 @@ impl LiveHealth {
             etcd: cfg.etcd.clone(),
             mimir: cfg.mimir.url.as_ref().map(|_| {
                 Mimir::new(&cfg.mimir)
+                    .map_err(|e| crate::sources::http::redact_userinfo(&format!("{e:#}")))
+            }),
+            alertmanager: cfg.alertmanager.url.as_ref().map(|_| {
+                Alertmanager::new(&cfg.alertmanager)
                     .map_err(|e| crate::sources::http::redact_userinfo(&format!("{e:#}")))
             }),
             inventory: env.inventory.clone(),
@@ -56,6 +64,21 @@ async fn firing(m: &Mimir) -> Result<Vec<Alert>, String> {
                 .iter()
                 .find_map(|k| l.get(*k).cloned())
                 .unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The alerts Alertmanager would notify about: active, not silenced, not inhibited.
+async fn unmuted(am: &Alertmanager) -> Result<Vec<Alert>, String> {
+    Ok(am
+        .alerts(false)
+        .await?
+        .into_iter()
+        .filter(|a| !a.muted())
+        .map(|a| Alert {
+            name: a.name().to_string(),
+            severity: a.severity(),
+            subject: a.subject(),
         })
         .collect())
 }
@@ -100,6 +123,15 @@ impl HealthProvider for LiveHealth {
                         }
                         (Some(alerts), g, now())
                     }
+                }
+            };
+            // Alertmanager, when configured, answers for the alerts (read at the same time).
+            let metrics = async {
+                let (alerts, g, at) = metrics.await;
+                match &self.alertmanager {
+                    None => (alerts, g, at),
+                    Some(Err(e)) => (Some(Err(e.clone())), g, at.or_else(now)),
+                    Some(Ok(am)) => (Some(unmuted(am).await), g, at.or_else(now)),
                 }
             };
             let ((cluster, cluster_at), (etcd, etcd_at), (alerts, gates, metrics_at)) =

@@ -8,6 +8,7 @@
 mod cluster;
 mod health;
 mod hosts;
+mod silences;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 pub use cluster::{KubeCluster, KubeWriter, drain_client, drain_pod};
 pub use health::LiveHealth;
 pub use hosts::{SshHosts, SshWriter, exec_local};
+pub use silences::AmSilencer;
 
 use super::world::{ClusterWrite as _, ReadWorld, SystemClock, World, Writers};
 use crate::base::{Env, Writes};
@@ -52,13 +54,17 @@ async fn read_parts(env: &Env) -> Result<(ReadWorld, kube::Client, Arc<HostsClie
 /// The real world with its writers, for a run (built only with the write capability).
 pub async fn world(env: &Env, writes: &Writes) -> Result<World> {
     let (read, client, ssh) = read_parts(env).await?;
+    let silences = AmSilencer::new(writes, &env.config.alertmanager)
+        .wrap_err("cannot set up Alertmanager silences ([alertmanager])")?
+        .map(|s| Arc::new(s) as Arc<dyn super::world::SilenceWrite>);
     Ok(World {
         read,
         write: Writers::new(
             writes,
             Arc::new(KubeWriter::new(writes, client)),
             Arc::new(SshWriter::new(writes, ssh)),
-        ),
+        )
+        .with_silences(silences),
     })
 }
 
@@ -130,4 +136,36 @@ pub fn manual_run_id() -> String {
     let holder = super::lock::holder_identity("x");
     let who = holder.split(' ').next().unwrap_or("unknown");
     format!("manual-{who}")
+}
+
+/// The upgrade run at work now, as `check` and the dashboard judge findings: the lock's Lease
+/// held (and not stale) by a run, and the nodes that run has cordoned (the nodes it works
+/// on). `None` when no run holds the lock, or the Lease cannot be read within `timeout`.
+pub async fn maintenance(
+    env: &Env,
+    cluster: &crate::model::cluster::ClusterState,
+    timeout: std::time::Duration,
+) -> Option<crate::model::Maintenance> {
+    if env.offline || !env.config.kubernetes.enabled {
+        return None;
+    }
+    let read = async {
+        let kube = KubeCluster::new(&env.config.kubernetes).await.ok()?;
+        super::lock::current(&kube, jiff::Timestamp::now())
+            .await
+            .ok()
+            .flatten()
+    };
+    let held = tokio::time::timeout(timeout, read).await.ok().flatten()?;
+    if held.stale {
+        return None;
+    }
+    let run_id = held.run_id().to_string();
+    let nodes = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cordoned_by_run.as_deref() == Some(run_id.as_str()))
+        .map(|n| (n.name.clone(), "in maintenance".to_string()))
+        .collect();
+    Some(crate::model::Maintenance { run_id, nodes })
 }

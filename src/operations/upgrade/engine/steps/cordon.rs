@@ -72,5 +72,6 @@ impl Runner {
                     .await
             }
         }
+        self.end_silences(node).await;
     }
 }
