@@ -40,6 +40,7 @@ fn short_config(h: &SimHandle, dir: &Path) -> PathBuf {
     set("etcd", "timeout_ms", 2000.into());
     set("mimir", "timeout_secs", 3.into());
     set("loki", "timeout_secs", 3.into());
+    set("alertmanager", "timeout_secs", 3.into());
     set("ssh", "connect_timeout_secs", 3.into());
     set("ssh", "command_timeout_secs", 4.into());
     set("upgrade", "flake", "github:me/infra".into());
@@ -313,12 +314,14 @@ async fn the_upgrade_guards_cannot_verify_under_each_fault() {
             "kubernetes" => &["node-missing", "node-not-ready", "k3s-skew"],
             "longhorn" => &["degraded-volume", "last-replica"],
             "etcd" => &["etcd-member-down", "etcd-quorum"],
-            "mimir" => &["alert-firing"],
+            // With [alertmanager] url (the simulator's config sets it), the alert guard reads
+            // Alertmanager's active alerts, not Prometheus's ALERTS.
+            "alertmanager" => &["alert-firing"],
             _ => &["auto-upgrade"],
         }
     };
     let mut seen = Vec::new();
-    for face in ["kubernetes", "longhorn", "etcd", "mimir", "ssh"] {
+    for face in ["kubernetes", "longhorn", "etcd", "alertmanager", "ssh"] {
         for fault in faults_of(face) {
             apply(&h, &fault).await;
             let (code, out, err) = run(&h, &config, &home, &dry).await;
@@ -347,12 +350,21 @@ async fn the_upgrade_guards_cannot_verify_under_each_fault() {
             ));
         }
     }
-    // No guard reads Loki: with it hung, the dry run decides as before.
-    apply(&h, "hang=loki").await;
-    let (_, out, err) = run(&h, &config, &home, &dry).await;
-    clear(&h, "hang=loki").await;
-    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
-    assert_eq!(doc["would_start"], true, "{:#?}", not_passing(&doc));
+    // No guard reads Loki, nor Mimir once the alerts come from Alertmanager (and no gate
+    // query is configured): with either hung, the dry run decides as before.
+    for fault in ["hang=loki", "hang=mimir"] {
+        apply(&h, fault).await;
+        let (_, out, err) = run(&h, &config, &home, &dry).await;
+        clear(&h, fault).await;
+        let doc: Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{fault}: {e}: {out}\n{err}"));
+        assert_eq!(
+            doc["would_start"],
+            true,
+            "{fault}: {:#?}",
+            not_passing(&doc)
+        );
+    }
     eprintln!("{}", seen.join("\n"));
     h.shutdown().await;
 }
