@@ -84,6 +84,10 @@ pub struct Alert {
 }
 
 /// Everything one Mimir refresh produced.
+/// The key of [`MetricsState::query_errors`] that says why Alertmanager (`[alertmanager]`,
+/// the alert list's source when set) could not be read: `unreachable since HH:MM:SS: …`.
+pub const ALERTMANAGER_ERROR: &str = "alertmanager";
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricsState {
     /// Per inventory host id; every inventory host has an entry (maybe all "no data").

@@ -188,7 +188,15 @@ async fn check_cannot_check_only_the_source_behind_a_faulty_face() {
     );
 
     let mut seen = Vec::new();
-    for face in ["kubernetes", "longhorn", "etcd", "mimir", "loki", "ssh"] {
+    for face in [
+        "kubernetes",
+        "longhorn",
+        "etcd",
+        "mimir",
+        "loki",
+        "alertmanager",
+        "ssh",
+    ] {
         for fault in faults_of(face) {
             apply(&h, &fault).await;
             let state = faults_now(&h).await;

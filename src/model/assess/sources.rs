@@ -41,6 +41,20 @@ pub(super) fn assess(snap: &Snapshot, now: Timestamp, th: &Thresholds, out: &mut
     one("etcd", "etcd", &snap.etcd.status, Severity::Critical);
     one("mimir", "Mimir", &snap.mimir.status, Severity::Warning);
     one("loki", "Loki", &snap.loki.status, Severity::Warning);
+    // Alertmanager is read with the metrics: the metrics may be there while it is not.
+    if let Some(m) = &snap.mimir.data
+        && snap.mimir.status.error.is_none()
+        && let Some(e) = m
+            .query_errors
+            .get(crate::model::metrics::ALERTMANAGER_ERROR)
+    {
+        out.push(Finding::new(
+            Severity::Warning,
+            "source.alertmanager.unreachable",
+            "alertmanager",
+            format!("Alertmanager {e}"),
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -76,5 +90,32 @@ mod tests {
             out[0].message
         );
         assert_eq!(out[1].message, "Mimir data is 500 s old");
+    }
+
+    #[test]
+    fn alertmanager_unread_beside_good_metrics_is_a_source_that_could_not_be_read() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let mut m = crate::model::metrics::MetricsState::default();
+        m.query_errors.insert(
+            crate::model::metrics::ALERTMANAGER_ERROR.into(),
+            "unreachable since 11:46:40: no answer within 3 s".into(),
+        );
+        let mut snap = Snapshot {
+            mimir: Sourced::configured(),
+            ..Default::default()
+        };
+        snap.mimir.record(Ok(std::sync::Arc::new(m)), t0);
+        let mut out = Vec::new();
+        assess(&snap, t0, &Thresholds::default(), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].code, "source.alertmanager.unreachable");
+        assert_eq!(
+            out[0].message,
+            "Alertmanager unreachable since 11:46:40: no answer within 3 s"
+        );
+        assert_eq!(
+            crate::model::Status::of(&out),
+            crate::model::Status::Unknown
+        );
     }
 }

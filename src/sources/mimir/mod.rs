@@ -44,6 +44,11 @@ pub struct Mimir {
     host_label: String,
     /// With `[alertmanager] url`: the alert list comes from it (silenced ones marked).
     alertmanager: Option<Alertmanager>,
+    /// How long one request may take (`[mimir] timeout_secs`); Alertmanager's read is bounded
+    /// by it too, so a hung Alertmanager costs the alert list, not the metrics.
+    timeout: Duration,
+    /// Since when (unix seconds) Alertmanager has not answered, across refreshes.
+    am_failing_since: Arc<std::sync::Mutex<Option<i64>>>,
 }
 
 impl std::fmt::Debug for Mimir {
@@ -64,12 +69,8 @@ impl Mimir {
             .ok_or_else(|| eyre!("[mimir] url is not set"))?;
         // prometheus-http-query breaks on a trailing slash (`/prometheus//api/v1/query`).
         let url = url.trim_end_matches('/');
-        let http = http_client(
-            "mimir",
-            cfg.tenant.as_deref(),
-            &cfg.auth,
-            Duration::from_secs(cfg.timeout_secs.max(1)),
-        )?;
+        let timeout = Duration::from_secs(cfg.timeout_secs.max(1));
+        let http = http_client("mimir", cfg.tenant.as_deref(), &cfg.auth, timeout)?;
         let client = prometheus_http_query::Client::from(http, url).map_err(|e| {
             eyre!(
                 "[mimir] url {}: {}",
@@ -83,6 +84,8 @@ impl Mimir {
             queries: Arc::new(effective_queries(cfg)?),
             host_label: cfg.host_label.clone(),
             alertmanager: None,
+            timeout,
+            am_failing_since: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
@@ -184,7 +187,22 @@ impl Mimir {
             .queries
             .iter()
             .map(|(def, promql)| async move { (*def, self.run_one(*def, promql, now).await) });
-        let results = futures::future::join_all(runs).await;
+        // Alertmanager is read beside the queries, within the same request timeout.
+        let alerts_read = async {
+            let am = self.alertmanager.as_ref()?;
+            Some(
+                match tokio::time::timeout(self.timeout, am.alerts(true)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "Alertmanager {}: no answer within {} s",
+                        am.origin(),
+                        self.timeout.as_secs()
+                    )),
+                },
+            )
+        };
+        let (results, am_alerts) =
+            futures::future::join(futures::future::join_all(runs), alerts_read).await;
         let index = HostIndex::new(inv);
         let mut state = MetricsState {
             at: now,
@@ -227,9 +245,14 @@ impl Mimir {
             return Err(e.message());
         }
         state.unmapped = unmapped.into_iter().collect();
-        if let Some(am) = &self.alertmanager {
-            match am.alerts(true).await {
+        if let Some(r) = am_alerts {
+            let mut since = self
+                .am_failing_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match r {
                 Ok(list) => {
+                    *since = None;
                     state.query_errors.remove("alerts");
                     state.alerts = list
                         .into_iter()
@@ -251,7 +274,14 @@ impl Mimir {
                         .collect();
                 }
                 Err(e) => {
-                    state.query_errors.insert("alerts".into(), e);
+                    let at = *since.get_or_insert(now);
+                    let hms = jiff::Timestamp::from_second(at)
+                        .map(|t| t.strftime("%H:%M:%S").to_string())
+                        .unwrap_or_default();
+                    state.query_errors.insert(
+                        crate::model::metrics::ALERTMANAGER_ERROR.into(),
+                        format!("unreachable since {hms}: {e}"),
+                    );
                 }
             }
         }
