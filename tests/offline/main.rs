@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod engine_support;
 mod etcd_fake_gateway;
 mod fuzz_corpus;
 mod layering;

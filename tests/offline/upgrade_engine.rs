@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::engine_support::{opts, plan_of, run_to_end};
 use homeinfra_tui::inventory::Inventory;
 use homeinfra_tui::model::cluster::{Replica, Volume};
 use homeinfra_tui::operations::upgrade::engine::StartOptions;
@@ -11,8 +12,8 @@ use homeinfra_tui::operations::upgrade::fake::{self, FakePod, FakeWorld};
 use homeinfra_tui::operations::upgrade::journal;
 use homeinfra_tui::operations::upgrade::world::{Alert, DrainPod};
 use homeinfra_tui::operations::upgrade::{
-    Control, NodeOutcome, Plan, RunOutcome, Settings, Step, StepOutcome, UpgradeEvent, abandon,
-    dry_run, plan, start,
+    Control, NodeOutcome, RunOutcome, Settings, Step, StepOutcome, UpgradeEvent, abandon, dry_run,
+    plan, start,
 };
 
 /// The engine's settings for these runs: the revert timer armed before each switch fires
@@ -24,34 +25,6 @@ fn settings() -> Settings {
         confirm_timeout: Duration::from_secs(600),
         ..Settings::default()
     }
-}
-
-fn plan_of(fw: &FakeWorld, inv: &Inventory, run_id: &str) -> Plan {
-    let etcd = fw.state().etcd.clone();
-    plan(inv, etcd.as_ref(), &[], &[], "github:me/infra", run_id).unwrap()
-}
-
-fn opts(run_id: &str, dir: Option<&std::path::Path>) -> StartOptions {
-    StartOptions {
-        holder: format!("tester@box 1 {run_id}"),
-        journal_dir: dir.map(|d| d.to_path_buf()),
-        ..Default::default()
-    }
-}
-
-async fn run_to_end(
-    fw: &Arc<FakeWorld>,
-    inv: &Inventory,
-    plan: Plan,
-    s: Settings,
-    o: StartOptions,
-) -> (RunOutcome, Vec<UpgradeEvent>) {
-    let (h, mut rx) = start(fw.world(), inv.clone(), plan, s, o);
-    let mut events = Vec::new();
-    while let Some(e) = rx.recv().await {
-        events.push(e);
-    }
-    (h.wait().await, events)
 }
 
 fn refused_guard(o: &RunOutcome) -> (Option<String>, String, String) {

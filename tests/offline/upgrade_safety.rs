@@ -4,17 +4,16 @@
 //! host still down after the reboot timeout is neither failed nor rolled back and the run
 //! resumes from there, the lock's renewals retry within the Lease, a torn journal line.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use homeinfra_tui::inventory::Inventory;
+use super::engine_support::{opts, plan_of, run_to_end};
 use homeinfra_tui::model::cluster::LonghornApi;
 use homeinfra_tui::operations::upgrade::engine::StartOptions;
 use homeinfra_tui::operations::upgrade::fake::{self, FakeWorld};
 use homeinfra_tui::operations::upgrade::guards::{GuardVerdict, Verdict};
 use homeinfra_tui::operations::upgrade::journal;
 use homeinfra_tui::operations::upgrade::{
-    Plan, RunOutcome, Settings, Step, UpgradeEvent, dry_run, plan, start,
+    RunOutcome, Settings, Step, UpgradeEvent, dry_run, start,
 };
 
 fn settings() -> Settings {
@@ -22,34 +21,6 @@ fn settings() -> Settings {
         time_zone: jiff::tz::TimeZone::UTC,
         ..Settings::default()
     }
-}
-
-fn plan_of(fw: &FakeWorld, inv: &Inventory, run_id: &str) -> Plan {
-    let etcd = fw.state().etcd.clone();
-    plan(inv, etcd.as_ref(), &[], &[], "github:me/infra", run_id).unwrap()
-}
-
-fn opts(run_id: &str, dir: Option<&std::path::Path>) -> StartOptions {
-    StartOptions {
-        holder: format!("tester@box 1 {run_id}"),
-        journal_dir: dir.map(|d| d.to_path_buf()),
-        ..Default::default()
-    }
-}
-
-async fn run_to_end(
-    fw: &Arc<FakeWorld>,
-    inv: &Inventory,
-    plan: Plan,
-    s: Settings,
-    o: StartOptions,
-) -> (RunOutcome, Vec<UpgradeEvent>) {
-    let (h, mut rx) = start(fw.world(), inv.clone(), plan, s, o);
-    let mut events = Vec::new();
-    while let Some(e) = rx.recv().await {
-        events.push(e);
-    }
-    (h.wait().await, events)
 }
 
 /// The dry run's verdicts for every node of a 4-node fake after `fault`.

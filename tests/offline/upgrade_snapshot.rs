@@ -4,9 +4,9 @@
 //! on, `off` takes none; a record that never becomes ready times out naming what it waited
 //! for; a resumed run whose snapshot succeeded takes no second one; a dry run takes none.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use super::engine_support::{opts, run_to_end};
 use homeinfra_tui::config::PreSnapshot;
 use homeinfra_tui::inventory::Inventory;
 use homeinfra_tui::operations::upgrade::engine::StartOptions;
@@ -28,29 +28,6 @@ fn plan_of(fw: &FakeWorld, inv: &Inventory, run_id: &str, only: &[&str]) -> Plan
     let etcd = fw.state().etcd.clone();
     let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
     plan(inv, etcd.as_ref(), &[], &only, "github:me/infra", run_id).unwrap()
-}
-
-fn opts(run_id: &str, dir: Option<&std::path::Path>) -> StartOptions {
-    StartOptions {
-        holder: format!("tester@box 1 {run_id}"),
-        journal_dir: dir.map(|d| d.to_path_buf()),
-        ..Default::default()
-    }
-}
-
-async fn run_to_end(
-    fw: &Arc<FakeWorld>,
-    inv: &Inventory,
-    plan: Plan,
-    s: Settings,
-    o: StartOptions,
-) -> (RunOutcome, Vec<UpgradeEvent>) {
-    let (h, mut rx) = start(fw.world(), inv.clone(), plan, s, o);
-    let mut events = Vec::new();
-    while let Some(e) = rx.recv().await {
-        events.push(e);
-    }
-    (h.wait().await, events)
 }
 
 fn snapshots_in_log(fw: &FakeWorld) -> Vec<String> {

@@ -55,7 +55,7 @@ impl Tmux {
 
     fn start_with_env(&self, name: &str, env: &str, extra: &str) {
         let script = format!(
-            "printf 'BEFORE-MARKER\\n'; {}; echo EXIT=$?; sleep 60",
+            "printf 'BEFORE-MARKER\\n'; {}; rc=$?; printf '\\r\\nEXIT=%s\\r\\n' $rc; sleep 60",
             self.command(name, env, extra)
         );
         self.cmd(&[
@@ -77,7 +77,7 @@ impl Tmux {
         let bin = env!("CARGO_BIN_EXE_homeinfra-tui");
         let d = self.dir.path().display();
         let script = format!(
-            "printf 'BEFORE-MARKER\\n'; sh -c 'echo $$ > {d}/{name}.pid; exec env XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state HOME={d} {bin} {args}'; echo EXIT=$?; sleep 60"
+            "printf 'BEFORE-MARKER\\n'; sh -c 'echo $$ > {d}/{name}.pid; exec env XDG_CONFIG_HOME={d}/cfg XDG_STATE_HOME={d}/state HOME={d} {bin} {args}'; rc=$?; printf '\\r\\nEXIT=%s\\r\\n' $rc; sleep 60"
         );
         self.cmd(&[
             "new-session",
