@@ -63,3 +63,24 @@ pub fn ssh_host(
         ..homeinfra_tui::testing::host(id, role, ip)
     }
 }
+
+/// Set `section.key = v` in a config table, making the section when missing.
+pub fn set_key(cfg: &mut toml::Table, section: &str, key: &str, v: toml::Value) {
+    cfg.entry(section)
+        .or_insert_with(|| toml::Value::Table(Default::default()))
+        .as_table_mut()
+        .expect("a config section is a table")
+        .insert(key.into(), v);
+}
+
+/// Short timeouts for every source of a simulator's config: each gives up within a few
+/// seconds, so a hung face is reported soon (the fault tests).
+pub fn short_source_timeouts(cfg: &mut toml::Table) {
+    set_key(cfg, "kubernetes", "timeout_secs", 3.into());
+    set_key(cfg, "etcd", "timeout_ms", 2000.into());
+    set_key(cfg, "mimir", "timeout_secs", 3.into());
+    set_key(cfg, "loki", "timeout_secs", 3.into());
+    set_key(cfg, "alertmanager", "timeout_secs", 3.into());
+    set_key(cfg, "ssh", "connect_timeout_secs", 3.into());
+    set_key(cfg, "ssh", "command_timeout_secs", 4.into());
+}

@@ -29,21 +29,8 @@ fn faults_of(face: &str) -> Vec<String> {
 fn short_config(h: &SimHandle, dir: &Path) -> PathBuf {
     let mut cfg: toml::Table =
         toml::from_str(&std::fs::read_to_string(h.config_path()).unwrap()).unwrap();
-    let mut set = |section: &str, key: &str, v: toml::Value| {
-        cfg.entry(section)
-            .or_insert_with(|| toml::Value::Table(Default::default()))
-            .as_table_mut()
-            .unwrap()
-            .insert(key.into(), v);
-    };
-    set("kubernetes", "timeout_secs", 3.into());
-    set("etcd", "timeout_ms", 2000.into());
-    set("mimir", "timeout_secs", 3.into());
-    set("loki", "timeout_secs", 3.into());
-    set("alertmanager", "timeout_secs", 3.into());
-    set("ssh", "connect_timeout_secs", 3.into());
-    set("ssh", "command_timeout_secs", 4.into());
-    set("upgrade", "flake", "github:me/infra".into());
+    crate::common::short_source_timeouts(&mut cfg);
+    crate::common::set_key(&mut cfg, "upgrade", "flake", "github:me/infra".into());
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("config.toml");
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();

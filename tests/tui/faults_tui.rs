@@ -57,22 +57,10 @@ fn faults() -> Vec<(String, &'static [&'static str])> {
 fn short_config(sim: &SimProcess) -> std::path::PathBuf {
     let mut cfg: toml::Table =
         toml::from_str(&std::fs::read_to_string(sim.config()).unwrap()).unwrap();
-    let mut set = |section: &str, key: &str, v: toml::Value| {
-        cfg.entry(section)
-            .or_insert_with(|| toml::Value::Table(Default::default()))
-            .as_table_mut()
-            .unwrap()
-            .insert(key.into(), v);
-    };
-    set("kubernetes", "timeout_secs", 3.into());
-    set("etcd", "timeout_ms", 2000.into());
-    set("mimir", "timeout_secs", 3.into());
-    set("loki", "timeout_secs", 3.into());
+    crate::common::short_source_timeouts(&mut cfg);
     // Polled often enough that a flap's down phase (20 s) is always seen.
-    set("mimir", "refresh_secs", 5.into());
-    set("loki", "refresh_secs", 5.into());
-    set("ssh", "connect_timeout_secs", 3.into());
-    set("ssh", "command_timeout_secs", 4.into());
+    crate::common::set_key(&mut cfg, "mimir", "refresh_secs", 5.into());
+    crate::common::set_key(&mut cfg, "loki", "refresh_secs", 5.into());
     let path = sim.files().join("faults-config.toml");
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
     path
