@@ -111,6 +111,16 @@ pub struct SimModelArgs {
     /// Time scale for all simulated delays (2 = twice as fast).
     #[arg(long, value_name = "X", default_value_t = 1.0)]
     pub speed: f64,
+    /// Nothing moves by itself: no metric wiggle, no new log lines, no etcd progress, no lease
+    /// renewals (writes and faults still act) — for measuring an idle dashboard.
+    #[arg(long)]
+    pub frozen: bool,
+    /// Pods per node on average (filler pods in `apps`; default 20 beyond 10 nodes).
+    #[arg(long, value_name = "N")]
+    pub pods_per_node: Option<usize>,
+    /// Longhorn volumes (default: one per host).
+    #[arg(long, value_name = "N")]
+    pub volumes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

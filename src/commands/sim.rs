@@ -26,12 +26,18 @@ fn sim_hosts(global: &GlobalArgs, model: &SimModelArgs) -> Result<Option<Invento
 }
 
 fn options(global: &GlobalArgs, model: &SimModelArgs) -> Result<SimOptions> {
-    SimOptions::new(
+    let mut opts = SimOptions::new(
         model.nodes,
         &model.scenarios,
         model.speed,
         sim_hosts(global, model)?,
-    )
+    )?;
+    opts.frozen = model.frozen;
+    opts.scale = sim::build::Scale {
+        pods_per_node: model.pods_per_node,
+        volumes: model.volumes,
+    };
+    Ok(opts)
 }
 
 /// `sim --dir DIR`: start, print `ready`, serve until SIGTERM/SIGINT.

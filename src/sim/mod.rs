@@ -74,6 +74,10 @@ pub struct SimOptions {
     pub inventory: Option<Inventory>,
     /// Port of the API server on 127.0.0.1 (0 = any free port).
     pub port: u16,
+    /// Pods per node and volumes beyond the defaults (`--pods-per-node`, `--volumes`).
+    pub scale: build::Scale,
+    /// Nothing moves by itself (`--frozen`): see [`World::frozen`].
+    pub frozen: bool,
 }
 
 impl Default for SimOptions {
@@ -84,6 +88,8 @@ impl Default for SimOptions {
             speed: 1.0,
             inventory: None,
             port: 0,
+            scale: build::Scale::default(),
+            frozen: false,
         }
     }
 }
@@ -106,7 +112,7 @@ impl SimOptions {
             scenarios,
             speed,
             inventory: hosts,
-            port: 0,
+            ..Self::default()
         })
     }
 }
@@ -289,7 +295,7 @@ pub async fn start(opts: SimOptions, dir: &Path) -> Result<SimHandle> {
     }
     std::fs::create_dir_all(dir).wrap_err_with(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.to_path_buf();
-    let world = World::new(inventory, opts.speed)
+    let world = World::build(inventory, opts.speed, &opts.scale, opts.frozen)
         .map_err(|e| eyre!("cannot build the simulated cluster: {}", e.message))?;
     for sc in &opts.scenarios {
         world

@@ -31,6 +31,10 @@ pub async fn start(world: Arc<super::World>, stop: CancellationToken) -> Result<
             .await
             .wrap_err("cannot listen on 127.0.0.1 for the Mimir/Loki faces")?;
     let addr = listener.local_addr().wrap_err("no local address")?;
+    if world.frozen {
+        metrics.freeze();
+        logs.freeze_at(jiff::Timestamp::now().as_nanosecond());
+    }
     // In step from the first query on, then following the world.
     apply(&world, &metrics, &logs, &knobs(&world));
     tokio::spawn(follow_world(

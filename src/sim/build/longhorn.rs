@@ -160,7 +160,12 @@ pub fn volume_object(
 }
 
 /// Create Longhorn's objects for every host.
-pub(super) fn populate(store: &Store, inv: &Inventory, created: &str) -> Result<(), ApiError> {
+pub(super) fn populate(
+    store: &Store,
+    inv: &Inventory,
+    created: &str,
+    volumes: Option<usize>,
+) -> Result<(), ApiError> {
     let hosts = &inv.hosts;
     let gib: u64 = 1 << 30;
     for h in hosts {
@@ -234,7 +239,7 @@ pub(super) fn populate(store: &Store, inv: &Inventory, created: &str) -> Result<
     ];
     let n = hosts.len();
     let replicas = n.min(3);
-    for i in 0..n {
+    for i in 0..volumes.unwrap_or(n) {
         let vname = volume_name(i);
         let pvc = pvcs
             .get(i)
@@ -249,7 +254,7 @@ pub(super) fn populate(store: &Store, inv: &Inventory, created: &str) -> Result<
             &vname,
             replicas,
             10 + (i as u64 % 5) * 10,
-            &hosts[i].hostname,
+            &hosts[i % n].hostname,
             (ns, &pvc),
             Some((&bname, &backup_at)),
         );

@@ -43,6 +43,16 @@ pub fn os_image(version: &str) -> String {
 }
 pub const LONGHORN_NS: &str = "longhorn-system";
 
+/// The size of the generated cluster beyond its hosts (`sim --pods-per-node`, `--volumes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scale {
+    /// Pods per node on average, filler pods in `apps` making up the difference (default:
+    /// 20 on clusters of more than 10 hosts, the workloads alone on smaller ones).
+    pub pods_per_node: Option<usize>,
+    /// Longhorn volumes (default: one per host).
+    pub volumes: Option<usize>,
+}
+
 /// Counters used while building: pod ips and name suffixes.
 pub struct Ids {
     pub next: u64,
@@ -63,7 +73,12 @@ impl Ids {
 }
 
 /// Create everything, born 41 days ago.
-pub fn populate(store: &Store, inv: &Inventory, ids: &mut Ids) -> Result<(), ApiError> {
+pub fn populate(
+    store: &Store,
+    inv: &Inventory,
+    ids: &mut Ids,
+    scale: &Scale,
+) -> Result<(), ApiError> {
     let created = timestamp(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 41));
     let hosts = &inv.hosts;
     for ns in [
@@ -106,13 +121,13 @@ pub fn populate(store: &Store, inv: &Inventory, ids: &mut Ids) -> Result<(), Api
                 "acquireTime": format!("{}.000000Z", created.trim_end_matches('Z')),
                 "renewTime": format!("{}.000000Z", now().trim_end_matches('Z'))}}))?;
     }
-    workloads::populate(store, hosts, &created, ids)?;
+    workloads::populate(store, hosts, &created, ids, scale.pods_per_node)?;
     // One instance manager per node.
     for (i, h) in hosts.iter().enumerate() {
         let ip = ids.pod_ip(i);
         store.create(&PODS, instance_manager_pod(h, &ip, &created))?;
     }
-    longhorn::populate(store, inv, &created)?;
+    longhorn::populate(store, inv, &created, scale.volumes)?;
     recovery::populate(store, inv)?;
     Ok(())
 }

@@ -229,12 +229,13 @@ pub(super) fn populate(
     hosts: &[Host],
     created: &str,
     ids: &mut Ids,
+    pods_per_node: Option<usize>,
 ) -> Result<(), ApiError> {
     // Workloads.
-    let per_node_target = 20usize;
+    let per_node_target = pods_per_node.unwrap_or(20);
     let base: usize =
         workloads(0).iter().map(|w| w.replicas).sum::<usize>() + PER_NODE_PODS * hosts.len();
-    let filler = if hosts.len() > 10 {
+    let filler = if hosts.len() > 10 || pods_per_node.is_some() {
         (per_node_target * hosts.len()).saturating_sub(base)
     } else {
         0

@@ -20,6 +20,8 @@ struct Knobs {
     slow_disk: Option<String>,
     /// Hostnames that log nothing (down).
     down: Vec<String>,
+    /// `sim --frozen`: no line after this time (unix nanoseconds).
+    frozen_at: Option<i128>,
 }
 
 /// Deterministic k3s / etcd / kernel lines per host: a line every few seconds per stream, about
@@ -105,6 +107,11 @@ impl LogGenerator {
         write(&self.knobs).slow_disk = hostname;
     }
 
+    /// No new line from `at_ns` on (`sim --frozen`): the lines before it stay queryable.
+    pub fn freeze_at(&self, at_ns: i128) {
+        write(&self.knobs).frozen_at = Some(at_ns);
+    }
+
     /// A host that is down logs nothing.
     pub fn set_down(&self, hostname: &str, down: bool) {
         let mut k = write(&self.knobs);
@@ -147,6 +154,7 @@ impl LogSource for LogGenerator {
         if knobs.down.iter().any(|d| d == host) {
             return Vec::new();
         }
+        let end_ns = knobs.frozen_at.map_or(end_ns, |f| end_ns.min(f));
         let (period_s, templates): (i128, &[&str]) = match unit {
             "k3s.service" => (7, K3S_LINES),
             "etcd" => (11, ETCD_LINES),
@@ -215,6 +223,26 @@ mod tests {
         g.set_down("node1", true);
         assert!(
             g.lines(&s[0], 1_000_000_000_000_000_000, 1_000_000_600_000_000_000)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_frozen_generator_logs_nothing_new() {
+        let g = LogGenerator::new(vec![LogHost {
+            hostname: "node1".into(),
+            control_plane: false,
+        }]);
+        let s = g.streams();
+        let t0 = 1_000_000_000_000_000_000i128;
+        let before = g.lines(&s[0], t0, t0 + 600_000_000_000);
+        g.freeze_at(t0 + 300_000_000_000);
+        let frozen = g.lines(&s[0], t0, t0 + 600_000_000_000);
+        assert!(!frozen.is_empty() && frozen.len() < before.len());
+        assert!(frozen.iter().all(|(t, _)| *t <= t0 + 300_000_000_000));
+        assert_eq!(frozen[..], before[..frozen.len()]);
+        assert!(
+            g.lines(&s[0], t0 + 300_000_000_001, t0 + 900_000_000_000)
                 .is_empty()
         );
     }

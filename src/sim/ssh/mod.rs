@@ -145,7 +145,7 @@ impl SshFace {
             connect_timeout_secs: 5,
             command_timeout_secs: 30,
             keepalive_secs: 15,
-            max_concurrency: 16,
+            max_concurrency: 32,
             refresh_secs: 10,
         }
     }

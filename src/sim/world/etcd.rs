@@ -191,6 +191,9 @@ impl World {
 
     /// Time passing: etcd metrics and raft progress.
     pub(super) fn tick_etcd(&self, dt: f64) {
+        if self.frozen {
+            return;
+        }
         let mut s = lock(&self.state);
         let SimState { etcd, hosts, .. } = &mut *s;
         let has_leader = etcd.leader.is_some();

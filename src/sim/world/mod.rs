@@ -136,6 +136,9 @@ pub struct World {
     pub inventory: Inventory,
     pub speed: f64,
     pub timing: Timing,
+    /// `sim --frozen`: time moves nothing by itself (no etcd progress, no lease renewals, no
+    /// metric wiggle, no new log lines); the controllers still react to writes and faults.
+    pub frozen: bool,
     state: Mutex<SimState>,
     /// The hosts' NixOS systems, the flake, the store (see `crate::sim::systems`).
     systems: Mutex<systems::SystemsState>,
@@ -185,9 +188,19 @@ fn set_taints(n: &mut Value, taints: Vec<Value>) {
 
 impl World {
     pub fn new(inventory: Inventory, speed: f64) -> Result<Arc<Self>, ApiError> {
+        Self::build(inventory, speed, &build::Scale::default(), false)
+    }
+
+    /// A world of `scale`'s size; `frozen`: nothing moves by itself (see [`World::frozen`]).
+    pub fn build(
+        inventory: Inventory,
+        speed: f64,
+        scale: &build::Scale,
+        frozen: bool,
+    ) -> Result<Arc<Self>, ApiError> {
         let store = Arc::new(Store::new());
         let mut ids = Ids { next: 0 };
-        build::populate(&store, &inventory, &mut ids)?;
+        build::populate(&store, &inventory, &mut ids, scale)?;
         let mut hosts = BTreeMap::new();
         for (i, h) in inventory.hosts.iter().enumerate() {
             hosts.insert(
@@ -225,6 +238,7 @@ impl World {
             inventory,
             speed: if speed > 0.0 { speed } else { 1.0 },
             timing: Timing::default(),
+            frozen,
             state: Mutex::new(state),
             systems: Mutex::new(systems),
             writes: Mutex::new(VecDeque::new()),
@@ -235,7 +249,6 @@ impl World {
         Ok(world)
     }
 
-    /// A delay at speed 1, scaled.
     /// The faults in force now.
     pub fn faults(&self) -> Faults {
         lock(&self.state).faults.clone()
@@ -249,6 +262,7 @@ impl World {
             .is_some_and(|t| Instant::now() < t)
     }
 
+    /// A delay at speed 1, scaled.
     pub fn delay(&self, secs: f64) -> Duration {
         Duration::from_secs_f64((secs / self.speed).max(0.01))
     }

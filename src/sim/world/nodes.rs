@@ -238,6 +238,9 @@ impl World {
 
     /// Kubelets (and the control plane's leaders) renew their leases every 10 s while up.
     pub(super) fn renew_leases(&self) {
+        if self.frozen {
+            return;
+        }
         let t = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
             .to_string();

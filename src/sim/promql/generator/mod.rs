@@ -11,6 +11,7 @@
 mod series;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use promql_parser::label::Matcher;
@@ -105,6 +106,8 @@ impl GenConfig {
 pub struct Generator {
     cfg: RwLock<GenConfig>,
     defs: RwLock<Arc<Vec<Def>>>,
+    /// `sim --frozen`: every gauge constant, every counter at a constant rate.
+    frozen: AtomicBool,
 }
 
 impl std::fmt::Debug for Generator {
@@ -119,7 +122,29 @@ impl Generator {
         Self {
             cfg: RwLock::new(cfg),
             defs: RwLock::new(defs),
+            frozen: AtomicBool::new(false),
         }
+    }
+
+    /// Stop every wiggle (`sim --frozen`): the same answer to the same query at any time,
+    /// but for the timestamps; knobs turned later keep it frozen.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::Relaxed);
+        self.update(|_| {});
+    }
+
+    fn build_defs(&self, cfg: &GenConfig) -> Arc<Vec<Def>> {
+        let defs = build(cfg);
+        Arc::new(if self.frozen.load(Ordering::Relaxed) {
+            defs.into_iter()
+                .map(|d| Def {
+                    labels: d.labels,
+                    kind: d.kind.frozen(),
+                })
+                .collect()
+        } else {
+            defs
+        })
     }
 
     pub fn config(&self) -> GenConfig {
@@ -130,7 +155,7 @@ impl Generator {
     pub fn update(&self, f: impl FnOnce(&mut GenConfig)) {
         let mut cfg = write(&self.cfg);
         f(&mut cfg);
-        let defs = Arc::new(build(&cfg));
+        let defs = self.build_defs(&cfg);
         *write(&self.defs) = defs;
     }
 
@@ -248,5 +273,45 @@ mod tests {
         for s in v {
             assert!((s.value - 2.0).abs() < 1e-6, "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_frozen_fleet_answers_the_same_at_any_time() {
+        let g = Generator::new(gen_cfg());
+        g.freeze();
+        let cpu =
+            eval::parse("sum by (instance) (rate(node_cpu_seconds_total{mode!=\"idle\"}[2m]))")
+                .unwrap();
+        let values = |t: i64| -> Vec<(String, f64)> {
+            let eval::QueryValue::Vector(v) = eval::instant(&g, &cpu, t).unwrap() else {
+                panic!()
+            };
+            let mut out: Vec<_> = v
+                .into_iter()
+                .map(|s| (s.labels["instance"].clone(), s.value))
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        };
+        let (a, b) = (values(1_800_000_000_000), values(1_800_000_937_000));
+        assert_eq!(a.len(), 3);
+        for ((ia, va), (ib, vb)) in a.iter().zip(&b) {
+            assert_eq!(ia, ib);
+            assert!(*va > 0.0 && (va - vb).abs() < 1e-9, "{a:?} {b:?}");
+        }
+        // Gauges are constants and counters straight lines; a knob turned later keeps the
+        // fleet frozen.
+        g.update(|c| c.slow_disk = Some("instance_2".into()));
+        for s in g.select(&[], 1_800_000_000_000, 1_800_000_600_000) {
+            let steps: Vec<f64> = s.samples.windows(2).map(|w| w[1].1 - w[0].1).collect();
+            assert!(
+                steps
+                    .windows(2)
+                    .all(|d| (d[0] - d[1]).abs() <= 1e-6 * d[0].abs().max(1.0)),
+                "{:?} moves: {steps:?}",
+                s.labels
+            );
+        }
+        assert!((fsync_p99(&g)[1].1 - 0.080).abs() < 1e-6);
     }
 }

@@ -58,6 +58,18 @@ pub(super) enum Kind {
 }
 
 impl Kind {
+    /// The same series with nothing moving (`sim --frozen`): gauges at their mean, counters
+    /// growing at their mean rate (so every `rate` is a constant).
+    pub(super) fn frozen(self) -> Kind {
+        let still = |w: Wave| Wave { amp: 0.0, ..w };
+        match self {
+            Kind::Const(v) => Kind::Const(v),
+            Kind::Gauge(scale, w) => Kind::Const(scale * w.rate),
+            Kind::Counter(start, w) => Kind::Counter(start, still(w)),
+            Kind::Idle(start, parts) => Kind::Idle(start, parts.into_iter().map(still).collect()),
+        }
+    }
+
     /// The value at `t_ms` (unix milliseconds).
     pub(super) fn value(&self, t_ms: i64) -> f64 {
         let t = t_ms as f64 / 1000.0 - EPOCH_S;
