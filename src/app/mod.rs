@@ -17,6 +17,7 @@ pub mod upgrade;
 pub mod views;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crossterm::event::KeyEvent;
 use jiff::Timestamp;
@@ -102,6 +103,22 @@ pub struct App {
     assessed_at: Timestamp,
 }
 
+/// Two readings of a host's facts that the Hosts pane and `assess` cannot tell apart: equal but
+/// for the uptime (shown rounded: `41d`) and the load (only in the detail view, which reads the
+/// snapshot as it draws).
+fn same_facts_as_shown(
+    a: &crate::model::host::HostFacts,
+    b: &crate::model::host::HostFacts,
+) -> bool {
+    let shown = |f: &crate::model::host::HostFacts| f.uptime_secs.map(panes::age_secs);
+    shown(a) == shown(b)
+        && crate::model::host::HostFacts {
+            uptime_secs: b.uptime_secs,
+            load: b.load,
+            ..a.clone()
+        } == *b
+}
+
 impl App {
     pub fn new(
         inventory: Inventory,
@@ -179,11 +196,12 @@ impl App {
             }
             Msg::Update(u) => {
                 let facts = matches!(&u, Update::Host { result: Ok(_), .. });
-                self.apply(u);
+                let changed = self.apply(u);
                 // The first facts say what the hosts run: time to see what the flake builds.
                 match facts.then(|| self.drift_on_facts()) {
                     Some(e @ Effect::Start(_)) => Effect::Many(vec![Effect::Redraw, e]),
-                    _ => Effect::Redraw,
+                    _ if changed => Effect::Redraw,
+                    _ => Effect::None,
                 }
             }
             Msg::Task(m) => self.on_task(m),
@@ -212,45 +230,106 @@ impl App {
         }
     }
 
-    fn apply(&mut self, u: Update) {
+    /// Take in a source's answer. Whether anything on screen or in the findings can have
+    /// changed: an answer equal to the one held (but for its time) only renews the source's
+    /// freshness, and costs no assessment, no table and no frame.
+    fn apply(&mut self, u: Update) -> bool {
         let now = self.now;
         let mut only_logs = false;
-        match u {
+        let changed = match u {
             Update::Cluster(r) => {
+                let before = self.status_as_assessed(&self.snapshot.cluster.status);
+                let old = self.snapshot.cluster.data.clone();
                 self.snapshot.cluster.record(r, now);
-                self.gens.cluster += 1;
+                let same = before == self.status_as_assessed(&self.snapshot.cluster.status)
+                    && match (&old, &self.snapshot.cluster.data) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
+                        _ => false,
+                    };
+                if !same {
+                    self.gens.cluster += 1;
+                }
+                !same
             }
             Update::Etcd(r) => {
+                let before = self.status_as_assessed(&self.snapshot.etcd.status);
+                let old = self.snapshot.etcd.data.clone();
                 self.snapshot.etcd.record(r, now);
-                self.gens.etcd += 1;
+                // Compared as shown: with Mimir's figures merged in.
+                self.snapshot.merge_metrics();
+                let same = before == self.status_as_assessed(&self.snapshot.etcd.status)
+                    && old.is_some()
+                    && old == self.snapshot.etcd.data;
+                if !same {
+                    self.gens.etcd += 1;
+                }
+                !same
             }
             Update::Host { id, result } => {
+                let (old, before) = match self.snapshot.hosts.get(&id) {
+                    Some(s) => (s.data.clone(), Some(self.status_as_assessed(&s.status))),
+                    None => (None, None),
+                };
                 self.snapshot
                     .hosts
-                    .entry(id)
+                    .entry(id.clone())
                     .or_default()
                     .record(result, now);
-                self.gens.hosts += 1;
+                let entry = &self.snapshot.hosts[&id];
+                let after = self.status_as_assessed(&entry.status);
+                let same = before == Some(after)
+                    && match (&old, &entry.data) {
+                        (Some(a), Some(b)) => same_facts_as_shown(a, b),
+                        _ => false,
+                    };
+                if !same {
+                    self.gens.hosts += 1;
+                }
+                !same
             }
             Update::Metrics(r) => {
+                let before = self.status_as_assessed(&self.snapshot.mimir.status);
+                let old = self.snapshot.mimir.data.clone();
+                let old_etcd = self.snapshot.etcd.data.clone();
                 self.snapshot.mimir.record(r, now);
-                // Mimir's figures are merged into etcd's members.
-                self.gens.mimir += 1;
-                self.gens.etcd += 1;
+                self.snapshot.merge_metrics();
+                let same = before == self.status_as_assessed(&self.snapshot.mimir.status)
+                    && match (&old, &self.snapshot.mimir.data) {
+                        (Some(a), Some(b)) => a.same_reading(b),
+                        _ => false,
+                    };
+                if !same {
+                    // Mimir's figures are merged into etcd's members.
+                    self.gens.mimir += 1;
+                    self.gens.etcd += 1;
+                } else if old_etcd != self.snapshot.etcd.data {
+                    self.gens.etcd += 1;
+                }
+                !same || old_etcd != self.snapshot.etcd.data
             }
             Update::Logs(r) => {
                 let before = self.status_as_assessed(&self.snapshot.loki.status);
+                let old = self.snapshot.loki.data.clone();
                 self.snapshot.loki.record(r, now);
-                self.gens.loki += 1;
                 // `assess` reads only Loki's status, never its lines.
                 only_logs = before == self.status_as_assessed(&self.snapshot.loki.status);
+                let same = only_logs
+                    && match (&old, &self.snapshot.loki.data) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
+                        _ => false,
+                    };
+                if !same {
+                    self.gens.loki += 1;
+                }
+                !same
             }
-        }
+        };
         self.snapshot.merge_metrics();
-        if !only_logs {
+        if changed && !only_logs {
             self.reassess();
         }
         self.clamp_selection();
+        changed
     }
 
     /// A quit key while a run goes on asks first: the run goes on without the dashboard.

@@ -25,10 +25,15 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
         Err(e) => return Ok(report_load_error(&e, args.json)),
     };
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));
-    let snapshot = crate::sources::gather_once(&ctx, timeout).await;
+    // The flake is evaluated while the sources answer: drift needs both, neither waits for
+    // the other.
+    let (snapshot, evaluated) = tokio::join!(
+        crate::sources::gather_once(&ctx, timeout),
+        flake_targets(&ctx, timeout)
+    );
     let now = jiff::Timestamp::now();
     let mut findings = model::assess(&snapshot, &ctx.inventory, &ctx.config.thresholds, now);
-    findings.extend(drift(&ctx, &snapshot, timeout).await);
+    findings.extend(drift(&ctx, &snapshot, evaluated));
     // During an upgrade run, what is about the nodes it works on is expected.
     let maintenance = match &snapshot.cluster.data {
         Some(c) => crate::operations::upgrade::live::maintenance(&ctx, c, timeout).await,
@@ -53,53 +58,67 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
     Ok(status.exit_code() as u8)
 }
 
-/// Fleet drift, when a flake is configured: each host's deployed system (from the facts just
-/// gathered) against what the flake builds for it now (evaluated, not built; within the
-/// check's timeout).
-async fn drift(
+/// What the flake builds for each host now (evaluated, not built; within the check's
+/// timeout), when a flake is configured; `Err`: the finding that says why drift is unknown.
+/// `None`: no flake, or offline.
+async fn flake_targets(
     ctx: &crate::base::Env,
-    snapshot: &model::Snapshot,
     timeout: std::time::Duration,
-) -> Vec<Finding> {
+) -> Option<Result<crate::operations::closure_diff::fleet::FleetTargets, Finding>> {
     use crate::operations::closure_diff::{Reporter, fleet, source_for};
     if ctx.config.nix.flake.is_none() || ctx.offline {
-        return Vec::new();
+        return None;
     }
-    let targets = match source_for(&ctx.config.nix, &ctx.config.ssh, ctx.offline) {
-        Ok(source) => {
-            let cancel = tokio_util::sync::CancellationToken::new();
-            let silent = Reporter::silent();
-            let eval = fleet::eval_targets(
-                source,
-                &ctx.inventory.hosts,
-                ctx.config.nix.concurrency,
-                &silent,
-                &cancel,
-            );
-            match tokio::time::timeout(timeout, eval).await {
-                Ok(t) => t,
-                Err(_) => {
-                    cancel.cancel();
-                    return vec![Finding::new(
-                        Severity::Info,
-                        "host.drift_unknown",
-                        "nix",
-                        format!(
-                            "the flake's systems were not evaluated within {} s",
-                            timeout.as_secs()
-                        ),
-                    )];
+    Some(
+        match source_for(&ctx.config.nix, &ctx.config.ssh, ctx.offline) {
+            Ok(source) => {
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let silent = Reporter::silent();
+                let eval = fleet::eval_targets(
+                    source,
+                    &ctx.inventory.hosts,
+                    ctx.config.nix.concurrency,
+                    &silent,
+                    &cancel,
+                );
+                match tokio::time::timeout(timeout, eval).await {
+                    Ok(t) => Ok(t),
+                    Err(_) => {
+                        cancel.cancel();
+                        Err(Finding::new(
+                            Severity::Info,
+                            "host.drift_unknown",
+                            "nix",
+                            format!(
+                                "the flake's systems were not evaluated within {} s",
+                                timeout.as_secs()
+                            ),
+                        ))
+                    }
                 }
             }
-        }
-        Err(e) => {
-            return vec![Finding::new(
+            Err(e) => Err(Finding::new(
                 Severity::Info,
                 "host.drift_unknown",
                 "nix",
                 format!("cannot evaluate the flake's systems: {}", error_chain(&e)),
-            )];
-        }
+            )),
+        },
+    )
+}
+
+/// Fleet drift, when a flake is configured: each host's deployed system (from the facts just
+/// gathered) against what the flake builds for it now (`flake_targets`).
+fn drift(
+    ctx: &crate::base::Env,
+    snapshot: &model::Snapshot,
+    evaluated: Option<Result<crate::operations::closure_diff::fleet::FleetTargets, Finding>>,
+) -> Vec<Finding> {
+    use crate::operations::closure_diff::fleet;
+    let targets = match evaluated {
+        None => return Vec::new(),
+        Some(Err(f)) => return vec![f],
+        Some(Ok(t)) => t,
     };
     let deployed = |id: &str| {
         snapshot

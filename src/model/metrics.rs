@@ -104,6 +104,59 @@ pub struct MetricsState {
 }
 
 impl MetricsState {
+    /// The same reading as `other` but for when it was taken: every figure equal, each series'
+    /// points the same values the same time before their reading. What the panes draw and
+    /// what `assess` reads are then the same.
+    /// Figures are equal when they differ by no more than rounding (a rate over another
+    /// window of a straight counter).
+    pub fn same_reading(&self, other: &MetricsState) -> bool {
+        let close = |a: f64, b: f64| a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+        let opt = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => close(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        let series = |a: &MetricSeries, b: &MetricSeries| {
+            opt(a.current, b.current)
+                && a.points.len() == b.points.len()
+                && a.points
+                    .iter()
+                    .zip(&b.points)
+                    .all(|(p, q)| self.at - p.0 == other.at - q.0 && close(p.1, q.1))
+        };
+        let member = |a: &EtcdMemberMetrics, b: &EtcdMemberMetrics| {
+            a.instance == b.instance
+                && a.host == b.host
+                && a.has_leader == b.has_leader
+                && opt(a.wal_fsync_p99_ms, b.wal_fsync_p99_ms)
+                && opt(a.backend_commit_p99_ms, b.backend_commit_p99_ms)
+                && opt(a.db_size_bytes, b.db_size_bytes)
+                && opt(a.quota_bytes, b.quota_bytes)
+                && opt(a.leader_changes, b.leader_changes)
+        };
+        let host = |a: &HostMetrics, b: &HostMetrics| {
+            series(&a.cpu_pct, &b.cpu_pct)
+                && series(&a.memory_pct, &b.memory_pct)
+                && series(&a.root_fs_pct, &b.root_fs_pct)
+                && series(&a.net_rx_bps, &b.net_rx_bps)
+                && series(&a.net_tx_bps, &b.net_tx_bps)
+        };
+        self.etcd.len() == other.etcd.len()
+            && self
+                .etcd
+                .iter()
+                .zip(&other.etcd)
+                .all(|((i, a), (j, b))| i == j && member(a, b))
+            && self.alerts == other.alerts
+            && self.unmapped == other.unmapped
+            && self.query_errors == other.query_errors
+            && self.hosts.len() == other.hosts.len()
+            && self
+                .hosts
+                .iter()
+                .zip(&other.hosts)
+                .all(|((i, a), (j, b))| i == j && host(a, b))
+    }
+
     pub fn host(&self, id: &str) -> Option<&HostMetrics> {
         self.hosts.get(id)
     }

@@ -123,3 +123,82 @@ fn the_renderer_s_layout_sets_the_page() {
     assert_eq!(a.pane(Pane::Hosts).selected, 2);
     assert_eq!(a.page_rows, 2);
 }
+
+#[test]
+fn an_answer_equal_to_the_one_held_costs_no_assessment_table_or_frame() {
+    use crate::model::host::HostFacts;
+    use crate::model::metrics::{HostMetrics, MetricSeries, MetricsState};
+    let mut a = app();
+    let facts = HostFacts {
+        nixos_version: Some("25.05.1".into()),
+        uptime_secs: Some(100_000),
+        ..Default::default()
+    };
+    let host = |f: &HostFacts| {
+        Msg::Update(Update::Host {
+            id: "instance_1".into(),
+            result: Ok(f.clone()),
+        })
+    };
+    a.update(host(&facts));
+    let _ = a.table(Pane::Hosts);
+    let (runs, tables) = (a.views.assessments.get(), builds(&a, Pane::Hosts));
+    let first_ok = a.snapshot.hosts["instance_1"].status.last_ok;
+    a.now = jiff::Timestamp::from_second(a.now.as_second() + 3).unwrap();
+    // Three seconds later: the uptime moved on, its `1d` did not.
+    let later = HostFacts {
+        uptime_secs: Some(100_003),
+        load: Some([0.5, 0.4, 0.3]),
+        ..facts.clone()
+    };
+    assert_eq!(a.update(host(&later)), Effect::None, "nothing to draw");
+    let _ = a.table(Pane::Hosts);
+    assert_eq!(a.views.assessments.get(), runs);
+    assert_eq!(builds(&a, Pane::Hosts), tables);
+    assert!(
+        a.snapshot.hosts["instance_1"].status.last_ok > first_ok,
+        "the answer still counts as fresh"
+    );
+    // Another answer is taken in, assessed and drawn.
+    let newer = HostFacts {
+        nixos_version: Some("25.05.2".into()),
+        ..facts.clone()
+    };
+    assert_eq!(a.update(host(&newer)), Effect::Redraw);
+    let _ = a.table(Pane::Hosts);
+    assert_eq!(a.views.assessments.get(), runs + 1);
+    assert_eq!(builds(&a, Pane::Hosts), tables + 1);
+    // A failure after the same facts is a change too.
+    let failed = Msg::Update(Update::Host {
+        id: "instance_1".into(),
+        result: Err("connection refused".into()),
+    });
+    assert_eq!(a.update(failed), Effect::Redraw);
+    assert_eq!(a.views.assessments.get(), runs + 2);
+
+    // Metrics: the same figures read 15 s later (every point 15 s later) change nothing; a
+    // figure that moved does.
+    let reading = |at: i64, cpu: f64| {
+        let mut m = MetricsState {
+            at,
+            ..Default::default()
+        };
+        m.hosts.insert(
+            "instance_1".into(),
+            HostMetrics {
+                cpu_pct: MetricSeries {
+                    current: Some(cpu),
+                    points: vec![(at - 60, 10.0), (at, cpu)],
+                },
+                ..Default::default()
+            },
+        );
+        Msg::Update(Update::Metrics(Ok(Arc::new(m))))
+    };
+    a.update(reading(1_700_000_000, 12.5));
+    let runs = a.views.assessments.get();
+    assert_eq!(a.update(reading(1_700_000_015, 12.5)), Effect::None);
+    assert_eq!(a.views.assessments.get(), runs);
+    assert_eq!(a.update(reading(1_700_000_030, 13.0)), Effect::Redraw);
+    assert_eq!(a.views.assessments.get(), runs + 1);
+}
