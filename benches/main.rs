@@ -2,15 +2,18 @@
 //! subject: `closure_diff` (parse + classify), `upgrade_engine` (a whole run against the fake
 //! world), `metrics_refresh` (a Mimir refresh at 200 hosts against the sim's face), `upgrade_plan`
 //! (the plan of 200 simulated nodes with their closure diffs), `dashboard` (a frame at 200×60
-//! with 200 nodes per pane, `assess` at 500 nodes, the facts parser for 200 hosts).
+//! with 200 nodes per pane, `assess` at 500 nodes, the facts parser for 200 hosts),
+//! `metrics_decode` (Mimir's range answers for 200 hosts' sparklines, parsed and folded).
 //!
 //! `cargo bench --bench main` runs them all; `cargo bench --bench main -- metrics_refresh`
-//! (or `closure_diff`, `upgrade_run`, `upgrade_plan`, `dashboard`) one group.
+//! (or `closure_diff`, `upgrade_run`, `upgrade_plan`, `dashboard`, `metrics_decode`) one group.
 
 #[path = "main/closure_diff.rs"]
 mod closure_diff;
 #[path = "main/dashboard.rs"]
 mod dashboard;
+#[path = "main/metrics_decode.rs"]
+mod metrics_decode;
 #[path = "main/metrics_refresh.rs"]
 mod metrics_refresh;
 #[path = "main/upgrade_engine.rs"]
@@ -27,6 +30,7 @@ fn main() {
     }
     let mut c = Criterion::default().configure_from_args();
     dashboard::bench(&mut c);
+    metrics_decode::bench(&mut c);
     closure_diff::bench(&mut c);
     upgrade_engine::bench(&mut c);
     upgrade_plan::bench(&mut c);
