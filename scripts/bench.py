@@ -5,8 +5,8 @@ For each cluster size N and mode (frozen: nothing moves; moving: metrics wiggle,
 progresses): `sim --nodes N` in its own process, then the dashboard at 200x60 in tmux under a
 PTY that counts its bytes (scripts/ptycount.py), then `check --json`. Figures, of the dashboard
 process alone:
-  first frame        from its start to its first full frame (4 KiB written after the
-                     alternate screen is entered)
+  first frame        from its start (the PTY's fork) until its first full frame is written
+                     (the last pane's title, Findings, in its output)
   all panes          from its start until every pane shows its data (the screen read
                      through tmux every 20 ms; see PANES)
   CPU, bytes/s       over IDLE seconds starting SETTLE seconds after all panes had data
@@ -36,17 +36,22 @@ def main():
     ap.add_argument("--settle", type=float, default=10)
     ap.add_argument("--idle", type=float, default=30)
     ap.add_argument("--quick", action="store_true", help="200 nodes, frozen only")
+    ap.add_argument("--offline", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the dashboard offline on the example hosts.json (first frame; 5 runs)")
     ap.add_argument("--out", default="target/bench/results.json")
     ap.add_argument("--label", default="", help="a name for this set of figures (kept in the JSON)")
     a = ap.parse_args()
     if a.quick:
-        a.nodes, a.modes = "200", "frozen"
+        a.nodes, a.modes, a.offline = "200", "frozen", False
     if not os.access(a.binary, os.X_OK):
         sys.exit(f"no binary at {a.binary}: cargo build --release first, or pass --binary")
     for tool in ("tmux",):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed (the dashboard runs in it)")
     cases = []
+    if a.offline:
+        cases.append(dict(nodes=len(json.load(open(os.path.join(HERE, "..", "hosts.json")))),
+                          mode="offline", ssh_refresh=a.ssh_refresh, without=[]))
     for n in [int(x) for x in a.nodes.split(",") if x]:
         for mode in [m for m in a.modes.split(",") if m]:
             if mode not in ("frozen", "moving"):
@@ -95,7 +100,25 @@ def scale_args(a, n):
     return ["--pods-per-node", str(a.pods_per_node), "--volumes", str(int(n * a.volumes_per_node))]
 
 
+def run_offline(a, c):
+    """The dashboard on the example inventory, offline: the first frame, idle CPU, RSS."""
+    d = tempfile.mkdtemp(prefix="homeinfra-bench-")
+    out = dict(c)
+    try:
+        n = max(a.runs, 5)
+        runs = [dashboard(a, d, None, i, offline=True, frame_only=i < n - 1) for i in range(n)]
+        for k in runs[-1]:
+            vals = [r[k] for r in runs if r.get(k) is not None]
+            out[k] = round(statistics.median(vals), 3) if vals else None
+        out["runs"] = runs
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
 def run_case(a, c):
+    if c["mode"] == "offline":
+        return run_offline(a, c)
     d = tempfile.mkdtemp(prefix="homeinfra-bench-")
     n = c["nodes"]
     sim_cmd = [a.binary, "--log-file", f"{d}/sim.log", "sim", "--dir", d, "--nodes", str(n)] + scale_args(a, n)
@@ -183,6 +206,7 @@ def missing_panes(screen):
 
 
 STARTED = 0.0
+FRAME = None
 
 
 def read_log(path):
@@ -192,6 +216,9 @@ def read_log(path):
             parts = line.split()
             if parts[0] == "pid":
                 pid = int(parts[1])
+            elif parts[0] == "frame":
+                global FRAME
+                FRAME = float(parts[1])
             elif parts[0] == "start":
                 global STARTED
                 STARTED = float(parts[1])
@@ -211,10 +238,14 @@ def bytes_at(samples, t):
     return b
 
 
-def dashboard(a, d, config, i):
+def dashboard(a, d, config, i, offline=False, frame_only=False):
+    global FRAME
+    FRAME = None
     sock, log = f"{d}/tmux{i}.sock", f"{d}/pty{i}.log"
-    cmd = (f"exec python3 {HERE}/ptycount.py {log} -- {os.path.abspath(a.binary)} --config {config} "
-           f"--hosts {d}/hosts.json --log-file {d}/tui{i}.log")
+    where = (f"--offline --hosts {os.path.join(HERE, '..', 'hosts.json')}" if offline
+             else f"--config {config} --hosts {d}/hosts.json")
+    cmd = (f"exec python3 {HERE}/ptycount.py {log} -- {os.path.abspath(a.binary)} {where} "
+           f"--log-file {d}/tui{i}.log")
     t0 = time.monotonic()
     tmux(sock, "new-session", "-d", "-s", "b", "-x", "200", "-y", "60", cmd)
     r = {}
@@ -226,7 +257,10 @@ def dashboard(a, d, config, i):
         if pid is None:
             sys.exit("the dashboard did not start")
         # All panes: the screen read until every pane shows its data (no key pressed).
-        pending = list(PANES)
+        pending = [] if offline else list(PANES)
+        while offline and FRAME is None and time.monotonic() - t0 < 10:
+            read_log(log)
+            time.sleep(0.01)
         deadline = t0 + 120
         screen = ""
         while pending and time.monotonic() < deadline:
@@ -238,10 +272,11 @@ def dashboard(a, d, config, i):
         populated = time.monotonic() - STARTED
         if pending:
             print(f"panes {pending} not populated within 120 s; last screen:\n{screen}", file=sys.stderr)
-        r["all_panes_s"] = None if pending else round(populated, 3)
-        _, samples = read_log(log)
-        first = next((ts for ts, total in samples if total >= 4096), None)
-        r["first_frame_ms"] = None if first is None else round(first * 1000, 1)
+        r["all_panes_s"] = None if pending or offline else round(populated, 3)
+        read_log(log)
+        r["first_frame_ms"] = None if FRAME is None else round(FRAME * 1000, 1)
+        if frame_only:
+            return r
         time.sleep(a.settle)
         hz = os.sysconf("SC_CLK_TCK")
         c0, w0 = ticks(pid), time.monotonic()
@@ -301,7 +336,7 @@ COLUMNS = [
 
 
 def case_name(r):
-    name = f"{r['nodes']} nodes {r['mode']}"
+    name = f"{r['nodes']} nodes {r['mode']}" if r["mode"] != "offline" else f"offline, example hosts.json ({r['nodes']} hosts)"
     if r.get("pods_per_node"):
         name += f" ({r['pods_per_node']} pods/node, {r['volumes']} vols)"
     if r["ssh_refresh"] != 60:

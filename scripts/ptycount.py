@@ -5,11 +5,15 @@ usage: scripts/ptycount.py LOG -- COMMAND [ARG...]
 
 The child gets a PTY of this terminal's size (and follows resizes); keys typed here reach it.
 LOG gets the lines `pid PID` and `start T` (CLOCK_MONOTONIC seconds) when the child starts, then one line per chunk the child wrote:
-`SECONDS BYTES` (monotonic seconds since the start, cumulative bytes). scripts/bench.py runs
+`SECONDS BYTES` (monotonic seconds since the start, cumulative bytes), and `frame SECONDS`
+when the first full frame is out (the last pane's title, Findings, written). scripts/bench.py runs
 the dashboard this way inside tmux: tmux draws the screen it reads the panes from, and the
 count is the dashboard's own output, before any terminal (tmux included) touches it.
 """
 import fcntl, os, pty, select, signal, struct, sys, termios, time, tty
+
+
+MARK = b"Findings"
 
 
 def size(fd):
@@ -48,6 +52,8 @@ def main():
     except termios.error:
         old = None
     total = 0
+    tail = b""
+    marked = False
     try:
         while True:
             try:
@@ -62,7 +68,14 @@ def main():
                 if not chunk:
                     break
                 total += len(chunk)
-                log.write(f"{time.monotonic() - t0:.4f} {total}\n")
+                now = time.monotonic() - t0
+                log.write(f"{now:.4f} {total}\n")
+                if not marked:
+                    # The first full frame: the last pane's title drawn.
+                    tail = (tail + chunk)[-65536:]
+                    if MARK in tail:
+                        marked = True
+                        log.write(f"frame {now:.4f}\n")
                 os.write(sys.stdout.fileno(), chunk)
             if stdin in r:
                 data = os.read(stdin, 1024)
