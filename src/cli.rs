@@ -112,7 +112,7 @@ pub struct SimModelArgs {
     #[arg(long, value_name = "X", default_value_t = 1.0)]
     pub speed: f64,
     /// Nothing moves by itself: no metric wiggle, no new log lines, no etcd progress, no lease
-    /// renewals (writes and faults still act) — for measuring an idle dashboard.
+    /// renewals (writes and faults still act); for measuring an idle dashboard.
     #[arg(long)]
     pub frozen: bool,
     /// Pods per node on average (filler pods in `apps`; default 20 beyond 10 nodes).
