@@ -585,3 +585,47 @@ async fn a_host_really_down_is_critical_through_its_node() {
     );
     h.shutdown().await;
 }
+
+/// One Mimir query failing while the others answer (here `net_tx` overridden with a function
+/// the simulator's Prometheus refuses): `check` names the query in a warning finding (which,
+/// since when, Prometheus's reason) and reads everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_mimir_query_is_a_warning_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = simh::start_in(&[], 20.0, &dir.path().join("sim")).await;
+    let home = dir.path().join("home");
+    let config = short_config(&h, &home);
+    let mut cfg: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let mut queries = toml::Table::new();
+    queries.insert(
+        "net_tx".into(),
+        "holt_winters(node_network_transmit_bytes_total[5m], 0.5, 0.5)".into(),
+    );
+    cfg["mimir"]
+        .as_table_mut()
+        .unwrap()
+        .insert("queries".into(), toml::Value::Table(queries));
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+    let (code, out, err) = run(&h, &config, &home, &["check", "--json", "--timeout", "5"]).await;
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let failed: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "source.mimir.query_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{doc:#}");
+    assert_eq!(failed[0]["subject"], "net_tx", "{doc:#}");
+    assert_eq!(failed[0]["severity"], "warning", "{doc:#}");
+    let msg = failed[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Mimir query net_tx failing since ") && msg.contains("holt_winters"),
+        "{msg}"
+    );
+    // Mimir as a whole was read: no source unreachable, the other sources reported.
+    let got = codes(&doc);
+    assert!(!got.iter().any(|c| c.ends_with(".unreachable")), "{doc:#}");
+    assert!(got.iter().any(|c| c == "host.update_pending"), "{doc:#}");
+    assert_eq!(code, 1, "{doc:#}");
+    h.shutdown().await;
+}
