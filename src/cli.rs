@@ -55,6 +55,13 @@ pub enum Command {
     /// Serve the simulated homelab for other clients (kubectl, this tool).
     Sim(SimArgs),
     /// One-shot health check: exit 0 healthy, 1 warnings, 2 critical, 3 could not check.
+    ///
+    /// Exit 3 ("could not check") when a source could not be read (source.*.unreachable,
+    /// Longhorn its own beside the nodes and pods) or a host's facts could not be read over SSH
+    /// (unreachable, login refused, host key not yet trusted, the facts command failing), and
+    /// nothing known is critical; every other source is still read and reported. A host that
+    /// is really down is critical (exit 2) through its node NotReady or its etcd member down;
+    /// a changed SSH host key is critical too.
     Check(CheckArgs),
     /// Closure diff of a host: what an update would change, and whether it needs a reboot.
     Diff(DiffArgs),

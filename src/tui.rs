@@ -38,6 +38,49 @@ const MIN_FRAME: Duration = Duration::from_millis(16);
 /// Messages waiting for the loop; producers wait when it is full (ticks are dropped instead).
 const INBOX: usize = 1024;
 
+/// A key whose frame came later than this is logged with where the time went (the issue's
+/// budget for key to frame).
+const SLOW_KEY: Duration = Duration::from_millis(100);
+
+/// When the terminal watcher last read a key (nanoseconds since [`key_clock`]'s start).
+static KEY_READ_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The clock of [`KEY_READ_AT`].
+fn key_clock() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// A key on its way to its frame, for the slow-key log: when it was read, when the loop took
+/// it (with how many messages still waiting), how long the update took.
+struct KeyTrace {
+    read: Instant,
+    taken: Instant,
+    waiting: usize,
+    update: Duration,
+}
+
+impl KeyTrace {
+    /// The frame that shows the key was drawn (it took `draw`): log it when it was slow.
+    fn drawn(self, draw: Duration) {
+        let total = self.read.elapsed();
+        if total >= SLOW_KEY {
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            tracing::info!(
+                "slow key: {:.0} ms from the key to its frame: {:.0} ms before the loop took it \
+                 ({} messages waiting after it), update {:.1} ms, draw {:.1} ms, {:.0} ms waiting \
+                 for the frame",
+                ms(total),
+                ms(self.taken.duration_since(self.read)),
+                self.waiting,
+                ms(self.update),
+                ms(draw),
+                ms(total.saturating_sub(self.taken.duration_since(self.read) + self.update + draw)),
+            );
+        }
+    }
+}
+
 /// The exit code after a panic (the one Rust uses for a panic on the main thread).
 pub const EXIT_PANIC: i32 = 101;
 
@@ -275,6 +318,7 @@ pub async fn event_loop(
     app.update(Msg::Layout(facts));
     let mut last_draw = Instant::now();
     let mut dirty = false;
+    let mut key: Option<KeyTrace> = None;
     loop {
         let msg = tokio::select! {
             m = inbox.recv() => match m {
@@ -282,13 +326,19 @@ pub async fn event_loop(
                 None => return Ok(app.farewell()),
             },
             () = tokio::time::sleep_until(last_draw + MIN_FRAME), if dirty => {
+                let started = Instant::now();
                 let facts = screen.draw(&app)?;
+                if let Some(k) = key.take() {
+                    k.drawn(started.elapsed());
+                }
                 app.update(Msg::Layout(facts));
                 last_draw = Instant::now();
                 dirty = false;
                 continue;
             }
         };
+        let taken = Instant::now();
+        let is_key = matches!(msg, Msg::Key(_));
         #[cfg(feature = "test-util")]
         test_panic::trigger(&msg);
         let msg = match msg {
@@ -301,6 +351,16 @@ pub async fn event_loop(
             m => m,
         };
         let mut effects = vec![app.update(msg)];
+        if is_key {
+            let read = key_clock()
+                + Duration::from_nanos(KEY_READ_AT.load(std::sync::atomic::Ordering::Relaxed));
+            key = Some(KeyTrace {
+                read: read.min(taken),
+                taken,
+                waiting: inbox.len(),
+                update: taken.elapsed(),
+            });
+        }
         while let Some(effect) = effects.pop() {
             match effect {
                 Effect::None => {}
@@ -334,8 +394,16 @@ pub async fn event_loop(
                 }
             }
         }
+        if !dirty {
+            // Nothing to draw for it: no frame to wait for.
+            key = None;
+        }
         if dirty && last_draw.elapsed() >= MIN_FRAME {
+            let started = Instant::now();
             let facts = screen.draw(&app)?;
+            if let Some(k) = key.take() {
+                k.drawn(started.elapsed());
+            }
             app.update(Msg::Layout(facts));
             last_draw = Instant::now();
             dirty = false;
@@ -349,7 +417,11 @@ fn watch_terminal(tx: mpsc::Sender<Msg>) {
         let mut events = EventStream::new();
         loop {
             let msg = match events.next().await {
-                Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => Msg::Key(k),
+                Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
+                    let at = key_clock().elapsed().as_nanos() as u64;
+                    KEY_READ_AT.store(at, std::sync::atomic::Ordering::Relaxed);
+                    Msg::Key(k)
+                }
                 Some(Ok(Event::Resize(..))) => Msg::Resize,
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => Msg::TerminalGone(Some(e.to_string())),

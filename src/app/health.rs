@@ -165,7 +165,16 @@ pub fn items(app: &App) -> Vec<HealthItem> {
                     format!("nodes {ready}/{total}{cs}"),
                     1,
                 ));
-                if cl.longhorn.installed {
+                if cl.longhorn.error.is_some() {
+                    // Longhorn is its own source: unread, not "all healthy" from old rows.
+                    out.push(HealthItem::new(
+                        "volumes",
+                        Tone::Critical,
+                        "volumes unreachable".into(),
+                        "volumes down".into(),
+                        2,
+                    ));
+                } else if cl.longhorn.installed {
                     out.push(volumes(cl));
                 }
             }

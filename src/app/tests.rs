@@ -356,3 +356,86 @@ fn upgrade_plans_all_hosts_or_the_filtered_ones() {
 mod layers;
 mod runs;
 mod views;
+
+/// Longhorn as its own source: its failure marks the Longhorn pane (and the volumes item of
+/// the health line) only; the Nodes pane keeps its rows and no note. A failing Mimir query
+/// says which, since when and why in the Metrics pane.
+#[test]
+fn a_longhorn_failure_marks_only_its_pane_and_a_failing_query_shows_in_metrics() {
+    let mut a = app();
+    let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+    let mut c = ClusterState {
+        nodes: vec![NodeInfo {
+            name: "node1".into(),
+            ready: Some(true),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    c.longhorn.installed = true;
+    c.longhorn.error = Some(crate::model::cluster::LonghornError {
+        since: t0,
+        message: "Longhorn: cannot list volumes: HTTP 500".into(),
+    });
+    a.update(Msg::Update(crate::sources::Update::Cluster(Ok(Arc::new(
+        c,
+    )))));
+    let mut m = crate::model::metrics::MetricsState {
+        at: 1_700_000_000,
+        ..Default::default()
+    };
+    m.query_errors
+        .insert("net_tx".into(), "bad_data: unsupported".into());
+    m.query_failing_since.insert("net_tx".into(), 1_700_000_000);
+    a.update(Msg::Update(crate::sources::Update::Metrics(Ok(Arc::new(
+        m,
+    )))));
+
+    let lh = panes::table(&a, Pane::Longhorn);
+    let (note, tone) = lh.note.expect("the Longhorn pane says why");
+    assert!(
+        note.starts_with("Longhorn unreachable since ")
+            && note.ends_with("cannot list volumes: HTTP 500"),
+        "{note}"
+    );
+    assert_eq!(tone, panes::Tone::Critical);
+    let nodes = panes::table(&a, Pane::Nodes);
+    assert!(nodes.note.is_none(), "{:?}", nodes.note);
+    assert_eq!(nodes.rows.len(), 1);
+    let items = health::items(&a);
+    let vol = items.iter().find(|i| i.what == "volumes").unwrap();
+    assert_eq!(
+        (vol.full.as_str(), vol.tone),
+        ("volumes unreachable", panes::Tone::Critical)
+    );
+    let node_item = items.iter().find(|i| i.what == "nodes").unwrap();
+    assert_eq!(node_item.full, "nodes 1/1 Ready");
+    assert!(
+        a.findings
+            .iter()
+            .any(|f| f.code == "source.longhorn.unreachable"),
+        "{:?}",
+        a.findings
+    );
+    assert!(
+        !a.findings
+            .iter()
+            .any(|f| f.code == "source.kubernetes.unreachable")
+    );
+
+    let metrics = panes::table(&a, Pane::Metrics);
+    let (note, tone) = metrics.note.expect("the Metrics pane names the query");
+    assert!(
+        note.starts_with("Mimir query net_tx failing since ")
+            && note.ends_with(": bad_data: unsupported"),
+        "{note}"
+    );
+    assert_eq!(tone, panes::Tone::Warning);
+    assert!(
+        a.findings
+            .iter()
+            .any(|f| f.code == "source.mimir.query_failed" && f.subject == "net_tx"),
+        "{:?}",
+        a.findings
+    );
+}

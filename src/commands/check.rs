@@ -196,6 +196,10 @@ pub fn to_text(status: Status, findings: &[Finding], hosts: usize, colour: bool)
             .count()
     };
     let expected = findings.iter().filter(|f| f.expected()).count();
+    let unread = findings
+        .iter()
+        .filter(|f| f.could_not_check() && !f.expected())
+        .count();
     let label = match status {
         Status::Ok => paint("1;32", "OK"),
         Status::Warning => paint("1;33", "WARNING"),
@@ -203,10 +207,15 @@ pub fn to_text(status: Status, findings: &[Finding], hosts: usize, colour: bool)
         Status::Unknown => paint("1;35", "UNKNOWN"),
     };
     out.push_str(&format!(
-        "{label}: {hosts} hosts, {} critical, {} warning, {} info{}\n",
+        "{label}: {hosts} hosts, {} critical, {} warning, {} info{}{}\n",
         count(Severity::Critical),
         count(Severity::Warning),
         count(Severity::Info),
+        if status == Status::Unknown && unread > 0 {
+            format!(" ({unread} could not be read)")
+        } else {
+            String::new()
+        },
         if expected > 0 {
             format!(", {expected} expected during the upgrade run")
         } else {
@@ -219,6 +228,31 @@ pub fn to_text(status: Status, findings: &[Finding], hosts: usize, colour: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_says_how_much_could_not_be_read() {
+        let f = vec![
+            Finding::new(
+                Severity::Critical,
+                "host.ssh_unreachable",
+                "instance_2",
+                "node2 unreachable over SSH",
+            ),
+            Finding::new(
+                Severity::Warning,
+                "host.reboot_needed",
+                "instance_1",
+                "reboot",
+            ),
+        ];
+        let status = Status::of(&f);
+        assert_eq!(status, Status::Unknown);
+        let t = to_text(status, &f, 4, false);
+        assert!(
+            t.ends_with("UNKNOWN: 4 hosts, 1 critical, 1 warning, 0 info (1 could not be read)\n"),
+            "{t}"
+        );
+    }
 
     #[test]
     fn text_groups_by_severity() {

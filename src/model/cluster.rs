@@ -128,6 +128,18 @@ pub struct LonghornState {
     pub recurring_jobs: Vec<RecurringJob>,
     /// Longhorn settings by name (e.g. `node-drain-policy`).
     pub settings: BTreeMap<String, String>,
+    /// Longhorn's own source status: its kinds could not be read (hung, 500, garbage) while
+    /// the rest of the API answers. The rows above are the last read; the nodes and pods are
+    /// current. `None` when every Longhorn kind read well (or answered 404: not installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<LonghornError>,
+}
+
+/// Why Longhorn's kinds cannot be read, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LonghornError {
+    pub since: Timestamp,
+    pub message: String,
 }
 
 impl LonghornState {

@@ -99,6 +99,10 @@ pub struct MetricsState {
     pub unmapped: Vec<String>,
     /// Queries that failed this round while others worked: query name → message.
     pub query_errors: BTreeMap<String, String>,
+    /// Since when (unix seconds) each query of [`MetricsState::query_errors`] has been
+    /// failing, across refreshes (Alertmanager's entry says it in its message).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query_failing_since: BTreeMap<String, i64>,
     /// Evaluation time of this refresh (unix seconds).
     pub at: i64,
 }
@@ -149,12 +153,30 @@ impl MetricsState {
             && self.alerts == other.alerts
             && self.unmapped == other.unmapped
             && self.query_errors == other.query_errors
+            && self.query_failing_since == other.query_failing_since
             && self.hosts.len() == other.hosts.len()
             && self
                 .hosts
                 .iter()
                 .zip(&other.hosts)
                 .all(|((i, a), (j, b))| i == j && host(a, b))
+    }
+
+    /// The queries that failed this round while others worked, with since when (unix
+    /// seconds, this round's time when unknown) and why; Alertmanager's entry left out (it
+    /// is a source of its own).
+    pub fn failing_queries(&self) -> impl Iterator<Item = (&str, i64, &str)> + '_ {
+        self.query_errors
+            .iter()
+            .filter(|(name, _)| name.as_str() != ALERTMANAGER_ERROR)
+            .map(|(name, msg)| {
+                let since = self
+                    .query_failing_since
+                    .get(name)
+                    .copied()
+                    .unwrap_or(self.at);
+                (name.as_str(), since, msg.as_str())
+            })
     }
 
     pub fn host(&self, id: &str) -> Option<&HostMetrics> {

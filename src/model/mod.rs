@@ -146,7 +146,29 @@ impl Finding {
     pub fn area(&self) -> &str {
         self.code.split('.').next().unwrap_or("")
     }
+
+    /// It says something could not be read, not that something is wrong: a source that did
+    /// not answer (`source.*.unreachable`), or a host whose facts SSH could not read (no
+    /// connection, login refused, host key not yet trusted, the facts command failing or
+    /// answering what cannot be parsed). Such a finding makes `check` "could not check"
+    /// (exit 3), never critical: a host that is really down says so through its other sources
+    /// (its node NotReady, its etcd member down), whose findings stay critical. A changed host
+    /// key is not among these: it is known to be wrong.
+    pub fn could_not_check(&self) -> bool {
+        (self.code.starts_with("source.") && self.code.ends_with(".unreachable"))
+            || HOST_UNREAD.contains(&self.code.as_str())
+    }
 }
+
+/// The host findings that say its facts could not be read (see
+/// [`Finding::could_not_check`]).
+pub const HOST_UNREAD: &[&str] = &[
+    "host.ssh_unreachable",
+    "host.ssh_auth_failed",
+    "host.ssh_host_key_unknown",
+    "host.ssh_error",
+    "host.facts_unreadable",
+];
 
 /// Sort findings worst first, then by code and subject, for stable output.
 pub fn sort_findings(findings: &mut [Finding]) {
@@ -179,21 +201,21 @@ impl Status {
         }
     }
 
-    /// Critical beats unknown beats warning beats ok: a failing source (`source.*` critical or
-    /// warning) that kept us from checking makes the status unknown unless something is known
-    /// to be critical.
+    /// Critical beats unknown beats warning beats ok: what could not be read (a failing
+    /// source, a host whose facts SSH could not read: [`Finding::could_not_check`]) makes the
+    /// status unknown unless something is known to be critical.
     pub fn of(findings: &[Finding]) -> Status {
         // Findings expected during a run do not count.
         let counted: Vec<&Finding> = findings.iter().filter(|f| !f.expected()).collect();
         let findings = counted.as_slice();
         let worst = findings.iter().map(|f| f.severity).max();
-        let unchecked = findings
-            .iter()
-            .any(|f| f.code.starts_with("source.") && f.code.ends_with(".unreachable"));
+        let unchecked = findings.iter().any(|f| f.could_not_check());
         match worst {
             Some(Severity::Critical)
                 if findings.iter().any(|f| {
-                    f.severity == Severity::Critical && !f.code.starts_with("source.")
+                    f.severity == Severity::Critical
+                        && !f.code.starts_with("source.")
+                        && !f.could_not_check()
                 }) =>
             {
                 Status::Critical
@@ -351,6 +373,35 @@ mod tests {
             Status::Critical
         );
         assert_eq!(Status::Unknown.exit_code(), 3);
+        // A host SSH could not read is unknown, not critical; its node down stays critical;
+        // a changed host key is known to be wrong.
+        for code in HOST_UNREAD {
+            let sev = if *code == "host.ssh_unreachable" {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            assert_eq!(Status::of(&[f(sev, code)]), Status::Unknown, "{code}");
+            assert_eq!(
+                Status::of(&[f(sev, code), f(Severity::Critical, "node.not_ready")]),
+                Status::Critical,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            Status::of(&[
+                f(Severity::Critical, "host.ssh_unreachable"),
+                f(Severity::Critical, "etcd.member_down")
+            ]),
+            Status::Critical
+        );
+        assert_eq!(
+            Status::of(&[
+                f(Severity::Critical, "host.ssh_host_key_changed"),
+                f(Severity::Warning, "host.ssh_unreachable")
+            ]),
+            Status::Critical
+        );
     }
 
     #[test]

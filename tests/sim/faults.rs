@@ -1,8 +1,10 @@
 //! Faults per face (issue 18), end to end: the real binary against the simulator, each face
 //! hung, answering garbage, answering 500, slow or flapping (through `/sim/v1/faults`).
 //! `check --json` says "could not check" (exit 3) naming only the source behind the faulty
-//! face and still reports the others; `upgrade --dry-run --json` refuses: the guards that read
-//! the faulty face cannot verify, none passes on what it could not read.
+//! face (Longhorn its own, beside the nodes and pods; SSH per host) and still reports the
+//! others; `upgrade --dry-run --json` refuses: the guards that read the faulty face cannot
+//! verify, none passes on what it could not read, the others still decide. A host really down
+//! is still critical (exit 2) through its node.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -139,13 +141,10 @@ fn codes(doc: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The source `check` reads a face through.
+/// The source `check` reads a face through (Longhorn's CRDs come through the Kubernetes API
+/// but Longhorn is its own source: its failure leaves the nodes and pods).
 fn source_of(face: &str) -> &str {
-    match face {
-        // Longhorn's CRDs come through the Kubernetes API.
-        "longhorn" => "kubernetes",
-        f => f,
-    }
+    face
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,9 +201,11 @@ async fn check_cannot_check_only_the_source_behind_a_faulty_face() {
                 .filter(|c| c.starts_with("source.") && c.ends_with(".unreachable"))
                 .collect();
             if face == "ssh" {
-                // SSH is read per host: every host says why, no source is "unreachable",
+                // SSH is read per host: every host says why, no source is "unreachable";
+                // facts that could not be read are "could not check" (exit 3), not critical,
                 // and the cluster is still reported.
-                assert_ne!(code, 0, "{fault}: {doc:#}");
+                assert_eq!(code, 3, "{fault}: {doc:#}");
+                assert_eq!(doc["status"], "unknown", "{fault}: {doc:#}");
                 assert!(failing.is_empty(), "{fault}: {doc:#}");
                 for host in h.inventory().hosts.iter() {
                     assert!(
@@ -218,6 +219,7 @@ async fn check_cannot_check_only_the_source_behind_a_faulty_face() {
                         host.id
                     );
                 }
+
                 assert!(
                     got.iter().any(|c| c == "longhorn.unencrypted"),
                     "{fault}: {doc:#}"
@@ -239,7 +241,7 @@ async fn check_cannot_check_only_the_source_behind_a_faulty_face() {
                     got.iter().any(|c| c == "host.update_pending"),
                     "{fault}: {doc:#}"
                 );
-                if source_of(face) != "kubernetes" {
+                if !matches!(face, "kubernetes" | "longhorn") {
                     assert!(
                         got.iter().any(|c| c == "longhorn.unencrypted"),
                         "{fault}: {doc:#}"
@@ -334,6 +336,12 @@ async fn the_upgrade_guards_cannot_verify_under_each_fault() {
                 );
                 assert!(!passed(&doc, g), "{fault}: {g} passed: {bad:#?}");
             }
+            if face == "longhorn" {
+                // Longhorn is its own source: the nodes were read, their guards decide.
+                for g in ["node-missing", "node-not-ready", "node-cordoned"] {
+                    assert!(passed(&doc, g), "{fault}: {g} did not pass: {bad:#?}");
+                }
+            }
             seen.push(format!(
                 "{fault}: {}",
                 bad.iter()
@@ -392,15 +400,22 @@ async fn ssh_host_gone_mid_command_and_a_changed_host_key() {
             .collect()
     };
 
-    for (fault, code, says) in [
-        ("ssh-cut=node2", "host.ssh_unreachable", "connection lost"),
-        ("host-key-changed=node2", "host.ssh_host_key_changed", ""),
+    // Cut mid-command: node2's facts could not be read (exit 3, could not check); a changed
+    // host key is known to be wrong (exit 2).
+    for (fault, code, says, want_exit) in [
+        (
+            "ssh-cut=node2",
+            "host.ssh_unreachable",
+            "connection lost",
+            3,
+        ),
+        ("host-key-changed=node2", "host.ssh_host_key_changed", "", 2),
     ] {
         apply(&h, fault).await;
         let (exit, out, err) = run(&h, &config, &home, &check).await;
         let doc: Value =
             serde_json::from_str(&out).unwrap_or_else(|e| panic!("{fault}: {e}: {out}\n{err}"));
-        assert_eq!(exit, 2, "{fault}: {doc:#}");
+        assert_eq!(exit, want_exit, "{fault}: {doc:#}");
         let got = host_findings(&doc, "instance_2");
         assert!(
             got.iter().any(|f| f.starts_with(code) && f.contains(says)),
@@ -533,6 +548,84 @@ async fn the_agent_socket_gone_is_a_login_refused_naming_the_agent() {
             .all(|(c, m)| c == "host.ssh_auth_failed" && m.contains("SSH_AUTH_SOCK")),
         "{got:#?}"
     );
-    assert!(matches!(code, 1 | 2), "{code}: {doc:#}");
+    // Every host's facts unread: could not check, the cluster still reported.
+    assert_eq!(code, 3, "{doc:#}");
+    assert!(
+        codes(&doc).iter().any(|c| c == "longhorn.unencrypted"),
+        "{doc:#}"
+    );
+    h.shutdown().await;
+}
+
+/// A host really down (the simulator's `unreachable-host`: no SSH, its node Unknown) is not
+/// merely "could not check": its node's finding is critical and `check` exits 2, its SSH
+/// finding beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_really_down_is_critical_through_its_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = simh::start_in(&["unreachable-host"], 20.0, &dir.path().join("sim")).await;
+    let config = short_config(&h, &dir.path().join("home"));
+    let home = dir.path().join("home");
+    let (code, out, err) = run(&h, &config, &home, &["check", "--json", "--timeout", "5"]).await;
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let got = codes(&doc);
+    assert_eq!(code, 2, "{doc:#}");
+    assert_eq!(doc["status"], "critical", "{doc:#}");
+    let down: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "node.not_ready")
+        .collect();
+    assert_eq!(down.len(), 1, "{doc:#}");
+    assert_eq!(down[0]["severity"], "critical", "{doc:#}");
+    assert!(
+        got.iter().any(|c| c == "host.ssh_unreachable"),
+        "its SSH finding beside it: {doc:#}"
+    );
+    h.shutdown().await;
+}
+
+/// One Mimir query failing while the others answer (here `net_tx` overridden with a function
+/// the simulator's Prometheus refuses): `check` names the query in a warning finding (which,
+/// since when, Prometheus's reason) and reads everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_mimir_query_is_a_warning_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = simh::start_in(&[], 20.0, &dir.path().join("sim")).await;
+    let home = dir.path().join("home");
+    let config = short_config(&h, &home);
+    let mut cfg: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let mut queries = toml::Table::new();
+    queries.insert(
+        "net_tx".into(),
+        "holt_winters(node_network_transmit_bytes_total[5m], 0.5, 0.5)".into(),
+    );
+    cfg["mimir"]
+        .as_table_mut()
+        .unwrap()
+        .insert("queries".into(), toml::Value::Table(queries));
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+    let (code, out, err) = run(&h, &config, &home, &["check", "--json", "--timeout", "5"]).await;
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let failed: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "source.mimir.query_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{doc:#}");
+    assert_eq!(failed[0]["subject"], "net_tx", "{doc:#}");
+    assert_eq!(failed[0]["severity"], "warning", "{doc:#}");
+    let msg = failed[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Mimir query net_tx failing since ") && msg.contains("holt_winters"),
+        "{msg}"
+    );
+    // Mimir as a whole was read: no source unreachable, the other sources reported.
+    let got = codes(&doc);
+    assert!(!got.iter().any(|c| c.ends_with(".unreachable")), "{doc:#}");
+    assert!(got.iter().any(|c| c == "host.update_pending"), "{doc:#}");
+    assert_eq!(code, 1, "{doc:#}");
     h.shutdown().await;
 }

@@ -206,3 +206,93 @@ async fn watches_resume_after_drops_gone_and_relists_without_losing_or_duplicati
     task.abort();
     h.shutdown().await;
 }
+
+/// Longhorn is its own source (issue 18): under each fault of the `longhorn` face the
+/// Kubernetes source keeps sending the cluster (never an error of its own), with Longhorn's
+/// failure (why, since when) beside current nodes and pods: a pod created during the fault
+/// arrives. After the clear Longhorn's error goes and its volumes equal the simulator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_longhorn_fault_marks_only_longhorn_and_the_nodes_and_pods_keep_updating() {
+    let (h, _dir) = simh::start(&[], 10.0).await;
+    let env = simh::env(&h);
+    let mut kcfg = env.config.kubernetes.clone();
+    // The liveness request's timeout: a hung Longhorn is noticed within a few seconds.
+    kcfg.timeout_secs = 2;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let task = homeinfra_tui::sources::kubernetes::spawn(kcfg, tx);
+    let mut last = None;
+    converges(&h, &mut rx, &mut last, "the first list", 30).await;
+    assert!(last.as_ref().unwrap().longhorn.error.is_none());
+
+    for (i, fault) in ["http-500=longhorn", "garbage=longhorn", "hang=longhorn"]
+        .into_iter()
+        .enumerate()
+    {
+        h.world().apply_scenario(&fault.parse().unwrap()).unwrap();
+        let applied = jiff::Timestamp::now();
+        // Longhorn's failure arrives inside a good cluster update.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        let err = loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(Update::Cluster(Ok(c)))) => {
+                    if let Some(e) = c.longhorn.error.clone() {
+                        break e;
+                    }
+                }
+                Ok(Some(Update::Cluster(Err(e)))) => {
+                    panic!("{fault}: the whole cluster in error: {e}")
+                }
+                Ok(Some(_)) => {}
+                other => panic!("{fault}: Longhorn's failure never said: {other:?}"),
+            }
+        };
+        assert!(
+            err.message.starts_with("Longhorn"),
+            "{fault}: {}",
+            err.message
+        );
+        assert!(
+            err.since.as_second() >= applied.as_second() - 1,
+            "{fault}: since {} (applied {applied})",
+            err.since
+        );
+        // The nodes and pods stay current: a pod made now arrives, Longhorn still failing.
+        let pod = format!("during-longhorn-{i}");
+        h.world().store.create(&PODS, extra_pod(&pod)).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(Update::Cluster(Ok(c)))) => {
+                    let seen = c.pods.iter().any(|p| p.name == pod);
+                    let failing = c.longhorn.error.clone();
+                    last = Some(c);
+                    if seen {
+                        let e = failing.unwrap_or_else(|| {
+                            panic!("{fault}: Longhorn's error went while the fault is on")
+                        });
+                        assert_eq!(e.since, err.since, "{fault}: since kept");
+                        break;
+                    }
+                }
+                Ok(Some(Update::Cluster(Err(e)))) => {
+                    panic!("{fault}: the whole cluster in error: {e}")
+                }
+                Ok(Some(_)) => {}
+                other => panic!("{fault}: the pod made during the fault never came: {other:?}"),
+            }
+        }
+        h.world().clear_scenario(fault).unwrap();
+        // Recovered: Longhorn's error gone, everything equal to the simulator's.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while last.as_ref().unwrap().longhorn.error.is_some() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(Update::Cluster(Ok(c)))) => last = Some(c),
+                Ok(Some(_)) => {}
+                other => panic!("{fault} cleared: Longhorn still failing: {other:?}"),
+            }
+        }
+        converges(&h, &mut rx, &mut last, &format!("{fault} cleared"), 30).await;
+    }
+    task.abort();
+    h.shutdown().await;
+}

@@ -18,7 +18,7 @@ use crate::tui_e2e::Tmux;
 /// Every face and what its pane says when it cannot be read.
 const FACES: &[(&str, &[&str])] = &[
     ("kubernetes", &["Kubernetes unreachable since"]),
-    ("longhorn", &["Kubernetes unreachable since"]),
+    ("longhorn", &["Longhorn unreachable since"]),
     ("etcd", &["etcd unreachable since"]),
     ("mimir", &["Mimir unreachable since"]),
     ("loki", &["Loki unreachable since"]),
@@ -85,6 +85,29 @@ fn control(files: &Path, method: &str, path: &str, body: Option<&str>) {
     }
     let out = c.arg(format!("{server}/sim/v1/{path}")).output().unwrap();
     assert!(out.status.success(), "{method} /sim/v1/{path} failed");
+}
+
+/// `PATCH` a node's `spec.unschedulable` through the simulator's Kubernetes API (curl): a
+/// change the Nodes pane shows as `cordoned`.
+fn set_unschedulable(files: &Path, node: &str, on: bool) {
+    let kubeconfig = std::fs::read_to_string(files.join("kubeconfig")).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    let token = std::fs::read_to_string(files.join("token")).unwrap();
+    let out = Command::new("curl")
+        .args(["-sf", "-m", "10", "-X", "PATCH", "--cacert"])
+        .arg(files.join("ca.crt"))
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .args(["-H", "Content-Type: application/merge-patch+json", "-d"])
+        .arg(format!("{{\"spec\": {{\"unschedulable\": {on}}}}}"))
+        .arg(format!("{server}/api/v1/nodes/{node}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "PATCH node {node} failed");
 }
 
 /// Wait until the screen shows any of `needles`.
@@ -202,15 +225,30 @@ fn the_dashboard_draws_and_answers_keys_under_each_fault_and_recovers() {
             ("mimir", "instance_4 "),
             ("kubernetes", "Ready"),
         ] {
-            // (Longhorn is read by the Kubernetes source: its fault is that source's.)
-            let same_source =
-                fault.contains(other) || (other == "kubernetes" && fault.contains("longhorn"));
-            if !same_source {
+            // (Longhorn is read by the Kubernetes source but is its own source: its fault
+            // leaves the nodes.)
+            if !fault.contains(other) {
                 assert!(
                     screen.contains(data),
                     "{fault}: the {other} pane lost its data:\n{screen}"
                 );
             }
+        }
+        if fault.contains("longhorn") {
+            // Only the Longhorn pane is in error, and the Nodes pane keeps updating: a node
+            // cordoned now shows, and uncordoned goes.
+            assert!(
+                !screen.contains("Kubernetes unreachable"),
+                "{fault}: the whole cluster in error:\n{screen}"
+            );
+            set_unschedulable(&sim.files(), "node3", true);
+            let s = wait_any(&t, "f", &["cordoned"], 30);
+            assert!(
+                s.contains("Longhorn unreachable since"),
+                "{fault}: Longhorn's error went while the fault is on:\n{s}"
+            );
+            set_unschedulable(&sim.files(), "node3", false);
+            wait_none(&t, "f", &["cordoned"], 30);
         }
         let lat = key_latencies(&t, "f", samples);
         assert!(alive(pid), "{fault}: the dashboard exited");

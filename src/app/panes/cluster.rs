@@ -230,6 +230,18 @@ pub(super) fn longhorn(app: &App) -> Table {
         c.data.is_some(),
     )
     .or_else(|| {
+        // Longhorn's own status: the rows are the last read, the other panes stay current.
+        let e = c.data.as_ref()?.longhorn.error.as_ref()?;
+        Some((
+            format!(
+                "Longhorn unreachable since {}: {}",
+                e.since.to_zoned(app.tz.clone()).strftime("%H:%M:%S"),
+                e.message
+            ),
+            Tone::Critical,
+        ))
+    })
+    .or_else(|| {
         c.data
             .as_ref()
             .filter(|cl| !cl.longhorn.installed)

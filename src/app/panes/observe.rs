@@ -129,7 +129,8 @@ pub(super) fn metrics(app: &App) -> Table {
     });
     Table {
         drop_order: vec![0, 0, 0, 1, 3, 2],
-        note: source_note(&m.status, "Mimir", "[mimir] url", m.data.is_some()),
+        note: source_note(&m.status, "Mimir", "[mimir] url", m.data.is_some())
+            .or_else(|| failing_queries(app)),
         subtitle,
         ..Table::new(
             vec!["HOST", "CPU", "MEMORY", "ROOT FS", "NET RX", "NET TX"],
@@ -137,6 +138,26 @@ pub(super) fn metrics(app: &App) -> Table {
             rows,
         )
     }
+}
+
+/// A query failing while the others answer: which, since when, why (and how many more).
+fn failing_queries(app: &App) -> Option<(String, Tone)> {
+    let st = app.snapshot.mimir.data.as_ref()?;
+    let mut failing = st.failing_queries();
+    let (name, since, why) = failing.next()?;
+    let more = failing.count();
+    let when = jiff::Timestamp::from_second(since)
+        .map(|t| t.to_zoned(app.tz.clone()).strftime("%H:%M:%S").to_string())
+        .unwrap_or_default();
+    let tail = if more > 0 {
+        format!(" (+{more} more failing: see Findings)")
+    } else {
+        String::new()
+    };
+    Some((
+        format!("Mimir query {name} failing since {when}: {why}{tail}"),
+        Tone::Warning,
+    ))
 }
 
 /// The host the Logs pane follows: the Hosts pane's selection.

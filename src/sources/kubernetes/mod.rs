@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 
 use super::{Update, UpdateTx};
 use crate::config::KubernetesConfig;
-use crate::model::cluster::{ClusterState, LONGHORN_VERSION, LonghornApi, LonghornState};
+use crate::model::cluster::{
+    ClusterState, LONGHORN_VERSION, LonghornApi, LonghornError, LonghornState,
+};
 
 /// The kinds we keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -327,6 +329,13 @@ struct Store {
     /// Optional kinds whose resource is not served (404).
     missing: std::collections::BTreeSet<Kind>,
     server_version: Option<String>,
+    /// Longhorn's own failures, by kind (a watch or a list failed, not with 404): Longhorn is
+    /// its own source beside the nodes and pods.
+    longhorn_errors: BTreeMap<Kind, String>,
+    /// The liveness probe's Longhorn request failed: why.
+    longhorn_probe: Option<String>,
+    /// Since when Longhorn has been failing (kept while any failure lasts).
+    longhorn_since: Option<jiff::Timestamp>,
 }
 
 impl Store {
@@ -349,6 +358,28 @@ impl Store {
         }
     }
 
+    /// Longhorn's failure as the state says it: the probe's first, else the first kind's.
+    fn longhorn_error(&self) -> Option<LonghornError> {
+        let message = self
+            .longhorn_probe
+            .clone()
+            .or_else(|| self.longhorn_errors.values().next().cloned())?;
+        Some(LonghornError {
+            since: self.longhorn_since.unwrap_or_else(jiff::Timestamp::now),
+            message,
+        })
+    }
+
+    /// Keep [`Store::longhorn_since`] in step with the failures (call after each change).
+    fn longhorn_failing_since(&mut self, now: jiff::Timestamp) {
+        let failing = self.longhorn_probe.is_some() || !self.longhorn_errors.is_empty();
+        match (failing, self.longhorn_since) {
+            (true, None) => self.longhorn_since = Some(now),
+            (false, Some(_)) => self.longhorn_since = None,
+            _ => {}
+        }
+    }
+
     fn state(&self) -> ClusterState {
         let mut st = ClusterState {
             server_version: self.server_version.clone(),
@@ -362,6 +393,7 @@ impl Store {
                     .iter()
                     .map(|k| k.to_string())
                     .collect(),
+                error: self.longhorn_error(),
                 ..Default::default()
             },
             etcd_snapshots: (!self.missing.contains(&Kind::EtcdSnapshot)
@@ -478,7 +510,7 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Open watches do not notice a server that stopped answering (kube's read timeout is
     // minutes): a short request every few seconds does, and says so until it answers again.
-    let (probe_tx, mut probe_rx) = mpsc::channel::<Option<String>>(4);
+    let (probe_tx, mut probe_rx) = mpsc::channel::<Probe>(4);
     let _probe = AbortOnDrop(vec![tokio::spawn(liveness(
         client.clone(),
         ns.clone(),
@@ -489,7 +521,12 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
     loop {
         tokio::select! {
             p = probe_rx.recv() => {
-                let Some(p) = p else { continue };
+                let Some(Probe { api: p, longhorn }) = p else { continue };
+                if longhorn != store.longhorn_probe {
+                    store.longhorn_probe = longhorn;
+                    store.longhorn_failing_since(jiff::Timestamp::now());
+                    dirty = true;
+                }
                 if p == probe_error {
                     continue;
                 }
@@ -516,6 +553,17 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
                             if store.missing.insert(*k) {
                                 dirty = true;
                             }
+                        } else if k.is_longhorn() {
+                            // Longhorn's own status: the nodes and pods stay current.
+                            let msg = format!(
+                                "Longhorn {}: {msg}",
+                                k.longhorn_plural().1
+                            );
+                            if store.longhorn_errors.get(k) != Some(&msg) {
+                                store.longhorn_errors.insert(*k, msg);
+                                store.longhorn_failing_since(jiff::Timestamp::now());
+                                dirty = true;
+                            }
                         } else if errors.get(k) != Some(msg) {
                             errors.insert(*k, msg.clone());
                             if tx.send(Update::Cluster(Err(msg.clone()))).await.is_err() {
@@ -525,6 +573,9 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
                     }
                     Change::Reset(k, _) | Change::Upsert(k, _, _) | Change::Delete(k, _) => {
                         errors.remove(k);
+                        if store.longhorn_errors.remove(k).is_some() {
+                            store.longhorn_failing_since(jiff::Timestamp::now());
+                        }
                         dirty = true;
                     }
                 }
@@ -545,9 +596,16 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
 /// How often the liveness request goes out.
 const LIVENESS_EVERY: Duration = Duration::from_secs(5);
 
+/// What one liveness round found: why the API (`GET /version`) and why Longhorn's volumes
+/// failed, each `None` when it answered.
+struct Probe {
+    api: Option<String>,
+    longhorn: Option<String>,
+}
+
 /// Every [`LIVENESS_EVERY`]: `GET /version` and one Longhorn volume (`limit=1`), each within
-/// `timeout`; sends `Some(why)` when either fails, `None` when both answer.
-async fn liveness(client: Client, ns: String, timeout: Duration, tx: mpsc::Sender<Option<String>>) {
+/// `timeout`; sends what failed (Longhorn apart: it is its own source status).
+async fn liveness(client: Client, ns: String, timeout: Duration, tx: mpsc::Sender<Probe>) {
     let volumes = longhorn_api(&client, &ns, Kind::Volume);
     loop {
         tokio::time::sleep(LIVENESS_EVERY).await;
@@ -568,12 +626,16 @@ async fn liveness(client: Client, ns: String, timeout: Duration, tx: mpsc::Sende
             Ok(Ok(_)) => None,
             // Not installed (or at another version): the watches say so.
             Ok(Err(kube::Error::Api(s))) if s.code == 404 => None,
-            Ok(Err(e)) => Some(format!("Kubernetes API: cannot list Longhorn volumes: {e}")),
+            Ok(Err(e)) => Some(format!("Longhorn: cannot list volumes: {e}")),
             Err(_) => Some(format!(
-                "Kubernetes API: no answer to the Longhorn volumes within {secs} s"
+                "Longhorn: no answer to a list of volumes within {secs} s"
             )),
         };
-        if tx.send(version.or(longhorn)).await.is_err() {
+        let probe = Probe {
+            api: version,
+            longhorn,
+        };
+        if tx.send(probe).await.is_err() {
             return;
         }
     }
@@ -627,7 +689,22 @@ async fn poll_once_unbounded(cfg: &KubernetesConfig) -> Result<ClusterState, Str
     let pdbs = list_rows(Api::<PodDisruptionBudget>::all(client.clone()), |p| {
         Row::Pdb(convert::pdb(p))
     });
-    let (nodes, pods, pdbs) = tokio::join!(nodes, pods, pdbs);
+    // Longhorn is its own source: read beside the rest within three quarters of the bound,
+    // so that a hung Longhorn still leaves the nodes and pods (and says so).
+    let lh_budget = Duration::from_millis(cfg.timeout_secs.max(1) * 750);
+    let longhorn = tokio::time::timeout(lh_budget, async {
+        let mut out = Vec::new();
+        for k in LONGHORN_KINDS {
+            let r = list_rows(
+                longhorn_api(&client, &cfg.longhorn_namespace, *k),
+                dyn_row(*k),
+            )
+            .await;
+            out.push((*k, r));
+        }
+        out
+    });
+    let (nodes, pods, pdbs, longhorn) = tokio::join!(nodes, pods, pdbs, longhorn);
     store.apply(Change::Reset(
         Kind::Node,
         nodes.map_err(|e| err("nodes", e))?,
@@ -637,20 +714,31 @@ async fn poll_once_unbounded(cfg: &KubernetesConfig) -> Result<ClusterState, Str
         Kind::Pdb,
         pdbs.map_err(|e| err("poddisruptionbudgets", e))?,
     ));
-    for k in LONGHORN_KINDS {
-        match list_rows(
-            longhorn_api(&client, &cfg.longhorn_namespace, *k),
-            dyn_row(*k),
-        )
-        .await
-        {
-            Ok(rows) => store.apply(Change::Reset(*k, rows)),
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                store.longhorn_missing.insert(k.longhorn_plural().1);
+    match longhorn {
+        Ok(lists) => {
+            for (k, r) in lists {
+                match r {
+                    Ok(rows) => store.apply(Change::Reset(k, rows)),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {
+                        store.longhorn_missing.insert(k.longhorn_plural().1);
+                    }
+                    Err(e) => {
+                        let plural = k.longhorn_plural().1;
+                        store
+                            .longhorn_errors
+                            .insert(k, format!("Longhorn: cannot list {plural}: {e}"));
+                    }
+                }
             }
-            Err(e) => return Err(err(k.longhorn_plural().1, e)),
+        }
+        Err(_) => {
+            store.longhorn_probe = Some(format!(
+                "Longhorn: no answer within {:.2} s (of [kubernetes] timeout_secs)",
+                lh_budget.as_secs_f64()
+            ));
         }
     }
+    store.longhorn_failing_since(jiff::Timestamp::now());
     for k in RECOVERY_KINDS {
         match list_rows(recovery_api(&client, *k), recovery_row(*k)).await {
             Ok(rows) => store.apply(Change::Reset(*k, rows)),

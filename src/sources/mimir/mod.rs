@@ -14,6 +14,7 @@ mod error;
 mod hosts;
 mod queries;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ pub struct Mimir {
     timeout: Duration,
     /// Since when (unix seconds) Alertmanager has not answered, across refreshes.
     am_failing_since: Arc<std::sync::Mutex<Option<i64>>>,
+    /// Since when (unix seconds) each failing query has been failing, across refreshes.
+    queries_failing_since: Arc<std::sync::Mutex<BTreeMap<String, i64>>>,
 }
 
 impl std::fmt::Debug for Mimir {
@@ -86,6 +89,7 @@ impl Mimir {
             alertmanager: None,
             timeout,
             am_failing_since: Arc::new(std::sync::Mutex::new(None)),
+            queries_failing_since: Default::default(),
         })
     }
 
@@ -284,6 +288,19 @@ impl Mimir {
                     );
                 }
             }
+        }
+        {
+            let mut since = self
+                .queries_failing_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            since.retain(|name, _| state.query_errors.contains_key(name));
+            for name in state.query_errors.keys() {
+                if name != crate::model::metrics::ALERTMANAGER_ERROR {
+                    since.entry(name.clone()).or_insert(now);
+                }
+            }
+            state.query_failing_since = since.clone();
         }
         Ok(state)
     }

@@ -95,6 +95,18 @@ pub(crate) fn longhorn_unseen(c: &ClusterState) -> Option<(String, String)> {
     let ns = &lh.namespace;
     let version = &lh.version;
     let skip = "or, if this cluster has no Longhorn, add \"longhorn\" to [upgrade] skip_guards";
+    if let Some(e) = &lh.error {
+        return Some((
+            format!(
+                "Longhorn's volumes and replicas cannot be read (since {}): {}",
+                e.since.strftime("%H:%M:%S"),
+                e.message
+            ),
+            format!(
+                "check Longhorn's manager and the API server (`kubectl -n {ns} get volumes.longhorn.io`)"
+            ),
+        ));
+    }
     let versions = match &lh.api {
         LonghornApi::Unknown => {
             return Some((
