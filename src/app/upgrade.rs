@@ -604,6 +604,14 @@ impl App {
                             | crate::operations::upgrade::UpgradeEvent::RunFinished { .. }
                     ) {
                         self.reassess();
+                        // The Nodes pane names what the run does to its nodes.
+                        self.gens.cluster += 1;
+                    }
+                    if matches!(
+                        &*e,
+                        crate::operations::upgrade::UpgradeEvent::Waiting { what, .. } if what == "maintenance"
+                    ) {
+                        self.gens.cluster += 1;
                     }
                 }
                 TaskEvent::ControlSent(Control::Pause) => v.paused = true,

@@ -600,6 +600,9 @@ fn health_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
                     Some((node, Step::Reboot)) if *node == n.name => {
                         spans.push(Span::styled(" · rebooting", theme.warning));
                     }
+                    Some((node, Step::Hold)) if *node == n.name => {
+                        spans.push(Span::styled(" · in maintenance", theme.info));
+                    }
                     Some((node, step)) if *node == n.name => {
                         spans.push(Span::styled(format!(" · {step}"), theme.info));
                     }
