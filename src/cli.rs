@@ -67,6 +67,13 @@ pub enum Command {
     Diff(DiffArgs),
     /// Headless guarded rolling upgrade.
     Upgrade(UpgradeArgs),
+    /// One node's maintenance: the upgrade's guards, its lock, the node's alerts silenced,
+    /// cordon and drain (PodDisruptionBudgets respected); the node then stays in maintenance
+    /// (a background engine holds it) until `uncordon NODE`.
+    Drain(DrainArgs),
+    /// End a node's maintenance (uncordon it, expire its silences, release the lock), or
+    /// uncordon a node cordoned by hand or by a run that is over.
+    Uncordon(UncordonArgs),
     /// The config file: a commented starting point, a check of yours, its JSON Schema.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -175,6 +182,30 @@ pub struct DiffArgs {
     pub from: Option<PathBuf>,
     #[arg(long, value_name = "PATH", requires = "from")]
     pub to: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DrainArgs {
+    /// The node (its hostname or inventory id).
+    pub node: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Take over a stale upgrade lock.
+    #[arg(long)]
+    pub force_unlock: bool,
+    /// Print JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UncordonArgs {
+    /// The node (its hostname or inventory id).
+    pub node: String,
+    /// Print JSON lines.
     #[arg(long)]
     pub json: bool,
 }

@@ -96,6 +96,7 @@ pub fn plan(run_id: &str, entries: impl IntoIterator<Item = PlanEntry>) -> Plan 
     Plan {
         run_id: run_id.to_string(),
         flake: FLAKE.to_string(),
+        kind: Default::default(),
         entries: entries.into_iter().collect(),
     }
 }

@@ -80,6 +80,7 @@ impl App {
             }
             Action::Cordon => self.ask_cordon(),
             Action::Upgrade => return self.open_upgrade(),
+            Action::Drain => return self.open_drain(),
             _ => return Effect::None,
         }
         Effect::Redraw
@@ -123,13 +124,36 @@ impl App {
         let Some(node) = self.selected_key(Pane::Nodes) else {
             return;
         };
-        let cordoned = self
+        let (cordoned, by) = self
             .snapshot
             .cluster
             .data
             .as_ref()
             .and_then(|c| c.node(&node))
-            .is_some_and(|n| n.unschedulable);
+            .map_or((false, None), |n| {
+                (n.unschedulable, n.cordoned_by_run.clone())
+            });
+        // A node in maintenance (a drain run's): its engine ends it (uncordon, silences
+        // expired, lock released); an engine that is gone has its run abandoned.
+        if cordoned
+            && let Some(run_id) = by.filter(|r| crate::operations::upgrade::drain::is_drain_run(r))
+        {
+            if self.upgrade.live_run().is_some_and(|(r, _)| r == run_id) {
+                self.push(Mode::Confirm(Pending::Control(
+                    crate::operations::upgrade::Control::EndMaintenance,
+                )));
+                return;
+            }
+            if self
+                .upgrade
+                .interrupted
+                .as_ref()
+                .is_some_and(|i| i.run_id == run_id)
+            {
+                self.push(Mode::Confirm(Pending::AbandonRun { run_id }));
+                return;
+            }
+        }
         self.push(Mode::Confirm(if cordoned {
             Pending::Uncordon { node }
         } else {

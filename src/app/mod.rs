@@ -522,6 +522,11 @@ impl App {
                     crate::operations::upgrade::Step::WaitHealthy => {
                         "coming back after its reboot".to_string()
                     }
+                    crate::operations::upgrade::Step::Hold => n
+                        .waiting
+                        .as_ref()
+                        .and_then(|(_, d)| maintenance_words(d))
+                        .unwrap_or_else(|| "in maintenance".into()),
                     other => other.as_str().to_string(),
                 })
                 .unwrap_or_else(|| "in maintenance".into());
@@ -532,6 +537,14 @@ impl App {
             nodes,
         })
     }
+}
+
+/// `in maintenance (drained by …, since …)` out of a maintenance's wait detail.
+pub(crate) fn maintenance_words(detail: &str) -> Option<String> {
+    let from = detail.find("in maintenance")?;
+    let rest = &detail[from..];
+    let end = rest.find("):").map_or(rest.len(), |i| i + 1);
+    Some(rest[..end].to_string())
 }
 
 /// A stable row key for a finding.

@@ -80,6 +80,18 @@ impl Pending {
             Pending::Uncordon { node } => {
                 vec![format!("Uncordon {node}? It will take new pods again.")]
             }
+            Pending::StartUpgrade { plan, .. }
+                if plan.kind == crate::operations::upgrade::RunKind::Drain =>
+            {
+                let node = plan.entries.first().map_or("", |e| e.node.as_str());
+                vec![
+                    format!("Drain {node} and hold it in maintenance?"),
+                    "It is cordoned and drained (PDBs respected), its alerts silenced; it stays"
+                        .to_string(),
+                    "so until c on it ends the maintenance (uncordon, silences expired)."
+                        .to_string(),
+                ]
+            }
             Pending::StartUpgrade { plan, reboots } => {
                 let mut out = vec![
                     format!(
@@ -101,6 +113,9 @@ impl Pending {
                 Control::Skip { node } => format!("Skip {node}?"),
                 Control::Approve => "Reboot now?".into(),
                 Control::Decline => "Do not reboot now?".into(),
+                Control::EndMaintenance => {
+                    "End the maintenance: uncordon the node and expire its silences?".into()
+                }
             }],
             Pending::ResumeRun { run_id, at } => vec![
                 format!(

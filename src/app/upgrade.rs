@@ -151,6 +151,17 @@ impl UpgradeView {
                 i.at_text()
             ));
         }
+        if crate::operations::upgrade::drain::is_drain_run(&p.run_id)
+            && let Some(n) = p.current()
+            && n.steps.last().is_some_and(|s| s.step == Step::Hold)
+        {
+            let text = n
+                .waiting
+                .as_ref()
+                .and_then(|(_, d)| super::maintenance_words(d))
+                .unwrap_or_else(|| "in maintenance".into());
+            return Some(format!("{} {text} — c on it ends it", n.node));
+        }
         let step = p
             .current()
             .map(|n| {
@@ -222,6 +233,54 @@ impl App {
         let task = self
             .tasks
             .begin(Job::PlanUpgrade { only }, Purpose::Plan, self.now);
+        self.upgrade = UpgradeView {
+            planning: true,
+            plan_task: Some(task.id),
+            interrupted: self.upgrade.interrupted.take(),
+            ..Default::default()
+        };
+        Effect::Start(task)
+    }
+
+    /// `D`: one node's maintenance — the node selected in the Nodes pane (or the host selected
+    /// in the Hosts pane, when it is a node); plans its drain (guards, PDBs, silences) in the
+    /// upgrade view, where `y` asks once more. Refused in read-only mode and during a run.
+    pub(super) fn open_drain(&mut self) -> Effect {
+        if self.read_only {
+            self.status = Some((
+                "read-only mode: drains are disabled (no writer is built)".into(),
+                Tone::Warning,
+            ));
+            return Effect::Redraw;
+        }
+        if self.upgrade.running() || self.upgrade.planning || self.upgrade.starting {
+            self.status = Some((
+                "a run is under way: one at a time (U shows it)".into(),
+                Tone::Warning,
+            ));
+            return Effect::Redraw;
+        }
+        let cluster = self.snapshot.cluster.data.as_ref();
+        let node = match self.focus {
+            Pane::Nodes => self.selected_key(Pane::Nodes),
+            Pane::Hosts => self
+                .selected_key(Pane::Hosts)
+                .and_then(|id| self.inventory.host(&id).map(|h| h.hostname.clone()))
+                .filter(|n| cluster.is_some_and(|c| c.node(n).is_some())),
+            _ => None,
+        };
+        let Some(node) = node else {
+            let hint = self.key_hint(Action::FocusNodes);
+            self.status = Some((
+                format!("drain: select a node in the Nodes pane{hint} (or a host that is a node)"),
+                Tone::Warning,
+            ));
+            return Effect::Redraw;
+        };
+        self.push(Mode::Upgrade);
+        let task = self
+            .tasks
+            .begin(Job::PlanDrain { node }, Purpose::Plan, self.now);
         self.upgrade = UpgradeView {
             planning: true,
             plan_task: Some(task.id),
@@ -314,6 +373,14 @@ impl App {
                         ));
                         return Effect::Redraw;
                     }
+                    // A drain goes only when every guard lets it (fail closed).
+                    if p.plan.kind == crate::operations::upgrade::RunKind::Drain
+                        && let Some((_, vs)) = p.verdicts.first()
+                        && let Some(v) = vs.iter().find(|v| !v.pass)
+                    {
+                        self.status = Some((format!("refused: {}", v.line()), Tone::Critical));
+                        return Effect::Redraw;
+                    }
                     let plan = p.plan.clone();
                     let reboots = self.reboot_forecast(&plan);
                     self.push(Mode::Confirm(Pending::StartUpgrade { plan, reboots }));
@@ -365,6 +432,7 @@ impl App {
             .unwrap_or_else(|| Plan {
                 run_id: run_id.clone(),
                 flake: String::new(),
+                kind: Default::default(),
                 entries: Vec::new(),
             });
         let task = self.tasks.begin(
@@ -536,6 +604,14 @@ impl App {
                             | crate::operations::upgrade::UpgradeEvent::RunFinished { .. }
                     ) {
                         self.reassess();
+                        // The Nodes pane names what the run does to its nodes.
+                        self.gens.cluster += 1;
+                    }
+                    if matches!(
+                        &*e,
+                        crate::operations::upgrade::UpgradeEvent::Waiting { what, .. } if what == "maintenance"
+                    ) {
+                        self.gens.cluster += 1;
                     }
                 }
                 TaskEvent::ControlSent(Control::Pause) => v.paused = true,

@@ -99,6 +99,10 @@ impl Out {
         }
     }
 
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     pub fn is_gone(&self) -> bool {
         self.gone
     }

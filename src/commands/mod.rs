@@ -8,6 +8,7 @@ pub mod config_file;
 pub mod dashboard;
 pub mod diff;
 pub mod docs;
+pub mod drain;
 pub mod engine;
 pub mod sim;
 pub mod upgrade;
@@ -155,6 +156,11 @@ async fn run(cli: Cli) -> Result<u8> {
             let engine = engine_command(&global);
             upgrade::run(loaded, &args, &engine).await
         }
+        Command::Drain(args) => {
+            let loaded = load(&global)?;
+            drain::drain(loaded, &args, &engine_command(&global)).await
+        }
+        Command::Uncordon(args) => drain::uncordon(load(&global)?, &args).await,
         Command::Config(c) => config_file::run(&global, &c).await,
         Command::Completions(args) => docs::completions(args.shell),
         Command::Man => docs::man(),

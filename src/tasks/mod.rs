@@ -113,6 +113,10 @@ pub enum Job {
     PlanUpgrade {
         only: Vec<String>,
     },
+    /// The plan of one node's drain (maintenance) with every guard's verdict.
+    PlanDrain {
+        node: String,
+    },
     /// Start the confirmed plan (an engine process of its own), then follow the run.
     StartUpgrade {
         plan: Plan,
@@ -156,7 +160,7 @@ impl Job {
         match self {
             Job::LockFingerprint { host } => TaskKey::Lock(host.clone()),
             Job::Diff { host, .. } => TaskKey::Diff(host.clone()),
-            Job::PlanUpgrade { .. } => TaskKey::Plan,
+            Job::PlanUpgrade { .. } | Job::PlanDrain { .. } => TaskKey::Plan,
             Job::StartUpgrade { .. }
             | Job::AttachUpgrade { .. }
             | Job::ResumeUpgrade { .. }
@@ -172,7 +176,7 @@ impl Job {
         match self {
             Job::LockFingerprint { .. } => TaskKind::Lock,
             Job::Diff { .. } => TaskKind::Diff,
-            Job::PlanUpgrade { .. } => TaskKind::Plan,
+            Job::PlanUpgrade { .. } | Job::PlanDrain { .. } => TaskKind::Plan,
             Job::StartUpgrade { .. }
             | Job::AttachUpgrade { .. }
             | Job::ResumeUpgrade { .. }
@@ -191,6 +195,7 @@ impl Job {
             Job::Diff { host, .. } => format!("closure diff of {host}"),
             Job::PlanUpgrade { only } if only.is_empty() => "plan the upgrade of every host".into(),
             Job::PlanUpgrade { only } => format!("plan the upgrade of {}", only.join(", ")),
+            Job::PlanDrain { node } => format!("plan the drain of {node}"),
             Job::StartUpgrade { plan } => format!("rolling upgrade {}", plan.run_id),
             Job::AttachUpgrade { run_id } => format!("follow rolling upgrade {run_id}"),
             Job::ResumeUpgrade { run_id } => format!("resume rolling upgrade {run_id}"),

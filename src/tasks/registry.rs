@@ -367,6 +367,13 @@ where
                     () = self.cancel.cancelled() => TaskEvent::Cancelled,
                 }
             }
+            Job::PlanDrain { node } => {
+                let plan = self.setup.upgrades.plan_drain(node);
+                tokio::select! {
+                    r = plan => TaskEvent::Planned(r.map(Box::new)),
+                    () = self.cancel.cancelled() => TaskEvent::Cancelled,
+                }
+            }
             Job::StartUpgrade { plan } => {
                 let start = self.setup.upgrades.start(plan);
                 self.start_run(start).await

@@ -35,6 +35,9 @@ pub struct Planned {
     /// What each node goes through, the order rule, the skew refusals, the ETA (`None`: not
     /// computed by this backend).
     pub forecast: Option<Forecast>,
+    /// A drain's plan as text (the node, its guards, the PDBs, the silences); empty for an
+    /// upgrade.
+    pub notes: Vec<String>,
 }
 
 /// A run the dashboard follows: where its events come from, where its controls go. Dropping
@@ -72,6 +75,10 @@ pub trait UpgradeBackend: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Planned, String>> {
         drop(progress);
         self.plan(only)
+    }
+    /// The plan of one node's drain (a maintenance) and its guards' verdicts.
+    fn plan_drain(&self, node: String) -> BoxFuture<'static, Result<Planned, String>> {
+        Box::pin(async move { Err(format!("cannot plan the drain of {node} from here")) })
     }
     /// Start a confirmed plan; resolves once the run takes controls. It may take a while
     /// (kube and SSH clients are built): the registry awaits it in the task, never the UI.
@@ -141,6 +148,15 @@ impl UpgradeBackend for EngineProcess {
         let env = self.env.clone();
         Box::pin(async move {
             prepare(&env, &only, progress)
+                .await
+                .map_err(|e| error_chain(&e))
+        })
+    }
+
+    fn plan_drain(&self, node: String) -> BoxFuture<'static, Result<Planned, String>> {
+        let env = self.env.clone();
+        Box::pin(async move {
+            prepare_drain(&env, &node)
                 .await
                 .map_err(|e| error_chain(&e))
         })
@@ -359,5 +375,32 @@ async fn prepare(
         verdicts,
         lock,
         forecast: Some(f),
+        notes: Vec::new(),
+    })
+}
+
+/// The plan of a drain of `node`: refused (the lock held, a run unfinished) as an error.
+async fn prepare_drain(env: &Env, node: &str) -> Result<Planned> {
+    let journal_dir = live::journal_dir(&env.config.upgrade)?;
+    let world = live::read_world(env).await?;
+    let dp =
+        match crate::operations::upgrade::drain::prepare(env, &world, &journal_dir, node).await? {
+            Ok(dp) => dp,
+            Err(o) => return Err(eyre!(format_outcome(&o))),
+        };
+    let lock = lock::current(world.cluster.as_ref(), world.clock.now())
+        .await
+        .ok()
+        .flatten()
+        .map(|l| l.to_string());
+    let entry = dp.plan.entries.first().cloned();
+    Ok(Planned {
+        notes: dp.lines(),
+        verdicts: entry
+            .map(|e| vec![(e, dp.verdicts.clone())])
+            .unwrap_or_default(),
+        plan: dp.plan,
+        lock,
+        forecast: None,
     })
 }

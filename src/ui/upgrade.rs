@@ -59,13 +59,26 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     } else {
         format!(" — {} ", hints(&[Action::Start, Action::Back]))
     };
+    let drain = v
+        .progress
+        .as_ref()
+        .map(|p| crate::operations::upgrade::drain::is_drain_run(&p.run_id))
+        .or_else(|| {
+            v.planned
+                .as_ref()
+                .and_then(|p| p.as_ref().ok())
+                .map(|p| p.plan.kind == crate::operations::upgrade::RunKind::Drain)
+        })
+        .unwrap_or(false);
+    let what = if drain {
+        "Maintenance (drain)"
+    } else {
+        "Rolling upgrade"
+    };
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(theme.border_focused)
-        .title(Span::styled(
-            format!(" Rolling upgrade{keys}"),
-            theme.title_focused,
-        ))
+        .title(Span::styled(format!(" {what}{keys}"), theme.title_focused))
         .style(theme.popup);
     let inner = block.inner(r);
     f.render_widget(block, r);
@@ -119,6 +132,36 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             format!("no upgrade possible: {e}"),
             theme.critical,
         ))],
+        Some(Ok(p)) if !p.notes.is_empty() => {
+            let mut out: Vec<Line> = p
+                .notes
+                .iter()
+                .map(|l| {
+                    let style = if l.trim_start().starts_with('✗') {
+                        theme.critical
+                    } else if l.trim_start().starts_with('✓') {
+                        theme.ok
+                    } else {
+                        theme.muted
+                    };
+                    Line::from(Span::styled(l.clone(), style))
+                })
+                .collect();
+            if let Some(l) = &p.lock {
+                out.push(Line::from(Span::styled(
+                    format!("lock held: {l}"),
+                    theme.warning,
+                )));
+            }
+            out.push(Line::from(""));
+            out.push(Line::from(Span::styled(
+                format!(
+                    "Dry run: nothing has changed. {start_key} drains it (you will be asked once more)."
+                ),
+                theme.info,
+            )));
+            out
+        }
         Some(Ok(p)) => {
             let order = match &p.forecast {
                 Some(f) => f.order.reason.clone(),
@@ -556,6 +599,9 @@ fn health_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
                 match &doing {
                     Some((node, Step::Reboot)) if *node == n.name => {
                         spans.push(Span::styled(" · rebooting", theme.warning));
+                    }
+                    Some((node, Step::Hold)) if *node == n.name => {
+                        spans.push(Span::styled(" · in maintenance", theme.info));
                     }
                     Some((node, step)) if *node == n.name => {
                         spans.push(Span::styled(format!(" · {step}"), theme.info));

@@ -8,6 +8,7 @@ mod cli_errors;
 mod closure_plans;
 mod config_cmd;
 mod docs;
+mod drain_cli;
 mod sim_command;
 mod upgrade_cli;
 mod upgrade_cli_kill;

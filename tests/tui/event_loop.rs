@@ -36,6 +36,7 @@ impl UpgradeBackend for SlowStart {
                 plan: Plan {
                     run_id: "run-1".into(),
                     flake: "path:/infra".into(),
+                    kind: Default::default(),
                     entries: vec![PlanEntry {
                         host: "satellite_1".into(),
                         node: "sat1".into(),
@@ -46,6 +47,7 @@ impl UpgradeBackend for SlowStart {
                 verdicts: vec![],
                 lock: None,
                 forecast: None,
+                notes: Vec::new(),
             })
         })
     }

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod drain_tui;
 mod event_loop;
 mod faults_tui;
 mod health_line;

@@ -41,6 +41,8 @@ pub enum Action {
     Cordon,
     Confirm,
     Upgrade,
+    /// One node's maintenance: plan, then drain it (it asks once more).
+    Drain,
     /// Start the planned rolling upgrade (it asks once more).
     Start,
     Pause,
@@ -96,6 +98,7 @@ impl Action {
         Action::Cordon,
         Action::Confirm,
         Action::Upgrade,
+        Action::Drain,
         Action::Start,
         Action::Pause,
         Action::Abort,

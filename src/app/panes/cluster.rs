@@ -4,6 +4,30 @@ use std::collections::HashMap;
 
 use super::{App, Cell, Row, Table, Tone, age, bytes, source_note};
 
+/// The Nodes pane's cordon column: `cordoned`, the maintenance of the run attached (`in
+/// maintenance (drained by …, since …)`), or a maintenance whose engine is gone.
+fn cordon_text(
+    n: &crate::model::cluster::NodeInfo,
+    m: Option<&crate::model::Maintenance>,
+    interrupted: Option<&str>,
+) -> String {
+    if !n.unschedulable {
+        return String::new();
+    }
+    if let Some(text) = m.and_then(|m| m.nodes.get(&n.name)) {
+        return text.clone();
+    }
+    match n.cordoned_by_run.as_deref() {
+        Some(r) if interrupted == Some(r) => {
+            "cordoned · maintenance's engine gone (c uncordons)".into()
+        }
+        Some(r) if crate::operations::upgrade::drain::is_drain_run(r) => {
+            format!("cordoned by maintenance {r}")
+        }
+        _ => "cordoned".into(),
+    }
+}
+
 pub(super) fn nodes(app: &App) -> Table {
     let c = &app.snapshot.cluster;
     let rows = c
@@ -23,6 +47,7 @@ pub(super) fn nodes(app: &App) -> Table {
                 .iter()
                 .map(|h| (h.hostname.as_str(), h.id.as_str()))
                 .collect();
+            let maintenance = app.maintenance();
             cl.nodes
                 .iter()
                 .map(|n| {
@@ -57,7 +82,11 @@ pub(super) fn nodes(app: &App) -> Table {
                                 },
                             ),
                             Cell::toned(
-                                if n.unschedulable { "cordoned" } else { "" },
+                                cordon_text(
+                                    n,
+                                    maintenance.as_ref(),
+                                    app.upgrade.interrupted.as_ref().map(|i| i.run_id.as_str()),
+                                ),
                                 Tone::Warning,
                             ),
                             Cell::new(&n.kubelet_version),

@@ -12,6 +12,7 @@ fn plan_of(nodes: &[(&str, &str)]) -> Plan {
     Plan {
         run_id: "run-1".into(),
         flake: "path:/infra".into(),
+        kind: Default::default(),
         entries: nodes
             .iter()
             .map(|(host, node)| PlanEntry {
@@ -36,6 +37,7 @@ fn planned(a: &mut App, plan: Plan) {
             verdicts: vec![],
             lock: None,
             forecast: None,
+            notes: Vec::new(),
         }))),
     );
     assert_eq!(a.mode, Mode::Upgrade);

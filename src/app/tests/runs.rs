@@ -12,6 +12,7 @@ fn plan(run_id: &str) -> Plan {
     Plan {
         run_id: run_id.into(),
         flake: "path:/infra".into(),
+        kind: Default::default(),
         entries: vec![PlanEntry {
             host: "satellite_1".into(),
             node: "sat1".into(),

@@ -166,6 +166,7 @@ mod tests {
         Plan {
             run_id: "r1".into(),
             flake: "f".into(),
+            kind: Default::default(),
             entries: vec![PlanEntry {
                 host: "h1".into(),
                 node: "n1".into(),

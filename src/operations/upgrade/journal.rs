@@ -342,7 +342,9 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
         }
         let step = match last_ok.get(node) {
             None => Step::Guards,
-            Some(s) => s.next().unwrap_or(Step::Settle),
+            Some(s) => s
+                .next_in(plan.kind)
+                .unwrap_or(*Step::sequence(plan.kind).last().unwrap_or(&Step::Settle)),
         };
         (i, step)
     });

@@ -20,6 +20,7 @@
 //! - [`process`]: the engine as its own process — its control socket, starting it detached,
 //!   following a run from another process (journal + socket), finding live and interrupted runs.
 
+pub mod drain;
 pub mod engine;
 pub mod eta;
 #[cfg(any(test, feature = "test-util"))]
@@ -70,6 +71,9 @@ pub enum Step {
     Reboot,
     WaitHealthy,
     Rollback,
+    /// A maintenance (a drain run): the node stays drained and cordoned, its silences kept,
+    /// until the operator ends it (`c`, `homeinfra-tui uncordon NODE`).
+    Hold,
     Uncordon,
     Settle,
 }
@@ -89,6 +93,30 @@ impl Step {
         Step::Settle,
     ];
 
+    /// The steps of a one-node maintenance ([`RunKind::Drain`]), in order.
+    pub const DRAIN: [Step; 5] = [
+        Step::Guards,
+        Step::Cordon,
+        Step::Drain,
+        Step::Hold,
+        Step::Uncordon,
+    ];
+
+    /// The steps of a run of `kind` that goes well, in order.
+    pub fn sequence(kind: RunKind) -> &'static [Step] {
+        match kind {
+            RunKind::Upgrade => &Step::NORMAL,
+            RunKind::Drain => &Step::DRAIN,
+        }
+    }
+
+    /// The step after this one in a run of `kind` (`None` after its last step).
+    pub fn next_in(self, kind: RunKind) -> Option<Step> {
+        let seq = Step::sequence(kind);
+        let i = seq.iter().position(|s| *s == self)?;
+        seq.get(i + 1).copied()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Guards => "guards",
@@ -100,6 +128,7 @@ impl Step {
             Step::Reboot => "reboot",
             Step::WaitHealthy => "wait-healthy",
             Step::Rollback => "rollback",
+            Step::Hold => "hold",
             Step::Uncordon => "uncordon",
             Step::Settle => "settle",
         }
@@ -130,13 +159,54 @@ pub struct PlanEntry {
     pub etcd_leader: bool,
 }
 
+/// What a run does to its nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunKind {
+    /// The rolling upgrade ([`Step::NORMAL`]).
+    #[default]
+    Upgrade,
+    /// One node's maintenance ([`Step::DRAIN`]): guards, cordon, drain, then hold until the
+    /// operator ends it (uncordon). The same lock, silences and journal as an upgrade.
+    Drain,
+}
+
+impl RunKind {
+    pub fn is_upgrade(&self) -> bool {
+        *self == RunKind::Upgrade
+    }
+
+    /// The word for silences' comments and messages: `upgrade` or `drain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Upgrade => "upgrade",
+            RunKind::Drain => "drain",
+        }
+    }
+}
+
 /// The nodes of a run, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub run_id: String,
-    /// The flake reference the switch builds from.
+    /// The flake reference the switch builds from (empty for a drain).
     pub flake: String,
     pub entries: Vec<PlanEntry>,
+    /// An upgrade (the default, not written) or a one-node drain.
+    #[serde(default, skip_serializing_if = "RunKind::is_upgrade")]
+    pub kind: RunKind,
+}
+
+impl Plan {
+    /// The one-node maintenance of `entry` (run id `drain-<new run id>`).
+    pub fn drain(entry: PlanEntry) -> Self {
+        Self {
+            run_id: format!("drain-{}", new_run_id()),
+            flake: String::new(),
+            entries: vec![entry],
+            kind: RunKind::Drain,
+        }
+    }
 }
 
 /// How one step ended.
@@ -174,7 +244,11 @@ impl StepOutcome {
 #[serde(rename_all = "snake_case")]
 pub enum NodeOutcome {
     Upgraded,
-    Skipped { reason: String },
+    /// A drain's node: drained, held in maintenance, uncordoned when it ended.
+    Maintained,
+    Skipped {
+        reason: String,
+    },
 }
 
 /// How a run ended.
@@ -370,6 +444,8 @@ pub enum Control {
     Approve,
     /// No to a question (no reboot now).
     Decline,
+    /// End a drain's maintenance: uncordon the node, expire its silences, end the run.
+    EndMaintenance,
 }
 
 /// The engine's settings, from `[upgrade]` (durations resolved).

@@ -68,6 +68,7 @@ pub fn plan(
     Ok(Plan {
         run_id: run_id.to_string(),
         flake: flake.to_string(),
+        kind: Default::default(),
         entries: hosts
             .into_iter()
             .map(|h| PlanEntry {

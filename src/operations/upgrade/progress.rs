@@ -255,7 +255,7 @@ impl RunProgress {
                 if let Some(n) = self.node_mut(node) {
                     n.waiting = None;
                     n.state = match outcome {
-                        NodeOutcome::Upgraded => NodeState::Done,
+                        NodeOutcome::Upgraded | NodeOutcome::Maintained => NodeState::Done,
                         NodeOutcome::Skipped { .. } => NodeState::Skipped,
                     };
                 }

@@ -103,6 +103,7 @@ pub fn format_event(e: &UpgradeEvent) -> String {
         }
         UpgradeEvent::NodeDone { node, outcome } => match outcome {
             NodeOutcome::Upgraded => format!("[{node}] done: upgraded"),
+            NodeOutcome::Maintained => format!("[{node}] done: maintenance ended, uncordoned"),
             NodeOutcome::Skipped { reason } => format!("[{node}] done: skipped ({reason})"),
         },
         UpgradeEvent::SnapshotStarted { name, node, .. } => {
@@ -147,7 +148,7 @@ fn format_verdicts(node: &str, verdicts: &[GuardVerdict]) -> String {
 /// The last line of a run.
 pub fn format_outcome(o: &RunOutcome) -> String {
     match o {
-        RunOutcome::Completed => "run finished: every node upgraded".into(),
+        RunOutcome::Completed => "run finished: every node done".into(),
         RunOutcome::Refused {
             node,
             guard,

@@ -35,6 +35,7 @@ fn plan(run_id: &str) -> Plan {
     Plan {
         run_id: run_id.into(),
         flake: "path:/infra".into(),
+        kind: Default::default(),
         entries: vec![PlanEntry {
             host: "satellite_1".into(),
             node: "sat1".into(),
@@ -67,6 +68,7 @@ impl UpgradeBackend for Arc<Fake> {
                 verdicts: vec![],
                 lock: None,
                 forecast: None,
+                notes: Vec::new(),
             })
         })
     }
@@ -242,6 +244,7 @@ async fn one_runs_one_waits_the_newest_request_wins() {
                 verdicts: vec![],
                 lock: None,
                 forecast: None,
+                notes: Vec::new(),
             }))),
         )
     };

@@ -335,7 +335,10 @@ impl Runner {
 
     async fn run_nodes(&mut self) -> RunOutcome {
         let (first, first_step) = self.opts.resume.unwrap_or((0, Step::Guards));
-        if let Some(stop) = self.pre_snapshot(first).await {
+        // A drain changes no system: no etcd snapshot before it.
+        if self.plan.kind == super::RunKind::Upgrade
+            && let Some(stop) = self.pre_snapshot(first).await
+        {
             return stop;
         }
         for idx in first..self.plan.entries.len() {

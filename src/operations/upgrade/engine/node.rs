@@ -5,7 +5,7 @@
 use super::{Hold, NodeResult, Runner, elapsed, refused};
 use crate::operations::upgrade::guards::GuardVerdict;
 use crate::operations::upgrade::{
-    Control, NodeOutcome, PlanEntry, RunOutcome, Step, StepOutcome, UpgradeEvent,
+    Control, NodeOutcome, PlanEntry, RunKind, RunOutcome, Step, StepOutcome, UpgradeEvent,
 };
 
 impl Runner {
@@ -58,7 +58,8 @@ impl Runner {
             }
             // Silenced before the cordon, for as long as the node is in progress.
             if (Step::Cordon..=Step::Uncordon).contains(&step) {
-                self.ensure_silences(&node, &host, "upgrade").await;
+                self.ensure_silences(&node, &host, self.plan.kind.as_str())
+                    .await;
             }
             let started = self.w.read.clock.now();
             self.emit(UpgradeEvent::StepStarted {
@@ -109,6 +110,7 @@ impl Runner {
                 Step::Reboot => self.reboot(&entry, &host, true).await,
                 Step::WaitHealthy => self.wait_healthy(&entry, &host).await,
                 Step::Rollback => self.rollback(&entry, &host).await,
+                Step::Hold => self.hold(&node).await,
                 Step::Uncordon => self.uncordon(&node).await,
                 Step::Settle => self.settle(&node).await,
             };
@@ -124,10 +126,13 @@ impl Runner {
                 if step == Step::Uncordon {
                     self.end_silences(&node).await;
                 }
-                match step.next() {
+                match step.next_in(self.plan.kind) {
                     Some(n) => {
                         step = n;
                         continue;
+                    }
+                    None if self.plan.kind == RunKind::Drain => {
+                        return NodeResult::Done(NodeOutcome::Maintained);
                     }
                     None => return NodeResult::Done(NodeOutcome::Upgraded),
                 }

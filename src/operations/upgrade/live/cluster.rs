@@ -97,25 +97,74 @@ impl KubeWriter {
         Api::namespaced(self.client.clone(), LEASE_NAMESPACE)
     }
 
-    async fn pdb_for(&self, pod: &DrainPod) -> Option<String> {
+    /// The PodDisruptionBudget that selects `pod` (`namespace/name`) and its
+    /// `status.disruptionsAllowed`.
+    async fn pdb_for(&self, pod: &DrainPod) -> Option<(String, Option<i32>)> {
         let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), &pod.namespace);
         let list = api.list(&ListParams::default()).await.ok()?;
         list.items.iter().find_map(|p| {
-            let sel = p.spec.as_ref()?.selector.as_ref()?;
-            let ml = sel.match_labels.clone().unwrap_or_default();
-            let matches_exprs = sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
-            (matches_exprs
-                && !ml.is_empty()
-                && ml.iter().all(|(k, v)| pod.labels.get(k) == Some(v)))
-            .then(|| {
-                format!(
-                    "{}/{}",
-                    pod.namespace,
-                    p.metadata.name.clone().unwrap_or_default()
+            selects(p, pod).then(|| {
+                (
+                    format!(
+                        "{}/{}",
+                        pod.namespace,
+                        p.metadata.name.clone().unwrap_or_default()
+                    ),
+                    p.status.as_ref().map(|s| s.disruptions_allowed),
                 )
             })
         })
     }
+}
+
+/// Does PDB `p` select `pod` (by `matchLabels`; a selector with expressions is not matched)?
+fn selects(p: &PodDisruptionBudget, pod: &DrainPod) -> bool {
+    let Some(sel) = p.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+        return false;
+    };
+    let ml = sel.match_labels.clone().unwrap_or_default();
+    let no_exprs = sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+    no_exprs && !ml.is_empty() && ml.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
+}
+
+/// The PodDisruptionBudgets a drain of `node` respects: those selecting a pod on it that the
+/// drain evicts, each `namespace/name (disruptionsAllowed N; pods: a, b)`, sorted.
+pub async fn drain_pdbs(client: &kube::Client, node: &str) -> Result<Vec<String>> {
+    let pods = KubeCluster::from_client(client.clone())
+        .pods_on(node)
+        .await?;
+    let evicted: Vec<DrainPod> = pods
+        .into_iter()
+        .filter(|p| !p.daemonset && !p.mirror)
+        .collect();
+    let api: Api<PodDisruptionBudget> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kube_err("list PodDisruptionBudgets", e))?;
+    let mut out = Vec::new();
+    for b in &list.items {
+        let ns = b.metadata.namespace.clone().unwrap_or_default();
+        let on: Vec<String> = evicted
+            .iter()
+            .filter(|p| p.namespace == ns && selects(b, p))
+            .map(|p| p.name.clone())
+            .collect();
+        if on.is_empty() {
+            continue;
+        }
+        let allowed = b
+            .status
+            .as_ref()
+            .map_or("?".to_string(), |s| s.disruptions_allowed.to_string());
+        out.push(format!(
+            "{ns}/{} (disruptionsAllowed {allowed}; pods here: {})",
+            b.metadata.name.clone().unwrap_or_default(),
+            on.join(", ")
+        ));
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn kube_err(what: &str, e: kube::Error) -> color_eyre::Report {
@@ -286,10 +335,18 @@ impl ClusterWrite for KubeWriter {
             match r {
                 Ok(_) => Ok(Eviction::Accepted),
                 Err(kube::Error::Api(s)) if s.code == 404 => Ok(Eviction::Gone),
-                Err(kube::Error::Api(s)) if s.code == 429 => Ok(Eviction::Blocked {
-                    pdb: self.pdb_for(pod).await,
-                    message: s.message.clone(),
-                }),
+                Err(kube::Error::Api(s)) if s.code == 429 => {
+                    let found = self.pdb_for(pod).await;
+                    let allowed = found
+                        .as_ref()
+                        .and_then(|(_, a)| *a)
+                        .map(|a| format!("disruptionsAllowed {a}: "))
+                        .unwrap_or_default();
+                    Ok(Eviction::Blocked {
+                        pdb: found.map(|(name, _)| name),
+                        message: format!("{allowed}{}", s.message),
+                    })
+                }
                 Err(e) => Err(kube_err(&format!("evict {}", pod.key()), e)),
             }
         })

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
-pub use cluster::{KubeCluster, KubeWriter, drain_client, drain_pod};
+pub use cluster::{KubeCluster, KubeWriter, drain_client, drain_pdbs, drain_pod};
 pub use health::LiveHealth;
 pub use hosts::{SshHosts, SshWriter, exec_local};
 pub use silences::AmSilencer;
@@ -161,11 +161,12 @@ pub async fn maintenance(
         return None;
     }
     let run_id = held.run_id().to_string();
+    let text = super::drain::maintenance_text(&held);
     let nodes = cluster
         .nodes
         .iter()
         .filter(|n| n.cordoned_by_run.as_deref() == Some(run_id.as_str()))
-        .map(|n| (n.name.clone(), "in maintenance".to_string()))
+        .map(|n| (n.name.clone(), text.clone()))
         .collect();
     Some(crate::model::Maintenance { run_id, nodes })
 }

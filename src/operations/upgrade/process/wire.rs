@@ -122,6 +122,7 @@ pub fn parse_typed(line: &str) -> Result<Control, String> {
         "retry" => Control::Retry,
         "approve" | "yes" | "y" => Control::Approve,
         "decline" | "no" | "n" => Control::Decline,
+        "uncordon" | "end" => Control::EndMaintenance,
         "skip" => match words.next() {
             Some(node) => Control::Skip {
                 node: node.to_string(),

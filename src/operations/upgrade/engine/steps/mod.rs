@@ -1,12 +1,13 @@
 //! The steps of a node's upgrade, one file per step (or pair of steps), each a method of
 //! the runner returning a [`StepOutcome`](crate::operations::upgrade::StepOutcome):
 //! guards → cordon → drain → arm-revert → switch → confirm → reboot → wait-healthy →
-//! (rollback) → uncordon → settle; and the run's etcd snapshot before its first node
+//! (rollback) → uncordon → settle (a drain run: guards → cordon → drain → hold → uncordon); and the run's etcd snapshot before its first node
 //! (`snapshot`).
 
 mod cordon;
 mod drain;
 mod guards;
+pub mod hold;
 mod reboot;
 mod revert;
 mod rollback;
