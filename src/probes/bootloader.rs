@@ -144,6 +144,22 @@ impl Bootloader {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BootloaderProbe;
 
+/// Which boot loader the host has, in `sh` with `$S` the sudo prefix (empty as root): sets
+/// `loader` (`systemd-boot`, `grub`, `extlinux`, `unknown`), `grubenv` (`yes`/`no`) and `esp`.
+/// Shared by the facts script (the host detail) and [`BootloaderProbe`].
+pub const DETECT: &str = r#"esp=$($S bootctl -p 2>/dev/null) || esp=; [ -n "$esp" ] || esp=/boot; grubenv=no; if [ "$($S bootctl is-installed 2>/dev/null)" = yes ] || $S test -f "$esp/loader/loader.conf"; then loader=systemd-boot; elif $S test -f /boot/grub/grub.cfg; then loader=grub; if $S test -f /boot/grub/grubenv; then grubenv=yes; fi; elif $S test -f /boot/extlinux/extlinux.conf; then loader=extlinux; else loader=unknown; fi"#;
+
+/// The loader the facts script saw (`bootloader`, `bootloader.grubenv`) as a
+/// [`Bootloader`] with no entries: what it can do ([`Bootloader::describe`]).
+pub fn from_facts(kind: Option<&str>, grubenv: Option<bool>) -> Option<Bootloader> {
+    let kind = LoaderKind::parse(kind?)?;
+    Some(Bootloader {
+        kind,
+        grubenv: kind == LoaderKind::Grub && grubenv == Some(true),
+        ..Default::default()
+    })
+}
+
 /// The EFI vendor GUID of the boot loader interface (systemd's BOOT_LOADER_INTERFACE).
 const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
@@ -153,7 +169,7 @@ impl Probe for BootloaderProbe {
 
     fn command(&self) -> String {
         format!(
-            r#"export LC_ALL=C; PATH="$PATH:/run/current-system/sw/bin:/run/wrappers/bin"; S=; [ "$(id -u)" = 0 ] || ! sudo -n true >/dev/null 2>&1 || S="sudo -n"; efi() {{ f=/sys/firmware/efi/efivars/$1-{LOADER_GUID}; [ -r "$f" ] && tail -c +5 "$f" | tr -d '\000'; }}; echo "profile=$(readlink /nix/var/nix/profiles/system)"; echo "profile_system=$(readlink -f /nix/var/nix/profiles/system)"; esp=$($S bootctl -p 2>/dev/null) || esp=; [ -n "$esp" ] || esp=/boot; if [ "$($S bootctl is-installed 2>/dev/null)" = yes ] || $S test -f "$esp/loader/loader.conf"; then echo loader=systemd-boot; d=$(efi LoaderEntryDefault); [ -n "$d" ] || d=$($S sed -n 's/^default[[:space:]]*//p' "$esp/loader/loader.conf" 2>/dev/null); echo "default=$d"; echo "oneshot=$(efi LoaderEntryOneShot)"; $S ls "$esp/loader/entries" 2>/dev/null | sed -n 's/^\(.*\.conf\)$/entry=\1/p'; elif $S test -f /boot/grub/grub.cfg; then echo loader=grub; if $S test -f /boot/grub/grubenv; then echo grubenv=yes; echo "default=$($S sed -n 's/^saved_entry=//p' /boot/grub/grubenv)"; echo "oneshot=$($S sed -n 's/^next_entry=//p' /boot/grub/grubenv)"; else echo grubenv=no; fi; $S sed -n 's/^[[:space:]]*menuentry "\([^"]*\)".*/entry=\1/p' /boot/grub/grub.cfg; elif $S test -f /boot/extlinux/extlinux.conf; then echo loader=extlinux; echo "default=$($S sed -n 's/^DEFAULT[[:space:]]*//p' /boot/extlinux/extlinux.conf)"; $S sed -n 's/^LABEL[[:space:]]*/entry=/p' /boot/extlinux/extlinux.conf; else echo loader=unknown; fi"#
+            r#"export LC_ALL=C; PATH="$PATH:/run/current-system/sw/bin:/run/wrappers/bin"; S=; [ "$(id -u)" = 0 ] || ! sudo -n true >/dev/null 2>&1 || S="sudo -n"; efi() {{ f=/sys/firmware/efi/efivars/$1-{LOADER_GUID}; [ -r "$f" ] && tail -c +5 "$f" | tr -d '\000'; }}; echo "profile=$(readlink /nix/var/nix/profiles/system)"; echo "profile_system=$(readlink -f /nix/var/nix/profiles/system)"; {DETECT}; if [ "$loader" = systemd-boot ]; then echo loader=systemd-boot; d=$(efi LoaderEntryDefault); [ -n "$d" ] || d=$($S sed -n 's/^default[[:space:]]*//p' "$esp/loader/loader.conf" 2>/dev/null); echo "default=$d"; echo "oneshot=$(efi LoaderEntryOneShot)"; $S ls "$esp/loader/entries" 2>/dev/null | sed -n 's/^\(.*\.conf\)$/entry=\1/p'; elif [ "$loader" = grub ]; then echo loader=grub; if [ "$grubenv" = yes ]; then echo grubenv=yes; echo "default=$($S sed -n 's/^saved_entry=//p' /boot/grub/grubenv)"; echo "oneshot=$($S sed -n 's/^next_entry=//p' /boot/grub/grubenv)"; else echo grubenv=no; fi; $S sed -n 's/^[[:space:]]*menuentry "\([^"]*\)".*/entry=\1/p' /boot/grub/grub.cfg; elif [ "$loader" = extlinux ]; then echo loader=extlinux; echo "default=$($S sed -n 's/^DEFAULT[[:space:]]*//p' /boot/extlinux/extlinux.conf)"; $S sed -n 's/^LABEL[[:space:]]*/entry=/p' /boot/extlinux/extlinux.conf; else echo loader=unknown; fi"#
         )
     }
 

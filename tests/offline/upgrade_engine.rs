@@ -131,7 +131,7 @@ async fn healthy_four_node_run() {
     assert!(
         prog.nodes
             .iter()
-            .all(|n| n.steps.len() == 10 && n.waiting.is_none())
+            .all(|n| n.steps.len() == 11 && n.waiting.is_none())
     );
     assert_eq!(prog.outcome, Some(RunOutcome::Completed));
     // The journal is complete.
