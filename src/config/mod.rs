@@ -25,7 +25,7 @@ pub use self::sources::{
 };
 pub use self::ui::{KeyOverride, Thresholds, UiConfig};
 pub use self::upgrade::{
-    PreSnapshot, RebootPolicy, SKIPPABLE_GUARDS, SwitchMode, UpgradeConfig, parse_window,
+    BootOnce, PreSnapshot, RebootPolicy, SKIPPABLE_GUARDS, SwitchMode, UpgradeConfig, parse_window,
 };
 
 /// The whole configuration.

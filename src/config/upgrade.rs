@@ -48,6 +48,31 @@ impl PreSnapshot {
     }
 }
 
+/// Whether a reboot boots the new generation once before it becomes the default
+/// (`[upgrade] boot_once`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BootOnce {
+    /// A node whose boot loader cannot boot an entry once is refused (its guard says so).
+    Require,
+    /// Boot once where the boot loader can; elsewhere reboot straight into the new generation
+    /// (the plan says so per node).
+    #[default]
+    Prefer,
+    /// Reboot straight into the new generation everywhere.
+    Off,
+}
+
+impl BootOnce {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootOnce::Require => "require",
+            BootOnce::Prefer => "prefer",
+            BootOnce::Off => "off",
+        }
+    }
+}
+
 /// `[upgrade]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -120,6 +145,11 @@ pub struct UpgradeConfig {
     /// homeinfra-<run id>` on a healthy server: `"require"` (a failed snapshot refuses the
     /// run), `"try"` (a failure is a warning), `"off"`.
     pub pre_snapshot: PreSnapshot,
+    /// `prefer` (default): a reboot boots the new generation once (systemd-boot one-shot,
+    /// GRUB's grub-reboot), the previous one staying the default until the node is healthy on
+    /// it; hosts whose loader cannot reboot straight into it. `require`: refuse those hosts.
+    /// `off`: never boot once.
+    pub boot_once: BootOnce,
     /// How long the snapshot (the command, then its `ETCDSnapshotFile` ready) may take.
     pub pre_snapshot_timeout_secs: u64,
 }
@@ -169,6 +199,7 @@ impl Default for UpgradeConfig {
             lock_duration_secs: 60,
             skip_guards: Vec::new(),
             pre_snapshot: PreSnapshot::Require,
+            boot_once: BootOnce::Prefer,
             pre_snapshot_timeout_secs: 300,
         }
     }

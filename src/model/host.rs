@@ -38,6 +38,12 @@ pub struct HostFacts {
     pub reboot_reasons: Vec<String>,
     /// The system profile's generation number.
     pub generation: Option<u64>,
+    /// The boot loader: `systemd-boot`, `grub`, `extlinux`, `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_loader: Option<String>,
+    /// GRUB only: its environment block (`/boot/grub/grubenv`, the saved default) is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grubenv: Option<bool>,
     pub uptime_secs: Option<u64>,
     /// 1, 5 and 15 minute load averages.
     pub load: Option<[f64; 3]>,

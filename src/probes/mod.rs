@@ -20,10 +20,13 @@
 //! - [`secrets::SecretsProbe`]: `stat` of the expected sops-nix secrets;
 //! - [`clock::ClockSyncProbe`]: timedated / chrony synchronisation;
 //! - [`clock::ClockNowProbe`]: the host's time, for the RTT-corrected clock offset;
-//! - [`revert::RevertTimerProbe`]: the host's revert timer → [`revert::RevertTimer`].
+//! - [`revert::RevertTimerProbe`]: the host's revert timer → [`revert::RevertTimer`];
+//! - [`bootloader::BootloaderProbe`]: the boot loader, its entries, default and one-shot →
+//!   [`bootloader::Bootloader`].
 //!
 //! The self-reverting switch's mutating commands are built by [`revert::ArmRevert`] and
-//! [`revert::Disarm`] (and recognised back).
+//! [`revert::Disarm`] (and recognised back); a boot-once reboot's by [`bootloader::BootDefault`]
+//! and [`bootloader::OneShot`].
 //!
 //! Mutating commands come from the operator's `[upgrade]` templates, so their "probe" is the
 //! builder ([`rebuild::CommandVars::fill`], which only takes validated values) and a recogniser
@@ -43,6 +46,7 @@
 
 pub mod auto_upgrade;
 pub mod boot;
+pub mod bootloader;
 pub mod certs;
 pub mod clock;
 pub mod etcd_snapshot;
@@ -169,6 +173,12 @@ pub enum Kind {
     RevertTimer,
     /// `systemctl stop homeinfra-revert-….timer`.
     Disarm,
+    /// The boot loader, its entries, default and one-shot entry.
+    Bootloader,
+    /// `<system>/bin/switch-to-configuration boot`: that system becomes the boot default.
+    BootDefault,
+    /// `bootctl set-oneshot` / `grub-reboot`: an entry booted once.
+    OneShot,
 }
 
 impl Kind {
@@ -183,6 +193,8 @@ impl Kind {
                 | Kind::EtcdSnapshotSave
                 | Kind::ArmRevert
                 | Kind::Disarm
+                | Kind::BootDefault
+                | Kind::OneShot
         )
     }
 
@@ -206,6 +218,9 @@ impl Kind {
             Kind::ArmRevert => "arm-revert",
             Kind::RevertTimer => "revert-timer",
             Kind::Disarm => "disarm",
+            Kind::Bootloader => "bootloader",
+            Kind::BootDefault => "boot-default",
+            Kind::OneShot => "one-shot",
         }
     }
 }
@@ -256,6 +271,9 @@ pub enum Request {
     ArmRevert(revert::ArmRevert),
     RevertTimer(revert::RevertTimerProbe),
     Disarm(revert::Disarm),
+    Bootloader,
+    BootDefault(bootloader::BootDefault),
+    OneShot(bootloader::OneShot),
 }
 
 impl Request {
@@ -279,6 +297,9 @@ impl Request {
             Request::ArmRevert(_) => Kind::ArmRevert,
             Request::RevertTimer(_) => Kind::RevertTimer,
             Request::Disarm(_) => Kind::Disarm,
+            Request::Bootloader => Kind::Bootloader,
+            Request::BootDefault(_) => Kind::BootDefault,
+            Request::OneShot(_) => Kind::OneShot,
         }
     }
 }
@@ -305,7 +326,7 @@ pub fn recognise(command: &str, stdin: Option<&str>) -> Option<Request> {
     if let Some(p) = secrets::SecretsProbe::from_command(line) {
         return Some(Request::Secrets(p));
     }
-    let exact: [(String, Request); 7] = [
+    let exact: [(String, Request); 8] = [
         (boot::BootStateProbe.command(), Request::BootState),
         (boot::BootIdProbe.command(), Request::BootId),
         (
@@ -316,6 +337,7 @@ pub fn recognise(command: &str, stdin: Option<&str>) -> Option<Request> {
         (reachable::ReachableProbe.command(), Request::Reachable),
         (clock::ClockSyncProbe.command(), Request::ClockSync),
         (clock::ClockNowProbe.command(), Request::ClockNow),
+        (bootloader::BootloaderProbe.command(), Request::Bootloader),
     ];
     if let Some((_, r)) = exact.into_iter().find(|(c, _)| c == line) {
         return Some(r);
@@ -323,7 +345,9 @@ pub fn recognise(command: &str, stdin: Option<&str>) -> Option<Request> {
     if let Some(s) = etcd_snapshot::recognise(line) {
         return Some(Request::EtcdSnapshotSave(s));
     }
-    revert::recognise(line).or_else(|| rebuild::recognise(line))
+    revert::recognise(line)
+        .or_else(|| bootloader::recognise(line))
+        .or_else(|| rebuild::recognise(line))
 }
 
 /// At most 80 characters of `s` (an ellipsis when cut), for messages.
@@ -379,6 +403,8 @@ mod tests {
             Kind::EtcdSnapshotSave,
             Kind::ArmRevert,
             Kind::Disarm,
+            Kind::BootDefault,
+            Kind::OneShot,
         ] {
             assert!(k.mutating(), "{k:?}");
         }
@@ -394,6 +420,7 @@ mod tests {
             Kind::ClockSync,
             Kind::ClockNow,
             Kind::RevertTimer,
+            Kind::Bootloader,
         ] {
             assert!(!k.mutating(), "{k:?}");
         }

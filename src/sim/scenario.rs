@@ -94,6 +94,12 @@ pub enum Scenario {
     /// answers nothing (no SSH, node Unknown) until its revert timer fires and takes it back
     /// to its previous system.
     SwitchBreaksNetwork,
+    /// A reboot's one-shot boot of the new generation panics (its new kernel); the watchdog
+    /// resets the host into its default entry, the previous generation, a boot's time later.
+    NewKernelPanics,
+    /// `grub-no-saved-default=HOST` (default: the last host): HOST boots with GRUB without
+    /// an environment block (no saved default): it cannot boot an entry once.
+    GrubNoSavedDefault(Option<String>),
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -139,6 +145,8 @@ pub const NAMES: &[&str] = &[
     "ssh-cut",
     "host-key-changed",
     "switch-breaks-network",
+    "new-kernel-panics",
+    "grub-no-saved-default",
 ];
 
 impl Scenario {
@@ -181,6 +189,8 @@ impl Scenario {
             Scenario::SshCut(_) => "ssh-cut",
             Scenario::HostKeyChanged(_) => "host-key-changed",
             Scenario::SwitchBreaksNetwork => "switch-breaks-network",
+            Scenario::NewKernelPanics => "new-kernel-panics",
+            Scenario::GrubNoSavedDefault(_) => "grub-no-saved-default",
         }
     }
 }
@@ -194,6 +204,7 @@ impl fmt::Display for Scenario {
             Scenario::Face(x) => write!(f, "{x}"),
             Scenario::SshCut(Some(h)) => write!(f, "ssh-cut={h}"),
             Scenario::HostKeyChanged(Some(h)) => write!(f, "host-key-changed={h}"),
+            Scenario::GrubNoSavedDefault(Some(h)) => write!(f, "grub-no-saved-default={h}"),
             s => f.write_str(s.name()),
         }
     }
@@ -255,6 +266,10 @@ impl FromStr for Scenario {
             "replica-fails-during-drain" => Scenario::ReplicaFailsDuringDrain,
             "quick-reboot" => Scenario::QuickReboot,
             "switch-breaks-network" => Scenario::SwitchBreaksNetwork,
+            "new-kernel-panics" => Scenario::NewKernelPanics,
+            "grub-no-saved-default" => {
+                return Ok(Scenario::GrubNoSavedDefault(arg.filter(|a| !a.is_empty())));
+            }
             // Without its argument only to name it (clearing it).
             "host-down" => {
                 let Some(a) = arg else {

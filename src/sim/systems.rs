@@ -310,7 +310,25 @@ pub struct HostSystems {
     pub generations: Vec<Generation>,
     pub current: usize,
     pub booted: Arc<System>,
+    /// The boot loader (one entry per generation).
+    pub loader: SimLoader,
+    /// The generation number of the default boot entry.
+    pub default_entry: u64,
+    /// The generation number booted once at the next boot (consumed by that boot).
+    pub oneshot: Option<u64>,
 }
+
+/// A simulated host's boot loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimLoader {
+    #[default]
+    SystemdBoot,
+    /// GRUB; `grubenv`: with its environment block (the saved default `grub-reboot` writes).
+    Grub { grubenv: bool },
+}
+
+/// The date GRUB's menu shows for every simulated generation.
+const GRUB_DATE: &str = "2025-11-19";
 
 impl HostSystems {
     /// As installed: the deployed generation and the one before it (same kernel), so a
@@ -332,7 +350,141 @@ impl HostSystems {
             ],
             current: 1,
             booted: deployed,
+            loader: SimLoader::default(),
+            default_entry: number,
+            oneshot: None,
         }
+    }
+
+    /// The boot loader as the bootloader probe shows it.
+    pub fn bootloader(&self) -> crate::probes::bootloader::Bootloader {
+        use crate::probes::bootloader::{Bootloader, LoaderKind};
+        let current = self.current();
+        let mut gens: Vec<&Generation> = self.generations.iter().collect();
+        gens.sort_by_key(|g| g.number);
+        let (kind, grubenv) = match self.loader {
+            SimLoader::SystemdBoot => (LoaderKind::SystemdBoot, false),
+            SimLoader::Grub { grubenv } => (LoaderKind::Grub, grubenv),
+        };
+        let mut b = Bootloader {
+            kind,
+            grubenv,
+            profile: Some(format!("system-{}-link", current.number)),
+            profile_system: Some(current.system.path()),
+            ..Default::default()
+        };
+        match self.loader {
+            SimLoader::SystemdBoot => {
+                b.default = Some(Self::sd_entry(self.default_entry));
+                b.oneshot = self.oneshot.map(Self::sd_entry);
+                b.entries = gens.iter().map(|g| Self::sd_entry(g.number)).collect();
+            }
+            SimLoader::Grub { grubenv } => {
+                if grubenv {
+                    b.oneshot = self.oneshot.and_then(|n| self.generation(n)).map(|g| {
+                        format!(
+                            "{}>{}",
+                            crate::probes::bootloader::GRUB_SUBMENU,
+                            Self::grub_title(g)
+                        )
+                    });
+                }
+                b.entries = std::iter::once("NixOS".to_string())
+                    .chain(gens.iter().rev().map(|g| Self::grub_title(g)))
+                    .collect();
+            }
+        }
+        b
+    }
+
+    fn sd_entry(n: u64) -> String {
+        format!("nixos-generation-{n}.conf")
+    }
+
+    fn grub_title(g: &Generation) -> String {
+        format!(
+            "NixOS - Configuration {} ({GRUB_DATE} - {})",
+            g.number, g.system.pins.nixos
+        )
+    }
+
+    /// Generation `n`.
+    pub fn generation(&self, n: u64) -> Option<&Generation> {
+        self.generations.iter().find(|g| g.number == n)
+    }
+
+    /// `<system>/bin/switch-to-configuration boot`: the generation of `system` becomes the
+    /// boot default (`false`: no generation has it).
+    pub fn install_default(&mut self, system: &str) -> bool {
+        match self.generations.iter().rfind(|g| g.system.path() == system) {
+            Some(g) => {
+                self.default_entry = g.number;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `bootctl set-oneshot ID` / `grub-reboot ENTRY`: the generation `entry` names boots
+    /// once; `Err` as the tool says it.
+    pub fn set_oneshot(
+        &mut self,
+        via: crate::probes::bootloader::OneShotVia,
+        entry: &str,
+    ) -> Result<(), String> {
+        use crate::probes::bootloader::OneShotVia;
+        let n = match (self.loader, via) {
+            (SimLoader::SystemdBoot, OneShotVia::Bootctl) => entry
+                .strip_prefix("nixos-generation-")
+                .and_then(|r| r.strip_suffix(".conf"))
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| self.generation(*n).is_some())
+                .ok_or_else(|| {
+                    format!("Failed to set EFI variable: boot entry \"{entry}\" not found")
+                })?,
+            (SimLoader::Grub { grubenv: true }, OneShotVia::GrubReboot) => self
+                .generations
+                .iter()
+                .find(|g| {
+                    entry
+                        == format!(
+                            "{}>{}",
+                            crate::probes::bootloader::GRUB_SUBMENU,
+                            Self::grub_title(g)
+                        )
+                })
+                .map(|g| g.number)
+                .ok_or_else(|| format!("grub-reboot: no menu entry \"{entry}\""))?,
+            (SimLoader::Grub { grubenv: false }, OneShotVia::GrubReboot) => {
+                return Err(
+                    "grub-editenv: error: cannot open `/boot/grub/grubenv': No such file or directory"
+                        .into(),
+                );
+            }
+            (SimLoader::SystemdBoot, _) => return Err("grub-reboot: command not found".into()),
+            (SimLoader::Grub { .. }, _) => {
+                return Err("Couldn't find EFI system partition. It is recommended to mount it to /boot or /efi.".into());
+            }
+        };
+        self.oneshot = Some(n);
+        Ok(())
+    }
+
+    /// A boot: the one-shot entry if one is set (consumed; `fails`: it does not boot and the
+    /// host resets into the default), else the default; that generation is current and
+    /// booted. Returns whether a one-shot boot failed.
+    pub fn boot(&mut self, fails: bool) -> bool {
+        let once = self.oneshot.take();
+        let failed = once.is_some() && fails;
+        let n = match once {
+            Some(n) if !failed => n,
+            _ => self.default_entry,
+        };
+        if let Some(i) = self.generations.iter().rposition(|g| g.number == n) {
+            self.current = i;
+        }
+        self.booted = self.current().system.clone();
+        failed
     }
 
     pub fn current(&self) -> &Generation {
@@ -348,6 +500,8 @@ impl HostSystems {
         let number = self.generations.iter().map(|g| g.number).max().unwrap_or(0) + 1;
         self.generations.push(Generation { number, system });
         self.current = self.generations.len() - 1;
+        // `switch` installs the boot loader with the new system as its default.
+        self.default_entry = number;
         true
     }
 
@@ -358,6 +512,7 @@ impl HostSystems {
         }
         let from = self.current().number;
         self.current -= 1;
+        self.default_entry = self.current().number;
         Some((from, self.current().clone()))
     }
 

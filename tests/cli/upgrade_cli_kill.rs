@@ -421,10 +421,12 @@ async fn kill_9_then_resume_with_reboots_through_the_simulated_hosts() {
     );
 
     // Per node: guards, cordon, drain, arm-revert, switch, confirm, reboot, wait-healthy,
-    // uncordon, settle. 4, 5 and 6 are between the revert timer's arming and its confirm (the
-    // simulated host keeps the timer armed); 7, 17, 27 and 37 are reboots: killed while the
-    // host is down.
-    for nth in [2usize, 3, 4, 5, 6, 7, 8, 9, 16, 17, 27, 28, 37] {
+    // make-default, uncordon, settle. 4, 5 and 6 are between the revert timer's arming and
+    // its confirm (the simulated host keeps the timer armed); 7, 18, 29 and 40 are reboots
+    // (the new generation set to boot once first): killed while the host is down; 8, 9, 19
+    // and 20 are between the reboot and make-default (the new generation booted once, the
+    // previous one still the default).
+    for nth in [2usize, 3, 4, 5, 6, 7, 8, 9, 18, 19, 20, 29, 40] {
         // The last run put every host on the flake's system: a new nixpkgs revision gives
         // each one an update again (a plan leaves out the nodes with no change).
         h.world().flake_update();
@@ -442,6 +444,22 @@ async fn kill_9_then_resume_with_reboots_through_the_simulated_hosts() {
             "no revert timer left after a kill at {at}: {:?}",
             h.ssh().revert_units(h.world())
         );
+        // Every host boots its new generation by default, no one-shot entry left.
+        for host in ["node1", "node2", "node3", "node4"] {
+            let hs = h.world().host_systems(host).unwrap();
+            let bl = h.world().bootloader(host).unwrap();
+            assert_eq!(
+                bl.default,
+                Some(format!("nixos-generation-{}.conf", hs.current().number)),
+                "{host} after a kill at {at}: {bl:?}"
+            );
+            assert_eq!(bl.oneshot, None, "{host} after a kill at {at}");
+            assert_eq!(
+                *hs.booted,
+                *hs.current().system,
+                "{host} after a kill at {at}"
+            );
+        }
     }
     h.shutdown().await;
 }

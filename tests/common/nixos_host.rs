@@ -6,7 +6,9 @@
 //! (waiting → running → elapsed, in `units/<unit>`) that, unless `systemctl stop` disarms it
 //! in time, fires in a detached process, records the script it runs and points
 //! `/run/current-system` back at the system the script's `--set` names. The fake
-//! `nixos-rebuild` activates [`NEW`].
+//! `nixos-rebuild` activates [`NEW`]. With a [`Loader`], the sessions also see a /boot and a
+//! system profile of their own, a fake `bootctl` and `grub-reboot`, and `sudo` does what a
+//! system's `switch-to-configuration boot` does to the boot loader.
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -68,10 +70,47 @@ pub fn fakes() -> Fakes {
         "{{ printf '%s' \"$(basename \"$0\")\"; for a in \"$@\"; do printf ' [%s]' \"$a\"; done; echo; }} >> {d}/calls.log\n"
     );
     let bin = dir.path().join("bin");
+    // A system's `switch-to-configuration boot` (no such store path here): sudo does what its
+    // installer does to the boot loader — the default becomes the entry that boots it
+    // (systemd-boot: loader.conf's `default`; GRUB: that system first in grub.cfg).
     write_exec(
         &bin.join("sudo"),
         &format!(
-            "#!/bin/sh\n{record}while [ $# -gt 0 ]; do case \"$1\" in -*) shift;; *) break;; esac; done\nexec \"$@\"\n"
+            r##"#!/bin/sh
+{record}while [ $# -gt 0 ]; do case "$1" in -*) shift;; *) break;; esac; done
+case "$1" in
+  */bin/switch-to-configuration)
+    sys=${{1%/bin/switch-to-configuration}}
+    [ "$2" = boot ] || {{ echo "fake sudo: switch-to-configuration $2 not faked" >&2; exit 1; }}
+    e=$(grep -l "init=$sys/init" /boot/loader/entries/*.conf 2>/dev/null | head -n 1)
+    if [ -n "$e" ]; then printf 'timeout 5\ndefault %s\n' "${{e##*/}}" > /boot/loader/loader.conf; exit 0; fi
+    if [ -f /boot/grub/grub.cfg ]; then echo "# default: $sys" >> /boot/grub/grub.cfg; exit 0; fi
+    echo "sudo: $1: command not found" >&2; exit 1 ;;
+esac
+exec "$@"
+"##
+        ),
+    );
+    write_exec(
+        &bin.join("bootctl"),
+        &format!(
+            r#"#!/bin/sh
+{record}case "$1" in
+  is-installed) [ -f /boot/loader/loader.conf ] && echo yes || {{ echo no; exit 1; }} ;;
+  -p) echo /boot ;;
+  set-oneshot) [ -f "/boot/loader/entries/$2" ] || {{ echo "Failed to set EFI variable: boot entry $2 not found" >&2; exit 1; }}; echo "$2" > /boot/loader/oneshot ;;
+  *) echo "fake bootctl: $1 not faked" >&2; exit 1 ;;
+esac
+"#
+        ),
+    );
+    write_exec(
+        &bin.join("grub-reboot"),
+        &format!(
+            r#"#!/bin/sh
+{record}[ -f /boot/grub/grubenv ] || {{ echo "grub-editenv: error: cannot open /boot/grub/grubenv" >&2; exit 1; }}
+printf 'saved_entry=\nnext_entry=%s\n' "$1" > /boot/grub/grubenv
+"#
         ),
     );
     write_exec(
@@ -139,10 +178,18 @@ esac
 /// A private sshd whose sessions see the fakes first on PATH and a /run of their own with
 /// `/run/current-system` → [`OLD`] (the test user may repoint it).
 pub fn sshd(f: &Fakes) -> PrivateSshd {
-    let setup = format!(
+    sshd_with(f, None)
+}
+
+fn sshd_with(f: &Fakes, loader: Option<Loader>) -> PrivateSshd {
+    let mut setup = format!(
         "mount -t tmpfs -o mode=1777 homeinfra-run /run\nmkdir -p -m 0755 /run/sshd\n\
          ln -s {OLD} /run/current-system\nchown -h operator /run/current-system"
     );
+    if let Some(l) = loader {
+        setup.push('\n');
+        setup += &loader_setup(l);
+    }
     PrivateSshd::start_with(
         Some(setup),
         &format!(
@@ -150,6 +197,47 @@ pub fn sshd(f: &Fakes) -> PrivateSshd {
             f.bin().display()
         ),
     )
+}
+
+/// The boot loader a [`NixosLikeHost::with_loader`] host has: a `/boot` and a system profile
+/// of its own (tmpfs, in the sshd's mount namespace), generation 41 booting [`OLD`] and 42
+/// [`NEW`] (the profile's newest and, as its switch left it, the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    SystemdBoot,
+    /// GRUB with `/boot/grub/grubenv`.
+    Grub,
+}
+
+/// The setup lines that give the sessions `loader`'s /boot and profile.
+fn loader_setup(loader: Loader) -> String {
+    let mut s = String::from(
+        "mount -t tmpfs -o mode=0755 homeinfra-boot /boot\n\
+         mount -t tmpfs -o mode=0755 homeinfra-profiles /nix/var/nix/profiles\n",
+    );
+    s += &format!(
+        "ln -s {OLD} /nix/var/nix/profiles/system-41-link\nln -s {NEW} /nix/var/nix/profiles/system-42-link\n\
+         ln -s system-42-link /nix/var/nix/profiles/system\n"
+    );
+    match loader {
+        Loader::SystemdBoot => {
+            s += "mkdir -p /boot/loader/entries\nprintf 'timeout 5\\ndefault nixos-generation-42.conf\\n' > /boot/loader/loader.conf\n";
+            for (n, sys) in [(41, OLD), (42, NEW)] {
+                s += &format!(
+                    "printf 'title NixOS\\nversion Generation {n}\\noptions init={sys}/init\\n' > /boot/loader/entries/nixos-generation-{n}.conf\n"
+                );
+            }
+        }
+        Loader::Grub => {
+            s += "mkdir -p /boot/grub\nprintf 'saved_entry=\\n' > /boot/grub/grubenv\n";
+            s += "printf '%s\\n' 'menuentry \"NixOS\" {' '}' 'submenu \"NixOS - All configurations\" {' \
+                  '  menuentry \"NixOS - Configuration 42 (2026-01-02 - 25.11.1)\" {' '  }' \
+                  '  menuentry \"NixOS - Configuration 41 (2026-01-01 - 25.05.9)\" {' '  }' '}' > /boot/grub/grub.cfg\n";
+        }
+    }
+    // The test user (the fakes run as it) may change what the fakes change.
+    s += "chown -R operator /boot\n";
+    s
 }
 
 /// Fakes and the sshd that serves them.
@@ -162,6 +250,13 @@ impl NixosLikeHost {
     pub fn start() -> NixosLikeHost {
         let fakes = fakes();
         let sshd = sshd(&fakes);
+        NixosLikeHost { fakes, sshd }
+    }
+
+    /// With a /boot and a system profile of its own (see [`Loader`]).
+    pub fn with_loader(loader: Loader) -> NixosLikeHost {
+        let fakes = fakes();
+        let sshd = sshd_with(&fakes, Some(loader));
         NixosLikeHost { fakes, sshd }
     }
 

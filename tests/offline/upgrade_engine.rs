@@ -131,7 +131,7 @@ async fn healthy_four_node_run() {
     assert!(
         prog.nodes
             .iter()
-            .all(|n| n.steps.len() == 10 && n.waiting.is_none())
+            .all(|n| n.steps.len() == 11 && n.waiting.is_none())
     );
     assert_eq!(prog.outcome, Some(RunOutcome::Completed));
     // The journal is complete.
@@ -148,7 +148,7 @@ async fn healthy_four_node_run() {
         .iter()
         .filter(|r| matches!(r.event, UpgradeEvent::StepFinished { .. }))
         .count();
-    assert_eq!((starts, ends), (40, 40));
+    assert_eq!((starts, ends), (44, 44));
     assert!(journal::unfinished(dir.path()).unwrap().is_empty());
     // The switch that reverts itself: armed (journaled first, with the previous system)
     // before each switch, confirmed over a new login after it, and disarmed: no timer is

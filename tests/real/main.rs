@@ -14,5 +14,6 @@ mod ssh_facts;
 mod ssh_posture;
 mod ssh_recovery;
 mod ssh_source;
+mod upgrade_boot_once;
 mod upgrade_revert;
 mod upgrade_ssh;

@@ -158,6 +158,7 @@ impl HostRead for SimHosts {
                 } else {
                     vec![]
                 },
+                current_kernel: None,
             })
         })
     }
@@ -200,6 +201,13 @@ impl HostRead for SimHosts {
                 RevertTimer::Gone
             })
         })
+    }
+    /// An unknown loader: these hosts reboot straight into what they run.
+    fn bootloader<'a>(
+        &'a self,
+        _host: &'a Host,
+    ) -> BoxFuture<'a, Result<homeinfra_tui::probes::bootloader::Bootloader>> {
+        Box::pin(async move { Ok(Default::default()) })
     }
 }
 

@@ -108,6 +108,13 @@ fn host_facts(app: &App, id: &str, out: &mut Vec<(String, String)>) {
         "generation".into(),
         f.generation.map_or_else(unknown, |g| g.to_string()),
     ));
+    out.push((
+        "boot loader".into(),
+        match crate::probes::bootloader::from_facts(f.boot_loader.as_deref(), f.grubenv) {
+            Some(b) => format!("{} — {}", b.kind.as_str(), b.describe()),
+            None => unknown(),
+        },
+    ));
     out.push(("current system".into(), opt(&f.current_system)));
     out.push(("booted system".into(), opt(&f.booted_system)));
     let reboot = match f.reboot_needed {

@@ -78,7 +78,7 @@ impl Estimates {
     fn steps_of(reboot: bool) -> impl Iterator<Item = Step> {
         Step::NORMAL
             .into_iter()
-            .filter(move |s| reboot || *s != Step::Reboot)
+            .filter(move |s| reboot || !matches!(s, Step::Reboot | Step::MakeDefault))
     }
 
     /// A node's estimate: `None` without earlier runs, or when a step it needs was never
@@ -92,10 +92,16 @@ impl Estimates {
             match self.steps.get(&s) {
                 Some(d) => ms += d,
                 // Steps that only wait when there is something to wait for count as nothing,
-                // as do the revert timer's (journals from before it have none).
+                // as do the revert timer's and make-default (journals from before them have
+                // none).
                 None if matches!(
                     s,
-                    Step::Guards | Step::Cordon | Step::Uncordon | Step::ArmRevert | Step::Confirm
+                    Step::Guards
+                        | Step::Cordon
+                        | Step::Uncordon
+                        | Step::ArmRevert
+                        | Step::Confirm
+                        | Step::MakeDefault
                 ) => {}
                 None => return None,
             }

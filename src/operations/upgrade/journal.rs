@@ -20,7 +20,9 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Plan, RebootRecord, RevertRecord, RunOutcome, Step, StepOutcome, UpgradeEvent};
+use super::{
+    BootOnceRecord, Plan, RebootRecord, RevertRecord, RunOutcome, Step, StepOutcome, UpgradeEvent,
+};
 use crate::base::Writes;
 
 /// One line of the journal.
@@ -210,6 +212,9 @@ pub struct RunSummary {
     /// Per node, a revert timer armed and not yet confirmed or reported (its confirm step
     /// has not finished).
     pub reverts: HashMap<String, RevertRecord>,
+    /// Per node, a boot-once reboot whose new generation is not the default yet (its
+    /// make-default step has not finished well).
+    pub boot_once: HashMap<String, BootOnceRecord>,
 }
 
 /// An etcd snapshot a run took: its name, where, the file k3s wrote.
@@ -272,6 +277,7 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
     let mut reboots: HashMap<String, RebootRecord> = HashMap::new();
     let mut snapshot: Option<SnapshotRecord> = None;
     let mut reverts: HashMap<String, RevertRecord> = HashMap::new();
+    let mut boot_once: HashMap<String, BootOnceRecord> = HashMap::new();
     for r in &records {
         match &r.event {
             UpgradeEvent::SnapshotFinished {
@@ -306,6 +312,21 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
             }
             UpgradeEvent::RebootIssued { node, before } => {
                 reboots.insert(node.clone(), before.clone());
+            }
+            UpgradeEvent::BootOnceSet { node, boot_once: b } => {
+                boot_once.insert(node.clone(), b.clone());
+            }
+            UpgradeEvent::StepFinished {
+                node,
+                step: Step::MakeDefault,
+                outcome,
+                ..
+            } => {
+                open = None;
+                if !outcome.is_failed() {
+                    boot_once.remove(node);
+                    last_ok.insert(node.clone(), Step::MakeDefault);
+                }
             }
             UpgradeEvent::RunStarted { .. } => finished = None,
             UpgradeEvent::StepStarted { node, step } => {
@@ -360,6 +381,7 @@ pub fn summarize_records(path: &Path, records: Vec<Record>) -> Result<RunSummary
         reboots,
         snapshot,
         reverts,
+        boot_once,
     })
 }
 

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PreSnapshot, RebootPolicy, SwitchMode, UpgradeConfig};
+use crate::config::{BootOnce, PreSnapshot, RebootPolicy, SwitchMode, UpgradeConfig};
 use crate::inventory::Role;
 
 pub use engine::{UpgradeHandle, abandon, dry_run, start, start_sequenced};
@@ -70,6 +70,9 @@ pub enum Step {
     Confirm,
     Reboot,
     WaitHealthy,
+    /// After a boot-once reboot: the node is healthy on its new generation, which becomes the
+    /// boot default (skipped when the reboot did not boot once).
+    MakeDefault,
     Rollback,
     /// A maintenance (a drain run): the node stays drained and cordoned, its silences kept,
     /// until the operator ends it (`c`, `homeinfra-tui uncordon NODE`).
@@ -80,7 +83,7 @@ pub enum Step {
 
 impl Step {
     /// The steps of a node that goes well, in order (`Rollback` only runs on failure).
-    pub const NORMAL: [Step; 10] = [
+    pub const NORMAL: [Step; 11] = [
         Step::Guards,
         Step::Cordon,
         Step::Drain,
@@ -89,6 +92,7 @@ impl Step {
         Step::Confirm,
         Step::Reboot,
         Step::WaitHealthy,
+        Step::MakeDefault,
         Step::Uncordon,
         Step::Settle,
     ];
@@ -127,6 +131,7 @@ impl Step {
             Step::Confirm => "confirm",
             Step::Reboot => "reboot",
             Step::WaitHealthy => "wait-healthy",
+            Step::MakeDefault => "make-default",
             Step::Rollback => "rollback",
             Step::Hold => "hold",
             Step::Uncordon => "uncordon",
@@ -325,6 +330,14 @@ pub enum UpgradeEvent {
         #[serde(flatten)]
         revert: RevertRecord,
     },
+    /// The node's reboot boots its new generation once, the previous one staying the boot
+    /// default: journaled (fsynced) before the boot loader is touched, so that a resumed run
+    /// knows which generation to make the default once the node is healthy on it.
+    BootOnceSet {
+        node: String,
+        #[serde(flatten)]
+        boot_once: BootOnceRecord,
+    },
     /// The run waits for something: pods to go, the node to come back, the operator.
     Waiting {
         node: String,
@@ -388,6 +401,7 @@ impl UpgradeEvent {
             | UpgradeEvent::GuardVerdicts { node, .. }
             | UpgradeEvent::RebootIssued { node, .. }
             | UpgradeEvent::RevertArmed { node, .. }
+            | UpgradeEvent::BootOnceSet { node, .. }
             | UpgradeEvent::Waiting { node, .. }
             | UpgradeEvent::Silenced { node, .. }
             | UpgradeEvent::SilencesExpired { node, .. }
@@ -423,6 +437,38 @@ pub struct RevertRecord {
     pub secs: u64,
     /// When the arm command was sent.
     pub at: jiff::Timestamp,
+}
+
+/// A boot-once reboot: the previous generation stays the boot default and the new one is
+/// booted once; it becomes the default in the make-default step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootOnceRecord {
+    /// The system that booted before (`/run/booted-system`), kept as the default.
+    pub previous: String,
+    /// The new system, booted once.
+    pub new: String,
+    /// The boot loader's entry of the new generation (`nixos-generation-43.conf`, a GRUB
+    /// title path).
+    pub entry: String,
+    pub via: crate::probes::bootloader::OneShotVia,
+    /// The new system's kernel version (`6.6.8`), for messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    pub at: jiff::Timestamp,
+}
+
+impl BootOnceRecord {
+    /// One line for the live view and the text log.
+    pub fn describe(&self) -> String {
+        let how = match self.via {
+            crate::probes::bootloader::OneShotVia::Bootctl => "systemd-boot one-shot",
+            crate::probes::bootloader::OneShotVia::GrubReboot => "GRUB grub-reboot",
+        };
+        format!(
+            "boot once ({how}): {} booted once as {}, {} stays the boot default until the node is healthy on the new one",
+            self.new, self.entry, self.previous
+        )
+    }
 }
 
 /// What the operator can ask of a running upgrade (each confirmed by the UI first).
@@ -491,6 +537,8 @@ pub struct Settings {
     pub pre_snapshot: PreSnapshot,
     /// How long that snapshot may take (the command, then its record ready).
     pub pre_snapshot_timeout: Duration,
+    /// `[upgrade] boot_once`: a reboot boots the new generation once first.
+    pub boot_once: BootOnce,
 }
 
 /// How old each health input may be: its source's refresh plus [`STALE_MARGIN`].
@@ -555,6 +603,7 @@ impl Settings {
             max_age: MaxAge::default(),
             pre_snapshot: cfg.pre_snapshot,
             pre_snapshot_timeout: secs(cfg.pre_snapshot_timeout_secs.max(1)),
+            boot_once: cfg.boot_once,
         }
     }
 

@@ -223,6 +223,11 @@ impl RunProgress {
                     ));
                 }
             }
+            UpgradeEvent::BootOnceSet { node, boot_once } => {
+                if let Some(n) = self.node_mut(node) {
+                    n.notices.push(boot_once.describe());
+                }
+            }
             UpgradeEvent::RevertArmed { node, revert } => {
                 if let Some(n) = self.node_mut(node) {
                     n.notices.push(format!(

@@ -64,6 +64,9 @@ pub fn format_event(e: &UpgradeEvent) -> String {
             }
         },
         UpgradeEvent::GuardVerdicts { node, verdicts } => format_verdicts(node, verdicts),
+        UpgradeEvent::BootOnceSet { node, boot_once } => {
+            format!("[{node}] {}", boot_once.describe())
+        }
         UpgradeEvent::RebootIssued { node, before } => format!(
             "[{node}] reboot asked for (boot id before: {}{})",
             before.host_boot_id,

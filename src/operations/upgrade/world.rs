@@ -21,6 +21,7 @@ use crate::inventory::Host;
 use crate::model::cluster::ClusterState;
 use crate::model::etcd::EtcdState;
 use crate::model::recovery::EtcdSnapshot;
+pub use crate::probes::bootloader::Bootloader;
 pub use crate::probes::revert::RevertTimer;
 
 /// What the engine needs to know about a node right now.
@@ -180,6 +181,9 @@ pub struct BootState {
     /// Kernel, initrd or kernel modules differ; `None` when unknown.
     pub reboot_needed: Option<bool>,
     pub reasons: Vec<String>,
+    /// The current system's kernel (`readlink -f /run/current-system/kernel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_kernel: Option<String>,
 }
 
 /// `nixos-upgrade.service` and its timer on a host.
@@ -212,6 +216,9 @@ pub trait HostRead: Send + Sync {
         host: &'a Host,
         unit: &'a str,
     ) -> BoxFuture<'a, Result<RevertTimer>>;
+    /// The host's boot loader, its entries, default and one-shot entry, and the system
+    /// profile's newest generation.
+    fn bootloader<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Bootloader>>;
 }
 
 /// The hosts as the engine changes them: the switch, the rollback, the reboot. The real

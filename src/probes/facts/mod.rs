@@ -27,11 +27,13 @@ pub const END: &str = "@@homeinfra-facts-end";
 
 /// The script. `use_sudo`: try `sudo -n` for what needs root.
 pub fn script(use_sudo: bool) -> String {
-    format!(
-        "want_sudo={}\n{}",
-        if use_sudo { 1 } else { 0 },
-        SCRIPT_BODY
-    )
+    format!("want_sudo={}\n{}", if use_sudo { 1 } else { 0 }, body())
+}
+
+/// The script after its first line: [`SCRIPT_BODY`] with the boot loader's detection
+/// (`crate::probes::bootloader::DETECT`) in place.
+fn body() -> String {
+    SCRIPT_BODY.replace("@@BOOTLOADER@@", super::bootloader::DETECT)
 }
 
 /// The remote command that runs the script (fed on stdin).
@@ -119,6 +121,9 @@ tok=/run/secrets/k3s_token
 if [ -e "$tok" ] || { [ -n "$S" ] && $S test -e "$tok" 2>/dev/null; }; then kv k3s_token present
 elif [ -d /run/secrets ] && [ ! -x /run/secrets ] && [ "$priv" != yes ]; then u k3s_token denied
 else kv k3s_token absent; fi
+@@BOOTLOADER@@
+kv bootloader "$loader"
+kv bootloader.grubenv "$grubenv"
 echo "@@homeinfra-facts-end"
 "#;
 
@@ -138,7 +143,7 @@ impl FactsProbe {
             "want_sudo=0" => false,
             _ => return None,
         };
-        (body == SCRIPT_BODY).then_some(Self { sudo })
+        (body == self::body()).then_some(Self { sudo })
     }
 }
 

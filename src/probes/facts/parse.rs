@@ -129,6 +129,8 @@ fn fill(b: &Block<'_>, f: &mut HostFacts) {
         f.k3s_state = text("k3s_state");
         f.upgrade_last_result = text("upgrade_result");
         f.upgrade_last_run = text("upgrade_last_run").filter(|v| v != "n/a");
+        f.boot_loader = text("bootloader");
+        f.grubenv = text("bootloader.grubenv").map(|v| v == "yes");
     }
     let parsed = |key: &str, issues: &mut Vec<String>| -> Option<String> {
         match b.get(key) {

@@ -56,6 +56,11 @@ pub fn render(f: &HostFacts) -> String {
         f.root_fs_used_pct.map(|p| format!("{p:.0}%")),
     );
     kv("failed_units", f.failed_units.as_ref().map(|u| u.join(" ")));
+    kv("bootloader", f.boot_loader.clone());
+    kv(
+        "bootloader.grubenv",
+        f.grubenv.map(|g| if g { "yes" } else { "no" }.to_string()),
+    );
     kv("k3s_state", f.k3s_state.clone());
     kv("upgrade_result", f.upgrade_last_result.clone());
     kv("upgrade_last_run", f.upgrade_last_run.clone());

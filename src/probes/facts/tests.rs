@@ -44,6 +44,8 @@ fn sample() -> String {
         "listen.socket=udp   UNCONN 0      0      127.0.0.53%lo:53         0.0.0.0:*",
         "listen.socket=tcp   LISTEN 0      4096            [::]:6443          [::]:*",
         "k3s_token=present",
+        "bootloader=grub",
+        "bootloader.grubenv=yes",
         END,
     ]
     .join("\n")
@@ -53,6 +55,13 @@ fn sample() -> String {
 fn every_field_of_a_full_block() {
     let f = parse(&sample());
     assert_eq!(f.parse_issues, Vec::<String>::new());
+    assert_eq!(f.boot_loader.as_deref(), Some("grub"));
+    assert_eq!(f.grubenv, Some(true));
+    assert_eq!(
+        crate::probes::bootloader::from_facts(f.boot_loader.as_deref(), f.grubenv)
+            .map(|b| b.describe()),
+        Some("boot once: GRUB grub-reboot (saved default)".to_string())
+    );
     assert_eq!(f.privileged, Some(true));
     assert_eq!(f.hostname.as_deref(), Some("node1"));
     assert_eq!(
@@ -160,7 +169,8 @@ fn unknown_values_are_quiet() {
          system_profile=?missing\nuptime=?missing\nload=?missing\nroot_fs_used=?missing\n\
          failed_units=?no-systemd\nk3s_state=?no-systemd\nupgrade_result=?no-systemd\n\
          upgrade_last_run=?no-systemd\nupgrade_next_run=?no-systemd\nsshd=?denied\nfw.nft=?missing\n\
-         fw.iptables=?denied\nf2b=?denied\nlisten=?missing\nk3s_token=?denied\n{END}\n"
+         fw.iptables=?denied\nf2b=?denied\nlisten=?missing\nk3s_token=?denied\n\
+         bootloader=unknown\nbootloader.grubenv=no\n{END}\n"
     );
     let f = parse(&out);
     assert_eq!(f.parse_issues, Vec::<String>::new());
@@ -273,6 +283,8 @@ fn clean_variants() -> Vec<String> {
             "f2b=not-installed",
             "listen=?missing",
             "k3s_token=absent",
+            "bootloader=unknown",
+            "bootloader.grubenv=no",
             END,
         ]
         .join("\n"),

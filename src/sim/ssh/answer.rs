@@ -14,6 +14,7 @@ use super::log::RequestLog;
 use super::{rebuild, shell};
 use crate::probes::auto_upgrade::AutoUpgradeProbe;
 use crate::probes::boot::{BootFacts, BootIdProbe, BootStateProbe};
+use crate::probes::bootloader::BootloaderProbe;
 use crate::probes::clock::{ClockNowProbe, ClockSyncProbe};
 use crate::probes::etcd_snapshot::SnapshotSave;
 use crate::probes::k3s::K3sVersionProbe;
@@ -144,6 +145,32 @@ pub(super) async fn answer(
         Asked::Probe(Request::RevertTimer(p)) => {
             out.reply(&p.render(&rebuild::revert_timer(world, host, &p.unit)))
                 .await
+        }
+        Asked::Probe(Request::Bootloader) => {
+            let b = world.bootloader(&host.hostname).unwrap_or_default();
+            out.reply(&BootloaderProbe.render(&b)).await
+        }
+        Asked::Probe(Request::BootDefault(d)) => {
+            match world.install_boot_default(&host.hostname, &d.system) {
+                Ok(()) => {
+                    out.stderr("updating the boot loader...\n").await;
+                    tokio::time::sleep(world.delay(0.25)).await;
+                    0
+                }
+                Err(e) => {
+                    out.stderr(format!("sudo: {e}\n")).await;
+                    1
+                }
+            }
+        }
+        Asked::Probe(Request::OneShot(o)) => {
+            match world.set_oneshot(&host.hostname, o.via, &o.entry) {
+                Ok(()) => 0,
+                Err(e) => {
+                    out.stderr(format!("{e}\n")).await;
+                    1
+                }
+            }
         }
         Asked::Probe(Request::Reboot) => {
             if world.host(&host.hostname).is_some_and(|h| h.rebooting) {

@@ -211,6 +211,10 @@ impl SimHost {
             },
             ..Default::default()
         };
+        if let Some(b) = world.bootloader(&self.hostname) {
+            f.boot_loader = Some(b.kind.as_str().to_string());
+            f.grubenv = Some(b.grubenv);
+        }
         listening_sorted(&mut f);
         f.compute_reboot_needed();
         f

@@ -124,6 +124,9 @@ pub struct Faults {
     pub quick_reboot: bool,
     /// `switch-breaks-network`.
     pub switch_breaks_network: bool,
+    /// `new-kernel-panics`: a one-shot boot of a new generation panics; the host resets into
+    /// its default entry.
+    pub new_kernel_panics: bool,
     /// `host-down`: hostname → how long each reboot keeps it down.
     pub host_down: BTreeMap<String, Duration>,
     /// `lease-fails`: Lease writes answer 500 until then.

@@ -122,6 +122,9 @@ impl World {
             return Ok(());
         }
         let down_for = faults.host_down.get(&name).copied();
+        // `new-kernel-panics`: the one-shot boot panics; the watchdog resets the host into
+        // its default entry (a second boot's time later).
+        let panics = self.oneshot_panics(&name);
         tokio::spawn(async move {
             tokio::time::sleep(world.delay(world.timing.not_ready)).await;
             world.set_node_ready(&name, None);
@@ -135,6 +138,12 @@ impl World {
                 );
             }
             tokio::time::sleep(down_for.unwrap_or(world.delay(world.timing.reboot))).await;
+            if panics {
+                tracing::info!(
+                    "sim: {name}: the one-shot boot panicked; resetting into the default entry"
+                );
+                tokio::time::sleep(world.delay(world.timing.reboot)).await;
+            }
             let returns = !world.host(&name).is_some_and(|h| h.never_returns);
             if !returns {
                 return;

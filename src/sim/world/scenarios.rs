@@ -209,6 +209,18 @@ impl World {
             Scenario::SwitchBreaksNetwork => {
                 lock(&self.state).faults.switch_breaks_network = true;
             }
+            Scenario::NewKernelPanics => lock(&self.state).faults.new_kernel_panics = true,
+            Scenario::GrubNoSavedDefault(h) => {
+                let name = h.clone().or_else(|| self.last_host()).unwrap_or_default();
+                if !self.set_loader(
+                    &name,
+                    crate::sim::systems::SimLoader::Grub { grubenv: false },
+                ) {
+                    return Err(ApiError::bad_request(format!(
+                        "grub-no-saved-default: no host \"{name}\""
+                    )));
+                }
+            }
             Scenario::HostDown(Some((h, secs))) => {
                 let name = self.host(h).map(|x| x.hostname).unwrap_or_default();
                 lock(&self.state)
@@ -463,6 +475,12 @@ impl World {
             Scenario::QuickReboot => lock(&self.state).faults.quick_reboot = false,
             Scenario::SwitchBreaksNetwork => {
                 lock(&self.state).faults.switch_breaks_network = false;
+            }
+            Scenario::NewKernelPanics => lock(&self.state).faults.new_kernel_panics = false,
+            Scenario::GrubNoSavedDefault(_) => {
+                for h in self.inventory.hosts.clone() {
+                    self.set_loader(&h.hostname, crate::sim::systems::SimLoader::default());
+                }
             }
             Scenario::HostDown(_) => lock(&self.state).faults.host_down.clear(),
             Scenario::LeaseFails(_) => lock(&self.state).faults.lease_fails_until = None,

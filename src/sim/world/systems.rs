@@ -164,6 +164,8 @@ impl World {
                 return false;
             };
             hs.current = i;
+            // The revert runs `switch-to-configuration switch`: the default again.
+            hs.default_entry = hs.generations[i].number;
             hs.reboot_needed()
         };
         self.set_reboot_needed(&name, reboot);
@@ -171,12 +173,86 @@ impl World {
         true
     }
 
-    /// The host booted: its current system is the booted one now.
+    /// The host booted: the one-shot entry if one was set (`new-kernel-panics`: its boot
+    /// failed already, the default boots), else the default; that system is current and
+    /// booted now.
     pub(super) fn boot_current(&self, host: &str) {
         if let Some(hs) = lock(&self.systems).hosts.get_mut(host) {
-            hs.booted = hs.current().system.clone();
+            hs.boot(false);
         }
         self.sync_kubelet(host);
+    }
+
+    /// A reboot starts (`new-kernel-panics`): a one-shot boot of another generation than
+    /// the default panics — the entry is consumed and the host resets into its default.
+    /// Returns whether it did.
+    pub(super) fn oneshot_panics(&self, host: &str) -> bool {
+        if !lock(&self.state).faults.new_kernel_panics {
+            return false;
+        }
+        let mut s = lock(&self.systems);
+        let Some(hs) = s.hosts.get_mut(host) else {
+            return false;
+        };
+        match hs.oneshot {
+            Some(n) if n != hs.default_entry => {
+                hs.oneshot = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The host's boot loader (by hostname or id), as the bootloader probe shows it.
+    pub fn bootloader(&self, host: &str) -> Option<crate::probes::bootloader::Bootloader> {
+        let name = self.hostname_of(host)?;
+        lock(&self.systems)
+            .hosts
+            .get(&name)
+            .map(|hs| hs.bootloader())
+    }
+
+    /// Give a host another boot loader (`grub-no-saved-default`, tests).
+    pub fn set_loader(&self, host: &str, loader: crate::sim::systems::SimLoader) -> bool {
+        let Some(name) = self.hostname_of(host) else {
+            return false;
+        };
+        match lock(&self.systems).hosts.get_mut(&name) {
+            Some(hs) => {
+                hs.loader = loader;
+                hs.oneshot = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `<system>/bin/switch-to-configuration boot` on a host: `Err` when it has no such
+    /// generation.
+    pub fn install_boot_default(&self, host: &str, system: &str) -> Result<(), String> {
+        let name = self.hostname_of(host).ok_or("no such host")?;
+        let mut s = lock(&self.systems);
+        let hs = s.hosts.get_mut(&name).ok_or("no such host")?;
+        if hs.install_default(system) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{system}/bin/switch-to-configuration: No such file or directory"
+            ))
+        }
+    }
+
+    /// `bootctl set-oneshot` / `grub-reboot` on a host.
+    pub fn set_oneshot(
+        &self,
+        host: &str,
+        via: crate::probes::bootloader::OneShotVia,
+        entry: &str,
+    ) -> Result<(), String> {
+        let name = self.hostname_of(host).ok_or("no such host")?;
+        let mut s = lock(&self.systems);
+        let hs = s.hosts.get_mut(&name).ok_or("no such host")?;
+        hs.set_oneshot(via, entry)
     }
 
     /// Make `system` the host's current and booted one, as if deployed and rebooted earlier
@@ -188,6 +264,7 @@ impl World {
             if let Some(hs) = s.hosts.get_mut(host) {
                 hs.activate(system.clone());
                 hs.booted = system;
+                hs.oneshot = None;
             }
         }
         self.set_reboot_needed(host, false);

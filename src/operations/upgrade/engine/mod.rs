@@ -29,8 +29,8 @@ use super::journal::{self, Journal, Record};
 use super::lock::{self, Acquire};
 use super::world::World;
 use super::{
-    Control, NodeOutcome, Plan, RebootRecord, RevertRecord, RunOutcome, Settings, Step,
-    UpgradeEvent,
+    BootOnceRecord, Control, NodeOutcome, Plan, RebootRecord, RevertRecord, RunOutcome, Settings,
+    Step, UpgradeEvent,
 };
 use crate::inventory::Inventory;
 
@@ -150,6 +150,7 @@ pub fn start_sequenced(
         keeper: None,
         reboots: HashMap::new(),
         reverts: HashMap::new(),
+        boot_once: HashMap::new(),
         switch_failed: None,
         interrupted: None,
         hold: None,
@@ -208,6 +209,8 @@ struct Runner {
     reboots: HashMap<String, RebootRecord>,
     /// Per node, the revert timer armed and not yet confirmed (from this run or its journal).
     reverts: HashMap<String, RevertRecord>,
+    /// Per node, a boot-once reboot whose new generation is not the default yet.
+    boot_once: HashMap<String, BootOnceRecord>,
     /// The switch failed with a revert timer armed: the confirm step awaits the host's revert.
     switch_failed: Option<String>,
     /// Resuming: the step the journal shows started and not finished.
@@ -282,6 +285,7 @@ impl Runner {
             self.reboots = sum.reboots;
             self.snapshot = sum.snapshot;
             self.reverts = sum.reverts;
+            self.boot_once = sum.boot_once;
             self.interrupted = sum.interrupted;
         }
         // The lock.

@@ -109,6 +109,7 @@ impl Runner {
                 // (It re-checks once it knows a reboot will be asked for.)
                 Step::Reboot => self.reboot(&entry, &host, true).await,
                 Step::WaitHealthy => self.wait_healthy(&entry, &host).await,
+                Step::MakeDefault => self.make_default(&entry, &host).await,
                 Step::Rollback => self.rollback(&entry, &host).await,
                 Step::Hold => self.hold(&node).await,
                 Step::Uncordon => self.uncordon(&node).await,

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::{FakeHost, FakeRevert, FakeState, FakeWorld};
 use crate::inventory::Host;
 use crate::operations::upgrade::world::{
-    AutoUpgrade, BootState, CommandSpec, HostRead, HostWrite, RevertTimer,
+    AutoUpgrade, BootState, Bootloader, CommandSpec, HostRead, HostWrite, RevertTimer,
 };
 use crate::probes::Request;
 
@@ -266,6 +266,7 @@ impl HostRead for FakeWorld {
                 } else {
                     Vec::new()
                 },
+                current_kernel: Some(h.current_kernel.clone()),
             })
         })
     }
@@ -339,6 +340,18 @@ impl HostRead for FakeWorld {
                 Some(r) if r.unit == unit => RevertTimer::Armed,
                 _ => RevertTimer::Gone,
             })
+        })
+    }
+
+    /// The fake hosts' boot loader is unknown: their reboots go straight into the new system.
+    fn bootloader<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Bootloader>> {
+        Box::pin(async move {
+            let mut st = self.state();
+            let h = host_of(&mut st, host)?;
+            if h.cut_off || h.down_probes > 0 {
+                return Err(eyre!("fake: {}: connection refused", host.id));
+            }
+            Ok(Bootloader::default())
         })
     }
 }

@@ -161,6 +161,8 @@ pub struct GuardInputs<'a> {
     pub run_id: &'a str,
     pub health: &'a HealthInputs,
     pub auto_upgrade: &'a Result<AutoUpgrade, String>,
+    /// The host's boot loader (for `[upgrade] boot_once`).
+    pub bootloader: &'a Result<crate::probes::bootloader::Bootloader, String>,
     pub settings: &'a Settings,
     pub now: Timestamp,
     /// A re-check right before a drain, switch or reboot of this node (not the check before
@@ -200,7 +202,48 @@ pub fn evaluate(g: &GuardInputs<'_>) -> Vec<GuardVerdict> {
         window(g, &mut out);
     }
     auto_upgrade(g, &mut out);
+    boot_once(g, &mut out);
     out
+}
+
+/// Whether a reboot of the node boots its new generation once (`[upgrade] boot_once`): the
+/// plan's line per node; under `require` a loader that cannot refuses the node.
+fn boot_once(g: &GuardInputs<'_>, out: &mut Vec<GuardVerdict>) {
+    use crate::config::BootOnce;
+    let host = &g.entry.host;
+    let node = &g.entry.node;
+    let policy = g.settings.boot_once;
+    if policy == BootOnce::Off {
+        out.push(GuardVerdict::pass(
+            "boot-once",
+            "[upgrade] boot_once = \"off\": a reboot goes straight into the new generation",
+        ));
+        return;
+    }
+    let line = match g.bootloader {
+        Ok(b) => match b.one_shot() {
+            Ok(_) => {
+                out.push(GuardVerdict::pass("boot-once", b.describe()));
+                return;
+            }
+            Err(_) => b.describe(),
+        },
+        Err(e) => format!("cannot boot once: cannot read the boot loader: {e}"),
+    };
+    if policy == BootOnce::Require {
+        let fix = "give the host systemd-boot, or GRUB with /boot/grub/grubenv; or set [upgrade] boot_once = \"prefer\"";
+        let message = format!("{node} {line} — [upgrade] boot_once = \"require\"");
+        out.push(if g.bootloader.is_err() {
+            GuardVerdict::cannot_verify("boot-once", host, message, fix)
+        } else {
+            GuardVerdict::refuse("boot-once", host, message, fix)
+        });
+        return;
+    }
+    out.push(GuardVerdict::pass(
+        "boot-once",
+        format!("{line} — reboots straight into the new generation"),
+    ));
 }
 
 /// Whether all verdicts let the node through.

@@ -18,6 +18,7 @@ use crate::operations::upgrade::world::{AutoUpgrade, BootState, CommandSpec, Hos
 use crate::probes::Probe;
 use crate::probes::auto_upgrade::{AutoUpgradeProbe, AutoUpgradeState};
 use crate::probes::boot::{BootFacts, BootIdProbe, BootStateProbe};
+use crate::probes::bootloader::{Bootloader, BootloaderProbe};
 use crate::probes::k3s::K3sVersionProbe;
 use crate::probes::reachable::ReachableProbe;
 use crate::probes::revert::{RevertTimer, RevertTimerProbe};
@@ -192,6 +193,10 @@ impl HostRead for SshHosts {
             .await
         })
     }
+
+    fn bootloader<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Bootloader>> {
+        Box::pin(async move { self.probe(host, &BootloaderProbe).await })
+    }
 }
 
 impl HostWrite for SshWriter {
@@ -263,6 +268,7 @@ pub fn boot_state(b: &BootFacts) -> BootState {
         current_system: b.current_system.clone(),
         reboot_needed,
         reasons,
+        current_kernel: b.current.kernel.clone(),
     }
 }
 

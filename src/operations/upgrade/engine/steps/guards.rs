@@ -92,12 +92,18 @@ pub(in crate::operations::upgrade::engine) async fn verdicts(
         .auto_upgrade(host)
         .await
         .map_err(|e| format!("{e:#}"));
+    let bootloader = if s.boot_once == crate::config::BootOnce::Off {
+        Ok(Default::default())
+    } else {
+        w.hosts.bootloader(host).await.map_err(|e| format!("{e:#}"))
+    };
     guards::evaluate(&GuardInputs {
         entry,
         host,
         run_id,
         health,
         auto_upgrade: &au,
+        bootloader: &bootloader,
         settings: s,
         now: w.clock.now(),
         recheck,

@@ -26,7 +26,8 @@ impl Runner {
         let node = entry.node.clone();
         // Asked for before (a resumed run's journal, or a retry): wait for that boot.
         if let Some(before) = self.reboots.get(&node).cloned() {
-            return self.await_new_boot(&node, host, &before, true).await;
+            let o = self.await_new_boot(&node, host, &before, true).await;
+            return self.after_boot(&node, host, o).await;
         }
         let bs = match self.w.read.hosts.boot_state(host).await {
             Ok(b) => b,
@@ -91,6 +92,16 @@ impl Runner {
         if recheck && let Some(stop) = self.before_destructive(entry, host, Step::Reboot).await {
             return stop;
         }
+        // The new generation boots once, the previous one staying the default (not for a
+        // rollback's reboot: that one boots the default it just made).
+        let boot_once = if recheck {
+            match self.prepare_boot_once(entry, host, &bs).await {
+                Ok(r) => r,
+                Err(stop) => return stop,
+            }
+        } else {
+            None
+        };
         // The boots as they are now, journaled before the reboot is asked for.
         let host_boot_id = match self.w.read.hosts.boot_id(host).await {
             Ok(b) => b,
@@ -131,7 +142,28 @@ impl Runner {
                 message: format!("`{cmd}` failed: {e:#}"),
             };
         }
-        self.await_new_boot(&node, host, &before, false).await
+        let o = self.await_new_boot(&node, host, &before, false).await;
+        let o = self.after_boot(&node, host, o).await;
+        match (o, boot_once) {
+            (StepOutcome::Ok { detail }, Some(r)) => StepOutcome::ok_with(format!(
+                "{} (once: {}; the previous generation stays the default)",
+                detail.unwrap_or_default(),
+                r.entry
+            )),
+            (o, _) => o,
+        }
+    }
+
+    /// A new boot seen: when it was to boot the new generation once, the host must not be
+    /// back on the previous one.
+    async fn after_boot(&mut self, node: &str, host: &Host, o: StepOutcome) -> StepOutcome {
+        if !matches!(o, StepOutcome::Ok { .. }) {
+            return o;
+        }
+        match self.check_boot_once(node, host).await {
+            Some(stop) => stop,
+            None => o,
+        }
     }
 
     /// A failure before the reboot went out: when the host cannot be reached, the node stops

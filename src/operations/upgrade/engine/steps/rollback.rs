@@ -65,6 +65,8 @@ impl Runner {
         if rebooted && self.s.reboot == RebootPolicy::Auto {
             // A new reboot, into the previous generation (not a wait for the one before).
             self.reboots.remove(&entry.node);
+            // The rollback made the previous generation the default: nothing boots once.
+            self.boot_once.remove(&entry.node);
             match self.reboot(entry, host, false).await {
                 StepOutcome::Failed { message } => notes.push(format!("reboot: {message}")),
                 StepOutcome::Ok { detail } => notes.push(format!(
