@@ -217,6 +217,13 @@ impl App {
         let mut only_logs = false;
         match u {
             Update::Cluster(r) => {
+                if let Ok(st) = &r {
+                    let lh = &st.longhorn;
+                    self.upgrade.rebuilds =
+                        self.upgrade
+                            .rebuild_watch
+                            .observe(now, &lh.rebuilds, Some(lh));
+                }
                 self.snapshot.cluster.record(r, now);
                 self.gens.cluster += 1;
             }

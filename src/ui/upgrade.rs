@@ -228,6 +228,20 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     theme.info,
                 )));
                 out.push(Line::from(Span::styled(f.eta_line(), theme.muted)));
+                // Longhorn's settings and what they mean for the run.
+                for (i, l) in crate::operations::upgrade::storage::text(&f.storage)
+                    .into_iter()
+                    .enumerate()
+                {
+                    let style = if l.contains('⚠') {
+                        theme.warning
+                    } else if i == 0 {
+                        theme.info
+                    } else {
+                        theme.muted
+                    };
+                    out.push(Line::from(Span::styled(l, style)));
+                }
                 // The refusals are among each node's verdicts above; with no node left to
                 // run, they are said here.
                 for r in f.refusals.iter().filter(|_| p.verdicts.is_empty()) {
@@ -520,6 +534,18 @@ fn health_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
                     Span::raw(format!(" {name} ")),
                     Span::styled(format!("{what} {healthy}/{}", v.number_of_replicas), style),
                 ]));
+                // Each replica being rebuilt: its node, progress and ETA.
+                for r in app.upgrade.rebuilds.iter().filter(|r| r.volume == v.name) {
+                    lines.push(Line::from(Span::styled(
+                        format!(
+                            "   ↳ {} {}%{}",
+                            r.node.as_deref().unwrap_or(r.replica.as_str()),
+                            r.progress,
+                            r.eta_text()
+                        ),
+                        theme.warning,
+                    )));
+                }
             }
             if shown == 0 {
                 lines.push(Line::from(Span::styled(
