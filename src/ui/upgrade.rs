@@ -228,19 +228,13 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     theme.info,
                 )));
                 out.push(Line::from(Span::styled(f.eta_line(), theme.muted)));
-                // Longhorn's settings and what they mean for the run.
-                for (i, l) in crate::operations::upgrade::storage::text(&f.storage)
+                // Longhorn's settings: only what warns (the screen is short; `--dry-run`
+                // lists every note).
+                for l in crate::operations::upgrade::storage::text(&f.storage)
                     .into_iter()
-                    .enumerate()
+                    .filter(|l| l.contains('⚠'))
                 {
-                    let style = if l.contains('⚠') {
-                        theme.warning
-                    } else if i == 0 {
-                        theme.info
-                    } else {
-                        theme.muted
-                    };
-                    out.push(Line::from(Span::styled(l, style)));
+                    out.push(Line::from(Span::styled(l, theme.warning)));
                 }
                 // The refusals are among each node's verdicts above; with no node left to
                 // run, they are said here.
