@@ -240,6 +240,13 @@ impl App {
             Update::Cluster(r) => {
                 let before = self.status_as_assessed(&self.snapshot.cluster.status);
                 let old = self.snapshot.cluster.data.clone();
+                if let Ok(st) = &r {
+                    let lh = &st.longhorn;
+                    self.upgrade.rebuilds =
+                        self.upgrade
+                            .rebuild_watch
+                            .observe(now, &lh.rebuilds, Some(lh));
+                }
                 self.snapshot.cluster.record(r, now);
                 let same = before == self.status_as_assessed(&self.snapshot.cluster.status)
                     && match (&old, &self.snapshot.cluster.data) {

@@ -88,6 +88,10 @@ pub struct UpgradeView {
     pub interrupted: Option<Interrupted>,
     /// Narrow screens: the live health column instead of the run (the `health` key).
     pub show_health: bool,
+    /// The replica rebuilds the engines report, with their ETA from the progress seen
+    /// across the cluster's updates (the live health column).
+    pub rebuilds: Vec<crate::operations::upgrade::storage::RebuildEta>,
+    pub rebuild_watch: crate::operations::upgrade::storage::RebuildWatch,
 }
 
 impl Default for UpgradeView {
@@ -105,6 +109,8 @@ impl Default for UpgradeView {
             found: false,
             interrupted: None,
             show_health: false,
+            rebuilds: Vec::new(),
+            rebuild_watch: Default::default(),
         }
     }
 }

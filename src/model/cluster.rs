@@ -133,6 +133,10 @@ pub struct LonghornState {
     /// current. `None` when every Longhorn kind read well (or answered 404: not installed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<LonghornError>,
+    /// The replica rebuilds the volumes' engines report (`engines.longhorn.io`,
+    /// `status.rebuildStatus`), one row per replica being rebuilt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebuilds: Vec<ReplicaRebuild>,
 }
 
 /// Why Longhorn's kinds cannot be read, and since when.
@@ -140,6 +144,24 @@ pub struct LonghornState {
 pub struct LonghornError {
     pub since: Timestamp,
     pub message: String,
+}
+
+/// One replica rebuild as a volume's Engine reports it: Longhorn's `Engine` CR keeps
+/// `status.rebuildStatus`, a map from the replica's address (`tcp://10.42.1.5:10000`) to
+/// `{isRebuilding, progress (0-100), state, error, fromReplicaAddress}`, and
+/// `status.currentReplicaAddressMap` (replica name → address) to say which replica that is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRebuild {
+    pub volume: String,
+    /// The replica's name (from the engine's address map); its address when not found there.
+    pub replica: String,
+    pub address: String,
+    /// 0-100.
+    pub progress: u8,
+    /// `in_progress`, `complete`, `error`, or empty.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 impl LonghornState {
@@ -155,6 +177,11 @@ impl LonghornState {
 
     pub fn replicas_of<'a>(&'a self, volume: &'a str) -> impl Iterator<Item = &'a Replica> + 'a {
         self.replicas.iter().filter(move |r| r.volume == volume)
+    }
+
+    /// The rebuild the engines report for `replica` (by name), if one runs.
+    pub fn rebuild_of(&self, replica: &str) -> Option<&ReplicaRebuild> {
+        self.rebuilds.iter().find(|r| r.replica == replica)
     }
 
     /// The volumes with a replica rebuilding, in one pass over the replicas (asking

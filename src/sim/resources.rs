@@ -198,6 +198,15 @@ pub const LH_RECURRINGJOBS: Resource = r(
     true,
     &["lhrj"],
 );
+pub const LH_ENGINES: Resource = r(
+    "longhorn.io",
+    "v1beta2",
+    "engines",
+    "engine",
+    "Engine",
+    true,
+    &["lhe"],
+);
 pub const LH_SETTINGS: Resource = r(
     "longhorn.io",
     "v1beta2",
@@ -251,6 +260,7 @@ pub const ALL: &[Resource] = &[
     LH_BACKUPTARGETS,
     LH_RECURRINGJOBS,
     LH_SETTINGS,
+    LH_ENGINES,
     ETCD_SNAPSHOTS,
     CERTIFICATES,
 ];
@@ -264,6 +274,7 @@ pub const LONGHORN: &[Resource] = &[
     LH_BACKUPTARGETS,
     LH_RECURRINGJOBS,
     LH_SETTINGS,
+    LH_ENGINES,
 ];
 
 /// The group/versions served, in discovery order (core "v1" excluded).

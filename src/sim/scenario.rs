@@ -100,6 +100,13 @@ pub enum Scenario {
     /// `grub-no-saved-default=HOST` (default: the last host): HOST boots with GRUB without
     /// an environment block (no saved default): it cannot boot an entry once.
     GrubNoSavedDefault(Option<String>),
+    /// `slow-rebuild` or `slow-rebuild=SECONDS`: a replica's rebuild after its node returns
+    /// takes SECONDS of wall-clock time (default 60), its progress reported by the volume's
+    /// Engine (`status.rebuildStatus`) as it goes.
+    SlowRebuild(Option<u64>),
+    /// `replenishment-wait=SECONDS`: Longhorn's `replica-replenishment-wait-interval`
+    /// setting is SECONDS (default 600; clearing the scenario restores it).
+    ReplenishmentWait(Option<u64>),
 }
 
 /// Every scenario name, in the order the help shows them.
@@ -147,6 +154,8 @@ pub const NAMES: &[&str] = &[
     "switch-breaks-network",
     "new-kernel-panics",
     "grub-no-saved-default",
+    "slow-rebuild",
+    "replenishment-wait",
 ];
 
 impl Scenario {
@@ -191,6 +200,8 @@ impl Scenario {
             Scenario::SwitchBreaksNetwork => "switch-breaks-network",
             Scenario::NewKernelPanics => "new-kernel-panics",
             Scenario::GrubNoSavedDefault(_) => "grub-no-saved-default",
+            Scenario::SlowRebuild(_) => "slow-rebuild",
+            Scenario::ReplenishmentWait(_) => "replenishment-wait",
         }
     }
 }
@@ -201,6 +212,8 @@ impl fmt::Display for Scenario {
             Scenario::NodeNeverReturns(Some(h)) => write!(f, "node-never-returns={h}"),
             Scenario::HostDown(Some((h, secs))) => write!(f, "host-down={h}:{secs}"),
             Scenario::LeaseFails(Some(secs)) => write!(f, "lease-fails={secs}"),
+            Scenario::SlowRebuild(Some(secs)) => write!(f, "slow-rebuild={secs}"),
+            Scenario::ReplenishmentWait(Some(secs)) => write!(f, "replenishment-wait={secs}"),
             Scenario::Face(x) => write!(f, "{x}"),
             Scenario::SshCut(Some(h)) => write!(f, "ssh-cut={h}"),
             Scenario::HostKeyChanged(Some(h)) => write!(f, "host-key-changed={h}"),
@@ -218,7 +231,7 @@ impl fmt::Display for UnknownScenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown scenario \"{}\"; valid scenarios: {} (node-never-returns takes an optional =HOST, host-down takes =HOST:SECONDS, lease-fails takes =SECONDS; hang, garbage and http-500 take =FACE, slow and flap =FACE:SECONDS, with FACE one of {})",
+            "unknown scenario \"{}\"; valid scenarios: {} (node-never-returns takes an optional =HOST, host-down takes =HOST:SECONDS, lease-fails and replenishment-wait take =SECONDS, slow-rebuild an optional =SECONDS; hang, garbage and http-500 take =FACE, slow and flap =FACE:SECONDS, with FACE one of {})",
             self.0,
             NAMES.join(", "),
             crate::sim::faults::FACES.join(", ")
@@ -292,6 +305,18 @@ impl FromStr for Scenario {
                     Ok(secs) => Ok(Scenario::LeaseFails(Some(secs))),
                     Err(_) => Err(UnknownScenario(s.to_string())),
                 };
+            }
+            "slow-rebuild" | "replenishment-wait" => {
+                let secs = match arg.as_deref().map(str::parse::<u64>) {
+                    None => None,
+                    Some(Ok(secs)) => Some(secs),
+                    Some(Err(_)) => return Err(UnknownScenario(s.to_string())),
+                };
+                return Ok(if name == "slow-rebuild" {
+                    Scenario::SlowRebuild(secs)
+                } else {
+                    Scenario::ReplenishmentWait(secs)
+                });
             }
             "stale-etcd-snapshot" => Scenario::StaleEtcdSnapshot,
             "snapshot-failing" => Scenario::SnapshotFailing,

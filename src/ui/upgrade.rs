@@ -271,6 +271,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     theme.info,
                 )));
                 out.push(Line::from(Span::styled(f.eta_line(), theme.muted)));
+                // Longhorn's settings: only what warns (the screen is short; `--dry-run`
+                // lists every note).
+                for l in crate::operations::upgrade::storage::text(&f.storage)
+                    .into_iter()
+                    .filter(|l| l.contains('⚠'))
+                {
+                    out.push(Line::from(Span::styled(l, theme.warning)));
+                }
                 // The refusals are among each node's verdicts above; with no node left to
                 // run, they are said here.
                 for r in f.refusals.iter().filter(|_| p.verdicts.is_empty()) {
@@ -563,6 +571,18 @@ fn health_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
                     Span::raw(format!(" {name} ")),
                     Span::styled(format!("{what} {healthy}/{}", v.number_of_replicas), style),
                 ]));
+                // Each replica being rebuilt: its node, progress and ETA.
+                for r in app.upgrade.rebuilds.iter().filter(|r| r.volume == v.name) {
+                    lines.push(Line::from(Span::styled(
+                        format!(
+                            "   ↳ {} {}%{}",
+                            r.node.as_deref().unwrap_or(r.replica.as_str()),
+                            r.progress,
+                            r.eta_text()
+                        ),
+                        theme.warning,
+                    )));
+                }
             }
             if shown == 0 {
                 lines.push(Line::from(Span::styled(

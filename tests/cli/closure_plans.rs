@@ -46,11 +46,16 @@ fn json(o: &Output) -> Value {
 }
 
 async fn start(scenario: &str, dir: &Path) -> SimHandle {
+    start_all(&[scenario], dir).await
+}
+
+async fn start_all(scenarios: &[&str], dir: &Path) -> SimHandle {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let names: Vec<String> = scenarios.iter().map(|s| s.to_string()).collect();
     sim::start(
         SimOptions {
             speed: 20.0,
-            scenarios: sim::scenario::parse_all(&[scenario.to_string()]).unwrap(),
+            scenarios: sim::scenario::parse_all(&names).unwrap(),
             ..Default::default()
         },
         dir,
@@ -276,4 +281,81 @@ async fn the_plan_agrees_with_diff_and_check_sees_the_drifted_host() {
     assert_eq!(pending, 3, "{findings:#?}");
     assert_eq!(o.status.code(), Some(1), "a warning: {}", text(&o));
     h.shutdown().await;
+}
+
+/// The plan's storage notes: with Longhorn's `replica-replenishment-wait-interval` below a
+/// rebooting node's expected downtime (no earlier run: the 300 s default), the plan warns per
+/// node — in `--json` and in the text — naming the setting and both durations; with
+/// Longhorn's default (600 s) it does not. The drain policy is named either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replenishment_wait_below_the_expected_downtime_is_warned_per_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let h = start_all(&["kernel-update", "replenishment-wait=60"], dir.path()).await;
+    let o =
+        tokio::task::block_in_place(|| bin(&h, state.path(), &["upgrade", "--dry-run", "--json"]));
+    let t = tokio::task::block_in_place(|| bin(&h, state.path(), &["upgrade", "--dry-run"]));
+    h.shutdown().await;
+    let doc = json(&o);
+    let storage = &doc["forecast"]["storage"];
+    assert_eq!(
+        storage["settings"]["replica-replenishment-wait-interval"], "60",
+        "{storage:#}"
+    );
+    assert_eq!(storage["downtime_secs"], 300, "{storage:#}");
+    let notes = storage["notes"].as_array().unwrap();
+    let warned: Vec<&str> = notes
+        .iter()
+        .filter(|n| n["setting"] == "replica-replenishment-wait-interval")
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warned,
+        order(&doc).iter().map(String::as_str).collect::<Vec<_>>(),
+        "{storage:#}"
+    );
+    let first = notes
+        .iter()
+        .find(|n| n["setting"] == "replica-replenishment-wait-interval")
+        .unwrap();
+    let msg = first["message"].as_str().unwrap();
+    assert!(
+        msg.contains("needless full rebuild") && msg.contains("(60 s)") && msg.contains("300 s"),
+        "{msg}"
+    );
+    assert!(
+        notes.iter().any(|n| n["setting"] == "node-drain-policy"
+            && n["message"]
+                .as_str()
+                .unwrap()
+                .contains("block-if-contains-last-replica")),
+        "{storage:#}"
+    );
+    let out = text(&t);
+    assert!(out.contains("needless full rebuild"), "{out}");
+    assert!(
+        out.contains("replica-replenishment-wait-interval=60"),
+        "{out}"
+    );
+
+    // Longhorn's default wait (600 s) is longer than the 300 s expected: no warning.
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let h = start_all(&["kernel-update"], dir.path()).await;
+    let o =
+        tokio::task::block_in_place(|| bin(&h, state.path(), &["upgrade", "--dry-run", "--json"]));
+    h.shutdown().await;
+    let doc = json(&o);
+    let storage = &doc["forecast"]["storage"];
+    assert_eq!(
+        storage["settings"]["replica-replenishment-wait-interval"], "600",
+        "{storage:#}"
+    );
+    let notes = storage["notes"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .all(|n| n["setting"] != "replica-replenishment-wait-interval"),
+        "{storage:#}"
+    );
 }

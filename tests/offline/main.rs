@@ -10,5 +10,6 @@ mod layering;
 mod loki_client;
 mod metrics_tls;
 mod upgrade_engine;
+mod upgrade_pacing;
 mod upgrade_safety;
 mod upgrade_snapshot;

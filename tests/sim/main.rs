@@ -13,6 +13,7 @@ mod sim_scenarios;
 mod sim_ssh;
 mod sim_watch;
 mod upgrade_boot_once;
+mod upgrade_pacing;
 mod upgrade_rollback;
 mod upgrade_safety;
 mod upgrade_sim;

@@ -433,3 +433,73 @@ async fn kubectl_get_watch_prints_table_rows() {
     let _ = child.kill().await;
     h.shutdown().await;
 }
+
+/// Longhorn's Engines and Settings as stock kubectl reads them: after a reboot with
+/// `slow-rebuild`, a volume's Engine reports its replica's rebuild (address → progress) and
+/// the replica in `WO` mode; `replenishment-wait=60` is the Setting's top-level `value`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_sees_engine_rebuild_progress_and_settings() {
+    let Some(k) = Kubectl::new() else { return };
+    let scenarios = homeinfra_tui::sim::scenario::parse_all(&[
+        "slow-rebuild=30".to_string(),
+        "replenishment-wait=60".to_string(),
+    ])
+    .unwrap();
+    let (h, _dir) = start(scenarios, 50.0).await;
+    let ns = ["-n", "longhorn-system"];
+    let setting = k
+        .ok(
+            &h,
+            &[
+                &[
+                    "get",
+                    "settings.longhorn.io",
+                    "replica-replenishment-wait-interval",
+                    "-o",
+                    "jsonpath={.value}",
+                ][..],
+                &ns[..],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(setting, "60");
+    h.world().reboot("node4").unwrap();
+    let mut seen = None;
+    for _ in 0..100 {
+        let out = k
+            .ok(
+                &h,
+                &[&["get", "engines.longhorn.io", "-o", "json"][..], &ns[..]].concat(),
+            )
+            .await;
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let items = doc["items"].as_array().unwrap().clone();
+        assert!(!items.is_empty(), "{out}");
+        if let Some((e, addr, st)) = items.iter().find_map(|e| {
+            let rs = e["status"]["rebuildStatus"].as_object()?;
+            let (addr, st) = rs.iter().next()?;
+            Some((e.clone(), addr.clone(), st.clone()))
+        }) {
+            seen = Some((e, addr, st));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (engine, addr, st) = seen.expect("an engine reports a rebuild after the reboot");
+    assert_eq!(st["isRebuilding"], true, "{st}");
+    assert_eq!(st["state"], "in_progress", "{st}");
+    assert!(st["progress"].as_u64().unwrap() < 100, "{st}");
+    let name = engine["status"]["currentReplicaAddressMap"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, a)| a.as_str() == Some(addr.as_str()))
+        .map(|(n, _)| n.clone())
+        .expect("the rebuilt replica is in the address map");
+    assert_eq!(
+        engine["status"]["replicaModeMap"][&name], "WO",
+        "{engine:#}"
+    );
+    h.shutdown().await;
+}

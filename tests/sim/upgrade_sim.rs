@@ -26,13 +26,13 @@ use homeinfra_tui::probes::etcd_snapshot::SnapshotSave;
 use homeinfra_tui::sim::{self, Scenario, SimHandle, SimOptions};
 use tokio::sync::mpsc;
 
-struct Sim {
-    h: SimHandle,
+pub(crate) struct Sim {
+    pub(crate) h: SimHandle,
     cfg: Config,
     _dir: tempfile::TempDir,
 }
 
-async fn sim(scenarios: &[&str], speed: f64) -> Sim {
+pub(crate) async fn sim(scenarios: &[&str], speed: f64) -> Sim {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let scenarios: Vec<Scenario> = scenarios.iter().map(|s| s.parse().unwrap()).collect();
@@ -52,7 +52,7 @@ async fn sim(scenarios: &[&str], speed: f64) -> Sim {
 
 /// The simulated hosts: a switch marks the host for a reboot; a reboot goes to the simulator;
 /// revert timers are armed and disarmed (never fired: these runs confirm in time).
-struct SimHosts {
+pub(crate) struct SimHosts {
     sim: Arc<sim::World>,
     needs_reboot: Mutex<BTreeSet<String>>,
     armed: Mutex<BTreeSet<(String, String)>>,
@@ -211,7 +211,7 @@ impl HostRead for SimHosts {
     }
 }
 
-async fn world(s: &Sim) -> (World, Arc<SimHosts>) {
+pub(crate) async fn world(s: &Sim) -> (World, Arc<SimHosts>) {
     let cluster = KubeCluster::new(&s.cfg.kubernetes).await.unwrap();
     let writes = homeinfra_tui::testing::writes();
     let writer = Arc::new(KubeWriter::new(&writes, cluster.client().clone()));

@@ -109,6 +109,15 @@ impl Estimates {
         Some(Duration::from_millis(ms))
     }
 
+    /// How long a node's reboot took (the median reboot step of earlier runs): how long its
+    /// replicas are away. `None` when no earlier run rebooted.
+    pub fn reboot_downtime(&self) -> Option<Duration> {
+        self.steps
+            .get(&Step::Reboot)
+            .filter(|_| self.runs > 0)
+            .map(|ms| Duration::from_millis(*ms))
+    }
+
     /// Where the figures come from, for the operator.
     pub fn source(&self) -> String {
         match self.runs {

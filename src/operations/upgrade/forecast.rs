@@ -89,6 +89,9 @@ pub struct Forecast {
     /// unless confirmed within this long.
     #[serde(default)]
     pub confirm_timeout_secs: u64,
+    /// Longhorn's settings and what they mean for the run (see [`super::storage`]).
+    #[serde(default)]
+    pub storage: super::storage::StoragePlan,
 }
 
 impl Forecast {
@@ -410,6 +413,7 @@ pub async fn forecast(
         estimates_from: inputs.estimates.source(),
         estimates: inputs.estimates.clone(),
         confirm_timeout_secs: inputs.confirm_timeout_secs,
+        storage: Default::default(),
     };
     let planned = Plan {
         entries: decision.entries,
@@ -448,7 +452,58 @@ pub async fn for_env(
             .any(|g| g == "k3s-skew"),
         confirm_timeout_secs: env.config.upgrade.confirm_timeout_secs.max(1),
     };
-    Ok(forecast(plan, &inputs, progress, cancel).await)
+    let skip_longhorn = env
+        .config
+        .upgrade
+        .skip_guards
+        .iter()
+        .any(|g| g == "longhorn");
+    let (planned, mut f) = forecast(plan, &inputs, progress, cancel).await;
+    f.storage = storage_of(world, &f, skip_longhorn).await;
+    Ok((planned, f))
+}
+
+/// The storage notes of a forecast: Longhorn's settings read through the cluster world, the
+/// expected downtime of a rebooting node from the earlier runs' reboots (else a default).
+pub async fn storage_of(
+    world: &ReadWorld,
+    f: &Forecast,
+    skip_longhorn: bool,
+) -> super::storage::StoragePlan {
+    use super::storage::{PlannedNode, StoragePlan, storage_plan};
+    if skip_longhorn {
+        return StoragePlan {
+            skipped: true,
+            ..Default::default()
+        };
+    }
+    let settings = world
+        .cluster
+        .longhorn_settings()
+        .await
+        .map_err(|e| crate::base::error_chain(&e));
+    let nodes: Vec<PlannedNode> = f
+        .nodes
+        .iter()
+        .map(|n| PlannedNode {
+            node: n.node.clone(),
+            reboots: match n.reboot.will {
+                Verdict::No => Some(false),
+                Verdict::Yes => Some(true),
+                _ => None,
+            },
+        })
+        .collect();
+    let measured = f.estimates.reboot_downtime().map(|d| {
+        (
+            d,
+            format!(
+                "the median reboot of {}",
+                f.estimates.source().trim_start_matches("from ")
+            ),
+        )
+    });
+    storage_plan(settings, &nodes, measured)
 }
 
 /// The steps a node goes through (`reboot`: with its reboot), as the plan shows them.
@@ -501,6 +556,7 @@ pub fn text(f: &Forecast) -> Vec<String> {
         format!("reboots: {}", f.reboots.join(", "))
     });
     out.push(f.eta_line());
+    out.extend(super::storage::text(&f.storage));
     // The refusals are guard verdicts: shown with each node's others.
     out
 }

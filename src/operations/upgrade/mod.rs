@@ -35,6 +35,7 @@ pub mod process;
 pub mod progress;
 pub mod skew;
 pub mod snapshot;
+pub mod storage;
 pub mod text;
 pub mod world;
 

@@ -7,6 +7,7 @@
 //! [`HostWrite`] (a [`Writers`], built from the write capability [`Writes`]) for cordon,
 //! eviction, the Lease, switch, rollback and reboot. A read-only world has no write method.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::base::Writes;
 use crate::inventory::Host;
-use crate::model::cluster::ClusterState;
+use crate::model::cluster::{ClusterState, ReplicaRebuild};
 use crate::model::etcd::EtcdState;
 use crate::model::recovery::EtcdSnapshot;
 pub use crate::probes::bootloader::Bootloader;
@@ -116,6 +117,11 @@ pub trait ClusterRead: Send + Sync {
         &'a self,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<EtcdSnapshot>>>;
+    /// Longhorn's settings (`settings.longhorn.io`: name → its top-level `value`).
+    fn longhorn_settings(&self) -> BoxFuture<'_, Result<BTreeMap<String, String>>>;
+    /// The replica rebuilds running now, as the volumes' Engines report them
+    /// (`engines.longhorn.io` `status.rebuildStatus`).
+    fn longhorn_rebuilds(&self) -> BoxFuture<'_, Result<Vec<ReplicaRebuild>>>;
 }
 
 /// Whether an `ETCDSnapshotFile`'s file name belongs to snapshot `name` (the file itself, or

@@ -105,6 +105,59 @@ pub fn replica_object(
     })
 }
 
+/// The name of Longhorn's setting for how long a failed replica waits for its node before a
+/// new replica is built elsewhere (seconds).
+pub const REPLENISHMENT_WAIT: &str = "replica-replenishment-wait-interval";
+/// Its default in Longhorn.
+pub const REPLENISHMENT_WAIT_DEFAULT: &str = "600";
+
+/// The data address of a replica (as its `status.storageIP`/`status.port` say), the key of
+/// its engine's `rebuildStatus` and `currentReplicaAddressMap`.
+pub fn replica_address(node_ip: &str, replica: &str) -> String {
+    format!("tcp://{node_ip}:{}", 10000 + (fnv(replica) % 200) * 15)
+}
+
+/// A volume's engine (`<volume>-e-0`) on `node`, with its replicas (name → address) all
+/// read-write and no rebuild running.
+pub fn engine_object(volume: &str, node: &str, replicas: &[(String, String)]) -> Value {
+    let addrs: serde_json::Map<String, Value> = replicas
+        .iter()
+        .map(|(n, a)| (n.clone(), json!(a)))
+        .collect();
+    let modes: serde_json::Map<String, Value> = replicas
+        .iter()
+        .map(|(n, _)| (n.clone(), json!("RW")))
+        .collect();
+    json!({
+        "metadata": {
+            "name": format!("{volume}-e-0"),
+            "namespace": LONGHORN_NS,
+            "labels": {"longhornnode": node, "longhornvolume": volume},
+        },
+        "spec": {
+            "volumeName": volume,
+            "nodeID": node,
+            "image": "longhornio/longhorn-engine:v1.7.2",
+            "dataEngine": "v1",
+            "desireState": "running",
+            "frontend": "blockdev",
+            "active": true,
+            "replicaAddressMap": addrs.clone(),
+        },
+        "status": {
+            "currentState": "running",
+            "ownerID": node,
+            "instanceManagerName": instance_manager_name(node),
+            "started": true,
+            "endpoint": format!("/dev/longhorn/{volume}"),
+            "currentReplicaAddressMap": addrs,
+            "replicaModeMap": modes,
+            "rebuildStatus": {},
+            "conditions": [],
+        },
+    })
+}
+
 /// The id of `node`'s Longhorn disk.
 pub fn disk_id(node: &str) -> String {
     format!(
@@ -225,7 +278,9 @@ pub(super) fn populate(
         ("backup-target", target_url),
         ("storage-over-provisioning-percentage", "100"),
         ("storage-minimal-available-percentage", "25"),
-        ("replica-replenishment-wait-interval", "600"),
+        (REPLENISHMENT_WAIT, REPLENISHMENT_WAIT_DEFAULT),
+        // Minutes.
+        ("stale-replica-timeout", "2880"),
         ("auto-salvage", "true"),
     ] {
         store.create(&LH_SETTINGS, json!({"metadata": {"name": name, "namespace": LONGHORN_NS, "creationTimestamp": created},
@@ -260,12 +315,26 @@ pub(super) fn populate(
         );
         vol["metadata"]["creationTimestamp"] = json!(created);
         store.create(&LH_VOLUMES, vol)?;
+        let mut addrs = Vec::new();
         for r in 0..replicas {
-            let node = &hosts[(i + r) % n].hostname;
+            let h = &hosts[(i + r) % n];
+            let node = &h.hostname;
             let mut rep = replica_object(&vname, node, &disk_id(node), r, created);
             rep["metadata"]["creationTimestamp"] = json!(created);
+            let rname = rep["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let addr = replica_address(&h.ip.to_string(), &rname);
+            rep["status"]["storageIP"] = json!(h.ip.to_string());
+            rep["status"]["port"] =
+                json!(addr.rsplit(':').next().and_then(|p| p.parse::<u64>().ok()));
             store.create(&LH_REPLICAS, rep)?;
+            addrs.push((rname, addr));
         }
+        let mut engine = engine_object(&vname, &hosts[i].hostname, &addrs);
+        engine["metadata"]["creationTimestamp"] = json!(created);
+        store.create(&LH_ENGINES, engine)?;
         store.create(&LH_BACKUPS, json!({
             "metadata": {"name": bname, "namespace": LONGHORN_NS, "labels": {"backup-volume": vname}, "creationTimestamp": backup_at},
             "spec": {"labels": {"RecurringJob": "backup-daily"}, "snapshotName": format!("{vname}-snap")},

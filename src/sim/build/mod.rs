@@ -12,8 +12,8 @@ mod workloads;
 use serde_json::json;
 
 pub use self::longhorn::{
-    disk_id, instance_manager_name, instance_manager_pod, replica_object, volume_name,
-    volume_object,
+    REPLENISHMENT_WAIT, REPLENISHMENT_WAIT_DEFAULT, disk_id, engine_object, instance_manager_name,
+    instance_manager_pod, replica_address, replica_object, volume_name, volume_object,
 };
 pub use self::nodes::{PER_NODE_PODS, boot_id, node_conditions, node_conditions_at, node_object};
 pub use self::pods::{pod_from_template, running_status};

@@ -94,8 +94,8 @@ struct SimState {
     scenarios: BTreeSet<String>,
     /// Replicas held failed by a fault (no rebuild).
     stuck_replicas: BTreeSet<String>,
-    /// Replica name → when its rebuild finishes.
-    rebuilding: HashMap<String, Instant>,
+    /// Replica name → when its rebuild started and when it finishes.
+    rebuilding: HashMap<String, (Instant, Instant)>,
     /// Namespaces whose PDBs and owner statuses need recomputing.
     dirty: BTreeSet<String>,
     /// Pods waiting for a node.
@@ -131,6 +131,8 @@ pub struct Faults {
     pub host_down: BTreeMap<String, Duration>,
     /// `lease-fails`: Lease writes answer 500 until then.
     pub lease_fails_until: Option<Instant>,
+    /// `slow-rebuild`: how long a replica's rebuild takes (wall-clock).
+    pub slow_rebuild: Option<Duration>,
 }
 
 /// The simulated homelab.

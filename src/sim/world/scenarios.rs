@@ -122,6 +122,11 @@ impl World {
                     "lease-fails needs =SECONDS, e.g. lease-fails=20",
                 ));
             }
+            Scenario::ReplenishmentWait(None) => {
+                return Err(ApiError::bad_request(
+                    "replenishment-wait needs =SECONDS, e.g. replenishment-wait=60",
+                ));
+            }
             Scenario::Face(f) if f.face.is_none() || f.bare => {
                 return Err(ApiError::bad_request(format!(
                     "{} needs ={}, e.g. {}",
@@ -232,7 +237,16 @@ impl World {
                 lock(&self.state).faults.lease_fails_until =
                     Some(std::time::Instant::now() + std::time::Duration::from_secs(*secs));
             }
-            Scenario::HostDown(None) | Scenario::LeaseFails(None) => {}
+            Scenario::HostDown(None)
+            | Scenario::LeaseFails(None)
+            | Scenario::ReplenishmentWait(None) => {}
+            Scenario::SlowRebuild(secs) => {
+                lock(&self.state).faults.slow_rebuild =
+                    Some(std::time::Duration::from_secs(secs.unwrap_or(60)));
+            }
+            Scenario::ReplenishmentWait(Some(secs)) => {
+                self.set_longhorn_setting(build::REPLENISHMENT_WAIT, &secs.to_string());
+            }
             Scenario::Healthy => {}
             Scenario::DegradedVolume => {
                 let vol = build::volume_name(0);
@@ -484,6 +498,13 @@ impl World {
             }
             Scenario::HostDown(_) => lock(&self.state).faults.host_down.clear(),
             Scenario::LeaseFails(_) => lock(&self.state).faults.lease_fails_until = None,
+            Scenario::SlowRebuild(_) => lock(&self.state).faults.slow_rebuild = None,
+            Scenario::ReplenishmentWait(_) => {
+                self.set_longhorn_setting(
+                    build::REPLENISHMENT_WAIT,
+                    build::REPLENISHMENT_WAIT_DEFAULT,
+                );
+            }
             Scenario::DegradedVolume => lock(&self.state).stuck_replicas.clear(),
             Scenario::LastReplica => {
                 let vname = build::volume_name(9000);

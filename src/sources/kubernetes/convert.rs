@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::model::cluster::{
     Backup, BackupTarget, Disk, LonghornNode, NodeInfo, PdbInfo, PodRow, RecurringJob, Replica,
-    Volume,
+    ReplicaRebuild, Volume,
 };
 
 /// Annotation on nodes cordoned by an upgrade run (its run id).
@@ -320,6 +320,45 @@ pub fn recurring_job(v: &Value) -> RecurringJob {
 }
 
 /// A Longhorn setting: `value` at the top level (v1beta2) or under `spec`.
+/// The replica rebuilds a volume's Engine (`engines.longhorn.io`) reports: its
+/// `status.rebuildStatus` (replica address → `{isRebuilding, progress, state, error}`), the
+/// replica named from `status.currentReplicaAddressMap` (name → address). Entries whose
+/// rebuild is over (`isRebuilding` false and `state` not `in_progress`) are left out.
+pub fn engine_rebuilds(v: &Value) -> Vec<ReplicaRebuild> {
+    let volume = s(v, &["spec", "volumeName"]);
+    let names: std::collections::HashMap<&str, &str> =
+        match get(v, &["status", "currentReplicaAddressMap"]).and_then(Value::as_object) {
+            Some(m) => m
+                .iter()
+                .filter_map(|(name, addr)| Some((addr.as_str()?, name.as_str())))
+                .collect(),
+            None => Default::default(),
+        };
+    let Some(status) = get(v, &["status", "rebuildStatus"]).and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut out: Vec<ReplicaRebuild> = status
+        .iter()
+        .filter_map(|(addr, r)| {
+            let state = s(r, &["state"]);
+            let running = r.get("isRebuilding").and_then(Value::as_bool) == Some(true)
+                || state == "in_progress";
+            running.then(|| ReplicaRebuild {
+                volume: volume.clone(),
+                replica: names
+                    .get(addr.as_str())
+                    .map_or_else(|| addr.clone(), |n| n.to_string()),
+                address: addr.clone(),
+                progress: num(r, &["progress"]).min(100) as u8,
+                state,
+                error: s(r, &["error"]),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.replica.cmp(&b.replica));
+    out
+}
+
 pub fn setting(v: &Value) -> (String, String) {
     let value = v
         .get("value")
@@ -336,6 +375,29 @@ pub fn setting(v: &Value) -> (String, String) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn engine_rebuild_status_names_the_replica_and_drops_finished_ones() {
+        let e = json!({
+            "metadata": {"name": "pvc-1-e-0"},
+            "spec": {"volumeName": "pvc-1"},
+            "status": {
+                "currentReplicaAddressMap": {"pvc-1-r-a": "tcp://10.42.0.5:10000", "pvc-1-r-b": "tcp://10.42.1.5:10000"},
+                "rebuildStatus": {
+                    "tcp://10.42.1.5:10000": {"isRebuilding": true, "progress": 42, "state": "in_progress", "error": "", "fromReplicaAddress": "tcp://10.42.0.5:10000"},
+                    "tcp://10.42.0.5:10000": {"isRebuilding": false, "progress": 100, "state": "complete", "error": ""},
+                    "tcp://10.42.2.9:10000": {"isRebuilding": true, "progress": 7, "state": "in_progress"}
+                }
+            }
+        });
+        let r = engine_rebuilds(&e);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[0].replica, "pvc-1-r-b");
+        assert_eq!((r[0].volume.as_str(), r[0].progress), ("pvc-1", 42));
+        // Not in the address map: named by its address.
+        assert_eq!(r[1].replica, "tcp://10.42.2.9:10000");
+        assert!(engine_rebuilds(&json!({"spec": {"volumeName": "v"}, "status": {}})).is_empty());
+    }
 
     #[test]
     fn node_from_k3s_like_object() {

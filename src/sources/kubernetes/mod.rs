@@ -37,6 +37,8 @@ enum Kind {
     BackupTarget,
     RecurringJob,
     Setting,
+    /// A volume's engine (its replicas' rebuild progress).
+    Engine,
     /// k3s's `ETCDSnapshotFile` (cluster-scoped).
     EtcdSnapshot,
     /// cert-manager's `Certificate`.
@@ -65,6 +67,7 @@ impl Kind {
             Kind::BackupTarget => ("BackupTarget", "backuptargets"),
             Kind::RecurringJob => ("RecurringJob", "recurringjobs"),
             Kind::Setting => ("Setting", "settings"),
+            Kind::Engine => ("Engine", "engines"),
             _ => ("", ""),
         }
     }
@@ -78,6 +81,7 @@ const LONGHORN_KINDS: &[Kind] = &[
     Kind::BackupTarget,
     Kind::RecurringJob,
     Kind::Setting,
+    Kind::Engine,
 ];
 
 /// A compact row of any kind.
@@ -93,6 +97,8 @@ enum Row {
     BackupTarget(crate::model::cluster::BackupTarget),
     RecurringJob(crate::model::cluster::RecurringJob),
     Setting(String, String),
+    /// An engine's replicas being rebuilt.
+    Engine(Vec<crate::model::cluster::ReplicaRebuild>),
     EtcdSnapshot(crate::model::recovery::EtcdSnapshot),
     Certificate(crate::model::recovery::ManagedCertificate),
 }
@@ -144,6 +150,7 @@ fn longhorn_row(kind: Kind, v: &serde_json::Value) -> Row {
         Kind::Backup => Row::Backup(convert::backup(v)),
         Kind::BackupTarget => Row::BackupTarget(convert::backup_target(v)),
         Kind::RecurringJob => Row::RecurringJob(convert::recurring_job(v)),
+        Kind::Engine => Row::Engine(convert::engine_rebuilds(v)),
         _ => {
             let (k, v) = convert::setting(v);
             Row::Setting(k, v)
@@ -295,6 +302,16 @@ fn longhorn_api(client: &Client, ns: &str, kind: Kind) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &ar)
 }
 
+/// Longhorn's `Engine` kind in namespace `ns` (the rebuild progress of the upgrade's wait).
+pub fn longhorn_engine_api(client: &Client, ns: &str) -> Api<DynamicObject> {
+    longhorn_api(client, ns, Kind::Engine)
+}
+
+/// Longhorn's `Setting` kind in namespace `ns` (the upgrade plan's storage notes).
+pub fn longhorn_setting_api(client: &Client, ns: &str) -> Api<DynamicObject> {
+    longhorn_api(client, ns, Kind::Setting)
+}
+
 fn dyn_row(kind: Kind) -> impl Fn(&DynamicObject) -> Row + Send + Sync + 'static {
     move |o: &DynamicObject| {
         let v = serde_json::to_value(o).unwrap_or_default();
@@ -419,6 +436,7 @@ impl Store {
                     Row::Setting(k, v) => {
                         st.longhorn.settings.insert(k, v);
                     }
+                    Row::Engine(r) => st.longhorn.rebuilds.extend(r),
                     Row::EtcdSnapshot(e) => {
                         if let Some(list) = &mut st.etcd_snapshots {
                             list.push(e);

@@ -14,6 +14,32 @@ use crate::operations::upgrade::world::{
 };
 
 impl ClusterRead for FakeWorld {
+    fn longhorn_settings(
+        &self,
+    ) -> BoxFuture<'_, Result<std::collections::BTreeMap<String, String>>> {
+        Box::pin(async move {
+            self.checkpoint("longhorn-settings").await;
+            let st = self.state();
+            match &st.settings_error {
+                Some(e) => Err(eyre!("{e}")),
+                None => Ok(st.longhorn.settings.clone()),
+            }
+        })
+    }
+
+    fn longhorn_rebuilds(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<crate::model::cluster::ReplicaRebuild>>> {
+        Box::pin(async move {
+            self.checkpoint("longhorn-rebuilds").await;
+            let mut st = self.state();
+            match st.rebuild_reads.pop_front() {
+                Some(r) => r.map_err(|e| eyre!("{e}")),
+                None => Ok(st.longhorn.rebuilds.clone()),
+            }
+        })
+    }
+
     fn node<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<NodeStatus>> {
         Box::pin(async move {
             self.checkpoint("node").await;

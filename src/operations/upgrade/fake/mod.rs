@@ -158,6 +158,12 @@ pub struct FakeState {
     pub snapshot_error: Option<String>,
     /// The snapshot's record never becomes ready to use.
     pub snapshot_never_ready: bool,
+    /// The answers of the next reads of the engines' rebuild status, in order (then
+    /// `longhorn.rebuilds`, every time).
+    pub rebuild_reads:
+        std::collections::VecDeque<Result<Vec<crate::model::cluster::ReplicaRebuild>, String>>,
+    /// Reading Longhorn's settings fails with this.
+    pub settings_error: Option<String>,
 }
 
 /// The fake world: implements every trait of `world`.

@@ -58,17 +58,30 @@ pub async fn drain_client(cfg: &KubernetesConfig) -> Result<kube::Client> {
 #[derive(Clone)]
 pub struct KubeCluster {
     client: kube::Client,
+    /// Where Longhorn's objects are (`[kubernetes] longhorn_namespace`).
+    longhorn_namespace: String,
 }
 
 impl KubeCluster {
     pub async fn new(cfg: &KubernetesConfig) -> Result<Self> {
         Ok(Self {
             client: drain_client(cfg).await?,
+            longhorn_namespace: cfg.longhorn_namespace.clone(),
         })
     }
 
+    /// On `client`, Longhorn in `longhorn-system` (see [`Self::with_longhorn_namespace`]).
     pub fn from_client(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            longhorn_namespace: "longhorn-system".into(),
+        }
+    }
+
+    /// Longhorn's objects in `ns`.
+    pub fn with_longhorn_namespace(mut self, ns: &str) -> Self {
+        self.longhorn_namespace = ns.to_string();
+        self
     }
 
     /// The client, to build a [`KubeWriter`] on the same connection.
@@ -281,6 +294,52 @@ impl ClusterRead for KubeCluster {
                 .map(|o| convert::etcd_snapshot(&serde_json::to_value(o).unwrap_or_default()))
                 .collect();
             Ok(newest_snapshot(&all, name))
+        })
+    }
+
+    fn longhorn_settings(
+        &self,
+    ) -> BoxFuture<'_, Result<std::collections::BTreeMap<String, String>>> {
+        Box::pin(async move {
+            let ns = &self.longhorn_namespace;
+            let list = crate::sources::kubernetes::longhorn_setting_api(&self.client, ns)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| {
+                    kube_err(
+                        &format!("list Longhorn settings (settings.longhorn.io in {ns})"),
+                        e,
+                    )
+                })?;
+            Ok(list
+                .items
+                .iter()
+                .map(|o| convert::setting(&serde_json::to_value(o).unwrap_or_default()))
+                .collect())
+        })
+    }
+
+    fn longhorn_rebuilds(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<crate::model::cluster::ReplicaRebuild>>> {
+        Box::pin(async move {
+            let ns = &self.longhorn_namespace;
+            let list = crate::sources::kubernetes::longhorn_engine_api(&self.client, ns)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| {
+                    kube_err(
+                        &format!("list Longhorn engines (engines.longhorn.io in {ns})"),
+                        e,
+                    )
+                })?;
+            Ok(list
+                .items
+                .iter()
+                .flat_map(|o| {
+                    convert::engine_rebuilds(&serde_json::to_value(o).unwrap_or_default())
+                })
+                .collect())
         })
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::inventory::Host;
 use crate::operations::upgrade::engine::{Runner, elapsed, secs};
+use crate::operations::upgrade::storage::{RebuildEta, RebuildWatch};
 use crate::operations::upgrade::world::HealthInputs;
 use crate::operations::upgrade::{PlanEntry, StepOutcome, UpgradeEvent};
 
@@ -111,14 +112,31 @@ impl Runner {
                 };
             }
         }
-        // Longhorn volumes healthy, rebuilds done.
+        // Longhorn volumes healthy, rebuilds done: each rebuild's progress and ETA (from the
+        // rate seen over this wait) in the waiting detail.
+        let watch = std::sync::Mutex::new(RebuildWatch::default());
         let longhorn = self
             .wait_for(
                 &node,
                 "longhorn",
                 self.s.longhorn_timeout,
-                || async { longhorn_ok(&w.read.health.gather(&[]).await, skip_longhorn) },
-                str::to_string,
+                || async {
+                    let h = w.read.health.gather(&[]).await;
+                    if skip_longhorn {
+                        return longhorn_ok(&h, true, &Ok(Vec::new()));
+                    }
+                    let rebuilds = match w.read.cluster.longhorn_rebuilds().await {
+                        Ok(list) => {
+                            let lh = h.cluster.as_ref().ok().map(|c| &c.longhorn);
+                            let now = w.read.clock.now();
+                            let mut watch = watch.lock().unwrap_or_else(|p| p.into_inner());
+                            Ok(watch.observe(now, &list, lh))
+                        }
+                        Err(e) => Err(format!("{e:#}")),
+                    };
+                    longhorn_ok(&h, false, &rebuilds)
+                },
+                |seen| format!("waiting for Longhorn: {seen}"),
             )
             .await;
         if let Err(seen) = longhorn {
@@ -201,8 +219,13 @@ fn etcd_member_ok(h: &HealthInputs, host: &Host, max_lag: u64, skipped: bool) ->
 }
 
 /// Are all Longhorn volumes healthy with no rebuild running? (`skipped`: the config says
-/// there is no Longhorn.)
-fn longhorn_ok(h: &HealthInputs, skipped: bool) -> (bool, String) {
+/// there is no Longhorn.) `rebuilds`: what the engines report (or why it could not be read:
+/// not healthy — what cannot be seen is not done).
+fn longhorn_ok(
+    h: &HealthInputs,
+    skipped: bool,
+    rebuilds: &Result<Vec<RebuildEta>, String>,
+) -> (bool, String) {
     if skipped {
         return (true, "no Longhorn ([upgrade] skip_guards)".into());
     }
@@ -215,8 +238,25 @@ fn longhorn_ok(h: &HealthInputs, skipped: bool) -> (bool, String) {
     }
     let lh = &c.longhorn;
     let mut bad = Vec::new();
+    let running: &[RebuildEta] = match rebuilds {
+        Ok(r) => r,
+        Err(e) => {
+            bad.push(format!("rebuild status unreadable ({e})"));
+            &[]
+        }
+    };
+    for r in running {
+        bad.push(r.line());
+    }
+    let by_volume = lh.replicas_by_volume();
     for v in &lh.volumes {
-        let rebuilding = lh.replicas_of(&v.name).filter(|r| r.rebuilding).count();
+        let reported = running.iter().any(|r| r.volume == v.name);
+        let rebuilding = by_volume
+            .get(v.name.as_str())
+            .map_or(0, |rs| rs.iter().filter(|r| r.rebuilding).count());
+        if reported {
+            continue;
+        }
         if rebuilding > 0 {
             bad.push(format!("{} rebuilding {rebuilding} replica(s)", v.name));
         } else if v.robustness != "healthy" && v.state != "detached" {
