@@ -57,6 +57,8 @@ pub(super) fn assess(c: &ClusterState, inv: &Inventory, _th: &Thresholds, out: &
                 .as_ref()
                 .map(|r| match r.strip_prefix("manual-") {
                     Some(who) => format!(" by hand ({who})"),
+                    // A one-node maintenance's run (`homeinfra-tui drain`).
+                    None if r.starts_with("drain-") => format!(" for maintenance (run {r})"),
                     None => format!(" by upgrade run {r}"),
                 })
                 .unwrap_or_default();
@@ -251,6 +253,20 @@ mod tests {
         ]);
         assess(&c, &inv(), &Thresholds::default(), &mut out);
         assert_eq!(out[0].message, "node node2 is cordoned by upgrade run r42");
+        let mut out = Vec::new();
+        let c = st(vec![
+            node("node1"),
+            NodeInfo {
+                unschedulable: true,
+                cordoned_by_run: Some("drain-20261202-0101".into()),
+                ..node("node2")
+            },
+        ]);
+        assess(&c, &inv(), &Thresholds::default(), &mut out);
+        assert_eq!(
+            out[0].message,
+            "node node2 is cordoned for maintenance (run drain-20261202-0101)"
+        );
         let mut out = Vec::new();
         assess(
             &st(vec![node("node1")]),

@@ -59,10 +59,17 @@ pub(super) fn nodes(g: &GuardInputs<'_>, c: &ClusterState, out: &mut Vec<GuardVe
     for n in c.nodes.iter().filter(|n| &n.name != me) {
         if n.unschedulable && n.cordoned_by_run.as_deref() != Some(g.run_id) {
             let by = match &n.cordoned_by_run {
+                Some(r) if super::super::drain::is_drain_run(r) => {
+                    format!("in maintenance (drain run {r})")
+                }
                 Some(r) => format!("cordoned by upgrade run {r}"),
                 None => "cordoned (not by this run)".to_string(),
             };
             let fix = match &n.cordoned_by_run {
+                Some(r) if super::super::drain::is_drain_run(r) => format!(
+                    "end the maintenance when its work is done (`homeinfra-tui uncordon {}`, or `c` on the node)",
+                    n.name
+                ),
                 Some(r) => {
                     format!("finish or abandon run {r} (`homeinfra-tui upgrade --abandon {r}`)")
                 }
