@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use criterion::Criterion;
 use homeinfra_tui::inventory::{Inventory, Role};
-use homeinfra_tui::model::metrics::MetricsState;
+use homeinfra_tui::model::metrics::{HostMetrics, MetricsState};
 use homeinfra_tui::sources::mimir::{
     DEFAULT_QUERIES, HostIndex, QueryKind, RANGE_SECS, STEP_SECS, apply,
 };
@@ -89,7 +89,11 @@ pub fn bench(c: &mut Criterion) {
         ),
         |b| {
             b.iter(|| {
+                // As the source starts each refresh: every inventory host has an entry.
                 let mut state = MetricsState::default();
+                for h in &inv.hosts {
+                    state.hosts.insert(h.id.clone(), HostMetrics::default());
+                }
                 let mut unmapped = BTreeSet::new();
                 for (i, body) in &bodies {
                     let data: Data = serde_json::from_str(body).expect("a valid answer");
@@ -104,6 +108,13 @@ pub fn bench(c: &mut Criterion) {
                     );
                 }
                 assert_eq!(state.hosts.len(), HOSTS);
+                assert!(
+                    state
+                        .hosts
+                        .values()
+                        .all(|h| !h.cpu_pct.points.is_empty() && !h.net_rx_bps.points.is_empty()),
+                    "every host's sparklines decoded"
+                );
                 std::hint::black_box(state)
             })
         },

@@ -251,7 +251,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     )));
                 }
                 if let Some(n) = p.forecast.as_ref().and_then(|f| f.node(&e.node)) {
-                    forecast_lines(n, theme, &mut out);
+                    // How its reboot goes (`[upgrade] boot_once`): the boot-once guard's line.
+                    let boot = verdicts
+                        .iter()
+                        .find(|g| g.pass && g.guard == "boot-once")
+                        .map(|g| g.message.as_str());
+                    forecast_lines(n, boot, theme, &mut out);
                 }
 
             }
@@ -304,6 +309,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 /// What a planned node goes through: its diff in one line, its reboot, its estimate.
 fn forecast_lines(
     n: &crate::operations::upgrade::forecast::NodeForecast,
+    boot: Option<&str>,
     theme: &Theme,
     out: &mut Vec<Line<'static>>,
 ) {
@@ -323,8 +329,18 @@ fn forecast_lines(
             )
         })
         .unwrap_or_default();
+    // A node that may reboot says whether it boots its new generation once first.
+    let boot = match boot {
+        Some(b) if n.reboot.will != crate::operations::closure_diff::summary::Verdict::No => {
+            format!(" · {b}")
+        }
+        _ => String::new(),
+    };
     out.push(Line::from(Span::styled(
-        format!("     reboot: {} — {}{eta}", n.reboot.will, n.reboot.why),
+        format!(
+            "     reboot: {} — {}{eta}{boot}",
+            n.reboot.will, n.reboot.why
+        ),
         theme.muted,
     )));
 }
@@ -662,4 +678,54 @@ fn draw_health(f: &mut Frame, area: Rect, lines: Vec<Line<'static>>, theme: &The
             .wrap(Wrap { trim: false }),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Role;
+    use crate::operations::closure_diff::summary::Verdict;
+    use crate::operations::upgrade::forecast::{NodeForecast, RebootForecast};
+
+    fn node(will: Verdict) -> NodeForecast {
+        NodeForecast {
+            node: "node4".into(),
+            host: "node4".into(),
+            role: Role::Agent,
+            deployed: None,
+            target: None,
+            summary: None,
+            error: None,
+            reboot: RebootForecast {
+                will,
+                why: "kernel 6.6.1 → 6.6.8".into(),
+            },
+            estimate_secs: None,
+        }
+    }
+
+    fn text(lines: &[Line<'_>]) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    #[test]
+    fn a_node_that_reboots_says_how_its_new_generation_boots() {
+        let theme = Theme::default();
+        let boot = "cannot boot once: GRUB without a saved default — reboots straight into the new generation";
+        let mut out = Vec::new();
+        forecast_lines(&node(Verdict::Yes), Some(boot), &theme, &mut out);
+        let t = text(&out);
+        assert!(
+            t[1].starts_with("     reboot: ") && t[1].ends_with(&format!(" · {boot}")),
+            "{t:?}"
+        );
+        // Unknown (decided after the switch) may reboot too.
+        let mut out = Vec::new();
+        forecast_lines(&node(Verdict::Unknown), Some(boot), &theme, &mut out);
+        assert!(text(&out)[1].contains(boot), "{:?}", text(&out));
+        // A node that does not reboot needs no boot line.
+        let mut out = Vec::new();
+        forecast_lines(&node(Verdict::No), Some(boot), &theme, &mut out);
+        assert!(!text(&out)[1].contains("boot once"), "{:?}", text(&out));
+    }
 }

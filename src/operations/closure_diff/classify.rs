@@ -82,7 +82,11 @@ pub fn classify(parsed: ParsedDiff, ctx: Context) -> ClosureDiff {
             security: SECURITY_PACKAGES.contains(&line.name.as_str()),
         };
         let change = to_change(line, impact);
-        diff.totals.listed_size_delta += change.size_delta.unwrap_or(0);
+        // Saturating: hostile or corrupt input can list sizes near the limits of i64.
+        diff.totals.listed_size_delta = diff
+            .totals
+            .listed_size_delta
+            .saturating_add(change.size_delta.unwrap_or(0));
         diff.totals.changes += 1;
         diff.sections.get_mut(Section::of(&change)).push(change);
     }
