@@ -251,10 +251,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     )));
                 }
                 if let Some(n) = p.forecast.as_ref().and_then(|f| f.node(&e.node)) {
-                    // How its reboot goes (`[upgrade] boot_once`): the boot-once guard's line.
+                    // A reboot that cannot boot its new generation once first says so
+                    // (`[upgrade] boot_once`: the boot-once guard's line); one that can is
+                    // the norm and costs no room.
                     let boot = verdicts
                         .iter()
-                        .find(|g| g.pass && g.guard == "boot-once")
+                        .find(|g| {
+                            g.pass && g.guard == "boot-once" && !g.message.starts_with("boot once:")
+                        })
                         .map(|g| g.message.as_str());
                     forecast_lines(n, boot, theme, &mut out);
                 }
