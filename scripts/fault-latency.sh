@@ -6,6 +6,7 @@
 #
 #   scripts/fault-latency.sh            # every fault of every face, 25 key pairs each
 #   SAMPLES=10 FAULTS=default scripts/fault-latency.sh   # the CI subset
+#   FACES=mimir,alertmanager scripts/fault-latency.sh    # only those faces
 #
 # Needs tmux and curl. The figures include tmux's own capture time (a few ms).
 set -euo pipefail
@@ -14,6 +15,7 @@ samples="${SAMPLES:-25}"
 faults="${FAULTS:-all}"
 if [ "$faults" = all ]; then export HOMEINFRA_FAULTS=all; else unset HOMEINFRA_FAULTS; fi
 export HOMEINFRA_FAULT_SAMPLES="$samples"
+if [ -n "${FACES:-}" ]; then export HOMEINFRA_FAULT_FACES="$FACES"; fi
 log="${LOG:-target/fault-latency.log}"
 # The whole output goes to $log (a failure shows there); the figures to the terminal.
 cargo test --test tui faults_tui::the_dashboard_draws -- --nocapture > "$log" 2>&1 || {

@@ -6,7 +6,8 @@
 //! process stays up, and after the fault is cleared the source recovers within its backoff.
 //!
 //! `HOMEINFRA_FAULTS=all` runs every fault of every face (the script does); by default one of
-//! each kind, every face hung. `HOMEINFRA_FAULT_SAMPLES` sets the key samples per fault.
+//! each kind, every face hung. `HOMEINFRA_FAULT_SAMPLES` sets the key samples per fault;
+//! `HOMEINFRA_FAULT_FACES=mimir,loki` keeps only those faces.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,13 +23,20 @@ const FACES: &[(&str, &[&str])] = &[
     ("etcd", &["etcd unreachable since"]),
     ("mimir", &["Mimir unreachable since"]),
     ("loki", &["Loki unreachable since"]),
+    ("alertmanager", &["Alertmanager unreachable since"]),
     ("ssh", &["host.ssh_unreachable", "host.facts_unreadable"]),
 ];
 
 fn faults() -> Vec<(String, &'static [&'static str])> {
     let all = std::env::var("HOMEINFRA_FAULTS").is_ok_and(|v| v == "all");
+    let only = std::env::var("HOMEINFRA_FAULT_FACES").ok();
     let mut out = Vec::new();
     for (face, says) in FACES {
+        if let Some(only) = &only
+            && !only.split(',').any(|f| f.trim() == *face)
+        {
+            continue;
+        }
         let kinds: Vec<String> = if all {
             vec![
                 format!("hang={face}"),
