@@ -391,6 +391,16 @@ fn upgrade(app: &App) -> Option<HealthItem> {
         _ => format!("run {}", short_run_id(&p.run_id)),
     };
     let paused = if u.paused { " paused" } else { "" };
+    // A one-node maintenance (`D`, `drain NODE`) reads as such, not as an upgrade of one.
+    if crate::operations::upgrade::drain::is_drain_run(&p.run_id) {
+        return Some(HealthItem::new(
+            "upgrade",
+            Tone::Info,
+            format!("maintenance {node}{step}{paused} ({whose})"),
+            format!("maint {node}{step}"),
+            0,
+        ));
+    }
     Some(HealthItem::new(
         "upgrade",
         Tone::Info,

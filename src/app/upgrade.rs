@@ -59,8 +59,13 @@ impl Interrupted {
 
 /// `20261201-…`: a run id short enough for the header.
 pub fn short_run_id(run_id: &str) -> String {
-    match run_id.split_once('-') {
-        Some((day, _)) => format!("{day}-…"),
+    // A drain's run (`drain-<day>-…`) keeps its kind and its day.
+    let (kind, id) = match run_id.strip_prefix("drain-") {
+        Some(rest) => ("drain-", rest),
+        None => ("", run_id),
+    };
+    match id.split_once('-') {
+        Some((day, _)) => format!("{kind}{day}-…"),
         None => run_id.to_string(),
     }
 }
@@ -744,5 +749,19 @@ impl App {
                 "upgrade {run_id} goes on without the dashboard{pid}: `homeinfra-tui upgrade --attach {run_id}` follows it (Ctrl-C there detaches), and the next dashboard attaches to it"
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod short_run_id_tests {
+    #[test]
+    fn a_run_id_is_shortened_to_its_day_and_a_drain_keeps_its_kind() {
+        use super::short_run_id;
+        assert_eq!(short_run_id("20261202-014501-5af1"), "20261202-…");
+        assert_eq!(
+            short_run_id("drain-20261202-014501-5af1"),
+            "drain-20261202-…"
+        );
+        assert_eq!(short_run_id("r42"), "r42");
     }
 }
