@@ -241,9 +241,13 @@ impl App {
             return Effect::Redraw;
         }
         let only = self.upgrade_selection();
-        let task = self
-            .tasks
-            .begin(Job::PlanUpgrade { only }, Purpose::Plan, self.now);
+        self.begin_plan(Job::PlanUpgrade { only })
+    }
+
+    /// Start computing a plan (`U`'s or `D`'s) in the upgrade view: a fresh view that is
+    /// planning, keeping what it knows of an interrupted run.
+    fn begin_plan(&mut self, job: Job) -> Effect {
+        let task = self.tasks.begin(job, Purpose::Plan, self.now);
         self.upgrade = UpgradeView {
             planning: true,
             plan_task: Some(task.id),
@@ -289,16 +293,7 @@ impl App {
             return Effect::Redraw;
         };
         self.push(Mode::Upgrade);
-        let task = self
-            .tasks
-            .begin(Job::PlanDrain { node }, Purpose::Plan, self.now);
-        self.upgrade = UpgradeView {
-            planning: true,
-            plan_task: Some(task.id),
-            interrupted: self.upgrade.interrupted.take(),
-            ..Default::default()
-        };
-        Effect::Start(task)
+        self.begin_plan(Job::PlanDrain { node })
     }
 
     /// The hosts `U` plans for: with a filter on the Hosts or Nodes pane, the hosts it shows;
