@@ -230,9 +230,9 @@ mod tests {
         }
     }
 
-    fn fsync_p99(g: &Generator) -> Vec<(String, f64)> {
-        let e = eval::parse("histogram_quantile(0.99, sum by (instance, le) (rate(etcd_disk_wal_fsync_duration_seconds_bucket[5m])))").unwrap();
-        let eval::QueryValue::Vector(v) = eval::instant(g, &e, 1_800_000_000_000).unwrap() else {
+    /// An instant query at `t` (ms), its values by instance, sorted.
+    fn by_instance(g: &Generator, e: &promql_parser::parser::Expr, t: i64) -> Vec<(String, f64)> {
+        let eval::QueryValue::Vector(v) = eval::instant(g, e, t).unwrap() else {
             panic!()
         };
         let mut out: Vec<_> = v
@@ -241,6 +241,11 @@ mod tests {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    fn fsync_p99(g: &Generator) -> Vec<(String, f64)> {
+        let e = eval::parse("histogram_quantile(0.99, sum by (instance, le) (rate(etcd_disk_wal_fsync_duration_seconds_bucket[5m])))").unwrap();
+        by_instance(g, &e, 1_800_000_000_000)
     }
 
     #[test]
@@ -282,17 +287,7 @@ mod tests {
         let cpu =
             eval::parse("sum by (instance) (rate(node_cpu_seconds_total{mode!=\"idle\"}[2m]))")
                 .unwrap();
-        let values = |t: i64| -> Vec<(String, f64)> {
-            let eval::QueryValue::Vector(v) = eval::instant(&g, &cpu, t).unwrap() else {
-                panic!()
-            };
-            let mut out: Vec<_> = v
-                .into_iter()
-                .map(|s| (s.labels["instance"].clone(), s.value))
-                .collect();
-            out.sort_by(|a, b| a.0.cmp(&b.0));
-            out
-        };
+        let values = |t: i64| by_instance(&g, &cpu, t);
         let (a, b) = (values(1_800_000_000_000), values(1_800_000_937_000));
         assert_eq!(a.len(), 3);
         for ((ia, va), (ib, vb)) in a.iter().zip(&b) {
