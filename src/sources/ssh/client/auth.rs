@@ -27,6 +27,8 @@ pub(super) async fn authenticate(
     let user = target.user.clone();
     let mut tried: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    // The server closed the connection before answering a key.
+    let mut closed = false;
 
     // 1. ssh-agent.
     let agent = match &settings.agent {
@@ -85,9 +87,13 @@ pub(super) async fn authenticate(
                         .await
                     {
                         Ok(r) if r.success() => return Ok(()),
+                        Ok(r) if ended(handle, &r) => {
+                            closed = true;
+                            break;
+                        }
                         Ok(_) => tried.push(format!("agent key {fp}")),
                         Err(_) if handle.is_closed() => {
-                            notes.push(closed_during_auth());
+                            closed = true;
                             break;
                         }
                         Err(e) => notes.push(format!("agent key {fp}: {e}")),
@@ -140,15 +146,35 @@ pub(super) async fn authenticate(
         let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
         match handle.authenticate_publickey(user.clone(), key).await {
             Ok(r) if r.success() => return Ok(()),
+            Ok(r) if ended(handle, &r) => {
+                closed = true;
+                break;
+            }
             Ok(_) => tried.push(path.display().to_string()),
             Err(_) if handle.is_closed() => {
-                notes.push(closed_during_auth());
+                closed = true;
                 break;
             }
             Err(e) => notes.push(format!("{}: {}", path.display(), describe_russh(&e))),
         }
     }
 
+    if closed && tried.is_empty() {
+        // No key was refused: the connection ended under us (the host going down, sshd
+        // restarting), which is the host not answering, not a refusal.
+        let mut msg = format!(
+            "{} closed the connection during authentication before answering a key",
+            target.display()
+        );
+        for n in &notes {
+            msg.push_str("; ");
+            msg.push_str(n);
+        }
+        return Err(SshError::new(SshProblem::Unreachable, msg));
+    }
+    if closed {
+        notes.push(closed_during_auth());
+    }
     let mut msg = format!("{} refused ", target.display());
     if tried.is_empty() {
         msg = format!(
@@ -179,6 +205,125 @@ fn closed_during_auth() -> String {
         .into()
 }
 
+/// Whether a key's answer is the session ending rather than the server's refusal: russh answers
+/// an authentication whose connection closed as a failure with no method left.
+fn ended(handle: &Handle<ClientHandler>, r: &russh::client::AuthResult) -> bool {
+    handle.is_closed()
+        || matches!(
+            r,
+            russh::client::AuthResult::Failure {
+                remaining_methods,
+                partial_success: false,
+            } if remaining_methods.is_empty()
+        )
+}
+
 async fn rsa_hash(h: &Handle<ClientHandler>) -> Option<russh::keys::HashAlg> {
     h.best_supported_rsa_hash().await.ok().flatten().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use russh::keys::PrivateKey;
+    use russh::keys::ssh_key::LineEnding;
+    use russh::keys::ssh_key::private::Ed25519Keypair;
+    use russh::server::{self, Auth};
+
+    use super::super::{AgentSource, ClientSettings, SshPool};
+    use crate::model::host::SshProblem;
+    use crate::sources::ssh::ssh_config::Target;
+
+    /// A server that either refuses every key or closes the connection when a key is offered
+    /// (as a host going down in the middle of a handshake does).
+    struct Server {
+        close: bool,
+    }
+
+    impl server::Handler for Server {
+        type Error = russh::Error;
+
+        async fn auth_publickey_offered(
+            &mut self,
+            _user: &str,
+            _offer: server::PublicKeyOffer<'_>,
+        ) -> Result<Auth, Self::Error> {
+            if self.close {
+                Err(russh::Error::Disconnect)
+            } else {
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn login(close: bool) -> super::SshError {
+        let key = |seed: u8| PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]));
+        let (host_key, client_key) = (key(1), key(2));
+        let config = std::sync::Arc::new(server::Config {
+            keys: vec![host_key.clone()],
+            auth_rejection_time: Duration::from_millis(1),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            ..Default::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let config = config.clone();
+                tokio::spawn(async move {
+                    if let Ok(running) = server::run_stream(config, stream, Server { close }).await
+                    {
+                        let _ = running.await;
+                    }
+                });
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let id = dir.path().join("id_ed25519");
+        std::fs::write(
+            &id,
+            client_key.to_openssh(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        let kh = dir.path().join("known_hosts");
+        let line = format!(
+            "[127.0.0.1]:{port} {}\n",
+            host_key.public_key().to_openssh().unwrap()
+        );
+        std::fs::write(&kh, line).unwrap();
+        let pool = SshPool::new(ClientSettings {
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            keepalive: None,
+            accept_new: false,
+            agent: AgentSource::Disabled,
+            max_concurrency: 1,
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(10),
+            home: None,
+        });
+        let target = Target {
+            id: "h1".into(),
+            host: "127.0.0.1".into(),
+            port,
+            user: "operator".into(),
+            identity_files: vec![id],
+            identities_only: true,
+            known_hosts: vec![kh.clone()],
+            known_hosts_write: kh,
+            jump: None,
+        };
+        pool.run(&target, "true").await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_any_key_is_answered_is_unreachable_not_refused() {
+        let e = login(true).await;
+        assert_eq!(e.problem, SshProblem::Unreachable, "{e}");
+        assert!(e.to_string().contains("closed the connection"), "{e}");
+        let e = login(false).await;
+        assert_eq!(e.problem, SshProblem::AuthFailed, "{e}");
+        assert!(e.to_string().contains("refused"), "{e}");
+    }
 }
