@@ -63,23 +63,22 @@ pub fn http_client(
         v.set_sensitive(true);
         headers.insert(AUTHORIZATION, v);
     }
-    let mut builder = reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .no_proxy();
+    let mut extra = Vec::new();
     if let Some(ca) = &auth.ca_file {
         let pem = std::fs::read(ca)
             .wrap_err_with(|| format!("cannot read [{section}] ca_file {}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            eyre!(
-                "[{section}] ca_file {}: not a PEM certificate bundle: {e}",
-                ca.display()
-            )
-        })?;
-        builder = builder.tls_certs_merge(certs);
+        extra = crate::sources::tls::pem_certificates(&pem)
+            .map_err(|e| eyre!("[{section}] ca_file {}: {e}", ca.display()))?;
     }
-    builder
+    let tls =
+        crate::sources::tls::client_config(crate::sources::tls::Trust::SystemAnd(extra), None)
+            .map_err(|e| eyre!("cannot set up TLS for [{section}]: {e}"))?;
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .no_proxy()
+        .tls_backend_preconfigured(tls)
         .build()
         .map_err(|e| eyre!("cannot build the HTTP client for [{section}]: {e}"))
 }

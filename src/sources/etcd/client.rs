@@ -29,42 +29,43 @@ fn read_tls_file(what: &str, path: &Path) -> Result<Vec<u8>, String> {
 pub fn build_client(tls: &TlsFiles, timeout: Duration) -> Result<reqwest::Client, String> {
     // The process-wide provider may already be installed (by main, or a previous call).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("homeinfra-tui/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &tls.ca_file {
-        let pem = read_tls_file("ca", ca)?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("etcd ca file {}: {e}", ca.display()))?;
-        if certs.is_empty() {
-            return Err(format!(
-                "etcd ca file {}: no PEM certificate in it",
-                ca.display()
-            ));
+    let trust = match &tls.ca_file {
+        Some(ca) => {
+            let pem = read_tls_file("ca", ca)?;
+            let certs = crate::sources::tls::pem_certificates(&pem)
+                .map_err(|e| format!("etcd ca file {}: {e}", ca.display()))?;
+            crate::sources::tls::Trust::Only(certs)
         }
-        b = b.tls_certs_only(certs);
-    }
-    match (&tls.cert_file, &tls.key_file) {
+        None => crate::sources::tls::Trust::SystemAnd(Vec::new()),
+    };
+    let identity = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            let mut pem = read_tls_file("cert", cert)?;
-            pem.push(b'\n');
-            pem.extend(read_tls_file("key", key)?);
-            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            let id = crate::sources::tls::Identity::from_pem(
+                &read_tls_file("cert", cert)?,
+                &read_tls_file("key", key)?,
+            )
+            .map_err(|e| {
                 format!(
                     "etcd client certificate {} / key {}: {e}",
                     cert.display(),
                     key.display()
                 )
             })?;
-            b = b.identity(id);
+            Some(id)
         }
-        (None, None) => {}
+        (None, None) => None,
         (Some(_), None) => return Err("[etcd] cert_file is set but key_file is not".into()),
         (None, Some(_)) => return Err("[etcd] key_file is set but cert_file is not".into()),
-    }
-    b.build()
+    };
+    let config = crate::sources::tls::client_config(trust, identity)
+        .map_err(|e| format!("etcd TLS: {e}"))?;
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("homeinfra-tui/", env!("CARGO_PKG_VERSION")))
+        .tls_backend_preconfigured(config)
+        .build()
         .map_err(|e| format!("cannot build the etcd HTTP client: {e}"))
 }
 
