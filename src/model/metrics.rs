@@ -303,28 +303,36 @@ impl LogLine {
     }
 }
 
-/// The recent matching lines of one host, newest first, at most `cap` of them.
+/// The recent matching lines of one host, newest first, at most `cap` of them. Shared: the
+/// Loki source keeps the state it sends, so the app's copy and the source's are one until a
+/// host has new lines.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostLogs {
-    pub lines: VecDeque<LogLine>,
+    pub lines: Arc<VecDeque<LogLine>>,
     pub cap: usize,
 }
 
 impl HostLogs {
     pub fn new(cap: usize) -> Self {
         Self {
-            lines: VecDeque::new(),
+            lines: Arc::default(),
             cap,
         }
     }
 
     /// Merge lines (any order) into the newest-first list: duplicates (same timestamp and text)
     /// are skipped and the oldest lines beyond the cap are dropped.
+    /// No new lines: nothing changes (the shared list is not copied).
     pub fn merge(&mut self, mut new: Vec<LogLine>) {
+        if new.is_empty() && self.lines.len() <= self.cap {
+            return;
+        }
         new.sort_by_key(|l| std::cmp::Reverse(l.ts_ns));
         let mut merged: VecDeque<LogLine> =
             VecDeque::with_capacity((self.lines.len() + new.len()).min(self.cap));
-        let mut old = std::mem::take(&mut self.lines).into_iter().peekable();
+        // The old lines, moved when nobody else holds them, else copied.
+        let old = Arc::try_unwrap(std::mem::take(&mut self.lines)).unwrap_or_else(|a| (*a).clone());
+        let mut old = old.into_iter().peekable();
         let mut new = new.into_iter().peekable();
         while merged.len() < self.cap {
             let take_new = match (new.peek(), old.peek()) {
@@ -344,7 +352,7 @@ impl HostLogs {
                 merged.push_back(next);
             }
         }
-        self.lines = merged;
+        self.lines = Arc::new(merged);
     }
 }
 
@@ -382,6 +390,23 @@ mod tests {
             h.lines.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
             vec!["d", "c", "b"]
         );
+    }
+
+    #[test]
+    fn a_sent_copy_shares_the_lines_until_new_ones_come() {
+        let mut h = HostLogs::new(3);
+        h.merge(vec![line(1, "a"), line(2, "b")]);
+        let sent = h.clone();
+        h.merge(Vec::new());
+        assert!(
+            Arc::ptr_eq(&h.lines, &sent.lines),
+            "nothing new copied the lines"
+        );
+        h.merge(vec![line(3, "c")]);
+        assert!(!Arc::ptr_eq(&h.lines, &sent.lines));
+        let texts = |h: &HostLogs| h.lines.iter().map(|l| l.line.clone()).collect::<Vec<_>>();
+        assert_eq!(texts(&sent), ["b", "a"], "the sent copy is left as it was");
+        assert_eq!(texts(&h), ["c", "b", "a"]);
     }
 
     #[test]

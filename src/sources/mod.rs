@@ -9,6 +9,7 @@ pub mod loki;
 pub mod mimir;
 pub mod refresh;
 pub mod ssh;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -199,8 +200,14 @@ pub async fn gather_once(
             return None;
         }
         Some(
-            mimir::gather_once_with(&cfg.mimir, Some(&cfg.alertmanager), &ctx.inventory, timeout)
-                .await,
+            // `check` judges current values only: no sparkline history asked.
+            mimir::gather_current_with(
+                &cfg.mimir,
+                Some(&cfg.alertmanager),
+                &ctx.inventory,
+                timeout,
+            )
+            .await,
         )
     };
     let logs = async {

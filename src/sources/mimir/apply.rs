@@ -14,6 +14,20 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// One host's series of the per-host query `name`.
+fn set_host_series(state: &mut MetricsState, id: &str, name: &str, series: MetricSeries) {
+    if let Some(h) = state.hosts.get_mut(id) {
+        match name {
+            "cpu" => h.cpu_pct = series,
+            "memory" => h.memory_pct = series,
+            "root_fs" => h.root_fs_pct = series,
+            "net_rx" => h.net_rx_bps = series,
+            "net_tx" => h.net_tx_bps = series,
+            _ => {}
+        }
+    }
+}
+
 /// Put the answer `data` to query `def` into `state`; series of no known host are noted in
 /// `unmapped`.
 pub fn apply(
@@ -59,16 +73,33 @@ pub fn apply(
                     .filter(|(t, _)| (now - t).abs() <= 1)
                     .map(|(_, v)| *v);
                 let series = MetricSeries { current, points };
-                if let Some(h) = state.hosts.get_mut(&id) {
-                    match def.name {
-                        "cpu" => h.cpu_pct = series,
-                        "memory" => h.memory_pct = series,
-                        "root_fs" => h.root_fs_pct = series,
-                        "net_rx" => h.net_rx_bps = series,
-                        "net_tx" => h.net_tx_bps = series,
-                        _ => {}
-                    }
-                }
+                set_host_series(state, &id, def.name, series);
+            }
+        }
+        // A per-host query asked as an instant query (`Mimir::current_only`): one point.
+        (QueryKind::HostRange, Data::Vector(vs)) => {
+            let additive = def.name.starts_with("net_");
+            let mut per_host: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+            for v in vs {
+                let Some(id) = index.host_of(v.metric(), host_label) else {
+                    unmapped.insert(label_of(v.metric()));
+                    continue;
+                };
+                let Some(x) = finite(v.sample().value()) else {
+                    continue;
+                };
+                let t = v.sample().timestamp().round() as i64;
+                per_host
+                    .entry(id.to_string())
+                    .and_modify(|(_, old)| *old = if additive { *old + x } else { old.max(x) })
+                    .or_insert((t, x));
+            }
+            for (id, (t, x)) in per_host {
+                let series = MetricSeries {
+                    current: ((now - t).abs() <= 1).then_some(x),
+                    points: vec![(t, x)],
+                };
+                set_host_series(state, &id, def.name, series);
             }
         }
         (QueryKind::EtcdInstant, Data::Vector(vs)) => {

@@ -10,6 +10,7 @@
 //! client is [`super::http`]'s.
 
 mod apply;
+mod decode;
 mod error;
 mod hosts;
 mod queries;
@@ -22,6 +23,7 @@ use color_eyre::eyre::{Result, eyre};
 use prometheus_http_query::response::Data;
 
 pub use self::apply::apply;
+pub use self::decode::parse as decode_answer;
 pub use self::error::{QueryError, UNAUTHORIZED};
 pub use self::hosts::{HostIndex, strip_port};
 pub use self::queries::{
@@ -52,6 +54,8 @@ pub struct Mimir {
     am_failing_since: Arc<std::sync::Mutex<Option<i64>>>,
     /// Since when (unix seconds) each failing query has been failing, across refreshes.
     queries_failing_since: Arc<std::sync::Mutex<BTreeMap<String, i64>>>,
+    /// The per-host queries as instant queries at `now` ([`Mimir::current_only`]).
+    current_only: bool,
 }
 
 impl std::fmt::Debug for Mimir {
@@ -90,7 +94,17 @@ impl Mimir {
             timeout,
             am_failing_since: Arc::new(std::sync::Mutex::new(None)),
             queries_failing_since: Default::default(),
+            current_only: false,
         })
+    }
+
+    /// Ask the per-host queries for their value now only (instant queries at `now`), not
+    /// their sparkline window: each host's series is that one point, its `current` what the
+    /// range query's last step gives. For `check`, which judges only current values: the
+    /// server evaluates one step instead of 61.
+    pub fn current_only(mut self) -> Self {
+        self.current_only = true;
+        self
     }
 
     /// Take the alert list from Alertmanager (every alert it holds, silenced and inhibited ones
@@ -170,19 +184,23 @@ impl Mimir {
 
     /// Run one query at `now`.
     async fn run_one(&self, def: QueryDef, promql: &str, now: i64) -> Result<Data, QueryError> {
-        let r = match def.kind {
-            QueryKind::HostRange => {
+        let lib = |e| QueryError::from_lib(e, &self.origin);
+        let range = matches!(def.kind, QueryKind::HostRange) && !self.current_only;
+        let ask = if range {
+            Ask::Range(
                 self.client
-                    .query_range(promql, now - RANGE_SECS, now, STEP_SECS as f64)
-                    .get()
-                    .await
-            }
-            QueryKind::EtcdInstant | QueryKind::Alerts => {
-                self.client.query(promql).at(now).get().await
-            }
+                    .query_range(promql, now - RANGE_SECS, now, STEP_SECS as f64),
+            )
+        } else {
+            Ask::Instant(self.client.query(promql).at(now))
         };
-        r.map(|res| res.into_inner().0)
-            .map_err(|e| QueryError::from_lib(e, &self.origin))
+        let raw = ask.clone().raw().await.map_err(lib)?;
+        if let Some(data) = decode::success(raw, range, &self.origin).await? {
+            return Ok(data);
+        }
+        // Not a plain success (an error status, another shape): the library's own reading of
+        // the same query says what it is.
+        ask.read().await.map(|res| res.into_inner().0).map_err(lib)
     }
 
     /// One refresh at `now` (unix seconds): every query once, concurrently.
@@ -308,11 +326,51 @@ impl Mimir {
 
 pub use crate::model::assess::alert_findings;
 
-/// For startup: build the client and have the server check every query. An invalid override
-/// is an error naming the query and Prometheus's message; an unreachable server is not (the
-/// pane reports it), but then the queries are still checked by the local parser.
+/// One query as built, to send once more when its answer needs the library's reading.
+#[derive(Clone)]
+enum Ask {
+    Range(prometheus_http_query::RangeQueryBuilder),
+    Instant(prometheus_http_query::InstantQueryBuilder),
+}
+
+impl Ask {
+    /// The answer as it came.
+    async fn raw(self) -> Result<reqwest::Response, prometheus_http_query::Error> {
+        match self {
+            Ask::Range(q) => q.get_raw().await,
+            Ask::Instant(q) => q.get_raw().await,
+        }
+    }
+
+    /// The answer read by the library (its errors named as it names them).
+    async fn read(
+        self,
+    ) -> Result<prometheus_http_query::response::PromqlResult, prometheus_http_query::Error> {
+        match self {
+            Ask::Range(q) => q.get().await,
+            Ask::Instant(q) => q.get().await,
+        }
+    }
+}
+
+/// For startup: build the client and have the server check each `[mimir.queries]` override
+/// (the built-in queries are known good: with no override nothing is asked, and the first
+/// frame does not wait on the server). An invalid override is an error naming the query and
+/// Prometheus's message; an unreachable server is not (the pane reports it), but then the
+/// overrides are still checked by the local parser.
 pub async fn check_config(cfg: &MimirConfig) -> Result<()> {
-    Mimir::new(cfg)?.validate().await
+    let mut m = Mimir::new(cfg)?;
+    let overridden = m
+        .queries
+        .iter()
+        .filter(|(def, _)| cfg.queries.contains_key(def.name))
+        .cloned()
+        .collect::<Vec<_>>();
+    m.queries = Arc::new(overridden);
+    if m.queries.is_empty() {
+        return Ok(());
+    }
+    m.validate().await
 }
 
 /// The running Mimir source.
@@ -389,6 +447,27 @@ pub async fn gather_once_with(
     inv: &Inventory,
     timeout: Duration,
 ) -> Sourced<Arc<MetricsState>> {
+    gather(cfg, am, inv, timeout, false).await
+}
+
+/// [`gather_once_with`] for `check`: the per-host figures as their value now only
+/// ([`Mimir::current_only`]; no sparkline history).
+pub async fn gather_current_with(
+    cfg: &MimirConfig,
+    am: Option<&crate::config::AlertmanagerConfig>,
+    inv: &Inventory,
+    timeout: Duration,
+) -> Sourced<Arc<MetricsState>> {
+    gather(cfg, am, inv, timeout, true).await
+}
+
+async fn gather(
+    cfg: &MimirConfig,
+    am: Option<&crate::config::AlertmanagerConfig>,
+    inv: &Inventory,
+    timeout: Duration,
+    current_only: bool,
+) -> Sourced<Arc<MetricsState>> {
     if cfg.url.is_none() {
         return Sourced::not_configured("Mimir: not configured — set [mimir] url");
     }
@@ -400,6 +479,7 @@ pub async fn gather_once_with(
         Some(Err(e)) => Err(format!("{e}")),
     };
     let r = match Mimir::new(cfg).and_then(|m| {
+        let m = if current_only { m.current_only() } else { m };
         am.clone()
             .map(|a| m.with_alertmanager(a))
             .map_err(|e| eyre!(e))
@@ -421,6 +501,66 @@ mod tests {
     use super::*;
     use crate::model::Severity;
     use crate::model::metrics::Alert;
+
+    /// `check`'s instant queries give each host the value the dashboard's range queries end
+    /// on, every other figure the same (against the simulator's Prometheus face).
+    #[tokio::test]
+    async fn current_only_gives_the_range_queries_last_values() {
+        let inv = crate::inventory::Inventory {
+            hosts: (1..=12u8)
+                .map(|i| {
+                    let role = if i <= 3 {
+                        crate::inventory::Role::Server
+                    } else {
+                        crate::inventory::Role::Agent
+                    };
+                    let mut h = crate::testing::host(&format!("node{i}"), role, [192, 0, 2, i]);
+                    h.id = format!("instance_{i}");
+                    h
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let (_, app) = crate::sim::promql::for_inventory(&inv);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = MimirConfig {
+            url: Some(format!("http://{}/prometheus", l.local_addr().unwrap())),
+            ..Default::default()
+        };
+        tokio::spawn(async move { axum::serve(l, app).await });
+        let now = jiff::Timestamp::now().as_second();
+        let full = Mimir::new(&cfg).unwrap().refresh(&inv, now).await.unwrap();
+        let current = Mimir::new(&cfg)
+            .unwrap()
+            .current_only()
+            .refresh(&inv, now)
+            .await
+            .unwrap();
+        assert!(
+            current.query_errors.is_empty(),
+            "{:?}",
+            current.query_errors
+        );
+        assert_eq!(current.hosts.len(), 12);
+        for (id, h) in &full.hosts {
+            let c = &current.hosts[id];
+            for (name, f, c) in [
+                ("cpu", &h.cpu_pct, &c.cpu_pct),
+                ("memory", &h.memory_pct, &c.memory_pct),
+                ("root_fs", &h.root_fs_pct, &c.root_fs_pct),
+                ("net_rx", &h.net_rx_bps, &c.net_rx_bps),
+                ("net_tx", &h.net_tx_bps, &c.net_tx_bps),
+            ] {
+                assert!(f.current.is_some(), "{id} {name}");
+                assert_eq!(c.current, f.current, "{id} {name}");
+                assert_eq!(c.points.len(), 1, "{id} {name}");
+                assert!(f.points.len() > 1, "{id} {name}");
+            }
+        }
+        assert_eq!(current.etcd, full.etcd);
+        assert_eq!(current.alerts, full.alerts);
+        assert_eq!(current.unmapped, full.unmapped);
+    }
 
     #[test]
     fn alerts_become_findings() {
