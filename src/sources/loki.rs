@@ -3,6 +3,13 @@
 //! maintained Loki client crate, so this is plain reqwest. Memory is bounded: at most `lines`
 //! lines per host, the oldest dropped. After the first round only lines newer than the newest
 //! one already held are asked for.
+//!
+//! When the template selects the host by one label matcher (`{host="{hostname}"}`, the
+//! default), hosts are asked in batches (`{host=~"node1|node2|…"}`, the limit `lines` per
+//! host, at most Loki's default 5000 entries a query), each line attributed by its stream's
+//! label value: 8 queries for 200 hosts instead of 200. A batch that hits its limit may have
+//! crowded a quiet host's older lines out: the hosts it gave fewer than `lines` lines are asked
+//! alone, so what each host holds is what its own query gives.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +41,124 @@ pub fn render_query(template: &str, host: &Host) -> String {
         .replace("{ip}", &host.ip.to_string())
 }
 
+/// Loki's default `max_entries_limit_per_query`: a batch's limit stays within it.
+const MAX_ENTRIES_PER_QUERY: usize = 5000;
+
+/// A template that selects the host by exactly one label matcher, `LABEL="{placeholder}"`,
+/// inside its stream selector (and names no placeholder elsewhere): hosts can be asked
+/// together with `LABEL=~"a|b|…"`, each line's host read back from its stream's `LABEL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchTemplate {
+    /// The text before the matcher, the label, the text after it.
+    before: String,
+    pub label: String,
+    after: String,
+    /// `{hostname}`, `{id}` or `{ip}`.
+    placeholder: &'static str,
+}
+
+const PLACEHOLDERS: [&str; 3] = ["{hostname}", "{id}", "{ip}"];
+
+impl BatchTemplate {
+    /// `None` when the template is not of that shape (each host is then asked alone).
+    pub fn of(template: &str) -> Option<Self> {
+        let mut found = None;
+        for ph in PLACEHOLDERS {
+            for (at, _) in template.match_indices(ph) {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some((at, ph));
+            }
+        }
+        let (at, placeholder) = found?;
+        // `LABEL="` right before, `"` right after, inside the first `{…}`.
+        let head = template[..at].strip_suffix('"')?;
+        let head = head.trim_end().strip_suffix('=')?;
+        let head = head.trim_end();
+        let label_start = head
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let label = &head[label_start..];
+        if label.is_empty() || label.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        let before = &head[..label_start];
+        let open = before.trim_start().strip_prefix('{')?;
+        if open.contains('}') || open.contains('|') {
+            return None;
+        }
+        let rest = template[at + placeholder.len()..].strip_prefix('"')?;
+        // The selector must still be open here: its `}` comes before any pipeline stage.
+        let close = rest.find('}')?;
+        if rest[..close].contains('|') {
+            return None;
+        }
+        Some(Self {
+            before: before.to_string(),
+            label: label.to_string(),
+            after: rest.to_string(),
+            placeholder,
+        })
+    }
+
+    /// The value the template puts in for `host`.
+    pub fn value(&self, host: &Host) -> String {
+        match self.placeholder {
+            "{hostname}" => host.hostname.clone(),
+            "{id}" => host.id.clone(),
+            _ => host.ip.to_string(),
+        }
+    }
+
+    /// The query for several hosts' values: `LABEL=~"v1|v2"`, each value matched literally.
+    pub fn query(&self, values: &[String]) -> String {
+        let alternatives: Vec<String> = values.iter().map(|v| regex::escape(v)).collect();
+        // A LogQL double-quoted string: backslashes and quotes escaped.
+        let re = alternatives
+            .join("|")
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        format!("{}{}=~\"{re}\"{}", self.before, self.label, self.after)
+    }
+}
+
+/// Split a batch's lines among its hosts by their stream's `label` value; a host keeps only
+/// lines from its own start on (a batch asks from the earliest start of its hosts).
+fn attribute(
+    lines: Vec<LogLine>,
+    label: &str,
+    hosts: &[(String, String, i128)],
+) -> Vec<(String, Vec<LogLine>)> {
+    let mut out: Vec<(String, Vec<LogLine>)> = hosts
+        .iter()
+        .map(|(id, _, _)| (id.clone(), Vec::new()))
+        .collect();
+    let by_value: std::collections::HashMap<&str, Vec<usize>> =
+        hosts
+            .iter()
+            .enumerate()
+            .fold(Default::default(), |mut m, (i, (_, v, _))| {
+                m.entry(v.as_str()).or_insert_with(Vec::new).push(i);
+                m
+            });
+    for line in lines {
+        let Some(ix) = line
+            .labels
+            .get(label)
+            .and_then(|v| by_value.get(v.as_str()))
+        else {
+            continue;
+        };
+        for &i in ix {
+            if line.ts_ns >= hosts[i].2 {
+                out[i].1.push(line.clone());
+            }
+        }
+    }
+    out
+}
+
 #[derive(Deserialize)]
 struct Resp {
     status: String,
@@ -49,7 +174,18 @@ struct Resp {
 struct RespData {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+}
+
+/// The streams of an answer already known to hold streams: read straight from the body (no
+/// `serde_json::Value` tree of a batch's thousands of lines in between).
+#[derive(Deserialize)]
+struct StreamsResp {
+    data: StreamsData,
+}
+
+#[derive(Deserialize)]
+struct StreamsData {
+    result: Vec<RespStream>,
 }
 
 #[derive(Deserialize)]
@@ -98,8 +234,10 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Vec<LogLine>, String> 
             data.result_type
         ));
     }
-    let streams: Vec<RespStream> =
-        serde_json::from_value(data.result).map_err(|e| format!("Loki: unexpected answer: {e}"))?;
+    let streams: Vec<RespStream> = serde_json::from_slice::<StreamsResp>(body)
+        .map_err(|e| format!("Loki: unexpected answer: {e}"))?
+        .data
+        .result;
     let mut out = Vec::new();
     for s in streams {
         let labels = Arc::new(s.stream);
@@ -203,30 +341,32 @@ impl Loki {
         state: &mut LogsState,
         now_ns: i128,
     ) -> Result<(), String> {
-        let jobs: Vec<(String, String, i128)> = inv
-            .hosts
-            .iter()
-            .map(|h| {
-                let newest = state
+        let start_of = |h: &Host| {
+            let newest = state
+                .hosts
+                .get(&h.id)
+                .and_then(|l| l.lines.front())
+                .map(|l| l.ts_ns + 1);
+            newest.unwrap_or(0).max(now_ns - self.window_ns)
+        };
+        let results = match BatchTemplate::of(&self.template).filter(|_| inv.hosts.len() > 1) {
+            Some(batch) => {
+                let hosts: Vec<(String, String, i128)> = inv
                     .hosts
-                    .get(&h.id)
-                    .and_then(|l| l.lines.front())
-                    .map(|l| l.ts_ns + 1);
-                let start = newest.unwrap_or(0).max(now_ns - self.window_ns);
-                (h.id.clone(), render_query(&self.template, h), start)
-            })
-            .collect();
-        let results: Vec<(String, Result<Vec<LogLine>, String>)> = futures::stream::iter(jobs)
-            .map(|(id, q, start)| {
-                let this = self.clone();
-                async move {
-                    let r = this.query_range(&q, start, now_ns, this.lines).await;
-                    (id, r)
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+                    .iter()
+                    .map(|h| (h.id.clone(), batch.value(h), start_of(h)))
+                    .collect();
+                self.batched(&batch, &hosts, inv, now_ns).await
+            }
+            None => {
+                let jobs: Vec<(String, String, i128)> = inv
+                    .hosts
+                    .iter()
+                    .map(|h| (h.id.clone(), render_query(&self.template, h), start_of(h)))
+                    .collect();
+                self.alone(jobs, now_ns).await
+            }
+        };
         let mut first_err = None;
         let mut ok = 0;
         state.errors.clear();
@@ -255,6 +395,103 @@ impl Loki {
             Some(e) if ok == 0 && !inv.hosts.is_empty() => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+/// One host's lines from a batch (id, lines or the batch's error, crowded out).
+type BatchAnswer = (String, Result<Vec<LogLine>, String>, bool);
+
+impl Loki {
+    /// Each host's own query (id, query, start), a few at once.
+    async fn alone(
+        &self,
+        jobs: Vec<(String, String, i128)>,
+        now_ns: i128,
+    ) -> Vec<(String, Result<Vec<LogLine>, String>)> {
+        futures::stream::iter(jobs)
+            .map(|(id, q, start)| {
+                let this = self.clone();
+                async move {
+                    let r = this.query_range(&q, start, now_ns, this.lines).await;
+                    (id, r)
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    /// One batch's query: each host's lines, and whether the batch's limit may have crowded
+    /// it out (the batch came back full and gave it fewer than `lines`).
+    async fn one_batch(
+        &self,
+        batch: &BatchTemplate,
+        chunk: &[(String, String, i128)],
+        now_ns: i128,
+    ) -> Vec<BatchAnswer> {
+        let values: Vec<String> = chunk.iter().map(|(_, v, _)| v.clone()).collect();
+        let start = chunk.iter().map(|(_, _, s)| *s).min().unwrap_or(now_ns);
+        let limit = self.lines * chunk.len();
+        match self
+            .query_range(&batch.query(&values), start, now_ns, limit)
+            .await
+        {
+            Ok(lines) => {
+                let full = lines.len() >= limit;
+                attribute(lines, &batch.label, chunk)
+                    .into_iter()
+                    .map(|(id, l)| {
+                        let crowded = full && l.len() < self.lines;
+                        (id, Ok(l), crowded)
+                    })
+                    .collect()
+            }
+            Err(e) => chunk
+                .iter()
+                .map(|(id, _, _)| (id.clone(), Err(e.clone()), false))
+                .collect(),
+        }
+    }
+
+    /// The hosts (id, label value, start) asked in batches; a batch that hit its limit has
+    /// the hosts it gave fewer than `lines` lines asked alone.
+    async fn batched(
+        &self,
+        batch: &BatchTemplate,
+        hosts: &[(String, String, i128)],
+        inv: &Inventory,
+        now_ns: i128,
+    ) -> Vec<(String, Result<Vec<LogLine>, String>)> {
+        let per_query = (MAX_ENTRIES_PER_QUERY / self.lines).max(1);
+        let chunks: Vec<Vec<(String, String, i128)>> =
+            hosts.chunks(per_query).map(<[_]>::to_vec).collect();
+        let answers: Vec<Vec<BatchAnswer>> = futures::stream::iter(chunks)
+            .map(|chunk| {
+                let this = self.clone();
+                let batch = batch.clone();
+                async move { this.one_batch(&batch, &chunk, now_ns).await }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut out = Vec::with_capacity(hosts.len());
+        let mut again = Vec::new();
+        for (id, r, crowded) in answers.into_iter().flatten() {
+            match (crowded, inv.host(&id)) {
+                (true, Some(h)) => {
+                    let start = hosts
+                        .iter()
+                        .find(|(i, _, _)| *i == id)
+                        .map_or(now_ns, |(_, _, s)| *s);
+                    again.push((id, render_query(&self.template, h), start));
+                }
+                _ => out.push((id, r)),
+            }
+        }
+        if !again.is_empty() {
+            out.extend(self.alone(again, now_ns).await);
+        }
+        out
     }
 }
 
@@ -317,4 +554,201 @@ pub async fn gather_once(
     };
     s.record(r, now);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::inventory::Role;
+    use crate::sim::loki::{Labels, LogSource};
+
+    /// Fixed streams: per hostname, lines at the given seconds; counts the queries.
+    struct Fixed {
+        lines: Vec<(&'static str, Vec<i128>)>,
+        queries: AtomicUsize,
+    }
+
+    impl LogSource for Fixed {
+        fn streams(&self) -> Vec<Labels> {
+            self.queries.fetch_add(1, Ordering::SeqCst);
+            self.lines
+                .iter()
+                .map(|(h, _)| Labels::from([("host".to_string(), h.to_string())]))
+                .collect()
+        }
+
+        fn lines(&self, stream: &Labels, start_ns: i128, end_ns: i128) -> Vec<(i128, String)> {
+            let host = stream.get("host").map(String::as_str).unwrap_or("");
+            self.lines
+                .iter()
+                .filter(|(h, _)| *h == host)
+                .flat_map(|(h, ts)| {
+                    ts.iter()
+                        .map(move |t| (*t * 1_000_000_000, format!("{h} error at {t}")))
+                })
+                .filter(|(t, _)| (start_ns..=end_ns).contains(t))
+                .collect()
+        }
+    }
+
+    fn inv(names: &[&str]) -> Inventory {
+        Inventory {
+            hosts: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let mut h = crate::testing::host(
+                        &format!("instance_{i}"),
+                        Role::Agent,
+                        [192, 0, 2, 10 + i as u8],
+                    );
+                    h.hostname = n.to_string();
+                    h
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    async fn serve(src: Arc<Fixed>) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let app = crate::sim::loki::router(src);
+        tokio::spawn(async move { axum::serve(l, app).await });
+        url
+    }
+
+    fn texts(state: &LogsState, id: &str) -> Vec<String> {
+        state.hosts[id]
+            .lines
+            .iter()
+            .map(|l| l.line.clone())
+            .collect()
+    }
+
+    #[test]
+    fn templates_that_batch() {
+        let b = BatchTemplate::of(r#"{host="{hostname}"} |~ "(?i)(error|fail|panic)""#).unwrap();
+        assert_eq!(b.label, "host");
+        assert_eq!(
+            b.query(&["node1".into(), "node1.lan".into()]),
+            r#"{host=~"node1|node1\\.lan"} |~ "(?i)(error|fail|panic)""#
+        );
+        let b =
+            BatchTemplate::of(r#"{job="systemd-journal", instance = "{ip}", unit!="x"}"#).unwrap();
+        assert_eq!(
+            b.query(&["192.0.2.1".into()]),
+            r#"{job="systemd-journal", instance=~"192\\.0\\.2\\.1", unit!="x"}"#
+        );
+        for one_by_one in [
+            r#"{host=~"{hostname}"}"#,
+            r#"{host="{hostname}"} |= "{id}""#,
+            r#"{job="x"} |= "{hostname}""#,
+            r#"{job="x"} | label_format a="{hostname}""#,
+            r#"{host="{hostname}.lan"}"#,
+            r#"{job="all"}"#,
+        ] {
+            assert_eq!(BatchTemplate::of(one_by_one), None, "{one_by_one}");
+        }
+    }
+
+    /// Hosts whose names are prefixes of each other (and one whose dot a regex would read as
+    /// any character): each line lands on its own host, in one query, as each host's own
+    /// query gives it.
+    #[tokio::test]
+    async fn batched_queries_attribute_lines_to_the_right_host() {
+        let now = 10_000i128;
+        let src = Arc::new(Fixed {
+            lines: vec![
+                ("node1", vec![now - 30, now - 20]),
+                ("node10", vec![now - 25]),
+                ("node1.lan", vec![now - 10]),
+                ("node1xlan", vec![now - 5]),
+            ],
+            queries: AtomicUsize::new(0),
+        });
+        let url = serve(src.clone()).await;
+        let cfg = LokiConfig {
+            url: Some(url),
+            ..Default::default()
+        };
+        let loki = Loki::new(&cfg).unwrap();
+        let inv = inv(&["node1", "node10", "node1.lan", "node100"]);
+        let mut state = LogsState::default();
+        loki.refresh(&inv, &mut state, now * 1_000_000_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            src.queries.load(Ordering::SeqCst),
+            1,
+            "one query for four hosts"
+        );
+        assert_eq!(
+            texts(&state, "instance_0"),
+            ["node1 error at 9980", "node1 error at 9970"]
+        );
+        assert_eq!(texts(&state, "instance_1"), ["node10 error at 9975"]);
+        assert_eq!(texts(&state, "instance_2"), ["node1.lan error at 9990"]);
+        assert!(texts(&state, "instance_3").is_empty());
+        assert!(state.errors.is_empty(), "{:?}", state.errors);
+
+        // What each host's own query gives is the same.
+        let jobs = inv
+            .hosts
+            .iter()
+            .map(|h| (h.id.clone(), render_query(&cfg.query_template, h), 0))
+            .collect();
+        let mut alone = loki.alone(jobs, now * 1_000_000_000).await;
+        alone.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, lines) in alone {
+            let mut got: Vec<String> = lines.unwrap().into_iter().map(|l| l.line).collect();
+            got.sort_by(|a, b| b.cmp(a));
+            assert_eq!(got, texts(&state, &id), "{id}");
+        }
+    }
+
+    /// A noisy host fills a batch's limit: the quiet host it crowded out is asked alone and
+    /// still gets its lines; the noisy one keeps its newest `lines`.
+    #[tokio::test]
+    async fn a_batch_at_its_limit_asks_the_crowded_hosts_alone() {
+        let now = 10_000i128;
+        let src = Arc::new(Fixed {
+            lines: vec![
+                ("quiet", vec![now - 100, now - 90]),
+                ("noisy", (1..=10).map(|i| now - i).collect()),
+            ],
+            queries: AtomicUsize::new(0),
+        });
+        let url = serve(src.clone()).await;
+        let cfg = LokiConfig {
+            url: Some(url),
+            lines: 3,
+            ..Default::default()
+        };
+        let loki = Loki::new(&cfg).unwrap();
+        let inv = inv(&["quiet", "noisy"]);
+        let mut state = LogsState::default();
+        loki.refresh(&inv, &mut state, now * 1_000_000_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            src.queries.load(Ordering::SeqCst),
+            2,
+            "the batch, then quiet alone"
+        );
+        assert_eq!(
+            texts(&state, "instance_0"),
+            ["quiet error at 9910", "quiet error at 9900"]
+        );
+        assert_eq!(
+            texts(&state, "instance_1"),
+            [
+                "noisy error at 9999",
+                "noisy error at 9998",
+                "noisy error at 9997"
+            ]
+        );
+    }
 }

@@ -125,7 +125,7 @@ async fn client_against_the_sim_face() {
                 .zip(logs.lines.iter().skip(1))
                 .all(|(a, b)| a.ts_ns >= b.ts_ns)
         );
-        for l in &logs.lines {
+        for l in logs.lines.iter() {
             assert_eq!(l.labels["host"], h.hostname);
             let low = l.line.to_lowercase();
             assert!(
