@@ -36,6 +36,10 @@ pub struct RecoveryConfig {
     pub secret_owner: String,
     /// Their expected mode, octal (sops-nix's default is "0400").
     pub secret_mode: String,
+    /// How often the dashboard reads them again (certificates, secrets, clock: two to four
+    /// commands per host); a host that rebooted or switched its system is read at its next facts
+    /// round. 0: with every facts round. `check` and the upgrade always read them.
+    pub refresh_secs: u64,
 }
 
 impl RecoveryConfig {
@@ -59,6 +63,7 @@ impl Default for RecoveryConfig {
             secrets: vec!["k3s_token".into()],
             secret_owner: "root".into(),
             secret_mode: "0400".into(),
+            refresh_secs: 300,
         }
     }
 }

@@ -20,6 +20,8 @@
 //! - [`secrets::SecretsProbe`]: `stat` of the expected sops-nix secrets;
 //! - [`clock::ClockSyncProbe`]: timedated / chrony synchronisation;
 //! - [`clock::ClockNowProbe`]: the host's time, for the RTT-corrected clock offset;
+//! - [`recovery::RecoveryProbe`]: the certificates, secrets and clock-sync reads in one
+//!   command, each part's reply in its own section (read by that part's probe);
 //! - [`revert::RevertTimerProbe`]: the host's revert timer → [`revert::RevertTimer`];
 //! - [`bootloader::BootloaderProbe`]: the boot loader, its entries, default and one-shot →
 //!   [`bootloader::Bootloader`].
@@ -55,6 +57,7 @@ pub mod k3s;
 pub mod nixtext;
 pub mod reachable;
 pub mod rebuild;
+pub mod recovery;
 pub mod revert;
 pub mod secrets;
 pub mod words;
@@ -158,6 +161,8 @@ pub enum Kind {
     Secrets,
     ClockSync,
     ClockNow,
+    /// Certificates, secrets and clock sync in one command ([`recovery::RecoveryProbe`]).
+    Recovery,
     /// `nixos-rebuild switch` (the `[upgrade] switch_command`).
     Switch,
     /// `nixos-rebuild switch --rollback`.
@@ -210,6 +215,7 @@ impl Kind {
             Kind::Secrets => "secrets",
             Kind::ClockSync => "clock-sync",
             Kind::ClockNow => "clock-now",
+            Kind::Recovery => "recovery",
             Kind::Switch => "switch",
             Kind::Rollback => "rollback",
             Kind::Reboot => "reboot",
@@ -262,6 +268,7 @@ pub enum Request {
     Secrets(secrets::SecretsProbe),
     ClockSync,
     ClockNow,
+    Recovery(recovery::RecoveryProbe),
     Switch(rebuild::Switch),
     Rollback,
     Reboot,
@@ -289,6 +296,7 @@ impl Request {
             Request::Secrets(_) => Kind::Secrets,
             Request::ClockSync => Kind::ClockSync,
             Request::ClockNow => Kind::ClockNow,
+            Request::Recovery(_) => Kind::Recovery,
             Request::Switch(_) => Kind::Switch,
             Request::Rollback => Kind::Rollback,
             Request::Reboot => Kind::Reboot,
@@ -325,6 +333,9 @@ pub fn recognise(command: &str, stdin: Option<&str>) -> Option<Request> {
     }
     if let Some(p) = secrets::SecretsProbe::from_command(line) {
         return Some(Request::Secrets(p));
+    }
+    if let Some(p) = recovery::RecoveryProbe::from_command(line) {
+        return Some(Request::Recovery(p));
     }
     let exact: [(String, Request); 8] = [
         (boot::BootStateProbe.command(), Request::BootState),
@@ -419,6 +430,7 @@ mod tests {
             Kind::Secrets,
             Kind::ClockSync,
             Kind::ClockNow,
+            Kind::Recovery,
             Kind::RevertTimer,
             Kind::Bootloader,
         ] {

@@ -19,7 +19,8 @@ pub struct SecretsProbe {
 pub use crate::config::secret_path;
 
 const PREFIX: &str = "for f in ";
-const BODY: &str = "; do if [ -e \"$f\" ]; then stat -L -c 'present %U %G %a %s %n' \"$f\"; else echo \"missing $f\"; fi; done";
+/// Inside `sh -c '…'`: no single quote (one ended the script early: `sh` read half a loop).
+const BODY: &str = "; do if [ -e \"$f\" ]; then stat -L -c \"present %U %G %a %s %n\" \"$f\"; else echo \"missing $f\"; fi; done";
 
 impl SecretsProbe {
     /// Read a command line back (the simulator's recogniser).

@@ -315,3 +315,81 @@ async fn a_hosts_own_secrets_from_the_inventory_are_checked() {
     );
     h.shutdown().await;
 }
+
+/// The dashboard's SSH source reads a host's recovery facts (certificates, secrets, clock: six
+/// commands) once per `[recovery] refresh_secs`, not with every facts round: later rounds carry
+/// the same reads. A host that rebooted is read again at its next round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_source_reads_recovery_facts_again_only_when_due_or_after_a_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&[], dir.path()).await;
+    let env = common::sim::env(&h);
+    let mut ssh = env.config.ssh.clone();
+    ssh.refresh_secs = 1;
+    let rc = homeinfra_tui::config::RecoveryConfig {
+        refresh_secs: 3600,
+        ..env.config.recovery.clone()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let task = homeinfra_tui::sources::ssh::spawn_with(&ssh, Some(&rc), &env.inventory, tx);
+    let kinds = |kind: &str| {
+        h.ssh()
+            .requests()
+            .iter()
+            .filter(|r| r.host == "node4" && r.kind == kind)
+            .count()
+    };
+    // node4's answers until `n` facts rounds of it came back with facts.
+    let mut rounds = Vec::new();
+    let node4 = env
+        .inventory
+        .hosts
+        .iter()
+        .find(|h| h.hostname == "node4")
+        .map(|h| h.id.clone())
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut until = async |rounds: &mut Vec<homeinfra_tui::model::host::HostFacts>, n: usize| {
+        while rounds.len() < n {
+            let u = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("node4's round {n} in time"))
+                .expect("the source is alive");
+            match u {
+                homeinfra_tui::sources::Update::Host { id, result: Ok(f) } if id == node4 => {
+                    rounds.push(f)
+                }
+                homeinfra_tui::sources::Update::Host { id, result: Err(e) } if id == node4 => {
+                    eprintln!("node4: {e}")
+                }
+                _ => {}
+            }
+        }
+    };
+    until(&mut rounds, 3).await;
+    assert_eq!(kinds("certificates"), 1, "{:?}", h.ssh().requests());
+    let samples = kinds("clock-now");
+    assert!(
+        (1..=3).contains(&samples),
+        "the samples of one read: {samples}"
+    );
+    assert!(kinds("facts") >= 3);
+    let first = &rounds[0].recovery;
+    assert!(first.clock.as_ref().is_some_and(|c| c.offset_ms.is_some()));
+    assert!(first.certs.as_ref().is_some_and(|c| !c.is_empty()));
+    for r in &rounds[1..] {
+        assert_eq!(&r.recovery, first, "later rounds carry the first read");
+    }
+
+    // A reboot: read again once the host answers.
+    h.world().reboot("node4").unwrap();
+    let before = rounds.len();
+    while kinds("certificates") < 2 {
+        let n = rounds.len() + 1;
+        until(&mut rounds, n).await;
+    }
+    assert!(rounds.len() > before, "facts after the reboot");
+    assert_eq!(kinds("certificates"), 2, "read once more, not every round");
+    task.abort();
+    h.shutdown().await;
+}

@@ -19,7 +19,7 @@ use crate::probes::clock::{ClockNowProbe, ClockSyncProbe};
 use crate::probes::etcd_snapshot::SnapshotSave;
 use crate::probes::k3s::K3sVersionProbe;
 use crate::probes::reachable::ReachableProbe;
-use crate::probes::{self, Probe, Reply, Request};
+use crate::probes::{self, Kind, Probe, Reply, Request};
 use crate::sim::World;
 
 /// Where an answer goes: one channel of one connection.
@@ -82,7 +82,21 @@ pub(super) async fn answer(
         Asked::Shell(_) => ("shell", false),
         Asked::Unknown => ("unknown", true),
     };
-    log.record(&host.hostname, &host.id, kind, mutating, &command);
+    match &asked {
+        // The combined recovery read is recorded as the reads it holds, each with its own
+        // command: the log says what was read, however many channels it took.
+        Asked::Probe(Request::Recovery(p)) => {
+            let mut parts = vec![(Kind::Certificates, p.certs.command())];
+            if let Some(s) = &p.secrets {
+                parts.push((Kind::Secrets, s.command()));
+            }
+            parts.push((Kind::ClockSync, ClockSyncProbe.command()));
+            for (k, c) in parts {
+                log.record(&host.hostname, &host.id, k.as_str(), false, &c);
+            }
+        }
+        _ => log.record(&host.hostname, &host.id, kind, mutating, &command),
+    }
 
     let out = Out { handle, channel };
     let mut reboot_after = false;
@@ -114,6 +128,17 @@ pub(super) async fn answer(
         Asked::Probe(Request::ClockSync) => {
             out.reply(&ClockSyncProbe.render(&host.clock_sync(world)))
                 .await
+        }
+        Asked::Probe(Request::Recovery(p)) => {
+            let replies = crate::probes::recovery::RecoveryReplies {
+                certs: p.certs.render(&host.cert_files(world, &p.certs)),
+                secrets: p
+                    .secrets
+                    .as_ref()
+                    .map(|s| s.render(&host.secret_states(world, s))),
+                clock_sync: ClockSyncProbe.render(&host.clock_sync(world)),
+            };
+            out.reply(&p.render(&replies)).await
         }
         Asked::Probe(Request::ClockNow) => {
             out.reply(&ClockNowProbe.render(&host.clock_now(world)))

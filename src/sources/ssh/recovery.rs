@@ -1,7 +1,9 @@
 //! The recovery reads of one host, run after its facts on the same connection: k3s's
-//! certificate files (sudo, parsed with x509-parser), the expected sops-nix secrets (`stat`),
-//! the clock's synchronisation and its offset from this machine, RTT-corrected: the best of a
-//! few `date +%s.%N` samples, offset = remote − (sent + RTT/2), known to ± RTT/2.
+//! certificate files (sudo, parsed with x509-parser), the expected sops-nix secrets (`stat`)
+//! and the clock's synchronisation in one command ([`RecoveryProbe`], each part read and
+//! failing on its own), then the clock's offset from this machine, RTT-corrected: the best of
+//! up to three `date +%s.%N` samples (one is enough when its round trip is short),
+//! offset = remote − (sent + RTT/2), known to ± RTT/2.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +15,7 @@ use crate::model::recovery::{ClockState, HostRecovery, SecretFile};
 use crate::probes::Probe;
 use crate::probes::certs::{CertFilesProbe, inspect};
 use crate::probes::clock::{ClockNowProbe, ClockSyncProbe};
+use crate::probes::recovery::RecoveryProbe;
 use crate::probes::secrets::{SecretsProbe, secret_path};
 
 /// What to read on one host.
@@ -47,11 +50,17 @@ impl RecoveryPlan {
     }
 }
 
-/// How many clock samples to take (the one with the smallest round trip counts).
+/// At most how many clock samples to take (the one with the smallest round trip counts).
 const CLOCK_SAMPLES: usize = 3;
 
-/// Read everything the plan asks for. Each part that fails is named in `errors`; an SSH
-/// failure of the connection itself is returned (the facts call reports it already).
+/// A sample whose round trip is this short (half of it, in ms) needs no other: its
+/// uncertainty is already far below any offset worth a finding.
+const CLOCK_GOOD_ENOUGH_MS: f64 = 5.0;
+
+/// Read everything the plan asks for: the certificates, secrets and clock-sync reads in one
+/// command ([`RecoveryProbe`]), then the clock samples. Each part that fails is named in
+/// `errors`; an SSH failure of the connection itself is returned (the facts call reports it
+/// already).
 pub async fn gather(
     pool: &SshPool,
     target: &Target,
@@ -59,14 +68,54 @@ pub async fn gather(
     plan: &RecoveryPlan,
     timeout: Duration,
 ) -> Result<HostRecovery, SshError> {
-    let mut out = HostRecovery::default();
-
-    let probe = CertFilesProbe {
-        sudo,
-        server: plan.server,
-    };
+    let (probe, specs) = probe_for(sudo, plan);
     let reply = super::ask(pool, target, &probe, timeout).await?;
-    match probe.parse(&reply) {
+    let mut out = read_parts(&probe, &specs, &reply);
+    let mut clock = out.clock.take().unwrap_or_default();
+    match clock_offset(pool, target, timeout).await? {
+        Ok((offset, half_rtt)) => {
+            clock.offset_ms = Some(offset);
+            clock.uncertainty_ms = Some(half_rtt);
+        }
+        Err(e) => out.errors.push(format!("clock: {e}")),
+    }
+    out.clock = Some(clock);
+    Ok(out)
+}
+
+/// The combined probe for `plan`, and the secrets it asks about (spec and path).
+fn probe_for(sudo: bool, plan: &RecoveryPlan) -> (RecoveryProbe, Vec<(SecretSpec, String)>) {
+    let specs: Vec<(SecretSpec, String)> = plan
+        .secrets
+        .iter()
+        .filter_map(|s| secret_path(&s.name).ok().map(|p| (s.clone(), p)))
+        .collect();
+    let probe = RecoveryProbe {
+        certs: CertFilesProbe {
+            sudo,
+            server: plan.server,
+        },
+        secrets: (!specs.is_empty()).then(|| SecretsProbe {
+            sudo,
+            paths: specs.iter().map(|(_, p)| p.clone()).collect(),
+        }),
+    };
+    (probe, specs)
+}
+
+/// What the combined probe's reply says, each part read by its own probe: certificates,
+/// secrets and the clock's synchronisation (its offset is measured apart). A part that failed
+/// is one sentence in `errors` named after it; the other parts are still read.
+fn read_parts(
+    probe: &RecoveryProbe,
+    specs: &[(SecretSpec, String)],
+    reply: &crate::probes::Reply,
+) -> HostRecovery {
+    let mut out = HostRecovery::default();
+    // The combined probe's parser never fails: a missing part is that part's failure.
+    let parts = probe.parse(reply).unwrap_or_default();
+
+    match probe.certs.parse(&parts.certs) {
         Ok(files) => {
             let mut certs = Vec::new();
             for f in &files {
@@ -80,18 +129,8 @@ pub async fn gather(
         Err(e) => out.errors.push(format!("certificates: {e}")),
     }
 
-    let specs: Vec<(SecretSpec, String)> = plan
-        .secrets
-        .iter()
-        .filter_map(|s| secret_path(&s.name).ok().map(|p| (s.clone(), p)))
-        .collect();
-    if !specs.is_empty() {
-        let probe = SecretsProbe {
-            sudo,
-            paths: specs.iter().map(|(_, p)| p.clone()).collect(),
-        };
-        let reply = super::ask(pool, target, &probe, timeout).await?;
-        match probe.parse(&reply) {
+    if let (Some(sp), Some(r)) = (&probe.secrets, &parts.secrets) {
+        match sp.parse(r) {
             Ok(states) => {
                 out.secrets = Some(
                     specs
@@ -113,24 +152,16 @@ pub async fn gather(
         }
     }
 
-    let reply = super::ask(pool, target, &ClockSyncProbe, timeout).await?;
     let mut clock = ClockState::default();
-    match ClockSyncProbe.parse(&reply) {
+    match ClockSyncProbe.parse(&parts.clock_sync) {
         Ok(s) => {
             clock.synchronized = s.synchronized();
             clock.daemon = s.daemon().map(str::to_string);
         }
         Err(e) => out.errors.push(format!("clock: {e}")),
     }
-    match clock_offset(pool, target, timeout).await? {
-        Ok((offset, half_rtt)) => {
-            clock.offset_ms = Some(offset);
-            clock.uncertainty_ms = Some(half_rtt);
-        }
-        Err(e) => out.errors.push(format!("clock: {e}")),
-    }
     out.clock = Some(clock);
-    Ok(out)
+    out
 }
 
 /// The host's clock minus ours in ms, and half the round trip of the best sample.
@@ -162,6 +193,9 @@ pub async fn clock_offset(
         if best.is_none_or(|(_, h)| half_rtt_ms < h) {
             best = Some((offset_ms, half_rtt_ms));
         }
+        if half_rtt_ms <= CLOCK_GOOD_ENOUGH_MS {
+            break;
+        }
     }
     Ok(best.ok_or_else(|| last_err.unwrap_or_else(|| "no clock sample".into())))
 }
@@ -169,6 +203,70 @@ pub async fn clock_offset(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probes::Reply;
+    use crate::probes::clock::ClockSync;
+    use crate::probes::recovery::RecoveryReplies;
+
+    /// One combined read, its certificates part refused by sudo: that part is named in the
+    /// errors, and the secrets and the clock's synchronisation are still read.
+    #[test]
+    fn each_part_of_the_combined_read_fails_on_its_own() {
+        let rc = RecoveryConfig::default();
+        let host = crate::testing::host("a", crate::inventory::Role::Server, [192, 0, 2, 10]);
+        let plan = RecoveryPlan::for_host(&rc, &host).unwrap();
+        let (probe, specs) = probe_for(true, &plan);
+        let secrets = probe.secrets.clone().unwrap();
+        let state = crate::model::recovery::SecretState::Present {
+            owner: "root".into(),
+            group: "root".into(),
+            mode: 0o400,
+            size: 97,
+        };
+        let sync = ClockSync {
+            ntp_synchronized: Some(true),
+            chrony: None,
+        };
+        let refused = Reply {
+            stderr: "sudo: a password is required\n".into(),
+            exit_status: Some(1),
+            ..Default::default()
+        };
+        let replies = RecoveryReplies {
+            certs: refused.clone(),
+            secrets: Some(secrets.render(&vec![(secrets.paths[0].clone(), state.clone())])),
+            clock_sync: ClockSyncProbe.render(&sync),
+        };
+        let rec = read_parts(&probe, &specs, &probe.render(&replies));
+        assert_eq!(
+            rec.errors,
+            [
+                "certificates: the certificates probe ended with exit status 1: sudo: a password is required"
+            ]
+        );
+        assert_eq!(rec.certs, None);
+        let got = rec.secrets.expect("secrets read");
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].name.as_str(), &got[0].state), ("k3s_token", &state));
+        let clock = rec.clock.expect("clock read");
+        assert_eq!(clock.synchronized, Some(true));
+        assert_eq!(clock.daemon.as_deref(), Some("systemd-timesyncd"));
+
+        // Now the secrets and the clock fail, the certificates read: each named.
+        let replies = RecoveryReplies {
+            certs: probe.certs.render(&vec![]),
+            secrets: Some(refused.clone()),
+            clock_sync: Reply {
+                stdout: "chrony=a,b\n".into(),
+                ..Reply::ok("")
+            },
+        };
+        let rec = read_parts(&probe, &specs, &probe.render(&replies));
+        assert_eq!(rec.certs, Some(vec![]));
+        assert_eq!(rec.secrets, None);
+        assert_eq!(rec.errors.len(), 2, "{:?}", rec.errors);
+        assert!(rec.errors[0].starts_with("secrets: the secrets probe ended with exit status 1"));
+        assert!(rec.errors[1].starts_with("clock: unreadable chronyc tracking"));
+    }
 
     #[test]
     fn a_hosts_own_secrets_join_the_configs() {
