@@ -296,3 +296,48 @@ async fn a_longhorn_fault_marks_only_longhorn_and_the_nodes_and_pods_keep_updati
     task.abort();
     h.shutdown().await;
 }
+
+/// A quiet cluster (a frozen homelab: no event on any watch) stays fresh: while the API
+/// answers and every watch is open, the source sends the state it last sent again after each
+/// liveness request, the same `Arc` (the app compares it by pointer and renews only the
+/// source's freshness), so no "Kubernetes API data is N s old" finding comes of silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_cluster_stays_fresh_with_the_same_state() {
+    let (h, _dir) = simh::start_opts(homeinfra_tui::sim::SimOptions {
+        frozen: true,
+        ..Default::default()
+    })
+    .await;
+    let env = simh::env(&h);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let task = homeinfra_tui::sources::kubernetes::spawn(env.config.kubernetes.clone(), tx);
+    // The first list, then whatever settles right after it.
+    let mut st = next_state(&mut rx).await;
+    while st.nodes.is_empty() || st.pods.is_empty() {
+        st = next_state(&mut rx).await;
+    }
+    let settled = loop {
+        let again = next_state(&mut rx).await;
+        if Arc::ptr_eq(&again, &st) {
+            break again;
+        }
+        st = again;
+    };
+    // Nothing moves: each answer is the very state sent before.
+    for _ in 0..2 {
+        let again = next_state(&mut rx).await;
+        assert!(
+            Arc::ptr_eq(&again, &settled),
+            "a quiet cluster sent a new state"
+        );
+    }
+    task.abort();
+    h.shutdown().await;
+}
+
+async fn next_state(rx: &mut tokio::sync::mpsc::Receiver<Update>) -> Arc<ClusterState> {
+    match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+        Ok(Some(Update::Cluster(Ok(st)))) => st,
+        other => panic!("expected the cluster's state, got {other:?}"),
+    }
+}

@@ -523,9 +523,12 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
         ..Default::default()
     };
     let mut errors: BTreeMap<Kind, String> = BTreeMap::new();
+    // Changes since the last state sent; they go out together a little after the first.
     let mut dirty = false;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flush_at: Option<tokio::time::Instant> = None;
+    // The state last sent: sent again (the same, cheap to compare) when the liveness request
+    // finds the API answering and every watch open, so a quiet cluster's view stays fresh.
+    let mut last_sent: Option<Arc<ClusterState>> = None;
     // Open watches do not notice a server that stopped answering (kube's read timeout is
     // minutes): a short request every few seconds does, and says so until it answers again.
     let (probe_tx, mut probe_rx) = mpsc::channel::<Probe>(4);
@@ -537,6 +540,9 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
     ))]);
     let mut probe_error: Option<String> = None;
     loop {
+        if dirty && flush_at.is_none() {
+            flush_at = Some(tokio::time::Instant::now() + FLUSH_AFTER);
+        }
         tokio::select! {
             p = probe_rx.recv() => {
                 let Some(Probe { api: p, longhorn }) = p else { continue };
@@ -546,6 +552,15 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
                     dirty = true;
                 }
                 if p == probe_error {
+                    // Answering, every watch open, nothing new: what was sent is current.
+                    if p.is_none()
+                        && !dirty
+                        && errors.is_empty()
+                        && let Some(st) = &last_sent
+                        && tx.send(Update::Cluster(Ok(st.clone()))).await.is_err()
+                    {
+                        return;
+                    }
                     continue;
                 }
                 match &p {
@@ -599,10 +614,13 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
                 }
                 store.apply(c);
             }
-            _ = tick.tick() => {
+            () = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)), if flush_at.is_some() => {
+                flush_at = None;
                 if dirty && errors.is_empty() && probe_error.is_none() {
                     dirty = false;
-                    if tx.send(Update::Cluster(Ok(Arc::new(store.state())))).await.is_err() {
+                    let st = Arc::new(store.state());
+                    last_sent = Some(st.clone());
+                    if tx.send(Update::Cluster(Ok(st))).await.is_err() {
                         return;
                     }
                 }
@@ -610,6 +628,9 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
         }
     }
 }
+
+/// How long after a first change the state goes out (a burst of changes goes as one).
+const FLUSH_AFTER: Duration = Duration::from_millis(250);
 
 /// How often the liveness request goes out.
 const LIVENESS_EVERY: Duration = Duration::from_secs(5);
@@ -669,13 +690,33 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Objects per LIST page in [`list_rows`]: a page's body and objects are all that is held
+/// at once (6k pods read whole were ~100 MiB), the rows kept are compact.
+const LIST_PAGE: u32 = 500;
+
 async fn list_rows<K, F>(api: Api<K>, conv: F) -> Result<Vec<(String, Row)>, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
     F: Fn(&K) -> Row,
 {
-    let list = api.list(&ListParams::default()).await?;
-    Ok(list.items.iter().map(|o| (key_of(o), conv(o))).collect())
+    let mut rows = Vec::new();
+    let mut params = ListParams::default().limit(LIST_PAGE);
+    loop {
+        let list = match api.list(&params).await {
+            Ok(l) => l,
+            // The continue token expired between pages (410 Gone): read the list whole.
+            Err(kube::Error::Api(s)) if s.code == 410 && params.continue_token.is_some() => {
+                let list = api.list(&ListParams::default()).await?;
+                return Ok(list.items.iter().map(|o| (key_of(o), conv(o))).collect());
+            }
+            Err(e) => return Err(e),
+        };
+        rows.extend(list.items.iter().map(|o| (key_of(o), conv(o))));
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => params = ListParams::default().limit(LIST_PAGE).continue_token(&c),
+            None => return Ok(rows),
+        }
+    }
 }
 
 /// One LIST of every kind, for `check` and the upgrade guards, bounded by `[kubernetes]
