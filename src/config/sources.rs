@@ -305,6 +305,11 @@ pub struct SshConfig {
     pub max_concurrency: usize,
     /// How often host facts are read.
     pub refresh_secs: u64,
+    /// A host's connection stays open from one facts round to the next when they are at most
+    /// this many seconds apart: no new login each round. Rounds further apart close it after
+    /// each host's round (about 120 KiB less memory per host while idle, no keepalives) and
+    /// log in anew the next round. `check` always closes each host's connection when done.
+    pub keep_open_secs: u64,
 }
 
 impl Default for SshConfig {
@@ -323,6 +328,7 @@ impl Default for SshConfig {
             keepalive_secs: 15,
             max_concurrency: 32,
             refresh_secs: 60,
+            keep_open_secs: 30,
         }
     }
 }

@@ -39,6 +39,14 @@ pub async fn start_with(
     (h, dir)
 }
 
+/// Start the simulator with these options in a new temporary directory.
+pub async fn start_opts(opts: SimOptions) -> (SimHandle, tempfile::TempDir) {
+    init_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let h = sim::start(opts, dir.path()).await.unwrap();
+    (h, dir)
+}
+
 /// Start the simulator with these scenarios (by name) in a new temporary directory.
 pub async fn start(scenarios: &[&str], speed: f64) -> (SimHandle, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

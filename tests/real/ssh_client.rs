@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use homeinfra_tui::model::host::SshProblem;
-use homeinfra_tui::sources::ssh::{AgentSource, OutputChunk, SshPool};
+use homeinfra_tui::sources::ssh::{AgentSource, ConnState, OutputChunk, SshPool};
 use ssh_support::*;
 use tokio::sync::mpsc;
 
@@ -68,6 +68,36 @@ fn key_file_auth_exit_codes_and_connection_reuse() {
             out.exit_signal.as_deref().unwrap_or("").contains("TERM"),
             "{out:?}"
         );
+    });
+}
+
+#[test]
+fn close_if_idle_leaves_a_running_command_alone_then_the_next_logs_in_anew() {
+    let Some(s) = shared() else { return };
+    rt().block_on(async {
+        let pool = std::sync::Arc::new(SshPool::new(settings()));
+        let t = target("h1", &s.host, s.port, &s.user, Some(&s.key), &s.known_hosts);
+        let first = pool.run(&t, "echo $SSH_CONNECTION").await.unwrap();
+        let running = {
+            let (pool, t) = (pool.clone(), t.clone());
+            tokio::spawn(async move { pool.run(&t, "sleep 1; echo $SSH_CONNECTION").await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pool.close_if_idle("h1").await;
+        assert!(
+            matches!(pool.state("h1"), ConnState::Connected),
+            "closed under a running command"
+        );
+        let out = running.await.unwrap().unwrap();
+        assert!(out.success(), "{out:?}");
+        assert_eq!(out.stdout_lossy(), first.stdout_lossy());
+        // Nothing runs now: closed, and the next command logs in anew (another source port).
+        pool.close_if_idle("h1").await;
+        assert!(matches!(pool.state("h1"), ConnState::Idle));
+        let again = pool.run(&t, "echo $SSH_CONNECTION").await.unwrap();
+        assert!(again.success());
+        assert_ne!(again.stdout_lossy(), first.stdout_lossy());
+        assert!(matches!(pool.state("h1"), ConnState::Connected));
     });
 }
 

@@ -944,3 +944,150 @@ async fn nodes_report_the_system_their_hosts_run_through_switch_and_reboot() {
     assert_eq!(rebooted, facts);
     h.shutdown().await;
 }
+
+/// A frozen homelab (`sim --frozen`) answers each facts round as the last, but for the uptime
+/// and the load, through the periodic source's own path (facts, then the recovery reads kept
+/// from the round before): what an idle dashboard re-reads every `[ssh] refresh_secs` must
+/// not look like a change, or each round costs it an assessment and a frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_homelab_answers_each_facts_round_alike() {
+    let (h, _dir) = common::sim::start_opts(sim::SimOptions {
+        frozen: true,
+        ..Default::default()
+    })
+    .await;
+    let env = common::sim::env(&h);
+    let client = HostsClient::new(&env.config.ssh, &env.inventory)
+        .unwrap()
+        .with_recovery(&env.config.recovery, &env.inventory);
+    let every = Duration::from_secs(3600);
+    let shown = |f: &HostFacts| {
+        let mut v = serde_json::to_value(f).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("uptime_secs");
+        o.remove("load");
+        v
+    };
+    for host in &env.inventory.hosts {
+        let (first, read) = client.facts_reusing(&host.id, None, every).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (second, _) = client.facts_reusing(&host.id, read, every).await.unwrap();
+        let (a, b) = (shown(&first), shown(&second));
+        let differ: Vec<&String> = a
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{}: {differ:?} changed\n{a:#}\n{b:#}",
+            host.id
+        );
+        assert!(first.parse_issues.is_empty(), "{:?}", first.parse_issues);
+    }
+    h.shutdown().await;
+}
+
+/// `[ssh] keep_open_secs`: rounds further apart than it close each host's connection once
+/// its facts are in (and the next round logs in anew and reads them again); rounds closer
+/// keep it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_source_keeps_connections_open_only_between_close_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&[], &dir.path().join("sim")).await;
+    let env = common::sim::env(&h);
+    for keep_open in [false, true] {
+        let client =
+            std::sync::Arc::new(HostsClient::new(&env.config.ssh, &env.inventory).unwrap());
+        let (tx, mut rx) = mpsc::channel(64);
+        let task = tokio::spawn(ssh::run_periodic(
+            client.clone(),
+            Duration::from_secs(1),
+            Duration::ZERO,
+            keep_open,
+            tx,
+        ));
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        while seen.len() < env.inventory.hosts.len() || seen.values().any(|n| *n < 2) {
+            let u = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("an update in time")
+                .expect("the source is alive");
+            let homeinfra_tui::sources::Update::Host { id, result } = u else {
+                continue;
+            };
+            let facts = result.unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert!(facts.hostname.is_some(), "{id}");
+            let state = client.pool().state(&id);
+            assert_eq!(
+                matches!(state, ssh::ConnState::Connected),
+                keep_open,
+                "{id} (keep_open {keep_open}): {state:?}"
+            );
+            *seen.entry(id).or_default() += 1;
+        }
+        task.abort();
+    }
+    h.shutdown().await;
+}
+
+/// A round that closes connections holds at most `[ssh] max_concurrency` of them open: a
+/// host's whole round (facts, recovery reads, the close) takes one place, so hosts do not all
+/// log in and then wait, connected, for their next command's turn. Hosts are read in the
+/// inventory's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closing_round_holds_at_most_max_concurrency_connections() {
+    // Twelve hosts: `instance_10` sorts before `instance_2`, the inventory does not.
+    let (h, _dir) = common::sim::start_opts(sim::SimOptions {
+        nodes: Some(12),
+        ..Default::default()
+    })
+    .await;
+    let mut env = common::sim::env(&h);
+    env.config.ssh.max_concurrency = 1;
+    let client = std::sync::Arc::new(
+        HostsClient::new(&env.config.ssh, &env.inventory)
+            .unwrap()
+            .with_recovery(&env.config.recovery, &env.inventory),
+    );
+    let (tx, mut rx) = mpsc::channel(64);
+    let task = tokio::spawn(ssh::run_periodic(
+        client.clone(),
+        Duration::from_secs(3600),
+        Duration::ZERO,
+        false,
+        tx,
+    ));
+    let ids: Vec<String> = env.inventory.hosts.iter().map(|h| h.id.clone()).collect();
+    assert!(ids.len() >= 3, "{ids:?}");
+    let (mut most, mut got) = (0, 0);
+    let mut order = Vec::new();
+    while got < ids.len() {
+        let open = ids
+            .iter()
+            .filter(|id| matches!(client.pool().state(id), ssh::ConnState::Connected))
+            .count();
+        most = most.max(open);
+        match tokio::time::timeout(Duration::from_millis(1), rx.recv()).await {
+            Ok(Some(homeinfra_tui::sources::Update::Host { id, result })) => {
+                result.unwrap_or_else(|e| panic!("{id}: {e}"));
+                order.push(id);
+                got += 1;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the source ended"),
+            Err(_) => {}
+        }
+    }
+    assert!(most >= 1, "no connection was ever seen open");
+    assert_eq!(
+        most, 1,
+        "more connections open at once than max_concurrency"
+    );
+    // One at a time, in the inventory's order: the Hosts pane fills from the top.
+    assert_eq!(order, ids);
+    task.abort();
+    h.shutdown().await;
+}

@@ -162,7 +162,7 @@ impl SimHost {
                 }
             }
         }
-        let last = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(4);
+        let (last, _) = self.upgrade_timer();
         let mut f = HostFacts {
             hostname: Some(self.hostname.clone()),
             nixos_version: Some(current.system.pins.nixos.clone()),
@@ -223,12 +223,23 @@ impl SimHost {
     /// The simulated `nixos-upgrade` timer: idle, fires in 20 hours (whole seconds, as
     /// systemd shows it).
     pub(super) fn auto_upgrade(&self) -> AutoUpgradeState {
-        let next = jiff::Timestamp::now().as_second() + 20 * 3600;
         AutoUpgradeState {
             service: Some("inactive".into()),
             timer_load: Some("loaded".into()),
-            next_run: jiff::Timestamp::from_second(next).ok(),
+            next_run: Some(self.upgrade_timer().1),
         }
+    }
+
+    /// `nixos-upgrade.timer` as a real host has it: daily at 04:00 UTC plus a spread of
+    /// minutes per host; its last run (the latest time it fired) and its next. Both stay put
+    /// between two firings, as on a real host, so a frozen homelab reads the same each round.
+    fn upgrade_timer(&self) -> (jiff::Timestamp, jiff::Timestamp) {
+        const DAY: i64 = 86_400;
+        let offset = 4 * 3600 + (self.index as i64 * 7 % 60) * 60;
+        let now = jiff::Timestamp::now().as_second();
+        let last = (now - offset).div_euclid(DAY) * DAY + offset;
+        let at = |s: i64| jiff::Timestamp::from_second(s).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        (at(last), at(last + DAY))
     }
 
     /// The kernel's boot id: a new one for each boot the world counts.

@@ -147,6 +147,7 @@ impl SshFace {
             keepalive_secs: 15,
             max_concurrency: 32,
             refresh_secs: 10,
+            keep_open_secs: 30,
         }
     }
 }

@@ -150,6 +150,10 @@ pub(super) async fn serve_host(
                 _ = stop.cancelled() => return,
                 accepted = l.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
+                    // russh applies `Config::nodelay` only to sockets it accepts itself: with
+                    // Nagle on, each reply's data waited for the client's delayed ACK (~40 ms a
+                    // command).
+                    let _ = stream.set_nodelay(true);
                     let handler = Conn {
                         world: world.clone(),
                         host: host.clone(),

@@ -48,12 +48,9 @@ pub fn check(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Verdi
             continue;
         };
         for (i, line) in text.lines().enumerate() {
-            let Some(entry) = parse_line(line) else {
+            let Some(entry) = parse_line(line, &name) else {
                 continue;
             };
-            if !entry.matches(&name) {
-                continue;
-            }
             let line_no = i + 1;
             let same_key = entry.key.key_data() == key.key_data();
             match entry.marker {
@@ -99,9 +96,8 @@ pub fn known_algorithms(host: &str, port: u16, files: &[PathBuf]) -> Vec<russh::
             continue;
         };
         for line in text.lines() {
-            if let Some(e) = parse_line(line)
+            if let Some(e) = parse_line(line, &name)
                 && e.marker == Marker::None
-                && e.matches(&name)
             {
                 let a = e.key.algorithm();
                 if !out.contains(&a) {
@@ -145,13 +141,14 @@ enum Marker {
 }
 
 #[derive(Debug)]
-struct Entry<'a> {
+struct Entry {
     marker: Marker,
-    patterns: &'a str,
     key: PublicKey,
 }
 
-fn parse_line(line: &str) -> Option<Entry<'_>> {
+/// The entry of `line` when it is about host `name` (its key is only decoded then: a file of
+/// hundreds of hosts is read for each connection).
+fn parse_line(line: &str, name: &str) -> Option<Entry> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -169,34 +166,31 @@ fn parse_line(line: &str) -> Option<Entry<'_>> {
     }
     let alg = fields.next()?;
     let data = fields.next()?;
+    if !matches(first, name) {
+        return None;
+    }
     let key = PublicKey::from_openssh(&format!("{alg} {data}")).ok()?;
-    Some(Entry {
-        marker,
-        patterns: first,
-        key,
-    })
+    Some(Entry { marker, key })
 }
 
-impl Entry<'_> {
-    /// OpenSSH: a host matches when some pattern matches and no negated pattern does.
-    fn matches(&self, name: &str) -> bool {
-        if self.patterns.starts_with("|1|") {
-            return hashed_match(self.patterns, name);
-        }
-        let mut hit = false;
-        for pat in self.patterns.split(',') {
-            if let Some(neg) = pat.strip_prefix('!') {
-                if glob_match(neg, name) {
-                    return false;
-                }
-            } else if pat.starts_with("|1|") {
-                hit |= hashed_match(pat, name);
-            } else if glob_match(pat, name) {
-                hit = true;
-            }
-        }
-        hit
+/// OpenSSH: a host matches when some pattern matches and no negated pattern does.
+fn matches(patterns: &str, name: &str) -> bool {
+    if patterns.starts_with("|1|") {
+        return hashed_match(patterns, name);
     }
+    let mut hit = false;
+    for pat in patterns.split(',') {
+        if let Some(neg) = pat.strip_prefix('!') {
+            if glob_match(neg, name) {
+                return false;
+            }
+        } else if pat.starts_with("|1|") {
+            hit |= hashed_match(pat, name);
+        } else if glob_match(pat, name) {
+            hit = true;
+        }
+    }
+    hit
 }
 
 fn hashed_match(entry: &str, name: &str) -> bool {
@@ -218,6 +212,11 @@ fn hashed_match(entry: &str, name: &str) -> bool {
 
 /// `*` and `?` wildcards, case-insensitive (host names are).
 fn glob_match(pattern: &str, name: &str) -> bool {
+    // Most patterns are one plain name: compared in place (each connection reads every line
+    // of files of hundreds of hosts).
+    if !pattern.contains(['*', '?']) && pattern.is_ascii() && name.is_ascii() {
+        return pattern.eq_ignore_ascii_case(name);
+    }
     let p: Vec<char> = pattern.to_lowercase().chars().collect();
     let n: Vec<char> = name.to_lowercase().chars().collect();
     let (mut pi, mut ni) = (0, 0);
@@ -375,6 +374,14 @@ mod tests {
         assert!(glob_match("node?", "NODE1"));
         assert!(!glob_match("node?", "node12"));
         assert!(glob_match("*", ""));
+        // Plain names, compared in place: case-insensitive, whole name only.
+        assert!(glob_match("Node1.LAN", "node1.lan"));
+        assert!(!glob_match("node1", "node12"));
+        assert!(!glob_match("[node1]:2222", "[node1]:22"));
+        assert!(
+            glob_match("ÄHost", "äHOST"),
+            "non-ASCII names still fold case"
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub use client::{
 };
 pub use ssh_config::{LocalEnv, SshConfigFile, Target};
 
+use futures::StreamExt as _;
+
 use crate::config::SshConfig;
 use crate::inventory::Inventory;
 use crate::model::Sourced;
@@ -51,6 +53,9 @@ use crate::sources::{Update, UpdateTx};
 pub struct HostsClient {
     pool: Arc<SshPool>,
     targets: BTreeMap<String, Target>,
+    /// The host ids in the inventory's order: a round reads them so (the Hosts pane fills
+    /// from the top, as the operator listed them).
+    order: Vec<String>,
     sudo: bool,
     command_timeout: Duration,
     /// Recovery reads per host id (certificates, secrets, clock), run after the facts.
@@ -77,11 +82,9 @@ impl HostsClient {
             .iter()
             .map(|h| (h.id.clone(), ssh_config::resolve(cfg, h, &file, &env)))
             .collect();
-        Ok(Self::with_targets(
-            cfg,
-            ClientSettings::from_config(cfg),
-            targets,
-        ))
+        let mut client = Self::with_targets(cfg, ClientSettings::from_config(cfg), targets);
+        client.order = inv.hosts.iter().map(|h| h.id.clone()).collect();
+        Ok(client)
     }
 
     /// With explicit targets and settings (tests, the simulator).
@@ -93,6 +96,7 @@ impl HostsClient {
         let command_timeout = settings.command_timeout;
         Self {
             pool: Arc::new(SshPool::new(settings)),
+            order: targets.keys().cloned().collect(),
             targets,
             sudo: cfg.sudo,
             command_timeout,
@@ -166,22 +170,73 @@ impl HostsClient {
 
     /// One facts round trip to one host (and its recovery reads, when planned).
     pub async fn facts(&self, id: &str) -> Result<HostFacts, SshError> {
-        let target = self.resolve(id)?;
-        let mut facts = gather_host(&self.pool, target, self.sudo, self.command_timeout).await?;
-        if let Some(plan) = self.plans.get(id) {
-            facts.recovery =
-                recovery::gather(&self.pool, target, self.sudo, plan, self.command_timeout).await?;
-        }
-        Ok(facts)
+        Ok(self.facts_reusing(id, None, Duration::ZERO).await?.0)
     }
 
-    /// Facts of every host, concurrently (bounded by the pool).
-    pub async fn facts_all(&self) -> Vec<(String, Result<HostFacts, SshError>)> {
-        let futs = self.targets.keys().map(|id| async move {
-            let r = self.facts(id).await;
-            (id.clone(), r)
-        });
-        futures::future::join_all(futs).await
+    /// The host's facts, with the recovery reads of `last` when they still hold for it
+    /// after `every` ([`RecoveryRead::holds`]), else read again: the facts, and the reads to
+    /// keep for the next round (`None`: the host has no recovery plan).
+    pub async fn facts_reusing(
+        &self,
+        id: &str,
+        last: Option<RecoveryRead>,
+        every: Duration,
+    ) -> Result<(HostFacts, Option<RecoveryRead>), SshError> {
+        let target = self.resolve(id)?;
+        let mut facts = gather_host(&self.pool, target, self.sudo, self.command_timeout).await?;
+        let Some(plan) = self.plans.get(id) else {
+            return Ok((facts, None));
+        };
+        if let Some(read) = last.filter(|r| r.holds(&facts, every)) {
+            facts.recovery = read.recovery.clone();
+            return Ok((facts, Some(read)));
+        }
+        facts.recovery =
+            recovery::gather(&self.pool, target, self.sudo, plan, self.command_timeout).await?;
+        let read = RecoveryRead::of(&facts);
+        Ok((facts, Some(read)))
+    }
+
+    /// After a host's round: close its connection unless a command runs on it, waiting at
+    /// most a second for the goodbye.
+    async fn end_round(&self, id: &str) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.pool.close_if_idle(id)).await;
+    }
+}
+
+/// A host's recovery reads (certificates, secrets, clock sync, the clock's samples: two to
+/// four commands) as the periodic source last made them, and the system they were made on. They change over days, not
+/// between two facts rounds: the source reads them again every `[recovery] refresh_secs`, or
+/// as soon as the host rebooted or switched its system.
+#[derive(Debug, Clone)]
+pub struct RecoveryRead {
+    at: std::time::Instant,
+    booted: Option<String>,
+    current: Option<String>,
+    uptime: Option<u64>,
+    recovery: crate::model::recovery::HostRecovery,
+}
+
+impl RecoveryRead {
+    fn of(facts: &HostFacts) -> Self {
+        Self {
+            at: std::time::Instant::now(),
+            booted: facts.booted_system.clone(),
+            current: facts.current_system.clone(),
+            uptime: facts.uptime_secs,
+            recovery: facts.recovery.clone(),
+        }
+    }
+
+    /// Whether these reads still describe the host whose new `facts` these are: made less
+    /// than `every` ago, on the same booted and current system, and no reboot since (its
+    /// uptime went on).
+    pub fn holds(&self, facts: &HostFacts, every: Duration) -> bool {
+        self.at.elapsed() < every
+            && self.booted.is_some()
+            && self.booted == facts.booted_system
+            && self.current == facts.current_system
+            && matches!((self.uptime, facts.uptime_secs), (Some(a), Some(b)) if b >= a)
     }
 }
 
@@ -263,33 +318,69 @@ pub fn spawn_with(
                 return;
             }
         };
-        run_periodic(client, refresh, tx).await;
+        let recovery_every = Duration::from_secs(rc.as_ref().map_or(0, |rc| rc.refresh_secs));
+        let keep_open = refresh <= Duration::from_secs(cfg.keep_open_secs);
+        run_periodic(client, refresh, recovery_every, keep_open, tx).await;
     })
 }
 
-/// The loop behind `spawn`, for a client built elsewhere (shared with the upgrade).
-pub async fn run_periodic(client: Arc<HostsClient>, refresh: Duration, tx: UpdateTx) {
+/// The loop behind `spawn`, for a client built elsewhere (shared with the upgrade): facts
+/// every `refresh`, each host's recovery reads again after `recovery_every` (or when it
+/// rebooted or switched; zero: every round).
+pub async fn run_periodic(
+    client: Arc<HostsClient>,
+    refresh: Duration,
+    recovery_every: Duration,
+    keep_open: bool,
+    tx: UpdateTx,
+) {
     let mut tick = tokio::time::interval(refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reads: Arc<std::sync::Mutex<BTreeMap<String, RecoveryRead>>> = Arc::default();
     loop {
         tick.tick().await;
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         // Each host reports as soon as it is done: a slow host does not hold the others back.
         let round = {
             let client = client.clone();
+            let reads = reads.clone();
             async move {
-                let futs = client.targets.keys().map(|id| {
+                let ids = client.order.clone();
+                let futs = ids.into_iter().map(|id| {
                     let done_tx = done_tx.clone();
                     let client = client.clone();
+                    let reads = reads.clone();
                     async move {
-                        let r = client.facts(id).await.map_err(|e| e.message);
+                        let id = &id;
+                        // Taken out: a host that does not answer is read whole again once
+                        // it does.
+                        let last = reads.lock().ok().and_then(|mut m| m.remove(id));
+                        let r = match client.facts_reusing(id, last, recovery_every).await {
+                            Ok((facts, keep)) => {
+                                if let (Some(keep), Ok(mut m)) = (keep, reads.lock()) {
+                                    m.insert(id.clone(), keep);
+                                }
+                                Ok(facts)
+                            }
+                            Err(e) => Err(e.message),
+                        };
+                        if !keep_open {
+                            client.end_round(id).await;
+                        }
                         let _ = done_tx.send(Update::Host {
-                            id: id.clone(),
+                            id: id.to_string(),
                             result: r,
                         });
                     }
                 });
-                futures::future::join_all(futs).await;
+                // A host's whole round (facts, recovery reads, the close) holds one of
+                // `max_concurrency` places: commands alone would be bounded, but every host
+                // would log in at once and wait, connected, for its next command's turn.
+                let hosts_at_once = client.pool().settings().max_concurrency;
+                futures::stream::iter(futs)
+                    .buffer_unordered(hosts_at_once)
+                    .collect::<Vec<()>>()
+                    .await;
             }
         };
         let forward = async {
@@ -353,9 +444,16 @@ pub async fn gather_once_with(
                     )
                     .message),
                 };
+                // One round: a host's connection is closed once it answered, so that about
+                // `max_concurrency` connections are open at a time, not one per host.
+                client.end_round(&h.id).await;
                 (h.id.clone(), r)
             });
-            futures::future::join_all(futs).await
+            // Hosts at a time, each with its whole round (see `run_periodic`).
+            futures::stream::iter(futs)
+                .buffer_unordered(client.pool().settings().max_concurrency)
+                .collect()
+                .await
         }
         Err(e) => {
             let msg = SshError::new(SshProblem::Other, format!("{e:#}")).message;
@@ -371,4 +469,46 @@ pub async fn gather_once_with(
         out.insert(id, s);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(booted: &str, current: &str, uptime: u64) -> HostFacts {
+        HostFacts {
+            booted_system: Some(booted.into()),
+            current_system: Some(current.into()),
+            uptime_secs: Some(uptime),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recovery_reads_hold_until_due_or_the_host_changed() {
+        let read = RecoveryRead::of(&facts("/nix/store/a", "/nix/store/a", 100));
+        let hour = Duration::from_secs(3600);
+        assert!(read.holds(&facts("/nix/store/a", "/nix/store/a", 160), hour));
+        assert!(
+            !read.holds(&facts("/nix/store/a", "/nix/store/a", 160), Duration::ZERO),
+            "due"
+        );
+        assert!(
+            !read.holds(&facts("/nix/store/a", "/nix/store/b", 160), hour),
+            "switched"
+        );
+        assert!(
+            !read.holds(&facts("/nix/store/b", "/nix/store/b", 160), hour),
+            "booted another system"
+        );
+        assert!(
+            !read.holds(&facts("/nix/store/a", "/nix/store/a", 20), hour),
+            "rebooted into the same system"
+        );
+        let unknown = RecoveryRead::of(&HostFacts::default());
+        assert!(
+            !unknown.holds(&HostFacts::default(), hour),
+            "a host whose system is unknown is read every round"
+        );
+    }
 }

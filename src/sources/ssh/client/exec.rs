@@ -26,6 +26,7 @@ impl SshPool {
             .await
             .map_err(|_| SshError::new(SshProblem::Other, "the SSH pool is shutting down"))?;
         let conn = self.conn(target);
+        let _busy = conn.claim();
         let mut attempt = 0;
         let mut channel = loop {
             attempt += 1;

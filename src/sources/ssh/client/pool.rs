@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -119,10 +120,25 @@ impl SshPool {
         if let Some(c) = conn {
             let mut s = c.session.lock().await;
             if let Some(sess) = s.take() {
-                let _ = sess
-                    .handle
-                    .disconnect(russh::Disconnect::ByApplication, "bye", "en")
-                    .await;
+                sess.bye().await;
+            }
+        }
+    }
+
+    /// Close the connection of one host id unless a command runs on it (the next command
+    /// logs in anew): for a source that reads seldom and would rather not keep it open.
+    pub async fn close_if_idle(&self, id: &str) {
+        let conn = self.hosts.lock().ok().and_then(|h| h.get(id).cloned());
+        if let Some(c) = conn {
+            let mut s = c.session.lock().await;
+            // A command counts itself busy before it asks for the session (under this lock).
+            if c.busy.load(Ordering::SeqCst) == 0
+                && let Some(sess) = s.take()
+            {
+                if let Ok(mut f) = c.failures.lock() {
+                    f.connected = false;
+                }
+                sess.bye().await;
             }
         }
     }
@@ -136,10 +152,7 @@ impl SshPool {
         for c in conns {
             let mut s = c.session.lock().await;
             if let Some(sess) = s.take() {
-                let _ = sess
-                    .handle
-                    .disconnect(russh::Disconnect::ByApplication, "bye", "en")
-                    .await;
+                sess.bye().await;
             }
         }
     }
@@ -164,10 +177,31 @@ struct Session {
     _jumps: Vec<Handle<ClientHandler>>,
 }
 
+impl Session {
+    /// Tell the server the connection ends (its task and buffers go when it has).
+    async fn bye(self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "bye", "en")
+            .await;
+    }
+}
+
 #[derive(Default)]
 pub(super) struct HostConn {
     session: Mutex<Option<Session>>,
     failures: StdMutex<Failures>,
+    /// Commands running on (or about to ask for) the session.
+    busy: AtomicUsize,
+}
+
+/// A command's claim on its host's connection, while it runs ([`HostConn::claim`]).
+pub(super) struct Busy(Arc<HostConn>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Default)]
@@ -180,6 +214,13 @@ struct Failures {
 }
 
 impl HostConn {
+    /// Count a command as running until the claim is dropped: [`SshPool::close_if_idle`]
+    /// leaves the connection open meanwhile.
+    pub(super) fn claim(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(self.clone())
+    }
+
     fn state(&self) -> ConnState {
         let f = match self.failures.lock() {
             Ok(f) => f,
