@@ -332,7 +332,7 @@ pub(super) fn populate(
             store.create(&LH_REPLICAS, rep)?;
             addrs.push((rname, addr));
         }
-        let mut engine = engine_object(&vname, &hosts[i].hostname, &addrs);
+        let mut engine = engine_object(&vname, &hosts[i % n].hostname, &addrs);
         engine["metadata"]["creationTimestamp"] = json!(created);
         store.create(&LH_ENGINES, engine)?;
         store.create(&LH_BACKUPS, json!({
@@ -345,4 +345,26 @@ pub(super) fn populate(
         }))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::hosts::generated_inventory;
+
+    #[test]
+    fn more_volumes_than_hosts_each_get_an_engine_on_a_real_host() {
+        let inv = generated_inventory(4);
+        let store = Store::new();
+        populate(&store, &inv, "2026-01-01T00:00:00Z", Some(10)).expect("populate");
+        let (engines, _) = store.list(&LH_ENGINES, None);
+        assert_eq!(engines.len(), 10);
+        for e in engines {
+            let node = e["spec"]["nodeID"].as_str().unwrap_or_default();
+            assert!(
+                inv.hosts.iter().any(|h| h.hostname == node),
+                "engine on unknown node {node:?}: {e}"
+            );
+        }
+    }
 }
