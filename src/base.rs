@@ -4,6 +4,7 @@
 //! [`Writes`] (read-only mode never has one). A leaf: it imports only
 //! `config` and `inventory`, never a front-end.
 
+pub mod memory;
 pub mod ring;
 pub mod write;
 
@@ -55,4 +56,32 @@ pub fn no_color_requested() -> bool {
 /// Colour on standard output: a terminal, and `NO_COLOR` not set.
 pub fn use_colour() -> bool {
     std::io::stdout().is_terminal() && !no_color_requested()
+}
+
+/// The local time zone, as `jiff::tz::TimeZone::system()` finds it but without its name lookup
+/// when `/etc/localtime` is a plain TZif file or link: that lookup lists the whole zoneinfo tree
+/// (a few milliseconds on the first frame) only to learn a name nothing here shows. With `TZ`
+/// set, or `/etc/localtime` unreadable, jiff decides.
+pub fn local_time_zone() -> jiff::tz::TimeZone {
+    if std::env::var_os("TZ").is_none()
+        && let Ok(data) = std::fs::read("/etc/localtime")
+        && let Ok(tz) = jiff::tz::TimeZone::tzif("localtime", &data)
+    {
+        return tz;
+    }
+    jiff::tz::TimeZone::system()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_local_time_zone_has_the_system_zone_offsets() {
+        let ours = super::local_time_zone();
+        let jiffs = jiff::tz::TimeZone::system();
+        // A year of instants, across any daylight-saving change.
+        for day in 0..366 {
+            let t = jiff::Timestamp::from_second(1_767_225_600 + day * 86_400 + 43_200).unwrap();
+            assert_eq!(ours.to_offset(t), jiffs.to_offset(t), "{t}");
+        }
+    }
 }

@@ -35,6 +35,11 @@ use crate::ui::{self, Theme};
 /// At most this often (≈ 60 redraws/s).
 const MIN_FRAME: Duration = Duration::from_millis(16);
 
+/// A frame for sources' answers alone (no key, no task, no resize since the last one) waits
+/// this long after the last frame: a round of 200 hosts' answers is a few frames and
+/// assessments, not one each, and a key still gets its frame within [`MIN_FRAME`].
+const SOURCE_FRAME: Duration = Duration::from_millis(250);
+
 /// Messages waiting for the loop; producers wait when it is full (ticks are dropped instead).
 const INBOX: usize = 1024;
 
@@ -314,31 +319,46 @@ pub async fn event_loop(
     registry: &Registry,
     screen: &mut impl Screen,
 ) -> Result<Option<String>> {
-    let facts = screen.draw(&app)?;
-    app.update(Msg::Layout(facts));
+    app.defer_assessment();
+    frame(screen, &mut app)?;
     let mut last_draw = Instant::now();
     let mut dirty = false;
+    // Whether something but a source's answer asks for the next frame.
+    let mut urgent = false;
     let mut key: Option<KeyTrace> = None;
+    // Freed memory goes back to the system once a burst of answers is over.
+    let mut trim = crate::base::memory::Trim::new();
     loop {
+        let wait = if urgent { MIN_FRAME } else { SOURCE_FRAME };
+        let trim_at = trim.due();
         let msg = tokio::select! {
             m = inbox.recv() => match m {
                 Some(m) => m,
                 None => return Ok(app.farewell()),
             },
-            () = tokio::time::sleep_until(last_draw + MIN_FRAME), if dirty => {
+            () = tokio::time::sleep_until(trim_at.map_or_else(Instant::now, Instant::from_std)), if trim_at.is_some() => {
+                trim.done(std::time::Instant::now());
+                tokio::task::spawn_blocking(crate::base::memory::give_back);
+                continue;
+            }
+            () = tokio::time::sleep_until(last_draw + wait), if dirty => {
                 let started = Instant::now();
-                let facts = screen.draw(&app)?;
+                frame(screen, &mut app)?;
                 if let Some(k) = key.take() {
                     k.drawn(started.elapsed());
                 }
-                app.update(Msg::Layout(facts));
                 last_draw = Instant::now();
                 dirty = false;
+                urgent = false;
                 continue;
             }
         };
         let taken = Instant::now();
         let is_key = matches!(msg, Msg::Key(_));
+        let from_source = matches!(msg, Msg::Update(_));
+        if from_source {
+            trim.arrived(taken.into_std());
+        }
         #[cfg(feature = "test-util")]
         test_panic::trigger(&msg);
         let msg = match msg {
@@ -387,28 +407,41 @@ pub async fn event_loop(
                 Effect::Many(list) => effects.extend(list.into_iter().rev()),
                 Effect::Suspend => {
                     screen.suspend()?;
-                    let facts = screen.draw(&app)?;
-                    app.update(Msg::Layout(facts));
+                    frame(screen, &mut app)?;
                     last_draw = Instant::now();
                     dirty = false;
+                    urgent = false;
                 }
             }
         }
         if !dirty {
             // Nothing to draw for it: no frame to wait for.
             key = None;
+        } else if !from_source {
+            urgent = true;
         }
-        if dirty && last_draw.elapsed() >= MIN_FRAME {
+        let wait = if urgent { MIN_FRAME } else { SOURCE_FRAME };
+        if dirty && last_draw.elapsed() >= wait {
             let started = Instant::now();
-            let facts = screen.draw(&app)?;
+            frame(screen, &mut app)?;
             if let Some(k) = key.take() {
                 k.drawn(started.elapsed());
             }
-            app.update(Msg::Layout(facts));
             last_draw = Instant::now();
             dirty = false;
+            urgent = false;
         }
     }
+}
+
+/// Draw the app as it is, its sources' answers assessed first, and tell it the layout drawn.
+fn frame(screen: &mut impl Screen, app: &mut App) -> Result<()> {
+    app.settle();
+    let (facts, until) = crate::app::panes::valid_until(|| screen.draw(app));
+    app.drawn(until);
+    let facts = facts?;
+    app.update(Msg::Layout(facts));
+    Ok(())
 }
 
 /// Keys and resizes; the end or failure of the input says the terminal went away.

@@ -101,6 +101,14 @@ pub struct App {
     views: views::Views,
     /// When `assess` last ran.
     assessed_at: Timestamp,
+    /// Sources' answers wait for [`App::settle`] to be assessed (the event loop's way: a burst
+    /// of answers costs one assessment, not one each); off, each answer is assessed at once.
+    defer: bool,
+    /// An answer changed what `assess` reads since it last ran (with `defer`).
+    assess_due: bool,
+    /// Until which second (by the clock) the last frame drawn reads the same
+    /// ([`App::drawn`]); a tick before then draws nothing.
+    drawn_until: i64,
 }
 
 /// Two readings of a host's facts that the Hosts pane and `assess` cannot tell apart: equal but
@@ -142,7 +150,7 @@ impl App {
             covered: Vec::new(),
             keymap,
             now,
-            tz: jiff::tz::TimeZone::system(),
+            tz: crate::base::local_time_zone(),
             page_rows: 10,
             overlay_rows: None,
             diffs: BTreeMap::new(),
@@ -160,6 +168,9 @@ impl App {
             gens: views::Gens::default(),
             views: views::Views::default(),
             assessed_at: now,
+            drawn_until: i64::MIN,
+            defer: false,
+            assess_due: false,
         };
         app.reassess();
         app
@@ -175,6 +186,10 @@ impl App {
 
     /// Handle one message; says whether to redraw, quit, or what to hand to the registry.
     pub fn update(&mut self, msg: Msg) -> Effect {
+        if !matches!(msg, Msg::Update(_) | Msg::Layout(_)) {
+            // Keys, ticks and tasks see every answer taken in so far assessed.
+            self.settle();
+        }
         match msg {
             Msg::Key(k) => {
                 let e = self.on_key(&k);
@@ -182,13 +197,16 @@ impl App {
             }
             Msg::Resize => Effect::Redraw,
             Msg::Tick(now) => {
-                let changed_second = now.as_second() != self.now.as_second();
+                // A new second redraws only when the frame shows something of the clock that
+                // now reads differently (the header's clock, an age, a running build's time).
+                let clock_moved =
+                    now.as_second() != self.now.as_second() && now.as_second() >= self.drawn_until;
                 self.now = now;
                 let rechecked = self.recheck();
                 if self.find_due(now) {
                     return self.find_runs();
                 }
-                if changed_second || rechecked {
+                if clock_moved || rechecked {
                     Effect::Redraw
                 } else {
                     Effect::None
@@ -333,10 +351,34 @@ impl App {
         };
         self.snapshot.merge_metrics();
         if changed && !only_logs {
+            self.assess_due = true;
+        }
+        if !self.defer {
+            self.settle();
+        }
+        changed
+    }
+
+    /// Let sources' answers wait to be assessed until [`App::settle`] (the event loop calls it
+    /// before it draws or handles anything else): a round of 200 hosts' facts is then one
+    /// assessment and one table, not 200.
+    pub fn defer_assessment(&mut self) {
+        self.defer = true;
+    }
+
+    /// A frame was drawn that reads the same by the clock until second `until`
+    /// ([`panes::valid_until`] around the draw).
+    pub fn drawn(&mut self, until: i64) {
+        self.drawn_until = until;
+    }
+
+    /// Assess the answers taken in since the last assessment, if any changed what it reads,
+    /// and keep the selection on a row that still exists.
+    pub fn settle(&mut self) {
+        if self.assess_due {
             self.reassess();
         }
         self.clamp_selection();
-        changed
     }
 
     /// A quit key while a run goes on asks first: the run goes on without the dashboard.

@@ -439,3 +439,61 @@ fn a_longhorn_failure_marks_only_its_pane_and_a_failing_query_shows_in_metrics()
         a.findings
     );
 }
+
+#[test]
+fn an_idle_frame_is_drawn_again_only_when_what_it_shows_of_the_clock_changes() {
+    use crate::model::cluster::{ClusterState, NodeInfo};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    let mut a = app();
+    a.tz = jiff::tz::TimeZone::UTC;
+    // 22:13:20 UTC; a node created 590 s ago (its age reads "9m" until 22:13:30, then "10m").
+    let t0 = a.now.as_second();
+    let mut cl = crate::model::Sourced::configured();
+    cl.record(
+        Ok(std::sync::Arc::new(ClusterState {
+            nodes: vec![NodeInfo {
+                name: "node1".into(),
+                ready: Some(true),
+                created: Some(Timestamp::from_second(t0 - 590).unwrap()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+        a.now,
+    );
+    a.snapshot.cluster = cl;
+    a.invalidate();
+    a.reassess();
+    let theme = crate::ui::Theme::load(None, true).unwrap();
+    let mut term = Terminal::new(TestBackend::new(200, 60)).unwrap();
+    let mut draw = |a: &mut App| {
+        let (r, until) =
+            panes::valid_until(|| term.draw(|f| crate::ui::draw(f, a, &theme)).map(|_| ()));
+        r.unwrap();
+        a.drawn(until);
+    };
+    let tick = |a: &mut App, s: i64| a.update(Msg::Tick(Timestamp::from_second(s).unwrap()));
+    draw(&mut a);
+    // The Nodes table comes from the cache this time: it still says until when it holds.
+    draw(&mut a);
+    for s in t0 + 1..t0 + 10 {
+        assert_eq!(tick(&mut a, s), Effect::None, "second {s}");
+    }
+    assert_eq!(tick(&mut a, t0 + 10), Effect::Redraw, "the age reads 10m");
+    draw(&mut a);
+    // Then only the header's clock: 22:13 until 22:14:00.
+    for s in t0 + 11..t0 + 40 {
+        assert_eq!(tick(&mut a, s), Effect::None, "second {s}");
+    }
+    assert_eq!(tick(&mut a, t0 + 40), Effect::Redraw, "22:14");
+    draw(&mut a);
+    assert_eq!(tick(&mut a, t0 + 41), Effect::None);
+    // With `[ui] clock_seconds`: every second.
+    a.config.ui.clock_seconds = true;
+    draw(&mut a);
+    assert_eq!(tick(&mut a, t0 + 42), Effect::Redraw);
+    draw(&mut a);
+    assert_eq!(tick(&mut a, t0 + 43), Effect::Redraw);
+}

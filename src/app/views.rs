@@ -1,7 +1,7 @@
 //! Derived state, recomputed when its inputs change and not per key or per frame: the
 //! findings (`assess`) and each pane's table (its view model). Every input has a generation
-//! counter; a pane's table is rebuilt when the generations it reads, its filter, the clock
-//! (for panes that show ages) or the host it follows change.
+//! counter; a pane's table is rebuilt when the generations it reads, its filter or the host it
+//! follows change, or when an age it shows by the clock reads differently.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -13,8 +13,10 @@ use super::panes::{self, Pane, Table};
 use crate::model::SourceStatus;
 
 /// Findings that depend on the clock (stale sources, backup ages) are looked at again this
-/// often, even when no source reports.
-pub const RECHECK_SECS: i64 = 5;
+/// often, even when no source reports: a source turns stale after minutes
+/// (`stale_after_secs`, 120), backups and certificates age in hours, so 15 s late is soon
+/// enough, and an idle dashboard assesses four times a minute, not twelve.
+pub const RECHECK_SECS: i64 = 15;
 
 /// Generation counters of the inputs; each only grows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,8 +73,9 @@ struct Stamp {
     follows: Option<String>,
 }
 
-/// A table and what it was built from.
-type Cached = Option<(Stamp, Arc<Table>)>;
+/// A table, what it was built from, and the second from which the ages it shows read
+/// differently ([`panes::valid_until`]).
+type Cached = Option<(Stamp, i64, Arc<Table>)>;
 
 /// The cache of pane tables (interior mutability: drawing has `&App`).
 #[derive(Debug, Default)]
@@ -102,8 +105,9 @@ impl App {
     fn stamp(&self, pane: Pane) -> Stamp {
         Stamp {
             inputs: self.gens.read_by(pane),
-            clock: matches!(pane, Pane::Nodes | Pane::Longhorn | Pane::Recovery)
-                .then(|| self.now.as_second()),
+            // The Recovery pane's rows judge by the clock (stale, expiring): each second. The
+            // others' ages say themselves until when they hold (`Cached`).
+            clock: (pane == Pane::Recovery).then(|| self.now.as_second()),
             tz: matches!(pane, Pane::Hosts | Pane::Logs).then(|| self.tz.clone()),
             filter: self.pane(pane).filter.to_string(),
             sort: self.pane(pane).sort,
@@ -117,19 +121,30 @@ impl App {
     pub fn table(&self, pane: Pane) -> Arc<Table> {
         let stamp = self.stamp(pane);
         let i = pane.index();
-        if let Some((s, t)) = &self.views.tables.borrow()[i]
+        if let Some((s, until, t)) = &self.views.tables.borrow()[i]
             && *s == stamp
+            && self.now.as_second() < *until
         {
+            // The frame that shows it reads differently when it does.
+            panes::shown_until(*until);
             return t.clone();
         }
-        let t = Arc::new(panes::table(self, pane));
+        let (t, until) = panes::valid_until(|| panes::table(self, pane));
+        // The Recovery pane judges by the clock (stale, expiring): its table holds a second.
+        let until = if stamp.clock.is_some() {
+            panes::shown_until(self.now.as_second() + 1);
+            until.min(self.now.as_second() + 1)
+        } else {
+            until
+        };
+        let t = Arc::new(t);
         #[cfg(test)]
         {
             let mut b = self.views.builds.get();
             b[i] += 1;
             self.views.builds.set(b);
         }
-        self.views.tables.borrow_mut()[i] = Some((stamp, t.clone()));
+        self.views.tables.borrow_mut()[i] = Some((stamp, until, t.clone()));
         t
     }
 
@@ -141,6 +156,7 @@ impl App {
 
     /// Run `assess` again; a changed result is a new generation of findings.
     pub(super) fn reassess(&mut self) {
+        self.assess_due = false;
         let mut findings = crate::model::assess(
             &self.snapshot,
             &self.inventory,

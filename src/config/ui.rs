@@ -17,6 +17,10 @@ pub struct UiConfig {
     pub keys: BTreeMap<String, KeyOverride>,
     /// Clock tick.
     pub tick_ms: u64,
+    /// The header's clock with seconds. Off (the default), it shows hours and minutes, and an
+    /// idle dashboard draws a frame only when something it shows changes (about once a
+    /// minute); on, a frame every second.
+    pub clock_seconds: bool,
 }
 
 /// One entry of `[ui.keys]`: `key = "action"` (every layer that has the action), or a
@@ -60,6 +64,7 @@ impl Default for UiConfig {
             theme: None,
             keys: BTreeMap::new(),
             tick_ms: 1000,
+            clock_seconds: false,
         }
     }
 }

@@ -62,7 +62,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, host: &str, theme: &Theme) -> 
 fn draw_log(f: &mut Frame, area: Rect, view: &DiffView, app: &App, theme: &Theme) -> usize {
     let elapsed = match (view.started, view.finished) {
         (Some(s), Some(e)) => e.as_second() - s.as_second(),
-        (Some(s), None) => app.now.as_second() - s.as_second(),
+        (Some(s), None) => {
+            crate::app::panes::shown_until(app.now.as_second() + 1);
+            app.now.as_second() - s.as_second()
+        }
         _ => 0,
     };
     let head = if view.running {

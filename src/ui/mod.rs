@@ -12,7 +12,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Paragraph, Row, Table, TableState, Wrap};
 
-use crate::app::panes::Tone;
+use crate::app::panes::{self, Tone};
 use crate::app::{Action, App, Layer, LayoutFacts, Mode, Pane, TextInput};
 use crate::model::Severity;
 pub use theme::Theme;
@@ -227,11 +227,7 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         left.push(Span::styled("  │ ", theme.header));
         left.push(Span::styled(format!(" {sum} "), theme.badge));
     }
-    let clock = app
-        .now
-        .to_zoned(app.tz.clone())
-        .strftime("%H:%M:%S")
-        .to_string();
+    let clock = clock(app);
     let [l, r] = Layout::horizontal([
         Constraint::Fill(1),
         Constraint::Length(clock.len() as u16 + 2),
@@ -239,6 +235,20 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     .areas(area);
     f.render_widget(Paragraph::new(Line::from(left)).style(theme.header), l);
     f.render_widget(Paragraph::new(format!(" {clock} ")).style(theme.header), r);
+}
+
+/// The header's clock (`[ui] clock_seconds`: with seconds), and when it next reads differently.
+fn clock(app: &App) -> String {
+    let now = app.now.to_zoned(app.tz.clone());
+    let s = app.now.as_second();
+    if app.config.ui.clock_seconds {
+        panes::shown_until(s + 1);
+        now.strftime("%H:%M:%S").to_string()
+    } else {
+        // The start of the next minute of the local clock.
+        panes::shown_until(s + 60 - i64::from(now.second()));
+        now.strftime("%H:%M").to_string()
+    }
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {

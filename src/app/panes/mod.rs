@@ -419,7 +419,39 @@ fn findings(app: &App) -> Table {
 
 /// `3d`, `5h`, `12m`, `40s`.
 pub fn age(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
-    age_secs((now.as_second() - then.as_second()).max(0) as u64)
+    let s = (now.as_second() - then.as_second()).max(0) as u64;
+    // The shown age changes when it reaches its unit's next step (`41d` at day 42).
+    let unit = match s {
+        s if s >= 86_400 => 86_400,
+        s if s >= 3_600 => 3_600,
+        s if s >= 60 => 60,
+        _ => 1,
+    };
+    shown_until(now.as_second() + (unit - s % unit) as i64);
+    age_secs(s)
+}
+
+thread_local! {
+    /// The first second at which something the table being built shows by the clock reads
+    /// differently (`i64::MAX`: nothing does).
+    static SHOWN_UNTIL: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MAX) };
+}
+
+/// Say that what is being built (a table, a frame) shows the clock as it is until second `at`.
+pub fn shown_until(at: i64) {
+    SHOWN_UNTIL.with(|c| c.set(c.get().min(at)));
+}
+
+/// Build with `f` and say until which second (by the clock) its result reads the same: the
+/// ages it shows through [`age`], and whatever else it reads the clock for through
+/// [`shown_until`] (`i64::MAX` when it shows nothing of the clock).
+pub fn valid_until<T>(f: impl FnOnce() -> T) -> (T, i64) {
+    let outer = SHOWN_UNTIL.with(|c| c.replace(i64::MAX));
+    let t = f();
+    let until = SHOWN_UNTIL.with(|c| c.replace(outer));
+    // A nested build's clock also bounds the one around it.
+    shown_until(until);
+    (t, until)
 }
 
 /// A duration in seconds as `3d`, `5h`, `12m`, `40s`.

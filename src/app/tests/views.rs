@@ -202,3 +202,84 @@ fn an_answer_equal_to_the_one_held_costs_no_assessment_table_or_frame() {
     assert_eq!(a.update(reading(1_700_000_030, 13.0)), Effect::Redraw);
     assert_eq!(a.views.assessments.get(), runs + 1);
 }
+
+/// In the event loop's way (deferred), a burst of answers is assessed once, when the loop
+/// settles the app before it draws or before a key: the key sees every answer assessed.
+#[test]
+fn a_burst_of_answers_is_assessed_once_when_the_loop_settles() {
+    let mut a = app();
+    a.defer_assessment();
+    let runs = a.views.assessments.get();
+    let ids: Vec<String> = a.inventory.hosts.iter().map(|h| h.id.clone()).collect();
+    assert!(ids.len() >= 2);
+    for id in &ids {
+        let e = a.update(Msg::Update(Update::Host {
+            id: id.clone(),
+            result: Err("connection refused".into()),
+        }));
+        assert_eq!(e, Effect::Redraw, "each answer still asks for a frame");
+    }
+    assert_eq!(a.views.assessments.get(), runs, "not yet: the loop settles");
+    a.settle();
+    assert_eq!(a.views.assessments.get(), runs + 1, "once for the burst");
+    for h in &a.inventory.hosts {
+        assert!(
+            a.findings
+                .iter()
+                .any(|f| f.code.starts_with("host.ssh_") && f.subject == h.id),
+            "{}'s failure is in the findings: {:?}",
+            h.hostname,
+            a.findings
+        );
+    }
+    a.settle();
+    assert_eq!(
+        a.views.assessments.get(),
+        runs + 1,
+        "nothing new, nothing to do"
+    );
+    // A key settles first: what it reads is assessed.
+    a.update(Msg::Update(Update::Host {
+        id: ids[0].clone(),
+        result: Err("no route to host".into()),
+    }));
+    key(&mut a, KeyCode::Char('j'));
+    assert_eq!(a.views.assessments.get(), runs + 2);
+}
+
+/// A pane that shows ages by the clock is built again when an age it shows reads
+/// differently, not every second: `1m` holds until the node is two minutes old.
+#[test]
+fn an_age_on_screen_rebuilds_its_table_when_it_reads_differently() {
+    use crate::model::cluster::{ClusterState, NodeInfo};
+    let mut a = app();
+    let t0 = a.now;
+    a.update(Msg::Update(Update::Cluster(Ok(Arc::new(ClusterState {
+        nodes: vec![NodeInfo {
+            name: "node1".into(),
+            ready: Some(true),
+            created: Some(jiff::Timestamp::from_second(t0.as_second() - 100).unwrap()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })))));
+    let age = |a: &App| {
+        let t = a.table(Pane::Nodes);
+        let col = t
+            .header
+            .iter()
+            .position(|h| *h == "AGE")
+            .expect("AGE column");
+        t.rows[0].cells[col].text.clone()
+    };
+    assert_eq!(age(&a), "1m");
+    let built = builds(&a, Pane::Nodes);
+    for s in 1..20 {
+        a.now = jiff::Timestamp::from_second(t0.as_second() + s).unwrap();
+        assert_eq!(age(&a), "1m");
+    }
+    assert_eq!(builds(&a, Pane::Nodes), built, "the same `1m` for 19 s");
+    a.now = jiff::Timestamp::from_second(t0.as_second() + 20).unwrap();
+    assert_eq!(age(&a), "2m", "two minutes old");
+    assert_eq!(builds(&a, Pane::Nodes), built + 1);
+}

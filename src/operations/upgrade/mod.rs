@@ -598,7 +598,7 @@ impl Settings {
             gates: cfg.gates.clone(),
             maintenance_window: cfg.maintenance_window.clone(),
             auto_upgrade_horizon: secs(cfg.auto_upgrade_horizon_secs),
-            time_zone: jiff::tz::TimeZone::system(),
+            time_zone: crate::base::local_time_zone(),
             lock_duration: secs(cfg.lock_duration_secs.max(3)),
             skip_guards: cfg.skip_guards.clone(),
             max_age: MaxAge::default(),
