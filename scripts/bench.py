@@ -8,7 +8,7 @@ process alone:
   first frame        from its start (the PTY's fork) until its first full frame is written
                      (the last pane's title, Findings, in its output)
   all panes          from its start until every pane shows its data (the screen read
-                     through tmux every 20 ms; see PANES)
+                     through tmux every 20 ms; see PANES); each pane's own time too
   CPU, bytes/s       over IDLE seconds starting SETTLE seconds after all panes had data
                      (/proc/PID/stat; the PTY's count)
   RSS                at the end of that window (steady) and VmHWM (peak)
@@ -100,6 +100,21 @@ def scale_args(a, n):
     return ["--pods-per-node", str(a.pods_per_node), "--volumes", str(int(n * a.volumes_per_node))]
 
 
+def medians(runs):
+    """Each figure's median over the runs; each pane's arrival likewise (per pane)."""
+    out = {}
+    for k in runs[0]:
+        if k == "pane_s":
+            panes = {p for r in runs for p in r.get(k, {})}
+            out[k] = {p: round(statistics.median(r[k][p] for r in runs if p in r.get(k, {})), 3)
+                      for p in panes}
+            out[k] = dict(sorted(out[k].items(), key=lambda x: x[1]))
+            continue
+        vals = [r[k] for r in runs if r.get(k) is not None]
+        out[k] = round(statistics.median(vals), 3) if vals else None
+    return out
+
+
 def run_offline(a, c):
     """The dashboard on the example inventory, offline: the first frame, idle CPU, RSS."""
     d = tempfile.mkdtemp(prefix="homeinfra-bench-")
@@ -107,9 +122,7 @@ def run_offline(a, c):
     try:
         n = max(a.runs, 5)
         runs = [dashboard(a, d, None, i, offline=True, frame_only=i < n - 1) for i in range(n)]
-        for k in runs[-1]:
-            vals = [r[k] for r in runs if r.get(k) is not None]
-            out[k] = round(statistics.median(vals), 3) if vals else None
+        out.update(medians(runs))
         out["runs"] = runs
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -135,9 +148,7 @@ def run_case(a, c):
         config = f"{d}/config.toml"
         write_config(config, c)
         runs = [dashboard(a, d, config, i) for i in range(a.runs)]
-        for k in runs[0]:
-            vals = [r[k] for r in runs if r.get(k) is not None]
-            out[k] = round(statistics.median(vals), 3) if vals else None
+        out.update(medians(runs))
         out["runs"] = runs
         out["sim_rss_mib"] = round(status(sim.pid, "VmRSS:") / 1024, 1)
         checks = [check(a, d, config) for _ in range(c.get("checks", a.checks))]
@@ -186,7 +197,8 @@ def tmux(sock, *args, check=True):
 # once): host facts (a NixOS version and an uptime, no host row still all dashes), pods counted
 # on nodes, a healthy etcd leader, a healthy volume, a sparkline, log lines, findings.
 PANES = {
-    "Hosts": [r"\d+\.\d+\.\d{8}\.\w+ +\w+ +\d+ +\d+[dhms] "],
+    # The NixOS version may be cut with an ellipsis when the columns are narrow.
+    "Hosts": [r"\d+\.\d+\.\d{8}\.\w+…? +\w+ +\d+ +\d+[dhms] "],
     "Nodes": [r"Ready +v\d\S* +[1-9]\d* +\d+[dhms]"],
     "etcd": [r"★ http\S+ +healthy"],
     "Longhorn": [r"pvc-\S+ +\S+ +healthy"],
@@ -263,11 +275,18 @@ def dashboard(a, d, config, i, offline=False, frame_only=False):
             time.sleep(0.01)
         deadline = t0 + 120
         screen = ""
+        arrived = {}
         while pending and time.monotonic() < deadline:
             screen = tmux(sock, "capture-pane", "-p", "-t", "b")
+            now = time.monotonic() - STARTED
             pending = missing_panes(screen)
+            for p in PANES:
+                if p not in pending:
+                    arrived.setdefault(p, now)
             if pending:
                 time.sleep(0.02)
+        # Each pane: when it first showed its data (the last to come is the figure).
+        r["pane_s"] = {p: round(t, 3) for p, t in sorted(arrived.items(), key=lambda x: x[1])}
         # From the dashboard's start (the PTY's fork), as the first frame.
         populated = time.monotonic() - STARTED
         if pending:
@@ -366,6 +385,10 @@ def table(doc):
         "|---|" + "---|" * len(COLUMNS),
     ]
     lines += [row(r) for r in doc["results"]]
+    waits = [(case_name(r), r["pane_s"]) for r in doc["results"] if r.get("pane_s")]
+    if waits:
+        lines += ["", "Each pane's data first on screen (s from the start), in order:", ""]
+        lines += [f"- {n}: " + ", ".join(f"{p} {t:.2f}" for p, t in w.items()) for n, w in waits]
     return "\n".join(lines)
 
 
