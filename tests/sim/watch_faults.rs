@@ -341,3 +341,67 @@ async fn next_state(rx: &mut tokio::sync::mpsc::Receiver<Update>) -> Arc<Cluster
         other => panic!("expected the cluster's state, got {other:?}"),
     }
 }
+
+/// LIST pages far larger than a connection's read buffer (hundreds of pods a page, read in
+/// pieces of at most 64 KiB) arrive whole, through the watch and through `poll_once` alike,
+/// each pod's row as the simulator serves the pod (its node, phase and containers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_larger_than_the_read_buffer_arrive_whole() {
+    let (h, _dir) = simh::start_opts(homeinfra_tui::sim::SimOptions {
+        nodes: Some(12),
+        scale: homeinfra_tui::sim::build::Scale {
+            pods_per_node: Some(60),
+            volumes: None,
+        },
+        frozen: true,
+        ..Default::default()
+    })
+    .await;
+    let (served, _) = h.world().store.list(&PODS, None);
+    assert!(
+        served.len() > 500,
+        "one page would hold all {}",
+        served.len()
+    );
+    let env = simh::env(&h);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let task = homeinfra_tui::sources::kubernetes::spawn(env.config.kubernetes.clone(), tx);
+    let mut last = None;
+    converges(&h, &mut rx, &mut last, "the first list", 60).await;
+    let watched = last.expect("a state");
+    let polled = homeinfra_tui::sources::kubernetes::poll_once(&env.config.kubernetes)
+        .await
+        .expect("poll_once");
+    let (view, dup) = app_view(&polled);
+    assert!(!dup, "a pod twice in poll_once's state");
+    assert_eq!(view, sim_view(&h));
+    let sorted = |c: &ClusterState| {
+        let mut p = c.pods.clone();
+        p.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        p
+    };
+    assert_eq!(sorted(&watched), sorted(&polled));
+    for p in &served {
+        let row = polled
+            .pods
+            .iter()
+            .find(|r| r.namespace == namespace_of(p) && r.name == name_of(p))
+            .expect("every served pod has a row");
+        assert_eq!(
+            row.node.as_deref(),
+            p["spec"]["nodeName"].as_str(),
+            "{}",
+            row.name
+        );
+        assert_eq!(row.phase, p["status"]["phase"].as_str().unwrap_or_default());
+        let containers = p["spec"]["containers"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            usize::from(row.total_containers),
+            containers,
+            "{}",
+            row.name
+        );
+    }
+    task.abort();
+    h.shutdown().await;
+}

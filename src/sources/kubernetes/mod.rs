@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -132,9 +132,9 @@ pub fn etcd_snapshot_api(client: &Client) -> Api<DynamicObject> {
     recovery_api(client, Kind::EtcdSnapshot)
 }
 
-fn recovery_row(kind: Kind) -> impl Fn(&DynamicObject) -> Row + Send + Sync + 'static {
-    move |o: &DynamicObject| {
-        let v = serde_json::to_value(o).unwrap_or_default();
+fn recovery_row(kind: Kind) -> impl Fn(DynamicObject) -> Row + Send + Sync + 'static {
+    move |o: DynamicObject| {
+        let v = dyn_value(o);
         match kind {
             Kind::EtcdSnapshot => Row::EtcdSnapshot(convert::etcd_snapshot(&v)),
             _ => Row::Certificate(convert::managed_certificate(&v)),
@@ -191,7 +191,43 @@ pub async fn client(cfg: &KubernetesConfig) -> Result<Client, String> {
             .map_err(|e| format!("no Kubernetes config found: {e}"))?
     };
     config.connect_timeout = Some(Duration::from_secs(cfg.timeout_secs.max(1)));
-    Client::try_from(config).map_err(|e| format!("cannot create Kubernetes client: {e}"))
+    build_client(config).map_err(|e| format!("cannot create Kubernetes client: {e}"))
+}
+
+/// At most this much is read from a connection at a time (hyper's default lets a connection's
+/// read buffer grow to 400 KiB).
+const READ_BUF_MAX: usize = 64 * 1024;
+
+/// kube's own client stack (`Client::try_from(config)`: TLS from the kubeconfig, its timeouts,
+/// retries, credentials and headers) but for the read buffer: hyper grows a connection's buffer
+/// on a big LIST page and keeps it for the connection's life, so the dozen watches held about
+/// 5 MiB of empty buffers while nothing was read. Here each read takes at most
+/// [`READ_BUF_MAX`]. kube's HTTP tracing spans are left out.
+fn build_client(config: kube::Config) -> Result<Client, kube::Error> {
+    use kube::client::ConfigExt as _;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let mut connector =
+        hyper_timeout::TimeoutConnector::new(config.rustls_https_connector_with_connector(http)?);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let hyper: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .http1_max_buf_size(READ_BUF_MAX)
+            .build(connector);
+    let retry = config
+        .default_retry
+        .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(retry)
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(kube::client::ClientBuilder::new(service, config.default_namespace).build())
 }
 
 fn key_of<K: Resource>(o: &K) -> String {
@@ -220,7 +256,7 @@ async fn forward<K, S, F>(kind: Kind, stream: S, conv: &F, tx: &mpsc::Sender<Cha
 where
     K: Resource + Clone,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-    F: Fn(&K) -> Row,
+    F: Fn(K) -> Row,
 {
     let mut listed = false;
     futures::pin_mut!(stream);
@@ -232,14 +268,17 @@ where
                 continue;
             }
             Ok(watcher::Event::InitApply(o)) => {
-                buffer.push((key_of(&o), conv(&o)));
+                buffer.push((key_of(&o), conv(o)));
                 continue;
             }
             Ok(watcher::Event::InitDone) => {
                 listed = true;
                 Change::Reset(kind, std::mem::take(&mut buffer))
             }
-            Ok(watcher::Event::Apply(o)) => Change::Upsert(kind, key_of(&o), conv(&o)),
+            Ok(watcher::Event::Apply(o)) => {
+                let key = key_of(&o);
+                Change::Upsert(kind, key, conv(o))
+            }
             Ok(watcher::Event::Delete(o)) => Change::Delete(kind, key_of(&o)),
             Err(e) => {
                 let nf = is_not_found(&e);
@@ -268,7 +307,7 @@ fn spawn_watch<K, F>(
 ) -> tokio::task::JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    F: Fn(&K) -> Row + Send + Sync + 'static,
+    F: Fn(K) -> Row + Send + Sync + 'static,
 {
     // After an error the watcher starts over with a fresh list (after a backoff): a watch
     // that resumed quietly would never say it is well again, so the kind's error would stay.
@@ -312,9 +351,23 @@ pub fn longhorn_setting_api(client: &Client, ns: &str) -> Api<DynamicObject> {
     longhorn_api(client, ns, Kind::Setting)
 }
 
-fn dyn_row(kind: Kind) -> impl Fn(&DynamicObject) -> Row + Send + Sync + 'static {
-    move |o: &DynamicObject| {
-        let v = serde_json::to_value(o).unwrap_or_default();
+/// A dynamic object as the JSON the converters read (`metadata`, `spec`, `status`, …), built
+/// from its parts instead of serialising the whole object again.
+fn dyn_value(o: DynamicObject) -> serde_json::Value {
+    let mut map = match o.data {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    map.insert(
+        "metadata".into(),
+        serde_json::to_value(o.metadata).unwrap_or_default(),
+    );
+    serde_json::Value::Object(map)
+}
+
+fn dyn_row(kind: Kind) -> impl Fn(DynamicObject) -> Row + Send + Sync + 'static {
+    move |o: DynamicObject| {
+        let v = dyn_value(o);
         longhorn_row(kind, &v)
     }
 }
@@ -481,19 +534,19 @@ async fn run(client: Client, cfg: KubernetesConfig, tx: UpdateTx) {
         spawn_watch(
             Api::<Node>::all(client.clone()),
             Kind::Node,
-            |n| Row::Node(convert::node(n)),
+            |n| Row::Node(convert::node(&n)),
             ctx.clone(),
         ),
         spawn_watch(
-            Api::<Pod>::all(client.clone()),
+            Api::<convert::PodObject>::all(client.clone()),
             Kind::Pod,
-            |p| Row::Pod(convert::pod(p)),
+            |p| Row::Pod(p.row),
             ctx.clone(),
         ),
         spawn_watch(
             Api::<PodDisruptionBudget>::all(client.clone()),
             Kind::Pdb,
-            |p| Row::Pdb(convert::pdb(p)),
+            |p| Row::Pdb(convert::pdb(&p)),
             ctx.clone(),
         ),
     ];
@@ -697,7 +750,7 @@ const LIST_PAGE: u32 = 500;
 async fn list_rows<K, F>(api: Api<K>, conv: F) -> Result<Vec<(String, Row)>, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-    F: Fn(&K) -> Row,
+    F: Fn(K) -> Row,
 {
     let mut rows = Vec::new();
     let mut params = ListParams::default().limit(LIST_PAGE);
@@ -707,11 +760,15 @@ where
             // The continue token expired between pages (410 Gone): read the list whole.
             Err(kube::Error::Api(s)) if s.code == 410 && params.continue_token.is_some() => {
                 let list = api.list(&ListParams::default()).await?;
-                return Ok(list.items.iter().map(|o| (key_of(o), conv(o))).collect());
+                return Ok(list
+                    .items
+                    .into_iter()
+                    .map(|o| (key_of(&o), conv(o)))
+                    .collect());
             }
             Err(e) => return Err(e),
         };
-        rows.extend(list.items.iter().map(|o| (key_of(o), conv(o))));
+        rows.extend(list.items.into_iter().map(|o| (key_of(&o), conv(o))));
         match list.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => params = ListParams::default().limit(LIST_PAGE).continue_token(&c),
             None => return Ok(rows),
@@ -740,13 +797,13 @@ async fn poll_once_unbounded(cfg: &KubernetesConfig) -> Result<ClusterState, Str
     };
     let err = |what: &str, e: kube::Error| format!("Kubernetes API: cannot list {what}: {e}");
     let nodes = list_rows(Api::<Node>::all(client.clone()), |n| {
-        Row::Node(convert::node(n))
+        Row::Node(convert::node(&n))
     });
-    let pods = list_rows(Api::<Pod>::all(client.clone()), |p| {
-        Row::Pod(convert::pod(p))
+    let pods = list_rows(Api::<convert::PodObject>::all(client.clone()), |p| {
+        Row::Pod(p.row)
     });
     let pdbs = list_rows(Api::<PodDisruptionBudget>::all(client.clone()), |p| {
-        Row::Pdb(convert::pdb(p))
+        Row::Pdb(convert::pdb(&p))
     });
     // Longhorn is its own source: read beside the rest within three quarters of the bound,
     // so that a hung Longhorn still leaves the nodes and pods (and says so).
