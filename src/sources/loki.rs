@@ -620,6 +620,34 @@ mod tests {
         url
     }
 
+    /// A Loki serving `lines` (host, timestamps), and one refresh of `hosts` at `now` through
+    /// it with `[loki] lines = limit`: the source, its config, the hosts, the state, the server.
+    async fn refreshed(
+        lines: Vec<(&'static str, Vec<i128>)>,
+        limit: Option<usize>,
+        hosts: &[&str],
+        now: i128,
+    ) -> (Loki, LokiConfig, Inventory, LogsState, Arc<Fixed>) {
+        let src = Arc::new(Fixed {
+            lines,
+            queries: AtomicUsize::new(0),
+        });
+        let mut cfg = LokiConfig {
+            url: Some(serve(src.clone()).await),
+            ..Default::default()
+        };
+        if let Some(n) = limit {
+            cfg.lines = n;
+        }
+        let loki = Loki::new(&cfg).unwrap();
+        let inv = inv(hosts);
+        let mut state = LogsState::default();
+        loki.refresh(&inv, &mut state, now * 1_000_000_000)
+            .await
+            .unwrap();
+        (loki, cfg, inv, state, src)
+    }
+
     fn texts(state: &LogsState, id: &str) -> Vec<String> {
         state.hosts[id]
             .lines
@@ -660,26 +688,14 @@ mod tests {
     #[tokio::test]
     async fn batched_queries_attribute_lines_to_the_right_host() {
         let now = 10_000i128;
-        let src = Arc::new(Fixed {
-            lines: vec![
-                ("node1", vec![now - 30, now - 20]),
-                ("node10", vec![now - 25]),
-                ("node1.lan", vec![now - 10]),
-                ("node1xlan", vec![now - 5]),
-            ],
-            queries: AtomicUsize::new(0),
-        });
-        let url = serve(src.clone()).await;
-        let cfg = LokiConfig {
-            url: Some(url),
-            ..Default::default()
-        };
-        let loki = Loki::new(&cfg).unwrap();
-        let inv = inv(&["node1", "node10", "node1.lan", "node100"]);
-        let mut state = LogsState::default();
-        loki.refresh(&inv, &mut state, now * 1_000_000_000)
-            .await
-            .unwrap();
+        let lines = vec![
+            ("node1", vec![now - 30, now - 20]),
+            ("node10", vec![now - 25]),
+            ("node1.lan", vec![now - 10]),
+            ("node1xlan", vec![now - 5]),
+        ];
+        let hosts = ["node1", "node10", "node1.lan", "node100"];
+        let (loki, cfg, inv, state, src) = refreshed(lines, None, &hosts, now).await;
         assert_eq!(
             src.queries.load(Ordering::SeqCst),
             1,
@@ -714,25 +730,11 @@ mod tests {
     #[tokio::test]
     async fn a_batch_at_its_limit_asks_the_crowded_hosts_alone() {
         let now = 10_000i128;
-        let src = Arc::new(Fixed {
-            lines: vec![
-                ("quiet", vec![now - 100, now - 90]),
-                ("noisy", (1..=10).map(|i| now - i).collect()),
-            ],
-            queries: AtomicUsize::new(0),
-        });
-        let url = serve(src.clone()).await;
-        let cfg = LokiConfig {
-            url: Some(url),
-            lines: 3,
-            ..Default::default()
-        };
-        let loki = Loki::new(&cfg).unwrap();
-        let inv = inv(&["quiet", "noisy"]);
-        let mut state = LogsState::default();
-        loki.refresh(&inv, &mut state, now * 1_000_000_000)
-            .await
-            .unwrap();
+        let lines = vec![
+            ("quiet", vec![now - 100, now - 90]),
+            ("noisy", (1..=10).map(|i| now - i).collect()),
+        ];
+        let (_, _, _, state, src) = refreshed(lines, Some(3), &["quiet", "noisy"], now).await;
         assert_eq!(
             src.queries.load(Ordering::SeqCst),
             2,
