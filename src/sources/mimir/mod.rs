@@ -23,9 +23,6 @@ use color_eyre::eyre::{Result, eyre};
 use prometheus_http_query::response::Data;
 
 pub use self::apply::apply;
-
-/// How many of a refresh's queries are in flight at once.
-const QUERY_CONCURRENCY: usize = 4;
 pub use self::decode::parse as decode_answer;
 pub use self::error::{QueryError, UNAUTHORIZED};
 pub use self::hosts::{HostIndex, strip_port};
@@ -206,56 +203,12 @@ impl Mimir {
         ask.read().await.map(|res| res.into_inner().0).map_err(lib)
     }
 
-    /// One refresh at `now` (unix seconds): every query once, at most [`QUERY_CONCURRENCY`] at
-    /// a time, each answer folded into the state as it arrives (in the queries' order), so a
-    /// refresh holds a few decoded answers and opens a few connections, not one per query.
+    /// One refresh at `now` (unix seconds): every query once, concurrently.
     pub async fn refresh(&self, inv: &Inventory, now: i64) -> Result<MetricsState, String> {
-        use futures::StreamExt as _;
-        let index = HostIndex::new(inv);
-        let mut state = MetricsState {
-            at: now,
-            hosts: inv
-                .hosts
-                .iter()
-                .map(|h| (h.id.clone(), HostMetrics::default()))
-                .collect(),
-            ..Default::default()
-        };
-        let mut unmapped = std::collections::BTreeSet::new();
-        let mut first_error: Option<QueryError> = None;
-        let mut ok = 0usize;
-        let queries = async {
-            let runs: Vec<_> = self
-                .queries
-                .iter()
-                .map(|(def, promql)| async move { (*def, self.run_one(*def, promql, now).await) })
-                .collect();
-            let mut answers = futures::stream::iter(runs).buffered(QUERY_CONCURRENCY);
-            while let Some((def, r)) = answers.next().await {
-                match r {
-                    Ok(data) => {
-                        ok += 1;
-                        apply(
-                            &mut state,
-                            def,
-                            data,
-                            &index,
-                            &self.host_label,
-                            now,
-                            &mut unmapped,
-                        );
-                    }
-                    Err(e) => {
-                        if matches!(e, QueryError::Unauthorized) {
-                            return Err(UNAUTHORIZED.to_string());
-                        }
-                        state.query_errors.insert(def.name.to_string(), e.message());
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            Ok(())
-        };
+        let runs = self
+            .queries
+            .iter()
+            .map(|(def, promql)| async move { (*def, self.run_one(*def, promql, now).await) });
         // Alertmanager is read beside the queries, within the same request timeout.
         let alerts_read = async {
             let am = self.alertmanager.as_ref()?;
@@ -270,8 +223,44 @@ impl Mimir {
                 },
             )
         };
-        let (queried, am_alerts) = futures::future::join(queries, alerts_read).await;
-        queried?;
+        let (results, am_alerts) =
+            futures::future::join(futures::future::join_all(runs), alerts_read).await;
+        let index = HostIndex::new(inv);
+        let mut state = MetricsState {
+            at: now,
+            hosts: inv
+                .hosts
+                .iter()
+                .map(|h| (h.id.clone(), HostMetrics::default()))
+                .collect(),
+            ..Default::default()
+        };
+        let mut unmapped = std::collections::BTreeSet::new();
+        let mut first_error: Option<QueryError> = None;
+        let mut ok = 0usize;
+        for (def, r) in results {
+            match r {
+                Ok(data) => {
+                    ok += 1;
+                    apply(
+                        &mut state,
+                        def,
+                        data,
+                        &index,
+                        &self.host_label,
+                        now,
+                        &mut unmapped,
+                    );
+                }
+                Err(e) => {
+                    if matches!(e, QueryError::Unauthorized) {
+                        return Err(UNAUTHORIZED.to_string());
+                    }
+                    state.query_errors.insert(def.name.to_string(), e.message());
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
         if ok == 0
             && let Some(e) = first_error
         {
