@@ -90,7 +90,7 @@ fn snapshot(inv: &Inventory, pods: usize, volumes: usize) -> Snapshot {
             restarts: (i % 7) as u32,
             ..Default::default()
         })
-        .collect();
+        .collect::<Vec<_>>();
     let mut vols = Vec::new();
     let mut replicas = Vec::new();
     for v in 0..volumes {
@@ -122,7 +122,7 @@ fn snapshot(inv: &Inventory, pods: usize, volumes: usize) -> Snapshot {
     let cluster = ClusterState {
         server_version: Some("v1.31.4+k3s1".into()),
         nodes,
-        pods,
+        pods: pods.into(),
         pdbs: vec![],
         longhorn: LonghornState {
             installed: true,

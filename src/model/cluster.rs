@@ -12,7 +12,8 @@ pub struct ClusterState {
     /// `gitVersion` of the API server, when known.
     pub server_version: Option<String>,
     pub nodes: Vec<NodeInfo>,
-    pub pods: Vec<PodRow>,
+    /// Shared with the Kubernetes source's store: a new state clones no pod.
+    pub pods: std::sync::Arc<Vec<PodRow>>,
     pub pdbs: Vec<PdbInfo>,
     pub longhorn: LonghornState,
     /// k3s's `ETCDSnapshotFile` records; `None` when the resource is not served (k3s before

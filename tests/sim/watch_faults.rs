@@ -376,7 +376,7 @@ async fn pages_larger_than_the_read_buffer_arrive_whole() {
     assert!(!dup, "a pod twice in poll_once's state");
     assert_eq!(view, sim_view(&h));
     let sorted = |c: &ClusterState| {
-        let mut p = c.pods.clone();
+        let mut p = c.pods.to_vec();
         p.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         p
     };

@@ -114,7 +114,8 @@ pub fn snapshot(degraded: bool) -> Snapshot {
                 ..Default::default()
             })
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
     let uuid_a = "pvc-3f2a9c4e-8d1b-4e7a-9c55-0b6f1d2e3a4b";
     let uuid_b = "pvc-91c0d7aa-52e4-4b8f-a1e3-7d9f20c4b612";
     let uuid_c = "pvc-0a7e5b31-c2d8-4f96-8e14-5b3c9a7d2e80";

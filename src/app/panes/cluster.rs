@@ -36,7 +36,7 @@ pub(super) fn nodes(app: &App) -> Table {
         .map(|cl| {
             // One pass over pods and hosts, not one per node.
             let mut pods_per_node: HashMap<&str, usize> = HashMap::new();
-            for p in &cl.pods {
+            for p in cl.pods.iter() {
                 if let Some(n) = p.node.as_deref() {
                     *pods_per_node.entry(n).or_default() += 1;
                 }

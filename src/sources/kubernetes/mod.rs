@@ -392,6 +392,9 @@ pub async fn discover_longhorn(client: &Client) -> LonghornApi {
 #[derive(Default)]
 struct Store {
     rows: BTreeMap<Kind, BTreeMap<String, Row>>,
+    /// The pods, apart from [`Store::rows`]: by far the most rows, kept in the order of their
+    /// `namespace/name` key as the one list the state shares (sending a state clones no pod).
+    pods: Arc<Vec<crate::model::cluster::PodRow>>,
     /// Longhorn kinds that answered 404 (their plural).
     longhorn_missing: std::collections::BTreeSet<&'static str>,
     longhorn_api: LonghornApi,
@@ -408,9 +411,44 @@ struct Store {
     longhorn_since: Option<jiff::Timestamp>,
 }
 
+/// `p`'s `namespace/name` key against `key`, without building the key.
+fn pod_key_cmp(p: &crate::model::cluster::PodRow, key: &str) -> std::cmp::Ordering {
+    let sep: &[u8] = if p.namespace.is_empty() { b"" } else { b"/" };
+    p.namespace
+        .bytes()
+        .chain(sep.iter().copied())
+        .chain(p.name.bytes())
+        .cmp(key.bytes())
+}
+
 impl Store {
     fn apply(&mut self, c: Change) {
         match c {
+            Change::Reset(Kind::Pod, rows) => {
+                let mut rows: Vec<(String, Row)> = rows;
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                rows.dedup_by(|b, a| a.0 == b.0);
+                self.pods = Arc::new(
+                    rows.into_iter()
+                        .filter_map(|(_, r)| match r {
+                            Row::Pod(p) => Some(p),
+                            _ => None,
+                        })
+                        .collect(),
+                );
+            }
+            Change::Upsert(Kind::Pod, key, Row::Pod(p)) => {
+                let pods = Arc::make_mut(&mut self.pods);
+                match pods.binary_search_by(|q| pod_key_cmp(q, &key)) {
+                    Ok(i) => pods[i] = p,
+                    Err(i) => pods.insert(i, p),
+                }
+            }
+            Change::Delete(Kind::Pod, key) => {
+                if let Ok(i) = self.pods.binary_search_by(|q| pod_key_cmp(q, &key)) {
+                    Arc::make_mut(&mut self.pods).remove(i);
+                }
+            }
             Change::Reset(k, rows) => {
                 self.missing.remove(&k);
                 self.rows.insert(k, rows.into_iter().collect());
@@ -472,13 +510,15 @@ impl Store {
             certificates: (!self.missing.contains(&Kind::Certificate)
                 && self.rows.contains_key(&Kind::Certificate))
             .then(Vec::new),
+            pods: self.pods.clone(),
             ..Default::default()
         };
         for rows in self.rows.values() {
             for row in rows.values() {
                 match row.clone() {
                     Row::Node(n) => st.nodes.push(n),
-                    Row::Pod(p) => st.pods.push(p),
+                    // Kept apart (`Store::pods`); none are in `rows`.
+                    Row::Pod(_) => {}
                     Row::Pdb(p) => st.pdbs.push(p),
                     Row::Volume(v) => st.longhorn.volumes.push(v),
                     Row::Replica(r) => st.longhorn.replicas.push(r),
@@ -885,4 +925,69 @@ pub fn config_available(cfg: &KubernetesConfig) -> bool {
         || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
         || crate::paths::home().is_some_and(|h| h.join(".kube").join("config").is_file())
         || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::cluster::PodRow;
+
+    fn pod(ns: &str, name: &str, phase: &str) -> (String, Row) {
+        let p = PodRow {
+            namespace: ns.into(),
+            name: name.into(),
+            phase: phase.into(),
+            ..Default::default()
+        };
+        (format!("{ns}/{name}"), Row::Pod(p))
+    }
+
+    fn names(st: &ClusterState) -> Vec<String> {
+        st.pods
+            .iter()
+            .map(|p| format!("{}/{}:{}", p.namespace, p.name, p.phase))
+            .collect()
+    }
+
+    /// The pods kept apart stay in key order through a list, new and changed pods and
+    /// deletions; a state sent before a change still shows what it showed.
+    #[test]
+    fn pods_follow_their_changes_in_key_order() {
+        let mut s = Store::default();
+        // "a-b/…" sorts before "a/…" as keys ('-' < '/'): the key order, not the tuple's.
+        s.apply(Change::Reset(
+            Kind::Pod,
+            vec![
+                pod("b", "x", "Running"),
+                pod("a", "y", "Running"),
+                pod("a-b", "z", "Pending"),
+            ],
+        ));
+        let first = s.state();
+        assert_eq!(
+            names(&first),
+            ["a-b/z:Pending", "a/y:Running", "b/x:Running"]
+        );
+        let (k, r) = pod("a", "w", "Pending");
+        s.apply(Change::Upsert(Kind::Pod, k, r));
+        let (k, r) = pod("a-b", "z", "Running");
+        s.apply(Change::Upsert(Kind::Pod, k, r));
+        s.apply(Change::Delete(Kind::Pod, "b/x".into()));
+        s.apply(Change::Delete(Kind::Pod, "nope/gone".into()));
+        let second = s.state();
+        assert_eq!(
+            names(&second),
+            ["a-b/z:Running", "a/w:Pending", "a/y:Running"]
+        );
+        assert_eq!(
+            names(&first),
+            ["a-b/z:Pending", "a/y:Running", "b/x:Running"],
+            "a state already sent changed under its reader"
+        );
+        // No change: the state shares the store's list.
+        assert!(Arc::ptr_eq(&second.pods, &s.state().pods));
+        // A new list replaces everything.
+        s.apply(Change::Reset(Kind::Pod, vec![pod("c", "q", "Running")]));
+        assert_eq!(names(&s.state()), ["c/q:Running"]);
+    }
 }

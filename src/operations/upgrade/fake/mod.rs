@@ -391,7 +391,7 @@ impl FakeWorld {
                     ..Default::default()
                 })
                 .collect(),
-            pods: Vec::new(),
+            pods: Default::default(),
             pdbs: Vec::new(),
             longhorn: st.longhorn.clone(),
             etcd_snapshots: None,
