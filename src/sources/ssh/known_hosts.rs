@@ -3,8 +3,10 @@
 //! entries and `@revoked` markers (`@cert-authority` lines are skipped: no host certificates).
 //! A malformed line is skipped, never fatal.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::{HashAlg, PublicKey};
@@ -44,14 +46,14 @@ pub fn check(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Verdi
     let mut known = None;
     let mut other_types = Vec::new();
     for path in files {
-        let Ok(text) = std::fs::read_to_string(path) else {
+        let Some(lines) = read_lines(path) else {
             continue;
         };
-        for (i, line) in text.lines().enumerate() {
-            let Some(entry) = parse_line(line, &name) else {
+        for line in lines.iter() {
+            let Some(entry) = line.entry_for(&name) else {
                 continue;
             };
-            let line_no = i + 1;
+            let line_no = line.no;
             let same_key = entry.key.key_data() == key.key_data();
             match entry.marker {
                 Marker::CertAuthority => {}
@@ -92,11 +94,11 @@ pub fn known_algorithms(host: &str, port: u16, files: &[PathBuf]) -> Vec<russh::
     let name = lookup_name(host, port);
     let mut out = Vec::new();
     for path in files {
-        let Ok(text) = std::fs::read_to_string(path) else {
+        let Some(lines) = read_lines(path) else {
             continue;
         };
-        for line in text.lines() {
-            if let Some(e) = parse_line(line, &name)
+        for line in lines.iter() {
+            if let Some(e) = line.entry_for(&name)
                 && e.marker == Marker::None
             {
                 let a = e.key.algorithm();
@@ -146,31 +148,112 @@ struct Entry {
     key: PublicKey,
 }
 
-/// The entry of `line` when it is about host `name` (its key is only decoded then: a file of
-/// hundreds of hosts is read for each connection).
-fn parse_line(line: &str, name: &str) -> Option<Entry> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
+/// One entry line of a known_hosts file, split into its fields once.
+#[derive(Debug)]
+struct Line {
+    /// 1-based, as editors count.
+    no: usize,
+    marker: Marker,
+    patterns: Box<str>,
+    /// `algorithm base64`, decoded only for a line about the host asked for.
+    key: Box<str>,
+}
+
+impl Line {
+    /// `text` (line `no`) split, or `None` for a blank line, a comment, an unknown marker or
+    /// a line short of fields.
+    fn split(no: usize, text: &str) -> Option<Line> {
+        let text = text.trim();
+        if text.is_empty() || text.starts_with('#') {
+            return None;
+        }
+        let mut fields = text.split_whitespace();
+        let mut first = fields.next()?;
+        let marker = match first {
+            "@cert-authority" => Marker::CertAuthority,
+            "@revoked" => Marker::Revoked,
+            m if m.starts_with('@') => return None,
+            _ => Marker::None,
+        };
+        if marker != Marker::None {
+            first = fields.next()?;
+        }
+        let alg = fields.next()?;
+        let data = fields.next()?;
+        Some(Line {
+            no,
+            marker,
+            patterns: first.into(),
+            key: format!("{alg} {data}").into(),
+        })
     }
-    let mut fields = line.split_whitespace();
-    let mut first = fields.next()?;
-    let marker = match first {
-        "@cert-authority" => Marker::CertAuthority,
-        "@revoked" => Marker::Revoked,
-        m if m.starts_with('@') => return None,
-        _ => Marker::None,
+
+    /// The entry when this line is about host `name` and its key decodes.
+    fn entry_for(&self, name: &str) -> Option<Entry> {
+        if !matches(&self.patterns, name) {
+            return None;
+        }
+        let key = PublicKey::from_openssh(&self.key).ok()?;
+        Some(Entry {
+            marker: self.marker,
+            key,
+        })
+    }
+}
+
+/// What identifies one version of a file: its inode, size and change times. A file written
+/// again, in place or replaced (`ssh-keygen -R`, an editor, [`append`]), differs.
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
+}
+
+/// The files as last read, by path: every connection checks its host against files of
+/// hundreds of hosts, and a round connects to every host.
+static READ: std::sync::Mutex<BTreeMap<PathBuf, Read>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// A file's entry lines, and the version they were read from.
+type Read = (Stamp, Arc<[Line]>);
+
+/// `path`'s entry lines: as last read when the file is the same version, else read again
+/// (`None`: it cannot be read, and counts as empty).
+fn read_lines(path: &Path) -> Option<Arc<[Line]>> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        // Gone: nothing of it stays known.
+        if let Ok(mut m) = READ.lock() {
+            m.remove(path);
+        }
+        return None;
     };
-    if marker != Marker::None {
-        first = fields.next()?;
+    let now = stamp(&meta);
+    if let Ok(m) = READ.lock()
+        && let Some((seen, lines)) = m.get(path)
+        && *seen == now
+    {
+        return Some(lines.clone());
     }
-    let alg = fields.next()?;
-    let data = fields.next()?;
-    if !matches(first, name) {
-        return None;
+    let text = std::fs::read_to_string(path).ok()?;
+    let lines: Arc<[Line]> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| Line::split(i + 1, l))
+        .collect();
+    // Kept under the version seen before the read: a file written during the read differs
+    // from it next time, and is read again.
+    if let Ok(mut m) = READ.lock() {
+        m.insert(path.to_path_buf(), (now, lines.clone()));
     }
-    let key = PublicKey::from_openssh(&format!("{alg} {data}")).ok()?;
-    Some(Entry { marker, key })
+    Some(lines)
 }
 
 /// OpenSSH: a host matches when some pattern matches and no negated pattern does.
@@ -421,5 +504,41 @@ mod tests {
             Verdict::Known { line: 2, .. }
         ));
         assert!(fingerprint(&key(ED1)).starts_with("SHA256:"));
+    }
+
+    /// The lines kept from a file are those of its current version: a key appended, the
+    /// file replaced (as `ssh-keygen -R` and editors do) or removed is seen at the next check.
+    #[test]
+    fn a_file_read_before_is_read_again_once_it_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("known_hosts");
+        let files = [p.clone()];
+        std::fs::write(&p, format!("node1 {ED1}\n")).unwrap();
+        let known = |k: &str| check("node1", 22, &key(k), &files);
+        assert!(matches!(known(ED1), Verdict::Known { line: 1, .. }));
+        assert!(matches!(known(ED2), Verdict::Changed { line: 1, .. }));
+        // Appended: the new line is seen.
+        append(&p, "node2", 22, &key(ED2)).unwrap();
+        assert!(matches!(
+            check("node2", 22, &key(ED2), &files),
+            Verdict::Known { line: 2, .. }
+        ));
+        // Replaced by a file of the same size naming another key: the old key is not known.
+        let tmp = d.path().join("known_hosts.new");
+        std::fs::write(&tmp, format!("node1 {ED2}\nnode2 {ED2}\n")).unwrap();
+        assert_eq!(
+            std::fs::metadata(&tmp).unwrap().len(),
+            std::fs::metadata(&p).unwrap().len()
+        );
+        std::fs::rename(&tmp, &p).unwrap();
+        assert!(matches!(known(ED1), Verdict::Changed { line: 1, .. }));
+        assert!(matches!(known(ED2), Verdict::Known { line: 1, .. }));
+        assert_eq!(
+            known_algorithms("node1", 22, &files),
+            vec![key(ED2).algorithm()]
+        );
+        // Removed: nothing is known.
+        std::fs::remove_file(&p).unwrap();
+        assert!(matches!(known(ED2), Verdict::Unknown { .. }));
     }
 }
