@@ -230,14 +230,18 @@ impl SimHost {
         }
     }
 
-    /// `nixos-upgrade.timer` as a real host has it: daily at 04:00 UTC plus a spread of
+    /// `nixos-upgrade.timer` as a real host has it: daily at a fixed time, plus a spread of
     /// minutes per host; its last run (the latest time it fired) and its next. Both stay put
     /// between two firings, as on a real host, so a frozen homelab reads the same each round.
+    /// The daily time is 20 hours after the simulator's first answer (not a time of day: an
+    /// upgrade run started at any hour of its first 19 sees no timer firing during it).
     fn upgrade_timer(&self) -> (jiff::Timestamp, jiff::Timestamp) {
         const DAY: i64 = 86_400;
-        let offset = 4 * 3600 + (self.index as i64 * 7 % 60) * 60;
+        static ORIGIN: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
         let now = jiff::Timestamp::now().as_second();
-        let last = (now - offset).div_euclid(DAY) * DAY + offset;
+        let origin = *ORIGIN.get_or_init(|| now);
+        let first = origin + 20 * 3600 + (self.index as i64 * 7 % 60) * 60;
+        let last = first + (now - first).div_euclid(DAY) * DAY;
         let at = |s: i64| jiff::Timestamp::from_second(s).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         (at(last), at(last + DAY))
     }
@@ -300,5 +304,28 @@ mod tests {
                 .all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
         );
         assert_ne!(h, store_hash("y"));
+    }
+
+    /// Whatever the hour, the timer's next firing is most of a day away and stays put; its
+    /// last one is a day before; hosts fire minutes apart.
+    #[test]
+    fn the_upgrade_timer_fires_far_from_now_at_any_hour() {
+        let inv = crate::sim::hosts::generated_inventory(3);
+        let hosts: Vec<SimHost> = inv
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| SimHost::new(i, h, 0))
+            .collect();
+        let now = jiff::Timestamp::now().as_second();
+        for h in &hosts {
+            let (last, next) = h.upgrade_timer();
+            let (last, next) = (last.as_second(), next.as_second());
+            assert!(next - now > 19 * 3600, "{}: next in {} s", h.id, next - now);
+            assert_eq!(next - last, 86_400);
+            assert!(last <= now);
+            assert_eq!(h.upgrade_timer().1.as_second(), next, "it moved");
+        }
+        assert_ne!(hosts[0].upgrade_timer().1, hosts[1].upgrade_timer().1);
     }
 }
