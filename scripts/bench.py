@@ -147,7 +147,7 @@ def run_case(a, c):
         out["sim_start_s"] = round(time.monotonic() - t0, 2)
         config = f"{d}/config.toml"
         write_config(config, c)
-        runs = [dashboard(a, d, config, i) for i in range(a.runs)]
+        runs = [dashboard(a, d, config, i, without=c["without"]) for i in range(a.runs)]
         out.update(medians(runs))
         out["runs"] = runs
         out["sim_rss_mib"] = round(status(sim.pid, "VmRSS:") / 1024, 1)
@@ -209,10 +209,17 @@ PANES = {
 NO_FACTS = re.compile(r"\d+\.\d+\.\d+\.\d+ +– ")
 
 
-def missing_panes(screen):
-    """The panes that do not show their data yet."""
-    out = [p for p, pats in PANES.items() if not all(re.search(x, screen) for x in pats)]
-    if NO_FACTS.search(screen) and "Hosts" not in out:
+# The source each pane waits for (Findings needs none): a case with a source turned off does
+# not wait for its pane.
+PANE_SOURCE = {"Hosts": "ssh", "Nodes": "kubernetes", "Longhorn": "kubernetes", "etcd": "etcd",
+               "Metrics": "mimir", "Logs": "loki"}
+
+
+def missing_panes(screen, without=()):
+    """The panes that do not show their data yet (those of sources turned off left out)."""
+    out = [p for p, pats in PANES.items()
+           if PANE_SOURCE.get(p) not in without and not all(re.search(x, screen) for x in pats)]
+    if "ssh" not in without and NO_FACTS.search(screen) and "Hosts" not in out:
         out.append("Hosts")
     return out
 
@@ -250,7 +257,7 @@ def bytes_at(samples, t):
     return b
 
 
-def dashboard(a, d, config, i, offline=False, frame_only=False):
+def dashboard(a, d, config, i, offline=False, frame_only=False, without=()):
     global FRAME
     FRAME = None
     sock, log = f"{d}/tmux{i}.sock", f"{d}/pty{i}.log"
@@ -269,7 +276,7 @@ def dashboard(a, d, config, i, offline=False, frame_only=False):
         if pid is None:
             sys.exit("the dashboard did not start")
         # All panes: the screen read until every pane shows its data (no key pressed).
-        pending = [] if offline else list(PANES)
+        pending = [] if offline else [p for p in PANES if PANE_SOURCE.get(p) not in without]
         while offline and FRAME is None and time.monotonic() - t0 < 10:
             read_log(log)
             time.sleep(0.01)
@@ -279,9 +286,9 @@ def dashboard(a, d, config, i, offline=False, frame_only=False):
         while pending and time.monotonic() < deadline:
             screen = tmux(sock, "capture-pane", "-p", "-t", "b")
             now = time.monotonic() - STARTED
-            pending = missing_panes(screen)
+            pending = missing_panes(screen, without)
             for p in PANES:
-                if p not in pending:
+                if p not in pending and PANE_SOURCE.get(p) not in without:
                     arrived.setdefault(p, now)
             if pending:
                 time.sleep(0.02)
