@@ -426,6 +426,9 @@ impl Store {
         match c {
             Change::Reset(Kind::Pod, rows) => {
                 let mut rows: Vec<(String, Row)> = rows;
+                // A key listed twice keeps its last row, as a map would: reversed, then a
+                // stable sort puts it first among its equals, and dedup keeps the first.
+                rows.reverse();
                 rows.sort_by(|a, b| a.0.cmp(&b.0));
                 rows.dedup_by(|b, a| a.0 == b.0);
                 self.pods = Arc::new(
@@ -986,8 +989,15 @@ mod tests {
         );
         // No change: the state shares the store's list.
         assert!(Arc::ptr_eq(&second.pods, &s.state().pods));
-        // A new list replaces everything.
-        s.apply(Change::Reset(Kind::Pod, vec![pod("c", "q", "Running")]));
-        assert_eq!(names(&s.state()), ["c/q:Running"]);
+        // A new list replaces everything; a key listed twice keeps its last row.
+        s.apply(Change::Reset(
+            Kind::Pod,
+            vec![
+                pod("c", "q", "Pending"),
+                pod("b", "x", "Running"),
+                pod("c", "q", "Running"),
+            ],
+        ));
+        assert_eq!(names(&s.state()), ["b/x:Running", "c/q:Running"]);
     }
 }
