@@ -215,11 +215,15 @@ PANE_SOURCE = {"Hosts": "ssh", "Nodes": "kubernetes", "Longhorn": "kubernetes", 
                "Metrics": "mimir", "Logs": "loki"}
 
 
-def missing_panes(screen, without=()):
-    """The panes that do not show their data yet (those of sources turned off left out)."""
-    out = [p for p, pats in PANES.items()
-           if PANE_SOURCE.get(p) not in without and not all(re.search(x, screen) for x in pats)]
-    if "ssh" not in without and NO_FACTS.search(screen) and "Hosts" not in out:
+def watched_panes(without=()):
+    """The panes to wait for: those of the sources left on."""
+    return [p for p in PANES if PANE_SOURCE.get(p) not in without]
+
+
+def missing_panes(screen, watched):
+    """The panes of `watched` that do not show their data yet."""
+    out = [p for p in watched if not all(re.search(x, screen) for x in PANES[p])]
+    if "Hosts" in watched and NO_FACTS.search(screen) and "Hosts" not in out:
         out.append("Hosts")
     return out
 
@@ -276,7 +280,8 @@ def dashboard(a, d, config, i, offline=False, frame_only=False, without=()):
         if pid is None:
             sys.exit("the dashboard did not start")
         # All panes: the screen read until every pane shows its data (no key pressed).
-        pending = [] if offline else [p for p in PANES if PANE_SOURCE.get(p) not in without]
+        watched = watched_panes(without)
+        pending = [] if offline else watched
         while offline and FRAME is None and time.monotonic() - t0 < 10:
             read_log(log)
             time.sleep(0.01)
@@ -286,9 +291,9 @@ def dashboard(a, d, config, i, offline=False, frame_only=False, without=()):
         while pending and time.monotonic() < deadline:
             screen = tmux(sock, "capture-pane", "-p", "-t", "b")
             now = time.monotonic() - STARTED
-            pending = missing_panes(screen, without)
-            for p in PANES:
-                if p not in pending and PANE_SOURCE.get(p) not in without:
+            pending = missing_panes(screen, watched)
+            for p in watched:
+                if p not in pending:
                     arrived.setdefault(p, now)
             if pending:
                 time.sleep(0.02)
